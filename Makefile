@@ -1,0 +1,38 @@
+# jobrun is built with cgo and the seccomp tag everywhere: the binary, vet,
+# staticcheck and tests, so what is checked is what ships.
+GO      ?= go
+TAGS    ?= seccomp
+BIN     ?= bin/jobrun
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+export CGO_ENABLED := 1
+
+.PHONY: build test demo fuzz bench lint deps clean
+
+build:
+	$(GO) build -tags '$(TAGS)' -ldflags '-X main.version=$(VERSION)' -o $(BIN) ./cmd/jobrun
+
+## test: install what is missing, start the services, lint and run every test.
+test:
+	TAGS='$(TAGS)' scripts/test.sh
+
+## demo: build jobrun and run a real example job.
+demo: build
+	scripts/demo.sh
+
+## fuzz: fuzz the job-file parser for 60 s.
+fuzz:
+	$(GO) test -tags '$(TAGS)' -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 60s ./jobs
+
+## bench: compare jobrun with its peers on this machine (see bench/README.md).
+bench: build
+	bench/run.sh
+
+lint:
+	$(GO) vet -tags '$(TAGS)' ./...
+	staticcheck -tags '$(TAGS)' ./...
+
+deps:
+	scripts/deps.sh
+
+clean:
+	rm -rf bin

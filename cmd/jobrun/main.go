@@ -1,0 +1,46 @@
+// Command jobrun is the CI job executor: `jobrun local` runs a workflow on
+// this machine, `jobrun validate` checks a job file, `jobrun image` manages
+// the image store.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	// Nothing may run before this: libcontainer re-executes this binary as
+	// "jobrun init" inside the new namespaces.
+	reexecInit()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:]))
+}
+
+// run executes the command line and maps errors to exit codes: 0 success, 1
+// a job failed or input was invalid, 2 a usage error.
+func run(ctx context.Context, args []string) int {
+	cmd := newRootCmd()
+	cmd.SetArgs(args)
+	err := cmd.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.msg != "" {
+			fmt.Fprintln(os.Stderr, "jobrun:", ee.msg)
+		}
+		return ee.code
+	}
+	fmt.Fprintln(os.Stderr, "jobrun:", err)
+	if isUsageError(err) {
+		return 2
+	}
+	return 1
+}

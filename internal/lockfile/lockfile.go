@@ -1,0 +1,96 @@
+// Package lockfile guards what a live job holds (a snapshot, a cache volume,
+// a container's state) with flock(2) locks, so that several jobrun processes
+// can share one state directory and start-up clean-up removes only what no
+// live process holds. The kernel drops a flock when its holder dies, so a
+// killed process never leaves a lock behind.
+package lockfile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Lock is a held exclusive lock on a file.
+type Lock struct {
+	f *os.File
+}
+
+// ErrLocked reports that another holder has the lock.
+var ErrLocked = errors.New("locked by another process")
+
+func open(path string) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// TryAcquire takes the lock at path without waiting. It returns ErrLocked
+// if another holder (in this process or another) has it.
+func TryAcquire(path string) (*Lock, error) {
+	f, err := open(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("lock %s: %w", path, ErrLocked)
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return &Lock{f: f}, nil
+}
+
+// Acquire waits for the lock at path until ctx is done. Waiting polls, so
+// that cancellation is prompt without a goroutine stuck in flock(2).
+func Acquire(ctx context.Context, path string) (*Lock, error) {
+	delay := time.Millisecond
+	for {
+		l, err := TryAcquire(path)
+		if !errors.Is(err, ErrLocked) {
+			return l, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("lock %s: %w", path, ctx.Err())
+		case <-time.After(delay):
+		}
+		if delay < 100*time.Millisecond {
+			delay *= 2
+		}
+	}
+}
+
+// Held reports whether some live holder has the lock at path. A missing
+// lock file is not held.
+func Held(path string) bool {
+	l, err := TryAcquire(path)
+	if err != nil {
+		return errors.Is(err, ErrLocked)
+	}
+	l.Release()
+	return false
+}
+
+// Release drops the lock. The lock file stays, so a waiter never races a
+// holder that is unlinking it; whoever removes the guarded entry removes the
+// lock file with it, while still holding the lock.
+func (l *Lock) Release() error {
+	if l == nil || l.f == nil {
+		return nil
+	}
+	err := l.f.Close()
+	l.f = nil
+	return err
+}

@@ -1,0 +1,69 @@
+package lockfile
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestExclusiveInProcess(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "a", "lock")
+	if Held(p) {
+		t.Fatal("fresh lock reported held")
+	}
+	l, err := TryAcquire(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !Held(p) {
+		t.Fatal("held lock reported free")
+	}
+	if _, err := TryAcquire(p); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second TryAcquire: %v, want ErrLocked", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := Acquire(ctx, p); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Acquire on held lock: %v, want deadline", err)
+	}
+	go func() { time.Sleep(20 * time.Millisecond); l.Release() }()
+	l2, err := Acquire(context.Background(), p)
+	if err != nil {
+		t.Fatalf("Acquire after release: %v", err)
+	}
+	l2.Release()
+}
+
+// TestHeldByOtherProcess checks that a lock taken by another process counts,
+// and that the kernel frees it when that process dies.
+func TestHeldByOtherProcess(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "lock")
+	cmd := exec.Command("flock", p, "sleep", "30")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Skipf("needs flock(1) from util-linux: %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !Held(p) {
+		if time.Now().After(deadline) {
+			t.Fatal("lock taken by flock(1) never seen as held")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // flock and its sleep, which shares the fd
+	cmd.Wait()
+	// The sleep is reaped by init, not us: give the kernel a moment.
+	for deadline = time.Now().Add(5 * time.Second); Held(p); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("lock still held after its holder was killed")
+		}
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatal(err)
+	}
+}
