@@ -7,6 +7,7 @@ package deps
 
 import (
 	_ "github.com/agext/levenshtein"
+	_ "github.com/bmatcuk/doublestar/v4"
 	_ "github.com/go-git/go-git/v5"
 	_ "github.com/google/go-containerregistry/pkg/registry"
 	_ "github.com/google/go-containerregistry/pkg/v1/remote"
