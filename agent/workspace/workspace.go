@@ -1,0 +1,199 @@
+// Package workspace prepares a job's source tree on the host, to be mounted
+// at /workspace in the job's container: a copy-on-write view of a local
+// directory (the user's files are never modified by the job), or a clean
+// export of a commit.
+//
+// Each workspace lives in its own directory under a base directory (one per
+// state dir) and holds a file lock while in use, so Cleanup after a crash
+// removes only what no live process holds.
+package workspace
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/jobrun/jobrun/git"
+	"github.com/jobrun/jobrun/internal/lockfile"
+)
+
+// Workspace is a job's source tree on the host.
+type Workspace struct {
+	dir     string // base/<name>
+	path    string // what the job sees
+	mounted bool
+	lock    *lockfile.Lock
+}
+
+// Path is the directory to mount at /workspace.
+func (w *Workspace) Path() string { return w.path }
+
+// Overlay makes a copy-on-write view of src named name under base: the job
+// sees src's files, and what it writes lands in a private upper directory
+// that Remove discards. Where overlayfs cannot stack on src, it falls back
+// to a copy.
+func Overlay(ctx context.Context, base, name, src string) (*Workspace, error) {
+	w, err := create(base, name)
+	if err != nil {
+		return nil, err
+	}
+	merged := filepath.Join(w.dir, "merged")
+	for _, d := range []string{"upper", "work", "merged"} {
+		if err := os.Mkdir(filepath.Join(w.dir, d), 0o755); err != nil {
+			return nil, w.fail(err)
+		}
+	}
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s",
+		escape(src), filepath.Join(w.dir, "upper"), filepath.Join(w.dir, "work"))
+	err = unix.Mount("overlay", merged, "overlay", 0, opts)
+	switch {
+	case err == nil:
+		w.mounted = true
+	case errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENODEV):
+		// src on overlayfs or another filesystem overlay cannot stack on.
+		if err := copyTree(ctx, src, merged); err != nil {
+			return nil, w.fail(fmt.Errorf("copy %s: %w", src, err))
+		}
+	default:
+		return nil, w.fail(fmt.Errorf("mount overlay of %s: %w", src, err))
+	}
+	w.path = merged
+	return w, nil
+}
+
+// Checkout exports rev of the repository containing repoDir under base:
+// only committed files, no history.
+func Checkout(ctx context.Context, base, name, repoDir, rev string) (*Workspace, string, error) {
+	w, err := create(base, name)
+	if err != nil {
+		return nil, "", err
+	}
+	tree := filepath.Join(w.dir, "tree")
+	if err := os.Mkdir(tree, 0o755); err != nil {
+		return nil, "", w.fail(err)
+	}
+	commit, err := git.Export(ctx, repoDir, rev, tree)
+	if err != nil {
+		return nil, "", w.fail(err)
+	}
+	w.path = tree
+	return w, commit, nil
+}
+
+// Chown gives the workspace's top directory to uid:gid, so an image with a
+// non-root USER can create files in it. Files below keep their owners:
+// changing them all would copy every file up through the overlay.
+func (w *Workspace) Chown(uid, gid int) error {
+	return os.Lchown(w.path, uid, gid)
+}
+
+func create(base, name string) (*Workspace, error) {
+	if name == "" || strings.ContainsAny(name, "/\x00") || name == "." || name == ".." {
+		return nil, fmt.Errorf("workspace name %q: must be a plain file name", name)
+	}
+	dir := filepath.Join(base, name)
+	lock, err := lockfile.TryAcquire(dir + ".lock")
+	if err != nil {
+		return nil, fmt.Errorf("workspace %s: %w", name, err)
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		lock.Release()
+		return nil, fmt.Errorf("workspace %s: %w", name, err)
+	}
+	return &Workspace{dir: dir, lock: lock}, nil
+}
+
+func (w *Workspace) fail(err error) error {
+	if rerr := w.Remove(); rerr != nil {
+		return errors.Join(err, rerr)
+	}
+	return err
+}
+
+// Remove unmounts the workspace and deletes everything it wrote. The source
+// directory of an overlay is untouched.
+func (w *Workspace) Remove() error {
+	if w.lock == nil {
+		return nil
+	}
+	if w.mounted {
+		if err := unmount(filepath.Join(w.dir, "merged")); err != nil {
+			return fmt.Errorf("remove workspace %s: %w", w.dir, err)
+		}
+		w.mounted = false
+	}
+	if err := os.RemoveAll(w.dir); err != nil {
+		return fmt.Errorf("remove workspace %s: %w", w.dir, err)
+	}
+	os.Remove(w.dir + ".lock")
+	err := w.lock.Release()
+	w.lock = nil
+	return err
+}
+
+// Cleanup removes workspaces under base that no live process holds: what a
+// killed jobrun left behind.
+func Cleanup(ctx context.Context, base string) error {
+	ents, err := os.ReadDir(base)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("workspace cleanup: %w", err)
+	}
+	var errs []error
+	for _, e := range ents {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if !e.IsDir() {
+			continue
+		}
+		dir := filepath.Join(base, e.Name())
+		lock, err := lockfile.TryAcquire(dir + ".lock")
+		if err != nil {
+			continue // live, or not ours to judge
+		}
+		w := &Workspace{dir: dir, lock: lock, mounted: isMounted(filepath.Join(dir, "merged"))}
+		if err := w.Remove(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func unmount(p string) error {
+	for i := 0; ; i++ {
+		err := unix.Unmount(p, 0)
+		if err == nil || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		if !errors.Is(err, unix.EBUSY) || i == 50 {
+			// Still busy after a second: detach so nothing stays mounted.
+			if derr := unix.Unmount(p, unix.MNT_DETACH); derr != nil {
+				return fmt.Errorf("unmount %s: %w", p, err)
+			}
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func isMounted(p string) bool {
+	var st, parent unix.Stat_t
+	if unix.Lstat(p, &st) != nil || unix.Lstat(filepath.Dir(p), &parent) != nil {
+		return false
+	}
+	return st.Dev != parent.Dev
+}
+
+// escape protects the characters overlayfs's option parser treats specially.
+func escape(p string) string {
+	return strings.NewReplacer(`\`, `\\`, `,`, `\,`, `:`, `\:`).Replace(p)
+}
