@@ -1,0 +1,27 @@
+package sandbox
+
+import (
+	"os"
+
+	"github.com/opencontainers/runc/libcontainer"
+	// The cgo constructor that sets up namespaces (nsexec) before the Go
+	// runtime starts in the re-executed "init" process.
+	_ "github.com/opencontainers/runc/libcontainer/nsenter"
+)
+
+// Init is the container-side half of the runtime. libcontainer starts every
+// container by re-executing the current binary as "<argv0> init"; Init
+// turns such a process into the container's setup process and never
+// returns. In any other process it returns at once.
+//
+// Call it first thing in main, and in TestMain of every test binary that
+// starts containers, before anything else runs (flag parsing, logging,
+// goroutines): the process is single-threaded and inside the new
+// namespaces at that point. A program that calls Init must not have a
+// command named "init".
+func Init() {
+	if len(os.Args) < 2 || os.Args[1] != "init" {
+		return
+	}
+	libcontainer.Init()
+}
