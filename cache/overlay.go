@@ -1,0 +1,122 @@
+package cache
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jobrun/jobrun/internal/lockfile"
+	"golang.org/x/sys/unix"
+)
+
+// overlay is a private, copy-on-write view of a volume: the shared data
+// directory is the read-only lower layer, and the job's writes go to a
+// fresh upper directory that is removed with the mount.
+type overlay struct {
+	dir     string // private/N
+	lockDir string // private/N.lock
+	lock    *lockfile.Lock
+	merged  string
+}
+
+// mountPrivate mounts an overlay of volume id's data. The owner lock is
+// taken before the directory exists, so Cleanup never mistakes a private
+// overlay being set up for one left by a dead process.
+func (m *Manager) mountPrivate(id string) (*overlay, error) {
+	n := id + "-" + nonce()
+	o := &overlay{
+		dir:     filepath.Join(m.dir, "private", n),
+		lockDir: filepath.Join(m.dir, "private", n+".lock"),
+	}
+	var err error
+	if o.lock, err = lockfile.TryAcquire(o.lockDir); err != nil {
+		return nil, err
+	}
+	upper, work := filepath.Join(o.dir, "upper"), filepath.Join(o.dir, "work")
+	o.merged = filepath.Join(o.dir, "merged")
+	for _, d := range []string{upper, work, o.merged} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, errors.Join(fmt.Errorf("private overlay: %w", err), o.remove())
+		}
+	}
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", escapeOpt(m.dataDir(id)), escapeOpt(upper), escapeOpt(work))
+	if err := unix.Mount("overlay", o.merged, "overlay", unix.MS_NODEV|unix.MS_NOSUID, opts); err != nil {
+		return nil, errors.Join(fmt.Errorf("mount private overlay on %s: %w", o.merged, err), o.remove())
+	}
+	return o, nil
+}
+
+// escapeOpt escapes the characters overlayfs treats as separators in its
+// mount options.
+func escapeOpt(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `,`, `\,`, `:`, `\:`).Replace(s)
+}
+
+// remove unmounts the overlay and deletes its directories and lock.
+func (o *overlay) remove() error {
+	err := unmount(o.merged)
+	if err == nil {
+		err = os.RemoveAll(o.dir)
+	}
+	return errors.Join(err, removeLock(o.lock, o.lockDir))
+}
+
+// unmount detaches whatever is mounted on dir, if anything.
+func unmount(dir string) error {
+	for {
+		err := unix.Unmount(dir, 0)
+		switch {
+		case err == nil:
+			continue // stacked mounts: take the next one off too
+		case errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOENT):
+			return nil // not a mount point (any more)
+		case errors.Is(err, unix.EBUSY):
+			// Something still has a file open in it: detach now, the
+			// kernel frees it when the last user goes.
+			if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+				return fmt.Errorf("unmount %s: %w", dir, err)
+			}
+		default:
+			return fmt.Errorf("unmount %s: %w", dir, err)
+		}
+	}
+}
+
+// cleanupPrivate removes the private overlays whose owner is gone. A lock
+// file without a directory is left for a minute: its owner may be between
+// taking the lock and making the directory.
+func (m *Manager) cleanupPrivate() error {
+	pdir := filepath.Join(m.dir, "private")
+	ents, err := os.ReadDir(pdir)
+	if err != nil {
+		return fmt.Errorf("cache cleanup: %w", err)
+	}
+	var errs []error
+	for _, e := range ents {
+		name := e.Name()
+		if strings.HasSuffix(name, ".lock") {
+			if _, err := os.Lstat(filepath.Join(pdir, strings.TrimSuffix(name, ".lock"))); err == nil {
+				continue // handled with its directory
+			}
+			if info, err := e.Info(); err != nil || time.Since(info.ModTime()) < time.Minute {
+				continue
+			}
+		}
+		lockPath := filepath.Join(pdir, strings.TrimSuffix(name, ".lock")+".lock")
+		l, err := lockfile.TryAcquire(lockPath)
+		if err != nil {
+			if !errors.Is(err, lockfile.ErrLocked) {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		o := &overlay{dir: filepath.Join(pdir, strings.TrimSuffix(name, ".lock")), lockDir: lockPath, lock: l}
+		o.merged = filepath.Join(o.dir, "merged")
+		m.log.Info("removing private cache overlay left by a dead process", "dir", o.dir)
+		errs = append(errs, o.remove())
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,209 @@
+package cache
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"strings"
+	"syscall"
+)
+
+// archive writes the tree at src as a tar stream: directories, regular
+// files and symlinks (as links, never followed). Files are opened through
+// an os.Root with O_NOFOLLOW, so a job swapping a file for a symlink while
+// the archive is written cannot make it read outside the volume.
+func archive(ctx context.Context, src string, w io.Writer) error {
+	root, err := os.OpenRoot(src)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	tw := tar.NewWriter(w)
+	err = fs.WalkDir(root.FS(), ".", func(name string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if name == "." {
+			return nil
+		}
+		return archiveEntry(root, tw, name, d)
+	})
+	if err != nil {
+		return fmt.Errorf("archive %s: %w", src, err)
+	}
+	return tw.Close()
+}
+
+func archiveEntry(root *os.Root, tw *tar.Writer, name string, d fs.DirEntry) error {
+	fi, err := d.Info()
+	if err != nil {
+		return err
+	}
+	switch {
+	case fi.IsDir():
+		return tw.WriteHeader(header(fi, tar.TypeDir, name+"/", ""))
+	case fi.Mode()&fs.ModeSymlink != 0:
+		target, err := root.Readlink(name)
+		if err != nil {
+			return err
+		}
+		return tw.WriteHeader(header(fi, tar.TypeSymlink, name, target))
+	case fi.Mode().IsRegular():
+		f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		if !fi.Mode().IsRegular() {
+			return nil // replaced while we walked
+		}
+		if err := tw.WriteHeader(header(fi, tar.TypeReg, name, "")); err != nil {
+			return err
+		}
+		if _, err := io.CopyN(tw, f, fi.Size()); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		return nil
+	}
+	return nil // sockets, fifos and devices have no place in a cache
+}
+
+func header(fi fs.FileInfo, typ byte, name, link string) *tar.Header {
+	h := &tar.Header{
+		Typeflag: typ, Name: name, Linkname: link,
+		Mode: int64(unixMode(fi.Mode())), ModTime: fi.ModTime(),
+		Format: tar.FormatPAX,
+	}
+	if typ == tar.TypeReg {
+		h.Size = fi.Size()
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		h.Uid, h.Gid = int(st.Uid), int(st.Gid)
+	}
+	return h
+}
+
+// unixMode converts permission and special bits to their Unix values.
+func unixMode(m fs.FileMode) uint32 {
+	u := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		u |= syscall.S_ISUID
+	}
+	if m&fs.ModeSetgid != 0 {
+		u |= syscall.S_ISGID
+	}
+	if m&fs.ModeSticky != 0 {
+		u |= syscall.S_ISVTX
+	}
+	return u
+}
+
+// extract unpacks a tar stream into dst, which must be empty. Every write
+// goes through an os.Root, which refuses names and symlinks that lead out
+// of dst; names with ".." or a leading slash are refused up front with a
+// clear error. It returns the number of entries written.
+func extract(ctx context.Context, r io.Reader, dst string) (int, error) {
+	root, err := os.OpenRoot(dst)
+	if err != nil {
+		return 0, err
+	}
+	defer root.Close()
+	tr := tar.NewReader(r)
+	n := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+		name, err := entryName(h.Name)
+		if err != nil {
+			return n, err
+		}
+		if name == "." {
+			continue
+		}
+		if err := extractEntry(root, tr, h, name); err != nil {
+			return n, fmt.Errorf("extract %s: %w", h.Name, err)
+		}
+		n++
+	}
+}
+
+func entryName(name string) (string, error) {
+	if strings.HasPrefix(name, "/") {
+		return "", fmt.Errorf("archive entry %q: absolute path", name)
+	}
+	for _, part := range strings.Split(name, "/") {
+		if part == ".." {
+			return "", fmt.Errorf("archive entry %q: has a parent (..) component", name)
+		}
+	}
+	return path.Clean(name), nil
+}
+
+func extractEntry(root *os.Root, tr *tar.Reader, h *tar.Header, name string) error {
+	mode := fs.FileMode(h.Mode).Perm()
+	if dir := path.Dir(name); dir != "." {
+		if err := root.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+	}
+	switch h.Typeflag {
+	case tar.TypeDir:
+		if err := root.MkdirAll(name, mode); err != nil {
+			return err
+		}
+		return chown(root, name, h)
+	case tar.TypeSymlink:
+		if err := root.Symlink(h.Linkname, name); err != nil {
+			return err
+		}
+		return chown(root, name, h)
+	case tar.TypeReg:
+		f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, mode)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(f, tr)
+		if err == nil {
+			err = f.Chmod(fs.FileMode(h.Mode) & (fs.ModePerm))
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+		if err := chown(root, name, h); err != nil {
+			return err
+		}
+		return root.Chtimes(name, h.ModTime, h.ModTime)
+	}
+	return nil // other types are never written by archive
+}
+
+// chown keeps owners when running as root; elsewhere files belong to us.
+func chown(root *os.Root, name string, h *tar.Header) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	return root.Lchown(name, h.Uid, h.Gid)
+}

@@ -1,0 +1,251 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/jobrun/jobrun/internal/lockfile"
+)
+
+// Volume is one job's use of a cache volume, from Acquire to Release.
+type Volume struct {
+	m       *Manager
+	id      string
+	req     Request
+	mode    Sharing
+	path    string
+	hit     bool
+	user    *lockfile.Lock
+	userLck string
+	excl    *lockfile.Lock
+	priv    *overlay
+	done    bool
+}
+
+// Path is the host directory to mount into the job.
+func (v *Volume) Path() string { return v.path }
+
+// Hit reports whether the volume already had content (locally or restored
+// from the remote) when it was acquired.
+func (v *Volume) Hit() bool { return v.hit }
+
+// ID is the volume's on-disk name (see VolumeID).
+func (v *Volume) ID() string { return v.id }
+
+// Sharing is the mode in effect, which is Private for untrusted requests.
+func (v *Volume) Sharing() Sharing { return v.mode }
+
+// Acquire prepares the volume req names and registers this job as a user,
+// so that no eviction removes it until Release. A Locked volume waits here
+// while another job holds it; ctx bounds the wait.
+func (m *Manager) Acquire(ctx context.Context, req Request) (*Volume, error) {
+	if err := req.validate(); err != nil {
+		return nil, err
+	}
+	mode, err := ParseSharing(string(req.Sharing))
+	if err != nil {
+		return nil, fmt.Errorf("cache %q: %w", req.Name, err)
+	}
+	if req.Untrusted {
+		mode = Private
+	}
+	v := &Volume{m: m, id: VolumeID(req.Repo, req.Name, req.Key), req: req, mode: mode}
+	if err := m.withGuard(ctx, v.id, func() error { return m.register(ctx, v) }); err != nil {
+		return nil, err
+	}
+	v.path = m.dataDir(v.id)
+	var setupErr error
+	switch mode {
+	case Locked:
+		setupErr = v.lockExclusive(ctx)
+	case Private:
+		v.priv, setupErr = m.mountPrivate(v.id)
+		if setupErr == nil {
+			v.path = v.priv.merged
+		}
+	}
+	if setupErr != nil {
+		return nil, errors.Join(fmt.Errorf("cache %q: %w", req.Name, setupErr), v.unregister(context.WithoutCancel(ctx), nil))
+	}
+	return v, nil
+}
+
+// register runs under the guard: it creates (or restores) the volume if it
+// is missing and takes a user lock on it.
+func (m *Manager) register(ctx context.Context, v *Volume) error {
+	md, err := m.readMeta(v.id)
+	_, statErr := os.Stat(m.dataDir(v.id))
+	if err != nil || statErr != nil {
+		md, err = m.create(ctx, v.id, v.req)
+		if err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(m.usersDir(v.id), 0o700); err != nil {
+		return fmt.Errorf("cache %s: %w", v.id, err)
+	}
+	v.userLck = filepath.Join(m.usersDir(v.id), nonce()+".lock")
+	if v.user, err = lockfile.TryAcquire(v.userLck); err != nil {
+		return err
+	}
+	md.LastUsed = time.Now()
+	md.Uses++
+	if err := m.writeMeta(v.id, md); err != nil {
+		return errors.Join(err, removeLock(v.user, v.userLck))
+	}
+	// An empty volume is no warmer than a missing one; a restored one is.
+	v.hit = !isEmptyDir(m.dataDir(v.id))
+	return nil
+}
+
+// create makes volume id, filling it from the remote when it has a copy.
+// A restore interrupted by a crash leaves data.partial, never data.
+func (m *Manager) create(ctx context.Context, id string, req Request) (meta, error) {
+	md := meta{Repo: req.Repo, Name: req.Name, Key: req.Key, Created: time.Now()}
+	partial := filepath.Join(m.volDir(id), "data.partial")
+	if err := os.RemoveAll(partial); err != nil {
+		return md, fmt.Errorf("cache %s: %w", id, err)
+	}
+	if err := os.MkdirAll(partial, 0o755); err != nil {
+		return md, fmt.Errorf("cache %s: %w", id, err)
+	}
+	if m.remote != nil {
+		ok, err := m.remote.restore(ctx, id, partial)
+		switch {
+		case err != nil:
+			// The remote only saves time: a failed restore means a cold
+			// cache, not a failed job.
+			m.log.Warn("cache restore failed; starting empty", "cache", req.Name, "id", id, "error", err)
+			if err := resetDir(partial); err != nil {
+				return md, fmt.Errorf("cache %s: %w", id, err)
+			}
+		case ok:
+			u, err := measure(partial)
+			if err != nil {
+				return md, err
+			}
+			md.Size, md.Digest, md.RemoteDigest = u.size, u.digest, u.digest
+		}
+	}
+	if err := os.Rename(partial, m.dataDir(id)); err != nil {
+		return md, fmt.Errorf("cache %s: %w", id, err)
+	}
+	return md, nil
+}
+
+func resetDir(dir string) error {
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	return os.MkdirAll(dir, 0o755)
+}
+
+func isEmptyDir(dir string) bool {
+	f, err := os.Open(dir)
+	if err != nil {
+		return true
+	}
+	defer f.Close()
+	names, _ := f.Readdirnames(1)
+	return len(names) == 0
+}
+
+func (v *Volume) lockExclusive(ctx context.Context) error {
+	path := filepath.Join(v.m.volDir(v.id), "exclusive.lock")
+	l, err := lockfile.TryAcquire(path)
+	if errors.Is(err, lockfile.ErrLocked) {
+		if v.req.Wait != nil {
+			v.req.Wait(fmt.Sprintf("cache %q is locked by another job; waiting", v.req.Name))
+		}
+		l, err = lockfile.Acquire(ctx, path)
+	}
+	if err != nil {
+		return err
+	}
+	v.excl = l
+	return nil
+}
+
+// Release ends this job's use of the volume. ok says the job succeeded: a
+// shared or locked volume of an Upload request is then saved to the remote
+// if its content changed. A private overlay is unmounted and removed. The
+// volume is always released; an error reports what could not be done
+// (an upload, the metadata, the overlay teardown).
+func (v *Volume) Release(ctx context.Context, ok bool) error {
+	if v.done {
+		return fmt.Errorf("cache %q: released twice", v.req.Name)
+	}
+	v.done = true
+	var errs []error
+	var u *usage
+	if v.priv != nil {
+		errs = append(errs, v.priv.remove())
+	} else {
+		got, err := measure(v.m.dataDir(v.id))
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			u = &got
+		}
+	}
+	var remoteDigest string
+	if u != nil && ok && v.req.Upload && v.m.remote != nil {
+		d, err := v.m.save(ctx, v.id, *u)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("cache %q: save to remote: %w", v.req.Name, err))
+		}
+		remoteDigest = d
+	}
+	if v.excl != nil {
+		errs = append(errs, v.excl.Release())
+	}
+	errs = append(errs, v.unregister(ctx, func(md *meta) {
+		if u != nil {
+			md.Size, md.Digest = u.size, u.digest
+		}
+		if remoteDigest != "" {
+			md.RemoteDigest = remoteDigest
+		}
+	}))
+	if v.m.budget > 0 {
+		if _, err := v.m.Prune(ctx, v.m.budget); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// unregister records the use in the metadata and drops the user lock.
+func (v *Volume) unregister(ctx context.Context, update func(*meta)) error {
+	return v.m.withGuard(context.WithoutCancel(ctx), v.id, func() error {
+		var err error
+		if md, rerr := v.m.readMeta(v.id); rerr != nil {
+			err = rerr
+		} else {
+			md.LastUsed = time.Now()
+			if update != nil {
+				update(&md)
+			}
+			err = v.m.writeMeta(v.id, md)
+		}
+		return errors.Join(err, removeLock(v.user, v.userLck))
+	})
+}
+
+// save uploads the volume if the remote does not hold this content yet,
+// and returns the digest the remote now holds.
+func (m *Manager) save(ctx context.Context, id string, u usage) (string, error) {
+	md, err := m.readMeta(id)
+	if err != nil {
+		return "", err
+	}
+	if md.RemoteDigest == u.digest {
+		m.log.Debug("cache unchanged; not uploading", "id", id)
+		return u.digest, nil
+	}
+	return u.digest, m.remote.upload(ctx, id, m.dataDir(id), u.digest)
+}
