@@ -119,7 +119,7 @@ func (m *Manager) create(ctx context.Context, id string, req Request) (meta, err
 		case err != nil:
 			// The remote only saves time: a failed restore means a cold
 			// cache, not a failed job.
-			m.log.Warn("cache restore failed; starting empty", "cache", req.Name, "id", id, "error", err)
+			m.log.Warn("cache restore failed; starting empty", "cache", req.Name, "id", id, "remote", m.remote.cfg.Endpoint, "error", err)
 			if err := resetDir(partial); err != nil {
 				return md, fmt.Errorf("cache %s: %w", id, err)
 			}
@@ -196,7 +196,7 @@ func (v *Volume) Release(ctx context.Context, ok bool) error {
 	if u != nil && ok && v.req.Upload && v.m.remote != nil {
 		d, err := v.m.save(ctx, v.id, *u)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("cache %q: save to remote: %w", v.req.Name, err))
+			errs = append(errs, fmt.Errorf("cache %q: save to remote %s: %w", v.req.Name, v.m.remote.cfg.Endpoint, err))
 		}
 		remoteDigest = d
 	}
