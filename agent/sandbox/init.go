@@ -2,12 +2,24 @@ package sandbox
 
 import (
 	"os"
+	"runtime"
 
 	"github.com/opencontainers/runc/libcontainer"
 	// The cgo constructor that sets up namespaces (nsexec) before the Go
 	// runtime starts in the re-executed "init" process.
 	_ "github.com/opencontainers/runc/libcontainer/nsenter"
 )
+
+// init keeps the main goroutine on the main thread for good (locking in an
+// init function does that, see runtime.LockOSThread). libcontainer joins a
+// locked goroutine's thread to a container's mount namespace to open mount
+// sources and lets the thread die with the goroutine; but the main thread
+// cannot die, and Go parks it instead, so if that goroutine had landed on
+// the main thread the whole process would report, and pin, the container's
+// mount namespace from then on. With the main thread taken, it cannot.
+func init() {
+	runtime.LockOSThread()
+}
 
 // Init is the container-side half of the runtime. libcontainer starts every
 // container by re-executing the current binary as "<argv0> init"; Init

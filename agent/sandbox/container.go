@@ -1,0 +1,483 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/jobrun/jobrun/internal/lockfile"
+	"github.com/opencontainers/cgroups"
+	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/configs"
+	"golang.org/x/sys/unix"
+)
+
+// Container is a running job container: an init that reaps orphans, and
+// the steps Exec runs beside it. Its methods may be called concurrently.
+type Container struct {
+	rt      *Runtime
+	spec    Spec
+	files   string
+	lock    *lockfile.Lock
+	user    User
+	bash    bool
+	lc      *libcontainer.Container
+	init    *libcontainer.Process
+	initPid int
+	cg      cgroups.Manager
+
+	mu        sync.Mutex
+	pidsPeak  int64
+	outputs   []*copier
+	destroyed bool
+}
+
+// Process is one step to run in the container.
+type Process struct {
+	// Args is the command and its arguments; see Shell.
+	Args []string
+	// Env overrides the container's environment key by key.
+	Env []string
+	// Cwd defaults to the Spec's.
+	Cwd string
+	// User ("uid[:gid]" or "name[:group]") defaults to the Spec's.
+	User string
+	// Stdout and Stderr receive the output as it comes, in chunks as the
+	// process writes them (no line framing, no timestamps: the caller's
+	// writers add those). Each is written from one goroutine at a time.
+	// If both are the same (comparable) writer, the process gets one pipe
+	// for both, so their interleaving is exact; otherwise order holds
+	// within each stream only. Nil discards. Writers are not used after
+	// Exec returns: output of background processes that outlive the step
+	// by more than half a second is dropped.
+	Stdout, Stderr io.Writer
+	// Timeout, if set, stops the step (and every process of the container
+	// but init) after this long; Exit reports "timed out after ...".
+	Timeout time.Duration
+}
+
+// Usage is a container's resource use so far, read through libcontainer's
+// cgroup manager (cgroup v1 or v2).
+type Usage struct {
+	// CPU is the CPU time used by all its processes.
+	CPU time.Duration
+	// MemoryPeak is the highest memory use in bytes.
+	MemoryPeak int64
+	// PidsPeak is the highest number of processes (and threads) seen,
+	// sampled while steps run, or the limit if a fork hit it.
+	PidsPeak int64
+}
+
+// ID returns the container's id.
+func (c *Container) ID() string { return c.spec.ID }
+
+// Shell returns the command that runs script in the image's shell: bash
+// with -eo pipefail if the image has /bin/bash, else /bin/sh -c.
+func (c *Container) Shell(script string) []string {
+	if c.bash {
+		return []string{"/bin/bash", "-eo", "pipefail", "-c", script}
+	}
+	return []string{"/bin/sh", "-c", script}
+}
+
+// Exec runs p in the container and waits for it to end. When ctx is done
+// first, every process in the container except init gets SIGTERM, then
+// after the Spec's StopGrace SIGKILL (with the cgroup frozen, so nothing
+// forks away), and Exit says "timed out" or "cancelled". The error is for
+// failures to run p at all; how p ended is in Exit.
+func (c *Container) Exec(ctx context.Context, p Process) (*Exit, error) {
+	if len(p.Args) == 0 {
+		return nil, fmt.Errorf("exec in %s: no command", c.spec.ID)
+	}
+	if p.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, p.Timeout, Timeout(p.Timeout))
+		defer cancel()
+	}
+	if err := ctx.Err(); err != nil {
+		return c.stopped(ctx, &Exit{Code: -1}), nil
+	}
+	proc, err := c.process(p)
+	if err != nil {
+		return nil, err
+	}
+	oomBefore, _ := c.cg.OOMKillCount()
+	pidsBefore := c.pidsMaxEvents()
+
+	stdout, err := c.newCopier(p.Stdout)
+	if err != nil {
+		return nil, fmt.Errorf("exec in %s: %w", c.spec.ID, err)
+	}
+	outs := []*copier{stdout}
+	proc.Stdout, proc.Stderr = stdout.w, stdout.w
+	if !sameWriter(p.Stdout, p.Stderr) {
+		stderr, err := c.newCopier(p.Stderr)
+		if err != nil {
+			stdout.close()
+			return nil, fmt.Errorf("exec in %s: %w", c.spec.ID, err)
+		}
+		outs = append(outs, stderr)
+		proc.Stderr = stderr.w
+	}
+
+	begin := time.Now()
+	if err := c.lc.Run(proc); err != nil {
+		for _, o := range outs {
+			o.close()
+		}
+		return nil, fmt.Errorf("exec %q in %s: %w", p.Args[0], c.spec.ID, err)
+	}
+	for _, o := range outs {
+		o.start()
+	}
+
+	waited := make(chan *os.ProcessState, 1)
+	go func() {
+		st, _ := proc.Wait()
+		waited <- st
+	}()
+	sampleDone := make(chan struct{})
+	go c.samplePids(sampleDone)
+
+	var st *os.ProcessState
+	stopped := false
+	select {
+	case st = <-waited:
+	case <-ctx.Done():
+		stopped = true
+		if err := c.Kill(c.spec.StopGrace); err != nil {
+			c.rt.log.Warn("stop container processes", "id", c.spec.ID, "error", err)
+		}
+		st = <-waited
+	}
+	close(sampleDone)
+	for _, o := range outs {
+		o.finish()
+	}
+
+	exit := &Exit{Code: -1, Duration: time.Since(begin), MemoryLimit: c.spec.Resources.Memory, PidsMax: c.spec.Resources.Pids}
+	if st != nil {
+		if ws, ok := st.Sys().(syscall.WaitStatus); ok {
+			switch {
+			case ws.Exited():
+				exit.Code = ws.ExitStatus()
+			case ws.Signaled():
+				exit.Signal = ws.Signal()
+			}
+		}
+	}
+	failed := !exit.Success()
+	if n, err := c.cg.OOMKillCount(); err == nil && n > oomBefore && failed {
+		exit.OOMKilled = true
+	}
+	if c.pidsMaxEvents() > pidsBefore && failed {
+		exit.PidsLimit = true
+	}
+	if stopped {
+		c.stopped(ctx, exit)
+	}
+	return exit, nil
+}
+
+// sameWriter reports whether a and b are the same writer, in which case
+// the step gets one pipe for both streams and their order is kept exactly,
+// as with 2>&1. Writers of uncomparable types count as different.
+func sameWriter(a, b io.Writer) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	ta, tb := reflect.TypeOf(a), reflect.TypeOf(b)
+	return ta == tb && ta.Comparable() && a == b
+}
+
+// stopped marks exit as timed out or cancelled, by ctx's error.
+func (c *Container) stopped(ctx context.Context, exit *Exit) *Exit {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		exit.TimedOut = true
+		var t Timeout
+		if errors.As(context.Cause(ctx), &t) {
+			exit.Timeout = time.Duration(t)
+		}
+	} else {
+		exit.Cancelled = true
+	}
+	return exit
+}
+
+// process builds the libcontainer process for p.
+func (c *Container) process(p Process) (*libcontainer.Process, error) {
+	u := c.user
+	if p.User != "" {
+		var err error
+		if u, err = ResolveUser(c.spec.Rootfs, p.User); err != nil {
+			return nil, fmt.Errorf("exec in %s: %w", c.spec.ID, err)
+		}
+	}
+	cwd := p.Cwd
+	if cwd == "" {
+		cwd = c.spec.Cwd
+	}
+	if !filepath.IsAbs(cwd) {
+		return nil, fmt.Errorf("exec in %s: working directory %q is not absolute", c.spec.ID, cwd)
+	}
+	env, err := mergeEnv(c.spec.Env, p.Env)
+	if err != nil {
+		return nil, fmt.Errorf("exec in %s: %w", c.spec.ID, err)
+	}
+	env = setDefault(env, "PATH", defaultPath)
+	env = setDefault(env, "HOME", u.Home)
+	env = setDefault(env, "HOSTNAME", c.spec.Hostname)
+	proc := &libcontainer.Process{
+		Args:             p.Args,
+		Env:              env,
+		Cwd:              cwd,
+		UID:              u.UID,
+		GID:              u.GID,
+		AdditionalGroups: u.Groups,
+	}
+	if u.UID != 0 && !c.spec.Privileged {
+		// As Docker does: a non-root user keeps the bounding set (so a
+		// set-uid binary in the image still works as far as no_new_privs
+		// lets it) but holds no capability itself.
+		proc.Capabilities = &configs.Capabilities{Bounding: c.lc.Config().Capabilities.Bounding}
+	}
+	return proc, nil
+}
+
+func mergeEnv(base, over []string) ([]string, error) {
+	env := slices.Clone(base)
+	for _, kv := range over {
+		k, _, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("environment entry %q is not KEY=value", kv)
+		}
+		env = slices.DeleteFunc(env, func(e string) bool { return strings.HasPrefix(e, k+"=") })
+		env = append(env, kv)
+	}
+	return env, nil
+}
+
+func setDefault(env []string, key, value string) []string {
+	for _, e := range env {
+		if strings.HasPrefix(e, key+"=") {
+			return env
+		}
+	}
+	return append(env, key+"="+value)
+}
+
+// samplePids records the container's process count until done closes.
+// A fork bomb reaches the limit quickly, so sampling often matters less
+// than the pids.events counter, which Stats also consults.
+func (c *Container) samplePids(done <-chan struct{}) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if pids, err := c.cg.GetAllPids(); err == nil {
+			c.mu.Lock()
+			c.pidsPeak = max(c.pidsPeak, int64(len(pids)))
+			c.mu.Unlock()
+		}
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// pidsMaxEvents returns how often a fork failed on the pids limit
+// ("max" in pids.events, the same file in cgroup v1 and v2).
+func (c *Container) pidsMaxEvents() uint64 {
+	dir := c.cg.Path("pids")
+	if dir == "" {
+		return 0
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "pids.events"))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "max "); ok {
+			n, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// Stats returns the container's resource use so far.
+func (c *Container) Stats() (Usage, error) {
+	st, err := c.lc.Stats()
+	if err != nil {
+		return Usage{}, fmt.Errorf("stats of %s: %w", c.spec.ID, err)
+	}
+	cs := st.CgroupStats
+	u := Usage{
+		CPU:        time.Duration(cs.CpuStats.CpuUsage.TotalUsage),
+		MemoryPeak: int64(cs.MemoryStats.Usage.MaxUsage),
+	}
+	c.mu.Lock()
+	u.PidsPeak = max(c.pidsPeak, int64(cs.PidsStats.Current))
+	c.mu.Unlock()
+	if c.spec.Resources.Pids > 0 && c.pidsMaxEvents() > 0 {
+		u.PidsPeak = c.spec.Resources.Pids
+	}
+	return u, nil
+}
+
+// Kill stops every process in the container except its init: SIGTERM,
+// up to grace for them to exit, then SIGKILL with the cgroup frozen so
+// that nothing forks away between listing and killing. Processes that
+// left the step's process tree (setsid, double forks, daemons) are in
+// the cgroup all the same.
+func (c *Container) Kill(grace time.Duration) error {
+	return killCgroup(context.Background(), c.cg, grace, c.initPid)
+}
+
+// killCgroup signals every process in cg but those in keep: SIGTERM, then
+// after grace SIGKILL, each time with the cgroup frozen. It returns once
+// only the kept processes are left, or fails after a while.
+func killCgroup(ctx context.Context, cg cgroups.Manager, grace time.Duration, keep ...int) error {
+	if !cg.Exists() {
+		return nil
+	}
+	if grace > 0 {
+		if err := signalFrozen(cg, unix.SIGTERM, keep); err != nil {
+			return err
+		}
+		if waitOnly(ctx, cg, keep, grace) {
+			return nil
+		}
+	}
+	if err := signalFrozen(cg, unix.SIGKILL, keep); err != nil {
+		return err
+	}
+	if !waitOnly(ctx, cg, keep, 10*time.Second) {
+		pids, _ := cg.GetAllPids()
+		return fmt.Errorf("processes %v survived SIGKILL", pids)
+	}
+	return nil
+}
+
+// signalFrozen freezes cg, sends sig to every process in it but keep, and
+// thaws it. While frozen no process can fork or exit, so no pid is reused
+// between listing and signalling.
+func signalFrozen(cg cgroups.Manager, sig unix.Signal, keep []int) error {
+	if err := cg.Freeze(cgroups.Frozen); err != nil {
+		return fmt.Errorf("freeze: %w", err)
+	}
+	pids, err := cg.GetAllPids()
+	if err == nil {
+		for _, pid := range pids {
+			if !slices.Contains(keep, pid) {
+				if e := unix.Kill(pid, sig); e != nil && !errors.Is(e, unix.ESRCH) {
+					err = errors.Join(err, fmt.Errorf("signal %d: %w", pid, e))
+				}
+			}
+		}
+	}
+	if terr := cg.Freeze(cgroups.Thawed); terr != nil {
+		return errors.Join(err, fmt.Errorf("thaw: %w", terr))
+	}
+	return err
+}
+
+// waitOnly waits up to d for cg to hold only the processes in keep.
+func waitOnly(ctx context.Context, cg cgroups.Manager, keep []int, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
+		pids, err := cg.GetAllPids()
+		if err != nil && (errors.Is(err, os.ErrNotExist) || !cg.Exists()) {
+			return true
+		}
+		if !slices.ContainsFunc(pids, func(p int) bool { return !slices.Contains(keep, p) }) {
+			return true
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(delay)
+	}
+}
+
+// Destroy kills every process in the container and removes it: its
+// libcontainer state, its cgroup in every hierarchy, its mounts (they live
+// in its mount namespace, which dies with it) and its files. Calling it
+// again does nothing.
+func (c *Container) Destroy() error {
+	c.mu.Lock()
+	if c.destroyed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.destroyed = true
+	outs := c.outputs
+	c.outputs = nil
+	c.mu.Unlock()
+
+	var errs []error
+	if c.cg != nil {
+		if err := killCgroup(context.Background(), c.cg, 0); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.init != nil {
+		if c.cg == nil {
+			// Start failed before the cgroup manager existed.
+			if err := c.lc.Signal(unix.SIGKILL); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
+				errs = append(errs, err)
+			}
+		}
+		// Reap the init, which is our child.
+		_, _ = c.init.Wait()
+	}
+	if c.lc != nil {
+		if err := c.lc.Destroy(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, o := range outs {
+		o.close()
+	}
+	if err := os.RemoveAll(c.files); err != nil {
+		errs = append(errs, err)
+	}
+	if c.lock != nil {
+		c.lock.Release()
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("destroy container %s: %w", c.spec.ID, err)
+	}
+	return nil
+}
+
+// chownMounts gives the workspace and the mounts marked Chown to the
+// container's user.
+func (c *Container) chownMounts() error {
+	dirs := []string{}
+	if c.spec.Workspace != "" {
+		dirs = append(dirs, c.spec.Workspace)
+	}
+	for _, m := range c.spec.Mounts {
+		if m.Chown {
+			dirs = append(dirs, m.Source)
+		}
+	}
+	for _, d := range dirs {
+		if err := Chown(d, c.user.UID, c.user.GID); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,280 @@
+package sandbox
+
+import (
+	"context"
+	"debug/elf"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/jobrun/jobrun/internal/lockfile"
+	"github.com/opencontainers/cgroups"
+	// Registers the devices cgroup driver; without it device rules fail.
+	_ "github.com/opencontainers/cgroups/devices"
+	"github.com/opencontainers/cgroups/manager"
+	"github.com/opencontainers/runc/libcontainer"
+)
+
+// Runtime starts containers. Its state lives under one directory:
+//
+//	<stateDir>/runc/<id>/          libcontainer's state of a container
+//	<stateDir>/containers/<id>/    our files: lock, hosts, hostname, resolv.conf
+//
+// Several processes may share a state dir: each live container holds the
+// flock on containers/<id>/lock, and Cleanup removes only containers whose
+// lock is free.
+type Runtime struct {
+	dir     string
+	runc    string
+	files   string
+	initBin string
+	log     hclog.Logger
+}
+
+// initCandidates are the static inits Runtime looks for, in order. The
+// init must be static: it runs inside images that have no libc of ours.
+// catatonit's pause mode (-P) keeps a container alive with nothing to run,
+// which tini cannot do.
+var initCandidates = []string{"/usr/bin/catatonit", "/usr/libexec/podman/catatonit"}
+
+// New returns a Runtime keeping its state under stateDir, which it creates.
+// stateDir should not lie inside the directory of the running binary:
+// libcontainer then cannot seal the binary with an overlay and copies it on
+// every start instead, which doubles the start time.
+func New(stateDir string, log hclog.Logger) (*Runtime, error) {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	dir, err := filepath.Abs(stateDir)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox state dir %s: %w", stateDir, err)
+	}
+	rt := &Runtime{
+		dir:   dir,
+		runc:  filepath.Join(dir, "runc"),
+		files: filepath.Join(dir, "containers"),
+		log:   log,
+	}
+	for _, d := range []string{dir, rt.runc, rt.files} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("sandbox state dir: %w", err)
+		}
+	}
+	if rt.initBin, err = findInit(); err != nil {
+		return nil, err
+	}
+	if exe, err := os.Executable(); err == nil {
+		exeDir, _ := filepath.EvalSymlinks(filepath.Dir(exe))
+		real, _ := filepath.EvalSymlinks(dir)
+		if exeDir != "" && (real == exeDir || strings.HasPrefix(real, exeDir+"/")) {
+			log.Warn("sandbox state dir is inside the directory of the jobrun binary; container start will be slower (binary copied on every start)",
+				"state_dir", dir, "binary_dir", exeDir)
+		}
+	}
+	return rt, nil
+}
+
+// findInit returns the first static init binary found.
+func findInit() (string, error) {
+	cands := initCandidates
+	if p, err := exec.LookPath("catatonit"); err == nil {
+		cands = append([]string{p}, cands...)
+	}
+	for _, p := range cands {
+		if err := checkStatic(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", errors.New("no static container init found: install Debian's catatonit (a dependency of podman), which provides /usr/bin/catatonit")
+}
+
+func checkStatic(path string) error {
+	f, err := elf.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return fmt.Errorf("%s is dynamically linked", path)
+		}
+	}
+	return nil
+}
+
+// Start creates the container described by s and starts its init. The
+// returned Container runs nothing else until Exec; it must be destroyed
+// with Destroy. On error nothing is left behind.
+func (rt *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+	}
+	if err := s.validate(); err != nil {
+		return nil, err
+	}
+	begin := time.Now()
+	c := &Container{rt: rt, spec: s, files: filepath.Join(rt.files, s.ID)}
+	if c.lock, err = lockfile.TryAcquire(filepath.Join(c.files, "lock")); err != nil {
+		return nil, fmt.Errorf("start container %s: id in use: %w", s.ID, err)
+	}
+	defer func() {
+		if err != nil {
+			if derr := c.Destroy(); derr != nil {
+				rt.log.Error("clean up after failed start", "id", s.ID, "error", derr)
+			}
+		}
+	}()
+	if c.user, err = ResolveUser(s.Rootfs, s.User); err != nil {
+		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+	}
+	if err := c.chownMounts(); err != nil {
+		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+	}
+	if err := writeEtc(c.files, &s); err != nil {
+		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+	}
+	spec, err := ociSpec(&s, c.files, rt.initBin)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := libcontainerConfig(&s, spec)
+	if err != nil {
+		return nil, err
+	}
+	if c.lc, err = libcontainer.Create(rt.runc, s.ID, cfg); err != nil {
+		return nil, fmt.Errorf("start container %s: create: %w", s.ID, err)
+	}
+	c.init = &libcontainer.Process{
+		Args: []string{initPath, "-P"},
+		Env:  []string{"PATH=" + defaultPath},
+		Cwd:  "/",
+		Init: true,
+	}
+	if err := c.lc.Run(c.init); err != nil {
+		c.init = nil
+		return nil, fmt.Errorf("start container %s: run init: %w", s.ID, err)
+	}
+	st, err := c.lc.State()
+	if err != nil {
+		return nil, fmt.Errorf("start container %s: state: %w", s.ID, err)
+	}
+	c.initPid = st.InitProcessPid
+	if c.cg, err = manager.NewWithPaths(cfg.Cgroups, st.CgroupPaths); err != nil {
+		return nil, fmt.Errorf("start container %s: cgroup manager: %w", s.ID, err)
+	}
+	c.bash = hasFile(s.Rootfs, "/bin/bash")
+	rt.log.Debug("container started", "id", s.ID, "init_pid", c.initPid, "took", time.Since(begin))
+	return c, nil
+}
+
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// writeEtc writes the container's /etc/hosts, /etc/hostname and
+// /etc/resolv.conf into dir.
+func writeEtc(dir string, s *Spec) error {
+	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + s.Hostname + "\n"
+	resolv := []byte{}
+	if s.Network == "host" {
+		if b, err := os.ReadFile("/etc/hosts"); err == nil {
+			hosts = string(b)
+		}
+		b, err := os.ReadFile("/etc/resolv.conf")
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("read host resolv.conf: %w", err)
+		}
+		resolv = b
+	}
+	for name, data := range map[string][]byte{
+		"hosts":       []byte(hosts),
+		"hostname":    []byte(s.Hostname + "\n"),
+		"resolv.conf": resolv,
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// Cleanup removes what killed processes left behind: containers under the
+// state dir whose lock is free (their owner is gone). Their processes are
+// killed, their cgroups, libcontainer state and files removed. Containers
+// of live processes are not touched.
+func (rt *Runtime) Cleanup(ctx context.Context) error {
+	ents, err := os.ReadDir(rt.files)
+	if err != nil {
+		return fmt.Errorf("sandbox cleanup: %w", err)
+	}
+	var errs []error
+	for _, e := range ents {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("sandbox cleanup: %w", err)
+		}
+		if !e.IsDir() || !idPattern.MatchString(e.Name()) {
+			continue
+		}
+		lock, err := lockfile.TryAcquire(filepath.Join(rt.files, e.Name(), "lock"))
+		if errors.Is(err, lockfile.ErrLocked) {
+			continue
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := rt.remove(ctx, e.Name()); err != nil {
+			errs = append(errs, err)
+		} else {
+			rt.log.Info("removed container left by a dead process", "id", e.Name())
+		}
+		lock.Release()
+	}
+	// Start makes the files dir (with the lock) before libcontainer's
+	// state and Destroy removes it after, so a state without files is
+	// no live container's.
+	ents, err = os.ReadDir(rt.runc)
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("sandbox cleanup: %w", err))...)
+	}
+	for _, e := range ents {
+		if _, err := os.Stat(filepath.Join(rt.files, e.Name())); errors.Is(err, os.ErrNotExist) {
+			if err := rt.remove(ctx, e.Name()); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// remove kills and removes the container id, whose lock the caller holds.
+func (rt *Runtime) remove(ctx context.Context, id string) error {
+	var errs []error
+	cg, err := manager.New(&cgroups.Cgroup{Path: cgroupPath(id), Resources: &cgroups.Resources{}})
+	if err != nil {
+		return fmt.Errorf("remove container %s: cgroup manager: %w", id, err)
+	}
+	if err := killCgroup(ctx, cg, 0); err != nil {
+		errs = append(errs, fmt.Errorf("remove container %s: %w", id, err))
+	}
+	if lc, err := libcontainer.Load(rt.runc, id); err == nil {
+		if err := lc.Destroy(); err != nil {
+			errs = append(errs, fmt.Errorf("remove container %s: %w", id, err))
+		}
+	} else if !errors.Is(err, libcontainer.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("remove container %s: load: %w", id, err))
+	}
+	if err := os.RemoveAll(filepath.Join(rt.runc, id)); err != nil {
+		errs = append(errs, fmt.Errorf("remove container %s: %w", id, err))
+	}
+	if err := cg.Destroy(); err != nil {
+		errs = append(errs, fmt.Errorf("remove container %s: cgroup: %w", id, err))
+	}
+	if err := os.RemoveAll(filepath.Join(rt.files, id)); err != nil {
+		errs = append(errs, fmt.Errorf("remove container %s: %w", id, err))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,161 @@
+package sandbox
+
+import (
+	"fmt"
+	"path"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/jobrun/jobrun/internal/units"
+)
+
+// Spec describes one job's container.
+type Spec struct {
+	// ID names the container, its hostname and its cgroup. The caller
+	// sanitises it once (letters, digits and "-", at most 63 characters,
+	// not starting or ending with "-"); Start rejects anything else. It
+	// must be unique on the host while the container lives.
+	ID string
+	// Hostname defaults to ID.
+	Hostname string
+	// Rootfs is the directory (a mounted snapshot) that becomes "/".
+	Rootfs string
+	// Workspace, if set, is bind-mounted read-write at /workspace.
+	Workspace string
+	// Mounts are further bind mounts: cache volumes and the like.
+	Mounts []Mount
+	// Env is every step's base environment (the image's merged with the
+	// job's), KEY=value. Process.Env overrides it key by key.
+	Env []string
+	// User is every step's default user: "uid[:gid]", "name[:group]", or
+	// empty for root. Names are resolved from the rootfs's /etc/passwd
+	// and /etc/group.
+	User string
+	// Cwd is every step's default working directory; it defaults to
+	// /workspace if Workspace is set, else to "/".
+	Cwd string
+	// Resources are the cgroup limits; zero means unlimited.
+	Resources Resources
+	// Network is "none" (the default: a loopback device only) or "host".
+	Network string
+	// ShmSize is the size limit of /dev/shm; zero means 64 MiB.
+	ShmSize int64
+	// StopGrace is how long a timed-out or cancelled step's processes get
+	// between SIGTERM and SIGKILL; zero means 10 s.
+	StopGrace time.Duration
+	// Privileged turns the isolation off: all capabilities, no seccomp
+	// filter, no masked or read-only paths, all devices, and the host's
+	// pid, ipc and uts namespaces. Tests use it as the positive control of
+	// every escape probe; jobs must never get it.
+	Privileged bool
+}
+
+// Mount is a bind mount into the container. Every bind mount is nosuid and
+// nodev: a directory shared between jobs must not carry a set-uid binary
+// or a device node from one job to the next.
+type Mount struct {
+	// Source is the host directory or file.
+	Source string
+	// Target is the absolute path in the container.
+	Target string
+	// ReadOnly mounts it read-only.
+	ReadOnly bool
+	// Options are extra mount options ("noexec", say).
+	Options []string
+	// Chown makes Source (recursively, without following symbolic links)
+	// owned by the resolved Spec.User before the container starts, so a
+	// non-root image user can write it.
+	Chown bool
+}
+
+// Resources are a container's cgroup limits. Zero means unlimited.
+type Resources struct {
+	// CPUs is the CPU bandwidth in CPUs (CFS quota over a 100 ms period).
+	CPUs float64
+	// Memory is the memory limit in bytes; swap is limited to the same
+	// total, so a job cannot spill into swap.
+	Memory int64
+	// Pids limits the number of processes and threads.
+	Pids int64
+}
+
+const (
+	defaultShmSize   = 64 << 20
+	defaultStopGrace = 10 * time.Second
+	// initPath is where the container's init is bound, read-only.
+	initPath = "/.jobrun/init"
+	// workspacePath is where Spec.Workspace appears.
+	workspacePath = "/workspace"
+)
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
+
+// validate checks s and fills in its defaults.
+func (s *Spec) validate() error {
+	if !idPattern.MatchString(s.ID) {
+		return fmt.Errorf("container id %q: want 1 to 63 letters, digits or \"-\", not starting or ending with \"-\"", s.ID)
+	}
+	if s.Hostname == "" {
+		s.Hostname = s.ID
+	}
+	if !path.IsAbs(s.Rootfs) {
+		return fmt.Errorf("container %s: rootfs %q is not an absolute path", s.ID, s.Rootfs)
+	}
+	if s.Workspace != "" && !path.IsAbs(s.Workspace) {
+		return fmt.Errorf("container %s: workspace %q is not an absolute path", s.ID, s.Workspace)
+	}
+	for i, m := range s.Mounts {
+		if !path.IsAbs(m.Source) || !path.IsAbs(m.Target) {
+			return fmt.Errorf("container %s: mount %d (%s on %s): source and target must be absolute paths", s.ID, i, m.Source, m.Target)
+		}
+		if path.Clean(m.Target) == "/" {
+			return fmt.Errorf("container %s: mount %d (%s): cannot mount on /", s.ID, i, m.Source)
+		}
+	}
+	for _, e := range s.Env {
+		if !strings.Contains(e, "=") {
+			return fmt.Errorf("container %s: environment entry %q is not KEY=value", s.ID, e)
+		}
+	}
+	switch s.Network {
+	case "":
+		s.Network = "none"
+	case "none", "host":
+	default:
+		return fmt.Errorf("container %s: network %q: want \"none\" or \"host\"", s.ID, s.Network)
+	}
+	if s.Cwd == "" {
+		s.Cwd = "/"
+		if s.Workspace != "" {
+			s.Cwd = workspacePath
+		}
+	}
+	if !path.IsAbs(s.Cwd) {
+		return fmt.Errorf("container %s: working directory %q is not an absolute path", s.ID, s.Cwd)
+	}
+	r := s.Resources
+	if r.CPUs < 0 || r.Memory < 0 || r.Pids < 0 {
+		return fmt.Errorf("container %s: negative resource limit (cpus %g, memory %d, pids %d)", s.ID, r.CPUs, r.Memory, r.Pids)
+	}
+	if r.Memory > 0 && r.Memory < 6<<20 {
+		return fmt.Errorf("container %s: memory limit %s is below the minimum of 6 MiB", s.ID, units.FormatSize(r.Memory))
+	}
+	if s.ShmSize == 0 {
+		s.ShmSize = defaultShmSize
+	}
+	if s.ShmSize < 0 {
+		return fmt.Errorf("container %s: negative /dev/shm size %d", s.ID, s.ShmSize)
+	}
+	if s.StopGrace == 0 {
+		s.StopGrace = defaultStopGrace
+	}
+	return nil
+}
+
+// cgroupPath is the container's cgroup in every hierarchy. It is a direct
+// child of the root, so creating it leaves no parent behind, and its name
+// marks it as jobrun's for humans and for the leak checker.
+func cgroupPath(id string) string {
+	return "/jobrun-" + id
+}
