@@ -239,7 +239,7 @@ func (s *S3) List(ctx context.Context, repo, run string) ([]Ref, error) {
 // attempts (see Store.Sweep). A bucket lifecycle rule can do the same
 // server-side; Sweep needs no bucket configuration.
 func (s *S3) Sweep(ctx context.Context, now time.Time) ([]Ref, error) {
-	base := s.key("")
+	base := strings.Trim(s.cfg.Prefix, "/")
 	if base != "" {
 		base += "/"
 	}
