@@ -25,16 +25,17 @@ import (
 // Container is a running job container: an init that reaps orphans, and
 // the steps Exec runs beside it. Its methods may be called concurrently.
 type Container struct {
-	rt      *Runtime
-	spec    Spec
-	files   string
-	lock    *lockfile.Lock
-	user    User
-	bash    bool
-	lc      *libcontainer.Container
-	init    *libcontainer.Process
-	initPid int
-	cg      cgroups.Manager
+	rt       *Runtime
+	spec     Spec
+	files    string
+	lock     *lockfile.Lock
+	user     User
+	bash     bool
+	lc       *libcontainer.Container
+	init     *libcontainer.Process
+	initPid  int
+	pausePid int
+	cg       cgroups.Manager
 
 	mu        sync.Mutex
 	pidsPeak  int64
@@ -342,7 +343,7 @@ func (c *Container) Stats() (Usage, error) {
 // left the step's process tree (setsid, double forks, daemons) are in
 // the cgroup all the same.
 func (c *Container) Kill(grace time.Duration) error {
-	return killCgroup(context.Background(), c.cg, grace, c.initPid)
+	return killCgroup(context.Background(), c.cg, grace, c.initPid, c.pausePid)
 }
 
 // killCgroup signals every process in cg but those in keep: SIGTERM, then

@@ -10,15 +10,19 @@ import (
 	"time"
 )
 
-// onlyInit fails t unless the container's cgroup holds just its init.
+// onlyInit fails t unless the container's cgroup holds just its init
+// and the init's pause child.
 func onlyInit(t *testing.T, c *Container) {
 	t.Helper()
 	pids, err := c.cg.GetAllPids()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(pids, []int{c.initPid}) {
-		t.Errorf("container processes %v, want only init %d", pids, c.initPid)
+	slices.Sort(pids)
+	want := []int{c.initPid, c.pausePid}
+	slices.Sort(want)
+	if !slices.Equal(pids, want) {
+		t.Errorf("container processes %v, want only init and its pause child %v", pids, want)
 	}
 }
 

@@ -168,5 +168,27 @@ func sh(t *testing.T, c *Container, p Process, script string) (*Exit, string, st
 // helperEnv makes the test binary act as a helper process (see helper).
 const helperEnv = "JOBRUN_SANDBOX_TEST_HELPER"
 
-// helper is filled in by the cleanup test.
-var helper = func() {}
+// helper starts a container in the state dir and rootfs named by
+// helperEnv ("STATEDIR:ROOTFS"), runs a daemonised process in it, prints
+// "ready INITPID" and waits to be killed: an agent dying mid-job.
+func helper() {
+	stateDir, root, _ := strings.Cut(os.Getenv(helperEnv), ":")
+	fail := func(err error) {
+		fmt.Fprintln(os.Stderr, "helper:", err)
+		os.Exit(1)
+	}
+	rt, err := New(stateDir, hclog.NewNullLogger())
+	if err != nil {
+		fail(err)
+	}
+	c, err := rt.Start(context.Background(), Spec{ID: "orphaned", Rootfs: root})
+	if err != nil {
+		fail(err)
+	}
+	exit, err := c.Exec(context.Background(), Process{Args: []string{"/bin/sh", "-c", "setsid sleep 1000 >/dev/null 2>&1 &"}})
+	if err != nil || !exit.Success() {
+		fail(fmt.Errorf("exec: %v %v", exit, err))
+	}
+	fmt.Printf("ready %d\n", c.initPid)
+	select {}
+}

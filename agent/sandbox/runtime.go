@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -29,18 +30,26 @@ import (
 // flock on containers/<id>/lock, and Cleanup removes only containers whose
 // lock is free.
 type Runtime struct {
-	dir     string
-	runc    string
-	files   string
-	initBin string
-	log     hclog.Logger
+	dir      string
+	runc     string
+	files    string
+	initBin  string
+	pauseBin string
+	log      hclog.Logger
+	starter  chan func()
 }
 
-// initCandidates are the static inits Runtime looks for, in order. The
-// init must be static: it runs inside images that have no libc of ours.
-// catatonit's pause mode (-P) keeps a container alive with nothing to run,
-// which tini cannot do.
-var initCandidates = []string{"/usr/bin/catatonit", "/usr/libexec/podman/catatonit"}
+// The container's PID 1 is Debian's tini-static with -p SIGKILL, so it is
+// killed when the process that started it dies, and with it every process
+// in its pid namespace: a killed agent never leaves a job running. tini
+// reaps orphans and needs a child to supervise; that child is catatonit
+// in pause mode (-P), which does nothing until killed. libcontainer leaves
+// the init without a parent-death signal of its own. Both are static
+// binaries, so they run in any image, and both are bound read-only.
+var (
+	tiniCandidates  = []string{"/usr/bin/tini-static"}
+	pauseCandidates = []string{"/usr/bin/catatonit", "/usr/libexec/podman/catatonit"}
+)
 
 // New returns a Runtime keeping its state under stateDir, which it creates.
 // stateDir should not lie inside the directory of the running binary:
@@ -65,9 +74,14 @@ func New(stateDir string, log hclog.Logger) (*Runtime, error) {
 			return nil, fmt.Errorf("sandbox state dir: %w", err)
 		}
 	}
-	if rt.initBin, err = findInit(); err != nil {
+	if rt.initBin, err = findStatic(tiniCandidates, "tini-static", "tini"); err != nil {
 		return nil, err
 	}
+	if rt.pauseBin, err = findStatic(pauseCandidates, "catatonit", "catatonit"); err != nil {
+		return nil, err
+	}
+	rt.starter = make(chan func())
+	go rt.serveStarts()
 	if exe, err := os.Executable(); err == nil {
 		exeDir, _ := filepath.EvalSymlinks(filepath.Dir(exe))
 		real, _ := filepath.EvalSymlinks(dir)
@@ -79,18 +93,42 @@ func New(stateDir string, log hclog.Logger) (*Runtime, error) {
 	return rt, nil
 }
 
-// findInit returns the first static init binary found.
-func findInit() (string, error) {
-	cands := initCandidates
-	if p, err := exec.LookPath("catatonit"); err == nil {
-		cands = append([]string{p}, cands...)
+// findStatic returns the first of cands (or name on PATH) that is a static
+// binary.
+func findStatic(cands []string, name, pkg string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		cands = append(cands, p)
 	}
 	for _, p := range cands {
 		if err := checkStatic(p); err == nil {
 			return p, nil
 		}
 	}
-	return "", errors.New("no static container init found: install Debian's catatonit (a dependency of podman), which provides /usr/bin/catatonit")
+	return "", fmt.Errorf("no static %s found (tried %s): install Debian's %s package", name, strings.Join(cands, ", "), pkg)
+}
+
+// serveStarts runs container starts on one OS thread that never exits.
+// The kernel sends the parent-death signal when the parent *thread* exits,
+// and libcontainer's init is a child of the thread that forked it; Go ends
+// threads (a goroutine that exits while locked to one, as libcontainer's
+// own mount helper does), so a start on an arbitrary thread could later
+// kill a healthy job. This thread is locked and its goroutine never
+// returns, so it lives as long as the process.
+func (rt *Runtime) serveStarts() {
+	runtime.LockOSThread()
+	for f := range rt.starter {
+		f()
+	}
+}
+
+// onStarter runs f on the starter thread and waits for it.
+func (rt *Runtime) onStarter(f func()) {
+	done := make(chan struct{})
+	rt.starter <- func() {
+		defer close(done)
+		f()
+	}
+	<-done
 }
 
 func checkStatic(path string) error {
@@ -138,7 +176,7 @@ func (rt *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) 
 	if err := writeEtc(c.files, &s); err != nil {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
-	spec, err := ociSpec(&s, c.files, rt.initBin)
+	spec, err := ociSpec(&s, c.files, rt.initBin, rt.pauseBin)
 	if err != nil {
 		return nil, err
 	}
@@ -150,12 +188,15 @@ func (rt *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) 
 		return nil, fmt.Errorf("start container %s: create: %w", s.ID, err)
 	}
 	c.init = &libcontainer.Process{
-		Args: []string{initPath, "-P"},
+		// -s: tini is not PID 1 when Privileged shares the host's pid
+		// namespace; as a subreaper it still reaps the job's orphans.
+		Args: []string{initPath, "-s", "-p", "SIGKILL", "--", pausePath, "-P"},
 		Env:  []string{"PATH=" + defaultPath},
 		Cwd:  "/",
 		Init: true,
 	}
-	if err := c.lc.Run(c.init); err != nil {
+	rt.onStarter(func() { err = c.lc.Run(c.init) })
+	if err != nil {
 		c.init = nil
 		return nil, fmt.Errorf("start container %s: run init: %w", s.ID, err)
 	}
@@ -167,9 +208,33 @@ func (rt *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) 
 	if c.cg, err = manager.NewWithPaths(cfg.Cgroups, st.CgroupPaths); err != nil {
 		return nil, fmt.Errorf("start container %s: cgroup manager: %w", s.ID, err)
 	}
+	if c.pausePid, err = waitPause(ctx, c.cg, c.initPid); err != nil {
+		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+	}
 	c.bash = hasFile(s.Rootfs, "/bin/bash")
 	rt.log.Debug("container started", "id", s.ID, "init_pid", c.initPid, "took", time.Since(begin))
 	return c, nil
+}
+
+// waitPause waits for tini to start its pause child, the only other
+// process in a fresh container, and returns its pid.
+func waitPause(ctx context.Context, cg cgroups.Manager, initPid int) (int, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for delay := 100 * time.Microsecond; ; delay = min(2*delay, 10*time.Millisecond) {
+		pids, err := cg.GetAllPids()
+		if err != nil {
+			return 0, fmt.Errorf("wait for init's child: %w", err)
+		}
+		for _, p := range pids {
+			if p != initPid {
+				return p, nil
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return 0, fmt.Errorf("init started no child (processes %v)", pids)
+		}
+		time.Sleep(delay)
+	}
 }
 
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -83,8 +83,10 @@ type Resources struct {
 const (
 	defaultShmSize   = 64 << 20
 	defaultStopGrace = 10 * time.Second
-	// initPath is where the container's init is bound, read-only.
-	initPath = "/.jobrun/init"
+	// initPath and pausePath are where the container's init and its
+	// pause child are bound, read-only.
+	initPath  = "/.jobrun/init"
+	pausePath = "/.jobrun/pause"
 	// workspacePath is where Spec.Workspace appears.
 	workspacePath = "/workspace"
 )

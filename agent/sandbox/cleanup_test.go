@@ -1,0 +1,98 @@
+package sandbox
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/cgroups"
+	"github.com/opencontainers/cgroups/manager"
+)
+
+// TestKilledAgent kills a process in the middle of a job, then checks that
+// the job's processes died with it (the init's parent-death signal) and
+// that Cleanup removes what it left, without touching a live container.
+func TestKilledAgent(t *testing.T) {
+	rt, stateDir := newRuntime(t)
+	root := rootfs(t)
+	live := start(t, rt, Spec{ID: "live", Rootfs: root})
+
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"="+stateDir+":"+root)
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("helper: %v", err)
+	}
+	var initPid int
+	if _, err := fmt.Sscanf(line, "ready %d", &initPid); err != nil {
+		t.Fatalf("helper said %q", line)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+
+	// The job's init, and with it its pid namespace, dies with its parent.
+	deadline := time.Now().Add(10 * time.Second)
+	for alive(initPid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("container init %d outlived the killed agent", initPid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// What is left: state, files and the cgroup.
+	left := []string{filepath.Join(stateDir, "runc", "orphaned"), filepath.Join(stateDir, "containers", "orphaned")}
+	cg, err := manager.New(&cgroups.Cgroup{Path: cgroupPath("orphaned"), Resources: &cgroups.Resources{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range left {
+		if !exists(p) {
+			t.Errorf("%s missing before Cleanup: the test does not test what it means to", p)
+		}
+	}
+	if !cg.Exists() {
+		t.Error("cgroup missing before Cleanup")
+	}
+	if err := rt.Cleanup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range left {
+		if exists(p) {
+			t.Errorf("%s left after Cleanup", p)
+		}
+	}
+	if cg.Exists() {
+		t.Error("cgroup left after Cleanup")
+	}
+	// The live container's lock is held: Cleanup left it alone.
+	if exit, out, _ := sh(t, live, Process{}, "echo alive"); !exit.Success() || out != "alive\n" {
+		t.Errorf("live container after Cleanup: %s %q", exit, out)
+	}
+}
+
+// alive reports whether pid exists and is not a zombie.
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}
