@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Artifact upload throughput to a local MinIO: jobrun's S3 store (Collect +
+# parallel Upload + sha256 manifest) against MinIO's own client `mc cp`, in
+# the same run, on the same server and data:
+#   - one 1 GiB file (multipart)
+#   - 10,000 small files (1-8 KiB)
+# Each case runs REPS times per tool, alternating; the median wall time is
+# reported with MiB/s and the ratio jobrun/mc (below 1: jobrun is faster).
+# It starts its own MinIO (the pinned binary from scripts/deps.sh) unless
+# JOBRUN_TEST_MINIO is set.
+# usage: bench/artifacts/run.sh   (env REPS, default 3)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export PATH=$(go env GOPATH)/bin:$PATH
+REPS=${REPS:-3}
+work=$(mktemp -d /tmp/jobrun-bench-artifacts.XXXXXX)
+minio_pid=
+cleanup() {
+	if [ -n "$minio_pid" ]; then kill "$minio_pid" 2>/dev/null || true; wait "$minio_pid" 2>/dev/null || true; fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+if [ -z "${JOBRUN_TEST_MINIO:-}" ]; then
+	# Only MinIO is needed, so start it alone, as scripts/services.sh does.
+	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null || echo $((30000 + RANDOM % 20000)))
+	export JOBRUN_TEST_MINIO=http://127.0.0.1:$port JOBRUN_TEST_MINIO_ACCESS_KEY=bench JOBRUN_TEST_MINIO_SECRET_KEY=bench-secret-$RANDOM$RANDOM
+	MINIO_ROOT_USER=$JOBRUN_TEST_MINIO_ACCESS_KEY MINIO_ROOT_PASSWORD=$JOBRUN_TEST_MINIO_SECRET_KEY MINIO_BROWSER=off MINIO_UPDATE=off \
+		minio server --quiet --address "127.0.0.1:$port" "$work/minio" >"$work/minio.log" 2>&1 &
+	minio_pid=$!
+	for _ in $(seq 1 200); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+		sleep 0.05
+	done
+fi
+export AWS_ACCESS_KEY_ID=$JOBRUN_TEST_MINIO_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$JOBRUN_TEST_MINIO_SECRET_KEY
+bucket=bench-$RANDOM$RANDOM
+export MC_CONFIG_DIR=$work/mc
+mc alias set bench "$JOBRUN_TEST_MINIO" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >/dev/null
+mc mb "bench/$bucket" >/dev/null
+CGO_ENABLED=1 go build -tags seccomp -o "$work/artifacts-bench" ./bench/artifacts
+
+# go install builds report no version; the pins live in scripts/deps.sh.
+echo "minio: $(sed -n 's/^MINIO_VERSION=//p' scripts/deps.sh) (github.com/minio/minio)"
+echo "mc:    $(sed -n 's/^MC_VERSION=//p' scripts/deps.sh) (github.com/minio/mc)"
+echo "load:  $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
+echo "data:  making 1 GiB of random data and 10,000 small files"
+mkdir -p "$work/big" "$work/small"
+head -c 1G /dev/urandom >"$work/big/blob.bin"
+"$work/artifacts-bench" -make-small "$work/small"
+sync
+
+now() { date +%s.%N; }
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# bench NAME DIR: times both tools REPS times, alternating.
+bench() {
+	local name=$1 dir=$2 bytes j=() m=() t0 t1
+	bytes=$(du -sb --apparent-size "$dir" | cut -f1)
+	for i in $(seq 1 "$REPS"); do
+		t0=$(now)
+		"$work/artifacts-bench" -endpoint "$JOBRUN_TEST_MINIO" -bucket "$bucket" -dir "$dir" -run "$name-$i" 2>/dev/null
+		t1=$(now)
+		j+=("$(echo "$t1 - $t0" | bc -l)")
+		t0=$(now)
+		mc cp --quiet --recursive "$dir/" "bench/$bucket/mc/$name-$i/" >/dev/null
+		t1=$(now)
+		m+=("$(echo "$t1 - $t0" | bc -l)")
+		mc rm --recursive --force "bench/$bucket/" >/dev/null # keep the disk small
+	done
+	local jm mm
+	jm=$(printf '%s\n' "${j[@]}" | median)
+	mm=$(printf '%s\n' "${m[@]}" | median)
+	printf '%-22s jobrun %7.2fs %8.1f MiB/s | mc %7.2fs %8.1f MiB/s | jobrun/mc time ratio %.2f\n' \
+		"$name" "$jm" "$(echo "$bytes / 1048576 / $jm" | bc -l)" "$mm" "$(echo "$bytes / 1048576 / $mm" | bc -l)" \
+		"$(echo "$jm / $mm" | bc -l)"
+	echo "  runs: jobrun ${j[*]}; mc ${m[*]}"
+}
+
+echo "== median of $REPS runs each"
+bench "1 GiB file" "$work/big"
+bench "10,000 small files" "$work/small"
+mc rb --force "bench/$bucket" >/dev/null
