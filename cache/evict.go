@@ -36,6 +36,9 @@ func (m *Manager) List() ([]Info, error) {
 	}
 	var out []Info
 	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".evicting") {
+			continue
+		}
 		md, err := m.readMeta(e.Name())
 		if err != nil {
 			// Being created, or a leftover Cleanup will handle.
@@ -105,6 +108,9 @@ func (m *Manager) evict(id string) (bool, error) {
 	// Rename first so a crash mid-removal leaves no half volume that
 	// looks whole.
 	trash := filepath.Join(m.dir, "vols", id+".evicting")
+	if err := os.RemoveAll(trash); err != nil { // left by a crashed eviction
+		return false, fmt.Errorf("evict cache %s: %w", id, err)
+	}
 	if err := os.Rename(m.volDir(id), trash); err != nil {
 		return false, fmt.Errorf("evict cache %s: %w", id, err)
 	}

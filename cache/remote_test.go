@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -180,5 +181,33 @@ func TestRemoteDown(t *testing.T) {
 	}
 	if list, _ := m.List(); len(list) != 1 || list[0].InUse || list[0].Size == 0 {
 		t.Fatalf("after a failed save: %+v, want one idle, measured volume", list)
+	}
+}
+
+func TestRemoteUploadFailureIsRetriedLater(t *testing.T) {
+	cfg := miniotest.Config(t)
+	proxy, pcfg := miniotest.NewProxy(t, cfg)
+	pcfg.MaxRetries = 2
+	m, _ := newManager(t, Options{Remote: &pcfg})
+	req := Request{Repo: "r", Name: "n", Upload: true}
+	proxy.FailWhen(func(r *http.Request) bool { return r.Method == http.MethodPut || r.Method == http.MethodPost })
+	v := acquire(t, m, req)
+	writeFile(t, filepath.Join(v.Path(), "f"), "data")
+	err := v.Release(context.Background(), true)
+	if err == nil || !strings.Contains(err.Error(), "injected by the test proxy") {
+		t.Fatalf("Release through a failing remote: %v", err)
+	}
+	if proxy.Failed() < 2 {
+		t.Errorf("proxy failed %d requests; want the retries to reach it", proxy.Failed())
+	}
+	if objs := miniotest.Objects(t, cfg); len(objs) != 0 {
+		t.Fatalf("a failed upload left %v", objs)
+	}
+	// The failed upload is not remembered as done: the next successful
+	// release of the unchanged volume uploads it.
+	proxy.FailWhen(nil)
+	release(t, acquire(t, m, req), true)
+	if objs := miniotest.Objects(t, cfg); len(objs) != 1 {
+		t.Fatalf("after the remote recovered, bucket holds %v; want one archive", objs)
 	}
 }

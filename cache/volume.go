@@ -247,5 +247,8 @@ func (m *Manager) save(ctx context.Context, id string, u usage) (string, error) 
 		m.log.Debug("cache unchanged; not uploading", "id", id)
 		return u.digest, nil
 	}
-	return u.digest, m.remote.upload(ctx, id, m.dataDir(id), u.digest)
+	if err := m.remote.upload(ctx, id, m.dataDir(id), u.digest); err != nil {
+		return "", err
+	}
+	return u.digest, nil
 }
