@@ -112,6 +112,9 @@ func (c *Container) Exec(ctx context.Context, p Process) (*Exit, error) {
 	if err != nil {
 		return nil, err
 	}
+	if _, err := c.pause(ctx); err != nil {
+		return nil, err
+	}
 	oomBefore, _ := c.cg.OOMKillCount()
 	pidsBefore := c.pidsMaxEvents()
 
@@ -343,7 +346,29 @@ func (c *Container) Stats() (Usage, error) {
 // left the step's process tree (setsid, double forks, daemons) are in
 // the cgroup all the same.
 func (c *Container) Kill(grace time.Duration) error {
-	return killCgroup(context.Background(), c.cg, grace, c.initPid, c.pausePid)
+	pause, err := c.pause(context.Background())
+	if err != nil {
+		return err
+	}
+	return killCgroup(context.Background(), c.cg, grace, c.initPid, pause)
+}
+
+// pause returns the pid of the init's pause child, waiting for it to
+// start if it has not yet (it is looked up lazily to keep it off Start's
+// critical path). The first call comes before any step runs, when init and
+// pause are the only processes in the container.
+func (c *Container) pause(ctx context.Context) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pausePid != 0 {
+		return c.pausePid, nil
+	}
+	pid, err := waitPause(ctx, c.cg, c.initPid)
+	if err != nil {
+		return 0, fmt.Errorf("container %s: %w", c.spec.ID, err)
+	}
+	c.pausePid = pid
+	return pid, nil
 }
 
 // killCgroup signals every process in cg but those in keep: SIGTERM, then
@@ -428,19 +453,29 @@ func (c *Container) Destroy() error {
 	c.mu.Unlock()
 
 	var errs []error
-	if c.cg != nil {
+	switch {
+	case c.init != nil && c.cg != nil && !c.spec.Privileged:
+		// Killing PID 1 of a pid namespace kills every process in it
+		// at once; nothing can fork out of a namespace, so no freeze.
+		if err := c.lc.Signal(unix.SIGKILL); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
+			errs = append(errs, err)
+		}
+		_, _ = c.init.Wait()
+		if !waitOnly(context.Background(), c.cg, nil, 10*time.Second) {
+			errs = append(errs, errors.New("processes left in the cgroup after the pid namespace died"))
+		}
+	case c.cg != nil:
 		if err := killCgroup(context.Background(), c.cg, 0); err != nil {
 			errs = append(errs, err)
 		}
-	}
-	if c.init != nil {
-		if c.cg == nil {
-			// Start failed before the cgroup manager existed.
-			if err := c.lc.Signal(unix.SIGKILL); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
-				errs = append(errs, err)
-			}
+		if c.init != nil {
+			_, _ = c.init.Wait()
 		}
-		// Reap the init, which is our child.
+	case c.init != nil:
+		// Start failed before the cgroup manager existed.
+		if err := c.lc.Signal(unix.SIGKILL); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
+			errs = append(errs, err)
+		}
 		_, _ = c.init.Wait()
 	}
 	if c.lc != nil {

@@ -80,8 +80,9 @@ func TestMemoryLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u.MemoryPeak < 16<<20 || u.MemoryPeak > 64<<20 {
-		t.Errorf("memory peak %d, want between 16 MiB and the 64 MiB limit", u.MemoryPeak)
+	// The kernel may charge a page or so past the limit before it kills.
+	if u.MemoryPeak < 16<<20 || u.MemoryPeak > 65<<20 {
+		t.Errorf("memory peak %d, want between 16 MiB and about the 64 MiB limit", u.MemoryPeak)
 	}
 	if u.CPU <= 0 {
 		t.Errorf("cpu time %v, want > 0", u.CPU)

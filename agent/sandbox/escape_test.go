@@ -1,9 +1,11 @@
 package sandbox
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -119,4 +121,36 @@ func TestEscapes(t *testing.T) {
 func exists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
+}
+
+// TestCompat32 runs a 32-bit x86 binary: the default filter knows only the
+// native system call table, so it dies of SIGSYS; with Compat32 (Docker's
+// behaviour) and in the privileged control it runs.
+func TestCompat32(t *testing.T) {
+	if runtime.GOARCH != "amd64" {
+		t.Skipf("32-bit x86 compat only exists on amd64, not %s", runtime.GOARCH)
+	}
+	rt, _ := newRuntime(t)
+	root := rootfs(t)
+	for _, tc := range []struct {
+		spec Spec
+		want string
+	}{
+		{Spec{ID: "native-only", Rootfs: root}, "killed by signal 31 (bad system call)"},
+		{Spec{ID: "compat32", Rootfs: root, Compat32: true}, "exit code 0"},
+		{Spec{ID: "compat32-priv", Rootfs: root, Privileged: true}, "exit code 0"},
+	} {
+		c := start(t, rt, tc.spec)
+		exit, err := c.Exec(context.Background(), Process{Args: []string{"/usr/local/bin/probe386", "true"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if exit.String() != tc.want {
+			t.Errorf("%s: %s, want %s", tc.spec.ID, exit, tc.want)
+		}
+		// The 64-bit probe runs everywhere.
+		if exit, _, _ := sh(t, c, Process{}, "probe true"); !exit.Success() {
+			t.Errorf("%s: 64-bit probe: %s", tc.spec.ID, exit)
+		}
+	}
 }

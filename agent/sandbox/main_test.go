@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -16,8 +17,9 @@ import (
 	"github.com/jobrun/jobrun/internal/testenv"
 )
 
-// probeBin is the static probe program built by TestMain.
-var probeBin string
+// probeBin and probe386Bin are the static probe program built by
+// TestMain, for this machine and for 32-bit x86.
+var probeBin, probe386Bin string
 
 func TestMain(m *testing.M) {
 	Init()
@@ -36,11 +38,14 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	probeBin = filepath.Join(dir, "probe")
-	build := exec.Command("go", "build", "-o", probeBin, "./internal/probe")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build probe: %v\n%s", err, out)
-		return 1
+	probe386Bin = filepath.Join(dir, "probe386")
+	for bin, arch := range map[string]string{probeBin: runtime.GOARCH, probe386Bin: "386"} {
+		build := exec.Command("go", "build", "-o", bin, "./internal/probe")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOARCH="+arch)
+		if out, err := build.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build probe for %s: %v\n%s", arch, err, out)
+			return 1
+		}
 	}
 	return m.Run()
 }
@@ -69,6 +74,7 @@ func rootfs(t testing.TB) string {
 	}
 	copyFile(t, bb, filepath.Join(root, "bin/busybox"))
 	copyFile(t, probeBin, filepath.Join(root, "usr/local/bin/probe"))
+	copyFile(t, probe386Bin, filepath.Join(root, "usr/local/bin/probe386"))
 	out, err := exec.Command(bb, "--list").Output()
 	if err != nil {
 		t.Fatal(err)

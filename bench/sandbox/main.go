@@ -1,0 +1,236 @@
+// Command sandbox-bench measures one container's whole life (start, run
+// `true`, tear down) on the same busybox rootfs with jobrun's sandbox (in
+// process, Docker's seccomp profile and the full security setup included)
+// and with its peers, side by side, alternating the tools round by round:
+//
+//   - jobrun: sandbox.Start + Exec("true") + Destroy on the rootfs dir;
+//   - jobrun+overlay: the same on a fresh overlay mount of the rootfs per
+//     run (mounted and removed inside the timing), as a job snapshot is;
+//   - runc run: Debian's runc CLI on a bundle from `runc spec` (which has
+//     no seccomp filter);
+//   - podman: `podman --runtime runc run --rm --network none --rootfs`,
+//     with nofile and nproc ulimits lowered to 1024: podman's defaults are
+//     higher than this machine allows without CAP_SYS_RESOURCE.
+//
+// It prints the median of each and the ratio to `runc run`.
+// usage (as root): sandbox-bench [-n N] [-podman-n N]
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/jobrun/jobrun/agent/sandbox"
+	"golang.org/x/sys/unix"
+)
+
+func main() {
+	sandbox.Init()
+	n := flag.Int("n", 200, "runs per tool")
+	podmanN := flag.Int("podman-n", 30, "runs of podman (slow)")
+	flag.Parse()
+	if err := run(*n, *podmanN); err != nil {
+		fmt.Fprintln(os.Stderr, "sandbox-bench:", err)
+		os.Exit(1)
+	}
+}
+
+type tool struct {
+	name string
+	runs int
+	once func(i int) error
+	d    []time.Duration
+}
+
+func run(n, podmanN int) error {
+	work, err := os.MkdirTemp("", "jobrun-bench-sandbox")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	root := filepath.Join(work, "rootfs")
+	if err := busybox(root); err != nil {
+		return err
+	}
+	rt, err := sandbox.New(filepath.Join(work, "state"), hclog.NewNullLogger())
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	jobrun := func(rootfs, id string) error {
+		c, err := rt.Start(ctx, sandbox.Spec{ID: id, Rootfs: rootfs})
+		if err != nil {
+			return err
+		}
+		exit, err := c.Exec(ctx, sandbox.Process{Args: []string{"true"}})
+		if derr := c.Destroy(); err == nil {
+			err = derr
+		}
+		if err == nil && !exit.Success() {
+			err = fmt.Errorf("true: %s", exit)
+		}
+		return err
+	}
+	bundle, err := runcBundle(work, root)
+	if err != nil {
+		return err
+	}
+	tools := []*tool{
+		{name: "jobrun", runs: n, once: func(i int) error { return jobrun(root, fmt.Sprintf("bench-%d", i)) }},
+		{name: "jobrun+overlay", runs: n, once: func(i int) error {
+			snap := filepath.Join(work, "snap")
+			merged, err := overlay(root, snap)
+			if err != nil {
+				return err
+			}
+			err = jobrun(merged, fmt.Sprintf("bench-ov-%d", i))
+			if uerr := unix.Unmount(merged, 0); err == nil {
+				err = uerr
+			}
+			if rerr := os.RemoveAll(snap); err == nil {
+				err = rerr
+			}
+			return err
+		}},
+		{name: "runc run", runs: n, once: func(i int) error {
+			return quiet(exec.Command("runc", "--root", filepath.Join(work, "runc-root"), "run", "--bundle", bundle, fmt.Sprintf("bench-runc-%d", i)))
+		}},
+	}
+	if _, err := exec.LookPath("podman"); err == nil && podmanN > 0 {
+		tools = append(tools, &tool{name: "podman run", runs: podmanN, once: func(int) error {
+			return quiet(exec.Command("podman", "--runtime", "runc", "run", "--rm", "--network", "none", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "--rootfs", root, "true"))
+		}})
+	}
+	// One warm-up run each, then rounds alternating the tools, so that a
+	// machine busy with other work slows all of them alike.
+	for _, t := range tools {
+		if err := t.once(-1); err != nil {
+			return fmt.Errorf("%s: %w", t.name, err)
+		}
+	}
+	for i := 0; ; i++ {
+		ran := false
+		for _, t := range tools {
+			if i >= t.runs {
+				continue
+			}
+			ran = true
+			begin := time.Now()
+			if err := t.once(i); err != nil {
+				return fmt.Errorf("%s run %d: %w", t.name, i, err)
+			}
+			t.d = append(t.d, time.Since(begin))
+		}
+		if !ran {
+			break
+		}
+	}
+	ref := median(tools[2].d)
+	fmt.Printf("start + run `true` + destroy, busybox rootfs, median of N runs\n")
+	fmt.Printf("%-16s %5s %10s %10s %10s %8s\n", "tool", "N", "p10", "median", "p90", "÷runc")
+	for _, t := range tools {
+		fmt.Printf("%-16s %5d %10s %10s %10s %7.2fx\n", t.name, len(t.d),
+			ms(pct(t.d, 10)), ms(median(t.d)), ms(pct(t.d, 90)), float64(median(t.d))/float64(ref))
+	}
+	return nil
+}
+
+func quiet(cmd *exec.Cmd) error {
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %w\n%s", strings.Join(cmd.Args, " "), err, out)
+	}
+	return nil
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d)/1e6) }
+
+func median(d []time.Duration) time.Duration { return pct(d, 50) }
+
+func pct(d []time.Duration, p int) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[(len(s)-1)*p/100]
+}
+
+// busybox makes a busybox rootfs at dir from Debian's busybox-static.
+func busybox(dir string) error {
+	for _, d := range []string{"bin", "etc", "tmp", "proc", "dev", "sys"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return err
+		}
+	}
+	b, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		return fmt.Errorf("needs Debian's busybox-static: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bin/busybox"), b, 0o755); err != nil {
+		return err
+	}
+	out, err := exec.Command("/bin/busybox", "--list").Output()
+	if err != nil {
+		return err
+	}
+	for _, name := range strings.Fields(string(out)) {
+		if name != "busybox" {
+			if err := os.Symlink("busybox", filepath.Join(dir, "bin", name)); err != nil {
+				return err
+			}
+		}
+	}
+	return os.WriteFile(filepath.Join(dir, "etc/passwd"), []byte("root:x:0:0:root:/root:/bin/sh\n"), 0o644)
+}
+
+// overlay mounts a fresh overlay of lower under dir and returns the mount
+// point.
+func overlay(lower, dir string) (string, error) {
+	upper, workDir, merged := filepath.Join(dir, "upper"), filepath.Join(dir, "work"), filepath.Join(dir, "merged")
+	for _, d := range []string{upper, workDir, merged} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return "", err
+		}
+	}
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lower, upper, workDir)
+	if err := unix.Mount("overlay", merged, "overlay", 0, opts); err != nil {
+		return "", fmt.Errorf("mount overlay: %w", err)
+	}
+	return merged, nil
+}
+
+// runcBundle writes a bundle whose config is `runc spec`'s default, made
+// non-interactive and running `true` on root.
+func runcBundle(work, root string) (string, error) {
+	bundle := filepath.Join(work, "bundle")
+	if err := os.MkdirAll(bundle, 0o755); err != nil {
+		return "", err
+	}
+	if err := quiet(exec.Command("runc", "spec", "--bundle", bundle)); err != nil {
+		return "", err
+	}
+	path := filepath.Join(bundle, "config.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	var spec map[string]any
+	if err := json.Unmarshal(b, &spec); err != nil {
+		return "", err
+	}
+	spec["root"] = map[string]any{"path": root, "readonly": true}
+	proc := spec["process"].(map[string]any)
+	proc["terminal"] = false
+	proc["args"] = []string{"true"}
+	if b, err = json.Marshal(spec); err != nil {
+		return "", err
+	}
+	return bundle, os.WriteFile(path, b, 0o644)
+}

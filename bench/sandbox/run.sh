@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Container start + run `true` + teardown on one busybox rootfs: jobrun's
+# sandbox (in process, seccomp on; also with a fresh overlay snapshot per
+# run) against `runc run` (Debian's runc CLI) and `podman --runtime runc
+# run --rm`, alternating round by round; prints medians and ratios to runc.
+# Needs root. usage: bench/sandbox/run.sh   (env N, default 200; PODMAN_N, default 30)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+if [ "$(id -u)" != 0 ]; then
+	echo "bench/sandbox: needs root (containers)" >&2
+	exit 1
+fi
+bin=$(mktemp -d /tmp/jobrun-bench-sandbox-bin.XXXXXX)
+trap 'rm -rf "$bin"' EXIT
+# The binary lives in its own directory, away from the sandbox state (see
+# sandbox.New), as an installed jobrun does.
+CGO_ENABLED=1 go build -tags seccomp -o "$bin/sandbox-bench" ./bench/sandbox
+"$bin/sandbox-bench" -n "${N:-200}" -podman-n "${PODMAN_N:-30}"
