@@ -516,3 +516,39 @@ func mounted(t *testing.T, dir string) bool {
 	}
 	return false
 }
+
+func TestCrashLeftovers(t *testing.T) {
+	m, _ := newManager(t, Options{})
+	req := Request{Repo: "r", Name: "n"}
+	id := VolumeID(req.Repo, req.Name, req.Key)
+	// A process killed mid-creation: data (and a partial restore) but no
+	// metadata. It was never handed out, so it is not a warm cache.
+	writeFile(t, filepath.Join(m.volDir(id), "data/half-written"), "x")
+	writeFile(t, filepath.Join(m.volDir(id), "data.partial/more"), "x")
+	if list, _ := m.List(); len(list) != 0 {
+		t.Errorf("List shows an incomplete volume: %+v", list)
+	}
+	v := acquire(t, m, req)
+	if v.Hit() || !isEmptyDir(v.Path()) {
+		t.Errorf("incomplete volume handed out as warm (Hit=%v)", v.Hit())
+	}
+	writeFile(t, filepath.Join(v.Path(), "good"), "x")
+	release(t, v, true)
+	// An interrupted eviction and a stale partial restore are removed by
+	// Cleanup; the complete volume stays.
+	writeFile(t, filepath.Join(m.dir, "vols", "other.evicting/data/x"), "x")
+	writeFile(t, filepath.Join(m.volDir(id), "data.partial/more"), "x")
+	if err := m.Cleanup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{filepath.Join(m.dir, "vols", "other.evicting"), filepath.Join(m.volDir(id), "data.partial")} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s left after Cleanup: %v", p, err)
+		}
+	}
+	v = acquire(t, m, req)
+	if !v.Hit() || readFile(t, filepath.Join(v.Path(), "good")) != "x" {
+		t.Error("Cleanup damaged a complete volume")
+	}
+	release(t, v, true)
+}

@@ -107,8 +107,12 @@ func (m *Manager) register(ctx context.Context, v *Volume) error {
 func (m *Manager) create(ctx context.Context, id string, req Request) (meta, error) {
 	md := meta{Repo: req.Repo, Name: req.Name, Key: req.Key, Created: time.Now()}
 	partial := filepath.Join(m.volDir(id), "data.partial")
-	if err := os.RemoveAll(partial); err != nil {
-		return md, fmt.Errorf("cache %s: %w", id, err)
+	// A data dir without metadata was never handed out (the metadata is
+	// written before register returns), so it is a crash's leftover.
+	for _, d := range []string{partial, m.dataDir(id)} {
+		if err := os.RemoveAll(d); err != nil {
+			return md, fmt.Errorf("cache %s: %w", id, err)
+		}
 	}
 	if err := os.MkdirAll(partial, 0o755); err != nil {
 		return md, fmt.Errorf("cache %s: %w", id, err)
@@ -212,7 +216,7 @@ func (v *Volume) Release(ctx context.Context, ok bool) error {
 		}
 	}))
 	if v.m.budget > 0 {
-		if _, err := v.m.Prune(ctx, v.m.budget); err != nil {
+		if _, err := v.m.Prune(context.WithoutCancel(ctx), v.m.budget); err != nil {
 			errs = append(errs, err)
 		}
 	}
