@@ -1,8 +1,55 @@
-// Package sandbox runs a job's steps in a fresh container through runc's
-// libcontainer, in-process: new mount, pid, ipc, uts, cgroup and (optionally)
-// network namespaces, cgroup limits, Docker's default security profile, and
-// teardown that leaves nothing behind.
+// Package sandbox runs a job's steps in one fresh container through runc's
+// libcontainer, in process, from an OCI runtime spec converted by specconv.
 //
-// Programs that use this package must call Init first thing in main (and
-// test binaries in TestMain): see Init.
+// Programs that use this package must call Init first thing in main, and
+// test binaries in TestMain: libcontainer re-executes the binary as
+// "<argv0> init" to set up each container process.
+//
+// # Shape
+//
+// A Runtime (New) owns a state dir. Start creates a container for one job
+// from a Spec: PID 1 is Debian's static tini (-s -p SIGKILL) bound
+// read-only at /.jobrun/init, supervising a catatonit -P pause process at
+// /.jobrun/pause, so the container lives until Destroy while nothing else
+// runs, orphans are reaped, and the whole pid namespace dies if the agent
+// dies. Each step is its own process, started by Exec with libcontainer's
+// setns path; Shell gives the image's shell command line (bash -eo
+// pipefail if the image has /bin/bash, else sh -c). Output is passed on
+// raw, as it comes, per stream; line framing and timestamps are the
+// caller's (agent's) business. Stats reads CPU time, peak memory and pids
+// through libcontainer's cgroup manager, so cgroup v1 and v2 both work.
+// Destroy kills and removes everything; Cleanup removes what a killed
+// process left, for containers whose flock is free.
+//
+// # Isolation
+//
+// New mount, pid, ipc, uts (hostname = id), cgroup and, unless Network is
+// "host", network namespaces. The rootfs is pivot_root'ed; the workspace
+// is bound at /workspace and caches where asked, all bind mounts nosuid
+// and nodev; /proc, a minimal /dev, /dev/shm (size-limited), /dev/mqueue,
+// read-only /sys and /sys/fs/cgroup, and per-container /etc/hosts,
+// /etc/hostname and /etc/resolv.conf. Docker's default capabilities minus
+// CAP_NET_RAW (none at all for a non-root step user), no_new_privs,
+// Docker's masked and read-only paths, Docker's default seccomp profile
+// (native architecture only unless Spec.Compat32), and the devices cgroup
+// allow-list without mknod of block devices. The state dir is never
+// mounted into a container.
+//
+// # Limits and death
+//
+// cpus become a CFS quota, memory a limit with swap at the same value,
+// pids a pids limit. Exit says how a step ended in words: "exit code 7",
+// "killed by signal 9 (killed)", "out of memory (limit 2 GiB)", "timed out
+// after 20m", "cancelled", "pids limit reached (limit 64)". On timeout or
+// cancel every process of the container except init gets SIGTERM, then
+// after Spec.StopGrace SIGKILL with the cgroup frozen, so setsid'd and
+// double-forked processes die too.
+//
+// # State dir
+//
+//	<stateDir>/runc/<id>/        libcontainer's state
+//	<stateDir>/containers/<id>/  lock, hosts, hostname, resolv.conf
+//
+// The state dir should not be inside the directory of the running binary
+// (see New). Cgroups are named /jobrun-<id> in every hierarchy.
 package sandbox

@@ -8,6 +8,7 @@
 //     run (mounted and removed inside the timing), as a job snapshot is;
 //   - runc run: Debian's runc CLI on a bundle from `runc spec` (which has
 //     no seccomp filter);
+//   - runc+seccomp: the same with the seccomp filter jobrun installs;
 //   - podman: `podman --runtime runc run --rm --network none --rootfs`,
 //     with nofile and nproc ulimits lowered to 1024: podman's defaults are
 //     higher than this machine allows without CAP_SYS_RESOURCE.
@@ -30,6 +31,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/jobrun/jobrun/agent/sandbox"
+	"github.com/moby/profiles/seccomp"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -66,21 +69,34 @@ func run(n, podmanN int) error {
 		return err
 	}
 	ctx := context.Background()
+	var phases [3][]time.Duration // start, exec, destroy of plain jobrun runs
 	jobrun := func(rootfs, id string) error {
+		t0 := time.Now()
 		c, err := rt.Start(ctx, sandbox.Spec{ID: id, Rootfs: rootfs})
 		if err != nil {
 			return err
 		}
+		t1 := time.Now()
 		exit, err := c.Exec(ctx, sandbox.Process{Args: []string{"true"}})
+		t2 := time.Now()
 		if derr := c.Destroy(); err == nil {
 			err = derr
+		}
+		if rootfs == root {
+			phases[0] = append(phases[0], t1.Sub(t0))
+			phases[1] = append(phases[1], t2.Sub(t1))
+			phases[2] = append(phases[2], time.Since(t2))
 		}
 		if err == nil && !exit.Success() {
 			err = fmt.Errorf("true: %s", exit)
 		}
 		return err
 	}
-	bundle, err := runcBundle(work, root)
+	bundle, err := runcBundle(work, "bundle", root, false)
+	if err != nil {
+		return err
+	}
+	bundleSeccomp, err := runcBundle(work, "bundle-seccomp", root, true)
 	if err != nil {
 		return err
 	}
@@ -103,6 +119,9 @@ func run(n, podmanN int) error {
 		}},
 		{name: "runc run", runs: n, once: func(i int) error {
 			return quiet(exec.Command("runc", "--root", filepath.Join(work, "runc-root"), "run", "--bundle", bundle, fmt.Sprintf("bench-runc-%d", i)))
+		}},
+		{name: "runc+seccomp", runs: n, once: func(i int) error {
+			return quiet(exec.Command("runc", "--root", filepath.Join(work, "runc-root"), "run", "--bundle", bundleSeccomp, fmt.Sprintf("bench-runcs-%d", i)))
 		}},
 	}
 	if _, err := exec.LookPath("podman"); err == nil && podmanN > 0 {
@@ -141,6 +160,8 @@ func run(n, podmanN int) error {
 		fmt.Printf("%-16s %5d %10s %10s %10s %7.2fx\n", t.name, len(t.d),
 			ms(pct(t.d, 10)), ms(median(t.d)), ms(pct(t.d, 90)), float64(median(t.d))/float64(ref))
 	}
+	fmt.Printf("jobrun phases (median): start %s, exec `true` %s, destroy %s\n",
+		ms(median(phases[0])), ms(median(phases[1])), ms(median(phases[2])))
 	return nil
 }
 
@@ -207,9 +228,11 @@ func overlay(lower, dir string) (string, error) {
 }
 
 // runcBundle writes a bundle whose config is `runc spec`'s default, made
-// non-interactive and running `true` on root.
-func runcBundle(work, root string) (string, error) {
-	bundle := filepath.Join(work, "bundle")
+// non-interactive and running `true` on root; withSeccomp adds the same
+// seccomp filter jobrun installs (Docker's default profile, native
+// architecture only).
+func runcBundle(work, name, root string, withSeccomp bool) (string, error) {
+	bundle := filepath.Join(work, name)
 	if err := os.MkdirAll(bundle, 0o755); err != nil {
 		return "", err
 	}
@@ -221,15 +244,22 @@ func runcBundle(work, root string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var spec map[string]any
+	var spec specs.Spec
 	if err := json.Unmarshal(b, &spec); err != nil {
 		return "", err
 	}
-	spec["root"] = map[string]any{"path": root, "readonly": true}
-	proc := spec["process"].(map[string]any)
-	proc["terminal"] = false
-	proc["args"] = []string{"true"}
-	if b, err = json.Marshal(spec); err != nil {
+	spec.Root = &specs.Root{Path: root, Readonly: true}
+	spec.Process.Terminal = false
+	spec.Process.Args = []string{"true"}
+	if withSeccomp {
+		sc, err := seccomp.GetDefaultProfile(&spec)
+		if err != nil {
+			return "", err
+		}
+		sc.Architectures = sc.Architectures[:1]
+		spec.Linux.Seccomp = sc
+	}
+	if b, err = json.Marshal(&spec); err != nil {
 		return "", err
 	}
 	return bundle, os.WriteFile(path, b, 0o644)

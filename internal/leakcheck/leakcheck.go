@@ -6,21 +6,24 @@
 // snapshot does not cover the whole host. It covers:
 //
 //   - mounts (from /proc/self/mountinfo) whose mount point or source lies
-//     under the state dir, or whose mount point or source contains "jobrun";
+//     under the state dir (compared both ways: new or gone), and mounts
+//     elsewhere whose mount point or source contains "jobrun" (new ones
+//     only: other tests come and go there);
 //   - cgroup directories, in every mounted hierarchy (cgroup v1 and v2),
-//     whose path below the hierarchy root contains "jobrun";
+//     whose path below the hierarchy root contains "jobrun", and which are
+//     empty or hold a process in scope (below) — a cgroup holding only
+//     other programs' processes is another test's live container. New
+//     ones only, for the same reason;
 //   - processes that descend from the test process, or whose cwd, root or
 //     executable lies under the state dir (the test process itself is not
-//     counted);
+//     counted). New ones only: a process that ended since is fine;
 //   - every file and directory under the state dir (path and type only:
-//     contents may change, names may not).
-//
-// Mounts, cgroups and files are compared both ways: something that vanished
-// is as wrong as something that appeared. Processes are compared one way: a
-// process that existed at Take and ended since is fine.
+//     contents may change, names may not), compared both ways.
 //
 // Teardown is allowed to be asynchronous (a killed process takes a moment to
-// be reaped), so Check polls for a few seconds before it reports.
+// be reaped), and another test's container is briefly empty while it starts
+// and stops, so Check polls for a few seconds for a clean state before it
+// reports.
 package leakcheck
 
 import (
@@ -48,12 +51,14 @@ type Snapshot struct {
 }
 
 // state maps a description of each thing in scope to how many there are of
-// it; mounts may be stacked, so a plain set would miss one.
+// it; mounts may be stacked, so a plain set would miss one. Things in the
+// "both" maps must neither appear nor vanish; things in the "new" maps
+// must not appear.
 type state struct {
-	mounts  map[string]int
-	cgroups map[string]int
-	procs   map[string]int
-	files   map[string]int
+	mounts, looseMounts map[string]int
+	cgroups             map[string]int
+	procs               map[string]int
+	files               map[string]int
 }
 
 // Take records the state in scope for stateDir. stateDir must be absolute
@@ -111,13 +116,18 @@ func canonical(dir string) (string, error) {
 func read(stateDir string) (state, error) {
 	var st state
 	var err error
-	if st.mounts, err = mounts(stateDir); err != nil {
+	if st.mounts, st.looseMounts, err = mounts(stateDir); err != nil {
 		return st, err
 	}
-	if st.cgroups, err = cgroups(); err != nil {
+	pids, err := procs(stateDir)
+	if err != nil {
 		return st, err
 	}
-	if st.procs, err = procs(stateDir); err != nil {
+	st.procs = map[string]int{}
+	for _, p := range pids {
+		st.procs[p]++
+	}
+	if st.cgroups, err = cgroups(pids); err != nil {
 		return st, err
 	}
 	if st.files, err = files(stateDir); err != nil {
@@ -130,7 +140,8 @@ func read(stateDir string) (state, error) {
 func (s state) diff(now state) []string {
 	var out []string
 	out = append(out, diffCounts("mount", s.mounts, now.mounts, true)...)
-	out = append(out, diffCounts("cgroup", s.cgroups, now.cgroups, true)...)
+	out = append(out, diffCounts("mount", s.looseMounts, now.looseMounts, false)...)
+	out = append(out, diffCounts("cgroup", s.cgroups, now.cgroups, false)...)
 	out = append(out, diffCounts("process", s.procs, now.procs, false)...)
 	out = append(out, diffCounts("file", s.files, now.files, true)...)
 	return out
@@ -161,33 +172,35 @@ func under(path, dir string) bool {
 // mounts reads /proc/self/mountinfo. Its fields are documented in proc(5):
 // ID, parent ID, major:minor, root, mount point, options, optional fields
 // ending with "-", fs type, source, super options.
-func mounts(stateDir string) (map[string]int, error) {
+func mounts(stateDir string) (strict, loose map[string]int, err error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
-		return nil, fmt.Errorf("read mounts: %w", err)
+		return nil, nil, fmt.Errorf("read mounts: %w", err)
 	}
 	defer f.Close()
-	out := map[string]int{}
+	strict, loose = map[string]int{}, map[string]int{}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
 		sep := slices.Index(fields, "-")
 		if len(fields) < 5 || sep < 0 || sep+2 >= len(fields) {
-			return nil, fmt.Errorf("read mounts: malformed mountinfo line %q", sc.Text())
+			return nil, nil, fmt.Errorf("read mounts: malformed mountinfo line %q", sc.Text())
 		}
 		point := unescape(fields[4])
 		fstype, source := fields[sep+1], unescape(fields[sep+2])
-		if !under(point, stateDir) && !under(source, stateDir) &&
-			!strings.Contains(point, "jobrun") && !strings.Contains(source, "jobrun") {
-			continue
+		key := fmt.Sprintf("%s (%s from %s, root %s)", point, fstype, source, unescape(fields[3]))
+		switch {
+		case under(point, stateDir) || under(source, stateDir):
+			strict[key]++
+		case strings.Contains(point, "jobrun") || strings.Contains(source, "jobrun"):
+			loose[key]++
 		}
-		out[fmt.Sprintf("%s (%s from %s, root %s)", point, fstype, source, unescape(fields[3]))]++
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read mounts: %w", err)
+		return nil, nil, fmt.Errorf("read mounts: %w", err)
 	}
-	return out, nil
+	return strict, loose, nil
 }
 
 // unescape undoes mountinfo's octal escapes of space, tab, newline and "\".
@@ -210,11 +223,17 @@ func unescape(s string) string {
 }
 
 // cgroups walks every cgroup hierarchy mounted under /sys/fs/cgroup (a v2
-// unified mount, v1 controller mounts, or both in hybrid mode).
-func cgroups() (map[string]int, error) {
+// unified mount, v1 controller mounts, or both in hybrid mode) for jobrun
+// cgroups that are empty or hold one of the processes in scope (mine, as
+// listed by procs).
+func cgroups(mine []string) (map[string]int, error) {
 	roots, err := cgroupRoots()
 	if err != nil {
 		return nil, err
+	}
+	minePids := map[string]bool{}
+	for _, p := range mine {
+		minePids[strings.Fields(p)[1]] = true
 	}
 	out := map[string]int{}
 	for _, root := range roots {
@@ -230,7 +249,7 @@ func cgroups() (map[string]int, error) {
 				return nil
 			}
 			rel := strings.TrimPrefix(p, root)
-			if strings.Contains(rel, "jobrun") {
+			if strings.Contains(rel, "jobrun") && ours(p, minePids) {
 				out[root+":"+rel]++
 			}
 			return nil
@@ -240,6 +259,19 @@ func cgroups() (map[string]int, error) {
 		}
 	}
 	return out, nil
+}
+
+// ours reports whether the cgroup dir is empty or holds a process in mine.
+func ours(dir string, mine map[string]bool) bool {
+	b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	if err != nil {
+		return false
+	}
+	pids := strings.Fields(string(b))
+	if len(pids) == 0 {
+		return true
+	}
+	return slices.ContainsFunc(pids, func(p string) bool { return mine[p] })
 }
 
 func cgroupRoots() ([]string, error) {
@@ -264,9 +296,9 @@ func cgroupRoots() ([]string, error) {
 	return roots, sc.Err()
 }
 
-// procs lists processes in scope as "pid start-time (comm)", so that a
+// procs lists processes in scope as "pid N started T (comm)", so that a
 // reused pid is a different process.
-func procs(stateDir string) (map[string]int, error) {
+func procs(stateDir string) ([]string, error) {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil, fmt.Errorf("read processes: %w", err)
@@ -300,13 +332,13 @@ func procs(stateDir string) (map[string]int, error) {
 		}
 		return false
 	}
-	out := map[string]int{}
+	var out []string
 	for pid, p := range all {
 		if pid == self {
 			continue
 		}
 		if descends(pid) || usesDir(pid, stateDir) {
-			out[fmt.Sprintf("pid %d started %s (%s)", pid, p.start, p.comm)]++
+			out = append(out, fmt.Sprintf("pid %d started %s (%s)", pid, p.start, p.comm))
 		}
 	}
 	return out, nil

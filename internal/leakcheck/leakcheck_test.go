@@ -139,19 +139,81 @@ func TestCgroup(t *testing.T) {
 			if err := os.Mkdir(cg, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			removed := false
-			defer func() {
-				if !removed {
-					os.Remove(cg)
+			defer os.Remove(cg)
+			// A child of ours lives in it, so that other packages' leak
+			// checks running at the same time see another test's live
+			// cgroup, not an empty (leaked) one.
+			child := exec.Command("sleep", "60")
+			if err := child.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { child.Process.Kill(); child.Wait() }()
+			for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+				if b, err := os.ReadFile(filepath.Join(root, f)); err == nil {
+					os.WriteFile(filepath.Join(cg, f), b, 0o644)
 				}
-			}()
+			}
+			if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(strconv.Itoa(child.Process.Pid)), 0o644); err != nil {
+				t.Fatal(err)
+			}
 			expectLeak(t, s, "new cgroup (1): "+root+":/"+filepath.Base(cg))
+			child.Process.Kill()
+			child.Wait()
 			if err := os.Remove(cg); err != nil {
 				t.Fatal(err)
 			}
-			removed = true
 			expectClean(t, s)
 		})
+	}
+}
+
+// TestCgroupScope checks that a jobrun cgroup holding only processes out
+// of scope (another test's live container) is not counted, and one holding
+// a process of ours is.
+func TestCgroupScope(t *testing.T) {
+	testenv.RequireRoot(t)
+	root := "/sys/fs/cgroup/pids"
+	if _, err := os.Stat(filepath.Join(root, "cgroup.procs")); err != nil {
+		root = "/sys/fs/cgroup/unified"
+		if _, err := os.Stat(filepath.Join(root, "cgroup.procs")); err != nil {
+			root = "/sys/fs/cgroup"
+		}
+	}
+	cg := filepath.Join(root, fmt.Sprintf("jobrun-leakcheck-scope-%d", os.Getpid()))
+	if err := os.Mkdir(cg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(cg)
+	// An orphan in another dir stands for another test's process.
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	if err := exec.Command("sh", "-c", `setsid sleep 60 </dev/null >/dev/null 2>&1 & echo $! >"$1"`, "sh", pidFile).Run(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := strings.TrimSpace(string(b))
+	defer exec.Command("kill", "-9", other).Run()
+	if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(other), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := Take(t, t.TempDir())
+	expectClean(t, s)
+
+	// A child of ours joins it: now it is ours, and new.
+	child := exec.Command("sleep", "60")
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { child.Process.Kill(); child.Wait() }()
+	if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(strconv.Itoa(child.Process.Pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	expectLeak(t, s, "new cgroup (1): "+root+":/"+filepath.Base(cg))
+	// Move both out before removal.
+	for _, p := range []string{other, strconv.Itoa(child.Process.Pid)} {
+		os.WriteFile(filepath.Join(root, "cgroup.procs"), []byte(p), 0o644)
 	}
 }
 
