@@ -154,8 +154,11 @@ func HashFiles(dir string, patterns ...string) (string, error) {
 		pat = strings.TrimPrefix(path.Clean(pat), "./")
 		if !strings.ContainsAny(pat, "*?[{\\") {
 			// A plain path: no need to walk the tree for it.
-			if _, err := fs.Stat(fsys, pat); err == nil {
+			switch _, err := fs.Stat(fsys, pat); {
+			case err == nil:
 				matched[pat] = true
+			case !errors.Is(err, fs.ErrNotExist):
+				return "", fmt.Errorf("hashfiles %q: %w", pat, err)
 			}
 			continue
 		}
@@ -187,6 +190,9 @@ func HashFiles(dir string, patterns ...string) (string, error) {
 	sum := sha256.New()
 	for _, n := range names {
 		fh, err := hashFile(root, n)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // a dangling link inside the workspace
+		}
 		if err != nil {
 			return "", fmt.Errorf("hashfiles: %w", err)
 		}

@@ -173,6 +173,7 @@ func (e *evaluator) strMap(expr hcl.Expression, what string, checkKey func(strin
 	}
 	ok := true
 	m := make(map[string]string, len(pairs))
+	seen := map[string]bool{}
 	for _, kv := range pairs {
 		k, good := e.str(kv.Key, "a key of "+what)
 		if !good {
@@ -184,11 +185,12 @@ func (e *evaluator) strMap(expr hcl.Expression, what string, checkKey func(strin
 			ok = false
 			continue
 		}
-		if _, dup := m[k]; dup {
+		if seen[k] {
 			e.p.errorf(kv.Key.Range(), "Duplicate key", "%s sets %q twice.", what, k)
 			ok = false
 			continue
 		}
+		seen[k] = true
 		v, good := e.str(kv.Value, fmt.Sprintf("%s[%q]", what, k))
 		if !good {
 			ok = false

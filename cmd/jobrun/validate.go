@@ -73,7 +73,11 @@ func isTerminal(w io.Writer) bool {
 // writePlan prints the jobs in order, with their matrix values, needs,
 // image and number of steps.
 func writePlan(w io.Writer, f *jobs.File) error {
-	fmt.Fprintf(w, "%s: %d jobs\n\n", f.Path, len(f.Jobs))
+	noun := "jobs"
+	if len(f.Jobs) == 1 {
+		noun = "job"
+	}
+	fmt.Fprintf(w, "%s: %d %s\n\n", f.Path, len(f.Jobs), noun)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "#\tJOB\tID\tIMAGE\tSTEPS\tTIMEOUT\tNEEDS")
 	for i, j := range f.Jobs {
