@@ -13,7 +13,9 @@
 //     with nofile and nproc ulimits lowered to 1024: podman's defaults are
 //     higher than this machine allows without CAP_SYS_RESOURCE.
 //
-// It prints the median of each and the ratio to `runc run`.
+// It prints the median of each and the ratio to `runc run`; then the same
+// for a job of five steps (one container, five processes) against five
+// `runc run`s, and the phases of a jobrun run.
 // usage (as root): sandbox-bench [-n N] [-podman-n N]
 package main
 
@@ -124,11 +126,43 @@ func run(n, podmanN int) error {
 			return quiet(exec.Command("runc", "--root", filepath.Join(work, "runc-root"), "run", "--bundle", bundleSeccomp, fmt.Sprintf("bench-runcs-%d", i)))
 		}},
 	}
+	// A job of several steps: one container, a process per step, against
+	// a fresh `runc run` per step (which is all a runc-based runner could
+	// do without a long-lived container).
+	const steps = 5
+	multi := []*tool{
+		{name: fmt.Sprintf("jobrun %d steps", steps), runs: n / 2, once: func(i int) error {
+			c, err := rt.Start(ctx, sandbox.Spec{ID: fmt.Sprintf("bench-steps-%d", i), Rootfs: root})
+			if err != nil {
+				return err
+			}
+			for s := 0; s < steps && err == nil; s++ {
+				var exit *sandbox.Exit
+				if exit, err = c.Exec(ctx, sandbox.Process{Args: []string{"true"}}); err == nil && !exit.Success() {
+					err = fmt.Errorf("true: %s", exit)
+				}
+			}
+			if derr := c.Destroy(); err == nil {
+				err = derr
+			}
+			return err
+		}},
+		{name: fmt.Sprintf("runc run x%d", steps), runs: n / 2, once: func(i int) error {
+			for s := 0; s < steps; s++ {
+				if err := quiet(exec.Command("runc", "--root", filepath.Join(work, "runc-root"), "run", "--bundle", bundleSeccomp, fmt.Sprintf("bench-runc5-%d-%d", i, s))); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+	}
 	if _, err := exec.LookPath("podman"); err == nil && podmanN > 0 {
 		tools = append(tools, &tool{name: "podman run", runs: podmanN, once: func(int) error {
 			return quiet(exec.Command("podman", "--runtime", "runc", "run", "--rm", "--network", "none", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "--rootfs", root, "true"))
 		}})
 	}
+	single := tools
+	tools = append(slices.Clone(single), multi...)
 	// One warm-up run each, then rounds alternating the tools, so that a
 	// machine busy with other work slows all of them alike.
 	for _, t := range tools {
@@ -153,16 +187,22 @@ func run(n, podmanN int) error {
 			break
 		}
 	}
-	ref := median(tools[2].d)
 	fmt.Printf("start + run `true` + destroy, busybox rootfs, median of N runs\n")
-	fmt.Printf("%-16s %5s %10s %10s %10s %8s\n", "tool", "N", "p10", "median", "p90", "÷runc")
-	for _, t := range tools {
-		fmt.Printf("%-16s %5d %10s %10s %10s %7.2fx\n", t.name, len(t.d),
-			ms(pct(t.d, 10)), ms(median(t.d)), ms(pct(t.d, 90)), float64(median(t.d))/float64(ref))
-	}
+	table(single, single[2])
+	fmt.Printf("\na job of %d steps: one container, %d processes (jobrun) against %d x `runc run` with seccomp\n", steps, steps, steps)
+	table(multi, multi[1])
 	fmt.Printf("jobrun phases (median): start %s, exec `true` %s, destroy %s\n",
 		ms(median(phases[0])), ms(median(phases[1])), ms(median(phases[2])))
 	return nil
+}
+
+// table prints each tool's timings and its ratio to ref's median.
+func table(tools []*tool, ref *tool) {
+	fmt.Printf("%-16s %5s %10s %10s %10s %8s\n", "tool", "N", "p10", "median", "p90", "÷"+ref.name)
+	for _, t := range tools {
+		fmt.Printf("%-16s %5d %10s %10s %10s %7.2fx\n", t.name, len(t.d),
+			ms(pct(t.d, 10)), ms(median(t.d)), ms(pct(t.d, 90)), float64(median(t.d))/float64(median(ref.d)))
+	}
 }
 
 func quiet(cmd *exec.Cmd) error {
