@@ -88,6 +88,9 @@ func writeSnippet(b *strings.Builder, s *hcl.Range, src []byte, color bool) {
 // one is close enough to be a likely typo, or "".
 func suggest(given string, options []string) string {
 	best, bestDist := "", 3
+	if len(given) > 2*maxNameLen {
+		return "" // not a typo, and costly to compare
+	}
 	for _, o := range options {
 		if d := levenshtein.Distance(given, o, nil); d < bestDist {
 			best, bestDist = o, d

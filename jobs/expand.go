@@ -32,6 +32,11 @@ func (p *parser) expand(f *File, raws []*rawJob) {
 			p.evalJob(rj, m, nil)
 			continue
 		}
+		if len(all)+len(m.combos) > maxJobs {
+			p.errorf(rj.b.DefRange, "Too many jobs",
+				"With job %q the file expands to more than %d jobs; split the workflow or shrink its matrices.", rj.name, maxJobs)
+			break
+		}
 		for _, combo := range m.combos {
 			if pj := p.evalJob(rj, m, combo); pj != nil {
 				pj.index = len(all)

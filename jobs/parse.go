@@ -63,6 +63,7 @@ var (
 const (
 	maxNameLen      = 100
 	maxCombinations = 256
+	maxJobs         = 1000 // expanded
 )
 
 // parser holds the state of one Parse call.
@@ -131,6 +132,10 @@ func Parse(filename string, src []byte) (f *File, diags hcl.Diagnostics) {
 const internalError = "Internal error"
 
 func (p *parser) parse(f *File) {
+	if diags := checkLimits(p.filename, p.src); diags.HasErrors() {
+		p.add(diags)
+		return
+	}
 	hf, diags := hclsyntax.ParseConfig(p.src, p.filename, hcl.InitialPos)
 	p.add(diags)
 	if diags.HasErrors() {
