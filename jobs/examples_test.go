@@ -135,3 +135,25 @@ func TestInvalidExamples(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkParse parses each valid example, the work a scheduler does per
+// push.
+func BenchmarkParse(b *testing.B) {
+	valid, _ := exampleFiles(b)
+	srcs := make([][]byte, len(valid))
+	for i, p := range valid {
+		src, err := os.ReadFile(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		srcs[i] = src
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		for i, src := range srcs {
+			if _, diags := Parse(valid[i], src); diags.HasErrors() {
+				b.Fatal(diags)
+			}
+		}
+	}
+}
