@@ -186,7 +186,7 @@ func TestCgroupScope(t *testing.T) {
 	defer os.Remove(cg)
 	// An orphan in another dir stands for another test's process.
 	pidFile := filepath.Join(t.TempDir(), "pid")
-	if err := exec.Command("sh", "-c", `setsid sleep 60 </dev/null >/dev/null 2>&1 & echo $! >"$1"`, "sh", pidFile).Run(); err != nil {
+	if err := exec.Command("sh", "-c", `sleep 60 </dev/null >/dev/null 2>&1 & echo $! >"$1"`, "sh", pidFile).Run(); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(pidFile)
@@ -241,7 +241,7 @@ func TestOrphanInStateDir(t *testing.T) {
 	}
 	pidFile := filepath.Join(t.TempDir(), "pid")
 	s := Take(t, dir)
-	sh := exec.Command("sh", "-c", `cd "$1" && setsid sleep 60 </dev/null >/dev/null 2>&1 & echo $! >"$2"`, "sh", work, pidFile)
+	sh := exec.Command("sh", "-c", `cd "$1" && sleep 60 </dev/null >/dev/null 2>&1 & echo $! >"$2"`, "sh", work, pidFile)
 	if err := sh.Run(); err != nil {
 		t.Fatal(err)
 	}
