@@ -92,7 +92,8 @@ func (c *Container) Shell(script string) []string {
 }
 
 // Exec runs p in the container and waits for it to end. When ctx is done
-// first, every process in the container except init gets SIGTERM, then
+// first, every process in the container except init (and its pause child)
+// gets SIGTERM, then
 // after the Spec's StopGrace SIGKILL (with the cgroup frozen, so nothing
 // forks away), and Exit says "timed out" or "cancelled". The error is for
 // failures to run p at all; how p ended is in Exit.
@@ -118,20 +119,9 @@ func (c *Container) Exec(ctx context.Context, p Process) (*Exit, error) {
 	oomBefore, _ := c.cg.OOMKillCount()
 	pidsBefore := c.pidsMaxEvents()
 
-	stdout, err := c.newCopier(p.Stdout)
+	outs, err := c.openOutputs(p, proc)
 	if err != nil {
-		return nil, fmt.Errorf("exec in %s: %w", c.spec.ID, err)
-	}
-	outs := []*copier{stdout}
-	proc.Stdout, proc.Stderr = stdout.w, stdout.w
-	if !sameWriter(p.Stdout, p.Stderr) {
-		stderr, err := c.newCopier(p.Stderr)
-		if err != nil {
-			stdout.close()
-			return nil, fmt.Errorf("exec in %s: %w", c.spec.ID, err)
-		}
-		outs = append(outs, stderr)
-		proc.Stderr = stderr.w
+		return nil, err
 	}
 
 	begin := time.Now()
@@ -169,17 +159,8 @@ func (c *Container) Exec(ctx context.Context, p Process) (*Exit, error) {
 		o.finish()
 	}
 
-	exit := &Exit{Code: -1, Duration: time.Since(begin), MemoryLimit: c.spec.Resources.Memory, PidsMax: c.spec.Resources.Pids}
-	if st != nil {
-		if ws, ok := st.Sys().(syscall.WaitStatus); ok {
-			switch {
-			case ws.Exited():
-				exit.Code = ws.ExitStatus()
-			case ws.Signaled():
-				exit.Signal = ws.Signal()
-			}
-		}
-	}
+	exit := &Exit{Duration: time.Since(begin), MemoryLimit: c.spec.Resources.Memory, PidsMax: c.spec.Resources.Pids}
+	exit.Code, exit.Signal = status(st)
 	failed := !exit.Success()
 	if n, err := c.cg.OOMKillCount(); err == nil && n > oomBefore && failed {
 		exit.OOMKilled = true
@@ -191,6 +172,44 @@ func (c *Container) Exec(ctx context.Context, p Process) (*Exit, error) {
 		c.stopped(ctx, exit)
 	}
 	return exit, nil
+}
+
+// openOutputs makes the pipes for p's output and hands their write ends to
+// proc: one pipe if stdout and stderr go to the same writer, else two.
+func (c *Container) openOutputs(p Process, proc *libcontainer.Process) ([]*copier, error) {
+	stdout, err := c.newCopier(p.Stdout)
+	if err != nil {
+		return nil, fmt.Errorf("exec in %s: %w", c.spec.ID, err)
+	}
+	proc.Stdout, proc.Stderr = stdout.w, stdout.w
+	if sameWriter(p.Stdout, p.Stderr) {
+		return []*copier{stdout}, nil
+	}
+	stderr, err := c.newCopier(p.Stderr)
+	if err != nil {
+		stdout.close()
+		return nil, fmt.Errorf("exec in %s: %w", c.spec.ID, err)
+	}
+	proc.Stderr = stderr.w
+	return []*copier{stdout, stderr}, nil
+}
+
+// status returns the exit code (-1 if a signal ended the process) and the
+// signal of a wait status.
+func status(st *os.ProcessState) (int, syscall.Signal) {
+	if st == nil {
+		return -1, 0
+	}
+	ws, ok := st.Sys().(syscall.WaitStatus)
+	switch {
+	case !ok:
+		return -1, 0
+	case ws.Exited():
+		return ws.ExitStatus(), 0
+	case ws.Signaled():
+		return -1, ws.Signal()
+	}
+	return -1, 0
 }
 
 // sameWriter reports whether a and b are the same writer, in which case
