@@ -19,6 +19,7 @@ import (
 	_ "github.com/opencontainers/cgroups/devices"
 	"github.com/opencontainers/cgroups/manager"
 	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/seccomp"
 )
 
 // Runtime starts containers. Its state lives under one directory:
@@ -58,6 +59,11 @@ var (
 func New(stateDir string, log hclog.Logger) (*Runtime, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
+	}
+	// Without seccomp support every start would fail deep in
+	// libcontainer; say what is wrong up front.
+	if major, minor, micro := seccomp.Version(); major == 0 && minor == 0 && micro == 0 {
+		return nil, errors.New("sandbox: built without seccomp support: build with cgo and -tags seccomp (libseccomp-dev)")
 	}
 	dir, err := filepath.Abs(stateDir)
 	if err != nil {
