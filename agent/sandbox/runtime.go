@@ -87,7 +87,9 @@ func New(stateDir string, log hclog.Logger) (*Runtime, error) {
 		return nil, err
 	}
 	rt.starter = make(chan func())
-	go rt.serveStarts()
+	for range max(2, runtime.NumCPU()) {
+		go rt.serveStarts()
+	}
 	if exe, err := os.Executable(); err == nil {
 		exeDir, _ := filepath.EvalSymlinks(filepath.Dir(exe))
 		real, _ := filepath.EvalSymlinks(dir)
@@ -113,7 +115,8 @@ func findStatic(cands []string, name, pkg string) (string, error) {
 	return "", fmt.Errorf("no static %s found (tried %s): install Debian's %s package", name, strings.Join(cands, ", "), pkg)
 }
 
-// serveStarts runs container starts on one OS thread that never exits.
+// serveStarts runs container starts on an OS thread that never exits (New
+// starts one per CPU, so parallel jobs do not queue behind each other).
 // The kernel sends the parent-death signal when the parent *thread* exits,
 // and libcontainer's init is a child of the thread that forked it; Go ends
 // threads (a goroutine that exits while locked to one, as libcontainer's
@@ -127,7 +130,7 @@ func (rt *Runtime) serveStarts() {
 	}
 }
 
-// onStarter runs f on the starter thread and waits for it.
+// onStarter runs f on a starter thread and waits for it.
 func (rt *Runtime) onStarter(f func()) {
 	done := make(chan struct{})
 	rt.starter <- func() {

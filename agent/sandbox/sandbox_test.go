@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -163,5 +164,36 @@ func TestBash(t *testing.T) {
 	c2 := start(t, rt, Spec{ID: "with-bash", Rootfs: root})
 	if got := c2.Shell("x"); !slices.Equal(got, []string{"/bin/bash", "-eo", "pipefail", "-c", "x"}) {
 		t.Errorf("with bash: %q", got)
+	}
+}
+
+// TestParallelJobs runs several containers at once, as an agent with a
+// parallel limit does.
+func TestParallelJobs(t *testing.T) {
+	rt, _ := newRuntime(t)
+	root := rootfs(t)
+	errs := make(chan error, 6)
+	for i := range 6 {
+		go func() {
+			c, err := rt.Start(context.Background(), Spec{ID: fmt.Sprintf("parallel-%d", i), Rootfs: root})
+			if err != nil {
+				errs <- err
+				return
+			}
+			var out syncBuffer
+			exit, err := c.Exec(context.Background(), Process{Args: []string{"hostname"}, Stdout: &out})
+			if err == nil && (!exit.Success() || out.String() != fmt.Sprintf("parallel-%d\n", i)) {
+				err = fmt.Errorf("parallel-%d: %s, output %q", i, exit, out.String())
+			}
+			if derr := c.Destroy(); err == nil {
+				err = derr
+			}
+			errs <- err
+		}()
+	}
+	for range 6 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
 	}
 }
