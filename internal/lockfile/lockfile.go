@@ -38,11 +38,22 @@ func open(path string) (*os.File, error) {
 // TryAcquire takes the lock at path without waiting. It returns ErrLocked
 // if another holder (in this process or another) has it.
 func TryAcquire(path string) (*Lock, error) {
+	return try(path, unix.LOCK_EX)
+}
+
+// TryAcquireShared takes the lock at path in shared mode without waiting:
+// any number of shared holders may hold it at once, but not alongside an
+// exclusive holder.
+func TryAcquireShared(path string) (*Lock, error) {
+	return try(path, unix.LOCK_SH)
+}
+
+func try(path string, how int) (*Lock, error) {
 	f, err := open(path)
 	if err != nil {
 		return nil, err
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	if err := unix.Flock(int(f.Fd()), how|unix.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
 			return nil, fmt.Errorf("lock %s: %w", path, ErrLocked)
@@ -55,9 +66,18 @@ func TryAcquire(path string) (*Lock, error) {
 // Acquire waits for the lock at path until ctx is done. Waiting polls, so
 // that cancellation is prompt without a goroutine stuck in flock(2).
 func Acquire(ctx context.Context, path string) (*Lock, error) {
+	return wait(ctx, path, TryAcquire)
+}
+
+// AcquireShared waits for the lock at path in shared mode until ctx is done.
+func AcquireShared(ctx context.Context, path string) (*Lock, error) {
+	return wait(ctx, path, TryAcquireShared)
+}
+
+func wait(ctx context.Context, path string, try func(string) (*Lock, error)) (*Lock, error) {
 	delay := time.Millisecond
 	for {
-		l, err := TryAcquire(path)
+		l, err := try(path)
 		if !errors.Is(err, ErrLocked) {
 			return l, err
 		}

@@ -67,3 +67,28 @@ func TestHeldByOtherProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestShared(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "lock")
+	a, err := TryAcquireShared(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := TryAcquireShared(p)
+	if err != nil {
+		t.Fatalf("second shared holder refused: %v", err)
+	}
+	if _, err := TryAcquire(p); !errors.Is(err, ErrLocked) {
+		t.Fatalf("exclusive beside shared: %v, want ErrLocked", err)
+	}
+	a.Release()
+	b.Release()
+	x, err := TryAcquire(p)
+	if err != nil {
+		t.Fatalf("exclusive after shared released: %v", err)
+	}
+	if _, err := TryAcquireShared(p); !errors.Is(err, ErrLocked) {
+		t.Fatalf("shared beside exclusive: %v, want ErrLocked", err)
+	}
+	x.Release()
+}
