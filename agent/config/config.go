@@ -1,0 +1,114 @@
+// Package config reads the agent's configuration file, an HCL file under the
+// state directory (or --config):
+//
+//	registry "docker.io" {
+//	  mirrors  = ["127.0.0.1:5000"]   # tried in order before the registry itself
+//	}
+//	registry "127.0.0.1:5000" {
+//	  insecure = true                 # plain HTTP; only for hosts listed here
+//	}
+//
+// A missing file means the defaults. Sections for other parts of the agent
+// are added as blocks of their own.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/hashicorp/hcl/v2/hclparse"
+)
+
+// Config is the agent's configuration.
+type Config struct {
+	// Registries by host, as written ("docker.io", "ghcr.io",
+	// "127.0.0.1:5000").
+	Registries map[string]Registry
+}
+
+// Registry is how to reach one registry host.
+type Registry struct {
+	// Mirrors are hosts tried in order before the registry itself.
+	Mirrors []string
+	// Insecure allows plain HTTP to this host.
+	Insecure bool
+}
+
+// Registry returns the settings of host; "index.docker.io" and
+// "registry-1.docker.io" are "docker.io".
+func (c *Config) Registry(host string) Registry {
+	if c == nil {
+		return Registry{}
+	}
+	switch host {
+	case "index.docker.io", "registry-1.docker.io":
+		host = "docker.io"
+	}
+	return c.Registries[host]
+}
+
+type fileSchema struct {
+	Registries []struct {
+		Host     string   `hcl:"host,label"`
+		Mirrors  []string `hcl:"mirrors,optional"`
+		Insecure bool     `hcl:"insecure,optional"`
+	} `hcl:"registry,block"`
+}
+
+// Load reads the file at path. A missing file gives the defaults; a bad one
+// gives an error with file:line:col.
+func Load(path string) (*Config, error) {
+	src, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return &Config{Registries: map[string]Registry{}}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, src)
+}
+
+// Parse parses src, naming it filename in errors.
+func Parse(filename string, src []byte) (*Config, error) {
+	f, diags := hclparse.NewParser().ParseHCL(src, filename)
+	var s fileSchema
+	if !diags.HasErrors() {
+		diags = append(diags, gohcl.DecodeBody(f.Body, nil, &s)...)
+	}
+	if diags.HasErrors() {
+		return nil, diagError(diags)
+	}
+	c := &Config{Registries: map[string]Registry{}}
+	for _, r := range s.Registries {
+		if r.Host == "" || strings.ContainsAny(r.Host, "/ ") {
+			return nil, fmt.Errorf("%s: registry %q: want a host name, with an optional :port", filename, r.Host)
+		}
+		if _, dup := c.Registries[r.Host]; dup {
+			return nil, fmt.Errorf("%s: registry %q is configured twice", filename, r.Host)
+		}
+		c.Registries[r.Host] = Registry{Mirrors: r.Mirrors, Insecure: r.Insecure}
+	}
+	return c, nil
+}
+
+func diagError(diags hcl.Diagnostics) error {
+	var msgs []string
+	for _, d := range diags {
+		if d.Severity != hcl.DiagError {
+			continue
+		}
+		m := d.Summary
+		if d.Detail != "" {
+			m += ": " + d.Detail
+		}
+		if d.Subject != nil {
+			m = fmt.Sprintf("%s:%d:%d: %s", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column, m)
+		}
+		msgs = append(msgs, m)
+	}
+	return errors.New("config: " + strings.Join(msgs, "; "))
+}
