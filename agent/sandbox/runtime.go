@@ -20,6 +20,8 @@ import (
 	"github.com/opencontainers/cgroups/manager"
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/seccomp"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // Runtime starts containers. Its state lives under one directory:
@@ -189,6 +191,7 @@ func (rt *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) 
 	if err != nil {
 		return nil, err
 	}
+	premakeMountpoints(spec)
 	cfg, err := libcontainerConfig(&s, spec)
 	if err != nil {
 		return nil, err
@@ -241,6 +244,69 @@ func waitPause(ctx context.Context, cg cgroups.Manager, initPid int) (int, error
 		}
 		time.Sleep(delay)
 	}
+}
+
+// premakeMountpoints creates the missing bind mount points of spec in its
+// rootfs. libcontainer would create them too, but with O_EXCL, so two
+// containers starting at once on the same rootfs (not the usual per-job
+// snapshot, but a shared directory) race and one fails. Best effort: a
+// path through a symbolic link or another file system is left to
+// libcontainer's own careful handling.
+func premakeMountpoints(spec *specs.Spec) {
+	root, err := unix.Open(spec.Root.Path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(root)
+	for _, m := range spec.Mounts {
+		if m.Type != "bind" {
+			continue
+		}
+		st, err := os.Stat(m.Source)
+		if err != nil {
+			continue
+		}
+		rel := strings.TrimPrefix(filepath.Clean(m.Destination), "/")
+		dir, name := filepath.Split(rel)
+		dfd, err := mkdirAllIn(root, dir)
+		if err != nil {
+			continue
+		}
+		if st.IsDir() {
+			_ = unix.Mkdirat(dfd, name, 0o755)
+		} else if fd, err := unix.Openat(dfd, name, unix.O_CREAT|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644); err == nil {
+			unix.Close(fd)
+		}
+		unix.Close(dfd)
+	}
+}
+
+// mkdirAllIn creates the directory path rel below the directory open at
+// root, refusing symbolic links and mount crossings, and returns it open.
+func mkdirAllIn(root int, rel string) (int, error) {
+	fd, err := unix.Dup(root)
+	if err != nil {
+		return -1, err
+	}
+	for _, c := range strings.Split(strings.Trim(rel, "/"), "/") {
+		if c == "" {
+			continue
+		}
+		if err := unix.Mkdirat(fd, c, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+			unix.Close(fd)
+			return -1, err
+		}
+		next, err := unix.Openat2(fd, c, &unix.OpenHow{
+			Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
+			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_XDEV,
+		})
+		unix.Close(fd)
+		if err != nil {
+			return -1, err
+		}
+		fd = next
+	}
+	return fd, nil
 }
 
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
