@@ -20,6 +20,10 @@
 //   - every file and directory under the state dir (path and type only:
 //     contents may change, names may not), compared both ways.
 //
+// Processes are scoped by descent from the test binary, so a test that
+// uses a Snapshot must not run in parallel (t.Parallel) with other tests
+// of the same binary that start processes or containers.
+//
 // Teardown is allowed to be asynchronous (a killed process takes a moment to
 // be reaped), and another test's container is briefly empty while it starts
 // and stops, so Check polls for a few seconds for a clean state before it
