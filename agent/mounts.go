@@ -1,0 +1,178 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+
+	"github.com/jobrun/jobrun/agent/image"
+	"github.com/jobrun/jobrun/agent/sandbox"
+	"github.com/jobrun/jobrun/artifacts"
+	"github.com/jobrun/jobrun/cache"
+)
+
+// volume is a cache mounted into the job, released when the job ends with
+// whether the job succeeded (only a successful job updates a remote copy).
+type volume struct {
+	v   *cache.Volume
+	tmp string // with no cache manager: a scratch dir removed afterwards
+	hit bool
+	ok  bool
+}
+
+func (v *volume) release() error {
+	if v.v != nil {
+		return v.v.Release(context.Background(), v.ok)
+	}
+	return os.RemoveAll(v.tmp)
+}
+
+// acquireCaches gets each of the job's caches, evaluating keys such as
+// hashfiles("go.sum") against the workspace.
+func (r *Runner) acquireCaches(ctx context.Context, j *Job, ws string, l *jobLog) ([]*volume, []sandbox.Mount, error) {
+	var vols []*volume
+	var mounts []sandbox.Mount
+	for _, c := range j.Caches {
+		v, err := r.acquireCache(ctx, j, c.Name, string(c.Sharing), func() (string, error) { return c.EvalKey(ws) }, l)
+		if err != nil {
+			return vols, nil, fmt.Errorf("cache %q: %w", c.Name, err)
+		}
+		vols = append(vols, v)
+		src := v.tmp
+		if v.v != nil {
+			src = v.v.Path()
+		}
+		mounts = append(mounts, sandbox.Mount{Source: src, Target: c.Path, Chown: true})
+	}
+	return vols, mounts, nil
+}
+
+func (r *Runner) acquireCache(ctx context.Context, j *Job, name, sharing string, key func() (string, error), l *jobLog) (*volume, error) {
+	if r.Caches == nil {
+		dir, err := os.MkdirTemp(r.WorkDir, "nocache-")
+		return &volume{tmp: dir}, err
+	}
+	k, err := key()
+	if err != nil {
+		return nil, err
+	}
+	v, err := r.Caches.Acquire(ctx, cache.Request{
+		Repo: j.Repo, Name: name, Key: k, Sharing: cache.Sharing(sharing),
+		Untrusted: j.Untrusted, Upload: !j.Untrusted,
+		Wait: func(msg string) { l.notice("", msg) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	state := "cold"
+	if v.Hit() {
+		state = "warm"
+	}
+	l.notice("", fmt.Sprintf("cache %s: %s (%s)", name, state, v.Sharing()))
+	return &volume{v: v, hit: v.Hit()}, nil
+}
+
+// spec describes the job's container: the image's config merged with the
+// job's settings.
+func (r *Runner) spec(j *Job, img *image.Image, rootfs, ws string, mounts []sandbox.Mount) sandbox.Spec {
+	return sandbox.Spec{
+		ID:        j.instance,
+		Hostname:  j.ID,
+		Rootfs:    rootfs,
+		Workspace: ws,
+		Mounts:    mounts,
+		Env:       environment(img.Config.Env, j),
+		User:      img.Config.User,
+		Resources: sandbox.Resources{CPUs: j.Resources.CPUs, Memory: j.Resources.Memory, Pids: j.Resources.Pids},
+		Network:   string(j.Network),
+	}
+}
+
+// environment is the image's environment, then CI's variables, the job's
+// env, --env values and secrets, later ones winning.
+func environment(imageEnv []string, j *Job) []string {
+	env := map[string]string{}
+	var order []string
+	set := func(k, v string) {
+		if _, ok := env[k]; !ok {
+			order = append(order, k)
+		}
+		env[k] = v
+	}
+	for _, kv := range imageEnv {
+		for i := 0; i < len(kv); i++ {
+			if kv[i] == '=' {
+				set(kv[:i], kv[i+1:])
+				break
+			}
+		}
+	}
+	set("CI", "true")
+	set("JOBRUN", "true")
+	set("JOBRUN_JOB", j.Name)
+	for _, m := range []map[string]string{j.Job.Env, j.Env, j.Secrets} {
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			set(k, m[k])
+		}
+	}
+	out := make([]string, 0, len(order))
+	for _, k := range order {
+		out = append(out, k+"="+env[k])
+	}
+	return out
+}
+
+// fetchNeeds places the artifacts of the jobs j needs into its workspace.
+func (r *Runner) fetchNeeds(ctx context.Context, j *Job, ws string, l *jobLog) error {
+	for _, need := range j.NeedIDs {
+		ref := artifacts.Ref{Repo: j.Repo, Run: j.Run, Job: need, Attempt: 1}
+		m, err := artifacts.Fetch(ctx, r.Artifacts, ref, ws)
+		if errors.Is(err, artifacts.ErrNotFound) {
+			continue // the needed job stored no artifacts
+		}
+		if err != nil {
+			return fmt.Errorf("artifacts of %s: %w", need, err)
+		}
+		l.notice("", fmt.Sprintf("artifacts of %s: %d files", need, len(m.Files)))
+	}
+	return nil
+}
+
+// storeArtifacts collects and uploads the job's artifacts when its `when`
+// says so.
+func (r *Runner) storeArtifacts(ctx context.Context, j *Job, ws string, ok bool, l *jobLog, res *Result) error {
+	a := j.Artifacts
+	if a == nil || len(a.Paths) == 0 {
+		return nil
+	}
+	if up, err := artifacts.ShouldUpload(string(a.When), ok); err != nil || !up {
+		return err
+	}
+	c, err := artifacts.Collect(ctx, ws, a.Paths, artifacts.CollectOptions{Required: a.Required, MaxTotal: r.ArtifactLimit})
+	if err != nil {
+		return fmt.Errorf("artifacts: %w", err)
+	}
+	for _, w := range c.Warnings {
+		l.notice("", "artifacts: "+w)
+	}
+	for _, s := range c.Skipped {
+		l.notice("", fmt.Sprintf("artifacts: skipped %s: %s", s.Path, s.Reason))
+	}
+	ref := artifacts.Ref{Repo: j.Repo, Run: j.Run, Job: j.ID, Attempt: j.Attempt}
+	m, err := artifacts.Upload(ctx, r.Artifacts, ref, c, artifacts.UploadOptions{ExpireIn: a.ExpireIn})
+	if err != nil {
+		return err
+	}
+	for _, f := range m.Files {
+		res.Artifacts = append(res.Artifacts, f.Path)
+		l.emit(Event{Kind: ArtifactStored, Text: f.Path})
+	}
+	return nil
+}

@@ -1,0 +1,260 @@
+// Package agent runs jobs: Runner takes one planned job from its workspace
+// to its artifacts, the same way for `jobrun local` and for the pool.
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/jobrun/jobrun/agent/image"
+	"github.com/jobrun/jobrun/agent/sandbox"
+	"github.com/jobrun/jobrun/agent/workspace"
+	"github.com/jobrun/jobrun/artifacts"
+	"github.com/jobrun/jobrun/cache"
+	"github.com/jobrun/jobrun/internal/units"
+	"github.com/jobrun/jobrun/jobs"
+)
+
+// Runner runs one job start to finish: workspace, needed artifacts, image
+// snapshot, caches, container, steps, artifacts, teardown. It is safe for
+// concurrent use; each Run is independent.
+type Runner struct {
+	Images  *image.Store
+	Sandbox *sandbox.Runtime
+	// Caches may be nil: every cache is then an empty directory that is
+	// thrown away with the job (--no-cache).
+	Caches    *cache.Manager
+	Artifacts artifacts.Store
+	// WorkDir holds the jobs' workspaces and scratch directories.
+	WorkDir string
+	// LogLimit caps each job's output in bytes; zero means no cap.
+	LogLimit int64
+	// ArtifactLimit caps the bytes one job may store; zero means no cap.
+	ArtifactLimit int64
+	Log           hclog.Logger
+
+	live sync.Map // *sandbox.Container of running jobs, for KillAll
+}
+
+// KillAll kills every process of every running job at once, with no grace
+// period: the second Ctrl-C. The jobs then end as cancelled and are torn
+// down as usual.
+func (r *Runner) KillAll() {
+	r.live.Range(func(k, _ any) bool {
+		k.(*sandbox.Container).Kill(0)
+		return true
+	})
+}
+
+// Job is a planned job plus what this run of it needs to know.
+type Job struct {
+	*jobs.Job
+	// Repo scopes caches and names artifacts: a repository URL or a local
+	// path.
+	Repo string
+	// Run and Attempt name this run of the job in the artifact store.
+	Run     string
+	Attempt int
+	// Source is the directory the workspace is made from, and BaseDir the
+	// job file's directory, against which oci-layout: references resolve.
+	Source  string
+	BaseDir string
+	// Clean exports Rev of Source's repository instead of a copy-on-write
+	// view of the directory, leaving uncommitted files out.
+	Clean bool
+	Rev   string
+	// Env is added to the job's environment, overriding it.
+	Env map[string]string
+	// Secrets are put in the environment and masked in every log line.
+	Secrets map[string]string
+	// Untrusted runs (pull requests from forks) get private caches.
+	Untrusted bool
+	// NeedIDs are the IDs of the jobs whose artifacts this job receives in
+	// its workspace before the first step.
+	NeedIDs []string
+
+	instance string // set by Run: see Instance
+}
+
+// Run runs j and reports its events to sink. Whatever happens, everything
+// the job made is torn down before Run returns, in the reverse order it was
+// made: container, caches, snapshot, workspace.
+func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
+	start := time.Now()
+	l := newJobLog(j.Name, sink, secretValues(j.Secrets), r.LogLimit)
+	res = Result{Job: j.Name}
+	jc := *j // this run's instance name is ours, not the caller's
+	j = &jc
+	j.instance = Instance(j.ID)
+	l.emit(Event{Kind: JobStarted})
+	var td teardown
+	defer func() {
+		td.run(l, r.log())
+		res.Duration = time.Since(start)
+		l.emit(Event{Kind: JobFinished, Result: &res})
+	}()
+	if err := unsupported(j.Job); err != nil {
+		return errored(res, err)
+	}
+
+	ws, err := r.workspace(ctx, j)
+	if err != nil {
+		return errored(res, err)
+	}
+	td.add(ws.Remove)
+	if err := r.fetchNeeds(ctx, j, ws.Path(), l); err != nil {
+		return errored(res, err)
+	}
+
+	l.notice("", "image "+j.Image)
+	img, err := r.Images.Resolve(ctx, j.Image, j.BaseDir)
+	if err != nil {
+		return errored(res, err)
+	}
+	snap, err := r.Images.Snapshot(ctx, img, j.instance)
+	if err != nil {
+		return errored(res, err)
+	}
+	td.add(snap.Remove)
+
+	vols, mounts, err := r.acquireCaches(ctx, j, ws.Path(), l)
+	for _, v := range vols {
+		td.add(v.release)
+		res.Caches++
+		if v.hit {
+			res.CacheHits++
+		}
+	}
+	if err != nil {
+		return errored(res, err)
+	}
+
+	if limits := limitText(j.Resources); limits != "" {
+		l.notice("", "limits: "+limits)
+	}
+	c, err := r.Sandbox.Start(ctx, r.spec(j, img, snap.Rootfs(), ws.Path(), mounts))
+	if err != nil {
+		return errored(res, err)
+	}
+	td.add(c.Destroy)
+	r.live.Store(c, struct{}{})
+	defer r.live.Delete(c)
+
+	res.Steps, res.Status, res.Reason = r.steps(ctx, j, c, l)
+	if u, err := c.Stats(); err == nil {
+		res.Usage = Usage{CPU: u.CPU, PeakMemory: u.MemoryPeak, PeakPids: u.PidsPeak}
+	}
+	ok := res.Status == Succeeded
+	for _, v := range vols {
+		v.ok = ok
+	}
+	// Artifacts are read from the workspace before it is torn down; the
+	// container is stopped first so no step still writes them.
+	if err := r.storeArtifacts(ctx, j, ws.Path(), ok, l, &res); err != nil {
+		l.notice("", err.Error())
+		if ok {
+			res.Status, res.Reason = Failed, err.Error()
+		}
+	}
+	return res
+}
+
+// teardown undoes what a job made, last made first. Every error is
+// reported; none hides another or stops the rest.
+type teardown []func() error
+
+func (t *teardown) add(f func() error) { *t = append(*t, f) }
+
+func (t teardown) run(l *jobLog, log hclog.Logger) {
+	for i := len(t) - 1; i >= 0; i-- {
+		if err := t[i](); err != nil {
+			l.notice("", "teardown: "+err.Error())
+			log.Error("teardown", "job", l.job, "error", err)
+		}
+	}
+}
+
+func errored(res Result, err error) Result {
+	res.Status, res.Reason = Errored, err.Error()
+	return res
+}
+
+func (r *Runner) log() hclog.Logger {
+	if r.Log == nil {
+		return hclog.NewNullLogger()
+	}
+	return r.Log
+}
+
+// Instance names one run of a job on the host, for its container, snapshot
+// and workspace: the job's ID alone is not enough, since two `jobrun local`
+// runs of one file may overlap on one host.
+func Instance(jobID string) string {
+	var b [3]byte
+	rand.Read(b[:])
+	suffix := "-" + hex.EncodeToString(b[:])
+	if max := 63 - len(suffix); len(jobID) > max {
+		jobID = strings.TrimRight(jobID[:max], "-")
+	}
+	return jobID + suffix
+}
+
+// unsupported stops a job that uses what the job file accepts but this
+// runner cannot do yet, rather than silently ignoring it.
+func unsupported(j *jobs.Job) error {
+	switch {
+	case len(j.Services) > 0:
+		return fmt.Errorf("job %q: service containers are not supported yet", j.Name)
+	case j.Network == "bridge":
+		return fmt.Errorf("job %q: network = \"bridge\" is not supported yet; use \"none\" or \"host\"", j.Name)
+	}
+	return nil
+}
+
+func secretValues(m map[string]string) []string {
+	var v []string
+	for _, s := range m {
+		v = append(v, s)
+	}
+	return v
+}
+
+func (r *Runner) workspace(ctx context.Context, j *Job) (*workspace.Workspace, error) {
+	base := filepath.Join(r.WorkDir, "workspaces")
+	if err := os.MkdirAll(base, 0o700); err != nil {
+		return nil, fmt.Errorf("workspace: %w", err)
+	}
+	if j.Clean {
+		rev := j.Rev
+		if rev == "" {
+			rev = "HEAD"
+		}
+		ws, _, err := workspace.Checkout(ctx, base, j.instance, j.Source, rev)
+		return ws, err
+	}
+	return workspace.Overlay(ctx, base, j.instance, j.Source)
+}
+
+// limitText says what limits a job runs under, for its log.
+func limitText(res jobs.Resources) string {
+	var parts []string
+	if res.CPUs > 0 {
+		parts = append(parts, fmt.Sprintf("%g cpus", res.CPUs))
+	}
+	if res.Memory > 0 {
+		parts = append(parts, "memory "+units.FormatSize(res.Memory))
+	}
+	if res.Pids > 0 {
+		parts = append(parts, fmt.Sprintf("%d pids", res.Pids))
+	}
+	return strings.Join(parts, ", ")
+}
