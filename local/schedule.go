@@ -39,8 +39,9 @@ type Outcome struct {
 // Schedule runs tasks, given in a topological order, with at most parallel
 // of them at once. run is called for each task whose needs all succeeded
 // and reports whether the task succeeded; when ctx is done, no new task
-// starts and run is expected to return promptly.
-func Schedule(ctx context.Context, tasks []Task, parallel int, run func(ctx context.Context, name string) bool) map[string]Outcome {
+// starts and run is expected to return promptly. notRun, if set, is told at
+// once of each task that will not run, and why.
+func Schedule(ctx context.Context, tasks []Task, parallel int, run func(ctx context.Context, name string) bool, notRun func(name string, o Outcome)) map[string]Outcome {
 	if parallel < 1 {
 		parallel = 1
 	}
@@ -50,6 +51,7 @@ func Schedule(ctx context.Context, tasks []Task, parallel int, run func(ctx cont
 		running: map[string]bool{},
 		groups:  map[string]bool{},
 		done:    make(chan struct{}, len(tasks)),
+		notRun:  notRun,
 	}
 	var wg sync.WaitGroup
 	for {
@@ -87,6 +89,7 @@ type scheduler struct {
 	running map[string]bool
 	groups  map[string]bool // groups with a running task
 	done    chan struct{}
+	notRun  func(string, Outcome)
 }
 
 // settle ends tasks that can no longer run: after cancellation, and those
@@ -97,7 +100,7 @@ func (s *scheduler) settle(ctx context.Context) {
 			continue
 		}
 		if ctx.Err() != nil {
-			s.out[t.Name] = Outcome{State: Cancelled, Reason: "the run was cancelled before it started"}
+			s.end(t.Name, Outcome{State: Cancelled, Reason: "the run was cancelled before it started"})
 			continue
 		}
 		var bad []string
@@ -107,8 +110,15 @@ func (s *scheduler) settle(ctx context.Context) {
 			}
 		}
 		if len(bad) > 0 {
-			s.out[t.Name] = Outcome{State: Skipped, Reason: "needs " + strings.Join(bad, ", ")}
+			s.end(t.Name, Outcome{State: Skipped, Reason: "needs " + strings.Join(bad, ", ")})
 		}
+	}
+}
+
+func (s *scheduler) end(name string, o Outcome) {
+	s.out[name] = o
+	if s.notRun != nil {
+		s.notRun(name, o)
 	}
 }
 

@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -43,7 +44,11 @@ func TestScheduleOrderAndSkips(t *testing.T) {
 		{Name: "docs", Needs: []string{"lint"}},
 	}
 	r := &recorder{fail: map[string]bool{"test": true}, hold: time.Millisecond}
-	out := Schedule(context.Background(), tasks, 4, r.run)
+	var told []string
+	out := Schedule(context.Background(), tasks, 4, r.run, func(name string, o Outcome) { told = append(told, name+" "+string(o.State)) })
+	if strings.Join(told, ",") != "build skipped,deploy skipped" {
+		t.Errorf("notRun told %q", told)
+	}
 	want := map[string]State{"lint": Succeeded, "test": Failed, "build": Skipped, "deploy": Skipped, "docs": Succeeded}
 	for n, s := range want {
 		if out[n].State != s {
@@ -69,12 +74,12 @@ func TestScheduleParallelLimit(t *testing.T) {
 		tasks = append(tasks, Task{Name: n})
 	}
 	r := &recorder{hold: 20 * time.Millisecond}
-	Schedule(context.Background(), tasks, 2, r.run)
+	Schedule(context.Background(), tasks, 2, r.run, nil)
 	if r.max != 2 {
 		t.Errorf("at most %d ran at once, want 2", r.max)
 	}
 	r = &recorder{hold: 20 * time.Millisecond}
-	Schedule(context.Background(), tasks, 1, r.run)
+	Schedule(context.Background(), tasks, 1, r.run, nil)
 	if r.max != 1 {
 		t.Errorf("parallel 1: %d at once", r.max)
 	}
@@ -83,7 +88,7 @@ func TestScheduleParallelLimit(t *testing.T) {
 func TestScheduleConcurrencyGroup(t *testing.T) {
 	tasks := []Task{{Name: "a", Group: "deploy"}, {Name: "b", Group: "deploy"}, {Name: "c", Group: "deploy"}}
 	r := &recorder{hold: 10 * time.Millisecond}
-	out := Schedule(context.Background(), tasks, 3, r.run)
+	out := Schedule(context.Background(), tasks, 3, r.run, nil)
 	if r.max != 1 {
 		t.Errorf("%d jobs of one concurrency group ran at once", r.max)
 	}
@@ -92,7 +97,7 @@ func TestScheduleConcurrencyGroup(t *testing.T) {
 		tasks[i].Group = ""
 	}
 	r2 := &recorder{hold: 50 * time.Millisecond}
-	Schedule(context.Background(), tasks, 3, r2.run)
+	Schedule(context.Background(), tasks, 3, r2.run, nil)
 	if r2.max < 2 {
 		t.Errorf("without a group, at most %d ran at once", r2.max)
 	}
@@ -108,7 +113,7 @@ func TestScheduleCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &recorder{hold: time.Minute}
 	go func() { time.Sleep(20 * time.Millisecond); cancel() }()
-	out := Schedule(ctx, tasks, 2, r.run)
+	out := Schedule(ctx, tasks, 2, r.run, nil)
 	if out["slow"].State != Cancelled || out["after"].State != Cancelled {
 		t.Errorf("after cancel: %v", out)
 	}

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/jobrun/jobrun/agent"
+	"github.com/jobrun/jobrun/agent/config"
+	"github.com/jobrun/jobrun/agent/image"
+	"github.com/jobrun/jobrun/agent/sandbox"
+	"github.com/jobrun/jobrun/agent/workspace"
+	"github.com/jobrun/jobrun/artifacts"
+	"github.com/jobrun/jobrun/cache"
+	"github.com/jobrun/jobrun/internal/units"
+)
+
+// host is what one machine keeps for running jobs, all under the state dir.
+type host struct {
+	runner *agent.Runner
+}
+
+type hostOptions struct {
+	noCache   bool
+	artifacts string // local artifact store directory
+	logLimit  string
+}
+
+// stateDir makes the state dir absolute and creates it.
+func (g *globals) absStateDir() (string, error) {
+	dir, err := filepath.Abs(g.stateDir)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return "", fmt.Errorf("state dir: %w", err)
+	}
+	return dir, nil
+}
+
+// loadConfig reads --config, by default STATE_DIR/config.hcl.
+func (g *globals) loadConfig(stateDir string) (*config.Config, error) {
+	path := g.config
+	if path == "" {
+		path = filepath.Join(stateDir, "config.hcl")
+	}
+	return config.Load(path)
+}
+
+// openImages opens the image store of the state dir.
+func (g *globals) openImages(progress *os.File) (*image.Store, string, error) {
+	dir, err := g.absStateDir()
+	if err != nil {
+		return nil, "", err
+	}
+	cfg, err := g.loadConfig(dir)
+	if err != nil {
+		return nil, "", err
+	}
+	st, err := image.Open(filepath.Join(dir, "images"), image.Options{Config: cfg, Log: g.log, Progress: progress})
+	return st, dir, err
+}
+
+// openHost opens every store of the state dir and removes what killed
+// processes left behind (only what no live process holds).
+func openHost(ctx context.Context, g *globals, o hostOptions) (*host, error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("running jobs needs root (namespaces, mounts and cgroups)")
+	}
+	images, dir, err := g.openImages(os.Stderr)
+	if err != nil {
+		return nil, err
+	}
+	sb, err := sandbox.New(dir, g.log.Named("sandbox"))
+	if err != nil {
+		return nil, err
+	}
+	r := &agent.Runner{Images: images, Sandbox: sb, WorkDir: filepath.Join(dir, "work"), Log: g.log}
+	if o.logLimit != "" {
+		if r.LogLimit, err = units.ParseSize(o.logLimit); err != nil {
+			return nil, &usageError{fmt.Errorf("--log-limit: %w", err)}
+		}
+	}
+	if !o.noCache {
+		if r.Caches, err = cache.Open(filepath.Join(dir, "caches"), cache.Options{Logger: g.log.Named("cache")}); err != nil {
+			return nil, err
+		}
+	}
+	art, err := filepath.Abs(o.artifacts)
+	if err != nil {
+		return nil, err
+	}
+	if r.Artifacts, err = artifacts.NewLocal(art); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(r.WorkDir, 0o700); err != nil {
+		return nil, err
+	}
+	cleanups := []func(context.Context) error{
+		images.Cleanup, sb.Cleanup,
+		func(ctx context.Context) error { return workspace.Cleanup(ctx, filepath.Join(r.WorkDir, "workspaces")) },
+	}
+	if r.Caches != nil {
+		cleanups = append(cleanups, r.Caches.Cleanup)
+	}
+	for _, c := range cleanups {
+		if err := c(ctx); err != nil {
+			g.log.Warn("start-up cleanup", "error", err)
+		}
+	}
+	return &host{runner: r}, nil
+}
+
+// Close releases the host's stores.
+func (h *host) Close() error { return nil }

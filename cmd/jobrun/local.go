@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/jobrun/jobrun/agent"
+	"github.com/jobrun/jobrun/jobs"
+	"github.com/jobrun/jobrun/local"
+)
+
+func init() { commands = append(commands, newLocalCmd) }
+
+type localFlags struct {
+	jobs      []string
+	env       []string
+	secrets   []string
+	noCache   bool
+	artifacts string
+	parallel  int
+	clean     bool
+	logLimit  string
+}
+
+func newLocalCmd(g *globals) *cobra.Command {
+	f := &localFlags{}
+	cmd := &cobra.Command{
+		Use:   "local [FILE]",
+		Short: "Run a workflow's jobs on this machine, as the pool would",
+		Long: `Run the jobs of a job file (default .ci.hcl) on this machine, in the order
+their needs allow, independent jobs in parallel. The workspace is a
+copy-on-write view of the job file's directory: the jobs never modify your
+files. With --clean, it is HEAD of the repository instead.
+
+The first Ctrl-C cancels the running jobs cleanly; a second one kills them
+at once. Either way nothing is left behind.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			file := ".ci.hcl"
+			if len(args) == 1 {
+				file = args[0]
+			}
+			return runLocal(cmd, g, f, file)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringSliceVar(&f.jobs, "job", nil, "run only this job and the jobs it needs (repeatable)")
+	fl.StringArrayVar(&f.env, "env", nil, "set K=V in every job's environment (repeatable)")
+	fl.StringArrayVar(&f.secrets, "secret", nil, "set secret K=V, or K from the environment; masked as *** in all output (repeatable)")
+	fl.BoolVar(&f.noCache, "no-cache", false, "give every cache an empty directory that is thrown away")
+	fl.StringVar(&f.artifacts, "artifacts", ".jobrun/artifacts", "directory that receives the jobs' artifacts")
+	fl.IntVar(&f.parallel, "parallel", runtime.NumCPU(), "most jobs run at once")
+	fl.BoolVar(&f.clean, "clean", false, "run on HEAD of the git repository, leaving uncommitted files out")
+	fl.StringVar(&f.logLimit, "log-limit", "64MiB", "most output kept per job")
+	return cmd
+}
+
+func runLocal(cmd *cobra.Command, g *globals, f *localFlags, file string) error {
+	out := cmd.OutOrStdout()
+	env, err := keyValues(f.env, "--env", false)
+	if err != nil {
+		return &usageError{err}
+	}
+	secrets, err := keyValues(f.secrets, "--secret", true)
+	if err != nil {
+		return &usageError{err}
+	}
+	wf, diags := jobs.Load(file)
+	if diags.HasErrors() {
+		jobs.WriteDiagnostics(cmd.ErrOrStderr(), diags, wf, isTerminal(cmd.ErrOrStderr()))
+		return &exitError{code: 1}
+	}
+	plan := wf.Jobs
+	if len(f.jobs) > 0 {
+		if plan, err = wf.Select(f.jobs...); err != nil {
+			return &exitError{code: 1, msg: err.Error()}
+		}
+	}
+	host, err := openHost(cmd.Context(), g, hostOptions{noCache: f.noCache, artifacts: f.artifacts, logLimit: f.logLimit})
+	if err != nil {
+		return err
+	}
+	defer host.Close()
+
+	ctx, force := interrupts(cmd.Context(), cmd.ErrOrStderr(), host.runner)
+	defer force()
+	tty := isTerminal(out)
+	printer := local.NewPrinter(out, tty)
+	base := filepath.Dir(file)
+	results := local.Run(ctx, plan, local.Options{
+		Runner: host.runner, Sink: printer,
+		Source: base, BaseDir: base, Clean: f.clean,
+		Parallel: f.parallel, Env: env, Secrets: secrets,
+	})
+	printer.Close()
+	fmt.Fprintln(out)
+	local.Summary(out, results)
+	fmt.Fprintf(out, "\nartifacts: %s\n", f.artifacts)
+	for _, r := range results {
+		if r.Status != agent.Succeeded {
+			return &exitError{code: 1}
+		}
+	}
+	return nil
+}
+
+// interrupts makes the first Ctrl-C (or SIGTERM) cancel ctx, which stops
+// every job cleanly, and the second kill the jobs' processes at once.
+func interrupts(parent context.Context, w interface{ Write([]byte) (int, error) }, r *agent.Runner) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(parent)
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-done:
+				return
+			case <-sig:
+				n++
+				if n == 1 {
+					fmt.Fprintln(w, "\njobrun: cancelling the running jobs (Ctrl-C again to kill them at once)")
+					cancel()
+				} else {
+					fmt.Fprintln(w, "\njobrun: killing the running jobs")
+					r.KillAll()
+				}
+			}
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sig)
+		close(done)
+		cancel()
+	}
+}
+
+// keyValues parses K=V arguments. With fromEnv, a bare K takes its value
+// from jobrun's own environment.
+func keyValues(args []string, flag string, fromEnv bool) (map[string]string, error) {
+	m := map[string]string{}
+	for _, a := range args {
+		k, v, ok := strings.Cut(a, "=")
+		if !ok && fromEnv {
+			v, ok = os.LookupEnv(k)
+			if !ok {
+				return nil, fmt.Errorf("%s %s: no such variable in the environment", flag, k)
+			}
+		}
+		if !ok {
+			return nil, fmt.Errorf("%s %q: want KEY=VALUE", flag, a)
+		}
+		if k == "" || strings.ContainsAny(k, "= \t\n") {
+			return nil, fmt.Errorf("%s %q: invalid variable name", flag, k)
+		}
+		m[k] = v
+	}
+	return m, nil
+}

@@ -1,0 +1,103 @@
+package local
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jobrun/jobrun/agent"
+	"github.com/jobrun/jobrun/jobs"
+)
+
+// Options say how to run a workflow locally.
+type Options struct {
+	Runner *agent.Runner
+	Sink   agent.Sink
+	// Source is the directory the workspaces are made from; BaseDir the job
+	// file's directory.
+	Source, BaseDir string
+	// Clean exports HEAD of Source's repository instead of a
+	// copy-on-write view of the directory.
+	Clean bool
+	// Parallel is the most jobs that run at once.
+	Parallel int
+	// Env and Secrets are added to every job's environment.
+	Env, Secrets map[string]string
+}
+
+// Run runs jobs (in topological order, as the plan gives them) and returns
+// one result per job, in the same order: jobs that did not run are
+// reported skipped or cancelled, with the reason.
+func Run(ctx context.Context, plan []*jobs.Job, opts Options) []agent.Result {
+	run := RunID(time.Now())
+	repo := RepoName(opts.Source)
+	byName := make(map[string]*jobs.Job, len(plan))
+	tasks := make([]Task, 0, len(plan))
+	for _, j := range plan {
+		byName[j.Name] = j
+		tasks = append(tasks, Task{Name: j.Name, Needs: j.Needs, Group: j.Concurrency})
+	}
+	var mu sync.Mutex
+	results := map[string]agent.Result{}
+	Schedule(ctx, tasks, opts.Parallel, func(ctx context.Context, name string) bool {
+		j := byName[name]
+		res := opts.Runner.Run(ctx, &agent.Job{
+			Job: j, Repo: repo, Run: run, Attempt: 1,
+			Source: opts.Source, BaseDir: opts.BaseDir, Clean: opts.Clean,
+			Env: opts.Env, Secrets: opts.Secrets, NeedIDs: needIDs(j, byName),
+		}, opts.Sink)
+		mu.Lock()
+		results[name] = res
+		mu.Unlock()
+		return res.Status == agent.Succeeded
+	}, func(name string, o Outcome) {
+		r := agent.Result{Job: name, Status: agent.Status(o.State), Reason: o.Reason}
+		mu.Lock()
+		results[name] = r
+		mu.Unlock()
+		opts.Sink.Event(agent.Event{Time: time.Now(), Kind: agent.JobFinished, Job: name, Result: &r})
+	})
+	out := make([]agent.Result, 0, len(plan))
+	for _, j := range plan {
+		out = append(out, results[j.Name])
+	}
+	return out
+}
+
+func needIDs(j *jobs.Job, byName map[string]*jobs.Job) []string {
+	var ids []string
+	for _, n := range j.Needs {
+		if d, ok := byName[n]; ok {
+			ids = append(ids, d.ID)
+		}
+	}
+	return ids
+}
+
+// RunID names one local run in the artifact store: sortable by time.
+func RunID(t time.Time) string {
+	return t.UTC().Format("20060102-150405.000")
+}
+
+// RepoName names a local source directory for cache scoping and the
+// artifact store: its base name, and a hash of its absolute path so that
+// two checkouts called "app" never share a cache.
+func RepoName(dir string) string {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		abs = dir
+	}
+	sum := sha256.Sum256([]byte(abs))
+	base := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' {
+			return r
+		}
+		return '-'
+	}, filepath.Base(abs))
+	return fmt.Sprintf("%s-%s", strings.Trim(base, ".-"), hex.EncodeToString(sum[:4]))
+}
