@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -50,7 +51,7 @@ func (g *globals) loadConfig(stateDir string) (*config.Config, error) {
 }
 
 // openImages opens the image store of the state dir.
-func (g *globals) openImages(progress *os.File) (*image.Store, string, error) {
+func (g *globals) openImages(progress io.Writer) (*image.Store, string, error) {
 	dir, err := g.absStateDir()
 	if err != nil {
 		return nil, "", err
@@ -65,11 +66,11 @@ func (g *globals) openImages(progress *os.File) (*image.Store, string, error) {
 
 // openHost opens every store of the state dir and removes what killed
 // processes left behind (only what no live process holds).
-func openHost(ctx context.Context, g *globals, o hostOptions) (*host, error) {
+func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer) (*host, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("running jobs needs root (namespaces, mounts and cgroups)")
 	}
-	images, dir, err := g.openImages(os.Stderr)
+	images, dir, err := g.openImages(progress)
 	if err != nil {
 		return nil, err
 	}

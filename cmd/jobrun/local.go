@@ -84,7 +84,7 @@ func runLocal(cmd *cobra.Command, g *globals, f *localFlags, file string) error 
 			return &exitError{code: 1, msg: err.Error()}
 		}
 	}
-	host, err := openHost(cmd.Context(), g, hostOptions{noCache: f.noCache, artifacts: f.artifacts, logLimit: f.logLimit})
+	host, err := openHost(cmd.Context(), g, hostOptions{noCache: f.noCache, artifacts: f.artifacts, logLimit: f.logLimit}, cmd.ErrOrStderr())
 	if err != nil {
 		return err
 	}

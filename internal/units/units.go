@@ -118,7 +118,8 @@ func FormatDuration(d time.Duration) string {
 		return s
 	}
 	if d >= time.Second {
-		return strconv.FormatFloat(d.Seconds(), 'f', 1, 64) + "s"
+		s := strconv.FormatFloat(d.Seconds(), 'f', 1, 64)
+		return strings.TrimSuffix(s, ".0") + "s"
 	}
 	return d.Round(time.Millisecond).String()
 }

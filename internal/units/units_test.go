@@ -55,7 +55,7 @@ func TestParseDuration(t *testing.T) {
 func TestFormatDuration(t *testing.T) {
 	cases := map[time.Duration]string{
 		20 * time.Minute: "20m", 90 * time.Minute: "1h30m", 2 * time.Hour: "2h",
-		1500 * time.Millisecond: "1.5s", 12 * time.Millisecond: "12ms",
+		1500 * time.Millisecond: "1.5s", 2 * time.Second: "2s", 12 * time.Millisecond: "12ms",
 	}
 	for in, want := range cases {
 		if got := FormatDuration(in); got != want {

@@ -1,0 +1,383 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jobrun/jobrun/internal/leakcheck"
+	"github.com/jobrun/jobrun/internal/testenv"
+)
+
+// busybox is the test busybox image as an oci-layout reference.
+func busybox(t *testing.T) string {
+	t.Helper()
+	testenv.RequireRoot(t)
+	dir := testenv.RequireEnv(t, "JOBRUN_TEST_IMAGES", "test images built by scripts/testimages.sh")
+	return "oci-layout:" + filepath.Join(dir, "busybox") + ":latest"
+}
+
+// project writes a job file (with IMAGE replaced by the busybox image) and
+// other files into a new directory, and returns the job file's path.
+func project(t *testing.T, ci string, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	ci = strings.ReplaceAll(ci, "IMAGE", busybox(t))
+	files[".ci.hcl"] = ci
+	for name, body := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return filepath.Join(dir, ".ci.hcl")
+}
+
+type localRun struct {
+	out, err string
+	code     int
+}
+
+// host is a state dir and artifact dir for one test, checked for leaks
+// when the test ends.
+type testHost struct {
+	state, artifacts string
+}
+
+func newTestHost(t *testing.T) *testHost {
+	t.Helper()
+	h := &testHost{state: t.TempDir(), artifacts: t.TempDir()}
+	// Images and caches stay by design; everything a job holds must go.
+	for _, d := range []string{"snapshots", "work/workspaces", "containers", "runc", "caches/private"} {
+		leaks := leakcheck.Take(t, filepath.Join(h.state, d))
+		t.Cleanup(func() { leaks.Check(t) })
+	}
+	return h
+}
+
+func (h *testHost) local(t *testing.T, file string, args ...string) localRun {
+	t.Helper()
+	var out, errb bytes.Buffer
+	argv := append([]string{"--state-dir", h.state, "local", "--artifacts", h.artifacts, file}, args...)
+	code := run(context.Background(), argv, &out, &errb)
+	t.Logf("jobrun %s: exit %d\n%s%s", strings.Join(argv, " "), code, out.String(), errb.String())
+	return localRun{out.String(), errb.String(), code}
+}
+
+// order fails t unless each pattern matches the output after the one before.
+func order(t *testing.T, out string, patterns ...string) {
+	t.Helper()
+	pos := 0
+	for _, p := range patterns {
+		loc := regexp.MustCompile(p).FindStringIndex(out[pos:])
+		if loc == nil {
+			t.Fatalf("output lacks %q after offset %d", p, pos)
+		}
+		pos += loc[1]
+	}
+}
+
+func TestLocalDAGAndMatrix(t *testing.T) {
+	file := project(t, `
+job "lint" {
+  image = "IMAGE"
+  step "lint" { run = "echo linted" }
+}
+job "build" {
+  image  = "IMAGE"
+  needs  = ["lint"]
+  matrix { os = ["linux", "plan9"] }
+  env    = { TARGET = "${matrix.os}" }
+  step "build" { run = "echo building for $TARGET" }
+}
+job "ship" {
+  image = "IMAGE"
+  needs = ["build"]
+  step "ship" { run = "echo shipping" }
+}
+`, map[string]string{})
+	h := newTestHost(t)
+	r := h.local(t, file, "--parallel", "4")
+	if r.code != 0 {
+		t.Fatalf("exit %d", r.code)
+	}
+	order(t, r.out, `lint job succeeded`, `build \(os=linux\) › build \| building for linux`, `ship › ship \| shipping`)
+	order(t, r.out, `lint job succeeded`, `build \(os=plan9\) › build \| building for plan9`, `ship job succeeded`)
+	order(t, r.out, `JOB +RESULT`, `lint +succeeded`, `build \(os=linux\) +succeeded`, `build \(os=plan9\) +succeeded`, `ship +succeeded`)
+}
+
+func TestLocalFailureSkipsDependants(t *testing.T) {
+	file := project(t, `
+job "test" {
+  image = "IMAGE"
+  step "test"    { run = "echo testing; exit 4" }
+  step "after"   { run = "echo MUST-NOT-RUN" }
+  step "cleanup" {
+    if  = "always"
+    run = "echo cleaning up"
+  }
+}
+job "flaky" {
+  image = "IMAGE"
+  step "flaky" {
+    run           = "exit 1"
+    allow_failure = true
+  }
+  step "next" { run = "echo flaky went on" }
+}
+job "deploy" {
+  image = "IMAGE"
+  needs = ["test"]
+  step "deploy" { run = "echo MUST-NOT-DEPLOY" }
+}
+`, map[string]string{})
+	h := newTestHost(t)
+	r := h.local(t, file)
+	if r.code != 1 {
+		t.Errorf("exit %d, want 1", r.code)
+	}
+	if strings.Contains(r.out, "| MUST-NOT") {
+		t.Error("a step after a failure, or a dependant of a failed job, ran")
+	}
+	order(t, r.out, `test › test ■ failed in .*: exit code 4`, `test › cleanup \| cleaning up`)
+	order(t, r.out, `flaky › flaky ■ failed .*allowed to fail`, `flaky › next \| flaky went on`, `flaky job succeeded`)
+	order(t, r.out, `deploy job skipped.*: needs test failed`)
+	order(t, r.out, `deploy +skipped .*needs test failed`)
+}
+
+// TestLocalParallel runs two jobs that each wait for the other through a
+// shared cache: they finish only if they run at the same time. The control
+// runs them one at a time and sees them time out.
+func TestLocalParallel(t *testing.T) {
+	ci := `
+job "ping" {
+  image   = "IMAGE"
+  timeout = "TIMEOUT"
+  cache "meet" { path = "/meet" }
+  step "meet" { run = "touch /meet/ping; i=0; until [ -e /meet/pong ]; do sleep 0.1; done; echo met pong" }
+}
+job "pong" {
+  image   = "IMAGE"
+  timeout = "TIMEOUT"
+  cache "meet" { path = "/meet" }
+  step "meet" { run = "touch /meet/pong; until [ -e /meet/ping ]; do sleep 0.1; done; echo met ping" }
+}
+`
+	h := newTestHost(t)
+	file := project(t, strings.ReplaceAll(ci, "TIMEOUT", "60s"), map[string]string{})
+	if r := h.local(t, file, "--parallel", "2"); r.code != 0 {
+		t.Fatalf("parallel jobs did not meet: exit %d", r.code)
+	}
+	h2 := newTestHost(t)
+	file = project(t, strings.ReplaceAll(ci, "TIMEOUT", "2s"), map[string]string{})
+	r := h2.local(t, file, "--parallel", "1")
+	if r.code != 1 || !strings.Contains(r.out, "timed out after 2s") {
+		t.Fatalf("with --parallel 1 the jobs met (exit %d); the parallel test proves nothing", r.code)
+	}
+}
+
+func TestLocalSecretMasking(t *testing.T) {
+	file := project(t, `
+job "secret" {
+  image = "IMAGE"
+  step "leak" { run = "echo token=$TOKEN; printf '%s\\n' \"$KEY\"; echo done" }
+}
+`, map[string]string{})
+	t.Setenv("JOBRUN_TEST_KEY", "-----BEGIN-----\nline-one-of-key\nline-two-of-key\n-----END-----")
+	h := newTestHost(t)
+	r := h.local(t, file, "--secret", "TOKEN=hunter2-s3cr3t", "--secret", "KEY=$JOBRUN_TEST_KEY")
+	if r.code != 0 {
+		t.Fatalf("exit %d", r.code)
+	}
+	// The control: the step really printed something in those places.
+	order(t, r.out, `token=\*\*\*`, `\*\*\*`, `done`)
+	for _, s := range []string{"hunter2", "line-one-of-key", "line-two-of-key"} {
+		if strings.Contains(r.out+r.err, s) {
+			t.Errorf("secret %q in the output", s)
+		}
+	}
+}
+
+func TestLocalCacheWarmOnSecondRun(t *testing.T) {
+	file := project(t, `
+job "deps" {
+  image = "IMAGE"
+  cache "deps" { path = "/deps" }
+  step "fetch" { run = "if [ -e /deps/fetched ]; then echo WARM; else echo COLD; echo x > /deps/fetched; fi" }
+}
+`, map[string]string{})
+	h := newTestHost(t)
+	first := h.local(t, file)
+	second := h.local(t, file)
+	if first.code != 0 || second.code != 0 {
+		t.Fatalf("exit %d, %d", first.code, second.code)
+	}
+	order(t, first.out, `\| COLD`, `deps +succeeded .* 0/1 `)
+	order(t, second.out, `\| WARM`, `deps +succeeded .* 1/1 `)
+	// --no-cache: an empty, throw-away directory.
+	third := h.local(t, file, "--no-cache")
+	order(t, third.out, `\| COLD`)
+}
+
+func TestLocalArtifactsAndNeeds(t *testing.T) {
+	file := project(t, `
+job "build" {
+  image = "IMAGE"
+  step "build" { run = "mkdir -p out && echo binary-v1 > out/app.txt && echo log > out/build.log && ln -s /etc/shadow out/shadow.txt" }
+  artifacts { paths = ["out/*.txt"] }
+}
+job "test" {
+  image = "IMAGE"
+  needs = ["build"]
+  step "test" { run = "cat out/app.txt" }
+}
+`, map[string]string{})
+	h := newTestHost(t)
+	r := h.local(t, file)
+	if r.code != 0 {
+		t.Fatalf("exit %d", r.code)
+	}
+	order(t, r.out, `build · artifacts: skipped out/shadow.txt`, `build artifact out/app.txt`, `test › test \| binary-v1`)
+	var found []string
+	filepath.WalkDir(h.artifacts, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.Contains(p, "/out/") {
+			found = append(found, strings.TrimPrefix(p, h.artifacts))
+		}
+		return nil
+	})
+	if len(found) != 1 || !strings.HasSuffix(found[0], "/build/1/out/app.txt") {
+		t.Fatalf("artifact files %q, want only .../build/1/out/app.txt", found)
+	}
+	b, _ := os.ReadFile(filepath.Join(h.artifacts, found[0]))
+	if string(b) != "binary-v1\n" {
+		t.Errorf("artifact content %q", b)
+	}
+	// The job wrote into its workspace; the project directory is untouched.
+	if _, err := os.Stat(filepath.Join(filepath.Dir(file), "out")); !os.IsNotExist(err) {
+		t.Errorf("the job's files reached the project directory: %v", err)
+	}
+}
+
+func TestLocalClean(t *testing.T) {
+	testenv.RequireTool(t, "git")
+	file := project(t, `
+job "check" {
+  image = "IMAGE"
+  step "look" { run = "cat committed; if [ -e dirty ]; then echo SAW-DIRTY; else echo NO-DIRTY; fi" }
+}
+`, map[string]string{"committed": "in git\n"})
+	dir := filepath.Dir(file)
+	for _, args := range [][]string{{"init", "-q"}, {"add", "-A"}, {"-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"}} {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	os.WriteFile(filepath.Join(dir, "dirty"), []byte("uncommitted"), 0o644)
+	h := newTestHost(t)
+	clean := h.local(t, file, "--clean")
+	order(t, clean.out, `\| in git`, `\| NO-DIRTY`)
+	// Control: without --clean the job sees the working tree.
+	order(t, h.local(t, file).out, `\| SAW-DIRTY`)
+}
+
+// TestLocalInterrupt sends SIGINT to a real jobrun process mid-job: the job
+// is cancelled, jobrun exits 1, and nothing is left behind.
+func TestLocalInterrupt(t *testing.T) {
+	file := project(t, `
+job "long" {
+  image = "IMAGE"
+  step "sleep" { run = "echo sleeping; setsid sleep 300 & sleep 300" }
+}
+`, map[string]string{})
+	bin := buildJobrun(t)
+	h := newTestHost(t)
+	cmd := exec.Command(bin, "--state-dir", h.state, "local", "--artifacts", h.artifacts, file)
+	stdout, _ := cmd.StdoutPipe()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	var mu sync.Mutex
+	started := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		once := sync.Once{}
+		for sc.Scan() {
+			mu.Lock()
+			fmt.Fprintln(&out, sc.Text())
+			mu.Unlock()
+			if strings.Contains(sc.Text(), "| sleeping") {
+				once.Do(func() { close(started) })
+			}
+		}
+		io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case <-started:
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("the job never started:\n%s", stderr.String())
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+			t.Errorf("jobrun exited with %v, want exit status 1", err)
+		}
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("jobrun did not stop after SIGINT")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	order(t, out.String(), `sleep ■ cancelled`, `long +cancelled`)
+}
+
+var buildOnce struct {
+	sync.Once
+	path string
+	err  error
+}
+
+// buildJobrun builds the jobrun binary once per test run, outside the
+// state dirs (libcontainer must not find its state root under the binary's
+// directory).
+func buildJobrun(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "jobrun-bin-")
+		if err != nil {
+			buildOnce.err = err
+			return
+		}
+		buildOnce.path = filepath.Join(dir, "jobrun")
+		out, err := exec.Command("go", "build", "-tags", "seccomp", "-o", buildOnce.path, ".").CombinedOutput()
+		if err != nil {
+			buildOnce.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildOnce.err != nil {
+		t.Fatal(buildOnce.err)
+	}
+	return buildOnce.path
+}
