@@ -41,6 +41,11 @@ type Runner struct {
 	// ArtifactLimit caps the bytes one job may store; zero means no cap.
 	ArtifactLimit int64
 	Log           hclog.Logger
+	// Inspect, if set, is called when a job's steps failed, while its
+	// container still runs in its state at the failure: `jobrun local
+	// --shell-on-failure` opens a shell there, --keep waits. Teardown
+	// follows when it returns.
+	Inspect func(ctx context.Context, job string, c *sandbox.Container)
 
 	live sync.Map // *sandbox.Container of running jobs, for KillAll
 }
@@ -154,6 +159,9 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 		res.Usage = Usage{CPU: u.CPU, PeakMemory: u.MemoryPeak, PeakPids: u.PidsPeak}
 	}
 	ok := res.Status == Succeeded
+	if res.Status == Failed && r.Inspect != nil && ctx.Err() == nil {
+		r.Inspect(ctx, j.Name, c)
+	}
 	for _, v := range vols {
 		v.ok = ok
 	}

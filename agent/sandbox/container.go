@@ -62,6 +62,9 @@ type Process struct {
 	// Exec returns: output of background processes that outlive the step
 	// by more than half a second is dropped.
 	Stdout, Stderr io.Writer
+	// Stdin, if set, is the process's standard input (an interactive
+	// shell); nil means /dev/null.
+	Stdin io.Reader
 	// Timeout, if set, stops the step (and every process of the container
 	// but init) after this long; Exit reports "timed out after ...".
 	Timeout time.Duration
@@ -81,6 +84,9 @@ type Usage struct {
 
 // ID returns the container's id.
 func (c *Container) ID() string { return c.spec.ID }
+
+// Pid is the host pid of the container's init, for `nsenter --target`.
+func (c *Container) Pid() int { return c.initPid }
 
 // Shell returns the command that runs script in the image's shell: bash
 // with -eo pipefail if the image has /bin/bash, else /bin/sh -c.
@@ -267,6 +273,7 @@ func (c *Container) process(p Process) (*libcontainer.Process, error) {
 		UID:              u.UID,
 		GID:              u.GID,
 		AdditionalGroups: u.Groups,
+		Stdin:            p.Stdin,
 	}
 	if u.UID != 0 && !c.spec.Privileged {
 		// As Docker does: a non-root user keeps the bounding set (so a

@@ -3,16 +3,19 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/jobrun/jobrun/agent"
+	"github.com/jobrun/jobrun/agent/sandbox"
 	"github.com/jobrun/jobrun/jobs"
 	"github.com/jobrun/jobrun/local"
 )
@@ -28,6 +31,8 @@ type localFlags struct {
 	parallel  int
 	clean     bool
 	logLimit  string
+	keep      bool
+	shell     bool
 }
 
 func newLocalCmd(g *globals) *cobra.Command {
@@ -60,6 +65,8 @@ at once. Either way nothing is left behind.`,
 	fl.IntVar(&f.parallel, "parallel", runtime.NumCPU(), "most jobs run at once")
 	fl.BoolVar(&f.clean, "clean", false, "run on HEAD of the git repository, leaving uncommitted files out")
 	fl.StringVar(&f.logLimit, "log-limit", "64MiB", "most output kept per job")
+	fl.BoolVar(&f.keep, "keep", false, "keep a failed job's container until Ctrl-C, and print how to enter it")
+	fl.BoolVar(&f.shell, "shell-on-failure", false, "open a shell in a failed job's container, in its state at the failure; clean up on exit")
 	return cmd
 }
 
@@ -90,6 +97,7 @@ func runLocal(cmd *cobra.Command, g *globals, f *localFlags, file string) error 
 	}
 	defer host.Close()
 
+	host.runner.Inspect = inspector(f, cmd.ErrOrStderr())
 	ctx, force := interrupts(cmd.Context(), cmd.ErrOrStderr(), host.runner)
 	defer force()
 	tty := isTerminal(out)
@@ -110,6 +118,26 @@ func runLocal(cmd *cobra.Command, g *globals, f *localFlags, file string) error 
 		}
 	}
 	return nil
+}
+
+// inspector is what --keep and --shell-on-failure do with a failed job's
+// container; one at a time, since they share the terminal.
+func inspector(f *localFlags, w io.Writer) func(context.Context, string, *sandbox.Container) {
+	if !f.keep && !f.shell {
+		return nil
+	}
+	var mu sync.Mutex
+	return func(ctx context.Context, job string, c *sandbox.Container) {
+		mu.Lock()
+		defer mu.Unlock()
+		if f.shell {
+			fmt.Fprintf(w, "jobrun: %s failed: a shell in its container (exit it to clean up)\n", job)
+			c.Exec(ctx, sandbox.Process{Args: []string{"/bin/sh", "-i"}, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
+			return
+		}
+		fmt.Fprintf(w, "jobrun: %s failed; its container is kept. Enter it with:\n  nsenter --target %d --all /bin/sh\nIts workspace is /workspace. Press Ctrl-C to clean up.\n", job, c.Pid())
+		<-ctx.Done()
+	}
 }
 
 // interrupts makes the first Ctrl-C (or SIGTERM) cancel ctx, which stops

@@ -381,3 +381,68 @@ func buildJobrun(t *testing.T) string {
 	}
 	return buildOnce.path
 }
+
+const failingJob = `
+job "broken" {
+  image = "IMAGE"
+  step "break" { run = "echo state-at-failure > /workspace/marker; exit 9" }
+}
+`
+
+// TestLocalShellOnFailure answers the shell's prompt through stdin and sees
+// the failed job's files in it.
+func TestLocalShellOnFailure(t *testing.T) {
+	file := project(t, failingJob, map[string]string{})
+	bin := buildJobrun(t)
+	h := newTestHost(t)
+	cmd := exec.Command(bin, "--state-dir", h.state, "local", "--artifacts", h.artifacts, "--shell-on-failure", file)
+	cmd.Stdin = strings.NewReader("echo INSIDE-$(cat /workspace/marker)\nexit\n")
+	out, err := cmd.CombinedOutput()
+	t.Logf("%s", out)
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Errorf("exit %v, want 1", err)
+	}
+	order(t, string(out), `broken failed: a shell in its container`, `INSIDE-state-at-failure`, `broken +failed`)
+}
+
+// TestLocalKeep enters a kept container with the printed nsenter command,
+// then cleans up with Ctrl-C.
+func TestLocalKeep(t *testing.T) {
+	testenv.RequireTool(t, "nsenter")
+	file := project(t, failingJob, map[string]string{})
+	bin := buildJobrun(t)
+	h := newTestHost(t)
+	cmd := exec.Command(bin, "--state-dir", h.state, "local", "--artifacts", h.artifacts, "--keep", file)
+	stderr, _ := cmd.StderrPipe()
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	enter := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if l := strings.TrimSpace(sc.Text()); strings.HasPrefix(l, "nsenter ") {
+				enter <- l
+			}
+		}
+	}()
+	var line string
+	select {
+	case line = <-enter:
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("no nsenter command printed")
+	}
+	args := strings.Fields(line)
+	got, err := exec.Command(args[0], append(args[1:len(args)-1], "cat", "/workspace/marker")...).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(got)) != "state-at-failure" {
+		t.Errorf("%s cat /workspace/marker: %q, %v", line, got, err)
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	if err := cmd.Wait(); err == nil {
+		t.Error("jobrun --keep of a failed job exited 0")
+	}
+	order(t, stdout.String(), `broken +failed`)
+}
