@@ -446,3 +446,43 @@ func TestLocalKeep(t *testing.T) {
 	}
 	order(t, stdout.String(), `broken +failed`)
 }
+
+// TestLocalLimitsAndUnsupported checks that a job's limits reach the summary
+// as a cause of death, and that what the runner cannot do yet stops the job
+// with a message instead of being ignored.
+func TestLocalLimitsAndUnsupported(t *testing.T) {
+	file := project(t, `
+job "hog" {
+  image = "IMAGE"
+  resources { memory = "32MiB" }
+  step "eat" { run = "head -c 200m /dev/zero | tail > /dev/null" }
+}
+job "slow" {
+  image   = "IMAGE"
+  timeout = "1s"
+  step "wait" { run = "sleep 30" }
+}
+job "bridge" {
+  image   = "IMAGE"
+  network = "bridge"
+  step "x" { run = "echo MUST-NOT-RUN" }
+}
+job "ok" {
+  image = "IMAGE"
+  resources { memory = "32MiB" }
+  step "small" { run = "head -c 1m /dev/zero | tail > /dev/null && echo fits" }
+}
+`, map[string]string{})
+	h := newTestHost(t)
+	r := h.local(t, file)
+	if r.code != 1 {
+		t.Errorf("exit %d, want 1", r.code)
+	}
+	order(t, r.out, `hog +failed .*out of memory \(limit 32 MiB\)`)
+	order(t, r.out, `slow +failed .*timed out after 1s`)
+	order(t, r.out, `bridge +error .*not supported yet`)
+	order(t, r.out, `ok +succeeded`)
+	if strings.Contains(r.out, "| MUST-NOT-RUN") {
+		t.Error("a job asking for bridge networking ran")
+	}
+}
