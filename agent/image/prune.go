@@ -3,10 +3,13 @@ package image
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/jobrun/jobrun/internal/lockfile"
 )
@@ -14,23 +17,23 @@ import (
 // PruneResult says what Prune removed.
 type PruneResult struct {
 	Images []string // references forgotten to meet the budget
-	Layers int
+	Layers int      // unpacked layer (and flattened) directories removed
 	Blobs  int
-	Freed  int64 // bytes of blobs removed
+	Freed  int64 // bytes on disk
 }
 
 // Prune removes unpacked layers and blobs that no image references. With a
-// budget above zero it first forgets the least recently stored images until
-// the images' blobs fit in it. A layer in use by a live snapshot is never
-// removed, nor is any image using one. Pulls and new snapshots wait while
-// Prune runs.
+// budget above zero it first forgets the least recently used images until
+// what the rest use on disk (blobs and unpacked layers, shared ones counted
+// once) fits in it. Nothing a live snapshot uses is removed, nor any image
+// using it. Pulls and new snapshots wait while Prune runs.
 func (s *Store) Prune(ctx context.Context, budget int64) (*PruneResult, error) {
 	gc, err := lockfile.Acquire(ctx, s.gcLock())
 	if err != nil {
 		return nil, fmt.Errorf("prune: %w", err)
 	}
 	defer gc.Release()
-	inUse, err := s.liveLayers()
+	live, err := s.liveDirs()
 	if err != nil {
 		return nil, fmt.Errorf("prune: %w", err)
 	}
@@ -39,62 +42,101 @@ func (s *Store) Prune(ctx context.Context, budget int64) (*PruneResult, error) {
 		return nil, fmt.Errorf("prune: %w", err)
 	}
 	res := &PruneResult{}
+	du := diskUsage{}
 	if budget > 0 {
-		imgs, err = s.fitBudget(imgs, budget, inUse, res)
-		if err != nil {
+		if imgs, err = s.fitBudget(imgs, budget, live, du, res); err != nil {
 			return res, fmt.Errorf("prune: %w", err)
 		}
 	}
-	keepLayers, keepBlobs := map[string]bool{}, map[string]bool{}
-	for id := range inUse {
-		keepLayers[id] = true
+	keep := map[string]bool{}
+	for d := range live {
+		keep[d] = true
 	}
 	for _, img := range imgs {
-		for _, l := range img.Layers {
-			keepLayers[strings.TrimPrefix(l.DiffID, "sha256:")] = true
-			keepBlobs[strings.TrimPrefix(l.Digest, "sha256:")] = true
+		for _, e := range s.entries(img) {
+			keep[e] = true
 		}
 	}
-	if err := s.sweep(filepath.Join(s.dir, "layers"), keepLayers, func(int64) { res.Layers++ }); err != nil {
-		return res, err
+	for _, sub := range []string{"layers", "flat", "blobs/sha256"} {
+		if err := s.sweep(ctx, sub, keep, du, res); err != nil {
+			return res, fmt.Errorf("prune: %w", err)
+		}
 	}
-	err = s.sweep(filepath.Join(s.dir, "blobs", "sha256"), keepBlobs, func(n int64) { res.Blobs++; res.Freed += n })
-	return res, err
+	// No pull runs while the gc lock is exclusive, so no download lock is held.
+	locks, _ := os.ReadDir(filepath.Join(s.dir, "locks"))
+	for _, l := range locks {
+		os.Remove(filepath.Join(s.dir, "locks", l.Name()))
+	}
+	return res, nil
 }
 
-// fitBudget forgets the oldest images not in use until the rest fit.
-func (s *Store) fitBudget(imgs []*Image, budget int64, inUse map[string]bool, res *PruneResult) ([]*Image, error) {
-	sort.Slice(imgs, func(i, j int) bool { return imgs[i].Created.Before(imgs[j].Created) })
-	var total int64
-	for _, img := range imgs {
-		total += img.Size()
+// entries are the store paths (relative) an image uses.
+func (s *Store) entries(img *Image) []string {
+	out := []string{"blobs/sha256/" + hexOf(img.Manifest), "blobs/sha256/" + hexOf(img.ConfigDigest)}
+	for _, l := range img.Layers {
+		out = append(out, "blobs/sha256/"+hexOf(l.Digest))
+		if img.Flat == "" {
+			out = append(out, "layers/"+hexOf(l.DiffID))
+		}
 	}
-	var kept []*Image
-	for _, img := range imgs {
-		if total > budget && !usesAny(img, inUse) {
-			if err := os.Remove(s.recordPath(img.Ref)); err != nil {
-				return nil, err
+	if img.Flat != "" {
+		out = append(out, "flat/"+img.Flat)
+	}
+	return out
+}
+
+func hexOf(d string) string { return strings.TrimPrefix(d, "sha256:") }
+
+// fitBudget forgets the least recently used images that no live snapshot
+// uses until the rest fit in budget.
+func (s *Store) fitBudget(imgs []*Image, budget int64, live map[string]bool, du diskUsage, res *PruneResult) ([]*Image, error) {
+	used := func(i *Image) time.Time {
+		if fi, err := os.Stat(s.recordPath(i.Ref)); err == nil {
+			return fi.ModTime()
+		}
+		return i.Created
+	}
+	sort.Slice(imgs, func(i, j int) bool { return used(imgs[i]).Before(used(imgs[j])) })
+	total := func(imgs []*Image) int64 {
+		seen, n := map[string]bool{}, int64(0)
+		for _, img := range imgs {
+			for _, e := range s.entries(img) {
+				if !seen[e] {
+					seen[e] = true
+					n += du.of(filepath.Join(s.dir, e))
+				}
 			}
-			total -= img.Size()
-			res.Images = append(res.Images, img.Ref)
+		}
+		return n
+	}
+	kept := imgs
+	for i := 0; i < len(kept) && total(kept) > budget; {
+		img := kept[i]
+		if usesAny(s.entries(img), live) {
+			i++
 			continue
 		}
-		kept = append(kept, img)
+		if err := os.Remove(s.recordPath(img.Ref)); err != nil {
+			return nil, err
+		}
+		res.Images = append(res.Images, img.Ref)
+		kept = append(kept[:i:i], kept[i+1:]...)
 	}
 	return kept, nil
 }
 
-func usesAny(img *Image, layers map[string]bool) bool {
-	for _, l := range img.Layers {
-		if layers[strings.TrimPrefix(l.DiffID, "sha256:")] {
+func usesAny(entries []string, live map[string]bool) bool {
+	for _, e := range entries {
+		if live[e] {
 			return true
 		}
 	}
 	return false
 }
 
-// liveLayers lists the DiffIDs (hex) used by snapshots a live process holds.
-func (s *Store) liveLayers() (map[string]bool, error) {
+// liveDirs lists the store paths (relative) that snapshots a live process
+// holds are mounted from.
+func (s *Store) liveDirs() (map[string]bool, error) {
 	ents, err := os.ReadDir(s.snaps)
 	if err != nil {
 		return nil, err
@@ -105,35 +147,78 @@ func (s *Store) liveLayers() (map[string]bool, error) {
 		if !e.IsDir() || !lockfile.Held(dir+".lock") {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(dir, "layers"))
+		b, err := os.ReadFile(filepath.Join(dir, "lowers"))
 		if err != nil {
 			continue
 		}
-		for _, id := range strings.Fields(string(b)) {
-			live[strings.TrimPrefix(id, "sha256:")] = true
+		for _, d := range strings.Fields(string(b)) {
+			live[d] = true
 		}
 	}
 	return live, nil
 }
 
-// sweep removes the entries of dir not in keep.
-func (s *Store) sweep(dir string, keep map[string]bool, removed func(size int64)) error {
+// sweep removes the entries of the store's subdirectory sub not in keep.
+func (s *Store) sweep(ctx context.Context, sub string, keep map[string]bool, du diskUsage, res *PruneResult) error {
+	dir := filepath.Join(s.dir, sub)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return fmt.Errorf("prune: %w", err)
+		return err
 	}
 	for _, e := range ents {
-		if keep[e.Name()] {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if keep[sub+"/"+e.Name()] {
 			continue
 		}
-		var size int64
-		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() {
-			size = fi.Size()
+		p := filepath.Join(dir, e.Name())
+		n := du.of(p)
+		if err := removeTree(p); err != nil {
+			return err
 		}
-		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
-			return fmt.Errorf("prune: %w", err)
+		res.Freed += n
+		if sub == "blobs/sha256" {
+			res.Blobs++
+		} else {
+			res.Layers++
 		}
-		removed(size)
 	}
 	return nil
+}
+
+// diskUsage measures paths (bytes allocated, hard links counted once per
+// tree) and remembers what it measured.
+type diskUsage map[string]int64
+
+func (du diskUsage) of(p string) int64 {
+	if n, ok := du[p]; ok {
+		return n
+	}
+	var n int64
+	seen := map[uint64]bool{}
+	filepath.WalkDir(p, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if !ok {
+			n += fi.Size()
+			return nil
+		}
+		if st.Nlink > 1 && !d.IsDir() {
+			if seen[st.Ino] {
+				return nil
+			}
+			seen[st.Ino] = true
+		}
+		n += st.Blocks * 512
+		return nil
+	})
+	du[p] = n
+	return n
 }

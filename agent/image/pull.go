@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"runtime"
 	"strings"
@@ -13,16 +14,31 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-
-	"github.com/jobrun/jobrun/internal/units"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
 
-// Resolve returns the image ref names, taking it from the store when it is
-// there (no network at all: a warm agent starts jobs while the registry is
-// down) and pulling it otherwise. An oci-layout: reference is read again
-// each time, since the directory may have changed; its blobs and layers are
-// stored once all the same. A relative oci-layout: path is taken from base.
-func (s *Store) Resolve(ctx context.Context, ref, base string) (*Image, error) {
+// Credential is a login for one registry host, for example from a job's
+// secrets. It is tried before ~/.docker/config.json.
+type Credential struct {
+	// Registry is the host as references name it: "docker.io", "ghcr.io",
+	// "127.0.0.1:5000".
+	Registry string
+	Username string
+	Password string
+	// Token is a registry bearer token, used instead of a password.
+	Token string
+}
+
+// Resolve returns the image ref names, from the store when the store's
+// policy allows it and pulling it otherwise. With the default policy
+// (IfMissing) an image in the store costs no network at all, so a warm
+// agent starts jobs while the registry is down; a digest reference is
+// also found under another name that has the same digest.
+//
+// An oci-layout:PATH[:tag] reference is read again each time, since the
+// directory may have changed, but its blobs and layers are stored once; a
+// relative PATH is taken from base (the job file's directory).
+func (s *Store) Resolve(ctx context.Context, ref, base string, creds ...Credential) (*Image, error) {
 	if strings.HasPrefix(ref, LayoutPrefix) {
 		l, err := parseLayout(ref, base)
 		if err != nil {
@@ -34,43 +50,116 @@ func (s *Store) Resolve(ctx context.Context, ref, base string) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	if img, err := s.Get(r.String()); err == nil && s.complete(img) {
+	img, err := s.local(r)
+	if err == nil && s.opts.Policy != Always {
+		s.touch(img)
 		return img, nil
 	}
-	return s.Pull(ctx, ref)
+	if s.opts.Policy == Never {
+		return nil, fmt.Errorf("image %s is not in the store, and the pull policy is %q", r, Never)
+	}
+	if img != nil && s.current(ctx, r, img, creds) {
+		s.touch(img)
+		return img, nil
+	}
+	return s.Pull(ctx, r.String(), creds...)
 }
 
-// complete reports whether every layer of img is unpacked, so a record
-// whose layers a crash or prune took is pulled again rather than trusted.
-func (s *Store) complete(img *Image) bool {
-	for _, l := range img.Layers {
-		if _, err := os.Stat(s.layerPath(l.DiffID)); err != nil {
-			return false
+// local finds r in the store: by name, or for a digest reference by the
+// digest under any name.
+func (s *Store) local(r Ref) (*Image, error) {
+	img, err := s.get(r.String())
+	if err == nil && s.complete(img) {
+		return img, nil
+	}
+	d, ok := r.Reference.(name.Digest)
+	if !ok {
+		return nil, fmt.Errorf("image %s: not in the store", r)
+	}
+	imgs, err := s.List()
+	if err != nil {
+		return nil, err
+	}
+	for _, img := range imgs {
+		if (img.Digest == d.DigestStr() || img.Index == d.DigestStr()) && s.complete(img) {
+			return img, nil
 		}
 	}
-	return true
+	return nil, fmt.Errorf("image %s: not in the store", r)
+}
+
+// current reports whether the stored img is what r names at the registry
+// now: a digest reference always is; a tag is checked with one HEAD.
+func (s *Store) current(ctx context.Context, r Ref, img *Image, creds []Credential) bool {
+	if _, ok := r.Reference.(name.Digest); ok {
+		return true
+	}
+	for _, src := range s.sources(r) {
+		d, err := remote.Head(src, s.remoteOptions(ctx, creds)...)
+		if err != nil {
+			s.log.Warn("cannot check the tag; pulling", "image", r.String(), "from", src.Context().RegistryStr(), "error", err)
+			continue
+		}
+		return d.Digest.String() == img.Digest || d.Digest.String() == img.Index
+	}
+	return false
 }
 
 // Pull fetches ref from its registry, trying the configured mirrors first,
 // and stores it. Blobs already in the store are not downloaded again.
-func (s *Store) Pull(ctx context.Context, ref string) (*Image, error) {
+func (s *Store) Pull(ctx context.Context, ref string, creds ...Credential) (*Image, error) {
 	r, err := ParseRef(ref)
 	if err != nil {
 		return nil, err
 	}
 	var errs []error
 	for _, src := range s.sources(r) {
-		img, err := s.pullFrom(ctx, r, src)
+		img, err := s.pullFrom(ctx, r, src, creds)
 		if err == nil {
 			return img, nil
 		}
+		host := src.Context().RegistryStr()
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("pull %s: %w", r, ctx.Err())
+			return nil, fmt.Errorf("pull %s from %s: %w (%w)", r, host, ctx.Err(), err)
 		}
-		s.log.Warn("pull failed", "image", r.String(), "from", src.Context().RegistryStr(), "error", err)
-		errs = append(errs, fmt.Errorf("from %s: %w", src.Context().RegistryStr(), err))
+		s.log.Warn("pull failed", "image", r.String(), "from", host, "error", err)
+		errs = append(errs, fmt.Errorf("from %s: %w", host, explain(err)))
 	}
 	return nil, fmt.Errorf("pull %s: %w", r, errors.Join(errs...))
+}
+
+// explain adds what a registry's error code means for the user.
+func explain(err error) error {
+	var te *transport.Error
+	if !errors.As(err, &te) {
+		return err
+	}
+	hint := ""
+	switch {
+	case te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden || hasCode(te, transport.UnauthorizedErrorCode, transport.DeniedErrorCode):
+		hint = "access denied: check the registry login (~/.docker/config.json or the job's registry secrets)"
+	case hasCode(te, transport.NameUnknownErrorCode):
+		hint = "no such repository"
+	case te.StatusCode == http.StatusNotFound || hasCode(te, transport.ManifestUnknownErrorCode):
+		hint = "no such tag or digest"
+	case te.StatusCode == http.StatusTooManyRequests || hasCode(te, transport.TooManyRequestsErrorCode):
+		hint = "rate limited by the registry"
+	}
+	if hint == "" {
+		return err
+	}
+	return fmt.Errorf("%s: %w", hint, err)
+}
+
+func hasCode(te *transport.Error, codes ...transport.ErrorCode) bool {
+	for _, d := range te.Errors {
+		for _, c := range codes {
+			if d.Code == c {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // sources lists where to pull r from: each mirror, then the registry.
@@ -110,114 +199,65 @@ func mirrorRef(r Ref, mirror string, insecure bool) (name.Reference, error) {
 	return name.ParseReference(s, opts...)
 }
 
-func (s *Store) pullFrom(ctx context.Context, r Ref, src name.Reference) (*Image, error) {
-	img, err := remote.Image(src,
+func (s *Store) remoteOptions(ctx context.Context, creds []Credential) []remote.Option {
+	return []remote.Option{
 		remote.WithContext(ctx),
-		remote.WithAuthFromKeychain(authn.DefaultKeychain),
+		remote.WithAuthFromKeychain(keychain(creds)),
 		remote.WithPlatform(v1.Platform{OS: "linux", Architecture: runtime.GOARCH}),
-	)
+		remote.WithUserAgent("jobrun"),
+	}
+}
+
+func (s *Store) pullFrom(ctx context.Context, r Ref, src name.Reference, creds []Credential) (*Image, error) {
+	desc, err := remote.Get(src, s.remoteOptions(ctx, creds)...)
 	if err != nil {
 		return nil, err
 	}
-	return s.add(ctx, r.String(), img)
-}
-
-// add stores img as ref: blobs, unpacked layers, then the record, under the
-// shared gc lock so that prune never takes a layer it is about to use.
-func (s *Store) add(ctx context.Context, ref string, img v1.Image) (*Image, error) {
-	gc, err := s.sharedGC(ctx)
+	img, err := desc.Image() // picks linux/GOARCH from an index
 	if err != nil {
 		return nil, err
 	}
-	defer gc.Release()
-	rec, err := describe(ref, img)
-	if err != nil {
-		return nil, fmt.Errorf("image %s: %w", ref, err)
-	}
-	layers, err := img.Layers()
-	if err != nil {
-		return nil, fmt.Errorf("image %s: %w", ref, err)
-	}
-	for i, l := range layers {
-		start := time.Now()
-		fetched, err := s.fetchBlob(ctx, rec.Layers[i].Digest, l.Compressed)
-		if err != nil {
-			return nil, fmt.Errorf("image %s: layer %s: %w", ref, short(rec.Layers[i].Digest), err)
-		}
-		unpacked, err := s.unpack(ctx, rec.Layers[i])
-		if err != nil {
-			return nil, fmt.Errorf("image %s: layer %s: %w", ref, short(rec.Layers[i].Digest), err)
-		}
-		s.progress(ref, rec.Layers[i], fetched, unpacked, time.Since(start))
-	}
-	if err := s.put(rec); err != nil {
-		return nil, fmt.Errorf("image %s: %w", ref, err)
-	}
-	return rec, nil
-}
-
-func (s *Store) progress(ref string, l Layer, fetched, unpacked bool, d time.Duration) {
-	if s.opts.Progress == nil {
-		return
-	}
-	what := "present"
-	switch {
-	case fetched && unpacked:
-		what = "pulled and unpacked"
-	case fetched:
-		what = "pulled"
-	case unpacked:
-		what = "unpacked"
-	}
-	fmt.Fprintf(s.opts.Progress, "%s: layer %s %s %s in %s\n", ref, short(l.Digest), units.FormatSize(l.Size), what, units.FormatDuration(d))
-}
-
-// describe reads what the store records of img: digests, DiffIDs, config.
-func describe(ref string, img v1.Image) (*Image, error) {
-	digest, err := img.Digest()
+	so, err := imageSource(img)
 	if err != nil {
 		return nil, err
 	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+	if desc.MediaType.IsIndex() {
+		so.index = desc.Digest.String()
 	}
-	if cf.OS != "" && cf.OS != "linux" {
-		return nil, fmt.Errorf("image is for %s, not linux", cf.OS)
-	}
-	layers, err := img.Layers()
-	if err != nil {
-		return nil, err
-	}
-	if len(layers) != len(cf.RootFS.DiffIDs) {
-		return nil, fmt.Errorf("manifest has %d layers but config lists %d diff ids", len(layers), len(cf.RootFS.DiffIDs))
-	}
-	rec := &Image{Ref: ref, Digest: digest.String(), Created: time.Now().UTC(), Config: Config{
-		Env: cf.Config.Env, User: cf.Config.User, WorkingDir: cf.Config.WorkingDir,
-		Entrypoint: cf.Config.Entrypoint, Cmd: cf.Config.Cmd,
-	}}
-	for i, l := range layers {
-		d, err := l.Digest()
-		if err != nil {
-			return nil, err
-		}
-		mt, err := l.MediaType()
-		if err != nil {
-			return nil, err
-		}
-		size, err := l.Size()
-		if err != nil {
-			return nil, err
-		}
-		rec.Layers = append(rec.Layers, Layer{Digest: d.String(), DiffID: cf.RootFS.DiffIDs[i].String(), MediaType: string(mt), Size: size})
-	}
-	return rec, nil
+	return s.add(ctx, r.String(), so)
 }
 
-func short(digest string) string {
-	d := strings.TrimPrefix(digest, "sha256:")
-	if len(d) > 12 {
-		d = d[:12]
+// keychain tries the given credentials, then ~/.docker/config.json (and
+// its credential helpers).
+func keychain(creds []Credential) authn.Keychain {
+	if len(creds) == 0 {
+		return authn.DefaultKeychain
 	}
-	return d
+	return authn.NewMultiKeychain(credKeychain(creds), authn.DefaultKeychain)
+}
+
+type credKeychain []Credential
+
+func (k credKeychain) Resolve(res authn.Resource) (authn.Authenticator, error) {
+	for _, c := range k {
+		if dockerHub(c.Registry) == dockerHub(res.RegistryStr()) {
+			return authn.FromConfig(authn.AuthConfig{Username: c.Username, Password: c.Password, RegistryToken: c.Token}), nil
+		}
+	}
+	return authn.Anonymous, nil
+}
+
+// dockerHub folds Docker Hub's host names into one.
+func dockerHub(host string) string {
+	switch host {
+	case "index.docker.io", "registry-1.docker.io":
+		return "docker.io"
+	}
+	return host
+}
+
+// touch marks img as used now, for Prune's least-recently-used order.
+func (s *Store) touch(img *Image) {
+	now := time.Now()
+	os.Chtimes(s.recordPath(img.Ref), now, now)
 }

@@ -15,7 +15,9 @@ import (
 )
 
 // Snapshot is a job's writable root: an overlay of the image's layers with
-// a fresh upper directory of its own. It holds a file lock while it lives.
+// a fresh upper directory of its own. It holds a file lock while it lives,
+// so that Cleanup in any process leaves it alone and Prune keeps its
+// layers.
 type Snapshot struct {
 	dir     string
 	lock    *lockfile.Lock
@@ -25,42 +27,76 @@ type Snapshot struct {
 // Rootfs is the mounted root directory.
 func (sn *Snapshot) Rootfs() string { return filepath.Join(sn.dir, "rootfs") }
 
-// maxMountData is what the kernel accepts as mount options: one page.
-const maxMountData = 4096
+const (
+	// maxMountData is what the kernel takes as mount options: one page,
+	// with its terminating NUL.
+	maxMountData = 4096
+	// MaxSnapshotID is the longest snapshot id; the store decides whether
+	// an image must be flattened assuming ids this long.
+	MaxSnapshotID = 128
+)
 
-// Snapshot mounts a fresh snapshot of img named id (a plain name, unique on
-// the host while it lives). Only its own upper and work directories are
-// ever written or deleted; the layers are shared and read-only.
-func (s *Store) Snapshot(ctx context.Context, img *Image, id string) (*Snapshot, error) {
-	if id == "" || strings.ContainsAny(id, "/\x00") || id == "." || id == ".." {
-		return nil, fmt.Errorf("snapshot %q: must be a plain file name", id)
+// mountData is the overlay mount's options.
+func mountData(lowers []string, dir string) string {
+	top := make([]string, len(lowers)) // overlay lists the top layer first
+	for i, l := range lowers {
+		top[len(lowers)-1-i] = l
 	}
+	return fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s",
+		strings.Join(top, ":"), filepath.Join(dir, "upper"), filepath.Join(dir, "work"))
+}
+
+// fits reports whether an overlay of lowers fits in one mount for any
+// snapshot id.
+func (s *Store) fits(lowers []string) bool {
+	return len(mountData(lowers, filepath.Join(s.snaps, strings.Repeat("x", MaxSnapshotID)))) < maxMountData
+}
+
+// Snapshot mounts a fresh snapshot of img named id (a plain name of at most
+// MaxSnapshotID bytes, unique on the host while it lives) at
+// SNAPSHOTS/id/rootfs. Only its own upper and work directories are ever
+// written or deleted; the layers are shared and read-only.
+func (s *Store) Snapshot(ctx context.Context, img *Image, id string) (*Snapshot, error) {
+	if id == "" || len(id) > MaxSnapshotID || strings.ContainsAny(id, "/:,\x00") || id == "." || id == ".." || strings.HasSuffix(id, ".lock") {
+		return nil, fmt.Errorf("snapshot %q: want a plain file name of at most %d bytes without ':' or ','", id, MaxSnapshotID)
+	}
+	// Shared: Prune waits until the snapshot's layers are recorded.
 	gc, err := s.sharedGC(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer gc.Release()
-	lowers := make([]string, 0, len(img.Layers))
-	for i := len(img.Layers) - 1; i >= 0; i-- { // overlay lists the top layer first
-		p := s.layerPath(img.Layers[i].DiffID)
-		if _, err := os.Stat(p); err != nil {
-			return nil, fmt.Errorf("snapshot of %s: layer %s is not unpacked (pruned?): %w", img.Ref, short(img.Layers[i].DiffID), err)
+	lowers := s.lowerDirs(img)
+	for _, p := range lowers {
+		if !exists(p) {
+			return nil, fmt.Errorf("snapshot of %s: %s is not unpacked (pruned?): pull the image again", img.Ref, filepath.Base(p))
 		}
-		lowers = append(lowers, p)
 	}
 	dir := filepath.Join(s.snaps, id)
 	lock, err := lockfile.TryAcquire(dir + ".lock")
 	if err != nil {
-		return nil, fmt.Errorf("snapshot %s: %w", id, err)
+		return nil, fmt.Errorf("snapshot %s: in use by a live job: %w", id, err)
+	}
+	if !exists(dir + ".lock") {
+		// A remover unlinked the file between our open and flock.
+		lock.Release()
+		return nil, fmt.Errorf("snapshot %s: removed while being created; try again", id)
 	}
 	sn := &Snapshot{dir: dir, lock: lock}
-	if err := sn.mount(img, lowers); err != nil {
+	if exists(dir) { // left by a killed process; ours now that we hold the lock
+		sn.mounted = isMountpoint(sn.Rootfs())
+		if err := sn.clear(); err != nil {
+			lock.Release()
+			return nil, fmt.Errorf("snapshot %s: %w", id, err)
+		}
+	}
+	if err := sn.mount(s, lowers); err != nil {
 		return nil, errors.Join(fmt.Errorf("snapshot of %s: %w", img.Ref, err), sn.Remove())
 	}
 	return sn, nil
 }
 
-func (sn *Snapshot) mount(img *Image, lowers []string) error {
+func (sn *Snapshot) mount(s *Store, lowers []string) error {
 	if err := os.Mkdir(sn.dir, 0o700); err != nil {
 		return err
 	}
@@ -69,16 +105,19 @@ func (sn *Snapshot) mount(img *Image, lowers []string) error {
 			return err
 		}
 	}
-	// Prune reads which layers a live snapshot uses from here.
-	var ids []string
-	for _, l := range img.Layers {
-		ids = append(ids, l.DiffID)
+	// Prune reads which directories a live snapshot uses from here.
+	var rel []string
+	for _, l := range lowers {
+		r, err := filepath.Rel(s.dir, l)
+		if err != nil {
+			return err
+		}
+		rel = append(rel, r)
 	}
-	if err := os.WriteFile(filepath.Join(sn.dir, "layers"), []byte(strings.Join(ids, "\n")), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(sn.dir, "lowers"), []byte(strings.Join(rel, "\n")+"\n"), 0o600); err != nil {
 		return err
 	}
-	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s",
-		strings.Join(lowers, ":"), filepath.Join(sn.dir, "upper"), filepath.Join(sn.dir, "work"))
+	opts := mountData(lowers, sn.dir)
 	if len(opts) >= maxMountData {
 		return fmt.Errorf("%d layers do not fit in one overlay mount (%d bytes of options, the kernel takes %d)", len(lowers), len(opts), maxMountData-1)
 	}
@@ -90,36 +129,47 @@ func (sn *Snapshot) mount(img *Image, lowers []string) error {
 }
 
 // Remove unmounts the snapshot and deletes its upper and work directories.
-// It never touches a layer.
+// It never touches a layer. Calling it again does nothing.
 func (sn *Snapshot) Remove() error {
 	if sn.lock == nil {
 		return nil
 	}
-	if sn.mounted {
-		if err := unmount(sn.Rootfs()); err != nil {
-			return fmt.Errorf("remove snapshot %s: %w", filepath.Base(sn.dir), err)
-		}
-		sn.mounted = false
-	}
-	if err := os.RemoveAll(sn.dir); err != nil {
+	if err := sn.clear(); err != nil {
 		return fmt.Errorf("remove snapshot %s: %w", filepath.Base(sn.dir), err)
 	}
-	os.Remove(sn.dir + ".lock")
+	os.Remove(sn.dir + ".lock") // while still holding it, see lockfile.Release
 	err := sn.lock.Release()
 	sn.lock = nil
 	return err
 }
 
+// clear unmounts and deletes the snapshot's directory.
+func (sn *Snapshot) clear() error {
+	if sn.mounted {
+		if err := unmount(sn.Rootfs()); err != nil {
+			return err
+		}
+		sn.mounted = false
+	}
+	// Never recurse through a root still mounted: deleting there would
+	// write whiteouts, or worse, through to a bind mount inside it.
+	if isMountpoint(sn.Rootfs()) {
+		return fmt.Errorf("%s is still mounted", sn.Rootfs())
+	}
+	return removeTree(sn.dir)
+}
+
+// unmount unmounts p, waiting briefly while it is busy (a container's last
+// process exiting) and then detaching it, so nothing stays mounted.
 func unmount(p string) error {
 	for i := 0; ; i++ {
 		err := unix.Unmount(p, 0)
 		if err == nil || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
 			return nil
 		}
-		if !errors.Is(err, unix.EBUSY) || i == 50 {
-			// Still busy after a second: detach, so nothing stays mounted.
-			if derr := unix.Unmount(p, unix.MNT_DETACH); derr != nil {
-				return fmt.Errorf("unmount %s: %w", p, err)
+		if !errors.Is(err, unix.EBUSY) || i == 25 {
+			if derr := unix.Unmount(p, unix.MNT_DETACH); derr != nil && !errors.Is(derr, unix.EINVAL) {
+				return fmt.Errorf("unmount %s: %w (detach: %w)", p, err, derr)
 			}
 			return nil
 		}
@@ -136,8 +186,9 @@ func isMountpoint(p string) bool {
 }
 
 // Cleanup removes what killed processes left: snapshots whose lock no live
-// process holds, and unfinished downloads and unpacks when no pull is under
-// way. Call it when an agent or `jobrun local` starts.
+// process holds (unmounting them), and unfinished downloads and unpacks
+// when no pull is under way. Call it when an agent or `jobrun local`
+// starts; a snapshot a live process holds is never touched.
 func (s *Store) Cleanup(ctx context.Context) error {
 	var errs []error
 	ents, err := os.ReadDir(s.snaps)
@@ -165,23 +216,13 @@ func (s *Store) Cleanup(ctx context.Context) error {
 	}
 	// With the gc lock exclusive, no pull or import is writing to tmp/.
 	if gc, err := lockfile.TryAcquire(s.gcLock()); err == nil {
-		tmp, _ := os.ReadDir(filepath.Join(s.dir, "tmp"))
+		tmp, _ := os.ReadDir(s.tmpDir())
 		for _, e := range tmp {
-			if !strings.HasSuffix(e.Name(), ".lock") {
-				if err := os.RemoveAll(filepath.Join(s.dir, "tmp", e.Name())); err != nil {
-					errs = append(errs, err)
-				}
+			if err := removeTree(filepath.Join(s.tmpDir(), e.Name())); err != nil {
+				errs = append(errs, err)
 			}
 		}
 		gc.Release()
 	}
 	return errors.Join(errs...)
-}
-
-func (s *Store) sharedGC(ctx context.Context) (*lockfile.Lock, error) {
-	l, err := lockfile.AcquireShared(ctx, s.gcLock())
-	if err != nil {
-		return nil, fmt.Errorf("image store: %w", err)
-	}
-	return l, nil
 }

@@ -5,14 +5,19 @@
 //
 // Layout under the store's directory:
 //
-//	blobs/sha256/HEX    verified blobs (manifests, configs, compressed layers)
+//	blobs/sha256/HEX    verified blobs: OCI manifests, configs, layers
 //	layers/HEX          unpacked layers, named by DiffID, never modified
+//	flat/HEX            images with too many layers for one overlay mount,
+//	                    merged into one directory (HEX: of the DiffID chain)
 //	images/HEX.json     one record per image reference (HEX: sha256 of the name)
+//	locks/              per-blob and per-layer download/unpack locks
 //	tmp/                downloads and unpacks in progress
 //	gc.lock             shared by pulls and snapshots, exclusive for prune
 //
 // Everything is written to tmp/ and renamed into place, so a crash never
-// leaves a half blob or layer that is later trusted.
+// leaves a half blob or layer that is later trusted. Images enter the store
+// with OCI media types: Docker schema2 manifests are converted on the way in
+// (layer bytes and digests unchanged).
 package image
 
 import (
@@ -36,15 +41,37 @@ import (
 	"github.com/jobrun/jobrun/internal/lockfile"
 )
 
+// Policy says when Resolve asks the registry.
+type Policy string
+
+const (
+	// IfMissing pulls only images not in the store: a warm agent starts
+	// jobs with no network at all. The default.
+	IfMissing Policy = "if-missing"
+	// Always asks the registry what a tag points at (one manifest HEAD) and
+	// pulls only when it moved. Digest references never need the network
+	// once stored.
+	Always Policy = "always"
+	// Never uses the store only and fails for an image not in it.
+	Never Policy = "never"
+)
+
 // Options configure a Store.
 type Options struct {
 	// Config holds registry mirrors and insecure hosts; nil means none.
 	Config *config.Config
-	Log    hclog.Logger
-	// Progress, if set, receives a line per layer pulled.
+	// Log receives warnings (a mirror that failed, a cleaned-up snapshot).
+	Log hclog.Logger
+	// Progress, if set, shows pulls: a bar per layer on a terminal, a line
+	// per layer otherwise.
 	Progress io.Writer
+	// Policy is when Resolve pulls; default IfMissing.
+	Policy Policy
 	// SnapshotDir holds the per-job snapshots; default DIR/../snapshots.
 	SnapshotDir string
+	// Jobs is how many layers one pull downloads and unpacks at once;
+	// default 3.
+	Jobs int
 }
 
 // Store is a host's image store. It is safe for concurrent use, also by
@@ -63,10 +90,22 @@ type Store struct {
 type Image struct {
 	// Ref is the normalised reference it was pulled or imported as.
 	Ref string `json:"ref"`
-	// Digest is the manifest's digest.
+	// Digest is the manifest digest at the source (the registry's, the
+	// layout's or the archive's), what ref@sha256:... names.
 	Digest string `json:"digest"`
+	// Index is the digest of the multi-platform index Digest was picked
+	// from (what a tag pointed at), if there was one.
+	Index string `json:"index,omitempty"`
+	// Manifest is the digest of the OCI manifest in the store; it differs
+	// from Digest when a Docker manifest was converted.
+	Manifest string `json:"manifest"`
+	// ConfigDigest is the digest of the image config blob.
+	ConfigDigest string `json:"config_digest"`
 	// Layers from the bottom up.
 	Layers []Layer `json:"layers"`
+	// Flat, when set, is the merged directory (hex) the image's snapshots
+	// use instead of its layers, which are too many for one mount.
+	Flat string `json:"flat,omitempty"`
 	// Config is what the image says about how to run it.
 	Config Config `json:"config"`
 	// Created is when it entered the store.
@@ -95,6 +134,16 @@ func Open(dir string, opts Options) (*Store, error) {
 	if !filepath.IsAbs(dir) {
 		return nil, fmt.Errorf("image store %q: not an absolute path", dir)
 	}
+	switch opts.Policy {
+	case "":
+		opts.Policy = IfMissing
+	case IfMissing, Always, Never:
+	default:
+		return nil, fmt.Errorf("image store: unknown pull policy %q (want %s, %s or %s)", opts.Policy, IfMissing, Always, Never)
+	}
+	if opts.Jobs <= 0 {
+		opts.Jobs = 3
+	}
 	s := &Store{dir: dir, opts: opts, log: opts.Log, inflight: map[string]*call{}}
 	if s.log == nil {
 		s.log = hclog.NewNullLogger()
@@ -103,7 +152,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if s.snaps == "" {
 		s.snaps = filepath.Join(filepath.Dir(dir), "snapshots")
 	}
-	for _, d := range []string{"blobs/sha256", "layers", "images", "tmp"} {
+	for _, d := range []string{"blobs/sha256", "layers", "flat", "images", "locks", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
 			return nil, fmt.Errorf("image store: %w", err)
 		}
@@ -114,6 +163,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	return s, nil
 }
 
+// Dir is the store's directory.
+func (s *Store) Dir() string { return s.dir }
+
 func (s *Store) blobPath(digest string) string {
 	return filepath.Join(s.dir, "blobs", "sha256", strings.TrimPrefix(digest, "sha256:"))
 }
@@ -122,18 +174,48 @@ func (s *Store) layerPath(diffID string) string {
 	return filepath.Join(s.dir, "layers", strings.TrimPrefix(diffID, "sha256:"))
 }
 
+func (s *Store) flatPath(hex string) string { return filepath.Join(s.dir, "flat", hex) }
+
 func (s *Store) recordPath(ref string) string {
 	sum := sha256.Sum256([]byte(ref))
 	return filepath.Join(s.dir, "images", hex.EncodeToString(sum[:])+".json")
 }
 
+func (s *Store) tmpDir() string { return filepath.Join(s.dir, "tmp") }
+
 func (s *Store) gcLock() string { return filepath.Join(s.dir, "gc.lock") }
 
-// Get returns the image stored as ref (normalised), or an error wrapping
-// os.ErrNotExist.
+// lowerDirs are the directories a snapshot of img stacks, bottom first.
+func (s *Store) lowerDirs(img *Image) []string {
+	if img.Flat != "" {
+		return []string{s.flatPath(img.Flat)}
+	}
+	out := make([]string, len(img.Layers))
+	for i, l := range img.Layers {
+		out[i] = s.layerPath(l.DiffID)
+	}
+	return out
+}
+
+// Get returns the image stored as ref, which it normalises, or an error
+// wrapping os.ErrNotExist.
 func (s *Store) Get(ref string) (*Image, error) {
+	if !strings.HasPrefix(ref, LayoutPrefix) {
+		r, err := ParseRef(ref)
+		if err != nil {
+			return nil, err
+		}
+		ref = r.String()
+	}
+	return s.get(ref)
+}
+
+func (s *Store) get(ref string) (*Image, error) {
 	b, err := os.ReadFile(s.recordPath(ref))
 	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("image %s: not in the store: %w", ref, err)
+		}
 		return nil, fmt.Errorf("image %s: %w", ref, err)
 	}
 	var img Image
@@ -143,12 +225,24 @@ func (s *Store) Get(ref string) (*Image, error) {
 	return &img, nil
 }
 
+// complete reports whether everything a snapshot of img needs is on disk,
+// so a record whose layers a crash or prune took is pulled again rather
+// than trusted.
+func (s *Store) complete(img *Image) bool {
+	for _, d := range s.lowerDirs(img) {
+		if _, err := os.Stat(d); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
 func (s *Store) put(img *Image) error {
 	b, err := json.MarshalIndent(img, "", "  ")
 	if err != nil {
 		return err
 	}
-	return writeAtomic(filepath.Join(s.dir, "tmp"), s.recordPath(img.Ref), b)
+	return writeAtomic(s.tmpDir(), s.recordPath(img.Ref), b)
 }
 
 // List returns the stored images, sorted by reference.
@@ -173,22 +267,26 @@ func (s *Store) List() ([]*Image, error) {
 }
 
 // Remove forgets the image ref. Its layers and blobs stay until Prune, which
-// removes what no image references and no live snapshot uses.
+// removes what no image references and no live snapshot uses, so removing
+// an image a job runs on is safe.
 func (s *Store) Remove(ref string) error {
-	r, err := ParseRef(ref)
-	if err != nil {
-		return err
-	}
-	if err := os.Remove(s.recordPath(r.String())); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("image %s: not in the store", r)
+	if !strings.HasPrefix(ref, LayoutPrefix) {
+		r, err := ParseRef(ref)
+		if err != nil {
+			return err
 		}
-		return fmt.Errorf("remove image %s: %w", r, err)
+		ref = r.String()
+	}
+	if err := os.Remove(s.recordPath(ref)); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("image %s: not in the store", ref)
+		}
+		return fmt.Errorf("remove image %s: %w", ref, err)
 	}
 	return nil
 }
 
-// Size is the bytes an image's blobs take in the store.
+// Size is the bytes of an image's layer blobs.
 func (img *Image) Size() int64 {
 	var n int64
 	for _, l := range img.Layers {
@@ -197,31 +295,27 @@ func (img *Image) Size() int64 {
 	return n
 }
 
-// writeAtomic writes b to path through a temp file in tmpDir and a rename.
+// writeAtomic writes b to path through a synced temp file in tmpDir and a
+// rename.
 func writeAtomic(tmpDir, path string, b []byte) error {
 	f, err := os.CreateTemp(tmpDir, "write-")
 	if err != nil {
 		return err
 	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return err
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return err
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
-	if err := f.Close(); err != nil {
-		os.Remove(f.Name())
-		return err
+	if err == nil {
+		err = os.Rename(f.Name(), path)
 	}
-	if err := os.Rename(f.Name(), path); err != nil {
+	if err != nil {
 		os.Remove(f.Name())
-		return err
 	}
-	return nil
+	return err
 }
 
 // call is one in-process download or unpack that concurrent callers share.
@@ -231,16 +325,17 @@ type call struct {
 }
 
 // once runs fn for key unless a call for key is under way in this process,
-// in which case it waits for that call's result.
-func (s *Store) once(ctx context.Context, key string, fn func() error) error {
+// in which case it waits for that call's result. It reports whether fn ran
+// in this call.
+func (s *Store) once(ctx context.Context, key string, fn func() error) (bool, error) {
 	s.mu.Lock()
 	if c, ok := s.inflight[key]; ok {
 		s.mu.Unlock()
 		select {
 		case <-c.done:
-			return c.err
+			return false, c.err
 		case <-ctx.Done():
-			return ctx.Err()
+			return false, ctx.Err()
 		}
 	}
 	c := &call{done: make(chan struct{})}
@@ -251,15 +346,28 @@ func (s *Store) once(ctx context.Context, key string, fn func() error) error {
 	delete(s.inflight, key)
 	s.mu.Unlock()
 	close(c.done)
-	return c.err
+	return true, c.err
 }
 
 // locked runs fn holding the cross-process lock for key.
 func (s *Store) locked(ctx context.Context, key string, fn func() error) error {
-	l, err := lockfile.Acquire(ctx, filepath.Join(s.dir, "tmp", key+".lock"))
+	l, err := lockfile.Acquire(ctx, filepath.Join(s.dir, "locks", key+".lock"))
 	if err != nil {
 		return err
 	}
 	defer l.Release()
 	return fn()
+}
+
+func (s *Store) sharedGC(ctx context.Context) (*lockfile.Lock, error) {
+	l, err := lockfile.AcquireShared(ctx, s.gcLock())
+	if err != nil {
+		return nil, fmt.Errorf("image store: %w", err)
+	}
+	return l, nil
+}
+
+func exists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
 }
