@@ -32,10 +32,16 @@ func ParseRef(s string) (Ref, error) {
 }
 
 // String is the normalised form, docker.io/library/busybox:latest.
-func (r Ref) String() string { return r.Name() }
+func (r Ref) String() string {
+	n := r.Name()
+	if rest, ok := strings.CutPrefix(n, name.DefaultRegistry+"/"); ok {
+		return "docker.io/" + rest
+	}
+	return n
+}
 
 // Registry is the registry host, with "docker.io" for Docker Hub.
-func (r Ref) Registry() string { return r.Context().RegistryStr() }
+func (r Ref) Registry() string { return dockerHub(r.Context().RegistryStr()) }
 
 // layoutRef is a parsed oci-layout:PATH[:tag] reference.
 type layoutRef struct {
