@@ -334,13 +334,13 @@ func dockerImages(t *tarFiles, as string) ([]named, error) {
 	}
 	var out []named
 	for _, m := range ms {
-		src, err := dockerSource(t, m)
-		if err != nil {
-			return nil, fmt.Errorf("image %s: %w", strings.Join(m.RepoTags, ", "), err)
-		}
 		names := m.RepoTags
 		if as != "" {
 			names = []string{as}
+		}
+		src, err := dockerSource(t, m)
+		if err != nil {
+			return nil, fmt.Errorf("image %s: %w", strings.Join(names, ", "), err)
 		}
 		if len(names) == 0 {
 			return nil, fmt.Errorf("image %s in the archive has no tag: give one with --as", m.Config)

@@ -180,7 +180,7 @@ func entryPath(name string) (string, error) {
 	n := strings.TrimLeft(name, "/")
 	for _, part := range strings.Split(n, "/") {
 		if part == ".." {
-			return "", fmt.Errorf("layer entry %q climbs out of the image root with \"..\"", name)
+			return "", fmt.Errorf("layer entry %q climbs out of the image root with \"..\": refused", name)
 		}
 	}
 	return path.Clean("./" + n), nil
