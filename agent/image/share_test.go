@@ -1,0 +1,200 @@
+package image
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+
+	"github.com/jobrun/jobrun/agent/config"
+)
+
+// TestTwoStoresOneDir: two Stores on one directory (as two jobrun
+// processes have) pulling one image at once download each blob once: the
+// file lock, not the in-process call table, makes them share.
+func TestTwoStoresOneDir(t *testing.T) {
+	reg := newRegistry(t)
+	big := strings.Repeat("y", 2<<20)
+	ref := reg.host + "/two/stores:1"
+	push(t, ref, imageOf(t, layerOf(t, entry{name: "a", body: big}), layerOf(t, entry{name: "b", body: big + "b"})))
+	before := reg.blobGets()
+	reg.wrap = func(http.ResponseWriter, *http.Request) bool {
+		time.Sleep(50 * time.Millisecond) // so that the pulls overlap
+		return false
+	}
+	s1, state := newStore(t, Options{})
+	s2, err := Open(filepath.Join(state, "images"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		s := s1
+		if i%2 == 1 {
+			s = s2
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = s.Pull(context.Background(), ref)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg.mu.Lock()
+	for d, n := range reg.gets {
+		if n > 1 {
+			t.Errorf("blob %s downloaded %d times", short(d), n)
+		}
+	}
+	reg.mu.Unlock()
+	if n := reg.blobGets() - before; n != 3 {
+		t.Errorf("%d blob downloads, want 3", n)
+	}
+	assertClean(t, s1, "")
+}
+
+// TestMirrorFallback: a configured mirror is asked first and serves the
+// whole pull; a dead mirror is skipped for the registry itself; the image
+// keeps its own name either way.
+func TestMirrorFallback(t *testing.T) {
+	origin, mirror := newRegistry(t), newRegistry(t)
+	img := imageOf(t, layerOf(t, entry{name: "m", body: "mirrored"}))
+	push(t, origin.host+"/lib/tool:1", img)
+	push(t, mirror.host+"/lib/tool:1", img)
+	ref := origin.host + "/lib/tool:1"
+	parse := func(mirrors ...string) *config.Config {
+		q := make([]string, len(mirrors))
+		for i, m := range mirrors {
+			q[i] = strconv.Quote(m)
+		}
+		cfg, err := config.Parse("config.hcl", []byte(fmt.Sprintf("registry %q { mirrors = [%s] }\n", origin.host, strings.Join(q, ", "))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	o0, m0 := origin.blobGets(), mirror.blobGets()
+	s, _ := newStore(t, Options{Config: parse(mirror.host)})
+	got, err := s.Pull(context.Background(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Ref != ref {
+		t.Errorf("pulled through the mirror as %s, want %s", got.Ref, ref)
+	}
+	if o, m := origin.blobGets()-o0, mirror.blobGets()-m0; o != 0 || m != 2 {
+		t.Errorf("blob downloads: origin %d, mirror %d; want 0 and 2", o, m)
+	}
+
+	// A mirror nothing listens on: the pull falls back to the origin.
+	dead := newRegistry(t)
+	dead.Close()
+	o0 = origin.blobGets()
+	s2, _ := newStore(t, Options{Config: parse(dead.host)})
+	if _, err := s2.Pull(context.Background(), ref); err != nil {
+		t.Fatalf("a dead mirror stopped the pull: %v", err)
+	}
+	if o := origin.blobGets() - o0; o != 2 {
+		t.Errorf("origin served %d blobs after the dead mirror, want 2", o)
+	}
+	// Both dead: the error names the image and every source tried.
+	origin.Close()
+	s3, _ := newStore(t, Options{Config: parse(dead.host)})
+	_, err = s3.Pull(context.Background(), ref)
+	wantErr(t, err, ref, "from "+dead.host, "from "+origin.host)
+	assertClean(t, s3, ref)
+}
+
+// TestSameSizeCorruption: a registry that serves a layer of the right
+// length with the wrong bytes is caught by the digest check; nothing of the
+// layer is stored, and the same store pulls it once the registry is sound.
+func TestSameSizeCorruption(t *testing.T) {
+	reg := newRegistry(t)
+	img := imageOf(t, layerOf(t, entry{name: "f", body: strings.Repeat("data", 1<<16)}))
+	ref := reg.host + "/corrupt/img:1"
+	push(t, ref, img)
+	ls, _ := img.Layers()
+	ld, _ := ls[0].Digest()
+	diff, _ := ls[0].DiffID()
+	size, _ := ls[0].Size()
+	reg.wrap = func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/blobs/"+ld.String()) {
+			return false
+		}
+		b := make([]byte, size)
+		rand.Read(b)
+		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+		w.Write(b)
+		return true
+	}
+	s, _ := newStore(t, Options{})
+	_, err := s.Pull(context.Background(), ref)
+	wantErr(t, err, ref, short(ld.String()))
+	assertClean(t, s, ref)
+	if exists(s.blobPath(ld.String())) || exists(s.layerPath(diff.String())) {
+		t.Error("the corrupt layer was stored")
+	}
+	reg.wrap = nil
+	if _, err := s.Pull(context.Background(), ref); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSymlinkAcrossLayers: a symlink made by a lower layer and written
+// through by an upper one never writes outside the root: unpacked per
+// layer the upper one sees no link, and flattened (all layers into one
+// directory) umoci resolves the link inside the root.
+func TestSymlinkAcrossLayers(t *testing.T) {
+	outside := t.TempDir()
+	s, _ := newStore(t, Options{})
+	img := imageOf(t,
+		layerOf(t, entry{name: "evil", typ: '2', link: outside}, entry{name: "bin/", typ: '5'}, entry{name: "bin/sh", typ: '2', link: "/bin/busybox"}),
+		layerOf(t, entry{name: "evil/pwned", body: "x"}))
+	got, err := s.Resolve(context.Background(), writeLayout(t, img, "across"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sn, err := s.Snapshot(context.Background(), got, "across")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sn.Remove()
+	noEscape(t, outside)
+	// The positive control: an absolute link that is only a link stays.
+	if l, err := os.Readlink(filepath.Join(sn.Rootfs(), "bin/sh")); err != nil || l != "/bin/busybox" {
+		t.Errorf("bin/sh -> %q, %v", l, err)
+	}
+	if _, err := s.flatten(context.Background(), "across-test", got.Layers); err != nil {
+		t.Fatal(err)
+	}
+	noEscape(t, outside)
+	if b, err := os.ReadFile(filepath.Join(s.flatPath("across-test"), outside, "pwned")); err != nil || string(b) != "x" {
+		t.Errorf("flattened: the write through the link is not inside the root: %q %v", b, err)
+	}
+}
+
+func noEscape(t *testing.T, dir string) {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		t.Errorf("written outside the image root: %s", filepath.Join(dir, e.Name()))
+	}
+}
+
