@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/jobrun/jobrun/agent/config"
 )
 
@@ -197,4 +196,3 @@ func noEscape(t *testing.T, dir string) {
 		t.Errorf("written outside the image root: %s", filepath.Join(dir, e.Name()))
 	}
 }
-
