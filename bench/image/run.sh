@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Image unpack and snapshot speed on the ≥200 MB debian-go test image:
+# jobrun's first unpack against `umoci raw unpack` and `tar -xzf` of the same
+# layers, and a snapshot's create+mount+unmount+remove against a full unpack.
+# Prints medians and ratios. Needs root.
+# usage: bench/image/run.sh   (env N unpack rounds, default 3; SNAPSHOTS, default 200;
+#                              WORK, default /var/tmp: a dir on the disk jobs use)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+if [ "$(id -u)" != 0 ]; then
+	echo "bench/image: needs root (mounts, unpack as root)" >&2
+	exit 1
+fi
+if [ -z "${JOBRUN_TEST_IMAGES:-}" ]; then
+	eval "$(scripts/testimages.sh)"
+fi
+bin=$(mktemp -d /tmp/jobrun-bench-image-bin.XXXXXX)
+trap 'rm -rf "$bin"' EXIT
+CGO_ENABLED=1 go build -tags seccomp -o "$bin/image-bench" ./bench/image
+"$bin/image-bench" -layout "$JOBRUN_TEST_IMAGES/debian-go" -tag 1.26 \
+	-n "${N:-3}" -snapshots "${SNAPSHOTS:-200}" -work "${WORK:-/var/tmp}"
