@@ -17,5 +17,7 @@ fi
 bin=$(mktemp -d /tmp/jobrun-bench-image-bin.XXXXXX)
 trap 'rm -rf "$bin"' EXIT
 CGO_ENABLED=1 go build -tags seccomp -o "$bin/image-bench" ./bench/image
-"$bin/image-bench" -layout "$JOBRUN_TEST_IMAGES/debian-go" -tag 1.26 \
+# A private copy: a rebuild of the test images replaces the shared set.
+cp -a "$JOBRUN_TEST_IMAGES/debian-go" "$bin/layout"
+"$bin/image-bench" -layout "$bin/layout" -tag 1.26 \
 	-n "${N:-3}" -snapshots "${SNAPSHOTS:-200}" -work "${WORK:-/var/tmp}"
