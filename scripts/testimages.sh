@@ -1,79 +1,131 @@
 #!/usr/bin/env bash
 # Builds the test images from Debian packages, once per machine, into a cache
 # outside the repo (JOBRUN_TESTIMAGES_DIR, default /var/cache/jobrun-testimages),
-# and prints on stdout only the `export NAME=VALUE` lines scripts/test.sh evals:
+# and prints on stdout only `export NAME=VALUE` lines, for
+# `eval "$(scripts/testimages.sh)"`:
 #
-#   JOBRUN_TEST_IMAGES=DIR   OCI layouts DIR/busybox (tag latest, from busybox-static),
-#                            DIR/busybox-nobody (latest, USER nobody) and
-#                            DIR/debian-go (tag 1.26: debootstrap minbase bookworm
-#                            plus the Go toolchain from /usr/local/go, ≥ 200 MB)
+#   JOBRUN_TEST_IMAGES=DIR   a directory of OCI image layouts, one image each:
+#     DIR/busybox:latest         one layer from busybox-static: /bin/busybox, a link
+#                                per applet, passwd/group (root, nobody, builder 1000)
+#     DIR/busybox-user:latest    busybox plus a layer with /home/builder and a
+#                                whiteout of /etc/motd; User 1000:1000
+#     DIR/busybox-nobody:latest  busybox's layer; User nobody, WorkingDir /tmp
+#     DIR/golang:latest          debootstrap --variant=minbase bookworm, plus the
+#                                host's /usr/local/go (≥ 200 MB); used as golang:1.26
+#     DIR/debian-go:1.26         the same image as golang, tagged with the Go version
+#   JOBRUN_TEST_IMAGES_BUSYBOX, _BUSYBOX_USER, _GOLANG   the layout paths
 #
-# Idempotent: a build is kept under a version stamp (this script, the layer
-# writer, busybox's and Go's versions) and reused; the debootstrap root is
-# cached on its own, since it is the slow part. Needs root. Logs to stderr.
+# The layouts are written by plain bash, tar, gzip -n and sha256sum (no jq or
+# python on a fresh machine) and are checked with `umoci stat`. Layers are
+# reproducible: sorted, mtime 0, numeric owners, gzip without names or times.
+#
+# Idempotent and cheap to rerun: a finished set is kept under a stamp of this
+# script and its inputs (busybox, Go, the debootstrap root) and reused; the
+# debootstrap root and the big layers are cached on their own, since they are
+# the slow part. Writes are atomic (temp dir, then rename) and serialised by a
+# lock, so concurrent runs wait for one build. Needs root. Logs to stderr.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+self=$(realpath "$0")
+cd "$(dirname "$self")/.."
 exec 3>&1 1>&2 # stdout is for the export lines only
+umask 022
+export LC_ALL=C
 
 cache=${JOBRUN_TESTIMAGES_DIR:-/var/cache/jobrun-testimages}
 suite=bookworm
 goroot=/usr/local/go
+epoch=1970-01-01T00:00:00Z
+path_default=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
-log() { echo "testimages: $*"; }
+log() { echo "testimages: $*" >&2; }
 die() {
 	log "$*"
 	exit 1
 }
-[ "$(id -u)" = 0 ] || die "needs root (debootstrap, device-free chroot)"
-for t in busybox debootstrap flock go sha256sum; do
-	command -v "$t" >/dev/null || die "needs $t"
+[ "$(id -u)" = 0 ] || die "needs root (debootstrap, file ownership in layers)"
+for t in busybox debootstrap flock tar gzip sha256sum awk; do
+	command -v "$t" >/dev/null || die "needs $t (scripts/deps.sh installs it)"
 done
 [ -x "$goroot/bin/go" ] || die "needs the Go toolchain in $goroot"
 
-# The Debian mirror this machine's apt uses (deb822 or one-line sources).
+# The Debian mirror this machine's apt uses for $suite: the first deb822
+# stanza or one-line entry of type deb that lists the suite itself.
 mirror() {
-	local m
-	m=$(cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null |
-		sed -n -e 's/^URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p' \
-			-e 's/^deb[[:space:]]\+\(\[[^]]*\][[:space:]]\+\)\?\([^[:space:]]*\).*/\2/p' |
-		grep -v -- "-security" | sed -n 1p)
-	echo "${m:-http://deb.debian.org/debian}"
+	local files=() f
+	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+		[ -f "$f" ] && files+=("$f")
+	done
+	((${#files[@]})) || return 0
+	awk -v suite="$suite" '
+		function flush() {
+			if (types ~ /(^| )deb( |$)/ && (" " suites " ") ~ (" " suite " ") && uri != "" && found == "")
+				found = uri
+			types = ""; suites = ""; uri = ""
+		}
+		FNR == 1 { flush() }
+		/^[[:space:]]*#/ { next }
+		/^[[:space:]]*$/ { flush(); next }
+		/^Types:/  { sub(/^Types:[[:space:]]*/, ""); types = $0; next }
+		/^Suites:/ { sub(/^Suites:[[:space:]]*/, ""); suites = $0; next }
+		/^URIs:/   { uri = $2; next }
+		/^deb[[:space:]]/ {
+			i = 2
+			if ($i ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
+			if ($(i + 1) == suite && found == "") found = $i
+		}
+		END { flush(); if (found != "") print found }
+	' "${files[@]}"
 }
+
+arch=$(dpkg --print-architecture 2>/dev/null || go env GOARCH)
+case $arch in armhf) arch=arm ;; i386) arch=386 ;; esac
+busybox_version=$(busybox | sed -n 1p)
+go_version=$(sed -n 1p "$goroot/VERSION")                   # go1.26.8
+go_minor=$(echo "$go_version" | sed -n 's/^go\([0-9]*\.[0-9]*\).*/\1/p') # 1.26
+[ -n "$go_minor" ] || die "cannot read the Go version from $goroot/VERSION"
+m=$(mirror)
+[ -n "$m" ] || die "no Debian mirror for $suite in /etc/apt/sources.list{,.d}"
 
 mkdir -p "$cache"
 exec 9>"$cache/.lock"
 flock 9 # one builder per machine; the others wait and reuse its result
 
-busybox_version=$(busybox | sed -n 1p)
-go_version=$(head -n1 "$goroot/VERSION")
+# The debootstrap root, cached by suite, variant and mirror.
+root=$cache/debootstrap-$suite-minbase-$(echo "$m" | sha256sum | cut -c1-8)
 stamp=$({
-	cat scripts/testimages.sh agent/image/internal/mkimage/main.go
-	echo "$busybox_version" "$go_version" "$(go env GOARCH)"
+	cat "$self"
+	echo "$busybox_version|$go_version|$arch|$root"
+	# A host Go toolchain updated in place has a new VERSION; this catches
+	# a rebuilt one of the same version too.
+	stat -c '%Y %s' "$goroot/bin/go" "$(command -v busybox)"
 } | sha256sum | cut -c1-16)
 out=$cache/images-$stamp
+
+exports() {
+	{
+		echo "export JOBRUN_TEST_IMAGES=$out"
+		echo "export JOBRUN_TEST_IMAGES_BUSYBOX=$out/busybox"
+		echo "export JOBRUN_TEST_IMAGES_BUSYBOX_USER=$out/busybox-user"
+		echo "export JOBRUN_TEST_IMAGES_GOLANG=$out/golang"
+	} >&3
+}
 if [ -f "$out/.done" ]; then
 	log "up to date: $out"
-	echo "export JOBRUN_TEST_IMAGES=$out" >&3
+	exports
 	exit 0
 fi
 
 tmp=$(mktemp -d "$cache/.build.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-mkimage=$tmp/mkimage
-go build -o "$mkimage" ./agent/image/internal/mkimage
 
-# debootstrap: cached by suite, variant and mirror only.
-m=$(mirror)
-root=$cache/debootstrap-$suite-minbase-$(echo "$m" | sha256sum | cut -c1-8)
 if [ ! -f "$root.done" ]; then
-	log "debootstrap --variant=minbase $suite from $m (a few minutes, once)"
-	rm -rf "$root" "$root.tmp" "$root.done"
-	debootstrap --variant=minbase "$suite" "$root.tmp" "$m" >"$tmp/debootstrap.log" 2>&1 ||
-		{
-			tail -n 30 "$tmp/debootstrap.log"
-			rm -rf "$root.tmp"
-			die "debootstrap failed"
-		}
+	log "debootstrap --variant=minbase $suite from $m (a few minutes, once per machine)"
+	rm -rf "$root" "$root.tmp"
+	debootstrap --variant=minbase "$suite" "$root.tmp" "$m" >"$tmp/debootstrap.log" 2>&1 || {
+		tail -n 30 "$tmp/debootstrap.log"
+		rm -rf "$root.tmp"
+		die "debootstrap failed (log above)"
+	}
 	# What a container image does not ship: package caches and lists.
 	rm -rf "$root.tmp"/var/cache/apt/archives/*.deb "$root.tmp"/var/lib/apt/lists/* \
 		"$root.tmp"/var/log/*.log "$root.tmp"/var/cache/debconf/*-old
@@ -81,41 +133,188 @@ if [ ! -f "$root.done" ]; then
 	touch "$root.done"
 fi
 
-log "busybox image ($busybox_version)"
+# tar_layer OUT [tar options and members...] writes the reproducible layer
+# OUT.tar.gz and its DiffID (sha256 of the uncompressed tar) to OUT.diffid.
+tar_layer() {
+	local out=$1
+	shift
+	rm -f "$out.fifo"
+	mkfifo "$out.fifo"
+	sha256sum <"$out.fifo" | cut -d' ' -f1 >"$out.diffid" &
+	local sum=$!
+	tar --create --file=- --sort=name --mtime=@0 --numeric-owner --format=pax \
+		--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime "$@" |
+		tee "$out.fifo" | gzip -n >"$out.tar.gz"
+	wait "$sum"
+	rm -f "$out.fifo"
+	[ -s "$out.diffid" ] || die "no DiffID for $out"
+}
+
+# cached_layer NAME KEY [tar args...] makes a layer once per KEY (and per
+# layer recipe) under $cache/layers and prints its path without extension.
+cached_layer() {
+	local name=$1 key
+	key=$(printf '%s\n' "$2" "$(declare -f tar_layer)" | sha256sum | cut -c1-16)
+	shift 2
+	local l=$cache/layers/$name-$key
+	if [ ! -f "$l.done" ]; then
+		log "layer $name (cached as $l)"
+		mkdir -p "$cache/layers"
+		rm -f "$cache/layers/$name"-*
+		tar_layer "$tmp/$name" "$@"
+		mv "$tmp/$name.tar.gz" "$l.tar.gz"
+		mv "$tmp/$name.diffid" "$l.diffid"
+		touch "$l.done"
+	fi
+	echo "$l"
+}
+
+# JSON helpers: q quotes a string, arr makes an array of strings.
+q() {
+	local s=${1//\\/\\\\}
+	s=${s//\"/\\\"}
+	printf '"%s"' "$s"
+}
+arr() {
+	local out="" s
+	for s in "$@"; do out+=${out:+,}$(q "$s"); done
+	printf '[%s]' "$out"
+}
+
+# put_blob LAYOUT FILE [link] stores FILE in LAYOUT's blob dir (by a hard link
+# when asked, else by moving it) and prints "sha256:HEX SIZE".
+put_blob() {
+	local dir=$1 f=$2 hex size
+	hex=$(sha256sum "$f" | cut -d' ' -f1)
+	size=$(stat -c %s "$f")
+	mkdir -p "$dir/blobs/sha256"
+	if [ -n "${3:-}" ]; then
+		ln -f "$f" "$dir/blobs/sha256/$hex" 2>/dev/null || cp "$f" "$dir/blobs/sha256/$hex"
+	else
+		mv "$f" "$dir/blobs/sha256/$hex"
+	fi
+	echo "sha256:$hex $size"
+}
+
+# image DIR TAG USER WORKDIR CMD ENV... -- LAYER... writes the OCI layout DIR
+# holding one image tagged TAG; each LAYER is a path without .tar.gz whose
+# .diffid sits next to it and whose .by names what made it.
+image() {
+	local dir=$1 tag=$2 user=$3 workdir=$4 cmd=$5
+	shift 5
+	local env=()
+	while [ "$1" != -- ]; do
+		env+=("$1")
+		shift
+	done
+	shift
+	mkdir -p "$dir/blobs/sha256"
+	printf '{"imageLayoutVersion":"1.0.0"}' >"$dir/oci-layout"
+
+	local l d s diffids="" layers="" history=""
+	for l in "$@"; do
+		read -r d s < <(put_blob "$dir" "$l.tar.gz" link)
+		layers+=${layers:+,}$(printf '{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"%s","size":%s}' "$d" "$s")
+		diffids+=${diffids:+,}$(q "sha256:$(cat "$l.diffid")")
+		history+=${history:+,}$(printf '{"created":"%s","created_by":%s}' "$epoch" "$(q "$(cat "$l.by")")")
+	done
+
+	local conf=$tmp/config.json
+	{
+		printf '{"created":"%s","architecture":"%s","os":"linux",' "$epoch" "$arch"
+		printf '"config":{'
+		[ -n "$user" ] && printf '"User":%s,' "$(q "$user")"
+		printf '"Env":%s,"Cmd":%s' "$(arr "${env[@]}")" "$(arr $cmd)"
+		[ -n "$workdir" ] && printf ',"WorkingDir":%s' "$(q "$workdir")"
+		printf '},"rootfs":{"type":"layers","diff_ids":[%s]},"history":[%s]}' "$diffids" "$history"
+	} >"$conf"
+	read -r d s < <(put_blob "$dir" "$conf")
+
+	local man=$tmp/manifest.json
+	printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%s},"layers":[%s]}' \
+		"$d" "$s" "$layers" >"$man"
+	read -r d s < <(put_blob "$dir" "$man")
+
+	printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":%s,"platform":{"architecture":"%s","os":"linux"},"annotations":{"org.opencontainers.image.ref.name":%s}}]}' \
+		"$d" "$s" "$arch" "$(q "$tag")" >"$dir/index.json"
+	if command -v umoci >/dev/null; then
+		umoci stat --image "$dir:$tag" >/dev/null || die "umoci rejects $dir:$tag"
+	fi
+	log "$(basename "$dir"):$tag $d"
+}
+
+log "busybox ($busybox_version)"
 bb=$tmp/busybox-root
-mkdir -p "$bb"/{bin,sbin,usr/bin,usr/sbin,etc,root,home,tmp,var/tmp,dev,proc,sys,work}
+mkdir -p "$bb"/{bin,sbin,usr/bin,usr/sbin,etc,root,home,tmp,var/tmp,dev,proc,sys}
 chmod 1777 "$bb/tmp" "$bb/var/tmp"
 chmod 700 "$bb/root"
 cp "$(command -v busybox)" "$bb/bin/busybox"
+chmod 755 "$bb/bin/busybox"
 busybox --list-full | while read -r applet; do
-	[ "$applet" = bin/busybox ] || [ -e "$bb/$applet" ] || ln -s /bin/busybox "$bb/$applet"
+	[ -e "$bb/$applet" ] || [ -L "$bb/$applet" ] || ln -s /bin/busybox "$bb/$applet"
 done
+[ -L "$bb/bin/sh" ] || die "busybox has no sh applet"
 cat >"$bb/etc/passwd" <<-EOT
 	root:x:0:0:root:/root:/bin/sh
+	builder:x:1000:1000:builder:/home/builder:/bin/sh
 	nobody:x:65534:65534:nobody:/nonexistent:/bin/sh
 EOT
 cat >"$bb/etc/group" <<-EOT
 	root:x:0:
+	builder:x:1000:
 	nogroup:x:65534:
 EOT
-path=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-"$mkimage" -out "$tmp/out/busybox" -tag latest -env "$path" -cmd sh "$bb"
-"$mkimage" -out "$tmp/out/busybox-nobody" -tag latest -env "$path" -user nobody -workdir /tmp -cmd sh "$bb"
+echo "jobrun test image (busybox-static)" >"$bb/etc/motd"
+tar_layer "$tmp/busybox" --owner=0 --group=0 -C "$bb" $(cd "$bb" && ls -A)
+echo "busybox-static $busybox_version" >"$tmp/busybox.by"
 
-log "debian-go image ($suite minbase + $go_version)"
-gopath=$tmp/gopath
-mkdir -p "$gopath/go/bin" "$gopath/go/pkg" "$gopath/go/src"
-chmod -R 777 "$gopath/go"
-"$mkimage" -out "$tmp/out/debian-go" -tag 1.26 \
-	-env PATH=/usr/local/go/bin:/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-	-env GOPATH=/go -env GOTOOLCHAIN=local -workdir /go -cmd bash \
-	"$root" "$goroot=usr/local/go" "$gopath"
+# The non-root image's own layer: a home owned by the user, and a whiteout
+# that deletes the first layer's /etc/motd.
+ul=$tmp/user-root
+mkdir -p "$ul/etc" "$ul/home/builder"
+: >"$ul/etc/.wh.motd"
+echo 'export PS1="builder$ "' >"$ul/home/builder/.profile"
+chown -R 1000:1000 "$ul/home/builder"
+chmod 750 "$ul/home/builder"
+tar_layer "$tmp/user" -C "$ul" etc home
+echo "home for builder (1000:1000), rm /etc/motd" >"$tmp/user.by"
+
+bbpath=PATH=$path_default
+image "$tmp/out/busybox" latest "" "" sh "$bbpath" -- "$tmp/busybox"
+image "$tmp/out/busybox-user" latest 1000:1000 /home/builder sh "$bbpath" -- "$tmp/busybox" "$tmp/user"
+image "$tmp/out/busybox-nobody" latest nobody /tmp sh "$bbpath" -- "$tmp/busybox"
+
+log "golang ($suite minbase + $go_version)"
+# Ownership inside the Debian root is real; device nodes are the runtime's.
+base=$(cached_layer debootstrap "$root" --anchored --exclude='dev/*' --exclude='proc/*' --exclude='sys/*' \
+	-C "$root" $(cd "$root" && ls -A))
+echo "debootstrap --variant=minbase $suite $m" >"$base.by"
+gp=$tmp/gopath
+mkdir -p "$gp/go/bin" "$gp/go/pkg" "$gp/go/src"
+chmod -R 1777 "$gp/go"
+golayer=$(cached_layer go "$go_version $(stat -c '%Y %s' "$goroot/bin/go")" --owner=0 --group=0 \
+	-C / "${goroot#/}" -C "$gp" go)
+echo "$goroot ($go_version) and GOPATH /go" >"$golayer.by"
+goenv=(
+	PATH=/go/bin:$goroot/bin:$path_default
+	GOPATH=/go
+	GOTOOLCHAIN=local
+	GOLANG_VERSION=${go_version#go}
+)
+image "$tmp/out/golang" latest "" /go bash "${goenv[@]}" -- "$base" "$golayer"
+image "$tmp/out/debian-go" "$go_minor" "" /go bash "${goenv[@]}" -- "$base" "$golayer"
 
 touch "$tmp/out/.done"
 mv "$tmp/out" "$out"
-# Older builds of the images are not used any more.
+# Older sets (a changed script or toolchain) go an hour after they were
+# replaced, so a test run that evaluated their path before keeps them.
 for old in "$cache"/images-*; do
-	[ "$old" = "$out" ] || rm -rf "$old"
+	[ "$old" != "$out" ] || continue
+	if [ ! -f "$old/.replaced" ]; then
+		touch "$old/.replaced"
+	elif [ -n "$(find "$old/.replaced" -mmin +60)" ]; then
+		rm -rf "$old"
+	fi
 done
-du -sh "$out"/* | sed 's/^/testimages: /'
-echo "export JOBRUN_TEST_IMAGES=$out" >&3
+du -shl --apparent-size "$out"/* | sed 's/^/testimages: /'
+exports
