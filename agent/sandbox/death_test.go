@@ -42,7 +42,7 @@ func TestPidsLimit(t *testing.T) {
 	if !exit.PidsLimit || !exit.TimedOut {
 		t.Errorf("fork bomb: %+v", exit)
 	}
-	if want := "timed out after 3.0s; pids limit reached (limit 64)"; exit.String() != want {
+	if want := "timed out after 3s; pids limit reached (limit 64)"; exit.String() != want {
 		t.Errorf("fork bomb: %q, want %q", exit, want)
 	}
 	onlyInit(t, c)
@@ -108,7 +108,7 @@ func TestTimeoutKillsEverything(t *testing.T) {
 	if !exit.TimedOut || exit.Cancelled || exit.Timeout != time.Second {
 		t.Errorf("%+v", exit)
 	}
-	if want := "timed out after 1.0s"; exit.String() != want {
+	if want := "timed out after 1s"; exit.String() != want {
 		t.Errorf("%q, want %q", exit, want)
 	}
 	onlyInit(t, c)
