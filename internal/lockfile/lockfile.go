@@ -49,18 +49,35 @@ func TryAcquireShared(path string) (*Lock, error) {
 }
 
 func try(path string, how int) (*Lock, error) {
-	f, err := open(path)
-	if err != nil {
-		return nil, err
-	}
-	if err := unix.Flock(int(f.Fd()), how|unix.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("lock %s: %w", path, ErrLocked)
+	for {
+		f, err := open(path)
+		if err != nil {
+			return nil, err
 		}
-		return nil, fmt.Errorf("lock %s: %w", path, err)
+		if err := unix.Flock(int(f.Fd()), how|unix.LOCK_NB); err != nil {
+			f.Close()
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				return nil, fmt.Errorf("lock %s: %w", path, ErrLocked)
+			}
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		// A holder that removes the guarded entry unlinks the lock file
+		// while holding it; we may have opened that file just before. Our
+		// lock is good only if the path still names the file we locked.
+		if same(f, path) {
+			return &Lock{f: f}, nil
+		}
+		f.Close()
 	}
-	return &Lock{f: f}, nil
+}
+
+func same(f *os.File, path string) bool {
+	a, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	b, err := os.Stat(path)
+	return err == nil && os.SameFile(a, b)
 }
 
 // Acquire waits for the lock at path until ctx is done. Waiting polls, so
@@ -95,6 +112,9 @@ func wait(ctx context.Context, path string, try func(string) (*Lock, error)) (*L
 // Held reports whether some live holder has the lock at path. A missing
 // lock file is not held.
 func Held(path string) bool {
+	if _, err := os.Stat(path); err != nil {
+		return false // a missing lock file is not created just to ask
+	}
 	l, err := TryAcquire(path)
 	if err != nil {
 		return errors.Is(err, ErrLocked)

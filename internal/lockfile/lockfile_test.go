@@ -92,3 +92,32 @@ func TestShared(t *testing.T) {
 	}
 	x.Release()
 }
+
+// TestLockAfterUnlink: a lock file that a holder unlinked is not a lock any
+// more; taking the lock again locks the new file at the path.
+func TestLockAfterUnlink(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "lock")
+	stale, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stale.Close()
+	os.Remove(p) // the holder removed the entry and its lock file
+	if same(stale, p) {
+		t.Fatal("an unlinked file counts as the file at its old path")
+	}
+	l, err := TryAcquire(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release()
+	if !same(l.f, p) {
+		t.Error("the lock is not on the file at the path")
+	}
+	if Held(filepath.Join(t.TempDir(), "missing")) {
+		t.Error("a missing lock file counts as held")
+	}
+	if _, err := os.Stat(filepath.Join(t.TempDir(), "missing")); !os.IsNotExist(err) {
+		t.Error("Held created a lock file")
+	}
+}
