@@ -114,10 +114,11 @@ func TestLockAfterUnlink(t *testing.T) {
 	if !same(l.f, p) {
 		t.Error("the lock is not on the file at the path")
 	}
-	if Held(filepath.Join(t.TempDir(), "missing")) {
+	missing := filepath.Join(t.TempDir(), "missing")
+	if Held(missing) {
 		t.Error("a missing lock file counts as held")
 	}
-	if _, err := os.Stat(filepath.Join(t.TempDir(), "missing")); !os.IsNotExist(err) {
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
 		t.Error("Held created a lock file")
 	}
 }
