@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Wall time of `jobrun local examples/hello/.ci.hcl` (one job, one `echo`
+# step, image warm in the store) against `podman run --rm` of the same
+# command on the same image, in the same run, alternating round by round so
+# that load from other processes hits both alike. Prints the medians and the
+# ratio jobrun/podman (target: at most 0.5).
+#
+# The job file runs as written: its image `busybox` comes from a local
+# docker-registry set up as docker.io's mirror in a --config file, filled
+# from the test images' OCI layout (scripts/testimages.sh). podman pulls the
+# same image from the same registry into a storage of its own under the
+# bench's temp dir, and runs with --network none (a jobrun job has no
+# network by default), runc (crun refuses cgroup v1 hybrid mode here) and
+# nofile/nproc ulimits of 1024 (podman's defaults need CAP_SYS_RESOURCE,
+# which this machine lacks). Each command's output is checked on every run.
+# Needs root. usage: bench/local/run.sh   (env N rounds, default 50)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export LC_ALL=C
+N=${N:-50}
+if [ "$(id -u)" != 0 ]; then
+	echo "bench/local: needs root (containers)" >&2
+	exit 1
+fi
+for t in docker-registry skopeo podman; do
+	command -v "$t" >/dev/null || {
+		echo "bench/local: needs $t" >&2
+		exit 1
+	}
+done
+# Not eval "$(...)" directly: that would hide the script's failure.
+images=$(scripts/testimages.sh)
+eval "$images"
+
+work=$(mktemp -d /tmp/jobrun-bench-local.XXXXXX)
+reg_pid=
+podman=(podman --root "$work/podman/root" --runroot "$work/podman/run" --runtime runc)
+cleanup() {
+	if [ -n "$reg_pid" ]; then kill "$reg_pid" 2>/dev/null || true; wait "$reg_pid" 2>/dev/null || true; fi
+	"${podman[@]}" rm -af >/dev/null 2>&1 || true
+	"${podman[@]}" rmi -af >/dev/null 2>&1 || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+# The binary lives away from the state dir, as an installed jobrun does.
+CGO_ENABLED=1 go build -tags seccomp -o "$work/bin/jobrun" ./cmd/jobrun
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir -p "$work/registry"
+cat >"$work/registry.yml" <<EOT
+version: 0.1
+storage:
+  filesystem:
+    rootdirectory: $work/registry
+http:
+  addr: 127.0.0.1:$port
+EOT
+docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
+reg_pid=$!
+for _ in $(seq 1 200); do
+	(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+	sleep 0.05
+done
+# A private copy of the layout (hard links: blobs are never rewritten),
+# since a rebuild of the test images removes the old set.
+cp -al "$JOBRUN_TEST_IMAGES/busybox" "$work/busybox" 2>/dev/null || cp -a "$JOBRUN_TEST_IMAGES/busybox" "$work/busybox"
+skopeo copy -q --dest-tls-verify=false "oci:$work/busybox:latest" \
+	"docker://127.0.0.1:$port/library/busybox:latest"
+cat >"$work/config.hcl" <<EOT
+registry "docker.io" {
+  mirrors = ["127.0.0.1:$port"]
+}
+registry "127.0.0.1:$port" {
+  insecure = true
+}
+EOT
+
+file=examples/hello/.ci.hcl
+step=$(sed -n 's/^[[:space:]]*run[[:space:]]*=[[:space:]]*"\(.*\)"[[:space:]]*$/\1/p' "$file")
+[ -n "$step" ] || {
+	echo "bench/local: no run = \"...\" line in $file" >&2
+	exit 1
+}
+want="hello from jobrun on Linux"
+jobrun_cmd=("$work/bin/jobrun" local --state-dir "$work/state" --config "$work/config.hcl" --artifacts "$work/artifacts" "$file")
+podman_cmd=("${podman[@]}" run --rm --network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024
+	"127.0.0.1:$port/library/busybox:latest" sh -c "$step")
+
+# Warm-up, untimed: jobrun pulls the image through the mirror into its store;
+# podman pulls it into its storage.
+"${jobrun_cmd[@]}" >"$work/out" 2>&1 || {
+	cat "$work/out" >&2
+	exit 1
+}
+"${podman[@]}" pull -q --tls-verify=false "127.0.0.1:$port/library/busybox:latest" >/dev/null
+"${podman_cmd[@]}" >"$work/out" 2>&1 || {
+	cat "$work/out" >&2
+	exit 1
+}
+
+# timed NAME CMD...: runs CMD once, appends its wall time in microseconds to
+# $work/NAME.us, and fails unless it succeeded and printed $want.
+timed() {
+	local name=$1 t0 t1
+	shift
+	t0=${EPOCHREALTIME/./}
+	if ! "$@" >"$work/out" 2>&1; then
+		echo "bench/local: $name failed:" >&2
+		cat "$work/out" >&2
+		return 1
+	fi
+	t1=${EPOCHREALTIME/./}
+	grep -q "$want" "$work/out" || {
+		echo "bench/local: $name did not print \"$want\":" >&2
+		cat "$work/out" >&2
+		return 1
+	}
+	echo $((t1 - t0)) >>"$work/$name.us"
+}
+for i in $(seq 1 "$N"); do
+	# Alternate which goes first, so neither always follows the other.
+	if ((i % 2)); then
+		timed jobrun "${jobrun_cmd[@]}"
+		timed podman "${podman_cmd[@]}"
+	else
+		timed podman "${podman_cmd[@]}"
+		timed jobrun "${jobrun_cmd[@]}"
+	fi
+done
+
+# median FILE: the median of the numbers in FILE, in microseconds.
+median() { sort -n "$1" | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : int((a[NR / 2] + a[NR / 2 + 1]) / 2)}'; }
+quartiles() { sort -n "$1" | awk '{a[NR] = $1} END {printf "%.1f..%.1f ms", a[int((NR + 3) / 4)] / 1000, a[int((3 * NR + 3) / 4)] / 1000}'; }
+jm=$(median "$work/jobrun.us")
+pm=$(median "$work/podman.us")
+echo "jobrun local $file vs podman run --rm (runc, --network none), same busybox image, warm; $N rounds, alternating"
+printf '%-36s median %7.1f ms  (quartiles %s)\n' "jobrun local" "$(echo "$jm / 1000" | bc -l)" "$(quartiles "$work/jobrun.us")"
+printf '%-36s median %7.1f ms  (quartiles %s)\n' "podman run --rm" "$(echo "$pm / 1000" | bc -l)" "$(quartiles "$work/podman.us")"
+printf 'ratio jobrun/podman: %.2fx (target <= 0.5x)\n' "$(echo "$jm / $pm" | bc -l)"
