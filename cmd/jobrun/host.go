@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/jobrun/jobrun/agent"
 	"github.com/jobrun/jobrun/agent/config"
@@ -93,9 +94,11 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 	if err != nil {
 		return nil, err
 	}
-	if r.Artifacts, err = artifacts.NewLocal(art); err != nil {
+	local, err := artifacts.NewLocal(art)
+	if err != nil {
 		return nil, err
 	}
+	r.Artifacts = local
 	if err := os.MkdirAll(r.WorkDir, 0o700); err != nil {
 		return nil, err
 	}
@@ -106,6 +109,12 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 	if r.Caches != nil {
 		cleanups = append(cleanups, r.Caches.Cleanup)
 	}
+	// expire_in is enforced here for the local store: expired attempts go
+	// when the next run starts.
+	cleanups = append(cleanups, func(ctx context.Context) error {
+		_, err := local.Sweep(ctx, time.Now())
+		return err
+	})
 	for _, c := range cleanups {
 		if err := c(ctx); err != nil {
 			g.log.Warn("start-up cleanup", "error", err)

@@ -486,3 +486,41 @@ job "ok" {
 		t.Error("a job asking for bridge networking ran")
 	}
 }
+
+// TestLocalArtifactsExpire: artifacts past their expire_in are swept when
+// the next run starts; fresh ones stay.
+func TestLocalArtifactsExpire(t *testing.T) {
+	ci := `
+job "build" {
+  image = "IMAGE"
+  step "build" { run = "echo x > out.txt" }
+  artifacts {
+    paths     = ["out.txt"]
+    expire_in = "EXPIRE"
+  }
+}
+`
+	h := newTestHost(t)
+	short := project(t, strings.ReplaceAll(ci, "EXPIRE", "1s"), map[string]string{})
+	long := project(t, strings.ReplaceAll(ci, "EXPIRE", "1h"), map[string]string{})
+	count := func() int {
+		n := 0
+		filepath.WalkDir(h.artifacts, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.Name() == "out.txt" {
+				n++
+			}
+			return nil
+		})
+		return n
+	}
+	if r := h.local(t, short); r.code != 0 || count() != 1 {
+		t.Fatalf("exit %d, %d artifact files", r.code, count())
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if r := h.local(t, long); r.code != 0 {
+		t.Fatalf("exit %d", r.code)
+	}
+	if n := count(); n != 1 {
+		t.Errorf("%d artifact files after the sweep, want 1 (the expired one gone, the fresh one kept)", n)
+	}
+}
