@@ -107,7 +107,9 @@ func (s *Store) unpackLayer(ctx context.Context, root string, l Layer, format la
 	}
 	defer r.Close()
 	h := sha256.New()
-	tee := io.TeeReader(r, h)
+	// Decompression and the DiffID hash run a little ahead, on another core.
+	tee := newReadAhead(io.TeeReader(r, h))
+	defer tee.Close()
 	if err := untar(root, tee, format); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
