@@ -34,7 +34,7 @@ are not downloaded again. Credentials come from ~/.docker/config.json, or
 from --user and --password (env JOBRUN_PASSWORD) for every host named.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, _, err := g.openImages(os.Stderr)
+			st, _, err := g.openImages(cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -80,7 +80,7 @@ func newImageImportCmd(g *globals) *cobra.Command {
 			if as != "" && len(args) > 1 {
 				return &usageError{fmt.Errorf("--as names the image of one archive, got %d files", len(args))}
 			}
-			st, _, err := g.openImages(os.Stderr)
+			st, _, err := g.openImages(cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -102,7 +102,7 @@ func newImageImportCmd(g *globals) *cobra.Command {
 
 func newImageLsCmd(g *globals) *cobra.Command {
 	var quiet bool
-	return &cobra.Command{
+	c := &cobra.Command{
 		Use:   "ls",
 		Short: "List the images in the store",
 		Args:  cobra.NoArgs,
@@ -130,6 +130,8 @@ func newImageLsCmd(g *globals) *cobra.Command {
 			return tw.Flush()
 		},
 	}
+	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the references")
+	return c
 }
 
 func shortDigest(d string) string {
