@@ -196,3 +196,54 @@ func noEscape(t *testing.T, dir string) {
 		t.Errorf("written outside the image root: %s", filepath.Join(dir, e.Name()))
 	}
 }
+
+// TestCancelledPullDoesNotFailOthers: when the job that started a download
+// gives up (its context is cancelled), another job waiting on the same
+// download does not fail with that job's cancellation: it downloads for
+// itself.
+func TestCancelledPullDoesNotFailOthers(t *testing.T) {
+	reg := newRegistry(t)
+	img := imageOf(t, layerOf(t, entry{name: "f", body: "shared"}))
+	ref := reg.host + "/cancel/img:1"
+	push(t, ref, img)
+	ls, _ := img.Layers()
+	ld, _ := ls[0].Digest()
+	arrived, release := make(chan struct{}, 10), make(chan struct{})
+	reg.wrap = func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+ld.String()) {
+			arrived <- struct{}{}
+			select {
+			case <-release:
+			case <-r.Context().Done():
+				return true
+			}
+		}
+		return false
+	}
+	s, _ := newStore(t, Options{})
+	ctxA, cancelA := context.WithCancel(context.Background())
+	errA := make(chan error, 1)
+	go func() {
+		_, err := s.Pull(ctxA, ref)
+		errA <- err
+	}()
+	<-arrived // A is downloading the layer
+	errB := make(chan error, 1)
+	go func() {
+		_, err := s.Pull(context.Background(), ref)
+		errB <- err
+	}()
+	// B reaches the shared download and waits on it. (If it has not yet, it
+	// starts its own after A's ends; the test then passes without showing
+	// anything, never fails wrongly.)
+	time.Sleep(200 * time.Millisecond)
+	cancelA()
+	if err := <-errA; err == nil {
+		t.Error("the cancelled pull succeeded")
+	}
+	close(release)
+	if err := <-errB; err != nil {
+		t.Errorf("a pull waiting on a cancelled one failed: %v", err)
+	}
+	assertClean(t, s, "")
+}

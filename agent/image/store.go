@@ -326,17 +326,25 @@ type call struct {
 
 // once runs fn for key unless a call for key is under way in this process,
 // in which case it waits for that call's result. It reports whether fn ran
-// in this call.
+// in this call. A call that ended because its own caller gave up (its
+// context) is not our failure: then fn runs again, for us.
 func (s *Store) once(ctx context.Context, key string, fn func() error) (bool, error) {
 	s.mu.Lock()
-	if c, ok := s.inflight[key]; ok {
+	for {
+		c, ok := s.inflight[key]
+		if !ok {
+			break
+		}
 		s.mu.Unlock()
 		select {
 		case <-c.done:
-			return false, c.err
 		case <-ctx.Done():
 			return false, ctx.Err()
 		}
+		if c.err == nil || ctx.Err() != nil || !isContextErr(c.err) {
+			return false, c.err
+		}
+		s.mu.Lock()
 	}
 	c := &call{done: make(chan struct{})}
 	s.inflight[key] = c
@@ -347,6 +355,10 @@ func (s *Store) once(ctx context.Context, key string, fn func() error) (bool, er
 	s.mu.Unlock()
 	close(c.done)
 	return true, c.err
+}
+
+func isContextErr(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // locked runs fn holding the cross-process lock for key.
