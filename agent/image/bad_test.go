@@ -49,13 +49,13 @@ func TestBadRegistryInput(t *testing.T) {
 	d, _ := img.Digest()
 	ls, _ := img.Layers()
 	ld, _ := ls[0].Digest()
-	reg.wrap = func(w http.ResponseWriter, r *http.Request) bool {
+	reg.setWrap(func(w http.ResponseWriter, r *http.Request) bool {
 		if strings.HasSuffix(r.URL.Path, ld.String()) && r.Method == http.MethodGet {
 			w.Write([]byte("not the layer"))
 			return true
 		}
 		return false
-	}
+	})
 	_, err = s.Pull(ctx, ref)
 	wantErr(t, err, ref, short(ld.String()))
 	assertClean(t, s, reg.host+"/bad/img:1")
@@ -64,10 +64,10 @@ func TestBadRegistryInput(t *testing.T) {
 	}
 
 	// A registry that never answers: the context's deadline ends the pull.
-	reg.wrap = func(w http.ResponseWriter, r *http.Request) bool {
+	reg.setWrap(func(w http.ResponseWriter, r *http.Request) bool {
 		<-r.Context().Done()
 		return true
-	}
+	})
 	tctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
 	_, err = s.Pull(tctx, reg.host+"/bad/img@"+d.String())
@@ -75,7 +75,7 @@ func TestBadRegistryInput(t *testing.T) {
 	assertClean(t, s, reg.host+"/bad/img@"+d.String())
 
 	// Positive control: the same pull with a sound registry.
-	reg.wrap = nil
+	reg.setWrap(nil)
 	if _, err := s.Pull(ctx, ref); err != nil {
 		t.Fatal(err)
 	}
@@ -85,14 +85,14 @@ func TestAuth(t *testing.T) {
 	reg := newRegistry(t)
 	ref := reg.host + "/private/img:1"
 	push(t, ref, imageOf(t, layerOf(t, entry{name: "f", body: "secret"})))
-	reg.wrap = func(w http.ResponseWriter, r *http.Request) bool {
+	reg.setWrap(func(w http.ResponseWriter, r *http.Request) bool {
 		if u, p, ok := r.BasicAuth(); ok && u == "ci" && p == "s3cret" {
 			return false
 		}
 		w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
 		w.WriteHeader(http.StatusUnauthorized)
 		return true
-	}
+	})
 	t.Setenv("DOCKER_CONFIG", t.TempDir()) // no login from the machine
 	s, _ := newStore(t, Options{})
 	_, err := s.Pull(context.Background(), ref)

@@ -120,7 +120,10 @@ func newRegistry(t testing.TB) *testRegistry {
 	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 	r := &testRegistry{gets: map[string]int{}}
 	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if r.wrap != nil && r.wrap(w, req) {
+		r.mu.Lock()
+		wrap := r.wrap
+		r.mu.Unlock()
+		if wrap != nil && wrap(w, req) {
 			return
 		}
 		if req.Method == http.MethodGet && strings.Contains(req.URL.Path, "/blobs/sha256:") {
@@ -133,6 +136,14 @@ func newRegistry(t testing.TB) *testRegistry {
 	t.Cleanup(r.Close)
 	r.host = strings.TrimPrefix(r.URL, "http://")
 	return r
+}
+
+// setWrap sets a handler that runs before the registry's and answers
+// instead of it when it returns true; nil removes it.
+func (r *testRegistry) setWrap(f func(http.ResponseWriter, *http.Request) bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.wrap = f
 }
 
 // blobGets is how many blob downloads the registry served.

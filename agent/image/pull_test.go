@@ -139,10 +139,10 @@ func TestConcurrentPulls(t *testing.T) {
 	push(t, ref, img)
 	before := reg.blobGets()
 	// Slow blob responses so that the pulls overlap.
-	reg.wrap = func(w http.ResponseWriter, r *http.Request) bool {
+	reg.setWrap(func(w http.ResponseWriter, r *http.Request) bool {
 		time.Sleep(50 * time.Millisecond)
 		return false
-	}
+	})
 	s, _ := newStore(t, Options{})
 	var wg sync.WaitGroup
 	errs := make([]error, 4)

@@ -25,10 +25,10 @@ func TestTwoStoresOneDir(t *testing.T) {
 	ref := reg.host + "/two/stores:1"
 	push(t, ref, imageOf(t, layerOf(t, entry{name: "a", body: big}), layerOf(t, entry{name: "b", body: big + "b"})))
 	before := reg.blobGets()
-	reg.wrap = func(http.ResponseWriter, *http.Request) bool {
+	reg.setWrap(func(http.ResponseWriter, *http.Request) bool {
 		time.Sleep(50 * time.Millisecond) // so that the pulls overlap
 		return false
-	}
+	})
 	s1, state := newStore(t, Options{})
 	s2, err := Open(filepath.Join(state, "images"), Options{})
 	if err != nil {
@@ -130,7 +130,7 @@ func TestSameSizeCorruption(t *testing.T) {
 	ld, _ := ls[0].Digest()
 	diff, _ := ls[0].DiffID()
 	size, _ := ls[0].Size()
-	reg.wrap = func(w http.ResponseWriter, r *http.Request) bool {
+	reg.setWrap(func(w http.ResponseWriter, r *http.Request) bool {
 		if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/blobs/"+ld.String()) {
 			return false
 		}
@@ -139,7 +139,7 @@ func TestSameSizeCorruption(t *testing.T) {
 		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
 		w.Write(b)
 		return true
-	}
+	})
 	s, _ := newStore(t, Options{})
 	_, err := s.Pull(context.Background(), ref)
 	wantErr(t, err, ref, short(ld.String()))
@@ -147,7 +147,7 @@ func TestSameSizeCorruption(t *testing.T) {
 	if exists(s.blobPath(ld.String())) || exists(s.layerPath(diff.String())) {
 		t.Error("the corrupt layer was stored")
 	}
-	reg.wrap = nil
+	reg.setWrap(nil)
 	if _, err := s.Pull(context.Background(), ref); err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +209,7 @@ func TestCancelledPullDoesNotFailOthers(t *testing.T) {
 	ls, _ := img.Layers()
 	ld, _ := ls[0].Digest()
 	arrived, release := make(chan struct{}, 10), make(chan struct{})
-	reg.wrap = func(w http.ResponseWriter, r *http.Request) bool {
+	reg.setWrap(func(w http.ResponseWriter, r *http.Request) bool {
 		if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+ld.String()) {
 			arrived <- struct{}{}
 			select {
@@ -219,7 +219,7 @@ func TestCancelledPullDoesNotFailOthers(t *testing.T) {
 			}
 		}
 		return false
-	}
+	})
 	s, _ := newStore(t, Options{})
 	ctxA, cancelA := context.WithCancel(context.Background())
 	errA := make(chan error, 1)
