@@ -353,8 +353,11 @@ job "long" {
 	order(t, out.String(), `sleep ■ cancelled`, `long +cancelled`)
 }
 
+// buildOnce holds the jobrun binary built for this test run; TestMain
+// removes its directory.
 var buildOnce struct {
 	sync.Once
+	dir  string
 	path string
 	err  error
 }
@@ -370,6 +373,7 @@ func buildJobrun(t *testing.T) string {
 			buildOnce.err = err
 			return
 		}
+		buildOnce.dir = dir
 		buildOnce.path = filepath.Join(dir, "jobrun")
 		out, err := exec.Command("go", "build", "-tags", "seccomp", "-o", buildOnce.path, ".").CombinedOutput()
 		if err != nil {
