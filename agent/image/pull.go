@@ -205,6 +205,7 @@ func (s *Store) remoteOptions(ctx context.Context, creds []Credential) []remote.
 		remote.WithAuthFromKeychain(keychain(creds)),
 		remote.WithPlatform(v1.Platform{OS: "linux", Architecture: runtime.GOARCH}),
 		remote.WithUserAgent("jobrun"),
+		remote.WithTransport(s.transport),
 	}
 }
 

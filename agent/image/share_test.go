@@ -247,3 +247,30 @@ func TestCancelledPullDoesNotFailOthers(t *testing.T) {
 	}
 	assertClean(t, s, "")
 }
+
+// TestRegistryNotAnswering: a registry that accepts the connection but
+// never answers fails the pull after Options.ResponseTimeout even when
+// the caller set no deadline, with an error naming the image and the
+// cause; a mirror that does so is skipped for the registry itself.
+func TestRegistryNotAnswering(t *testing.T) {
+	reg, hung := newRegistry(t), newRegistry(t)
+	ref := reg.host + "/hang/img:1"
+	push(t, ref, imageOf(t, layerOf(t, entry{name: "f", body: "f"})))
+	hung.setWrap(func(w http.ResponseWriter, r *http.Request) bool {
+		<-r.Context().Done()
+		return true
+	})
+	s, _ := newStore(t, Options{ResponseTimeout: 200 * time.Millisecond})
+	_, err := s.Pull(context.Background(), hung.host+"/hang/img:1")
+	wantErr(t, err, hung.host+"/hang/img:1", "timeout awaiting response headers")
+	assertClean(t, s, hung.host+"/hang/img:1")
+
+	cfg, err := config.Parse("config.hcl", []byte(fmt.Sprintf("registry %q { mirrors = [%q] }\n", reg.host, hung.host)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, _ := newStore(t, Options{Config: cfg, ResponseTimeout: 200 * time.Millisecond})
+	if _, err := s2.Pull(context.Background(), ref); err != nil {
+		t.Errorf("a hung mirror stopped the pull: %v", err)
+	}
+}

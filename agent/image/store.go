@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -35,6 +36,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/jobrun/jobrun/agent/config"
@@ -72,6 +74,11 @@ type Options struct {
 	// Jobs is how many layers one pull downloads and unpacks at once;
 	// default 3.
 	Jobs int
+	// ResponseTimeout is how long a registry may take to start answering a
+	// request before the source counts as down (the next mirror, or the
+	// registry itself, is tried); default 1 minute. The caller's context
+	// bounds the whole pull.
+	ResponseTimeout time.Duration
 }
 
 // Store is a host's image store. It is safe for concurrent use, also by
@@ -81,6 +88,9 @@ type Store struct {
 	snaps string
 	opts  Options
 	log   hclog.Logger
+
+	// transport is shared by every pull, so connections are reused.
+	transport *http.Transport
 
 	mu       sync.Mutex
 	inflight map[string]*call // downloads and unpacks under way, by key
@@ -144,7 +154,12 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.Jobs <= 0 {
 		opts.Jobs = 3
 	}
-	s := &Store{dir: dir, opts: opts, log: opts.Log, inflight: map[string]*call{}}
+	if opts.ResponseTimeout <= 0 {
+		opts.ResponseTimeout = time.Minute
+	}
+	tr := remote.DefaultTransport.(*http.Transport).Clone()
+	tr.ResponseHeaderTimeout = opts.ResponseTimeout
+	s := &Store{dir: dir, opts: opts, log: opts.Log, inflight: map[string]*call{}, transport: tr}
 	if s.log == nil {
 		s.log = hclog.NewNullLogger()
 	}
