@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"runtime"
@@ -210,6 +211,21 @@ func (s *Store) remoteOptions(ctx context.Context, creds []Credential) []remote.
 }
 
 func (s *Store) pullFrom(ctx context.Context, r Ref, src name.Reference, creds []Credential) (*Image, error) {
+	outer := ctx
+	ctx, stall := context.WithCancelCause(ctx)
+	defer stall(nil)
+	img, err := s.pullFromStalling(ctx, r, src, creds, stall)
+	if err != nil && outer.Err() == nil && ctx.Err() != nil && !errors.Is(err, errStalled) {
+		// Our stall timer, not the caller, cancelled the pull: say so.
+		return nil, fmt.Errorf("%w: %w", context.Cause(ctx), err)
+	}
+	return img, err
+}
+
+// errStalled is the cause of a pull cancelled for want of data.
+var errStalled = errors.New("the registry stopped sending data")
+
+func (s *Store) pullFromStalling(ctx context.Context, r Ref, src name.Reference, creds []Credential, stall context.CancelCauseFunc) (*Image, error) {
 	desc, err := remote.Get(src, s.remoteOptions(ctx, creds)...)
 	if err != nil {
 		return nil, err
@@ -225,7 +241,36 @@ func (s *Store) pullFrom(ctx context.Context, r Ref, src name.Reference, creds [
 	if desc.MediaType.IsIndex() {
 		so.index = desc.Digest.String()
 	}
+	open, d := so.open, s.opts.ResponseTimeout
+	so.open = func(h v1.Hash) (io.ReadCloser, error) {
+		rc, err := open(h)
+		if err != nil {
+			return nil, err
+		}
+		t := time.AfterFunc(d, func() { stall(fmt.Errorf("%w for %s", errStalled, d)) })
+		return &stallReader{rc: rc, t: t, d: d}, nil
+	}
 	return s.add(ctx, r.String(), so)
+}
+
+// stallReader is a download that cancels the pull when no data arrives
+// for a while: a connection that stays open but stops sending would
+// otherwise hold a job until its own timeout.
+type stallReader struct {
+	rc io.ReadCloser
+	t  *time.Timer
+	d  time.Duration
+}
+
+func (r *stallReader) Read(p []byte) (int, error) {
+	n, err := r.rc.Read(p)
+	r.t.Reset(r.d)
+	return n, err
+}
+
+func (r *stallReader) Close() error {
+	r.t.Stop()
+	return r.rc.Close()
 }
 
 // keychain tries the given credentials, then ~/.docker/config.json (and

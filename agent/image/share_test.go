@@ -274,3 +274,45 @@ func TestRegistryNotAnswering(t *testing.T) {
 		t.Errorf("a hung mirror stopped the pull: %v", err)
 	}
 }
+
+// TestRegistryStallsMidBlob: a registry that starts sending a layer and
+// then stops fails the pull after Options.ResponseTimeout of silence, with
+// the cause in the error and nothing of the layer stored; the positive
+// control pulls it from the same store once the registry behaves.
+func TestRegistryStallsMidBlob(t *testing.T) {
+	reg := newRegistry(t)
+	body := make([]byte, 1<<20)
+	rand.Read(body)
+	img := imageOf(t, layerOf(t, entry{name: "f", body: string(body)}))
+	ref := reg.host + "/stall/img:1"
+	push(t, ref, img)
+	ls, _ := img.Layers()
+	ld, _ := ls[0].Digest()
+	size, _ := ls[0].Size()
+	reg.setWrap(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/blobs/"+ld.String()) {
+			return false
+		}
+		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+		w.Write(make([]byte, size/2))
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+		return true
+	})
+	s, _ := newStore(t, Options{ResponseTimeout: 300 * time.Millisecond})
+	// A deadline far beyond the timeout, so that a missing stall check
+	// fails the test instead of hanging it.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err := s.Pull(ctx, ref)
+	t.Logf("stalled: %v", err)
+	wantErr(t, err, ref, "stopped sending data", short(ld.String()))
+	assertClean(t, s, ref)
+	if exists(s.blobPath(ld.String())) {
+		t.Error("a half layer was stored")
+	}
+	reg.setWrap(nil)
+	if _, err := s.Pull(context.Background(), ref); err != nil {
+		t.Fatal(err)
+	}
+}
