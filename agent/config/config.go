@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclparse"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 )
 
 // Config is the agent's configuration.
@@ -82,6 +83,9 @@ func Parse(filename string, src []byte) (*Config, error) {
 	if diags.HasErrors() {
 		return nil, diagError(diags)
 	}
+	if err := checkMirrors(f, s); err != nil {
+		return nil, err
+	}
 	c := &Config{Registries: map[string]Registry{}}
 	for _, r := range s.Registries {
 		if r.Host == "" || strings.ContainsAny(r.Host, "/ ") {
@@ -93,6 +97,36 @@ func Parse(filename string, src []byte) (*Config, error) {
 		c.Registries[r.Host] = Registry{Mirrors: r.Mirrors, Insecure: r.Insecure}
 	}
 	return c, nil
+}
+
+// checkMirrors refuses a mirror that is not a plain host[:port] (a scheme
+// or a path), pointing at the mirrors attribute that holds it.
+func checkMirrors(f *hcl.File, s fileSchema) error {
+	body, ok := f.Body.(*hclsyntax.Body)
+	if !ok {
+		return nil
+	}
+	i := -1 // the registry blocks decode in order
+	for _, b := range body.Blocks {
+		if b.Type != "registry" {
+			continue
+		}
+		if i++; i >= len(s.Registries) {
+			break
+		}
+		for _, m := range s.Registries[i].Mirrors {
+			if m != "" && !strings.ContainsAny(m, "/ ") {
+				continue
+			}
+			rng := b.DefRange()
+			if a, ok := b.Body.Attributes["mirrors"]; ok {
+				rng = a.Expr.Range()
+			}
+			return fmt.Errorf("config: %s:%d:%d: registry %q: mirror %q: want a host name with an optional :port, no scheme or path",
+				rng.Filename, rng.Start.Line, rng.Start.Column, s.Registries[i].Host, m)
+		}
+	}
+	return nil
 }
 
 func diagError(diags hcl.Diagnostics) error {
