@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jobrun/jobrun/internal/lockfile"
+	"github.com/jobrun/jobrun/internal/mount"
 	"golang.org/x/sys/unix"
 )
 
@@ -42,47 +43,19 @@ func (m *Manager) mountPrivate(id string) (*overlay, error) {
 			return nil, errors.Join(fmt.Errorf("private overlay: %w", err), o.remove())
 		}
 	}
-	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", escapeOpt(m.dataDir(id)), escapeOpt(upper), escapeOpt(work))
-	if err := unix.Mount("overlay", o.merged, "overlay", unix.MS_NODEV|unix.MS_NOSUID, opts); err != nil {
-		return nil, errors.Join(fmt.Errorf("mount private overlay on %s: %w", o.merged, err), o.remove())
+	if err := mount.Overlay(o.merged, []string{m.dataDir(id)}, upper, work, unix.MS_NODEV|unix.MS_NOSUID); err != nil {
+		return nil, errors.Join(fmt.Errorf("private overlay: %w", err), o.remove())
 	}
 	return o, nil
 }
 
-// escapeOpt escapes the characters overlayfs treats as separators in its
-// mount options.
-func escapeOpt(s string) string {
-	return strings.NewReplacer(`\`, `\\`, `,`, `\,`, `:`, `\:`).Replace(s)
-}
-
 // remove unmounts the overlay and deletes its directories and lock.
 func (o *overlay) remove() error {
-	err := unmount(o.merged)
+	err := mount.Unmount(o.merged)
 	if err == nil {
 		err = os.RemoveAll(o.dir)
 	}
 	return errors.Join(err, removeLock(o.lock, o.lockDir))
-}
-
-// unmount detaches whatever is mounted on dir, if anything.
-func unmount(dir string) error {
-	for {
-		err := unix.Unmount(dir, 0)
-		switch {
-		case err == nil:
-			continue // stacked mounts: take the next one off too
-		case errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOENT):
-			return nil // not a mount point (any more)
-		case errors.Is(err, unix.EBUSY):
-			// Something still has a file open in it: detach now, the
-			// kernel frees it when the last user goes.
-			if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
-				return fmt.Errorf("unmount %s: %w", dir, err)
-			}
-		default:
-			return fmt.Errorf("unmount %s: %w", dir, err)
-		}
-	}
 }
 
 // cleanupPrivate removes the private overlays whose owner is gone. A lock

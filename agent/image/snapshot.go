@@ -7,11 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/jobrun/jobrun/internal/lockfile"
+	"github.com/jobrun/jobrun/internal/mount"
 )
 
 // Snapshot is a job's writable root: an overlay of the image's layers with
@@ -28,28 +26,30 @@ type Snapshot struct {
 func (sn *Snapshot) Rootfs() string { return filepath.Join(sn.dir, "rootfs") }
 
 const (
-	// maxMountData is what the kernel takes as mount options: one page,
-	// with its terminating NUL.
-	maxMountData = 4096
 	// MaxSnapshotID is the longest snapshot id; the store decides whether
 	// an image must be flattened assuming ids this long.
 	MaxSnapshotID = 128
 )
 
-// mountData is the overlay mount's options.
-func mountData(lowers []string, dir string) string {
-	top := make([]string, len(lowers)) // overlay lists the top layer first
+// topFirst reverses lowers (bottom first, as images list them) into the
+// order overlay takes them.
+func topFirst(lowers []string) []string {
+	top := make([]string, len(lowers))
 	for i, l := range lowers {
 		top[len(lowers)-1-i] = l
 	}
-	return fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s",
-		strings.Join(top, ":"), filepath.Join(dir, "upper"), filepath.Join(dir, "work"))
+	return top
+}
+
+// mountData is the overlay mount's options for a snapshot in dir.
+func mountData(lowers []string, dir string) string {
+	return mount.OverlayData(topFirst(lowers), filepath.Join(dir, "upper"), filepath.Join(dir, "work"))
 }
 
 // fits reports whether an overlay of lowers fits in one mount for any
 // snapshot id.
 func (s *Store) fits(lowers []string) bool {
-	return len(mountData(lowers, filepath.Join(s.snaps, strings.Repeat("x", MaxSnapshotID)))) < maxMountData
+	return len(mountData(lowers, filepath.Join(s.snaps, strings.Repeat("x", MaxSnapshotID)))) < mount.MaxData
 }
 
 // Snapshot mounts a fresh snapshot of img named id (a plain name of at most
@@ -84,7 +84,7 @@ func (s *Store) Snapshot(ctx context.Context, img *Image, id string) (*Snapshot,
 	}
 	sn := &Snapshot{dir: dir, lock: lock}
 	if exists(dir) { // left by a killed process; ours now that we hold the lock
-		sn.mounted = isMountpoint(sn.Rootfs())
+		sn.mounted = mount.IsMountpoint(sn.Rootfs())
 		if err := sn.clear(); err != nil {
 			lock.Release()
 			return nil, fmt.Errorf("snapshot %s: %w", id, err)
@@ -117,12 +117,8 @@ func (sn *Snapshot) mount(s *Store, lowers []string) error {
 	if err := os.WriteFile(filepath.Join(sn.dir, "lowers"), []byte(strings.Join(rel, "\n")+"\n"), 0o600); err != nil {
 		return err
 	}
-	opts := mountData(lowers, sn.dir)
-	if len(opts) >= maxMountData {
-		return fmt.Errorf("%d layers do not fit in one overlay mount (%d bytes of options, the kernel takes %d)", len(lowers), len(opts), maxMountData-1)
-	}
-	if err := unix.Mount("overlay", sn.Rootfs(), "overlay", 0, opts); err != nil {
-		return fmt.Errorf("mount overlay: %w", err)
+	if err := mount.Overlay(sn.Rootfs(), topFirst(lowers), filepath.Join(sn.dir, "upper"), filepath.Join(sn.dir, "work"), 0); err != nil {
+		return err
 	}
 	sn.mounted = true
 	return nil
@@ -146,43 +142,17 @@ func (sn *Snapshot) Remove() error {
 // clear unmounts and deletes the snapshot's directory.
 func (sn *Snapshot) clear() error {
 	if sn.mounted {
-		if err := unmount(sn.Rootfs()); err != nil {
+		if err := mount.Unmount(sn.Rootfs()); err != nil {
 			return err
 		}
 		sn.mounted = false
 	}
 	// Never recurse through a root still mounted: deleting there would
 	// write whiteouts, or worse, through to a bind mount inside it.
-	if isMountpoint(sn.Rootfs()) {
+	if mount.IsMountpoint(sn.Rootfs()) {
 		return fmt.Errorf("%s is still mounted", sn.Rootfs())
 	}
 	return removeTree(sn.dir)
-}
-
-// unmount unmounts p, waiting briefly while it is busy (a container's last
-// process exiting) and then detaching it, so nothing stays mounted.
-func unmount(p string) error {
-	for i := 0; ; i++ {
-		err := unix.Unmount(p, 0)
-		if err == nil || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
-			return nil
-		}
-		if !errors.Is(err, unix.EBUSY) || i == 25 {
-			if derr := unix.Unmount(p, unix.MNT_DETACH); derr != nil && !errors.Is(derr, unix.EINVAL) {
-				return fmt.Errorf("unmount %s: %w (detach: %w)", p, err, derr)
-			}
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func isMountpoint(p string) bool {
-	var st, parent unix.Stat_t
-	if unix.Lstat(p, &st) != nil || unix.Lstat(filepath.Dir(p), &parent) != nil {
-		return false
-	}
-	return st.Dev != parent.Dev
 }
 
 // Cleanup removes what killed processes left: snapshots whose lock no live
@@ -207,7 +177,7 @@ func (s *Store) Cleanup(ctx context.Context) error {
 		if err != nil {
 			continue // live
 		}
-		sn := &Snapshot{dir: dir, lock: lock, mounted: isMountpoint(filepath.Join(dir, "rootfs"))}
+		sn := &Snapshot{dir: dir, lock: lock, mounted: mount.IsMountpoint(filepath.Join(dir, "rootfs"))}
 		if err := sn.Remove(); err != nil {
 			errs = append(errs, err)
 		} else {

@@ -15,12 +15,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/jobrun/jobrun/git"
 	"github.com/jobrun/jobrun/internal/lockfile"
+	"github.com/jobrun/jobrun/internal/mount"
 )
 
 // Workspace is a job's source tree on the host.
@@ -49,9 +49,7 @@ func Overlay(ctx context.Context, base, name, src string) (*Workspace, error) {
 			return nil, w.fail(err)
 		}
 	}
-	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s",
-		escape(src), filepath.Join(w.dir, "upper"), filepath.Join(w.dir, "work"))
-	err = unix.Mount("overlay", merged, "overlay", 0, opts)
+	err = mount.Overlay(merged, []string{src}, filepath.Join(w.dir, "upper"), filepath.Join(w.dir, "work"), 0)
 	switch {
 	case err == nil:
 		w.mounted = true
@@ -61,7 +59,7 @@ func Overlay(ctx context.Context, base, name, src string) (*Workspace, error) {
 			return nil, w.fail(fmt.Errorf("copy %s: %w", src, err))
 		}
 	default:
-		return nil, w.fail(fmt.Errorf("mount overlay of %s: %w", src, err))
+		return nil, w.fail(err)
 	}
 	w.path = merged
 	return w, nil
@@ -123,7 +121,7 @@ func (w *Workspace) Remove() error {
 		return nil
 	}
 	if w.mounted {
-		if err := unmount(filepath.Join(w.dir, "merged")); err != nil {
+		if err := mount.Unmount(filepath.Join(w.dir, "merged")); err != nil {
 			return fmt.Errorf("remove workspace %s: %w", w.dir, err)
 		}
 		w.mounted = false
@@ -160,40 +158,10 @@ func Cleanup(ctx context.Context, base string) error {
 		if err != nil {
 			continue // live, or not ours to judge
 		}
-		w := &Workspace{dir: dir, lock: lock, mounted: isMounted(filepath.Join(dir, "merged"))}
+		w := &Workspace{dir: dir, lock: lock, mounted: mount.IsMountpoint(filepath.Join(dir, "merged"))}
 		if err := w.Remove(); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func unmount(p string) error {
-	for i := 0; ; i++ {
-		err := unix.Unmount(p, 0)
-		if err == nil || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
-			return nil
-		}
-		if !errors.Is(err, unix.EBUSY) || i == 50 {
-			// Still busy after a second: detach so nothing stays mounted.
-			if derr := unix.Unmount(p, unix.MNT_DETACH); derr != nil {
-				return fmt.Errorf("unmount %s: %w", p, err)
-			}
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func isMounted(p string) bool {
-	var st, parent unix.Stat_t
-	if unix.Lstat(p, &st) != nil || unix.Lstat(filepath.Dir(p), &parent) != nil {
-		return false
-	}
-	return st.Dev != parent.Dev
-}
-
-// escape protects the characters overlayfs's option parser treats specially.
-func escape(p string) string {
-	return strings.NewReplacer(`\`, `\\`, `,`, `\,`, `:`, `\:`).Replace(p)
 }
