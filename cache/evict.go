@@ -168,7 +168,8 @@ func (m *Manager) cleanupVolume(id string) error {
 		return errors.Join(append(errs, os.RemoveAll(m.volDir(id)))...)
 	}
 	errs = append(errs, os.RemoveAll(filepath.Join(m.volDir(id), "data.partial")))
-	if tmps, err := filepath.Glob(m.metaPath(id) + ".tmp-*"); err == nil {
+	// Temp files of an interrupted metadata write (atomicfile.Write).
+	if tmps, err := filepath.Glob(filepath.Join(m.volDir(id), "write-*")); err == nil {
 		for _, t := range tmps {
 			errs = append(errs, os.Remove(t))
 		}

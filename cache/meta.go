@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/jobrun/jobrun/internal/atomicfile"
 )
 
 // meta is what vols/ID/meta.json records about a volume.
@@ -50,31 +52,10 @@ func (m *Manager) writeMeta(id string, md meta) error {
 		return err
 	}
 	path := m.metaPath(id)
-	tmp := path + ".tmp-" + nonce()
-	if err := writeSync(tmp, b); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("cache %s: write metadata: %w", id, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.Write(filepath.Dir(path), path, b); err != nil {
 		return fmt.Errorf("cache %s: write metadata: %w", id, err)
 	}
 	return nil
-}
-
-func writeSync(path string, b []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // usage is a tree's disk use and content digest.

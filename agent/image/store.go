@@ -40,6 +40,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/jobrun/jobrun/agent/config"
+	"github.com/jobrun/jobrun/internal/atomicfile"
 	"github.com/jobrun/jobrun/internal/lockfile"
 )
 
@@ -257,7 +258,7 @@ func (s *Store) put(img *Image) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(s.tmpDir(), s.recordPath(img.Ref), b)
+	return atomicfile.Write(s.tmpDir(), s.recordPath(img.Ref), b)
 }
 
 // List returns the stored images, sorted by reference.
@@ -308,29 +309,6 @@ func (img *Image) Size() int64 {
 		n += l.Size
 	}
 	return n
-}
-
-// writeAtomic writes b to path through a synced temp file in tmpDir and a
-// rename.
-func writeAtomic(tmpDir, path string, b []byte) error {
-	f, err := os.CreateTemp(tmpDir, "write-")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
 }
 
 // call is one in-process download or unpack that concurrent callers share.
