@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jobrun/jobrun/internal/leakcheck"
+	"github.com/jobrun/jobrun/internal/mount"
 	"github.com/jobrun/jobrun/internal/testenv"
 )
 
@@ -475,25 +476,25 @@ func TestCleanupAfterKilledHolder(t *testing.T) {
 	snap := leakcheck.Take(t, dir)
 
 	h := startHolder(t, dir, "private", "shared")
-	if !mounted(t, h.paths[0]) {
+	if !mount.IsMountpoint(h.paths[0]) {
 		t.Fatalf("holder's private overlay %s is not mounted", h.paths[0])
 	}
 	// While the holder lives, Cleanup and Prune leave its things alone.
 	if err := m.Cleanup(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if removed, _ := m.Prune(context.Background(), 0); len(removed) != 0 || !mounted(t, h.paths[0]) {
+	if removed, _ := m.Prune(context.Background(), 0); len(removed) != 0 || !mount.IsMountpoint(h.paths[0]) {
 		t.Fatalf("Cleanup/Prune touched a live holder's volume (removed %v)", removed)
 	}
 	h.cmd.Process.Kill()
 	h.cmd.Wait()
-	if !mounted(t, h.paths[0]) {
+	if !mount.IsMountpoint(h.paths[0]) {
 		t.Fatal("the kill itself removed the mount; the test proves nothing")
 	}
 	if err := m.Cleanup(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if mounted(t, h.paths[0]) {
+	if mount.IsMountpoint(h.paths[0]) {
 		t.Errorf("overlay %s still mounted after Cleanup", h.paths[0])
 	}
 	list, _ := m.List()
@@ -501,20 +502,6 @@ func TestCleanupAfterKilledHolder(t *testing.T) {
 		t.Errorf("after Cleanup: %+v, want one idle volume", list)
 	}
 	snap.Check(t)
-}
-
-func mounted(t *testing.T, dir string) bool {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && f[4] == dir {
-			return true
-		}
-	}
-	return false
 }
 
 func TestCrashLeftovers(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/jobrun/jobrun/internal/leakcheck"
+	"github.com/jobrun/jobrun/internal/mount"
 )
 
 // writeLayout writes img into a new OCI layout tagged tag and returns the
@@ -75,7 +76,7 @@ func TestSnapshotLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !mounted(t, sn.Rootfs()) {
+	if !mount.IsMountpoint(sn.Rootfs()) {
 		t.Fatal("rootfs is not a mount point")
 	}
 	checkWhiteouts(t, sn.Rootfs())
@@ -126,20 +127,6 @@ func tree(t *testing.T, dir string) string {
 	return b.String()
 }
 
-func mounted(t *testing.T, p string) bool {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && f[4] == p {
-			return true
-		}
-	}
-	return false
-}
-
 // TestCleanupAfterCrash: a snapshot whose process was killed (its mount
 // still there) is removed by Cleanup; one a live process holds is not.
 func TestCleanupAfterCrash(t *testing.T) {
@@ -160,7 +147,7 @@ func TestCleanupAfterCrash(t *testing.T) {
 	}
 	deadRoot := filepath.Join(s.snaps, "dead", "rootfs")
 	liveRoot := filepath.Join(s.snaps, "live", "rootfs")
-	if !mounted(t, deadRoot) {
+	if !mount.IsMountpoint(deadRoot) {
 		stop(live)
 		t.Fatal("the killed process's mount is gone already; nothing to clean up")
 	}
@@ -168,10 +155,10 @@ func TestCleanupAfterCrash(t *testing.T) {
 	os.MkdirAll(filepath.Join(s.tmpDir(), "unpack-123", "root"), 0o755)
 
 	err = s.Cleanup(context.Background())
-	if mounted(t, deadRoot) || exists(filepath.Join(s.snaps, "dead")) || exists(filepath.Join(s.snaps, "dead.lock")) {
+	if mount.IsMountpoint(deadRoot) || exists(filepath.Join(s.snaps, "dead")) || exists(filepath.Join(s.snaps, "dead.lock")) {
 		t.Error("the dead snapshot was not cleaned up")
 	}
-	if !mounted(t, liveRoot) {
+	if !mount.IsMountpoint(liveRoot) {
 		t.Error("Cleanup unmounted a live snapshot")
 	}
 	checkWhiteouts(t, liveRoot)
