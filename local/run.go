@@ -46,11 +46,17 @@ func Run(ctx context.Context, plan []*jobs.Job, opts Options) []agent.Result {
 	results := map[string]agent.Result{}
 	Schedule(ctx, tasks, opts.Parallel, func(ctx context.Context, name string) bool {
 		j := byName[name]
-		res := opts.Runner.Run(ctx, &agent.Job{
-			Job: j, Repo: repo, Run: run, Attempt: 1,
-			Source: opts.Source, BaseDir: opts.BaseDir, Clean: opts.Clean,
-			Env: opts.Env, Secrets: opts.Secrets, NeedIDs: needIDs(j, byName),
-		}, opts.Sink)
+		var res agent.Result
+		if secrets, err := jobSecrets(j, opts.Secrets); err != nil {
+			res = agent.Result{Job: name, Status: agent.Errored, Reason: err.Error()}
+			opts.Sink.Event(agent.Event{Time: time.Now(), Kind: agent.JobFinished, Job: name, Result: &res})
+		} else {
+			res = opts.Runner.Run(ctx, &agent.Job{
+				Job: j, Repo: repo, Run: run, Attempt: 1,
+				Source: opts.Source, BaseDir: opts.BaseDir, Clean: opts.Clean,
+				Env: opts.Env, Secrets: secrets, NeedIDs: needIDs(j, byName),
+			}, opts.Sink)
+		}
 		mu.Lock()
 		results[name] = res
 		mu.Unlock()
@@ -67,6 +73,20 @@ func Run(ctx context.Context, plan []*jobs.Job, opts Options) []agent.Result {
 		out = append(out, results[j.Name])
 	}
 	return out
+}
+
+// jobSecrets gives a job the secrets its `secrets` list names, and no
+// others: a job sees only what it asks for.
+func jobSecrets(j *jobs.Job, all map[string]string) (map[string]string, error) {
+	out := make(map[string]string, len(j.Secrets))
+	for _, name := range j.Secrets {
+		v, ok := all[name]
+		if !ok {
+			return nil, fmt.Errorf("job %q needs secret %s: pass it with --secret %s=VALUE or --secret %s", j.Name, name, name, name)
+		}
+		out[name] = v
+	}
+	return out, nil
 }
 
 func needIDs(j *jobs.Job, byName map[string]*jobs.Job) []string {

@@ -40,7 +40,11 @@ registry "`+reg+`" {
 	for _, file := range dirs {
 		name := filepath.Base(filepath.Dir(file))
 		t.Run(name, func(t *testing.T) {
-			r := h.local(t, file, "--config", cfg)
+			args := []string{"--config", cfg}
+			if name == "services" {
+				args = append(args, "--secret", "DATABASE_PASSWORD=example")
+			}
+			r := h.local(t, file, args...)
 			if name == "services" {
 				// Service containers and bridge networking are the
 				// networking issue's; until then the runner says so.

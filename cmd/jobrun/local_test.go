@@ -193,8 +193,13 @@ job "pong" {
 func TestLocalSecretMasking(t *testing.T) {
 	file := project(t, `
 job "secret" {
-  image = "IMAGE"
+  image   = "IMAGE"
+  secrets = ["TOKEN", "KEY"]
   step "leak" { run = "echo token=$TOKEN; printf '%s\\n' \"$KEY\"; echo done" }
+}
+job "nosy" {
+  image = "IMAGE"
+  step "look" { run = "echo nosy-token=[$TOKEN]" }
 }
 `, map[string]string{})
 	t.Setenv("JOBRUN_TEST_KEY", "-----BEGIN-----\nline-one-of-key\nline-two-of-key\n-----END-----")
@@ -205,6 +210,11 @@ job "secret" {
 	}
 	// The control: the step really printed something in those places.
 	order(t, r.out, `token=\*\*\*`, `\*\*\*`, `done`)
+	// A job that does not name a secret does not get it.
+	order(t, r.out, `nosy › look \| nosy-token=\[\]`)
+	// A job naming a secret that was not given stops with the reason.
+	r = h.local(t, file, "--secret", "TOKEN=x")
+	order(t, r.out, `secret +error .*needs secret KEY: pass it with --secret KEY`)
 	for _, s := range []string{"hunter2", "line-one-of-key", "line-two-of-key"} {
 		if strings.Contains(r.out+r.err, s) {
 			t.Errorf("secret %q in the output", s)
