@@ -144,9 +144,16 @@ func TestConcurrentPulls(t *testing.T) {
 		return false
 	})
 	s, _ := newStore(t, Options{})
+	pullAll(t, ref, s, s, s, s)
+	assertEachBlobOnce(t, reg, before, 3)
+}
+
+// pullAll pulls ref with each store at once and fails t on any error.
+func pullAll(t *testing.T, ref string, stores ...*Store) {
+	t.Helper()
 	var wg sync.WaitGroup
-	errs := make([]error, 4)
-	for i := range errs {
+	errs := make([]error, len(stores))
+	for i, s := range stores {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -159,6 +166,12 @@ func TestConcurrentPulls(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// assertEachBlobOnce fails t unless the registry served want blob
+// downloads since before, none of a blob twice.
+func assertEachBlobOnce(t *testing.T, reg *testRegistry, before, want int) {
+	t.Helper()
 	reg.mu.Lock()
 	defer reg.mu.Unlock()
 	for d, n := range reg.gets {
@@ -166,8 +179,8 @@ func TestConcurrentPulls(t *testing.T) {
 			t.Errorf("blob %s downloaded %d times", short(d), n)
 		}
 	}
-	if n := reg.blobGetsLocked() - before; n != 3 {
-		t.Errorf("%d blob downloads, want 3", n)
+	if n := reg.blobGetsLocked() - before; n != want {
+		t.Errorf("%d blob downloads, want %d", n, want)
 	}
 }
 

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -34,35 +33,8 @@ func TestTwoStoresOneDir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	errs := make([]error, 4)
-	for i := range errs {
-		s := s1
-		if i%2 == 1 {
-			s = s2
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, errs[i] = s.Pull(context.Background(), ref)
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	reg.mu.Lock()
-	for d, n := range reg.gets {
-		if n > 1 {
-			t.Errorf("blob %s downloaded %d times", short(d), n)
-		}
-	}
-	reg.mu.Unlock()
-	if n := reg.blobGets() - before; n != 3 {
-		t.Errorf("%d blob downloads, want 3", n)
-	}
+	pullAll(t, ref, s1, s2, s1, s2)
+	assertEachBlobOnce(t, reg, before, 3)
 	assertClean(t, s1, "")
 }
 
