@@ -153,7 +153,9 @@ func ociSpec(s *Spec, files, initBin, pauseBin string) (*specs.Spec, error) {
 			specs.LinuxNamespace{Type: specs.UTSNamespace})
 	}
 	if s.Network != "host" {
-		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace})
+		// With a Path libcontainer joins that namespace; without, it
+		// makes one and brings its loopback device up.
+		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: s.NetNS})
 	}
 
 	spec := &specs.Spec{

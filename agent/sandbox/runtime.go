@@ -326,6 +326,12 @@ func writeEtc(dir string, s *Spec) error {
 		}
 		resolv = b
 	}
+	for _, h := range s.Hosts {
+		hosts += h + "\n"
+	}
+	if s.ResolvConf != "" {
+		resolv = []byte(s.ResolvConf)
+	}
 	for name, data := range map[string][]byte{
 		"hosts":       []byte(hosts),
 		"hostname":    []byte(s.Hostname + "\n"),

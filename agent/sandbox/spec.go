@@ -39,6 +39,18 @@ type Spec struct {
 	Resources Resources
 	// Network is "none" (the default: a loopback device only) or "host".
 	Network string
+	// NetNS, if set, is the path of a network namespace (a bind-mounted
+	// nsfs file) the container joins instead of making its own with a
+	// loopback device: a job's bridge network, which its service
+	// containers share. Network must be "none" then; whoever made the
+	// namespace configures it, loopback included.
+	NetNS string
+	// Hosts are extra /etc/hosts lines, "address name...", after the
+	// defaults: service names on a job's network.
+	Hosts []string
+	// ResolvConf, if set, is the container's /etc/resolv.conf; unset it
+	// is empty ("none") or the host's ("host").
+	ResolvConf string
 	// ShmSize is the size limit of /dev/shm; zero means 64 MiB.
 	ShmSize int64
 	// StopGrace is how long a timed-out or cancelled step's processes get
@@ -131,6 +143,14 @@ func (s *Spec) validate() error {
 	case "none", "host":
 	default:
 		return fmt.Errorf("container %s: network %q: want \"none\" or \"host\"", s.ID, s.Network)
+	}
+	if s.NetNS != "" && (s.Network != "none" || !path.IsAbs(s.NetNS)) {
+		return fmt.Errorf("container %s: network namespace %q: want an absolute path, with network \"none\"", s.ID, s.NetNS)
+	}
+	for _, h := range s.Hosts {
+		if len(strings.Fields(h)) < 2 || strings.ContainsAny(h, "\n#") {
+			return fmt.Errorf("container %s: hosts line %q: want \"address name...\"", s.ID, h)
+		}
 	}
 	if s.Cwd == "" {
 		s.Cwd = "/"
