@@ -13,7 +13,13 @@
 #     DIR/golang:latest          debootstrap --variant=minbase bookworm, plus the
 #                                host's /usr/local/go (≥ 200 MB); used as golang:1.26
 #     DIR/debian-go:1.26         the same image as golang, tagged with the Go version
-#   JOBRUN_TEST_IMAGES_BUSYBOX, _BUSYBOX_USER, _GOLANG   the layout paths
+#     DIR/debian:bookworm        the debootstrap minbase root alone (the runtime
+#                                stage of the Dockerfile, as debian:bookworm-slim)
+#     DIR/debian-build:latest    debootstrap minbase with gcc, make, pkg-config and
+#                                libseccomp-dev, plus Go (the Dockerfile's build
+#                                stage, as golang:1.26-bookworm with libseccomp-dev)
+#   JOBRUN_TEST_IMAGES_BUSYBOX, _BUSYBOX_USER, _GOLANG, _DEBIAN, _DEBIAN_BUILD
+#                                the layout paths
 #
 # The layouts are written by plain bash, tar, gzip -n and sha256sum (no jq or
 # python on a fresh machine) and are checked with `umoci stat`. Layers are
@@ -90,11 +96,14 @@ mkdir -p "$cache"
 exec 9>"$cache/.lock"
 flock 9 # one builder per machine; the others wait and reuse its result
 
-# The debootstrap root, cached by suite, variant and mirror.
+# The debootstrap roots, cached by suite, variant, mirror and extra packages:
+# minbase, and minbase with what building jobrun needs (cgo and libseccomp).
+build_packages=gcc,libc6-dev,make,pkg-config,libseccomp-dev
 root=$cache/debootstrap-$suite-minbase-$(echo "$m" | sha256sum | cut -c1-8)
+build_root=$cache/debootstrap-$suite-build-$(echo "$m $build_packages" | sha256sum | cut -c1-8)
 stamp=$({
 	cat "$self"
-	echo "$busybox_version|$go_version|$arch|$root"
+	echo "$busybox_version|$go_version|$arch|$root|$build_root"
 	# A host Go toolchain updated in place has a new VERSION; this catches
 	# a rebuilt one of the same version too.
 	stat -c '%Y %s' "$goroot/bin/go" "$(command -v busybox)"
@@ -107,6 +116,8 @@ exports() {
 		echo "export JOBRUN_TEST_IMAGES_BUSYBOX=$out/busybox"
 		echo "export JOBRUN_TEST_IMAGES_BUSYBOX_USER=$out/busybox-user"
 		echo "export JOBRUN_TEST_IMAGES_GOLANG=$out/golang"
+		echo "export JOBRUN_TEST_IMAGES_DEBIAN=$out/debian"
+		echo "export JOBRUN_TEST_IMAGES_DEBIAN_BUILD=$out/debian-build"
 	} >&3
 }
 if [ -f "$out/.done" ]; then
@@ -118,20 +129,26 @@ fi
 tmp=$(mktemp -d "$cache/.build.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
-if [ ! -f "$root.done" ]; then
-	log "debootstrap --variant=minbase $suite from $m (a few minutes, once per machine)"
-	rm -rf "$root" "$root.tmp"
-	debootstrap --variant=minbase "$suite" "$root.tmp" "$m" >"$tmp/debootstrap.log" 2>&1 || {
+# debootstrap_root DIR [--include=PKGS] makes the minbase root DIR once.
+debootstrap_root() {
+	local dir=$1
+	shift
+	[ ! -f "$dir.done" ] || return 0
+	log "debootstrap --variant=minbase $* $suite from $m (a few minutes, once per machine)"
+	rm -rf "$dir" "$dir.tmp"
+	debootstrap --variant=minbase "$@" "$suite" "$dir.tmp" "$m" >"$tmp/debootstrap.log" 2>&1 || {
 		tail -n 30 "$tmp/debootstrap.log"
-		rm -rf "$root.tmp"
+		rm -rf "$dir.tmp"
 		die "debootstrap failed (log above)"
 	}
 	# What a container image does not ship: package caches and lists.
-	rm -rf "$root.tmp"/var/cache/apt/archives/*.deb "$root.tmp"/var/lib/apt/lists/* \
-		"$root.tmp"/var/log/*.log "$root.tmp"/var/cache/debconf/*-old
-	mv "$root.tmp" "$root"
-	touch "$root.done"
-fi
+	rm -rf "$dir.tmp"/var/cache/apt/archives/*.deb "$dir.tmp"/var/lib/apt/lists/* \
+		"$dir.tmp"/var/log/*.log "$dir.tmp"/var/cache/debconf/*-old
+	mv "$dir.tmp" "$dir"
+	touch "$dir.done"
+}
+debootstrap_root "$root"
+debootstrap_root "$build_root" --include="$build_packages"
 
 # tar_layer OUT [tar options and members...] writes the reproducible layer
 # OUT.tar.gz and its DiffID (sha256 of the uncompressed tar) to OUT.diffid.
@@ -303,6 +320,13 @@ goenv=(
 )
 image "$tmp/out/golang" latest "" /go bash "${goenv[@]}" -- "$base" "$golayer"
 image "$tmp/out/debian-go" "$go_minor" "" /go bash "${goenv[@]}" -- "$base" "$golayer"
+image "$tmp/out/debian" "$suite" "" "" bash "PATH=$path_default" -- "$base"
+
+log "debian-build ($suite minbase + $build_packages + $go_version)"
+buildbase=$(cached_layer buildroot "$build_root" --anchored --exclude='dev/*' --exclude='proc/*' --exclude='sys/*' \
+	-C "$build_root" $(cd "$build_root" && ls -A))
+echo "debootstrap --variant=minbase --include=$build_packages $suite $m" >"$buildbase.by"
+image "$tmp/out/debian-build" latest "" /go bash "${goenv[@]}" -- "$buildbase" "$golayer"
 
 touch "$tmp/out/.done"
 mv "$tmp/out" "$out"
