@@ -18,7 +18,10 @@
 //     executable lies under the state dir (the test process itself is not
 //     counted). New ones only: a process that ended since is fine;
 //   - every file and directory under the state dir (path and type only:
-//     contents may change, names may not), compared both ways.
+//     contents may change, names may not), compared both ways;
+//   - network links, addresses, namespaces and nftables rules of the state
+//     dir's jobs, compared both ways (see netState for how they are told
+//     from other state dirs').
 //
 // Processes are scoped by descent from the test binary, so a test that
 // uses a Snapshot must not run in parallel (t.Parallel) with other tests
@@ -63,6 +66,7 @@ type state struct {
 	cgroups             map[string]int
 	procs               map[string]int
 	files               map[string]int
+	net                 netState
 }
 
 // Take records the state in scope for stateDir. stateDir must be absolute
@@ -137,6 +141,13 @@ func read(stateDir string) (state, error) {
 	if st.files, err = files(stateDir); err != nil {
 		return st, err
 	}
+	nsfs, err := nsfsMounts(stateDir)
+	if err != nil {
+		return st, err
+	}
+	if st.net, err = readNet(stateDir, nsfs); err != nil {
+		return st, err
+	}
 	return st, nil
 }
 
@@ -148,6 +159,10 @@ func (s state) diff(now state) []string {
 	out = append(out, diffCounts("cgroup", s.cgroups, now.cgroups, false)...)
 	out = append(out, diffCounts("process", s.procs, now.procs, false)...)
 	out = append(out, diffCounts("file", s.files, now.files, true)...)
+	out = append(out, diffCounts("link", s.net.links, now.net.links, true)...)
+	out = append(out, diffCounts("address", s.net.addrs, now.net.addrs, true)...)
+	out = append(out, diffCounts("netns", s.net.netns, now.net.netns, true)...)
+	out = append(out, diffCounts("nftables rule", s.net.rules, now.net.rules, true)...)
 	return out
 }
 

@@ -1,0 +1,584 @@
+// Package network gives jobs bridge networking: each job gets a network
+// namespace of its own, joined to a jobrun bridge by a veth pair, with an
+// address from a host-wide lease file, a default route through the bridge,
+// outbound NAT, and the host's upstream DNS resolvers. nftables rules (in a
+// table of jobrun's own, inet jobrun) stop traffic between jobs, from jobs
+// to the host's own addresses, and to a deny-list of destination ranges.
+// Links and addresses are made with netlink, rules with nftables' netlink
+// API; nothing shells out to ip or nft.
+//
+// A Manager (New) serves one state dir. Setup makes a job's network,
+// Net.Teardown removes exactly what Setup made, and Cleanup removes what
+// a killed process left behind: only jobs whose lock is free.
+//
+// Where things live:
+//
+//	STATE/network/ID/lock        held while the job's network lives
+//	STATE/network/ID/netns       the job's namespace, bind-mounted (nsfs)
+//	Dir/lock, Dir/leases         host-wide: the addresses leased to jobs
+//
+// The bridge, its subnet and the firewall table are host-wide, shared by
+// every jobrun process whatever its state dir, so the lease file and its
+// lock are too (Dir, by default /run/jobrun/network, on tmpfs like the
+// links and rules it describes, which a reboot also removes). The bridge
+// and the table are made by the first job that needs them and removed with
+// the last lease, so an idle host carries nothing of jobrun's.
+//
+// Per-job resources carry the owner.Tag of their state dir: the host end of
+// the veth pair in its interface alias ("jobrun TAG ID") and every rule in
+// its nft comment (RuleComment), which is how Cleanup and the leak checker
+// tell one state dir's jobs from another's.
+package network
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/jobrun/jobrun/internal/lockfile"
+	"github.com/jobrun/jobrun/internal/owner"
+)
+
+// Defaults of Options.
+const (
+	DefaultDir    = "/run/jobrun/network"
+	DefaultBridge = "jobrun0"
+)
+
+// DefaultSubnet is the jobs' subnet unless configured: a /16 from the
+// private range that container engines leave alone (podman uses
+// 10.88.0.0/16, Docker 172.17.0.0/16 and up).
+var DefaultSubnet = netip.MustParsePrefix("10.213.0.0/16")
+
+// DefaultDeny are the destination ranges jobs may not reach unless the
+// agent's configuration says otherwise: cloud metadata services, which
+// hand out the host's credentials.
+var DefaultDeny = []netip.Prefix{
+	netip.MustParsePrefix("169.254.169.254/32"), // AWS, GCP, Azure, OpenStack metadata
+	netip.MustParsePrefix("169.254.170.2/32"),   // AWS ECS task metadata
+	netip.MustParsePrefix("100.100.100.200/32"), // Alibaba Cloud metadata
+}
+
+// Options configure a Manager.
+type Options struct {
+	// StateDir is the agent's state dir; jobs' locks and namespaces go
+	// under StateDir/network.
+	StateDir string
+	// Dir holds the host-wide lease file; DefaultDir if empty.
+	Dir string
+	// Bridge is the bridge's name; DefaultBridge if empty. Every process
+	// sharing Dir must use the same Bridge and Subnet.
+	Bridge string
+	// Subnet is the jobs' IPv4 subnet; its first address is the bridge's
+	// (the jobs' gateway). DefaultSubnet if not valid.
+	Subnet netip.Prefix
+	// Deny are destination ranges jobs may not reach. Nil means
+	// DefaultDeny; an empty non-nil slice denies nothing.
+	Deny []netip.Prefix
+	// ResolvConf is the file the jobs' DNS resolvers come from;
+	// /etc/resolv.conf if empty.
+	ResolvConf string
+	Log        hclog.Logger
+}
+
+// Manager makes and removes jobs' networks. It is safe for concurrent use.
+type Manager struct {
+	o    Options
+	tag  string
+	jobs string // StateDir/network
+	gw   netip.Addr
+}
+
+// New returns a Manager for o. It changes nothing on the host until the
+// first Setup.
+func New(o Options) (*Manager, error) {
+	if o.StateDir == "" {
+		return nil, errors.New("network: no state dir")
+	}
+	if o.Dir == "" {
+		o.Dir = DefaultDir
+	}
+	if o.Bridge == "" {
+		o.Bridge = DefaultBridge
+	}
+	if len(o.Bridge) >= 16 {
+		return nil, fmt.Errorf("network: bridge name %q is longer than 15 characters", o.Bridge)
+	}
+	if !o.Subnet.IsValid() {
+		o.Subnet = DefaultSubnet
+	}
+	o.Subnet = o.Subnet.Masked()
+	if !o.Subnet.Addr().Is4() || o.Subnet.Bits() > 28 {
+		return nil, fmt.Errorf("network: subnet %s: want an IPv4 prefix of /28 or wider", o.Subnet)
+	}
+	if o.Deny == nil {
+		o.Deny = DefaultDeny
+	}
+	for _, p := range o.Deny {
+		if !p.Addr().Is4() {
+			return nil, fmt.Errorf("network: deny %s: only IPv4 ranges (jobs have no IPv6 route)", p)
+		}
+	}
+	if o.ResolvConf == "" {
+		o.ResolvConf = "/etc/resolv.conf"
+	}
+	if o.Log == nil {
+		o.Log = hclog.NewNullLogger()
+	}
+	m := &Manager{o: o, tag: owner.Tag(o.StateDir), jobs: filepath.Join(o.StateDir, "network"), gw: o.Subnet.Addr().Next()}
+	if err := os.MkdirAll(m.jobs, 0o700); err != nil {
+		return nil, fmt.Errorf("network: %w", err)
+	}
+	return m, nil
+}
+
+// Net is one job's network.
+type Net struct {
+	m    *Manager
+	id   string
+	lock *lockfile.Lock
+	// Path is the job's network namespace, for sandbox.Spec.NetNS.
+	Path string
+	// Addr is the job's address and Gateway the bridge's.
+	Addr, Gateway netip.Addr
+	// ResolvConf is the job's /etc/resolv.conf: the host's upstream
+	// resolvers (loopback ones cannot be reached from the job).
+	ResolvConf string
+	// Comment marks the job's firewall rules (see RuleComment).
+	Comment string
+}
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
+
+// Setup makes the network of the job id (a container instance name,
+// unique on the host while it runs). Teardown undoes it; on error nothing
+// is left.
+func (m *Manager) Setup(ctx context.Context, id string) (_ *Net, err error) {
+	if !idPattern.MatchString(id) {
+		return nil, fmt.Errorf("network %q: want 1 to 63 letters, digits or \"-\"", id)
+	}
+	begin := time.Now()
+	dir := filepath.Join(m.jobs, id)
+	n := &Net{m: m, id: id, Path: filepath.Join(dir, "netns"), Gateway: m.gw, Comment: RuleComment(m.tag, id)}
+	if n.lock, err = lockfile.TryAcquire(filepath.Join(dir, "lock")); err != nil {
+		return nil, fmt.Errorf("network %s: in use: %w", id, err)
+	}
+	defer func() {
+		if err != nil {
+			if terr := n.Teardown(); terr != nil {
+				m.o.Log.Error("clean up after failed network setup", "id", id, "error", terr)
+			}
+			err = fmt.Errorf("network %s: %w", id, err)
+		}
+	}()
+	if n.ResolvConf, err = resolvConf(m.o.ResolvConf); err != nil {
+		return nil, err
+	}
+	if n.Addr, err = m.lease(ctx, id, filepath.Join(dir, "lock")); err != nil {
+		return nil, err
+	}
+	if err := makeNetNS(n.Path); err != nil {
+		return nil, err
+	}
+	if err := m.link(n); err != nil {
+		return nil, err
+	}
+	if err := addJobRules(n.Comment, n.Addr, m.o.Deny); err != nil {
+		return nil, err
+	}
+	m.o.Log.Debug("network ready", "id", id, "addr", n.Addr, "took", time.Since(begin))
+	return n, nil
+}
+
+// lease takes an address for id under the host-wide lock, and makes sure
+// the bridge and the firewall table exist while it holds it.
+func (m *Manager) lease(ctx context.Context, id, lockPath string) (netip.Addr, error) {
+	l, err := lockfile.Acquire(ctx, filepath.Join(m.o.Dir, "lock"))
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	defer l.Release()
+	ls, err := readLeases(m.leaseFile())
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	addr, err := ls.allocate(m.o.Subnet, m.gw, lease{ID: id, Owner: m.tag, Lock: lockPath})
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	if err := ls.write(m.leaseFile()); err != nil {
+		return netip.Addr{}, err
+	}
+	if err := m.ensureHost(); err != nil {
+		return addr, err
+	}
+	return addr, nil
+}
+
+func (m *Manager) leaseFile() string { return filepath.Join(m.o.Dir, "leases") }
+
+// ensureHost makes the bridge, the table, and turns IP forwarding on, if
+// they are not there yet.
+func (m *Manager) ensureHost() error {
+	if err := ipForward(m.o.Log); err != nil {
+		return err
+	}
+	if err := ensureBridge(m.o.Bridge, netip.PrefixFrom(m.gw, m.o.Subnet.Bits())); err != nil {
+		return err
+	}
+	return ensureTable(m.o.Bridge, m.o.Subnet)
+}
+
+// ipForward turns on IPv4 forwarding, which routing jobs' traffic out
+// through the host needs. It stays on: other jobs, or other software, may
+// rely on it by then.
+func ipForward(log hclog.Logger) error {
+	const p = "/proc/sys/net/ipv4/ip_forward"
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", p, err)
+	}
+	if strings.TrimSpace(string(b)) == "1" {
+		return nil
+	}
+	if err := os.WriteFile(p, []byte("1\n"), 0o644); err != nil {
+		return fmt.Errorf("enable IP forwarding (%s): %w", p, err)
+	}
+	log.Info("enabled IPv4 forwarding (net.ipv4.ip_forward=1) for bridge networking; it stays on")
+	return nil
+}
+
+// ensureBridge makes the bridge with the gateway address and brings it up.
+func ensureBridge(name string, gw netip.Prefix) error {
+	br, err := netlink.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if !errors.As(err, &nf) {
+			return fmt.Errorf("bridge %s: %w", name, err)
+		}
+		br = &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name}}
+		if err := netlink.LinkAdd(br); err != nil && !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("create bridge %s: %w", name, err)
+		}
+		if br, err = netlink.LinkByName(name); err != nil {
+			return fmt.Errorf("bridge %s: %w", name, err)
+		}
+		// No IPv6 on the bridge: jobs get none, and a link-local
+		// address would be one more way to the host.
+		_ = os.WriteFile("/proc/sys/net/ipv6/conf/"+name+"/disable_ipv6", []byte("1\n"), 0o644)
+	}
+	if _, ok := br.(*netlink.Bridge); !ok {
+		return fmt.Errorf("bridge %s: a %s link of that name exists", name, br.Type())
+	}
+	addrs, err := netlink.AddrList(br, netlink.FAMILY_V4)
+	if err != nil {
+		return fmt.Errorf("bridge %s: list addresses: %w", name, err)
+	}
+	have := false
+	for _, a := range addrs {
+		if a.IPNet.String() == gw.String() {
+			have = true
+		}
+	}
+	if !have {
+		if err := netlink.AddrAdd(br, &netlink.Addr{IPNet: ipNet(gw)}); err != nil && !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("bridge %s: add %s: %w", name, gw, err)
+		}
+	}
+	if br.Attrs().Flags&net.FlagUp == 0 {
+		if err := netlink.LinkSetUp(br); err != nil {
+			return fmt.Errorf("bridge %s: up: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// uplinkMTU is the MTU of the host's default route's link, which jobs'
+// packets leave through: a job with a larger one would send packets the
+// uplink must fragment or drop. 1500 if there is no default route.
+func uplinkMTU() int {
+	routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return 1500
+	}
+	for _, r := range routes {
+		if r.Dst == nil || r.Dst.String() == "0.0.0.0/0" {
+			if l, err := netlink.LinkByIndex(r.LinkIndex); err == nil && l.Attrs().MTU > 0 {
+				return l.Attrs().MTU
+			}
+		}
+	}
+	return 1500
+}
+
+func ipNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+// vethName is the host end of a job's veth pair: "jr" and 13 hex digits of
+// a hash of owner and id, within the 15 characters a name may have.
+func vethName(ownerTag, id string) string {
+	sum := sha256.Sum256([]byte(ownerTag + "/" + id))
+	return "jr" + hex.EncodeToString(sum[:])[:13]
+}
+
+// link makes the veth pair, its host end in the bridge (isolated, so jobs
+// see no frames of each other) and its job end eth0 in the namespace, with
+// the job's address and a default route through the bridge.
+func (m *Manager) link(n *Net) error {
+	ns, err := netns.GetFromPath(n.Path)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", n.Path, err)
+	}
+	defer ns.Close()
+	br, err := netlink.LinkByName(m.o.Bridge)
+	if err != nil {
+		return fmt.Errorf("bridge %s: %w", m.o.Bridge, err)
+	}
+	host := vethName(m.tag, n.id)
+	veth := &netlink.Veth{
+		LinkAttrs:     netlink.LinkAttrs{Name: host, MasterIndex: br.Attrs().Index, MTU: uplinkMTU()},
+		PeerName:      "eth0",
+		PeerNamespace: netlink.NsFd(ns),
+	}
+	if err := netlink.LinkAdd(veth); err != nil {
+		return fmt.Errorf("create veth %s: %w", host, err)
+	}
+	hl, err := netlink.LinkByName(host)
+	if err != nil {
+		return fmt.Errorf("veth %s: %w", host, err)
+	}
+	// The kernel ignores an alias given at creation.
+	if err := netlink.LinkSetAlias(hl, "jobrun "+m.tag+" "+n.id); err != nil {
+		return fmt.Errorf("veth %s: alias: %w", host, err)
+	}
+	if err := netlink.LinkSetIsolated(hl, true); err != nil {
+		return fmt.Errorf("veth %s: isolate: %w", host, err)
+	}
+	if err := netlink.LinkSetUp(hl); err != nil {
+		return fmt.Errorf("veth %s: up: %w", host, err)
+	}
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fmt.Errorf("netlink in %s: %w", n.Path, err)
+	}
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err == nil {
+		err = h.LinkSetUp(lo)
+	}
+	if err != nil {
+		return fmt.Errorf("loopback in %s: %w", n.Path, err)
+	}
+	eth, err := h.LinkByName("eth0")
+	if err != nil {
+		return fmt.Errorf("eth0 in %s: %w", n.Path, err)
+	}
+	if err := h.AddrAdd(eth, &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(n.Addr, m.o.Subnet.Bits()))}); err != nil {
+		return fmt.Errorf("address %s on eth0: %w", n.Addr, err)
+	}
+	if err := h.LinkSetUp(eth); err != nil {
+		return fmt.Errorf("eth0 up: %w", err)
+	}
+	if err := h.RouteAdd(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: m.gw.AsSlice()}); err != nil {
+		return fmt.Errorf("default route via %s: %w", m.gw, err)
+	}
+	return nil
+}
+
+// Teardown removes the job's network: its rules, its veth pair, its
+// namespace and its lease, and the bridge and table with the last lease.
+// Every step is tried; calling it again does nothing.
+func (n *Net) Teardown() error {
+	if n.lock == nil {
+		return nil
+	}
+	err := n.m.remove(context.Background(), n.id, n.Comment)
+	n.lock.Release()
+	n.lock = nil
+	if err != nil {
+		return fmt.Errorf("network %s: teardown: %w", n.id, err)
+	}
+	return nil
+}
+
+// remove deletes what Setup made for id, whose lock the caller holds.
+func (m *Manager) remove(ctx context.Context, id, comment string) error {
+	var errs []error
+	if err := delJobRules(comment); err != nil {
+		errs = append(errs, err)
+	}
+	if err := delLink(vethName(m.tag, id)); err != nil {
+		errs = append(errs, err)
+	}
+	dir := filepath.Join(m.jobs, id)
+	if err := removeNetNS(filepath.Join(dir, "netns")); err != nil {
+		errs = append(errs, err)
+	}
+	if err := m.release(ctx, func(l lease) bool { return l.Owner == m.tag && l.ID == id }); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		// The lock file goes with the directory, while still held.
+		if err := os.RemoveAll(dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func delLink(name string) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return nil
+		}
+		return fmt.Errorf("veth %s: %w", name, err)
+	}
+	if err := netlink.LinkDel(l); err != nil {
+		return fmt.Errorf("delete veth %s: %w", name, err)
+	}
+	return nil
+}
+
+// release drops the leases that drop selects, under the host-wide lock,
+// and removes the bridge and the table when no lease is left.
+func (m *Manager) release(ctx context.Context, drop func(lease) bool) error {
+	l, err := lockfile.Acquire(ctx, filepath.Join(m.o.Dir, "lock"))
+	if err != nil {
+		return err
+	}
+	defer l.Release()
+	ls, err := readLeases(m.leaseFile())
+	if err != nil {
+		return err
+	}
+	changed := false
+	for a, v := range ls {
+		if drop(v) {
+			delete(ls, a)
+			changed = true
+		}
+	}
+	if changed {
+		if err := ls.write(m.leaseFile()); err != nil {
+			return err
+		}
+	}
+	if len(ls) > 0 {
+		return nil
+	}
+	var errs []error
+	if err := deleteTable(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := delBridge(m.o.Bridge); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func delBridge(name string) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return nil
+		}
+		return fmt.Errorf("bridge %s: %w", name, err)
+	}
+	if _, ok := l.(*netlink.Bridge); !ok {
+		return nil
+	}
+	if err := netlink.LinkDel(l); err != nil {
+		return fmt.Errorf("delete bridge %s: %w", name, err)
+	}
+	return nil
+}
+
+// Cleanup removes the networks that killed processes left behind: jobs of
+// this state dir whose lock is free, and leases of any state dir whose
+// job's lock is free (the links and rules of those are removed too). Jobs
+// of live processes are not touched. With no lease left, the bridge and
+// the table go.
+func (m *Manager) Cleanup(ctx context.Context) error {
+	ents, err := os.ReadDir(m.jobs)
+	if err != nil {
+		return fmt.Errorf("network cleanup: %w", err)
+	}
+	var errs []error
+	for _, e := range ents {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("network cleanup: %w", err)
+		}
+		if !e.IsDir() || !idPattern.MatchString(e.Name()) {
+			continue
+		}
+		lock, err := lockfile.TryAcquire(filepath.Join(m.jobs, e.Name(), "lock"))
+		if errors.Is(err, lockfile.ErrLocked) {
+			continue
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := m.remove(ctx, e.Name(), RuleComment(m.tag, e.Name())); err != nil {
+			errs = append(errs, err)
+		} else {
+			m.o.Log.Info("removed network left by a dead process", "id", e.Name())
+		}
+		lock.Release()
+	}
+	// Leases of dead jobs of other state dirs (or whose state dir is
+	// gone): their namespaces went with their processes or are the other
+	// state dir's to unmount, but the host-wide links and rules are ours
+	// to remove as much as theirs.
+	if err := m.reapLeases(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (m *Manager) reapLeases(ctx context.Context) error {
+	if _, err := os.Stat(m.leaseFile()); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	ls, err := readLeases(m.leaseFile())
+	if err != nil {
+		return err
+	}
+	var errs []error
+	dead := map[lease]bool{}
+	for _, v := range ls {
+		if lockfile.Held(v.Lock) {
+			continue
+		}
+		dead[v] = true
+		if err := delJobRules(RuleComment(v.Owner, v.ID)); err != nil {
+			errs = append(errs, err)
+		}
+		if err := delLink(vethName(v.Owner, v.ID)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	// release re-reads the leases under the lock; a lease whose lock is
+	// free then is dead for good (Setup takes the lock before leasing).
+	if err := m.release(ctx, func(v lease) bool { return dead[v] && !lockfile.Held(v.Lock) }); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

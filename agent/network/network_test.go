@@ -1,0 +1,273 @@
+package network
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/vishvananda/netlink"
+
+	"github.com/jobrun/jobrun/internal/leakcheck"
+	"github.com/jobrun/jobrun/internal/owner"
+)
+
+// TestOutbound: a job reaches a server in another network namespace (the
+// stand-in for the internet) through the bridge and NAT.
+func TestOutbound(t *testing.T) {
+	f := newFixture(t)
+	ns, addr := internet(t)
+	srv := serve(t, ns, addr.String()+":0")
+	n := f.setup(f.manager(nil))
+	if !n.Addr.IsValid() || !DefaultSubnet.Contains(n.Addr) || n.Gateway != DefaultSubnet.Addr().Next() {
+		t.Errorf("job address %s, gateway %s: want both in %s", n.Addr, n.Gateway, DefaultSubnet)
+	}
+	if !connect(t, f.job(n), srv) {
+		t.Errorf("a job on the bridge could not reach %s in the test's internet namespace", srv)
+	}
+}
+
+// TestHostUnreachable: a server the test binds on the host at 0.0.0.0 is
+// not reachable from a job, neither through the bridge's gateway address
+// nor through any of the host's own addresses. Positive controls: the host
+// itself reaches the server at each of them, and the same job reaches the
+// internet stand-in with the same probe.
+func TestHostUnreachable(t *testing.T) {
+	f := newFixture(t)
+	ns, addr := internet(t)
+	out := serve(t, ns, addr.String()+":0")
+	srv := serve(t, "", "0.0.0.0:0")
+	n := f.setup(f.manager(nil))
+	c := f.job(n)
+	if !connect(t, c, out) {
+		t.Fatal("positive control: the job could not reach the internet stand-in")
+	}
+	targets := []netip.Addr{n.Gateway}
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		ip, _ := netip.AddrFromSlice(a.IP)
+		if ip = ip.Unmap(); !ip.IsLoopback() && !slices.Contains(targets, ip) {
+			targets = append(targets, ip)
+		}
+	}
+	for _, ip := range targets {
+		to := netip.AddrPortFrom(ip, srv.Port())
+		if !hostConnect(t, to) {
+			t.Errorf("positive control: the host itself cannot reach its server at %s", to)
+			continue
+		}
+		if connect(t, c, to) {
+			t.Errorf("a job reached the host's server at %s", to)
+		}
+	}
+}
+
+// TestIsolation: two concurrent jobs cannot reach each other; a job
+// reaches its own address (positive control).
+func TestIsolation(t *testing.T) {
+	f := newFixture(t)
+	m := f.manager(nil)
+	a, b := f.setup(m), f.setup(m)
+	ca, cb := f.job(a), f.job(b)
+	srv := serve(t, a.Path, "0.0.0.0:0")
+	own := netip.AddrPortFrom(a.Addr, srv.Port())
+	if !connect(t, ca, own) {
+		t.Fatalf("positive control: job a cannot reach its own server at %s", own)
+	}
+	if connect(t, cb, own) {
+		t.Errorf("job b reached job a's server at %s", own)
+	}
+}
+
+// TestDeny: a range on the deny-list is dropped for the job, by a rule
+// the kernel reports back; without the deny the same server is reachable.
+func TestDeny(t *testing.T) {
+	f := newFixture(t)
+	ns, addr := internet(t)
+	srv := serve(t, ns, addr.String()+":0")
+	denied := netip.PrefixFrom(addr, 30).Masked()
+
+	open := f.setup(f.manager(nil))
+	if !connect(t, f.job(open), srv) {
+		t.Fatalf("positive control: %s unreachable without a deny-list", srv)
+	}
+	n := f.setup(f.manager([]netip.Prefix{denied, netip.MustParsePrefix("169.254.169.254/32")}))
+	got, err := JobRules(n.Comment)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || !slices.Contains(got, denied) || !slices.Contains(got, netip.MustParsePrefix("169.254.169.254/32")) {
+		t.Errorf("deny rules of the job: %v, want %s and 169.254.169.254/32", got, denied)
+	}
+	if other, _ := JobRules(open.Comment); len(other) != 0 {
+		t.Errorf("the job without a deny-list has deny rules %v", other)
+	}
+	if connect(t, f.job(n), srv) {
+		t.Errorf("a job reached %s, which its deny-list holds", srv)
+	}
+}
+
+// TestDefaultDeny: a manager without a configured deny-list denies the
+// cloud metadata address.
+func TestDefaultDeny(t *testing.T) {
+	f := newFixture(t)
+	m, err := New(Options{StateDir: f.dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := f.setup(m)
+	got, err := JobRules(n.Comment)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(got, netip.MustParsePrefix("169.254.169.254/32")) {
+		t.Errorf("default deny rules %v lack 169.254.169.254/32", got)
+	}
+}
+
+// TestTeardown: after Teardown nothing of the job is left: no veth, no
+// rule, no lease, no namespace (the fixture's leak check covers links,
+// addresses, namespaces and rules).
+func TestTeardown(t *testing.T) {
+	f := newFixture(t)
+	m := f.manager([]netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")})
+	n, err := m.Setup(t.Context(), "teardown")
+	if err != nil {
+		t.Fatal(err)
+	}
+	veth := vethName(m.tag, "teardown")
+	if _, err := netlink.LinkByName(veth); err != nil {
+		t.Fatalf("veth %s after Setup: %v", veth, err)
+	}
+	if err := n.Teardown(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Teardown(); err != nil {
+		t.Errorf("second Teardown: %v", err)
+	}
+	if _, err := netlink.LinkByName(veth); err == nil {
+		t.Errorf("veth %s left after Teardown", veth)
+	}
+	ls, err := readLeases(m.leaseFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := ls.find("teardown"); ok {
+		t.Error("lease left after Teardown")
+	}
+	if _, err := os.Stat(filepath.Join(f.dir, "network", "teardown")); err == nil {
+		t.Error("job directory left after Teardown")
+	}
+}
+
+// TestCleanupAfterCrash: a process killed with a job's network up leaves
+// its veth, rules, lease and namespace; Cleanup removes them, and only
+// once the process is dead.
+func TestCleanupAfterCrash(t *testing.T) {
+	f := newFixture(t)
+	m := f.manager(nil)
+	cmd := startHelper(t, f.dir)
+	veth := vethName(m.tag, "crashed")
+	if err := m.Cleanup(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := netlink.LinkByName(veth); err != nil {
+		t.Fatalf("Cleanup removed a live process's veth %s: %v", veth, err)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	ls, _ := readLeases(m.leaseFile())
+	if _, ok := ls.find("crashed"); !ok {
+		t.Fatal("the killed process left no lease: nothing to clean up, the test proves nothing")
+	}
+	if rules, _ := JobRules(RuleComment(m.tag, "crashed")); len(rules) == 0 {
+		t.Fatal("the killed process left no rules: the test proves nothing")
+	}
+	if err := m.Cleanup(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := netlink.LinkByName(veth); err == nil {
+		t.Errorf("veth %s left after Cleanup", veth)
+	}
+	ls, _ = readLeases(m.leaseFile())
+	if _, ok := ls.find("crashed"); ok {
+		t.Error("lease left after Cleanup")
+	}
+}
+
+// TestCleanupOtherStateDir: a dead job's lease, veth and rules are reaped
+// by a manager of another state dir (they are host-wide), but its
+// namespace is left to its own state dir's Cleanup.
+func TestCleanupOtherStateDir(t *testing.T) {
+	f := newFixture(t)
+	other := filepath.Join(t.TempDir(), "other")
+	if err := os.MkdirAll(filepath.Join(other, "network"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	snap := leakcheck.Take(t, other)
+	cmd := startHelper(t, other)
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	if err := f.manager(nil).Cleanup(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	tag := owner.Tag(other)
+	if _, err := netlink.LinkByName(vethName(tag, "crashed")); err == nil {
+		t.Error("the dead job's veth is left")
+	}
+	if rules, _ := JobRules(RuleComment(tag, "crashed")); len(rules) != 0 {
+		t.Errorf("the dead job's rules are left: %v", rules)
+	}
+	om, err := New(Options{StateDir: other, Log: hclog.NewNullLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := om.Cleanup(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	snap.Check(t)
+}
+
+func TestResolvConf(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "resolv.conf")
+	os.WriteFile(p, []byte("# comment\nnameserver 127.0.0.53\nnameserver 10.1.2.3\nnameserver ::1\nnameserver 2001:db8::1\nsearch example.com\noptions edns0\n"), 0o644)
+	got, err := resolvConf(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "nameserver 10.1.2.3\nsearch example.com\noptions edns0\n"; got != want {
+		t.Errorf("resolv.conf %q, want %q", got, want)
+	}
+}
+
+func TestLeases(t *testing.T) {
+	subnet := netip.MustParsePrefix("10.9.0.0/29")
+	gw := subnet.Addr().Next()
+	ls := leases{}
+	var got []string
+	for range 5 {
+		a, err := ls.allocate(subnet, gw, lease{ID: "x"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, a.String())
+	}
+	if want := "10.9.0.2 10.9.0.3 10.9.0.4 10.9.0.5 10.9.0.6"; strings.Join(got, " ") != want {
+		t.Errorf("allocated %v, want %s", got, want)
+	}
+	if _, err := ls.allocate(subnet, gw, lease{ID: "y"}); err == nil || !strings.Contains(err.Error(), "no free address in 10.9.0.0/29") {
+		t.Errorf("full subnet: %v", err)
+	}
+	delete(ls, netip.MustParseAddr("10.9.0.3"))
+	if a, _ := ls.allocate(subnet, gw, lease{ID: "z"}); a.String() != "10.9.0.3" {
+		t.Errorf("reused %s, want 10.9.0.3", a)
+	}
+}
