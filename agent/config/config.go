@@ -7,6 +7,11 @@
 //	registry "127.0.0.1:5000" {
 //	  insecure = true                 # plain HTTP; only for hosts listed here
 //	}
+//	network {
+//	  allow_host = false              # let jobs ask for network = "host"
+//	  subnet     = "10.213.0.0/16"    # the jobs' bridge network
+//	  deny       = ["169.254.169.254/32", "10.0.0.0/8"]  # replaces the default list
+//	}
 //
 // A missing file means the defaults. Sections for other parts of the agent
 // are added as blocks of their own.
@@ -15,6 +20,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 
@@ -29,6 +35,22 @@ type Config struct {
 	// Registries by host, as written ("docker.io", "ghcr.io",
 	// "127.0.0.1:5000").
 	Registries map[string]Registry
+	// Network configures jobs' networking.
+	Network Network
+}
+
+// Network configures jobs' networking.
+type Network struct {
+	// AllowHost lets jobs use network = "host": the host's own network,
+	// its loopback services included. Off by default.
+	AllowHost bool
+	// Subnet is the jobs' bridge subnet; invalid (zero) means the
+	// network package's default.
+	Subnet netip.Prefix
+	// Deny are destination ranges jobs may not reach. Nil means the
+	// network package's defaults (cloud metadata addresses); a deny
+	// attribute replaces them, and deny = [] denies nothing.
+	Deny []netip.Prefix
 }
 
 // Registry is how to reach one registry host.
@@ -58,6 +80,11 @@ type fileSchema struct {
 		Mirrors  []string `hcl:"mirrors,optional"`
 		Insecure bool     `hcl:"insecure,optional"`
 	} `hcl:"registry,block"`
+	Network *struct {
+		AllowHost bool      `hcl:"allow_host,optional"`
+		Subnet    string    `hcl:"subnet,optional"`
+		Deny      *[]string `hcl:"deny,optional"`
+	} `hcl:"network,block"`
 }
 
 // Load reads the file at path. A missing file gives the defaults; a bad one
@@ -95,6 +122,31 @@ func Parse(filename string, src []byte) (*Config, error) {
 			return nil, fmt.Errorf("%s: registry %q is configured twice", filename, r.Host)
 		}
 		c.Registries[r.Host] = Registry{Mirrors: r.Mirrors, Insecure: r.Insecure}
+	}
+	if n := s.Network; n != nil {
+		c.Network.AllowHost = n.AllowHost
+		if n.Subnet != "" {
+			p, err := netip.ParsePrefix(n.Subnet)
+			if err != nil || !p.Addr().Is4() {
+				return nil, fmt.Errorf("%s: network: subnet %q: want an IPv4 prefix like \"10.213.0.0/16\"", filename, n.Subnet)
+			}
+			c.Network.Subnet = p
+		}
+		if n.Deny != nil {
+			c.Network.Deny = []netip.Prefix{}
+			for _, d := range *n.Deny {
+				p, err := netip.ParsePrefix(d)
+				if err != nil {
+					if a, aerr := netip.ParseAddr(d); aerr == nil && a.Is4() {
+						p, err = netip.PrefixFrom(a, 32), nil
+					}
+				}
+				if err != nil || !p.Addr().Is4() {
+					return nil, fmt.Errorf("%s: network: deny %q: want an IPv4 address or prefix like \"169.254.169.254/32\"", filename, d)
+				}
+				c.Network.Deny = append(c.Network.Deny, p.Masked())
+			}
+		}
 	}
 	return c, nil
 }
