@@ -131,16 +131,16 @@ func environment(imageEnv []string, j *Job) []string {
 
 // fetchNeeds places the artifacts of the jobs j needs into its workspace.
 func (r *Runner) fetchNeeds(ctx context.Context, j *Job, ws string, l *jobLog) error {
-	for _, need := range j.NeedIDs {
-		ref := artifacts.Ref{Repo: j.Repo, Run: j.Run, Job: need, Attempt: 1}
-		m, err := artifacts.Fetch(ctx, r.Artifacts, ref, ws)
+	for _, need := range j.NeedAttempts {
+		ref := artifacts.Ref{Repo: j.Repo, Run: j.Run, Job: need.ID, Attempt: need.Attempt}
+		m, err := artifacts.Fetch(ctx, r.artifactStore(j), ref, ws)
 		if errors.Is(err, artifacts.ErrNotFound) {
 			continue // the needed job stored no artifacts
 		}
 		if err != nil {
-			return fmt.Errorf("artifacts of %s: %w", need, err)
+			return fmt.Errorf("artifacts of %s: %w", need.ID, err)
 		}
-		l.notice("", fmt.Sprintf("artifacts of %s: %d files", need, len(m.Files)))
+		l.notice("", fmt.Sprintf("artifacts of %s: %d files", need.ID, len(m.Files)))
 	}
 	return nil
 }
@@ -166,7 +166,7 @@ func (r *Runner) storeArtifacts(ctx context.Context, j *Job, ws string, ok bool,
 		l.notice("", fmt.Sprintf("artifacts: skipped %s: %s", s.Path, s.Reason))
 	}
 	ref := artifacts.Ref{Repo: j.Repo, Run: j.Run, Job: j.ID, Attempt: j.Attempt}
-	m, err := artifacts.Upload(ctx, r.Artifacts, ref, c, artifacts.UploadOptions{ExpireIn: a.ExpireIn})
+	m, err := artifacts.Upload(ctx, r.artifactStore(j), ref, c, artifacts.UploadOptions{ExpireIn: a.ExpireIn})
 	if err != nil {
 		return err
 	}

@@ -83,11 +83,32 @@ type Job struct {
 	Secrets map[string]string
 	// Untrusted runs (pull requests from forks) get private caches.
 	Untrusted bool
-	// NeedIDs are the IDs of the jobs whose artifacts this job receives in
-	// its workspace before the first step.
-	NeedIDs []string
+	// NeedAttempts are the attempts of the jobs whose artifacts this job
+	// receives in its workspace before the first step.
+	NeedAttempts []NeedAttempt
+	// ArtifactStore, if set, replaces the Runner's store for this job:
+	// where its artifacts go and its needs' come from. The pool agent
+	// sets one per lease, uploading through the scheduler.
+	ArtifactStore artifacts.Store
 
 	instance string // set by Run: see Instance
+}
+
+// NeedAttempt names the attempt of a needed job whose artifacts a job
+// receives: its ID (the sanitised job id the store names it by) and the
+// attempt that succeeded.
+type NeedAttempt struct {
+	ID      string
+	Attempt int
+}
+
+// artifactStore is where j's artifacts go: its own store if set, else the
+// Runner's.
+func (r *Runner) artifactStore(j *Job) artifacts.Store {
+	if j.ArtifactStore != nil {
+		return j.ArtifactStore
+	}
+	return r.Artifacts
 }
 
 // Run runs j and reports its events to sink. Whatever happens, everything

@@ -54,7 +54,7 @@ func Run(ctx context.Context, plan []*jobs.Job, opts Options) []agent.Result {
 			res = opts.Runner.Run(ctx, &agent.Job{
 				Job: j, Repo: repo, Run: run, Attempt: 1,
 				Source: opts.Source, BaseDir: opts.BaseDir, Clean: opts.Clean,
-				Env: opts.Env, Secrets: secrets, NeedIDs: needIDs(j, byName),
+				Env: opts.Env, Secrets: secrets, NeedAttempts: needAttempts(j, byName),
 			}, opts.Sink)
 		}
 		mu.Lock()
@@ -89,14 +89,16 @@ func jobSecrets(j *jobs.Job, all map[string]string) (map[string]string, error) {
 	return out, nil
 }
 
-func needIDs(j *jobs.Job, byName map[string]*jobs.Job) []string {
-	var ids []string
+// needAttempts names the needed jobs' attempts: locally, every job runs
+// once, as attempt 1.
+func needAttempts(j *jobs.Job, byName map[string]*jobs.Job) []agent.NeedAttempt {
+	var needs []agent.NeedAttempt
 	for _, n := range j.Needs {
 		if d, ok := byName[n]; ok {
-			ids = append(ids, d.ID)
+			needs = append(needs, agent.NeedAttempt{ID: d.ID, Attempt: 1})
 		}
 	}
-	return ids
+	return needs
 }
 
 // RunID names one local run in the artifact store: sortable by time.

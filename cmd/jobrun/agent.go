@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/jobrun/jobrun/agent"
+	"github.com/jobrun/jobrun/api"
+)
+
+func init() { commands = append(commands, newAgentCmd) }
+
+type agentFlags struct {
+	server       string
+	token        string
+	labels       []string
+	jobs         int
+	name         string
+	drainTimeout time.Duration
+	noCache      bool
+	logLimit     string
+}
+
+func newAgentCmd(g *globals) *cobra.Command {
+	f := &agentFlags{}
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Join a scheduler's pool and run the jobs it leases",
+		Long: `Register with the scheduler at --server using the pool's registration
+token, then lease jobs whose agent labels are among --labels, up to --jobs at
+once, and run them as 'jobrun local' would, streaming their logs back.
+
+SIGTERM (or Ctrl-C) drains: no new jobs are leased, the running ones finish
+(or are cancelled after --drain-timeout), their results are reported, and
+the agent leaves the pool. A second signal cancels the running jobs at once.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runAgent(cmd, g, f) },
+	}
+	host, _ := os.Hostname()
+	fl := cmd.Flags()
+	fl.StringVar(&f.server, "server", "", "the scheduler's URL (http://host:port)")
+	fl.StringVar(&f.token, "token", "", "the pool's registration token")
+	fl.StringSliceVar(&f.labels, "labels", nil, "labels this agent offers to jobs' agent lists (comma-separated)")
+	fl.IntVar(&f.jobs, "jobs", 1, "most jobs run at once")
+	fl.StringVar(&f.name, "name", host, "the agent's name in the pool")
+	fl.DurationVar(&f.drainTimeout, "drain-timeout", 10*time.Minute, "on SIGTERM, how long running jobs may go on before they are cancelled")
+	fl.BoolVar(&f.noCache, "no-cache", false, "give every cache an empty directory that is thrown away")
+	fl.StringVar(&f.logLimit, "log-limit", "64MiB", "most output kept per job")
+	return cmd
+}
+
+func runAgent(cmd *cobra.Command, g *globals, f *agentFlags) error {
+	switch {
+	case f.server == "":
+		return &usageError{errors.New("--server is required (or JOBRUN_SERVER)")}
+	case f.token == "":
+		return &usageError{errors.New("--token is required (or JOBRUN_TOKEN)")}
+	case f.jobs < 1:
+		return &usageError{fmt.Errorf("--jobs %d: want at least 1", f.jobs)}
+	case f.name == "":
+		return &usageError{errors.New("--name is required: the host name is unknown")}
+	}
+	dir, err := g.absStateDir()
+	if err != nil {
+		return err
+	}
+	// The pool's jobs store their artifacts through the scheduler; the
+	// host's local store is only the Runner's default and stays empty.
+	h, err := openHost(cmd.Context(), g, hostOptions{noCache: f.noCache, artifacts: filepath.Join(dir, "artifacts"), logLimit: f.logLimit}, cmd.ErrOrStderr())
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	pool := &agent.Pool{
+		Client:    &api.Client{Base: f.server, HTTP: &http.Client{}},
+		PoolToken: f.token,
+		Runner:    h.runner,
+		Name:      f.name,
+		Labels:    f.labels,
+		Slots:     f.jobs,
+		Version:   version,
+		Log:       g.log.Named("agent"),
+	}
+	if err := pool.Cleanup(cmd.Context()); err != nil {
+		g.log.Warn("start-up cleanup", "error", err)
+	}
+	// The command's context ends at the first signal; the pool's must
+	// outlive it, since that signal only drains.
+	ctx, stop := drainSignals(context.WithoutCancel(cmd.Context()), g, pool, h.runner, f.drainTimeout)
+	defer stop()
+	return pool.Run(ctx)
+}
+
+// drainSignals makes the first SIGTERM or SIGINT drain the pool, and
+// cancels the returned context (the running jobs) when the drain timeout
+// passes or a second signal comes, which also kills the jobs' processes
+// at once.
+func drainSignals(parent context.Context, g *globals, pool *agent.Pool, r *agent.Runner, timeout time.Duration) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		var expired <-chan time.Time
+		n := 0
+		for {
+			select {
+			case <-done:
+				return
+			case <-expired:
+				g.log.Warn("drain timeout: cancelling the running jobs", "timeout", timeout)
+				cancel(fmt.Errorf("cancelled: the agent shut down and its drain timeout (%s) passed", timeout))
+			case s := <-sig:
+				n++
+				if n == 1 {
+					g.log.Info("draining: running jobs may finish", "signal", s, "timeout", timeout)
+					pool.Drain()
+					t := time.NewTimer(timeout)
+					defer t.Stop()
+					expired = t.C
+					continue
+				}
+				g.log.Warn("second signal: cancelling the running jobs at once", "signal", s)
+				cancel(errors.New("cancelled: the agent was stopped"))
+				r.KillAll()
+			}
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sig)
+		close(done)
+		cancel(nil)
+	}
+}
