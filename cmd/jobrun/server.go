@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/jobrun/jobrun/artifacts"
+	"github.com/jobrun/jobrun/internal/atomicfile"
+	"github.com/jobrun/jobrun/scheduler"
+)
+
+func init() { commands = append(commands, newServerCmd) }
+
+type serverFlags struct {
+	listen           string
+	database         string
+	regToken         string
+	adminToken       string
+	secretKey        string
+	leaseTimeout     time.Duration
+	affinityWait     time.Duration
+	maxAttempts      int
+	supersedeRunning bool
+}
+
+func newServerCmd(g *globals) *cobra.Command {
+	var f serverFlags
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the scheduler: queue runs, lease jobs to agents, keep logs and artifacts",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runServer(cmd.Context(), g, f, cmd.ErrOrStderr())
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.listen, "listen", ":8080", "address to serve the API on")
+	fl.StringVar(&f.database, "database", "sqlite", "store: sqlite (a file in the state dir), sqlite:PATH, or a postgres:// URL (several servers)")
+	fl.StringVar(&f.regToken, "registration-token", "", "token agents join the pool with (default: made once, kept in STATE_DIR/registration-token)")
+	fl.StringVar(&f.adminToken, "admin-token", "", "token for runs, cancel, retry and secrets (default: made once, kept in STATE_DIR/admin-token)")
+	fl.StringVar(&f.secretKey, "secret-key-file", "", "AES-256 key the secrets are encrypted with (default STATE_DIR/secret.key, made if missing)")
+	fl.DurationVar(&f.leaseTimeout, "lease-timeout", 30*time.Second, "how long a job stays leased to an agent that stopped heartbeating")
+	fl.DurationVar(&f.affinityWait, "affinity-wait", 2*time.Second, "how long a job waits for the agent that last ran its branch")
+	fl.IntVar(&f.maxAttempts, "max-attempts", 3, "leases of a job before a lost lease fails it")
+	fl.BoolVar(&f.supersedeRunning, "supersede-running", false, "a new run of a branch also cancels the running jobs of older runs")
+	return cmd
+}
+
+func runServer(ctx context.Context, g *globals, f serverFlags, stderr interface{ Write([]byte) (int, error) }) error {
+	if f.leaseTimeout < time.Second {
+		return &usageError{fmt.Errorf("--lease-timeout %v: want at least 1s", f.leaseTimeout)}
+	}
+	if err := os.MkdirAll(filepath.Join(g.stateDir, "tmp"), 0o700); err != nil {
+		return err
+	}
+	var err error
+	if f.regToken, err = token(f.regToken, filepath.Join(g.stateDir, "registration-token")); err != nil {
+		return err
+	}
+	if f.adminToken, err = token(f.adminToken, filepath.Join(g.stateDir, "admin-token")); err != nil {
+		return err
+	}
+	if f.secretKey == "" {
+		f.secretKey = filepath.Join(g.stateDir, "secret.key")
+	}
+	sealer, err := scheduler.LoadKey(f.secretKey)
+	if err != nil {
+		return err
+	}
+	st, err := scheduler.Open(ctx, f.database, g.stateDir)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	store, err := artifacts.NewLocal(filepath.Join(g.stateDir, "artifacts"))
+	if err != nil {
+		return err
+	}
+	srv := scheduler.New(scheduler.Config{
+		Store: st, Artifacts: store, TempDir: filepath.Join(g.stateDir, "tmp"),
+		RegistrationToken: f.regToken, AdminToken: f.adminToken, Secrets: sealer,
+		LeaseTimeout: f.leaseTimeout, AffinityWait: f.affinityWait, MaxAttempts: f.maxAttempts,
+		SupersedeRunning: f.supersedeRunning, Log: g.log.Named("server"),
+	})
+
+	ln, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go srv.Run(ctx)
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		// Lease long-polls end with the server's context, not after their wait.
+		BaseContext: func(net.Listener) context.Context { return ctx }}
+	fmt.Fprintf(stderr, "jobrun: server listening on %s\n", ln.Addr())
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shut, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(shut); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
+}
+
+// token returns given, or the token kept at path, made and kept there the
+// first time.
+func token(given, path string) (string, error) {
+	if given != "" {
+		return given, nil
+	}
+	data, err := os.ReadFile(path)
+	if err == nil {
+		return strings.TrimSpace(string(data)), nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	t := scheduler.NewToken()
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", err
+	}
+	if err := atomicfile.Write(filepath.Dir(path), path, []byte(t+"\n")); err != nil {
+		return "", fmt.Errorf("keep token: %w", err)
+	}
+	return t, nil
+}

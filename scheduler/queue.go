@@ -1,0 +1,676 @@
+package scheduler
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jobrun/jobrun/api"
+)
+
+// errGone reports an attempt that is not (or no longer) leased to the
+// agent asking: it must stop the job.
+var errGone = errors.New("attempt is not leased to this agent")
+
+// errConflict reports a request that the job's state does not allow.
+var errConflict = errors.New("conflict")
+
+// Planned is one job of a new run, as the plan gives it.
+type Planned struct {
+	Name    string
+	Key     string
+	Labels  []string
+	Needs   []string
+	Secrets []string
+}
+
+// RunOptions say how a new run is queued.
+type RunOptions struct {
+	MaxAttempts int
+	// SupersedeRunning also cancels running jobs of older runs of the
+	// same branch and job file, not only queued ones.
+	SupersedeRunning bool
+	// Reason, if set, records a run that cannot run (a job file with
+	// errors): it is created failed, with no jobs.
+	Reason string
+}
+
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // only plain values are marshalled here
+	}
+	return string(b)
+}
+
+func strList(s string) []string {
+	var v []string
+	json.Unmarshal([]byte(s), &v)
+	return v
+}
+
+// CreateRun records a run and queues its jobs (those with needs wait for
+// them). Queued and waiting jobs of older runs of the same repository,
+// branch and file are superseded.
+func (s *SQL) CreateRun(ctx context.Context, nr api.NewRun, plan []Planned, opts RunOptions, now time.Time) (int64, error) {
+	var id int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		status, finished := api.Running, sql.NullInt64{}
+		if opts.Reason != "" {
+			status, finished = api.Errored, sql.NullInt64{Int64: ms(now), Valid: true}
+		}
+		err := tx.QueryRowContext(ctx, `INSERT INTO runs (repo, branch, commit_sha, clone_url, file, source, trigger, env, untrusted, status, reason, created_at, finished_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id`,
+			nr.Repo, nr.Branch, nr.Commit, nr.CloneURL, nr.File, nr.Source, nr.Trigger, mustJSON(nr.Env), flag(nr.Untrusted),
+			status, opts.Reason, ms(now), finished).Scan(&id)
+		if err != nil {
+			return fmt.Errorf("insert run: %w", err)
+		}
+		var pref string
+		err = tx.QueryRowContext(ctx, `SELECT agent_id FROM affinity WHERE repo = $1 AND branch = $2`, nr.Repo, nr.Branch).Scan(&pref)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		for _, p := range plan {
+			st := api.Queued
+			if len(p.Needs) > 0 {
+				st = api.Waiting
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO jobs (run_id, name, key, labels, needs, secrets, status, max_attempts, preferred_agent, queued_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+				id, p.Name, p.Key, mustJSON(sorted(p.Labels)), mustJSON(p.Needs), mustJSON(p.Secrets), st, opts.MaxAttempts, pref, ms(now))
+			if err != nil {
+				return fmt.Errorf("insert job %s: %w", p.Name, err)
+			}
+		}
+		if opts.Reason != "" {
+			return nil
+		}
+		if err := s.supersede(ctx, tx, id, nr, opts.SupersedeRunning, now); err != nil {
+			return err
+		}
+		return s.settle(ctx, tx, id, now)
+	})
+	return id, err
+}
+
+func sorted(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	if s == nil {
+		s = []string{}
+	}
+	return s
+}
+
+// supersede ends the queued and waiting jobs of older runs of the same
+// branch and file, and asks agents to cancel their running ones if
+// running is set.
+func (s *SQL) supersede(ctx context.Context, tx *sql.Tx, run int64, nr api.NewRun, running bool, now time.Time) error {
+	older := `run_id IN (SELECT id FROM runs WHERE repo = $1 AND branch = $2 AND file = $3 AND id < $4 AND finished_at IS NULL)`
+	why := fmt.Sprintf("superseded by run %d", run)
+	rows, err := tx.QueryContext(ctx, `SELECT DISTINCT run_id FROM jobs WHERE status IN ('queued', 'waiting', 'running') AND `+older,
+		nr.Repo, nr.Branch, nr.File, run)
+	if err != nil {
+		return fmt.Errorf("supersede: %w", err)
+	}
+	runs, err := scanInts(rows)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE jobs SET status = 'superseded', reason = $5, finished_at = $6
+		WHERE status IN ('queued', 'waiting') AND `+older, nr.Repo, nr.Branch, nr.File, run, why, ms(now)); err != nil {
+		return fmt.Errorf("supersede: %w", err)
+	}
+	if running {
+		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET cancel_requested = 1, reason = $5
+			WHERE status = 'running' AND `+older, nr.Repo, nr.Branch, nr.File, run, why); err != nil {
+			return fmt.Errorf("supersede: %w", err)
+		}
+	}
+	for _, r := range runs {
+		if err := s.settle(ctx, tx, r, now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func scanInts(rows *sql.Rows) ([]int64, error) {
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var v int64
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+type runJob struct {
+	id     int64
+	name   string
+	needs  []string
+	status string
+}
+
+// settle moves a run forward after a change: waiting jobs whose needs all
+// succeeded are queued, those with a need that did not are skipped, and a
+// run whose jobs have all ended gets its final status.
+func (s *SQL) settle(ctx context.Context, tx *sql.Tx, run int64, now time.Time) error {
+	rows, err := tx.QueryContext(ctx, `SELECT id, name, needs, status FROM jobs WHERE run_id = $1 ORDER BY id`, run)
+	if err != nil {
+		return fmt.Errorf("settle run %d: %w", run, err)
+	}
+	var js []*runJob
+	byName := map[string]*runJob{}
+	for rows.Next() {
+		j := &runJob{}
+		var needs string
+		if err := rows.Scan(&j.id, &j.name, &needs, &j.status); err != nil {
+			rows.Close()
+			return err
+		}
+		j.needs = strList(needs)
+		js = append(js, j)
+		byName[j.name] = j
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for changed := true; changed; {
+		changed = false
+		for _, j := range js {
+			if j.status != api.Waiting {
+				continue
+			}
+			st, reason := needsState(j, byName)
+			if st == "" {
+				continue
+			}
+			j.status, changed = st, true
+			q := `UPDATE jobs SET status = $1, reason = $2, queued_at = $3 WHERE id = $4`
+			if st != api.Queued {
+				q = `UPDATE jobs SET status = $1, reason = $2, finished_at = $3 WHERE id = $4`
+			}
+			if _, err := tx.ExecContext(ctx, q, st, reason, ms(now), j.id); err != nil {
+				return err
+			}
+		}
+	}
+	status := runStatus(js)
+	if status == api.Running {
+		_, err = tx.ExecContext(ctx, `UPDATE runs SET status = 'running', finished_at = NULL WHERE id = $1`, run)
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE runs SET status = $1, finished_at = $2 WHERE id = $3 AND (finished_at IS NULL OR status <> $1)`, status, ms(now), run)
+	return err
+}
+
+// needsState is what a waiting job becomes given its needs: queued, skipped
+// (with why), or "" to keep waiting.
+func needsState(j *runJob, byName map[string]*runJob) (string, string) {
+	for _, n := range j.needs {
+		need := byName[n]
+		if need == nil {
+			return api.Skipped, fmt.Sprintf("needs %s, which is not in this run", n)
+		}
+		if api.Final(need.status) && need.status != api.Succeeded {
+			return api.Skipped, fmt.Sprintf("needs %s, which ended %s", n, need.status)
+		}
+	}
+	for _, n := range j.needs {
+		if byName[n].status != api.Succeeded {
+			return "", ""
+		}
+	}
+	return api.Queued, ""
+}
+
+// runStatus is a run's status from its jobs': running until every job
+// ended, then the worst outcome.
+func runStatus(js []*runJob) string {
+	worst := api.Succeeded
+	rank := map[string]int{api.Succeeded: 0, api.Skipped: 1, api.Superseded: 2, api.Cancelled: 3, api.Failed: 4, api.Errored: 5}
+	for _, j := range js {
+		if !api.Final(j.status) {
+			return api.Running
+		}
+		if rank[j.status] > rank[worst] {
+			worst = j.status
+		}
+	}
+	if worst == api.Skipped {
+		worst = api.Succeeded
+	}
+	return worst
+}
+
+// agentRec is an agent's row.
+type agentRec struct {
+	ID       string
+	Name     string
+	Labels   []string
+	Slots    int
+	Version  string
+	LastSeen time.Time
+	Gone     bool
+}
+
+// RegisterAgent records a new agent with its token's hash.
+func (s *SQL) RegisterAgent(ctx context.Context, a agentRec, tokenHash string, now time.Time) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO agents (id, name, token_hash, labels, slots, version, last_seen, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $7)`, a.ID, a.Name, tokenHash, mustJSON(sorted(a.Labels)), a.Slots, a.Version, ms(now))
+	if err != nil {
+		return fmt.Errorf("register agent %s: %w", a.Name, err)
+	}
+	return nil
+}
+
+// AgentByToken finds the live agent a token hash belongs to.
+func (s *SQL) AgentByToken(ctx context.Context, tokenHash string) (*agentRec, error) {
+	var a agentRec
+	var labels string
+	var seen int64
+	err := s.db.QueryRowContext(ctx, `SELECT id, name, labels, slots, version, last_seen FROM agents WHERE token_hash = $1 AND gone = 0`, tokenHash).
+		Scan(&a.ID, &a.Name, &labels, &a.Slots, &a.Version, &seen)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, errNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	a.Labels, a.LastSeen = strList(labels), fromMS(seen)
+	return &a, nil
+}
+
+// Deregister marks an agent gone and requeues what it was running.
+func (s *SQL) Deregister(ctx context.Context, id string, now time.Time) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE agents SET gone = 1, last_seen = $2 WHERE id = $1`, id, ms(now)); err != nil {
+			return err
+		}
+		// Its leases end now rather than at their timeout.
+		_, err := tx.ExecContext(ctx, `UPDATE jobs SET lease_expires = 0 WHERE agent_id = $1 AND status = 'running'`, id)
+		return err
+	})
+}
+
+// leaseRec is what a lease hands out, read from the job's and run's rows.
+type leaseRec struct {
+	api.Lease
+	secrets []string
+}
+
+// LeaseParams tune the assignment.
+type LeaseParams struct {
+	Timeout      time.Duration
+	AffinityWait time.Duration
+}
+
+// Lease gives agent a the oldest queued job it may run: its labels cover
+// the job's, it has a free slot, and the job either prefers it, prefers
+// nobody, prefers an agent that is gone or offline, or has waited
+// longer than the affinity wait. It returns nil if there is none.
+func (s *SQL) Lease(ctx context.Context, a *agentRec, p LeaseParams, now time.Time) (*leaseRec, error) {
+	var l *leaseRec
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE agents SET last_seen = $2 WHERE id = $1`, a.ID, ms(now)); err != nil {
+			return err
+		}
+		var busy int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM jobs WHERE agent_id = $1 AND status = 'running'`, a.ID).Scan(&busy); err != nil {
+			return err
+		}
+		if busy >= a.Slots {
+			return nil
+		}
+		id, err := s.pick(ctx, tx, a, p, now)
+		if err != nil || id == 0 {
+			return err
+		}
+		l, err = s.leaseOf(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO affinity (repo, branch, agent_id) VALUES ($1, $2, $3)
+			ON CONFLICT (repo, branch) DO UPDATE SET agent_id = excluded.agent_id`, l.Repo, l.Branch, a.ID)
+		return err
+	})
+	return l, err
+}
+
+// pick claims the job for a, returning its id, or 0.
+func (s *SQL) pick(ctx context.Context, tx *sql.Tx, a *agentRec, p LeaseParams, now time.Time) (int64, error) {
+	const page = 200
+	offline := ms(now.Add(-p.Timeout))
+	waited := ms(now.Add(-p.AffinityWait))
+	for after := int64(0); ; {
+		rows, err := tx.QueryContext(ctx, `SELECT j.id, j.labels, j.preferred_agent, j.queued_at, COALESCE(pa.last_seen, 0), COALESCE(pa.gone, 1)
+			FROM jobs j LEFT JOIN agents pa ON pa.id = j.preferred_agent
+			WHERE j.status = 'queued' AND j.id > $1 ORDER BY j.id LIMIT `+fmt.Sprint(page)+s.d.lockQueued, after)
+		if err != nil {
+			return 0, fmt.Errorf("queued jobs: %w", err)
+		}
+		var cands []int64
+		n := 0
+		for rows.Next() {
+			var id, queued, seen, gone int64
+			var labels, pref string
+			if err := rows.Scan(&id, &labels, &pref, &queued, &seen, &gone); err != nil {
+				rows.Close()
+				return 0, err
+			}
+			n, after = n+1, id
+			if !covers(a.Labels, strList(labels)) {
+				continue
+			}
+			if pref == "" || pref == a.ID || queued <= waited || gone == 1 || seen < offline {
+				cands = append(cands, id)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return 0, err
+		}
+		for _, id := range cands {
+			res, err := tx.ExecContext(ctx, `UPDATE jobs SET status = 'running', attempt = attempt + 1, agent_id = $2, lease_expires = $3,
+				started_at = $4, finished_at = NULL, reason = '' WHERE id = $1 AND status = 'queued'`,
+				id, a.ID, ms(now.Add(p.Timeout)), ms(now))
+			if err != nil {
+				return 0, err
+			}
+			if k, _ := res.RowsAffected(); k == 1 {
+				return id, nil
+			}
+		}
+		if n < page {
+			return 0, nil
+		}
+	}
+}
+
+// covers reports whether have includes every label of want.
+func covers(have, want []string) bool {
+	for _, w := range want {
+		if !slices.Contains(have, w) {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *SQL) leaseOf(ctx context.Context, tx *sql.Tx, id int64) (*leaseRec, error) {
+	l := &leaseRec{}
+	var env, needs, secrets string
+	var untrusted int
+	var run int64
+	err := tx.QueryRowContext(ctx, `SELECT j.attempt, j.name, j.needs, j.secrets, r.id, r.repo, r.branch, r.commit_sha, r.clone_url, r.file, r.source, r.env, r.untrusted
+		FROM jobs j JOIN runs r ON r.id = j.run_id WHERE j.id = $1`, id).
+		Scan(&l.Attempt.Attempt, &l.Job, &needs, &secrets, &run, &l.Repo, &l.Branch, &l.Commit, &l.CloneURL, &l.File, &l.Source, &env, &untrusted)
+	if err != nil {
+		return nil, fmt.Errorf("lease job %d: %w", id, err)
+	}
+	l.Attempt.Job, l.Run, l.Untrusted, l.secrets = id, fmt.Sprint(run), untrusted == 1, strList(secrets)
+	json.Unmarshal([]byte(env), &l.Env)
+	for _, n := range strList(needs) {
+		var need api.Need
+		err := tx.QueryRowContext(ctx, `SELECT id, key, attempt FROM jobs WHERE run_id = $1 AND name = $2`, run, n).Scan(&need.ID, &need.Key, &need.Attempt)
+		if err != nil {
+			return nil, fmt.Errorf("lease job %d: need %s: %w", id, n, err)
+		}
+		l.Needs = append(l.Needs, need)
+	}
+	return l, nil
+}
+
+// Heartbeat renews the leases agent holds on running, and returns those
+// it must kill: leased to another agent now, ended, or cancelled.
+func (s *SQL) Heartbeat(ctx context.Context, agent string, running []api.Attempt, timeout time.Duration, now time.Time) ([]api.Attempt, error) {
+	var kill []api.Attempt
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		kill = kill[:0]
+		if _, err := tx.ExecContext(ctx, `UPDATE agents SET last_seen = $2 WHERE id = $1`, agent, ms(now)); err != nil {
+			return err
+		}
+		for _, a := range running {
+			res, err := tx.ExecContext(ctx, `UPDATE jobs SET lease_expires = $1
+				WHERE id = $2 AND attempt = $3 AND agent_id = $4 AND status = 'running' AND cancel_requested = 0`,
+				ms(now.Add(timeout)), a.Job, a.Attempt, agent)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				kill = append(kill, a)
+			}
+		}
+		return nil
+	})
+	return kill, err
+}
+
+// holds checks, inside tx, that agent holds the lease of attempt a.
+func holds(ctx context.Context, tx *sql.Tx, agent string, a api.Attempt) (int64, error) {
+	var run int64
+	err := tx.QueryRowContext(ctx, `SELECT run_id FROM jobs WHERE id = $1 AND attempt = $2 AND agent_id = $3 AND status = 'running'`,
+		a.Job, a.Attempt, agent).Scan(&run)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, errGone
+	}
+	return run, err
+}
+
+// CheckLease reports errGone unless agent holds the lease of a.
+func (s *SQL) CheckLease(ctx context.Context, agent string, a api.Attempt) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		_, err := holds(ctx, tx, agent, a)
+		return err
+	})
+}
+
+// AppendLog stores data at byte offset off of attempt a's log, from what
+// the store holds on, and returns the log's size. An offset past the size
+// is a gap: nothing is stored and errConflict returned with the size.
+func (s *SQL) AppendLog(ctx context.Context, agent string, a api.Attempt, off int64, data []byte) (int64, error) {
+	var size int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := holds(ctx, tx, agent, a); err != nil {
+			return err
+		}
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(off + size), 0) FROM log_chunks WHERE job_id = $1 AND attempt = $2`,
+			a.Job, a.Attempt).Scan(&size); err != nil {
+			return err
+		}
+		if off > size {
+			return errConflict
+		}
+		if end := off + int64(len(data)); end > size {
+			tail := data[size-off:]
+			if _, err := tx.ExecContext(ctx, `INSERT INTO log_chunks (job_id, attempt, off, size, data) VALUES ($1, $2, $3, $4, $5)`,
+				a.Job, a.Attempt, size, len(tail), tail); err != nil {
+				return err
+			}
+			size = end
+		}
+		return nil
+	})
+	return size, err
+}
+
+// Log returns attempt's log from byte offset from on.
+func (s *SQL) Log(ctx context.Context, a api.Attempt, from int64) ([]byte, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT off, data FROM log_chunks WHERE job_id = $1 AND attempt = $2 AND off + size > $3 ORDER BY off`,
+		a.Job, a.Attempt, from)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []byte
+	for rows.Next() {
+		var off int64
+		var data []byte
+		if err := rows.Scan(&off, &data); err != nil {
+			return nil, err
+		}
+		if off < from {
+			data = data[from-off:]
+		}
+		out = append(out, data...)
+	}
+	return out, rows.Err()
+}
+
+// Step records a step's state.
+func (s *SQL) Step(ctx context.Context, agent string, a api.Attempt, st api.Step) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := holds(ctx, tx, agent, a); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO steps (job_id, attempt, idx, name, status, started_at, duration_ms, exit, allowed_failure)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+			ON CONFLICT (job_id, attempt, idx) DO UPDATE SET status = excluded.status, duration_ms = excluded.duration_ms,
+				exit = excluded.exit, allowed_failure = excluded.allowed_failure`,
+			a.Job, a.Attempt, st.Index, st.Name, st.Status, ms(st.Started), time.Duration(st.Duration).Milliseconds(), st.Exit, flag(st.AllowedFailure))
+		return err
+	})
+}
+
+// Finish closes attempt a with its result and moves its run forward. A
+// repeated Finish of the same attempt by the same agent succeeds again.
+func (s *SQL) Finish(ctx context.Context, agent string, a api.Attempt, r api.Result, now time.Time) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		run, err := holds(ctx, tx, agent, a)
+		if errors.Is(err, errGone) {
+			var n int
+			tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM jobs WHERE id = $1 AND attempt = $2 AND agent_id = $3 AND status = $4`,
+				a.Job, a.Attempt, agent, r.Status).Scan(&n)
+			if n == 1 {
+				return nil // a retry of a Finish that got through
+			}
+		}
+		if err != nil {
+			return err
+		}
+		if !api.Final(r.Status) {
+			return fmt.Errorf("%w: status %q is not final", errConflict, r.Status)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET status = $1, reason = $2, result = $3, finished_at = $4, cancel_requested = 0 WHERE id = $5`,
+			r.Status, r.Reason, mustJSON(r), ms(now), a.Job); err != nil {
+			return err
+		}
+		return s.settle(ctx, tx, run, now)
+	})
+}
+
+// Expire ends the leases that were not renewed in time: the job is queued
+// again, or failed once its attempts are used up, or cancelled if a
+// cancel was waiting for the agent. It returns how many it requeued.
+func (s *SQL) Expire(ctx context.Context, now time.Time) (int, error) {
+	requeued := 0
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT j.id, j.run_id, j.attempt, j.max_attempts, j.cancel_requested, a.name
+			FROM jobs j LEFT JOIN agents a ON a.id = j.agent_id WHERE j.status = 'running' AND j.lease_expires < $1`, ms(now))
+		if err != nil {
+			return err
+		}
+		type expired struct {
+			id, run      int64
+			attempt, max int
+			cancel       int
+			agent        sql.NullString
+		}
+		var es []expired
+		for rows.Next() {
+			var e expired
+			if err := rows.Scan(&e.id, &e.run, &e.attempt, &e.max, &e.cancel, &e.agent); err != nil {
+				rows.Close()
+				return err
+			}
+			es = append(es, e)
+		}
+		rows.Close()
+		for _, e := range es {
+			lost := fmt.Sprintf("agent %s stopped renewing the lease of attempt %d", e.agent.String, e.attempt)
+			q := `UPDATE jobs SET status = $1, reason = $2, finished_at = $3 WHERE id = $4 AND attempt = $5 AND status = 'running'`
+			st, why := api.Failed, fmt.Sprintf("%s; gave up after %d attempts", lost, e.attempt)
+			switch {
+			case e.cancel == 1:
+				st, why = api.Cancelled, "cancelled; "+lost
+			case e.attempt < e.max:
+				st, why = api.Queued, lost+"; queued again"
+				q = `UPDATE jobs SET status = $1, reason = $2, queued_at = $3, agent_id = '', preferred_agent = '' WHERE id = $4 AND attempt = $5 AND status = 'running'`
+				requeued++
+			}
+			if _, err := tx.ExecContext(ctx, q, st, why, ms(now), e.id, e.attempt); err != nil {
+				return err
+			}
+			if err := s.settle(ctx, tx, e.run, now); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return requeued, err
+}
+
+// Cancel ends a job that has not started, or asks its agent to stop it.
+func (s *SQL) Cancel(ctx context.Context, job int64, why string, now time.Time) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		var run int64
+		var status string
+		err := tx.QueryRowContext(ctx, `SELECT run_id, status FROM jobs WHERE id = $1`, job).Scan(&run, &status)
+		if errors.Is(err, sql.ErrNoRows) {
+			return errNotFound
+		}
+		if err != nil {
+			return err
+		}
+		switch status {
+		case api.Queued, api.Waiting:
+			if _, err := tx.ExecContext(ctx, `UPDATE jobs SET status = 'cancelled', reason = $2, finished_at = $3 WHERE id = $1`, job, why, ms(now)); err != nil {
+				return err
+			}
+			return s.settle(ctx, tx, run, now)
+		case api.Running:
+			_, err := tx.ExecContext(ctx, `UPDATE jobs SET cancel_requested = 1, reason = $2 WHERE id = $1`, job, why)
+			return err
+		}
+		return fmt.Errorf("%w: job %d has ended (%s)", errConflict, job, status)
+	})
+}
+
+// Retry queues an ended job again; its next lease is a new attempt.
+func (s *SQL) Retry(ctx context.Context, job int64, budget int, now time.Time) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		var run int64
+		var status string
+		var attempt int
+		err := tx.QueryRowContext(ctx, `SELECT run_id, status, attempt FROM jobs WHERE id = $1`, job).Scan(&run, &status, &attempt)
+		if errors.Is(err, sql.ErrNoRows) {
+			return errNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if !api.Final(status) || status == api.Skipped {
+			return fmt.Errorf("%w: job %d is %s", errConflict, job, status)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET status = 'queued', reason = '', result = '', queued_at = $2, finished_at = NULL,
+			agent_id = '', cancel_requested = 0, max_attempts = $3 WHERE id = $1`, job, ms(now), attempt+budget); err != nil {
+			return err
+		}
+		// Jobs skipped because this one failed wait for it again.
+		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET status = 'waiting', reason = '', finished_at = NULL
+			WHERE run_id = $1 AND status = 'skipped'`, run); err != nil {
+			return err
+		}
+		return s.settle(ctx, tx, run, now)
+	})
+}

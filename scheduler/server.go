@@ -1,0 +1,255 @@
+// Package scheduler is jobrun's server: it queues the jobs of runs,
+// leases them to the agents of a pool (labels, capacity, branch affinity),
+// takes back what a silent agent held, and keeps logs, steps, results and
+// artifacts for its HTTP API.
+package scheduler
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/jobrun/jobrun/api"
+	"github.com/jobrun/jobrun/artifacts"
+	"github.com/jobrun/jobrun/jobs"
+)
+
+// Store is what the server keeps its state in. *SQL implements it over
+// SQLite and PostgreSQL.
+type Store interface {
+	CreateRun(ctx context.Context, nr api.NewRun, plan []Planned, opts RunOptions, now time.Time) (int64, error)
+	RegisterAgent(ctx context.Context, a agentRec, tokenHash string, now time.Time) error
+	AgentByToken(ctx context.Context, tokenHash string) (*agentRec, error)
+	Deregister(ctx context.Context, id string, now time.Time) error
+	Lease(ctx context.Context, a *agentRec, p LeaseParams, now time.Time) (*leaseRec, error)
+	Heartbeat(ctx context.Context, agent string, running []api.Attempt, timeout time.Duration, now time.Time) ([]api.Attempt, error)
+	CheckLease(ctx context.Context, agent string, a api.Attempt) error
+	AppendLog(ctx context.Context, agent string, a api.Attempt, off int64, data []byte) (int64, error)
+	Log(ctx context.Context, a api.Attempt, from int64) ([]byte, error)
+	Step(ctx context.Context, agent string, a api.Attempt, st api.Step) error
+	Finish(ctx context.Context, agent string, a api.Attempt, r api.Result, now time.Time) error
+	Expire(ctx context.Context, now time.Time) (int, error)
+	Cancel(ctx context.Context, job int64, why string, now time.Time) error
+	Retry(ctx context.Context, job int64, budget int, now time.Time) error
+	Run(ctx context.Context, id int64) (*api.Run, error)
+	Runs(ctx context.Context, repo, branch string, limit int) ([]api.Run, error)
+	Job(ctx context.Context, id int64) (*api.Job, error)
+	Agents(ctx context.Context, timeout time.Duration, now time.Time) ([]api.Agent, error)
+	AttemptInfo(ctx context.Context, a api.Attempt) (*attemptInfo, error)
+	SetSecret(ctx context.Context, repo string, r secretRec) error
+	Secrets(ctx context.Context, repo string) ([]secretRec, error)
+}
+
+// Config configures a Server.
+type Config struct {
+	Store     Store
+	Artifacts artifacts.Store
+	// TempDir holds uploads on their way into Artifacts.
+	TempDir string
+	// RegistrationToken admits agents to the pool; AdminToken authorises
+	// mutations (runs, cancel, retry, secrets).
+	RegistrationToken string
+	AdminToken        string
+	Secrets           *Sealer
+	// LeaseTimeout is how long a lease lives without a heartbeat
+	// (default 30 s); AffinityWait how long a job waits for the agent
+	// that last ran its branch (default 2 s).
+	LeaseTimeout time.Duration
+	AffinityWait time.Duration
+	// MaxAttempts is how many times a job is leased before a lost lease
+	// fails it (default 3).
+	MaxAttempts int
+	// SupersedeRunning makes a new run of a branch cancel the running
+	// jobs of older runs too, not only the queued ones.
+	SupersedeRunning bool
+	Log              hclog.Logger
+}
+
+// Server is the scheduler's HTTP API.
+type Server struct {
+	cfg   Config
+	st    Store
+	log   hclog.Logger
+	queue waker
+	mux   *http.ServeMux
+}
+
+// New makes a server; Run starts its background work and Handler serves it.
+func New(cfg Config) *Server {
+	if cfg.LeaseTimeout == 0 {
+		cfg.LeaseTimeout = 30 * time.Second
+	}
+	if cfg.AffinityWait == 0 {
+		cfg.AffinityWait = 2 * time.Second
+	}
+	if cfg.MaxAttempts == 0 {
+		cfg.MaxAttempts = 3
+	}
+	if cfg.Log == nil {
+		cfg.Log = hclog.NewNullLogger()
+	}
+	s := &Server{cfg: cfg, st: cfg.Store, log: cfg.Log, mux: http.NewServeMux()}
+	s.routes()
+	return s
+}
+
+// Handler serves the API.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Run takes back expired leases until ctx ends. Every server on a shared
+// database runs it; the store makes that safe.
+func (s *Server) Run(ctx context.Context) {
+	tick := time.NewTicker(min(s.cfg.LeaseTimeout/4, time.Second))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		n, err := s.st.Expire(ctx, time.Now())
+		if err != nil && ctx.Err() == nil {
+			s.log.Error("expire leases", "error", err)
+		}
+		if n > 0 {
+			s.log.Info("requeued jobs of silent agents", "jobs", n)
+			s.queue.wake()
+		}
+	}
+}
+
+// waker lets lease requests sleep until something is queued.
+type waker struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func (w *waker) wait() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ch == nil {
+		w.ch = make(chan struct{})
+	}
+	return w.ch
+}
+
+func (w *waker) wake() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ch != nil {
+		close(w.ch)
+		w.ch = nil
+	}
+}
+
+func hashToken(t string) string {
+	h := sha256.Sum256([]byte(t))
+	return hex.EncodeToString(h[:])
+}
+
+// NewToken makes a random token.
+func NewToken() string {
+	b := make([]byte, 24)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func bearer(r *http.Request) string {
+	const p = "Bearer "
+	h := r.Header.Get("Authorization")
+	if len(h) > len(p) && h[:len(p)] == p {
+		return h[len(p):]
+	}
+	return ""
+}
+
+func sameToken(given, want string) bool {
+	return want != "" && subtle.ConstantTimeCompare([]byte(hashToken(given)), []byte(hashToken(want))) == 1
+}
+
+// plan reads a run's job file and returns its jobs, or the diagnostics
+// as text.
+func plan(nr api.NewRun) ([]Planned, string) {
+	f, diags := jobs.Parse(nr.File, []byte(nr.Source))
+	if diags.HasErrors() {
+		var b strings.Builder
+		jobs.WriteDiagnostics(&b, diags, f, false)
+		return nil, b.String()
+	}
+	sel, err := f.Select(nr.Jobs...)
+	if err != nil {
+		return nil, err.Error()
+	}
+	out := make([]Planned, 0, len(sel))
+	for _, j := range sel {
+		out = append(out, Planned{Name: j.Name, Key: j.ID, Labels: j.Agent, Needs: j.Needs, Secrets: j.Secrets})
+	}
+	return out, ""
+}
+
+// leaseSecrets opens the secrets a leased job names and may see: none for
+// untrusted runs, and only those whose branch patterns match.
+func (s *Server) leaseSecrets(ctx context.Context, l *leaseRec) (map[string]string, error) {
+	if l.Untrusted || len(l.secrets) == 0 || s.cfg.Secrets == nil {
+		return nil, nil
+	}
+	recs, err := s.st.Secrets(ctx, l.Repo)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, r := range recs {
+		if !contains(l.secrets, r.Name) || !branchMatches(r.Branches, l.Branch) {
+			continue
+		}
+		v, err := s.cfg.Secrets.Open(l.Repo, r.Name, r.Sealed)
+		if err != nil {
+			return nil, err
+		}
+		out[r.Name] = v
+	}
+	return out, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func branchMatches(patterns []string, branch string) bool {
+	if len(patterns) == 0 {
+		return true
+	}
+	for _, p := range patterns {
+		if g, err := jobs.NewGlob(p); err == nil && g.Match(branch) {
+			return true
+		}
+	}
+	return false
+}
+
+// httpError maps store errors to statuses.
+func httpStatus(err error) int {
+	switch {
+	case errors.Is(err, errNotFound), errors.Is(err, artifacts.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, errGone):
+		return http.StatusGone
+	case errors.Is(err, errConflict), errors.Is(err, artifacts.ErrAttemptExists):
+		return http.StatusConflict
+	}
+	return http.StatusInternalServerError
+}
