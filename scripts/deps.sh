@@ -12,7 +12,6 @@ APT_PACKAGES=(
 	gcc libc6-dev pkg-config libseccomp-dev   # cgo and -tags seccomp
 	git util-linux                            # flock(1) in tests
 	busybox-static debootstrap                # test images
-	tini catatonit                            # the container's PID 1 (tini-static) and its pause child
 	runc crun podman umoci skopeo             # peers for bench/, and podman build
 	docker-registry                           # a real registry for integration tests
 	postgresql                                # the scheduler's shared store

@@ -15,27 +15,30 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jobrun/jobrun/agent/sandbox/internal/wire"
 	"github.com/jobrun/jobrun/internal/lockfile"
 	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/runc/libcontainer"
-	"github.com/opencontainers/runc/libcontainer/configs"
 	"golang.org/x/sys/unix"
 )
 
-// Container is a running job container: an init that reaps orphans, and
-// the steps Exec runs beside it. Its methods may be called concurrently.
+// Container is a running job container: an init (the launcher) that
+// starts the steps Exec asks for and reaps orphans. Its methods may be
+// called concurrently.
 type Container struct {
-	rt       *Runtime
-	spec     Spec
-	files    string
-	lock     *lockfile.Lock
-	user     User
-	bash     bool
-	lc       *libcontainer.Container
-	init     *libcontainer.Process
-	initPid  int
-	pausePid int
-	cg       cgroups.Manager
+	rt      *Runtime
+	spec    Spec
+	files   string
+	lock    *lockfile.Lock
+	user    User
+	bash    bool
+	lc      *libcontainer.Container
+	init    *libcontainer.Process
+	initPid int
+	cg      cgroups.Manager
+	// ctl is the control socket to the launcher, the container's init,
+	// which starts the steps.
+	ctl *os.File
 
 	mu        sync.Mutex
 	pidsPeak  int64
@@ -97,12 +100,14 @@ func (c *Container) Shell(script string) []string {
 	return []string{"/bin/sh", "-c", script}
 }
 
-// Exec runs p in the container and waits for it to end. When ctx is done
-// first, every process in the container except init (and its pause child)
-// gets SIGTERM, then
-// after the Spec's StopGrace SIGKILL (with the cgroup frozen, so nothing
-// forks away), and Exit says "timed out" or "cancelled". The error is for
-// failures to run p at all; how p ended is in Exit.
+// Exec runs p in the container and waits for it to end. The container's
+// init starts p as its child, so p has the container's namespaces,
+// cgroup, seccomp filter, no_new_privs and capability bounding set. When
+// ctx is done first, every process in the container except init gets
+// SIGTERM, then after the Spec's StopGrace SIGKILL (with the cgroup
+// frozen, so nothing forks away), and Exit says "timed out" or
+// "cancelled". The error is for failures to run p at all (no such
+// command, say); how p ended is in Exit.
 func (c *Container) Exec(ctx context.Context, p Process) (*Exit, error) {
 	if len(p.Args) == 0 {
 		return nil, fmt.Errorf("exec in %s: no command", c.spec.ID)
@@ -119,19 +124,26 @@ func (c *Container) Exec(ctx context.Context, p Process) (*Exit, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := c.pause(ctx); err != nil {
-		return nil, err
-	}
 	oomBefore, _ := c.cg.OOMKillCount()
 	pidsBefore := c.pidsMaxEvents()
 
-	outs, err := c.openOutputs(p, proc)
+	stdin, closeStdin, err := openStdin(p.Stdin)
+	if err != nil {
+		return nil, fmt.Errorf("exec in %s: %w", c.spec.ID, err)
+	}
+	defer closeStdin()
+	outs, err := c.openOutputs(p)
 	if err != nil {
 		return nil, err
 	}
+	stderr := outs[0].w
+	if len(outs) > 1 {
+		stderr = outs[1].w
+	}
 
 	begin := time.Now()
-	if err := c.lc.Run(proc); err != nil {
+	st, err := c.launch(proc, stdin, outs[0].w, stderr)
+	if err != nil {
 		for _, o := range outs {
 			o.close()
 		}
@@ -141,24 +153,28 @@ func (c *Container) Exec(ctx context.Context, p Process) (*Exit, error) {
 		o.start()
 	}
 
-	waited := make(chan *os.ProcessState, 1)
+	type result struct {
+		ws  unix.WaitStatus
+		err error
+	}
+	waited := make(chan result, 1)
 	go func() {
-		st, _ := proc.Wait()
-		waited <- st
+		ws, err := st.wait()
+		waited <- result{ws, err}
 	}()
 	sampleDone := make(chan struct{})
 	go c.samplePids(sampleDone)
 
-	var st *os.ProcessState
+	var r result
 	stopped := false
 	select {
-	case st = <-waited:
+	case r = <-waited:
 	case <-ctx.Done():
 		stopped = true
 		if err := c.Kill(c.spec.StopGrace); err != nil {
 			c.rt.log.Warn("stop container processes", "id", c.spec.ID, "error", err)
 		}
-		st = <-waited
+		r = <-waited
 	}
 	close(sampleDone)
 	for _, o := range outs {
@@ -166,7 +182,12 @@ func (c *Container) Exec(ctx context.Context, p Process) (*Exit, error) {
 	}
 
 	exit := &Exit{Duration: time.Since(begin), MemoryLimit: c.spec.Resources.Memory, PidsMax: c.spec.Resources.Pids}
-	exit.Code, exit.Signal = status(st)
+	exit.Code, exit.Signal = -1, 0
+	if r.err != nil {
+		c.rt.log.Warn("step outcome unknown", "id", c.spec.ID, "error", r.err)
+	} else {
+		exit.Code, exit.Signal = status(r.ws)
+	}
 	failed := !exit.Success()
 	if n, err := c.cg.OOMKillCount(); err == nil && n > oomBefore && failed {
 		exit.OOMKilled = true
@@ -180,14 +201,40 @@ func (c *Container) Exec(ctx context.Context, p Process) (*Exit, error) {
 	return exit, nil
 }
 
-// openOutputs makes the pipes for p's output and hands their write ends to
-// proc: one pipe if stdout and stderr go to the same writer, else two.
-func (c *Container) openOutputs(p Process, proc *libcontainer.Process) ([]*copier, error) {
+// openStdin returns the file to give a step as stdin: /dev/null for nil,
+// r itself if it is a file, else a pipe fed from r until r ends or the
+// step's stdin is closed. The returned func releases it after the step.
+func openStdin(r io.Reader) (*os.File, func(), error) {
+	switch r := r.(type) {
+	case nil:
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			return nil, nil, fmt.Errorf("stdin: %w", err)
+		}
+		return f, func() { f.Close() }, nil
+	case *os.File:
+		return r, func() {}, nil
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, nil, fmt.Errorf("stdin pipe: %w", err)
+	}
+	go func() {
+		_, _ = io.Copy(pw, r)
+		pw.Close()
+	}()
+	// Our copy of the read end goes once the launcher has its own; the
+	// write end closes when r ends, or fails once the step is gone.
+	return pr, func() { pr.Close() }, nil
+}
+
+// openOutputs makes the pipes for p's output, whose write ends the step
+// gets: one pipe if stdout and stderr go to the same writer, else two.
+func (c *Container) openOutputs(p Process) ([]*copier, error) {
 	stdout, err := c.newCopier(p.Stdout)
 	if err != nil {
 		return nil, fmt.Errorf("exec in %s: %w", c.spec.ID, err)
 	}
-	proc.Stdout, proc.Stderr = stdout.w, stdout.w
 	if sameWriter(p.Stdout, p.Stderr) {
 		return []*copier{stdout}, nil
 	}
@@ -196,20 +243,13 @@ func (c *Container) openOutputs(p Process, proc *libcontainer.Process) ([]*copie
 		stdout.close()
 		return nil, fmt.Errorf("exec in %s: %w", c.spec.ID, err)
 	}
-	proc.Stderr = stderr.w
 	return []*copier{stdout, stderr}, nil
 }
 
 // status returns the exit code (-1 if a signal ended the process) and the
 // signal of a wait status.
-func status(st *os.ProcessState) (int, syscall.Signal) {
-	if st == nil {
-		return -1, 0
-	}
-	ws, ok := st.Sys().(syscall.WaitStatus)
+func status(ws unix.WaitStatus) (int, syscall.Signal) {
 	switch {
-	case !ok:
-		return -1, 0
 	case ws.Exited():
 		return ws.ExitStatus(), 0
 	case ws.Signaled():
@@ -243,8 +283,9 @@ func (c *Container) stopped(ctx context.Context, exit *Exit) *Exit {
 	return exit
 }
 
-// process builds the libcontainer process for p.
-func (c *Container) process(p Process) (*libcontainer.Process, error) {
+// process builds the launcher's request for p: its user resolved in the
+// rootfs, its environment merged with the container's, its directory.
+func (c *Container) process(p Process) (*wire.Proc, error) {
 	u := c.user
 	if p.User != "" {
 		var err error
@@ -266,22 +307,24 @@ func (c *Container) process(p Process) (*libcontainer.Process, error) {
 	env = setDefault(env, "PATH", defaultPath)
 	env = setDefault(env, "HOME", u.Home)
 	env = setDefault(env, "HOSTNAME", c.spec.Hostname)
-	proc := &libcontainer.Process{
-		Args:             p.Args,
-		Env:              env,
-		Cwd:              cwd,
-		UID:              u.UID,
-		GID:              u.GID,
-		AdditionalGroups: u.Groups,
-		Stdin:            p.Stdin,
+	groups := make([]uint32, len(u.Groups))
+	for i, g := range u.Groups {
+		groups[i] = uint32(g)
 	}
-	if u.UID != 0 && !c.spec.Privileged {
-		// As Docker does: a non-root user keeps the bounding set (so a
-		// set-uid binary in the image still works as far as no_new_privs
-		// lets it) but holds no capability itself.
-		proc.Capabilities = &configs.Capabilities{Bounding: c.lc.Config().Capabilities.Bounding}
-	}
-	return proc, nil
+	// The capabilities follow from the user, as with Docker: root keeps
+	// the container's set; any other user holds none (setuid away from
+	// 0 clears them, and no_new_privs keeps execve from granting any)
+	// but has the same bounding set, so a set-uid binary in the image
+	// works as far as no_new_privs lets it.
+	return &wire.Proc{
+		Path:   p.Args[0],
+		Args:   p.Args,
+		Env:    env,
+		Dir:    cwd,
+		UID:    uint32(u.UID),
+		GID:    uint32(u.GID),
+		Groups: groups,
+	}, nil
 }
 
 func mergeEnv(base, over []string) ([]string, error) {
@@ -366,35 +409,13 @@ func (c *Container) Stats() (Usage, error) {
 	return u, nil
 }
 
-// Kill stops every process in the container except its init: SIGTERM,
-// up to grace for them to exit, then SIGKILL with the cgroup frozen so
-// that nothing forks away between listing and killing. Processes that
-// left the step's process tree (setsid, double forks, daemons) are in
-// the cgroup all the same.
+// Kill stops every process in the container except its init:
+// SIGTERM, up to grace for them to exit, then SIGKILL with the cgroup
+// frozen so that nothing forks away between listing and killing.
+// Processes that left the step's process tree (setsid, double forks,
+// daemons) are in the cgroup all the same.
 func (c *Container) Kill(grace time.Duration) error {
-	pause, err := c.pause(context.Background())
-	if err != nil {
-		return err
-	}
-	return killCgroup(context.Background(), c.cg, grace, c.initPid, pause)
-}
-
-// pause returns the pid of the init's pause child, waiting for it to
-// start if it has not yet (it is looked up lazily to keep it off Start's
-// critical path). The first call comes before any step runs, when init and
-// pause are the only processes in the container.
-func (c *Container) pause(ctx context.Context) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.pausePid != 0 {
-		return c.pausePid, nil
-	}
-	pid, err := waitPause(ctx, c.cg, c.initPid)
-	if err != nil {
-		return 0, fmt.Errorf("container %s: %w", c.spec.ID, err)
-	}
-	c.pausePid = pid
-	return pid, nil
+	return killCgroup(context.Background(), c.cg, grace, c.initPid)
 }
 
 // killCgroup signals every process in cg but those in keep: SIGTERM, then
@@ -511,6 +532,9 @@ func (c *Container) Destroy() error {
 	}
 	for _, o := range outs {
 		o.close()
+	}
+	if c.ctl != nil {
+		c.ctl.Close()
 	}
 	if err := os.RemoveAll(c.files); err != nil {
 		errs = append(errs, err)

@@ -3,18 +3,21 @@
 //
 // Programs that use this package must call Init first thing in main, and
 // test binaries in TestMain: libcontainer re-executes the binary as
-// "<argv0> init" to set up each container process.
+// "<argv0> init" to set up each container.
 //
 // # Shape
 //
 // A Runtime (New) owns a state dir. Start creates a container for one job
-// from a Spec: PID 1 is Debian's static tini (-s -p SIGKILL) bound
-// read-only at /.jobrun/init, supervising a catatonit -P pause process at
-// /.jobrun/pause, so the container lives until Destroy while nothing else
-// runs, orphans are reaped, and the whole pid namespace dies if the agent
-// dies. Each step is its own process, started by Exec with libcontainer's
-// setns path; Shell gives the image's shell command line (bash -eo
-// pipefail if the image has /bin/bash, else sh -c). Output is passed on
+// from a Spec: PID 1 is jobrun's static launcher (agent/sandbox/launcher,
+// installed as jobrun-launcher next to the jobrun binary or on PATH),
+// bound read-only at /.jobrun/init, which lives until Destroy, reaps
+// orphans, and dies with the agent (and with it the pid namespace). Each
+// step is a child of the launcher, started by Exec over a socket the
+// launcher inherits (package internal/wire), so it inherits the
+// container's namespaces, cgroup, seccomp filter, no_new_privs and
+// capability bounding set instead of being set up again by libcontainer;
+// Shell gives the image's shell command line (bash -eo pipefail if the
+// image has /bin/bash, else sh -c). Output is passed on
 // raw, as it comes, per stream; line framing and timestamps are the
 // caller's (agent's) business. Stats reads CPU time, peak memory and pids
 // through libcontainer's cgroup manager, so cgroup v1 and v2 both work.

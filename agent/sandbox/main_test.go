@@ -37,6 +37,10 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	if err := testenv.InstallLauncher(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	probeBin = filepath.Join(dir, "probe")
 	probe386Bin = filepath.Join(dir, "probe386")
 	for bin, arch := range map[string]string{probeBin: runtime.GOARCH, probe386Bin: "386"} {

@@ -58,7 +58,6 @@ func TestMounts(t *testing.T) {
 		{"/ro", []string{"ro", "nosuid", "nodev", "noexec"}},
 		{"/dev/shm", []string{"nosuid", "nodev", "noexec", "size=8192k"}},
 		{"/.jobrun/init", []string{"ro", "nosuid", "nodev"}},
-		{"/.jobrun/pause", []string{"ro", "nosuid", "nodev"}},
 		{"/sys", []string{"ro"}},
 		{cgroupMount, []string{"ro"}},
 		{"/proc/sys", []string{"ro"}},

@@ -96,9 +96,9 @@ func swapAccounting() bool {
 }
 
 // ociSpec builds the OCI runtime spec of the container. files holds the
-// per-container /etc files (hosts, hostname, resolv.conf); initBin and
-// pauseBin are the host paths of the static init and its pause child.
-func ociSpec(s *Spec, files, initBin, pauseBin string) (*specs.Spec, error) {
+// per-container /etc files (hosts, hostname, resolv.conf); initBin is the
+// host path of the launcher, the container's static init.
+func ociSpec(s *Spec, files, initBin string) (*specs.Spec, error) {
 	caps := defaultCaps
 	if s.Privileged {
 		var err error
@@ -134,7 +134,6 @@ func ociSpec(s *Spec, files, initBin, pauseBin string) (*specs.Spec, error) {
 	mounts = append(mounts,
 		specs.Mount{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", sysRO}},
 		specs.Mount{Destination: initPath, Type: "bind", Source: initBin, Options: bindOpts(true)},
-		specs.Mount{Destination: pausePath, Type: "bind", Source: pauseBin, Options: bindOpts(true)},
 		specs.Mount{Destination: "/etc/hosts", Type: "bind", Source: filepath.Join(files, "hosts"), Options: bindOpts(false, "noexec")},
 		specs.Mount{Destination: "/etc/hostname", Type: "bind", Source: filepath.Join(files, "hostname"), Options: bindOpts(false, "noexec")},
 		specs.Mount{Destination: "/etc/resolv.conf", Type: "bind", Source: filepath.Join(files, "resolv.conf"), Options: bindOpts(false, "noexec")},

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -36,23 +35,10 @@ type Runtime struct {
 	dir      string
 	runc     string
 	files    string
-	initBin  string
-	pauseBin string
+	launcher string
 	log      hclog.Logger
 	starter  chan func()
 }
-
-// The container's PID 1 is Debian's tini-static with -p SIGKILL, so it is
-// killed when the process that started it dies, and with it every process
-// in its pid namespace: a killed agent never leaves a job running. tini
-// reaps orphans and needs a child to supervise; that child is catatonit
-// in pause mode (-P), which does nothing until killed. libcontainer leaves
-// the init without a parent-death signal of its own. Both are static
-// binaries, so they run in any image, and both are bound read-only.
-var (
-	tiniCandidates  = []string{"/usr/bin/tini-static"}
-	pauseCandidates = []string{"/usr/bin/catatonit", "/usr/libexec/podman/catatonit"}
-)
 
 // New returns a Runtime keeping its state under stateDir, which it creates.
 // stateDir should not lie inside the directory of the running binary:
@@ -82,10 +68,7 @@ func New(stateDir string, log hclog.Logger) (*Runtime, error) {
 			return nil, fmt.Errorf("sandbox state dir: %w", err)
 		}
 	}
-	if rt.initBin, err = findStatic(tiniCandidates, "tini-static", "tini"); err != nil {
-		return nil, err
-	}
-	if rt.pauseBin, err = findStatic(pauseCandidates, "catatonit", "catatonit"); err != nil {
+	if rt.launcher, err = findLauncher(); err != nil {
 		return nil, err
 	}
 	rt.starter = make(chan func())
@@ -101,20 +84,6 @@ func New(stateDir string, log hclog.Logger) (*Runtime, error) {
 		}
 	}
 	return rt, nil
-}
-
-// findStatic returns the first of cands (or name on PATH) that is a static
-// binary.
-func findStatic(cands []string, name, pkg string) (string, error) {
-	if p, err := exec.LookPath(name); err == nil {
-		cands = append(cands, p)
-	}
-	for _, p := range cands {
-		if err := checkStatic(p); err == nil {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("no static %s found (tried %s): install Debian's %s package", name, strings.Join(cands, ", "), pkg)
 }
 
 // serveStarts runs container starts on an OS thread that never exits (New
@@ -187,7 +156,7 @@ func (rt *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) 
 	if err := writeEtc(c.files, &s); err != nil {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
-	spec, err := ociSpec(&s, c.files, rt.initBin, rt.pauseBin)
+	spec, err := ociSpec(&s, c.files, rt.launcher)
 	if err != nil {
 		return nil, err
 	}
@@ -199,15 +168,21 @@ func (rt *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) 
 	if c.lc, err = libcontainer.Create(rt.runc, s.ID, cfg); err != nil {
 		return nil, fmt.Errorf("start container %s: create: %w", s.ID, err)
 	}
+	ctl, theirs, err := controlPair()
+	if err != nil {
+		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+	}
+	c.ctl = ctl
 	c.init = &libcontainer.Process{
-		// -s: tini is not PID 1 when Privileged shares the host's pid
-		// namespace; as a subreaper it still reaps the job's orphans.
-		Args: []string{initPath, "-s", "-p", "SIGKILL", "--", pausePath, "-P"},
+		Args: []string{initPath},
 		Env:  []string{"PATH=" + defaultPath},
 		Cwd:  "/",
-		Init: true,
+		// The launcher's control socket, its fd 3.
+		ExtraFiles: []*os.File{theirs},
+		Init:       true,
 	}
 	rt.onStarter(func() { err = c.lc.Run(c.init) })
+	theirs.Close()
 	if err != nil {
 		c.init = nil
 		return nil, fmt.Errorf("start container %s: run init: %w", s.ID, err)
@@ -220,30 +195,12 @@ func (rt *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) 
 	if c.cg, err = manager.NewWithPaths(cfg.Cgroups, st.CgroupPaths); err != nil {
 		return nil, fmt.Errorf("start container %s: cgroup manager: %w", s.ID, err)
 	}
+	if err := setupLauncher(ctx, ctl, nil); err != nil {
+		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+	}
 	c.bash = hasFile(s.Rootfs, "/bin/bash")
 	rt.log.Debug("container started", "id", s.ID, "init_pid", c.initPid, "took", time.Since(begin))
 	return c, nil
-}
-
-// waitPause waits for tini to start its pause child, the only other
-// process in a fresh container, and returns its pid.
-func waitPause(ctx context.Context, cg cgroups.Manager, initPid int) (int, error) {
-	deadline := time.Now().Add(10 * time.Second)
-	for delay := 100 * time.Microsecond; ; delay = min(2*delay, 10*time.Millisecond) {
-		pids, err := cg.GetAllPids()
-		if err != nil {
-			return 0, fmt.Errorf("wait for init's child: %w", err)
-		}
-		for _, p := range pids {
-			if p != initPid {
-				return p, nil
-			}
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return 0, fmt.Errorf("init started no child (processes %v)", pids)
-		}
-		time.Sleep(delay)
-	}
 }
 
 // premakeMountpoints creates the missing bind mount points of spec in its

@@ -100,10 +100,9 @@ type Resources struct {
 const (
 	defaultShmSize   = 64 << 20
 	defaultStopGrace = 10 * time.Second
-	// initPath and pausePath are where the container's init and its
-	// pause child are bound, read-only.
-	initPath  = "/.jobrun/init"
-	pausePath = "/.jobrun/pause"
+	// initPath is where the container's init, the launcher, is bound,
+	// read-only.
+	initPath = "/.jobrun/init"
 	// workspacePath is where Spec.Workspace appears.
 	workspacePath = "/workspace"
 )

@@ -15,4 +15,6 @@ trap 'rm -rf "$bin"' EXIT
 # The binary lives in its own directory, away from the sandbox state (see
 # sandbox.New), as an installed jobrun does.
 CGO_ENABLED=1 go build -tags seccomp -o "$bin/sandbox-bench" ./bench/sandbox
+# The containers' init, found next to the binary as next to jobrun.
+CGO_ENABLED=0 go build -o "$bin/jobrun-launcher" ./agent/sandbox/launcher
 "$bin/sandbox-bench" -n "${N:-200}" -podman-n "${PODMAN_N:-30}"

@@ -5,8 +5,10 @@
 package testenv
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
@@ -37,4 +39,17 @@ func RequireEnv(t testing.TB, key, what string) string {
 		t.Skipf("needs %s (%s): `make test` starts it and sets the variable", what, key)
 	}
 	return v
+}
+
+// InstallLauncher builds the container init of package sandbox (the static
+// agent/sandbox/launcher, as `make build` does) into dir and puts dir
+// first on PATH, where sandbox.New finds it. TestMain of every test binary
+// that starts containers calls it; the caller removes dir.
+func InstallLauncher(dir string) error {
+	build := exec.Command("go", "build", "-o", filepath.Join(dir, "jobrun-launcher"), "github.com/jobrun/jobrun/agent/sandbox/launcher")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("build jobrun-launcher: %v\n%s", err, out)
+	}
+	return os.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
 }

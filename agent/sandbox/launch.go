@@ -1,0 +1,167 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/jobrun/jobrun/agent/sandbox/internal/wire"
+	"golang.org/x/sys/unix"
+)
+
+// launcherName is the file name of the launcher binary, the container's
+// PID 1 (see agent/sandbox/launcher). `make build` puts it next to jobrun.
+const launcherName = "jobrun-launcher"
+
+// findLauncher returns the launcher binary: next to the running binary
+// (where `make build` and an install put it), else on PATH. It must be
+// static, since it runs in any image.
+func findLauncher() (string, error) {
+	var tried []string
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), launcherName)
+		if _, err := os.Stat(p); err == nil {
+			return p, checkStatic(p)
+		}
+		tried = append(tried, p)
+	}
+	if p, err := exec.LookPath(launcherName); err == nil {
+		return p, checkStatic(p)
+	}
+	tried = append(tried, "$PATH")
+	return "", fmt.Errorf("no %s in %v: build it next to jobrun (`make build`, or CGO_ENABLED=0 go build -o DIR/%s ./agent/sandbox/launcher)", launcherName, tried, launcherName)
+}
+
+// controlPair returns the two ends of a new control socket: ours and the
+// launcher's (which becomes its fd 3).
+func controlPair() (ours, theirs *os.File, err error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("control socket: %w", err)
+	}
+	// Ours non-blocking, so reads can have deadlines (the launcher's
+	// stays blocking).
+	if err := unix.SetNonblock(fds[0], true); err != nil {
+		unix.Close(fds[0])
+		unix.Close(fds[1])
+		return nil, nil, fmt.Errorf("control socket: %w", err)
+	}
+	return os.NewFile(uintptr(fds[0]), "launcher-control"), os.NewFile(uintptr(fds[1]), "launcher-control"), nil
+}
+
+// setupLauncher sends the launcher its seccomp filter (nil for none) and
+// waits until it has loaded it and is ready for steps.
+func setupLauncher(ctx context.Context, ctl *os.File, filter []byte) error {
+	if err := sendControl(ctl, append([]byte{wire.Setup}, filter...), nil); err != nil {
+		return fmt.Errorf("set up launcher: %w", err)
+	}
+	// The launcher answers within milliseconds; a deadline keeps a hung
+	// one from hanging Start.
+	deadline := time.Now().Add(10 * time.Second)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	if err := ctl.SetReadDeadline(deadline); err != nil {
+		return fmt.Errorf("set up launcher: %w", err)
+	}
+	defer ctl.SetReadDeadline(time.Time{})
+	buf := make([]byte, 4096)
+	n, err := ctl.Read(buf)
+	switch {
+	case err != nil:
+		return fmt.Errorf("set up launcher: %w", err)
+	case n == 0:
+		return errors.New("set up launcher: it exited")
+	case buf[0] == wire.Ready:
+		return nil
+	case buf[0] == wire.Failed:
+		return fmt.Errorf("set up launcher: %s", buf[1:n])
+	}
+	return fmt.Errorf("set up launcher: unexpected answer %q", buf[:n])
+}
+
+// sendControl sends one message with descriptors on the control socket.
+func sendControl(ctl *os.File, msg []byte, fds []int) error {
+	raw, err := ctl.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var oob []byte
+	if len(fds) > 0 {
+		oob = unix.UnixRights(fds...)
+	}
+	var serr error
+	err = raw.Write(func(fd uintptr) bool {
+		serr = unix.Sendmsg(int(fd), msg, oob, nil, unix.MSG_NOSIGNAL)
+		return !errors.Is(serr, unix.EAGAIN)
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+// step is one step's conversation with the launcher.
+type step struct {
+	conn *os.File
+}
+
+// launch asks the launcher to start p with the given stdio and returns once
+// it runs (or could not be started: the error says why).
+func (c *Container) launch(p *wire.Proc, stdin, stdout, stderr *os.File) (*step, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("step socket: %w", err)
+	}
+	if err := unix.SetNonblock(fds[0], true); err != nil {
+		unix.Close(fds[0])
+		unix.Close(fds[1])
+		return nil, fmt.Errorf("step socket: %w", err)
+	}
+	conn, theirs := os.NewFile(uintptr(fds[0]), "step"), os.NewFile(uintptr(fds[1]), "step")
+	err = sendControl(c.ctl, []byte{wire.Run}, []int{int(theirs.Fd()), int(stdin.Fd()), int(stdout.Fd()), int(stderr.Fd())})
+	theirs.Close()
+	if err == nil {
+		err = wire.WriteFrame(conn, wire.Request, p.Marshal())
+	}
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("send step to launcher: %w", err)
+	}
+	tag, msg, err := wire.ReadFrame(conn)
+	switch {
+	case err != nil:
+		conn.Close()
+		return nil, fmt.Errorf("launcher: %w", err)
+	case tag == wire.Failed:
+		conn.Close()
+		return nil, errors.New(string(msg))
+	case tag != wire.Started:
+		conn.Close()
+		return nil, fmt.Errorf("launcher: unexpected answer %q", tag)
+	}
+	return &step{conn: conn}, nil
+}
+
+// wait returns the step's wait status once it has ended, or an error if
+// the launcher went away first (the container was destroyed).
+func (s *step) wait() (unix.WaitStatus, error) {
+	defer s.conn.Close()
+	tag, msg, err := wire.ReadFrame(s.conn)
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			err = errors.New("launcher exited")
+		}
+		return 0, err
+	}
+	if tag != wire.Exited {
+		return 0, fmt.Errorf("launcher: unexpected answer %q", tag)
+	}
+	ws, err := wire.ParseStatus(msg)
+	return unix.WaitStatus(ws), err
+}
