@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/jobrun/jobrun/agent/image"
+	"github.com/jobrun/jobrun/agent/network"
 	"github.com/jobrun/jobrun/agent/sandbox"
 	"github.com/jobrun/jobrun/agent/workspace"
 	"github.com/jobrun/jobrun/artifacts"
@@ -46,6 +47,15 @@ type Runner struct {
 	// --shell-on-failure` opens a shell there, --keep waits. Teardown
 	// follows when it returns.
 	Inspect func(ctx context.Context, job string, c *sandbox.Container)
+	// Network makes the jobs' bridge networks (network = "bridge", the
+	// default, and service containers); nil refuses such jobs.
+	Network *network.Manager
+	// AllowHostNetwork lets jobs use network = "host" (the agent config's
+	// network { allow_host = true }).
+	AllowHostNetwork bool
+	// ServiceTimeout is how long a service gets to accept connections on
+	// its port; zero means a minute.
+	ServiceTimeout time.Duration
 
 	live sync.Map // *sandbox.Container of running jobs, for KillAll
 }
@@ -128,9 +138,10 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 		res.Duration = time.Since(start)
 		l.emit(Event{Kind: JobFinished, Result: &res})
 	}()
-	if err := unsupported(j.Job); err != nil {
+	if err := r.checkNetwork(j.Job); err != nil {
 		return errored(res, err)
 	}
+	jn := r.startNetwork(ctx, j, &td)
 
 	ws, err := r.workspace(ctx, j)
 	if err != nil {
@@ -167,11 +178,27 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 	if limits := limitText(j.Resources); limits != "" {
 		l.notice("", "limits: "+limits)
 	}
-	c, err := r.Sandbox.Start(ctx, r.spec(j, img, snap.Rootfs(), ws.Path(), mounts))
+	spec := r.spec(j, img, snap.Rootfs(), ws.Path(), mounts)
+	var svcs []*service
+	var net *network.Net
+	if jn != nil {
+		if net, err = jn.wait(); err != nil {
+			return errored(res, err)
+		}
+		joinNetwork(&spec, net, j.Services)
+		svcs, err = r.startServices(ctx, j, net, l, &td)
+		if err != nil {
+			return errored(res, err)
+		}
+	}
+	c, err := r.Sandbox.Start(ctx, spec)
 	if err != nil {
 		return errored(res, err)
 	}
 	td.add(c.Destroy)
+	if err := r.waitServices(ctx, svcs, net, l); err != nil {
+		return errored(res, err)
+	}
 	r.live.Store(c, struct{}{})
 	defer r.live.Delete(c)
 
@@ -235,18 +262,6 @@ func Instance(jobID string) string {
 		jobID = strings.TrimRight(jobID[:max], "-")
 	}
 	return jobID + suffix
-}
-
-// unsupported stops a job that uses what the job file accepts but this
-// runner cannot do yet, rather than silently ignoring it.
-func unsupported(j *jobs.Job) error {
-	switch {
-	case len(j.Services) > 0:
-		return fmt.Errorf("job %q: service containers are not supported yet", j.Name)
-	case j.Network == "bridge":
-		return fmt.Errorf("job %q: network = \"bridge\" is not supported yet; use \"none\" or \"host\"", j.Name)
-	}
-	return nil
 }
 
 func secretValues(m map[string]string) []string {

@@ -56,7 +56,7 @@ func (p *parser) evalJob(rj *rawJob, m matrix, combo map[string]string) *pending
 		Base:      rj.name,
 		Matrix:    combo,
 		Timeout:   DefaultTimeout,
-		Network:   NetworkNone,
+		Network:   NetworkBridge,
 		DeclRange: rj.b.DefRange,
 	}
 	j.ID = JobID(j.Name)

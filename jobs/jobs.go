@@ -96,7 +96,7 @@ type Job struct {
 	Caches    []Cache
 	Steps     []Step
 	Artifacts *Artifacts
-	// Network is the job's network mode; NetworkNone when unset.
+	// Network is the job's network mode; NetworkBridge when unset.
 	Network  Network
 	Services []Service
 	// Secrets name the secrets the job receives as environment variables.
@@ -198,12 +198,12 @@ type Network string
 
 // The network modes.
 const (
-	// NetworkNone gives the job a loopback device only (the default).
+	// NetworkNone gives the job a loopback device only.
 	NetworkNone Network = "none"
 	// NetworkHost shares the host's network.
 	NetworkHost Network = "host"
-	// NetworkBridge gives the job its own network with outbound access
-	// and its services reachable by name.
+	// NetworkBridge (the default) gives the job its own network with
+	// outbound access and its services reachable by name.
 	NetworkBridge Network = "bridge"
 )
 

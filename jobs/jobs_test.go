@@ -277,7 +277,7 @@ job "x" {
   artifacts { paths = ["a"] }
 }`)
 	j := f.Jobs[0]
-	if j.Timeout != DefaultTimeout || j.Network != NetworkNone || j.Steps[0].If != IfSuccess ||
+	if j.Timeout != DefaultTimeout || j.Network != NetworkBridge || j.Steps[0].If != IfSuccess ||
 		j.Artifacts.When != OnSuccess || j.Artifacts.ExpireIn != 0 || j.ID != "x" || j.Matrix != nil {
 		t.Errorf("defaults: %+v", j)
 	}

@@ -61,7 +61,7 @@ func newFixture(t *testing.T) *fixture {
 	if err := os.MkdirAll(filepath.Join(dir, "network"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	snap := leakcheck.Take(t, dir)
+	snap := leakcheck.Take(t, filepath.Join(dir, "network"))
 	t.Cleanup(func() { snap.Check(t) })
 	return &fixture{t: t, dir: dir, rt: rt, root: busybox(t)}
 }

@@ -24,7 +24,7 @@
 // and the table are made by the first job that needs them and removed with
 // the last lease, so an idle host carries nothing of jobrun's.
 //
-// Per-job resources carry the owner.Tag of their state dir: the host end of
+// Per-job resources carry the owner.Tag of STATE/network: the host end of
 // the veth pair in its interface alias ("jobrun TAG ID") and every rule in
 // its nft comment (RuleComment), which is how Cleanup and the leak checker
 // tell one state dir's jobs from another's.
@@ -138,10 +138,13 @@ func New(o Options) (*Manager, error) {
 	if o.Log == nil {
 		o.Log = hclog.NewNullLogger()
 	}
-	m := &Manager{o: o, tag: owner.Tag(o.StateDir), jobs: filepath.Join(o.StateDir, "network"), gw: o.Subnet.Addr().Next()}
+	m := &Manager{o: o, jobs: filepath.Join(o.StateDir, "network"), gw: o.Subnet.Addr().Next()}
 	if err := os.MkdirAll(m.jobs, 0o700); err != nil {
 		return nil, fmt.Errorf("network: %w", err)
 	}
+	// The tag names STATE/network, where the jobs' namespaces are: a
+	// leak check of that directory covers their links and rules too.
+	m.tag = owner.Tag(m.jobs)
 	return m, nil
 }
 
@@ -581,4 +584,21 @@ func (m *Manager) reapLeases(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// Probe reports whether something accepts TCP connections on port at
+// localhost inside the job's namespace, where the job and its services
+// live: a service's readiness. It dials once, waiting at most a second.
+func (n *Net) Probe(ctx context.Context, port int) error {
+	return inNetNS(n.Path, func() error {
+		ctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		// The socket is made on this thread, so in the namespace.
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp4", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	})
 }

@@ -211,14 +211,14 @@ func TestCleanupOtherStateDir(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(other, "network"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	snap := leakcheck.Take(t, other)
+	snap := leakcheck.Take(t, filepath.Join(other, "network"))
 	cmd := startHelper(t, other)
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
 	if err := f.manager(nil).Cleanup(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	tag := owner.Tag(other)
+	tag := owner.Tag(filepath.Join(other, "network"))
 	if _, err := netlink.LinkByName(vethName(tag, "crashed")); err == nil {
 		t.Error("the dead job's veth is left")
 	}

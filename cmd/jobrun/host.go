@@ -12,6 +12,7 @@ import (
 	"github.com/jobrun/jobrun/agent"
 	"github.com/jobrun/jobrun/agent/config"
 	"github.com/jobrun/jobrun/agent/image"
+	"github.com/jobrun/jobrun/agent/network"
 	"github.com/jobrun/jobrun/agent/sandbox"
 	"github.com/jobrun/jobrun/agent/workspace"
 	"github.com/jobrun/jobrun/artifacts"
@@ -53,16 +54,22 @@ func (g *globals) loadConfig(stateDir string) (*config.Config, error) {
 
 // openImages opens the image store of the state dir.
 func (g *globals) openImages(progress io.Writer) (*image.Store, string, error) {
+	st, dir, _, err := g.openImagesConfig(progress)
+	return st, dir, err
+}
+
+// openImagesConfig is openImages that also returns the agent config.
+func (g *globals) openImagesConfig(progress io.Writer) (*image.Store, string, *config.Config, error) {
 	dir, err := g.absStateDir()
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	cfg, err := g.loadConfig(dir)
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	st, err := image.Open(filepath.Join(dir, "images"), image.Options{Config: cfg, Log: g.log, Progress: progress})
-	return st, dir, err
+	return st, dir, cfg, err
 }
 
 // openHost opens every store of the state dir and removes what killed
@@ -71,7 +78,7 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 	if os.Geteuid() != 0 {
 		return nil, errors.New("running jobs needs root (namespaces, mounts and cgroups)")
 	}
-	images, dir, err := g.openImages(progress)
+	images, dir, cfg, err := g.openImagesConfig(progress)
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +86,12 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 	if err != nil {
 		return nil, err
 	}
-	r := &agent.Runner{Images: images, Sandbox: sb, WorkDir: filepath.Join(dir, "work"), Log: g.log}
+	nm, err := network.New(network.Options{StateDir: dir, Subnet: cfg.Network.Subnet, Deny: cfg.Network.Deny, Log: g.log.Named("network")})
+	if err != nil {
+		return nil, err
+	}
+	r := &agent.Runner{Images: images, Sandbox: sb, WorkDir: filepath.Join(dir, "work"), Log: g.log,
+		Network: nm, AllowHostNetwork: cfg.Network.AllowHost}
 	if o.logLimit != "" {
 		if r.LogLimit, err = units.ParseSize(o.logLimit); err != nil {
 			return nil, &usageError{fmt.Errorf("--log-limit: %w", err)}
@@ -103,7 +115,7 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 		return nil, err
 	}
 	cleanups := []func(context.Context) error{
-		images.Cleanup, sb.Cleanup,
+		images.Cleanup, sb.Cleanup, nm.Cleanup,
 		func(ctx context.Context) error { return workspace.Cleanup(ctx, filepath.Join(r.WorkDir, "workspaces")) },
 	}
 	if r.Caches != nil {

@@ -62,7 +62,7 @@ func newTestHost(t *testing.T) *testHost {
 	t.Helper()
 	h := &testHost{state: t.TempDir(), artifacts: t.TempDir()}
 	// Images and caches stay by design; everything a job holds must go.
-	for _, d := range []string{"snapshots", "work/workspaces", "containers", "runc", "caches/private"} {
+	for _, d := range []string{"snapshots", "work/workspaces", "containers", "runc", "caches/private", "network"} {
 		leaks := leakcheck.Take(t, filepath.Join(h.state, d))
 		t.Cleanup(func() { leaks.Check(t) })
 	}
@@ -462,8 +462,9 @@ func TestLocalKeep(t *testing.T) {
 }
 
 // TestLocalLimitsAndUnsupported checks that a job's limits reach the summary
-// as a cause of death, and that what the runner cannot do yet stops the job
-// with a message instead of being ignored.
+// as a cause of death, and that what the agent does not allow (host
+// networking, unless its config says so) stops the job with a message
+// instead of being ignored.
 func TestLocalLimitsAndUnsupported(t *testing.T) {
 	file := project(t, `
 job "hog" {
@@ -476,9 +477,9 @@ job "slow" {
   timeout = "1s"
   step "wait" { run = "sleep 30" }
 }
-job "bridge" {
+job "hostnet" {
   image   = "IMAGE"
-  network = "bridge"
+  network = "host"
   step "x" { run = "echo MUST-NOT-RUN" }
 }
 job "ok" {
@@ -494,10 +495,10 @@ job "ok" {
 	}
 	order(t, r.out, `hog +failed .*out of memory \(limit 32 MiB\)`)
 	order(t, r.out, `slow +failed .*timed out after 1s`)
-	order(t, r.out, `bridge +error .*not supported yet`)
+	order(t, r.out, `hostnet +error .*network = "host" is not allowed on this agent`)
 	order(t, r.out, `ok +succeeded`)
 	if strings.Contains(r.out, "| MUST-NOT-RUN") {
-		t.Error("a job asking for bridge networking ran")
+		t.Error("a job asking for host networking ran without the agent allowing it")
 	}
 }
 
@@ -536,5 +537,46 @@ job "build" {
 	}
 	if n := count(); n != 1 {
 		t.Errorf("%d artifact files after the sweep, want 1 (the expired one gone, the fresh one kept)", n)
+	}
+}
+
+// TestLocalServices: a job's service container (busybox httpd, built into
+// the test image) is ready before the first step and is reached at
+// localhost and by its name; its output is kept apart under "service
+// NAME"; it is gone with the job (the host's leak checks).
+func TestLocalServices(t *testing.T) {
+	file := project(t, `
+job "with-web" {
+  image = "IMAGE"
+  service "web" {
+    image   = "IMAGE"
+    command = ["sh", "-c", "mkdir -p /www && echo served-by-web > /www/index.html && echo web starting && exec httpd -f -v -p 8080 -h /www"]
+    port    = 8080
+  }
+  step "localhost" { run = "wget -q -O - http://localhost:8080/index.html" }
+  step "by-name"   { run = "wget -q -O - http://web:8080/index.html" }
+}
+job "bad-service" {
+  image = "IMAGE"
+  service "dies" {
+    image   = "IMAGE"
+    command = ["sh", "-c", "echo giving up; exit 3"]
+    port    = 9
+  }
+  step "x" { run = "echo MUST-NOT-RUN" }
+}
+`, map[string]string{})
+	h := newTestHost(t)
+	r := h.local(t, file)
+	if r.code != 1 {
+		t.Errorf("exit %d, want 1 (bad-service fails)", r.code)
+	}
+	order(t, r.out, `with-web .*service web: ready on port 8080`, `with-web › localhost \| served-by-web`, `with-web › by-name \| served-by-web`)
+	order(t, r.out, `with-web › service web \| web starting`)
+	order(t, r.out, `bad-service › service dies \| giving up`)
+	order(t, r.out, `bad-service +error .*service dies: exit code 3 before it accepted connections on port 9`)
+	order(t, r.out, `with-web +succeeded`)
+	if strings.Contains(r.out, "| MUST-NOT-RUN") {
+		t.Error("a job whose service died ran its steps")
 	}
 }

@@ -1,6 +1,8 @@
-# Services, secrets, network and concurrency: the schema's remaining
-# blocks. The runner says "not supported yet" for what it cannot do yet
-# rather than ignoring it.
+# Services, secrets, network and concurrency. The job runs on its own
+# bridge network (the default); each service runs as a container of its
+# own in the job's network namespace, so the job reaches it at
+# localhost:PORT and by the service's name. Steps start once every
+# service with a port accepts connections on it.
 
 workflow {
   on "push" { branches = ["main"] }
@@ -13,23 +15,29 @@ workflow {
 }
 
 job "integration" {
-  image       = "golang:1.26"
+  image       = "busybox"
   agent       = ["linux", "amd64"]
   network     = "bridge"
   secrets     = ["DATABASE_PASSWORD"]
   concurrency = "database"
   timeout     = "45m"
-  service "postgres" {
-    image   = "postgres:16"
-    env     = { POSTGRES_PASSWORD = "test" }
-    command = ["postgres", "-c", "fsync=off"]
-    port    = 5432
+  # A database would be, say:
+  #   service "postgres" {
+  #     image = "postgres:16"
+  #     env   = { POSTGRES_PASSWORD = "test" }
+  #     port  = 5432
+  #   }
+  service "web" {
+    image   = "busybox"
+    env     = { GREETING = "healthy" }
+    command = ["sh", "-c", "mkdir -p /www && echo $GREETING > /www/health && exec httpd -f -p 8080 -h /www"]
+    port    = 8080
   }
-  step "wait" {
-    run     = "until nc -z postgres 5432; do sleep 1; done"
+  step "by-name" {
+    run     = "wget -q -O - http://web:8080/health"
     workdir = "/tmp"
   }
-  step "test" {
-    run = "go test -tags integration ./..."
+  step "localhost" {
+    run = "test \"$(wget -q -O - http://localhost:8080/health)\" = healthy"
   }
 }
