@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# What bridge networking adds to a job container's start over network
+# "none": median of N starts each (default 50), alternating; bridge on an
+# idle host (bridge and table made and removed per job) and on a busy one.
+# Needs root. usage: bench/network/run.sh   (env N, default 50)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+if [ "$(id -u)" != 0 ]; then
+	echo "bench/network: needs root (containers, links, nftables)" >&2
+	exit 1
+fi
+bin=$(mktemp -d /tmp/jobrun-bench-network-bin.XXXXXX)
+trap 'rm -rf "$bin"' EXIT
+# The binary lives away from the sandbox state (see sandbox.New).
+CGO_ENABLED=1 go build -tags seccomp -o "$bin/network-bench" ./bench/network
+if [ -d agent/sandbox/launcher ]; then
+	# The containers' init, found next to the binary as next to jobrun.
+	CGO_ENABLED=0 go build -o "$bin/jobrun-launcher" ./agent/sandbox/launcher
+fi
+"$bin/network-bench" -n "${N:-50}"
