@@ -80,7 +80,7 @@ type Lease struct {
 	// in it ("build (goos=linux)").
 	File   string `json:"file"`
 	Source string `json:"source"`
-	Job    string `json:"job"`
+	Job    string `json:"job_name"`
 	// Needs are the attempts whose artifacts the job receives.
 	Needs []Need `json:"needs,omitempty"`
 	// Env is added to the job's environment; Secrets too, and masked.

@@ -122,6 +122,12 @@ func (s *SQL) supersede(ctx context.Context, tx *sql.Tx, run int64, nr api.NewRu
 	if err != nil {
 		return err
 	}
+	slices.Sort(runs) // one order for every locker
+	for _, r := range runs {
+		if err := s.lockRun(ctx, tx, r); err != nil {
+			return err
+		}
+	}
 	if _, err := tx.ExecContext(ctx, `UPDATE jobs SET status = 'superseded', reason = $5, finished_at = $6
 		WHERE status IN ('queued', 'waiting') AND `+older, nr.Repo, nr.Branch, nr.File, run, why, ms(now)); err != nil {
 		return fmt.Errorf("supersede: %w", err)
@@ -153,6 +159,16 @@ func scanInts(rows *sql.Rows) ([]int64, error) {
 	return out, rows.Err()
 }
 
+// lockRun takes run's lock for the rest of tx (PostgreSQL; SQLite has one
+// writer at a time anyway). Whoever changes a run's jobs takes it first.
+func (s *SQL) lockRun(ctx context.Context, tx *sql.Tx, run int64) error {
+	var id int64
+	if err := tx.QueryRowContext(ctx, `SELECT id FROM runs WHERE id = $1`+s.d.lockRun, run).Scan(&id); err != nil {
+		return fmt.Errorf("lock run %d: %w", run, err)
+	}
+	return nil
+}
+
 type runJob struct {
 	id     int64
 	name   string
@@ -164,6 +180,9 @@ type runJob struct {
 // succeeded are queued, those with a need that did not are skipped, and a
 // run whose jobs have all ended gets its final status.
 func (s *SQL) settle(ctx context.Context, tx *sql.Tx, run int64, now time.Time) error {
+	if err := s.lockRun(ctx, tx, run); err != nil {
+		return err
+	}
 	rows, err := tx.QueryContext(ctx, `SELECT id, name, needs, status FROM jobs WHERE run_id = $1 ORDER BY id`, run)
 	if err != nil {
 		return fmt.Errorf("settle run %d: %w", run, err)
@@ -561,9 +580,19 @@ func (s *SQL) Finish(ctx context.Context, agent string, a api.Attempt, r api.Res
 		if !api.Final(r.Status) {
 			return fmt.Errorf("%w: status %q is not final", errConflict, r.Status)
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET status = $1, reason = $2, result = $3, finished_at = $4, cancel_requested = 0 WHERE id = $5`,
-			r.Status, r.Reason, mustJSON(r), ms(now), a.Job); err != nil {
+		if err := s.lockRun(ctx, tx, run); err != nil {
 			return err
+		}
+		// The lease is checked again under the run's lock: another server
+		// may have taken it back in between.
+		res, err := tx.ExecContext(ctx, `UPDATE jobs SET status = $1, reason = $2, result = $3, finished_at = $4, cancel_requested = 0
+			WHERE id = $5 AND attempt = $6 AND agent_id = $7 AND status = 'running'`,
+			r.Status, r.Reason, mustJSON(r), ms(now), a.Job, a.Attempt, agent)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return errGone
 		}
 		return s.settle(ctx, tx, run, now)
 	})
@@ -597,6 +626,9 @@ func (s *SQL) Expire(ctx context.Context, now time.Time) (int, error) {
 		}
 		rows.Close()
 		for _, e := range es {
+			if err := s.lockRun(ctx, tx, e.run); err != nil {
+				return err
+			}
 			lost := fmt.Sprintf("agent %s stopped renewing the lease of attempt %d", e.agent.String, e.attempt)
 			q := `UPDATE jobs SET status = $1, reason = $2, finished_at = $3 WHERE id = $4 AND attempt = $5 AND status = 'running'`
 			st, why := api.Failed, fmt.Sprintf("%s; gave up after %d attempts", lost, e.attempt)
@@ -632,6 +664,12 @@ func (s *SQL) Cancel(ctx context.Context, job int64, why string, now time.Time) 
 		if err != nil {
 			return err
 		}
+		if err := s.lockRun(ctx, tx, run); err != nil {
+			return err
+		}
+		if err := tx.QueryRowContext(ctx, `SELECT status FROM jobs WHERE id = $1`, job).Scan(&status); err != nil {
+			return err
+		}
 		switch status {
 		case api.Queued, api.Waiting:
 			if _, err := tx.ExecContext(ctx, `UPDATE jobs SET status = 'cancelled', reason = $2, finished_at = $3 WHERE id = $1`, job, why, ms(now)); err != nil {
@@ -657,6 +695,12 @@ func (s *SQL) Retry(ctx context.Context, job int64, budget int, now time.Time) e
 			return errNotFound
 		}
 		if err != nil {
+			return err
+		}
+		if err := s.lockRun(ctx, tx, run); err != nil {
+			return err
+		}
+		if err := tx.QueryRowContext(ctx, `SELECT status, attempt FROM jobs WHERE id = $1`, job).Scan(&status, &attempt); err != nil {
 			return err
 		}
 		if !api.Final(status) || status == api.Skipped {

@@ -185,9 +185,12 @@ func plan(nr api.NewRun) ([]Planned, string) {
 		jobs.WriteDiagnostics(&b, diags, f, false)
 		return nil, b.String()
 	}
-	sel, err := f.Select(nr.Jobs...)
-	if err != nil {
-		return nil, err.Error()
+	sel := f.Jobs
+	if len(nr.Jobs) > 0 {
+		var err error
+		if sel, err = f.Select(nr.Jobs...); err != nil {
+			return nil, err.Error()
+		}
 	}
 	out := make([]Planned, 0, len(sel))
 	for _, j := range sel {

@@ -28,6 +28,10 @@ type dialect struct {
 	// lockQueued is appended to the query that picks queued jobs, so two
 	// servers on one database never pick the same row.
 	lockQueued string
+	// lockRun is appended to a select of a run's row to lock it: the
+	// changes to a run's jobs and its status are serialised per run, so two
+	// jobs ending at once cannot both see the other still running.
+	lockRun string
 	// migrateLock serialises migrations between servers starting at once.
 	migrateLock string
 }
@@ -37,6 +41,7 @@ var (
 	postgresDialect = dialect{
 		name:        "postgres",
 		lockQueued:  " FOR UPDATE OF j SKIP LOCKED",
+		lockRun:     " FOR UPDATE",
 		migrateLock: "SELECT pg_advisory_xact_lock(7423011)",
 	}
 )
