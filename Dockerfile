@@ -1,0 +1,62 @@
+# syntax=docker/dockerfile:1
+#
+# The jobrun image: one image for `jobrun server` and `jobrun agent`.
+#
+#   docker build -t jobrun .                  (or podman build)
+#   docker build --build-arg VERSION=$(git describe --always --dirty) -t jobrun .
+#
+# Two stages. The build stage runs `make build` (cgo, -tags seccomp) and
+# keeps everything it puts in bin/; the runtime stage is Debian with only
+# what jobrun loads or runs at run time: libseccomp2 (the seccomp filter),
+# tini-static and catatonit (the static PID 1 and its pause child that every
+# job container gets, found at /usr/bin/tini-static and /usr/bin/catatonit)
+# and ca-certificates (registries, S3, the server). Git is not needed:
+# jobrun uses go-git.
+#
+# The base images are build arguments so that a build from locally made
+# images works too (examples/deploy/deploy_test.go builds with Debian roots
+# made by scripts/testimages.sh and no registry). Modules come from GOPROXY
+# (a build argument, Go's default when unset).
+
+ARG BUILD_IMAGE=golang:1.26-bookworm
+ARG BASE_IMAGE=debian:bookworm-slim
+
+FROM ${BUILD_IMAGE} AS build
+# What `make build` needs besides Go; the golang images lack only
+# libseccomp-dev. Only missing packages are installed, so a build image that
+# has them all needs no Debian mirror.
+RUN set -eu; missing=; \
+	for p in gcc libc6-dev make pkg-config libseccomp-dev; do \
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"; \
+	done; \
+	if [ -n "$missing" ]; then \
+		apt-get update; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing; \
+		apt-get clean; rm -rf /var/lib/apt/lists/*; \
+	fi
+WORKDIR /src
+COPY . .
+ARG GOPROXY
+ARG VERSION=dev
+# The module and build caches persist between builds (BuildKit and buildah
+# cache mounts) and stay out of the image.
+RUN --mount=type=cache,id=jobrun-gomod,target=/root/go-mod \
+	--mount=type=cache,id=jobrun-gobuild,target=/root/go-build \
+	GOMODCACHE=/root/go-mod GOCACHE=/root/go-build make build VERSION="$VERSION"
+
+FROM ${BASE_IMAGE}
+RUN set -eu; \
+	apt-get update; \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+		ca-certificates catatonit libseccomp2 tini; \
+	apt-get clean; rm -rf /var/lib/apt/lists/*
+COPY --from=build /src/bin/ /usr/local/bin/
+# The state dir must be a volume, not the container's own overlay root: the
+# agent mounts overlay snapshots in it, and overlayfs cannot sit on overlayfs.
+ENV JOBRUN_STATE_DIR=/var/lib/jobrun
+VOLUME /var/lib/jobrun
+# By default the server, on :8080 with SQLite in the state dir (its flags'
+# defaults, so each can be changed with -e JOBRUN_<FLAG>=...); the agent is
+# `jobrun agent` in the same image (examples/deploy/README.md).
+EXPOSE 8080
+CMD ["jobrun", "server"]
