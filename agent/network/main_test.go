@@ -316,17 +316,6 @@ func startHelper(t *testing.T, dir string) *exec.Cmd {
 	return cmd
 }
 
-// waitGone waits a moment for a condition that a dying process's kernel
-// clean-up makes true.
-func waitFor(cond func() bool) bool {
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if cond() {
-			return true
-		}
-	}
-	return cond()
-}
-
 // hostConnect dials addr from the host itself and reports whether it read
 // the greeting.
 func hostConnect(t *testing.T, addr netip.AddrPort) bool {
