@@ -580,3 +580,60 @@ job "bad-service" {
 		t.Error("a job whose service died ran its steps")
 	}
 }
+
+// TestLocalKilledMidJob kills a real jobrun process (SIGKILL, no teardown)
+// while a bridge job with a service runs: its network (namespace, veth,
+// rules, lease) is left behind, and the next jobrun on the state dir
+// removes it at start-up (the host's leak checks cover links, addresses,
+// namespaces and rules).
+func TestLocalKilledMidJob(t *testing.T) {
+	file := project(t, `
+job "long" {
+  image = "IMAGE"
+  service "web" {
+    image   = "IMAGE"
+    command = ["httpd", "-f", "-p", "8080", "-h", "/"]
+    port    = 8080
+  }
+  step "sleep" { run = "echo sleeping; sleep 300" }
+}
+`, map[string]string{})
+	bin := buildJobrun(t)
+	h := newTestHost(t)
+	cmd := exec.Command(bin, "--state-dir", h.state, "local", "--artifacts", h.artifacts, file)
+	stdout, _ := cmd.StdoutPipe()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	started := false
+	for !started && sc.Scan() {
+		started = strings.Contains(sc.Text(), "| sleeping")
+	}
+	if !started {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("the job never started:\n%s", stderr.String())
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	go io.Copy(io.Discard, stdout)
+	cmd.Wait()
+	left, _ := filepath.Glob(filepath.Join(h.state, "network", "*", "netns"))
+	if len(left) == 0 {
+		t.Fatal("the killed jobrun left no network behind: the test proves nothing")
+	}
+	next := project(t, `
+job "next" {
+  image = "IMAGE"
+  step "x" { run = "true" }
+}
+`, map[string]string{})
+	if r := h.local(t, next); r.code != 0 {
+		t.Fatalf("the next run: exit %d", r.code)
+	}
+	if left, _ := filepath.Glob(filepath.Join(h.state, "network", "*")); len(left) != 0 {
+		t.Errorf("the next run's start-up clean-up left %v", left)
+	}
+}
