@@ -202,26 +202,36 @@ func (s *Server) lease(w http.ResponseWriter, r *http.Request, a *agentRec) {
 	deadline := time.NewTimer(min(wait, maxLeaseWait))
 	defer deadline.Stop()
 	p := LeaseParams{Timeout: s.cfg.LeaseTimeout, AffinityWait: s.cfg.AffinityWait}
+	hops := -1 // not woken yet
 	for {
-		woken := s.queue.wait()
+		woken, cancel := s.queue.wait()
 		l, err := s.st.Lease(ctx, a, p, time.Now())
 		if err != nil {
+			cancel()
 			s.fail(w, r, err)
 			return
 		}
 		if l != nil {
+			cancel()
 			s.sendLease(w, r, a, l)
 			return
 		}
+		if hops >= 0 {
+			s.queue.pass(1, hops+1) // the job was not for us
+		}
+		hops = -1
 		select {
-		case <-woken:
+		case hops = <-woken:
 		case <-time.After(recheck):
 		case <-deadline.C:
+			cancel()
 			w.WriteHeader(http.StatusNoContent)
 			return
 		case <-ctx.Done():
+			cancel()
 			return
 		}
+		cancel()
 	}
 }
 
@@ -291,12 +301,13 @@ func (s *Server) finish(w http.ResponseWriter, r *http.Request, a *agentRec, at 
 	if !decode(w, r, &res) {
 		return
 	}
-	if err := s.st.Finish(r.Context(), a.ID, at, res, time.Now()); err != nil {
+	queued, err := s.st.Finish(r.Context(), a.ID, at, res, time.Now())
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	s.log.Info("job finished", "job", at.Job, "attempt", at.Attempt, "agent", a.Name, "status", res.Status)
-	s.queue.wake() // jobs that needed it may be queued now
+	s.queue.wake(queued) // the jobs that needed it
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -479,7 +490,13 @@ func (s *Server) createRunOf(ctx context.Context, nr api.NewRun) (int64, error) 
 		return 0, err
 	}
 	s.log.Info("run queued", "run", id, "repo", nr.Repo, "branch", nr.Branch, "jobs", len(p))
-	s.queue.wake()
+	ready := 0
+	for _, j := range p {
+		if len(j.Needs) == 0 {
+			ready++
+		}
+	}
+	s.queue.wake(ready)
 	return id, nil
 }
 
@@ -541,7 +558,6 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.queue.wake()
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -554,7 +570,7 @@ func (s *Server) retry(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.queue.wake()
+	s.queue.wake(1)
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -93,7 +93,8 @@ func (s *SQL) CreateRun(ctx context.Context, nr api.NewRun, plan []Planned, opts
 		if err := s.supersede(ctx, tx, id, nr, opts.SupersedeRunning, now); err != nil {
 			return err
 		}
-		return s.settle(ctx, tx, id, now)
+		_, err = s.settle(ctx, tx, id, now)
+		return err
 	})
 	return id, err
 }
@@ -139,7 +140,7 @@ func (s *SQL) supersede(ctx context.Context, tx *sql.Tx, run int64, nr api.NewRu
 		}
 	}
 	for _, r := range runs {
-		if err := s.settle(ctx, tx, r, now); err != nil {
+		if _, err := s.settle(ctx, tx, r, now); err != nil {
 			return err
 		}
 	}
@@ -179,13 +180,58 @@ type runJob struct {
 // settle moves a run forward after a change: waiting jobs whose needs all
 // succeeded are queued, those with a need that did not are skipped, and a
 // run whose jobs have all ended gets its final status.
-func (s *SQL) settle(ctx context.Context, tx *sql.Tx, run int64, now time.Time) error {
+func (s *SQL) settle(ctx context.Context, tx *sql.Tx, run int64, now time.Time) (int, error) {
 	if err := s.lockRun(ctx, tx, run); err != nil {
-		return err
+		return 0, err
 	}
+	counts, err := statusCounts(ctx, tx, run)
+	if err != nil {
+		return 0, err
+	}
+	queued := 0
+	if counts[api.Waiting] > 0 {
+		// Only a run with waiting jobs needs them one by one.
+		if queued, err = s.release(ctx, tx, run, now); err != nil {
+			return 0, err
+		}
+		if counts, err = statusCounts(ctx, tx, run); err != nil {
+			return 0, err
+		}
+	}
+	status := runStatus(counts)
+	if status == api.Running {
+		_, err = tx.ExecContext(ctx, `UPDATE runs SET status = 'running', finished_at = NULL WHERE id = $1 AND status <> 'running'`, run)
+		return queued, err
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE runs SET status = $1, finished_at = $2 WHERE id = $3 AND (finished_at IS NULL OR status <> $1)`, status, ms(now), run)
+	return queued, err
+}
+
+func statusCounts(ctx context.Context, tx *sql.Tx, run int64) (map[string]int, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT status, COUNT(*) FROM jobs WHERE run_id = $1 GROUP BY status`, run)
+	if err != nil {
+		return nil, fmt.Errorf("settle run %d: %w", run, err)
+	}
+	defer rows.Close()
+	counts := map[string]int{}
+	for rows.Next() {
+		var st string
+		var n int
+		if err := rows.Scan(&st, &n); err != nil {
+			return nil, err
+		}
+		counts[st] = n
+	}
+	return counts, rows.Err()
+}
+
+// release queues the waiting jobs of run whose needs all succeeded and
+// skips those with a need that did not, until nothing changes. It returns
+// how many it queued.
+func (s *SQL) release(ctx context.Context, tx *sql.Tx, run int64, now time.Time) (int, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT id, name, needs, status FROM jobs WHERE run_id = $1 ORDER BY id`, run)
 	if err != nil {
-		return fmt.Errorf("settle run %d: %w", run, err)
+		return 0, fmt.Errorf("settle run %d: %w", run, err)
 	}
 	var js []*runJob
 	byName := map[string]*runJob{}
@@ -194,7 +240,7 @@ func (s *SQL) settle(ctx context.Context, tx *sql.Tx, run int64, now time.Time) 
 		var needs string
 		if err := rows.Scan(&j.id, &j.name, &needs, &j.status); err != nil {
 			rows.Close()
-			return err
+			return 0, err
 		}
 		j.needs = strList(needs)
 		js = append(js, j)
@@ -202,8 +248,9 @@ func (s *SQL) settle(ctx context.Context, tx *sql.Tx, run int64, now time.Time) 
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return err
+		return 0, err
 	}
+	queued := 0
 	for changed := true; changed; {
 		changed = false
 		for _, j := range js {
@@ -215,22 +262,17 @@ func (s *SQL) settle(ctx context.Context, tx *sql.Tx, run int64, now time.Time) 
 				continue
 			}
 			j.status, changed = st, true
-			q := `UPDATE jobs SET status = $1, reason = $2, queued_at = $3 WHERE id = $4`
-			if st != api.Queued {
-				q = `UPDATE jobs SET status = $1, reason = $2, finished_at = $3 WHERE id = $4`
+			q := `UPDATE jobs SET status = $1, reason = $2, finished_at = $3 WHERE id = $4`
+			if st == api.Queued {
+				q = `UPDATE jobs SET status = $1, reason = $2, queued_at = $3 WHERE id = $4`
+				queued++
 			}
 			if _, err := tx.ExecContext(ctx, q, st, reason, ms(now), j.id); err != nil {
-				return err
+				return 0, err
 			}
 		}
 	}
-	status := runStatus(js)
-	if status == api.Running {
-		_, err = tx.ExecContext(ctx, `UPDATE runs SET status = 'running', finished_at = NULL WHERE id = $1`, run)
-		return err
-	}
-	_, err = tx.ExecContext(ctx, `UPDATE runs SET status = $1, finished_at = $2 WHERE id = $3 AND (finished_at IS NULL OR status <> $1)`, status, ms(now), run)
-	return err
+	return queued, nil
 }
 
 // needsState is what a waiting job becomes given its needs: queued, skipped
@@ -255,15 +297,18 @@ func needsState(j *runJob, byName map[string]*runJob) (string, string) {
 
 // runStatus is a run's status from its jobs': running until every job
 // ended, then the worst outcome.
-func runStatus(js []*runJob) string {
+func runStatus(counts map[string]int) string {
 	worst := api.Succeeded
 	rank := map[string]int{api.Succeeded: 0, api.Skipped: 1, api.Superseded: 2, api.Cancelled: 3, api.Failed: 4, api.Errored: 5}
-	for _, j := range js {
-		if !api.Final(j.status) {
+	for st, n := range counts {
+		if n == 0 {
+			continue
+		}
+		if !api.Final(st) {
 			return api.Running
 		}
-		if rank[j.status] > rank[worst] {
-			worst = j.status
+		if rank[st] > rank[worst] {
+			worst = st
 		}
 	}
 	if worst == api.Skipped {
@@ -368,13 +413,13 @@ func (s *SQL) Lease(ctx context.Context, a *agentRec, p LeaseParams, now time.Ti
 
 // pick claims the job for a, returning its id, or 0.
 func (s *SQL) pick(ctx context.Context, tx *sql.Tx, a *agentRec, p LeaseParams, now time.Time) (int64, error) {
-	const page = 200
+	const page = 50
 	offline := ms(now.Add(-p.Timeout))
 	waited := ms(now.Add(-p.AffinityWait))
 	for after := int64(0); ; {
 		rows, err := tx.QueryContext(ctx, `SELECT j.id, j.labels, j.preferred_agent, j.queued_at, COALESCE(pa.last_seen, 0), COALESCE(pa.gone, 1)
 			FROM jobs j LEFT JOIN agents pa ON pa.id = j.preferred_agent
-			WHERE j.status = 'queued' AND j.id > $1 ORDER BY j.id LIMIT `+fmt.Sprint(page)+s.d.lockQueued, after)
+			WHERE j.status = 'queued' AND j.id > $1 ORDER BY j.id LIMIT `+fmt.Sprint(page), after)
 		if err != nil {
 			return 0, fmt.Errorf("queued jobs: %w", err)
 		}
@@ -401,7 +446,7 @@ func (s *SQL) pick(ctx context.Context, tx *sql.Tx, a *agentRec, p LeaseParams, 
 		}
 		for _, id := range cands {
 			res, err := tx.ExecContext(ctx, `UPDATE jobs SET status = 'running', attempt = attempt + 1, agent_id = $2, lease_expires = $3,
-				started_at = $4, finished_at = NULL, reason = '' WHERE id = $1 AND status = 'queued'`,
+				started_at = $4, finished_at = NULL, reason = '' WHERE `+s.d.claim,
 				id, a.ID, ms(now.Add(p.Timeout)), ms(now))
 			if err != nil {
 				return 0, err
@@ -561,10 +606,12 @@ func (s *SQL) Step(ctx context.Context, agent string, a api.Attempt, st api.Step
 	})
 }
 
-// Finish closes attempt a with its result and moves its run forward. A
-// repeated Finish of the same attempt by the same agent succeeds again.
-func (s *SQL) Finish(ctx context.Context, agent string, a api.Attempt, r api.Result, now time.Time) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+// Finish closes attempt a with its result and moves its run forward,
+// returning how many jobs that queued. A repeated Finish of the same
+// attempt by the same agent succeeds again.
+func (s *SQL) Finish(ctx context.Context, agent string, a api.Attempt, r api.Result, now time.Time) (int, error) {
+	queued := 0
+	err := s.tx(ctx, func(tx *sql.Tx) error {
 		run, err := holds(ctx, tx, agent, a)
 		if errors.Is(err, errGone) {
 			var n int
@@ -594,13 +641,15 @@ func (s *SQL) Finish(ctx context.Context, agent string, a api.Attempt, r api.Res
 		if n, _ := res.RowsAffected(); n != 1 {
 			return errGone
 		}
-		return s.settle(ctx, tx, run, now)
+		queued, err = s.settle(ctx, tx, run, now)
+		return err
 	})
+	return queued, err
 }
 
 // Expire ends the leases that were not renewed in time: the job is queued
 // again, or failed once its attempts are used up, or cancelled if a
-// cancel was waiting for the agent. It returns how many it requeued.
+// cancel was waiting for the agent. It returns how many jobs it queued.
 func (s *SQL) Expire(ctx context.Context, now time.Time) (int, error) {
 	requeued := 0
 	err := s.tx(ctx, func(tx *sql.Tx) error {
@@ -643,9 +692,11 @@ func (s *SQL) Expire(ctx context.Context, now time.Time) (int, error) {
 			if _, err := tx.ExecContext(ctx, q, st, why, ms(now), e.id, e.attempt); err != nil {
 				return err
 			}
-			if err := s.settle(ctx, tx, e.run, now); err != nil {
+			n, err := s.settle(ctx, tx, e.run, now)
+			if err != nil {
 				return err
 			}
+			requeued += n
 		}
 		return nil
 	})
@@ -675,7 +726,8 @@ func (s *SQL) Cancel(ctx context.Context, job int64, why string, now time.Time) 
 			if _, err := tx.ExecContext(ctx, `UPDATE jobs SET status = 'cancelled', reason = $2, finished_at = $3 WHERE id = $1`, job, why, ms(now)); err != nil {
 				return err
 			}
-			return s.settle(ctx, tx, run, now)
+			_, err := s.settle(ctx, tx, run, now)
+			return err
 		case api.Running:
 			_, err := tx.ExecContext(ctx, `UPDATE jobs SET cancel_requested = 1, reason = $2 WHERE id = $1`, job, why)
 			return err
@@ -715,6 +767,7 @@ func (s *SQL) Retry(ctx context.Context, job int64, budget int, now time.Time) e
 			WHERE run_id = $1 AND status = 'skipped'`, run); err != nil {
 			return err
 		}
-		return s.settle(ctx, tx, run, now)
+		_, err = s.settle(ctx, tx, run, now)
+		return err
 	})
 }

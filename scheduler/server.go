@@ -36,7 +36,7 @@ type Store interface {
 	AppendLog(ctx context.Context, agent string, a api.Attempt, off int64, data []byte) (int64, error)
 	Log(ctx context.Context, a api.Attempt, from int64) ([]byte, error)
 	Step(ctx context.Context, agent string, a api.Attempt, st api.Step) error
-	Finish(ctx context.Context, agent string, a api.Attempt, r api.Result, now time.Time) error
+	Finish(ctx context.Context, agent string, a api.Attempt, r api.Result, now time.Time) (int, error)
 	Expire(ctx context.Context, now time.Time) (int, error)
 	Cancel(ctx context.Context, job int64, why string, now time.Time) error
 	Retry(ctx context.Context, job int64, budget int, now time.Time) error
@@ -122,32 +122,54 @@ func (s *Server) Run(ctx context.Context) {
 		}
 		if n > 0 {
 			s.log.Info("requeued jobs of silent agents", "jobs", n)
-			s.queue.wake()
+			s.queue.wake(n)
 		}
 	}
 }
 
-// waker lets lease requests sleep until something is queued.
+// waker lets lease requests sleep until something is queued. It wakes as
+// many waiters as jobs were queued, oldest first, rather than all of them:
+// fifty agents racing for one job cost fifty transactions.
 type waker struct {
-	mu sync.Mutex
-	ch chan struct{}
+	mu      sync.Mutex
+	waiters []chan int
 }
 
-func (w *waker) wait() <-chan struct{} {
+// wait registers a waiter. Its channel receives the number of waiters
+// already woken in vain for the same job (see pass) when woken; cancel
+// removes it.
+func (w *waker) wait() (ch chan int, cancel func()) {
+	ch = make(chan int, 1)
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.ch == nil {
-		w.ch = make(chan struct{})
+	w.waiters = append(w.waiters, ch)
+	w.mu.Unlock()
+	return ch, func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		for i, c := range w.waiters {
+			if c == ch {
+				w.waiters = append(w.waiters[:i], w.waiters[i+1:]...)
+				return
+			}
+		}
 	}
-	return w.ch
 }
 
-func (w *waker) wake() {
+// wake wakes n waiters.
+func (w *waker) wake(n int) { w.pass(n, 0) }
+
+// pass wakes n waiters, telling them how many were woken in vain before:
+// a waiter that finds no job it may run (labels, affinity) passes its
+// wake-up on, at most once around the queue.
+func (w *waker) pass(n, hops int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.ch != nil {
-		close(w.ch)
-		w.ch = nil
+	if hops > len(w.waiters) {
+		return
+	}
+	for ; n > 0 && len(w.waiters) > 0; n-- {
+		w.waiters[0] <- hops
+		w.waiters = w.waiters[1:]
 	}
 }
 

@@ -25,9 +25,11 @@ var migrations embed.FS
 // dialect is what differs between the two databases the store runs on.
 type dialect struct {
 	name string
-	// lockQueued is appended to the query that picks queued jobs, so two
-	// servers on one database never pick the same row.
-	lockQueued string
+	// claim is the condition under which a queued job is taken: under
+	// PostgreSQL a row another transaction is claiming is skipped, not
+	// waited for, so two servers never hand out one job and never queue
+	// behind each other.
+	claim string
 	// lockRun is appended to a select of a run's row to lock it: the
 	// changes to a run's jobs and its status are serialised per run, so two
 	// jobs ending at once cannot both see the other still running.
@@ -37,10 +39,10 @@ type dialect struct {
 }
 
 var (
-	sqliteDialect   = dialect{name: "sqlite"}
+	sqliteDialect   = dialect{name: "sqlite", claim: "id = $1 AND status = 'queued'"}
 	postgresDialect = dialect{
 		name:        "postgres",
-		lockQueued:  " FOR UPDATE OF j SKIP LOCKED",
+		claim:       "id = (SELECT id FROM jobs WHERE id = $1 AND status = 'queued' FOR UPDATE SKIP LOCKED)",
 		lockRun:     " FOR UPDATE",
 		migrateLock: "SELECT pg_advisory_xact_lock(7423011)",
 	}

@@ -81,7 +81,7 @@ func lease(t *testing.T, s *SQL, a *agentRec, now time.Time) *leaseRec {
 
 func finish(t *testing.T, s *SQL, a *agentRec, l *leaseRec, status string, now time.Time) {
 	t.Helper()
-	if err := s.Finish(context.Background(), a.ID, l.Attempt, api.Result{Status: status}, now); err != nil {
+	if _, err := s.Finish(context.Background(), a.ID, l.Attempt, api.Result{Status: status}, now); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -230,7 +230,7 @@ func TestLeaseExpiryRequeuesThenFails(t *testing.T) {
 		if err != nil || len(kill) != 1 || kill[0] != l1.Attempt {
 			t.Fatalf("returning agent: kill %v, err %v; want its old attempt", kill, err)
 		}
-		if err := s.Finish(ctx, a.ID, l1.Attempt, api.Result{Status: api.Succeeded}, now); err != errGone {
+		if _, err := s.Finish(ctx, a.ID, l1.Attempt, api.Result{Status: api.Succeeded}, now); err != errGone {
 			t.Fatalf("finish by the old agent = %v, want errGone", err)
 		}
 		if _, err := s.AppendLog(ctx, a.ID, l1.Attempt, 0, []byte("x")); err != errGone {

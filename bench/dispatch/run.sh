@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Scheduler dispatch with 50 simulated agents (real HTTP clients on
+# loopback, one slot each, finishing every job at once), SQLite against
+# PostgreSQL in the same run:
+#   - idle pool: 200 single-job runs posted one at a time; dispatch latency
+#     (run posted -> lease in the agent's hands) p50 and p99
+#   - busy pool: 40 runs of 50 jobs posted at once; jobs per second until
+#     the last is leased
+# PostgreSQL is the one scripts/services.sh starts, unless
+# JOBRUN_TEST_POSTGRES is set.
+# usage: bench/dispatch/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export PATH=$(go env GOPATH)/bin:$PATH
+work=$(mktemp -d /tmp/jobrun-bench-dispatch.XXXXXX)
+started=
+cleanup() {
+	if [ -n "$started" ]; then scripts/services.sh stop "$work/svc" || true; fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
+if [ -z "${JOBRUN_TEST_POSTGRES:-}" ]; then
+	scripts/services.sh start "$work/svc" >/dev/null
+	started=1
+	# shellcheck disable=SC1091
+	. "$work/svc/env"
+fi
+db=jobrun_bench_dispatch_$RANDOM
+psql "$JOBRUN_TEST_POSTGRES" -qc "CREATE DATABASE $db"
+trap 'psql "$JOBRUN_TEST_POSTGRES" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true; cleanup' EXIT
+pg=$(echo "$JOBRUN_TEST_POSTGRES" | sed -E "s#/[^/?]*(\?|$)#/$db\1#")
+CGO_ENABLED=1 go build -tags seccomp -o "$work/dispatch-bench" ./bench/dispatch
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores; postgres: $(psql "$JOBRUN_TEST_POSTGRES" -Atc 'SHOW server_version')"
+echo "-- sqlite"
+"$work/dispatch-bench" -database sqlite -runs 40 -jobs 50
+echo "-- postgres"
+"$work/dispatch-bench" -database "$pg" -runs 40 -jobs 50
