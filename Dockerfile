@@ -6,12 +6,12 @@
 #   docker build --build-arg VERSION=$(git describe --always --dirty) -t jobrun .
 #
 # Two stages. The build stage runs `make build` (cgo, -tags seccomp) and
-# keeps everything it puts in bin/; the runtime stage is Debian with only
-# what jobrun loads or runs at run time: libseccomp2 (the seccomp filter),
-# tini-static and catatonit (the static PID 1 and its pause child that every
-# job container gets, found at /usr/bin/tini-static and /usr/bin/catatonit)
-# and ca-certificates (registries, S3, the server). Git is not needed:
-# jobrun uses go-git.
+# everything it puts in bin/ goes to /usr/local/bin: jobrun, and next to it
+# jobrun-launcher, the static PID 1 of every job container (found next to
+# the jobrun binary). The runtime stage is Debian with only what jobrun
+# loads at run time: libseccomp2 (the seccomp filter) and ca-certificates
+# (registries, S3, PostgreSQL over TLS). Git is not needed: jobrun uses
+# go-git.
 #
 # The base images are build arguments so that a build from locally made
 # images works too (examples/deploy/deploy_test.go builds with Debian roots
@@ -48,7 +48,7 @@ FROM ${BASE_IMAGE}
 RUN set -eu; \
 	apt-get update; \
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-		ca-certificates catatonit libseccomp2 tini; \
+		ca-certificates libseccomp2; \
 	apt-get clean; rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/bin/ /usr/local/bin/
 # The state dir must be a volume, not the container's own overlay root: the

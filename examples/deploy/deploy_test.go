@@ -1,8 +1,8 @@
 // Package deploy_test checks the deployment examples as a user would use
 // them: the repository's Dockerfile builds with podman from Debian images
 // made on this machine by scripts/testimages.sh (no registry), and the image
-// it makes starts jobrun, has every library jobrun loads, and runs a real
-// job; the systemd units here pass `systemd-analyze verify` and their
+// it makes starts jobrun, has every library jobrun loads, runs a real job
+// and, as a server and an agent, a pool; the systemd units here pass `systemd-analyze verify` and their
 // command lines and environment files name flags jobrun has.
 package deploy_test
 
@@ -11,7 +11,11 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	jobrunapi "github.com/jobrun/jobrun/api"
 	"github.com/jobrun/jobrun/internal/leakcheck"
 	"github.com/jobrun/jobrun/internal/testenv"
 )
@@ -156,8 +161,9 @@ func goProxy(t *testing.T, root, mnt string) (hostDir, proxy string) {
 // TestDockerfile builds the Dockerfile with podman from the Debian images
 // of scripts/testimages.sh and checks the image: jobrun starts and reports
 // the version the build was given, no library is missing (with the control
-// that the same probe names one that is), the image is small, and a real
-// job runs in it with nothing left behind.
+// that the same probe names one that is), the image is small, a real job
+// runs in it with nothing left behind, and a server and an agent from it
+// run a job queued through the API and stop cleanly on SIGTERM.
 func TestDockerfile(t *testing.T) {
 	p := newPodman(t)
 	testenv.RequireTool(t, "skopeo")
@@ -310,6 +316,206 @@ func TestDockerfile(t *testing.T) {
 		runJob()
 		snap.Check(t)
 	})
+
+	t.Run("pool", func(t *testing.T) {
+		// The deployment in containers: the server from the image's default
+		// command, its API published on a loopback port; an agent from the
+		// same image in the server's network namespace (so neither touches
+		// the host's network), given its settings through JOBRUN_
+		// variables as the units' environment files do. A run queued
+		// through the API is leased to the agent and succeeds; SIGTERM
+		// (podman stop) ends both with status 0.
+		work := t.TempDir()
+		serverState, agentState := filepath.Join(work, "server"), filepath.Join(work, "agent")
+		for _, d := range []string{serverState, agentState} {
+			if err := os.Mkdir(d, 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}
+		port := freePort(t)
+		regToken, adminToken := "reg-"+suffix, "admin-"+suffix
+		agentName := "deploytest-" + suffix
+		detach := func(name string, args ...string) string {
+			t.Helper()
+			id := strings.TrimSpace(p.must(append(append([]string{"run", "--detach", "--name", name}, ulimits...), args...)...))
+			t.Cleanup(func() {
+				if out, err := p.output("rm", "--force", "--volumes", id); err != nil {
+					t.Errorf("remove container %s: %v\n%s", name, err, out)
+				}
+			})
+			return id
+		}
+		server := detach("jobrun-deploytest-server-"+suffix,
+			"--publish", "127.0.0.1:"+port+":8080",
+			"--env", "JOBRUN_REGISTRATION_TOKEN="+regToken,
+			"--env", "JOBRUN_ADMIN_TOKEN="+adminToken,
+			"--env", "JOBRUN_LOG_LEVEL=info",
+			"--volume", serverState+":/var/lib/jobrun",
+			image)
+		api := &apiClient{t: t, base: "http://127.0.0.1:" + port, token: adminToken, logs: func() string { return p.logs(server) }}
+		api.waitHealthy()
+
+		agent := detach("jobrun-deploytest-agent-"+suffix,
+			"--privileged", "--network", "container:"+server,
+			"--env", "JOBRUN_SERVER=http://127.0.0.1:8080",
+			"--env", "JOBRUN_TOKEN="+regToken,
+			"--env", "JOBRUN_LABELS=linux,deploytest",
+			"--env", "JOBRUN_JOBS=2",
+			"--env", "JOBRUN_NAME="+agentName,
+			"--env", "JOBRUN_LOG_LEVEL=info",
+			"--volume", agentState+":/var/lib/jobrun",
+			"--volume", busybox+":/images/busybox:ro",
+			image, "jobrun", "agent")
+
+		const hello = "hello from the jobrun pool"
+		r := api.createRun(jobrunapi.NewRun{Repo: "deploytest", Branch: "main", Source: `job "hello" {
+  image   = "oci-layout:/images/busybox:latest"
+  agent   = ["deploytest"]
+  network = "none"
+  step "greet" {
+    run = "echo ` + hello + `"
+  }
+}
+`})
+		r = api.waitRun(r.ID, func() string { return "agent:\n" + p.logs(agent) + "\nserver:\n" + p.logs(server) })
+		if r.Status != jobrunapi.Succeeded || len(r.Jobs) != 1 {
+			t.Fatalf("run %d: status %s (%s), %d jobs; want one job succeeded\nagent:\n%s", r.ID, r.Status, r.Reason, len(r.Jobs), p.logs(agent))
+		}
+		j := r.Jobs[0]
+		jobLog := api.get(fmt.Sprintf("/api/v1/jobs/%d/log", j.ID))
+		if j.Agent == "" || !strings.Contains(jobLog, hello) {
+			t.Errorf("job %d ran on agent %q; its log lacks %q:\n%s", j.ID, j.Agent, hello, jobLog)
+		}
+		t.Logf("run %d: job %d %s on agent %s", r.ID, j.ID, j.Status, j.Agent)
+		if agents := api.get("/api/v1/agents"); !strings.Contains(agents, agentName) {
+			t.Errorf("the agent %s is not in the pool: %s", agentName, agents)
+		}
+
+		for _, c := range []struct{ name, id string }{{"agent", agent}, {"server", server}} {
+			p.must("stop", "--time", "60", c.id)
+			if code := strings.TrimSpace(p.must("inspect", "--format", "{{.State.ExitCode}}", c.id)); code != "0" {
+				t.Errorf("the %s ended with status %s on SIGTERM, want 0; its log:\n%s", c.name, code, p.logs(c.id))
+			}
+		}
+	})
+}
+
+// logs returns a container's output, or why it could not be read.
+func (p *podman) logs(id string) string {
+	out, err := p.output("logs", id)
+	if err != nil {
+		return err.Error() + "\n" + out
+	}
+	return tail(out, 40)
+}
+
+// freePort returns a loopback TCP port nobody listens on now.
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+}
+
+// apiClient speaks to the server in the container as a user would: plain
+// HTTP and JSON, the admin token for mutations.
+type apiClient struct {
+	t     *testing.T
+	base  string
+	token string
+	logs  func() string // the server's log, for failures
+}
+
+// serverWait bounds how long the server and the run may take: generous,
+// since other tests share the machine; it is a deadline, not a measurement.
+const serverWait = 2 * time.Minute
+
+// waitHealthy waits until GET /healthz answers ok.
+func (c *apiClient) waitHealthy() {
+	c.t.Helper()
+	deadline := time.Now().Add(serverWait)
+	for {
+		resp, err := http.Get(c.base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("the server in the container did not answer %s/healthz within %s (last: %v)\n%s", c.base, serverWait, err, c.logs())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// do sends a request with the admin token and returns the body; any
+// status but want fails the test.
+func (c *apiClient) do(method, path string, body any, want int) []byte {
+	c.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, c.base+path, rd)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatalf("%s %s: %v\n%s", method, path, err, c.logs())
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		c.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	if resp.StatusCode != want {
+		c.t.Fatalf("%s %s: %s, want %d: %s\n%s", method, path, resp.Status, want, b, c.logs())
+	}
+	return b
+}
+
+func (c *apiClient) get(path string) string {
+	c.t.Helper()
+	return string(c.do(http.MethodGet, path, nil, http.StatusOK))
+}
+
+func (c *apiClient) createRun(nr jobrunapi.NewRun) jobrunapi.Run {
+	c.t.Helper()
+	var run jobrunapi.Run
+	if err := json.Unmarshal(c.do(http.MethodPost, "/api/v1/runs", nr, http.StatusCreated), &run); err != nil {
+		c.t.Fatalf("POST /api/v1/runs: %v", err)
+	}
+	return run
+}
+
+// waitRun polls run id until it has ended.
+func (c *apiClient) waitRun(id int64, logs func() string) jobrunapi.Run {
+	c.t.Helper()
+	deadline := time.Now().Add(serverWait)
+	for {
+		var run jobrunapi.Run
+		if err := json.Unmarshal([]byte(c.get(fmt.Sprintf("/api/v1/runs/%d", id))), &run); err != nil {
+			c.t.Fatalf("GET /api/v1/runs/%d: %v", id, err)
+		}
+		if jobrunapi.Final(run.Status) {
+			return run
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("run %d still %s after %s\n%s", id, run.Status, serverWait, logs())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // TestUnits checks the systemd units with `systemd-analyze verify` (a
