@@ -17,6 +17,7 @@ APT_PACKAGES=(
 	postgresql                                # the scheduler's shared store
 	containernetworking-plugins
 	hyperfine
+	systemd                                   # systemd-analyze verify of examples/deploy
 )
 
 log() { printf 'deps: %s\n' "$*" >&2; }
