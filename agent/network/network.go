@@ -96,10 +96,11 @@ type Options struct {
 
 // Manager makes and removes jobs' networks. It is safe for concurrent use.
 type Manager struct {
-	o    Options
-	tag  string
-	jobs string // StateDir/network
-	gw   netip.Addr
+	o     Options
+	tag   string
+	jobs  string // StateDir/network
+	table string // the nftables table
+	gw    netip.Addr
 }
 
 // New returns a Manager for o. It changes nothing on the host until the
@@ -138,7 +139,7 @@ func New(o Options) (*Manager, error) {
 	if o.Log == nil {
 		o.Log = hclog.NewNullLogger()
 	}
-	m := &Manager{o: o, jobs: filepath.Join(o.StateDir, "network"), gw: o.Subnet.Addr().Next()}
+	m := &Manager{o: o, jobs: filepath.Join(o.StateDir, "network"), gw: o.Subnet.Addr().Next(), table: tableFor(o.Bridge)}
 	if err := os.MkdirAll(m.jobs, 0o700); err != nil {
 		return nil, fmt.Errorf("network: %w", err)
 	}
@@ -199,7 +200,7 @@ func (m *Manager) Setup(ctx context.Context, id string) (_ *Net, err error) {
 	if err := m.link(n); err != nil {
 		return nil, err
 	}
-	if err := addJobRules(n.Comment, n.Addr, m.o.Deny); err != nil {
+	if err := addJobRules(m.table, n.Comment, n.Addr, m.o.Deny); err != nil {
 		return nil, err
 	}
 	m.o.Log.Debug("network ready", "id", id, "addr", n.Addr, "took", time.Since(begin))
@@ -242,7 +243,7 @@ func (m *Manager) ensureHost() error {
 	if err := ensureBridge(m.o.Bridge, netip.PrefixFrom(m.gw, m.o.Subnet.Bits())); err != nil {
 		return err
 	}
-	return ensureTable(m.o.Bridge, m.o.Subnet)
+	return ensureTable(m.table, m.o.Bridge, m.o.Subnet)
 }
 
 // ipForward turns on IPv4 forwarding, which routing jobs' traffic out
@@ -260,7 +261,9 @@ func ipForward(log hclog.Logger) error {
 	if err := os.WriteFile(p, []byte("1\n"), 0o644); err != nil {
 		return fmt.Errorf("enable IP forwarding (%s): %w", p, err)
 	}
-	log.Info("enabled IPv4 forwarding (net.ipv4.ip_forward=1) for bridge networking; it stays on")
+	// A warning, so it shows at the default log level: it changes how
+	// the whole host treats packets.
+	log.Warn("enabled IPv4 forwarding (net.ipv4.ip_forward=1) for bridge networking; it stays on")
 	return nil
 }
 
@@ -271,6 +274,9 @@ func ensureBridge(name string, gw netip.Prefix) error {
 		var nf netlink.LinkNotFoundError
 		if !errors.As(err, &nf) {
 			return fmt.Errorf("bridge %s: %w", name, err)
+		}
+		if err := checkOverlap(gw.Masked()); err != nil {
+			return err
 		}
 		br = &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name}}
 		if err := netlink.LinkAdd(br); err != nil && !errors.Is(err, os.ErrExist) {
@@ -304,6 +310,34 @@ func ensureBridge(name string, gw netip.Prefix) error {
 	if br.Attrs().Flags&net.FlagUp == 0 {
 		if err := netlink.LinkSetUp(br); err != nil {
 			return fmt.Errorf("bridge %s: up: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// checkOverlap refuses a subnet that overlaps a route the host already
+// has: jobs' traffic would go to the wrong place, or the host's would go
+// to jobs.
+func checkOverlap(subnet netip.Prefix) error {
+	routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return fmt.Errorf("list routes: %w", err)
+	}
+	for _, r := range routes {
+		if r.Dst == nil {
+			continue // a default route overlaps everything by design
+		}
+		ones, _ := r.Dst.Mask.Size()
+		a, ok := netip.AddrFromSlice(r.Dst.IP.To4())
+		if !ok || ones == 0 {
+			continue
+		}
+		if dst := netip.PrefixFrom(a, ones).Masked(); dst.Overlaps(subnet) {
+			name := fmt.Sprint(r.LinkIndex)
+			if l, err := netlink.LinkByIndex(r.LinkIndex); err == nil {
+				name = l.Attrs().Name
+			}
+			return fmt.Errorf("jobs' subnet %s overlaps the host's route to %s on %s: choose another in the agent config (network { subnet = \"...\" })", subnet, dst, name)
 		}
 	}
 	return nil
@@ -421,7 +455,7 @@ func (n *Net) Teardown() error {
 // remove deletes what Setup made for id, whose lock the caller holds.
 func (m *Manager) remove(ctx context.Context, id, comment string) error {
 	var errs []error
-	if err := delJobRules(comment); err != nil {
+	if err := delJobRules(m.table, comment); err != nil {
 		errs = append(errs, err)
 	}
 	if err := delLink(vethName(m.tag, id)); err != nil {
@@ -486,7 +520,7 @@ func (m *Manager) release(ctx context.Context, drop func(lease) bool) error {
 		return nil
 	}
 	var errs []error
-	if err := deleteTable(); err != nil {
+	if err := deleteTable(m.table); err != nil {
 		errs = append(errs, err)
 	}
 	if err := delBridge(m.o.Bridge); err != nil {
@@ -571,7 +605,7 @@ func (m *Manager) reapLeases(ctx context.Context) error {
 			continue
 		}
 		dead[v] = true
-		if err := delJobRules(RuleComment(v.Owner, v.ID)); err != nil {
+		if err := delJobRules(m.table, RuleComment(v.Owner, v.ID)); err != nil {
 			errs = append(errs, err)
 		}
 		if err := delLink(vethName(v.Owner, v.ID)); err != nil {

@@ -1,6 +1,9 @@
 package network
 
 import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -12,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/vishvananda/netlink"
 
+	"github.com/jobrun/jobrun/agent/sandbox"
 	"github.com/jobrun/jobrun/internal/leakcheck"
 	"github.com/jobrun/jobrun/internal/owner"
 )
@@ -99,14 +103,14 @@ func TestDeny(t *testing.T) {
 		t.Fatalf("positive control: %s unreachable without a deny-list", srv)
 	}
 	n := f.setup(f.manager([]netip.Prefix{denied, netip.MustParsePrefix("169.254.169.254/32")}))
-	got, err := JobRules(n.Comment)
+	got, err := f.manager(nil).JobRules(n.Comment)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 2 || !slices.Contains(got, denied) || !slices.Contains(got, netip.MustParsePrefix("169.254.169.254/32")) {
 		t.Errorf("deny rules of the job: %v, want %s and 169.254.169.254/32", got, denied)
 	}
-	if other, _ := JobRules(open.Comment); len(other) != 0 {
+	if other, _ := f.manager(nil).JobRules(open.Comment); len(other) != 0 {
 		t.Errorf("the job without a deny-list has deny rules %v", other)
 	}
 	if connect(t, f.job(n), srv) {
@@ -123,7 +127,7 @@ func TestDefaultDeny(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := f.setup(m)
-	got, err := JobRules(n.Comment)
+	got, err := m.JobRules(n.Comment)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +191,7 @@ func TestCleanupAfterCrash(t *testing.T) {
 	if _, ok := ls.find("crashed"); !ok {
 		t.Fatal("the killed process left no lease: nothing to clean up, the test proves nothing")
 	}
-	if rules, _ := JobRules(RuleComment(m.tag, "crashed")); len(rules) == 0 {
+	if rules, _ := m.JobRules(RuleComment(m.tag, "crashed")); len(rules) == 0 {
 		t.Fatal("the killed process left no rules: the test proves nothing")
 	}
 	if err := m.Cleanup(t.Context()); err != nil {
@@ -222,7 +226,7 @@ func TestCleanupOtherStateDir(t *testing.T) {
 	if _, err := netlink.LinkByName(vethName(tag, "crashed")); err == nil {
 		t.Error("the dead job's veth is left")
 	}
-	if rules, _ := JobRules(RuleComment(tag, "crashed")); len(rules) != 0 {
+	if rules, _ := f.manager(nil).JobRules(RuleComment(tag, "crashed")); len(rules) != 0 {
 		t.Errorf("the dead job's rules are left: %v", rules)
 	}
 	om, err := New(Options{StateDir: other, Log: hclog.NewNullLogger()})
@@ -269,5 +273,61 @@ func TestLeases(t *testing.T) {
 	delete(ls, netip.MustParseAddr("10.9.0.3"))
 	if a, _ := ls.allocate(subnet, gw, lease{ID: "z"}); a.String() != "10.9.0.3" {
 		t.Errorf("reused %s, want 10.9.0.3", a)
+	}
+}
+
+// TestSubnetOverlap: a subnet that overlaps a route of the host is
+// refused, naming the route; a subnet that overlaps nothing works
+// (positive control). Both on a bridge, lease dir and table of the test's
+// own, so the shared ones are not touched.
+func TestSubnetOverlap(t *testing.T) {
+	f := newFixture(t)
+	_, addr := internet(t)
+	bridge := fmt.Sprintf("jrt%x", rand.Uint32())
+	opts := Options{StateDir: f.dir, Dir: t.TempDir(), Bridge: bridge, Deny: []netip.Prefix{}, Subnet: netip.PrefixFrom(addr, 24)}
+	m, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = m.Setup(t.Context(), "overlap")
+	want := fmt.Sprintf("overlaps the host's route to %s", netip.PrefixFrom(addr, 30).Masked())
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Setup on an overlapping subnet: %v, want an error containing %q", err, want)
+	}
+	if _, err := netlink.LinkByName(bridge); err == nil {
+		t.Errorf("bridge %s made for a refused subnet", bridge)
+	}
+	a4 := addr.As4()
+	opts.Subnet = netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, a4[2], 0}), 24)
+	if m, err = New(opts); err != nil {
+		t.Fatal(err)
+	}
+	n := f.setup(m)
+	if _, err := netlink.LinkByName(bridge); err != nil {
+		t.Errorf("bridge %s after Setup: %v", bridge, err)
+	}
+	if !opts.Subnet.Contains(n.Addr) {
+		t.Errorf("address %s outside %s", n.Addr, opts.Subnet)
+	}
+}
+
+// TestDNS: the job's resolv.conf lists the host's resolvers but loopback
+// ones, which the job cannot reach.
+func TestDNS(t *testing.T) {
+	f := newFixture(t)
+	conf := filepath.Join(t.TempDir(), "resolv.conf")
+	os.WriteFile(conf, []byte("nameserver 127.0.0.53\nnameserver 198.18.0.53\nsearch example.test\n"), 0o644)
+	m, err := New(Options{StateDir: f.dir, ResolvConf: conf, Deny: []netip.Prefix{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := f.job(f.setup(m))
+	var out bytes.Buffer
+	exit, err := c.Exec(t.Context(), sandbox.Process{Args: []string{"/bin/cat", "/etc/resolv.conf"}, Stdout: &out})
+	if err != nil || !exit.Success() {
+		t.Fatalf("cat: %v %v", exit, err)
+	}
+	if want := "nameserver 198.18.0.53\nsearch example.test\n"; out.String() != want {
+		t.Errorf("job's resolv.conf %q, want %q", out.String(), want)
 	}
 }

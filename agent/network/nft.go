@@ -12,8 +12,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The firewall is one nftables table of jobrun's own, so nothing else's
-// rules are touched and deleting it removes all of ours:
+// The firewall is one nftables table of jobrun's own (inet jobrun for the
+// default bridge, inet jobrun-BRIDGE for another), so nothing else's rules
+// are touched and deleting it removes all of ours:
 //
 //	table inet jobrun {
 //	  chain input {        # the host itself: jobs may not reach it
@@ -38,8 +39,17 @@ import (
 // processes with different configurations share the table.
 const tableName = "jobrun"
 
-func table() *nftables.Table {
-	return &nftables.Table{Name: tableName, Family: nftables.TableFamilyINet}
+// tableFor names the table of bridge: managers with another bridge (and
+// lease dir) must not remove the default's table with their last lease.
+func tableFor(bridge string) string {
+	if bridge == DefaultBridge {
+		return tableName
+	}
+	return tableName + "-" + bridge
+}
+
+func table(name string) *nftables.Table {
+	return &nftables.Table{Name: name, Family: nftables.TableFamilyINet}
 }
 
 // RuleComment is the nft comment on each of a job's rules: "jobrun OWNER
@@ -51,15 +61,15 @@ func RuleComment(ownerTag, id string) string {
 
 // ensureTable creates the table with its base chains and rules in one
 // transaction if it does not exist. The caller holds the host-wide lock.
-func ensureTable(bridge string, subnet netip.Prefix) error {
+func ensureTable(tname, bridge string, subnet netip.Prefix) error {
 	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
-	if _, err := c.ListTableOfFamily(tableName, nftables.TableFamilyINet); err == nil {
+	if _, err := c.ListTableOfFamily(tname, nftables.TableFamilyINet); err == nil {
 		return nil
 	}
-	t := c.AddTable(table())
+	t := c.AddTable(table(tname))
 	accept := nftables.ChainPolicyAccept
 	input := c.AddChain(&nftables.Chain{Name: "input", Table: t, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &accept})
@@ -80,30 +90,30 @@ func ensureTable(bridge string, subnet netip.Prefix) error {
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ifnameBytes(bridge)},
 			&expr.Masq{}})...)
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("nftables: create table inet %s: %w", tableName, err)
+		return fmt.Errorf("nftables: create table inet %s: %w", tname, err)
 	}
 	return nil
 }
 
 // deleteTable removes the table and every rule in it, if it exists.
-func deleteTable() error {
+func deleteTable(tname string) error {
 	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
-	if _, err := c.ListTableOfFamily(tableName, nftables.TableFamilyINet); err != nil {
+	if _, err := c.ListTableOfFamily(tname, nftables.TableFamilyINet); err != nil {
 		return nil
 	}
-	c.DelTable(table())
+	c.DelTable(table(tname))
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("nftables: delete table inet %s: %w", tableName, err)
+		return fmt.Errorf("nftables: delete table inet %s: %w", tname, err)
 	}
 	return nil
 }
 
 // addJobRules appends the job's deny-list drops to the forward chain, all
 // in one transaction, each with the job's comment.
-func addJobRules(comment string, addr netip.Addr, deny []netip.Prefix) error {
+func addJobRules(tname, comment string, addr netip.Addr, deny []netip.Prefix) error {
 	if len(deny) == 0 {
 		return nil
 	}
@@ -111,7 +121,7 @@ func addJobRules(comment string, addr netip.Addr, deny []netip.Prefix) error {
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
-	t := table()
+	t := table(tname)
 	ch := &nftables.Chain{Name: "forward", Table: t}
 	ud := userdata.AppendString(nil, userdata.TypeComment, comment)
 	for _, p := range deny {
@@ -126,18 +136,18 @@ func addJobRules(comment string, addr netip.Addr, deny []netip.Prefix) error {
 
 // delJobRules deletes every rule of the table carrying comment. A missing
 // table has none.
-func delJobRules(comment string) error {
-	return delRulesWhere(func(got string) bool { return got == comment })
+func delJobRules(tname, comment string) error {
+	return delRulesWhere(tname, func(got string) bool { return got == comment })
 }
 
 // delRulesWhere deletes every rule of the table whose comment satisfies
 // match, in one transaction.
-func delRulesWhere(match func(comment string) bool) error {
+func delRulesWhere(tname string, match func(comment string) bool) error {
 	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
-	t, err := c.ListTableOfFamily(tableName, nftables.TableFamilyINet)
+	t, err := c.ListTableOfFamily(tname, nftables.TableFamilyINet)
 	if err != nil {
 		return nil
 	}
@@ -147,7 +157,7 @@ func delRulesWhere(match func(comment string) bool) error {
 	}
 	n := 0
 	for _, ch := range chains {
-		if ch.Table.Name != tableName {
+		if ch.Table.Name != tname {
 			continue
 		}
 		rules, err := c.GetRules(t, ch)
@@ -173,14 +183,14 @@ func delRulesWhere(match func(comment string) bool) error {
 }
 
 // JobRules returns, for inspection, the destination ranges the forward
-// chain drops for the job with comment. Tests and `jobrun` diagnostics
-// read the kernel's rules back rather than trusting what was sent.
-func JobRules(comment string) ([]netip.Prefix, error) {
+// chain drops for the job with comment (Net.Comment). It reads the
+// kernel's rules back rather than trusting what was sent.
+func (m *Manager) JobRules(comment string) ([]netip.Prefix, error) {
 	c, err := nftables.New()
 	if err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
-	t, err := c.ListTableOfFamily(tableName, nftables.TableFamilyINet)
+	t, err := c.ListTableOfFamily(m.table, nftables.TableFamilyINet)
 	if err != nil {
 		return nil, nil
 	}

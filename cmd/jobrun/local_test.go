@@ -637,3 +637,26 @@ job "next" {
 		t.Errorf("the next run's start-up clean-up left %v", left)
 	}
 }
+
+// TestLocalHostNetworkAllowed is the positive control of the refusal in
+// TestLocalLimitsAndUnsupported: with network { allow_host = true } in the
+// agent config, the same kind of job runs.
+func TestLocalHostNetworkAllowed(t *testing.T) {
+	file := project(t, `
+job "hostnet" {
+  image   = "IMAGE"
+  network = "host"
+  step "x" { run = "echo ran-with-host-network" }
+}
+`, map[string]string{})
+	cfg := filepath.Join(t.TempDir(), "config.hcl")
+	if err := os.WriteFile(cfg, []byte("network {\n  allow_host = true\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := newTestHost(t)
+	r := h.local(t, file, "--config", cfg)
+	if r.code != 0 {
+		t.Fatalf("exit %d", r.code)
+	}
+	order(t, r.out, `\| ran-with-host-network`, `hostnet +succeeded`)
+}
