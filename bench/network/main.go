@@ -131,9 +131,10 @@ func run(n int) error {
 	}
 	base := median(none.start)
 	fmt.Printf("%d starts each (busybox, start = until ready for the first step; life = start + `true` + teardown)\n", n)
-	fmt.Printf("%-18s %12s %12s %14s\n", "network", "start p50", "life p50", "added start")
+	fmt.Printf("%-18s %12s %12s %14s %8s\n", "network", "start p50", "life p50", "added start", "ratio")
 	for _, v := range []*variant{none, idle, busy} {
-		fmt.Printf("%-18s %12s %12s %14s\n", v.name, ms(median(v.start)), ms(median(v.life)), ms(median(v.start)-base))
+		fmt.Printf("%-18s %12s %12s %14s %7.2fx\n", v.name, ms(median(v.start)), ms(median(v.life)),
+			ms(median(v.start)-base), float64(median(v.start))/float64(base))
 	}
 	return nil
 }
