@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -283,4 +284,22 @@ func (s *S3) Sweep(ctx context.Context, now time.Time) ([]Ref, error) {
 		}
 	}
 	return removed, errors.Join(errs...)
+}
+
+// Presign returns a URL that reads one stored file of a complete attempt
+// for the given time, without credentials: the scheduler redirects
+// downloads there instead of relaying the bytes.
+func (s *S3) Presign(ctx context.Context, ref Ref, p string, expiry time.Duration) (*url.URL, error) {
+	if err := checkPath(p); err != nil {
+		return nil, err
+	}
+	if _, err := s.Manifest(ctx, ref); err != nil {
+		return nil, err
+	}
+	key := s.key(ref.String() + "/" + p)
+	u, err := s.c.PresignedGetObject(ctx, s.cfg.Bucket, key, expiry, nil)
+	if err != nil {
+		return nil, fmt.Errorf("artifacts: %s", s.fail("presign", key, err))
+	}
+	return u, nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"time"
@@ -442,6 +443,17 @@ func (s *Server) artifact(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if p, ok := s.cfg.Artifacts.(presigner); ok {
+		// An S3 store serves the bytes itself, through a URL that needs no
+		// credentials and expires.
+		u, err := p.Presign(r.Context(), ref, r.PathValue("path"), presignFor)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		http.Redirect(w, r, u.String(), http.StatusTemporaryRedirect)
+		return
+	}
 	rc, err := s.cfg.Artifacts.Open(r.Context(), ref, r.PathValue("path"))
 	if err != nil {
 		s.fail(w, r, err)
@@ -451,6 +463,14 @@ func (s *Server) artifact(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/octet-stream")
 	io.Copy(w, rc)
 }
+
+// presigner is a store that can hand out download URLs: artifacts.S3.
+type presigner interface {
+	Presign(ctx context.Context, ref artifacts.Ref, path string, expiry time.Duration) (*url.URL, error)
+}
+
+// presignFor is how long a download URL lives.
+const presignFor = 15 * time.Minute
 
 func (s *Server) createRun(w http.ResponseWriter, r *http.Request) {
 	var nr api.NewRun

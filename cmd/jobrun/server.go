@@ -32,6 +32,7 @@ type serverFlags struct {
 	affinityWait     time.Duration
 	maxAttempts      int
 	supersedeRunning bool
+	artifacts        string
 }
 
 func newServerCmd(g *globals) *cobra.Command {
@@ -53,6 +54,7 @@ func newServerCmd(g *globals) *cobra.Command {
 	fl.DurationVar(&f.leaseTimeout, "lease-timeout", 30*time.Second, "how long a job stays leased to an agent that stopped heartbeating")
 	fl.DurationVar(&f.affinityWait, "affinity-wait", 2*time.Second, "how long a job waits for the agent that last ran its branch")
 	fl.IntVar(&f.maxAttempts, "max-attempts", 3, "leases of a job before a lost lease fails it")
+	fl.StringVar(&f.artifacts, "artifacts", "", "artifact store: a directory (default STATE_DIR/artifacts) or s3://BUCKET[/PREFIX]?endpoint=HOST:PORT (keys in JOBRUN_S3_ACCESS_KEY, JOBRUN_S3_SECRET_KEY)")
 	fl.BoolVar(&f.supersedeRunning, "supersede-running", false, "a new run of a branch also cancels the running jobs of older runs")
 	return cmd
 }
@@ -83,7 +85,10 @@ func runServer(ctx context.Context, g *globals, f serverFlags, stderr interface{
 		return err
 	}
 	defer st.Close()
-	store, err := artifacts.NewLocal(filepath.Join(g.stateDir, "artifacts"))
+	if f.artifacts == "" {
+		f.artifacts = filepath.Join(g.stateDir, "artifacts")
+	}
+	store, err := artifacts.Open(ctx, f.artifacts, os.Getenv)
 	if err != nil {
 		return err
 	}

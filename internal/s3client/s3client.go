@@ -94,3 +94,32 @@ func EnsureBucket(ctx context.Context, cl *minio.Client, c Config) error {
 	}
 	return nil
 }
+
+// ParseURL reads a bucket from s3://BUCKET[/PREFIX]?endpoint=E[&region=R],
+// the form the commands take. The keys come from the environment,
+// JOBRUN_S3_ACCESS_KEY and JOBRUN_S3_SECRET_KEY, or else AWS_ACCESS_KEY_ID
+// and AWS_SECRET_ACCESS_KEY, so they stay out of process listings.
+func ParseURL(raw string, getenv func(string) string) (Config, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "s3" || u.Host == "" {
+		return Config{}, fmt.Errorf("%q: want s3://BUCKET[/PREFIX]?endpoint=HOST:PORT", raw)
+	}
+	q := u.Query()
+	for k := range q {
+		if k != "endpoint" && k != "region" {
+			return Config{}, fmt.Errorf("%q: unknown parameter %q (want endpoint, region)", raw, k)
+		}
+	}
+	c := Config{Bucket: u.Host, Prefix: strings.Trim(u.Path, "/"), Endpoint: q.Get("endpoint"), Region: q.Get("region")}
+	if c.Endpoint == "" {
+		c.Endpoint = "https://s3.amazonaws.com"
+	}
+	c.AccessKey, c.SecretKey = getenv("JOBRUN_S3_ACCESS_KEY"), getenv("JOBRUN_S3_SECRET_KEY")
+	if c.AccessKey == "" {
+		c.AccessKey, c.SecretKey = getenv("AWS_ACCESS_KEY_ID"), getenv("AWS_SECRET_ACCESS_KEY")
+	}
+	if c.AccessKey == "" || c.SecretKey == "" {
+		return Config{}, fmt.Errorf("%q: no keys: set JOBRUN_S3_ACCESS_KEY and JOBRUN_S3_SECRET_KEY", raw)
+	}
+	return c, nil
+}
