@@ -80,7 +80,8 @@ type Options struct {
 	// Dir holds the host-wide lease file; DefaultDir if empty.
 	Dir string
 	// Bridge is the bridge's name; DefaultBridge if empty. Every process
-	// sharing Dir must use the same Bridge and Subnet.
+	// using a bridge must use the same Dir and Subnet with it: the leases
+	// in Dir are the bridge's addresses.
 	Bridge string
 	// Subnet is the jobs' IPv4 subnet; its first address is the bridge's
 	// (the jobs' gateway). DefaultSubnet if not valid.
@@ -177,8 +178,10 @@ func (m *Manager) Setup(ctx context.Context, id string) (_ *Net, err error) {
 	begin := time.Now()
 	dir := filepath.Join(m.jobs, id)
 	n := &Net{m: m, id: id, Path: filepath.Join(dir, "netns"), Gateway: m.gw, Comment: RuleComment(m.tag, id)}
-	if n.lock, err = lockfile.TryAcquire(filepath.Join(dir, "lock")); err != nil {
+	if n.lock, err = lockfile.TryAcquire(filepath.Join(dir, "lock")); errors.Is(err, lockfile.ErrLocked) {
 		return nil, fmt.Errorf("network %s: in use: %w", id, err)
+	} else if err != nil {
+		return nil, fmt.Errorf("network %s: %w", id, err)
 	}
 	defer func() {
 		if err != nil {
