@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strconv"
 
 	"github.com/jobrun/jobrun/agent/image"
 	"github.com/jobrun/jobrun/agent/sandbox"
@@ -112,6 +113,9 @@ func environment(imageEnv []string, j *Job) []string {
 	set("CI", "true")
 	set("JOBRUN", "true")
 	set("JOBRUN_JOB", j.Name)
+	set("JOBRUN_REPO", j.Repo)
+	set("JOBRUN_RUN", j.Run)
+	set("JOBRUN_ATTEMPT", strconv.Itoa(j.Attempt))
 	for _, m := range []map[string]string{j.Job.Env, j.Env, j.Secrets} {
 		keys := make([]string, 0, len(m))
 		for k := range m {
