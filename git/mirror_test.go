@@ -1,0 +1,96 @@
+package git
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/jobrun/jobrun/internal/gittest"
+)
+
+// TestMirrorIncremental mirrors a real repository, then fetches a new
+// commit, a deleted branch and a pull request's ref into the same mirror.
+func TestMirrorIncremental(t *testing.T) {
+	ctx := context.Background()
+	w := gittest.New(t)
+	first := w.Commit("first", map[string]string{".ci.hcl": "# one\n"})
+	w.Git("branch", "gone")
+	bare := w.Bare()
+	w.Git("push", "-q", "origin", "main", "gone")
+
+	m := filepath.Join(t.TempDir(), "mirrors", "r.git")
+	if err := Mirror(ctx, m, bare, MirrorOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := ReadFile(ctx, m, first, ".ci.hcl"); err != nil || string(b) != "# one\n" {
+		t.Fatalf("ReadFile = %q, %v", b, err)
+	}
+	packs := func() int {
+		ents, _ := os.ReadDir(filepath.Join(m, "objects", "pack"))
+		n := 0
+		for _, e := range ents {
+			if strings.HasSuffix(e.Name(), ".pack") {
+				n++
+			}
+		}
+		return n
+	}
+	before := packs()
+
+	second := w.Commit("second", map[string]string{".ci.hcl": "# two\n"})
+	w.Git("push", "-q", "origin", "main", ":gone")
+	// A pull request's head lives outside refs/heads on the forge.
+	w.Git("update-ref", "refs/pull/1/head", second)
+	w.Git("push", "-q", "origin", "refs/pull/1/head")
+	if err := Mirror(ctx, m, bare, MirrorOptions{Refs: []string{"refs/pull/1/head"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := packs(); got != before+1 {
+		t.Errorf("packs after the second fetch: %d, want %d (one new pack with what is new)", got, before+1)
+	}
+	if h, err := Resolve(ctx, m, "refs/heads/main"); err != nil || h != second {
+		t.Fatalf("main = %s, %v; want %s", h, err, second)
+	}
+	if h, err := Resolve(ctx, m, "refs/pull/1/head"); err != nil || h != second {
+		t.Fatalf("refs/pull/1/head = %s, %v; want %s", h, err, second)
+	}
+	if _, err := Resolve(ctx, m, "refs/heads/gone"); err == nil {
+		t.Error("a branch deleted on the remote is still in the mirror")
+	}
+	// The first commit stays readable: old runs still check it out.
+	if b, err := ReadFile(ctx, m, first, ".ci.hcl"); err != nil || string(b) != "# one\n" {
+		t.Fatalf("ReadFile(first) = %q, %v", b, err)
+	}
+	if _, err := ReadFile(ctx, m, second, "missing"); !errors.Is(err, ErrNoFile) {
+		t.Fatalf("ReadFile of a missing path: %v, want ErrNoFile", err)
+	}
+	if err := Mirror(ctx, m, bare, MirrorOptions{Refs: []string{"refs/pull/*"}}); err == nil {
+		t.Error("a wildcard ref was accepted")
+	}
+}
+
+// TestMirrorTokenOverHTTP fetches over git's smart HTTP protocol from a
+// server that wants a token: refused without it, served with it.
+func TestMirrorTokenOverHTTP(t *testing.T) {
+	ctx := context.Background()
+	w := gittest.New(t)
+	head := w.Commit("first", map[string]string{"README": "hi\n"})
+	bare := w.Bare()
+	w.Git("push", "-q", "origin", "main")
+	url := gittest.Serve(t, filepath.Dir(bare), "s3cret") + "/" + filepath.Base(bare)
+
+	m := filepath.Join(t.TempDir(), "r.git")
+	err := Mirror(ctx, m, url, MirrorOptions{Auth: Auth{Token: "wrong"}})
+	if err == nil || !strings.Contains(err.Error(), "fetch "+url) {
+		t.Fatalf("fetch with a wrong token: %v, want an error naming the URL", err)
+	}
+	if err := Mirror(ctx, m, url, MirrorOptions{Auth: Auth{Token: "s3cret"}}); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := Resolve(ctx, m, "refs/heads/main"); err != nil || h != head {
+		t.Fatalf("main = %s, %v; want %s", h, err, head)
+	}
+}
