@@ -87,8 +87,8 @@ type ghPullRequest struct {
 	PullRequest struct {
 		Number int `json:"number"`
 		Head   struct {
-			Ref  string    `json:"ref"`
-			SHA  string    `json:"sha"`
+			Ref  string     `json:"ref"`
+			SHA  string     `json:"sha"`
 			Repo *forgeRepo `json:"repo"`
 		} `json:"head"`
 		Base struct {
