@@ -34,7 +34,9 @@
 // /etc/hostname and /etc/resolv.conf. Docker's default capabilities minus
 // CAP_NET_RAW (none at all for a non-root step user), no_new_privs,
 // Docker's masked and read-only paths, Docker's default seccomp profile
-// (native architecture only unless Spec.Compat32), and the devices cgroup
+// (native architecture only unless Spec.Compat32; compiled by libcontainer
+// once per Runtime and loaded by the launcher, see seccomp.go), and the
+// devices cgroup
 // allow-list without mknod of block devices. The state dir is never
 // mounted into a container.
 //

@@ -25,7 +25,9 @@ func init() {
 // Init is the container-side half of the runtime. libcontainer starts every
 // container by re-executing the current binary as "<argv0> init"; Init
 // turns such a process into the container's setup process and never
-// returns. In any other process it returns at once.
+// returns. The same holds for the child the Runtime starts to compile a
+// seccomp filter (see seccomp.go). In any other process it returns at
+// once.
 //
 // Call it first thing in main, and in TestMain of every test binary that
 // starts containers, before anything else runs (flag parsing, logging,
@@ -33,6 +35,9 @@ func init() {
 // namespaces at that point. A program that calls Init must not have a
 // command named "init".
 func Init() {
+	if os.Getenv(seccompCompileEnv) != "" {
+		compileSeccompChild()
+	}
 	if len(os.Args) < 2 || os.Args[1] != "init" {
 		return
 	}

@@ -54,10 +54,10 @@ func controlPair() (ours, theirs *os.File, err error) {
 	return os.NewFile(uintptr(fds[0]), "launcher-control"), os.NewFile(uintptr(fds[1]), "launcher-control"), nil
 }
 
-// setupLauncher sends the launcher its seccomp filter (nil for none) and
-// waits until it has loaded it and is ready for steps.
-func setupLauncher(ctx context.Context, ctl *os.File, filter []byte) error {
-	if err := sendControl(ctl, append([]byte{wire.Setup}, filter...), nil); err != nil {
+// setupLauncher sends the launcher its seccomp filter (an empty one for
+// none) and waits until it has loaded it and is ready for steps.
+func setupLauncher(ctx context.Context, ctl *os.File, filter *wire.Filter) error {
+	if err := sendControl(ctl, append([]byte{wire.Setup}, filter.Marshal()...), nil); err != nil {
 		return fmt.Errorf("set up launcher: %w", err)
 	}
 	// The launcher answers within milliseconds; a deadline keeps a hung

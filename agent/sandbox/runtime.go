@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/jobrun/jobrun/agent/sandbox/internal/wire"
 	"github.com/jobrun/jobrun/internal/lockfile"
 	"github.com/opencontainers/cgroups"
 	// Registers the devices cgroup driver; without it device rules fail.
@@ -38,6 +39,11 @@ type Runtime struct {
 	launcher string
 	log      hclog.Logger
 	starter  chan func()
+	filters  *filterCache
+	// seccompInInit leaves compiling the seccomp filter to each
+	// container's setup process, as libcontainer does by itself (tests
+	// compare the two).
+	seccompInInit bool
 }
 
 // New returns a Runtime keeping its state under stateDir, which it creates.
@@ -68,6 +74,7 @@ func New(stateDir string, log hclog.Logger) (*Runtime, error) {
 			return nil, fmt.Errorf("sandbox state dir: %w", err)
 		}
 	}
+	rt.filters = &filterCache{log: log, filters: map[string]*wire.Filter{}, failed: map[string]error{}}
 	if rt.launcher, err = findLauncher(); err != nil {
 		return nil, err
 	}
@@ -165,6 +172,14 @@ func (rt *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) 
 	if err != nil {
 		return nil, err
 	}
+	filter := &wire.Filter{}
+	if cfg.Seccomp != nil && !rt.seccompInInit {
+		// The launcher loads the compiled filter before it starts any
+		// step; see seccomp.go. On error libcontainer compiles it.
+		if f, err := rt.filters.filter(cfg.Seccomp); err == nil {
+			filter, cfg.Seccomp = f, nil
+		}
+	}
 	if c.lc, err = libcontainer.Create(rt.runc, s.ID, cfg); err != nil {
 		return nil, fmt.Errorf("start container %s: create: %w", s.ID, err)
 	}
@@ -195,7 +210,7 @@ func (rt *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) 
 	if c.cg, err = manager.NewWithPaths(cfg.Cgroups, st.CgroupPaths); err != nil {
 		return nil, fmt.Errorf("start container %s: cgroup manager: %w", s.ID, err)
 	}
-	if err := setupLauncher(ctx, ctl, nil); err != nil {
+	if err := setupLauncher(ctx, ctl, filter); err != nil {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
 	c.bash = hasFile(s.Rootfs, "/bin/bash")

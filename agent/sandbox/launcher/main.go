@@ -105,8 +105,12 @@ func setup() error {
 	if len(msg) == 0 || msg[0] != wire.Setup {
 		return errors.New("first message is not a setup message")
 	}
-	if prog := msg[1:]; len(prog) > 0 {
-		if err := loadFilter(prog); err != nil {
+	var f wire.Filter
+	if err := f.Unmarshal(msg[1:]); err != nil {
+		return err
+	}
+	if len(f.Program) > 0 {
+		if err := loadFilter(f.Program, f.Flags); err != nil {
 			return err
 		}
 	}
@@ -114,9 +118,9 @@ func setup() error {
 }
 
 // loadFilter loads prog, a raw classic BPF program (struct sock_filter
-// entries), as the seccomp filter of every thread of this process (TSYNC:
-// the Go runtime has several), so all children inherit it.
-func loadFilter(prog []byte) error {
+// entries), with flags as the seccomp filter of every thread of this
+// process (TSYNC: the Go runtime has several), so all children inherit it.
+func loadFilter(prog []byte, flags uint32) error {
 	const insn = int(unsafe.Sizeof(unix.SockFilter{}))
 	if len(prog)%insn != 0 || len(prog)/insn > 0xffff {
 		return errors.New("seccomp filter: bad length")
@@ -124,7 +128,7 @@ func loadFilter(prog []byte) error {
 	filter := make([]unix.SockFilter, len(prog)/insn)
 	copy(unsafe.Slice((*byte)(unsafe.Pointer(&filter[0])), len(prog)), prog)
 	fprog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
-	r, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&fprog)))
+	r, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, uintptr(flags|unix.SECCOMP_FILTER_FLAG_TSYNC), uintptr(unsafe.Pointer(&fprog)))
 	if errno != 0 {
 		return errors.New("load seccomp filter: " + errno.Error())
 	}

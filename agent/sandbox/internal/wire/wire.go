@@ -7,8 +7,8 @@
 // gets the other as file descriptor 3 (ControlFD). On it:
 //
 //   - first the agent sends one Setup message: the seccomp filter to load
-//     (a raw BPF program, possibly empty), and the launcher answers Ready
-//     or Failed with the reason;
+//     (see Filter), and the launcher answers Ready or Failed with the
+//     reason;
 //   - then each step is one Run message carrying, with SCM_RIGHTS, a
 //     stream socket for the step's conversation and its stdin, stdout and
 //     stderr, in that order.
@@ -187,6 +187,30 @@ func ReadFrame(r io.Reader) (tag byte, payload []byte, err error) {
 		return 0, nil, err
 	}
 	return h[0], payload, nil
+}
+
+// Filter is a seccomp filter for the launcher to load into itself.
+type Filter struct {
+	// Flags are seccomp(2)'s SECCOMP_FILTER_FLAG_* bits to load it with
+	// (the launcher adds TSYNC).
+	Flags uint32
+	// Program is the classic BPF program, raw struct sock_filter
+	// entries; empty means no filter.
+	Program []byte
+}
+
+// Marshal encodes f as a Setup message's payload.
+func (f *Filter) Marshal() []byte {
+	return append(binary.LittleEndian.AppendUint32(nil, f.Flags), f.Program...)
+}
+
+// Unmarshal decodes what Marshal encoded.
+func (f *Filter) Unmarshal(b []byte) error {
+	if len(b) < 4 {
+		return fmt.Errorf("decode filter: %w", errShort)
+	}
+	f.Flags, f.Program = binary.LittleEndian.Uint32(b), b[4:]
+	return nil
 }
 
 // Status encodes a wait status for an Exited frame.

@@ -1,0 +1,230 @@
+package sandbox
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/jobrun/jobrun/agent/sandbox/internal/wire"
+	"github.com/opencontainers/runc/libcontainer/configs"
+	lcseccomp "github.com/opencontainers/runc/libcontainer/seccomp"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Compiling Docker's seccomp profile with libseccomp takes milliseconds
+// (tens with the 32-bit tables), and libcontainer does it in the setup
+// process of every container. The program does not change from one
+// container to the next, so the Runtime has libcontainer compile it once
+// per profile, in a throwaway child of this binary, reads the loaded
+// program back out of that child with PTRACE_SECCOMP_GET_FILTER, and has
+// each container's launcher load those very bytes before it starts any
+// step. The filter is libcontainer's own output (libseccomp's program
+// with libcontainer's -ENOSYS stub in front), not a re-implementation;
+// TestSeccompFilterIsLibcontainers compares the two in running
+// containers. If compiling this way fails (a kernel without
+// CONFIG_CHECKPOINT_RESTORE, say), libcontainer compiles the filter per
+// container as before.
+
+// seccompCompileEnv marks the child that compiles a filter (see Init).
+const seccompCompileEnv = "_JOBRUN_SANDBOX_COMPILE_SECCOMP"
+
+// filterCache holds the compiled filters by profile.
+type filterCache struct {
+	log     hclog.Logger
+	mu      sync.Mutex
+	filters map[string]*wire.Filter
+	failed  map[string]error
+}
+
+// filter returns the compiled program of cfg and the flags libcontainer
+// would load it with, compiling it on first use.
+func (fc *filterCache) filter(cfg *configs.Seccomp) (*wire.Filter, error) {
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("seccomp profile: %w", err)
+	}
+	key := string(b)
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	if f, ok := fc.filters[key]; ok {
+		return f, nil
+	}
+	if err, ok := fc.failed[key]; ok {
+		return nil, err
+	}
+	flags, err := filterFlags(cfg)
+	var prog []byte
+	if err == nil {
+		prog, err = compileFilter(b)
+	}
+	if err != nil {
+		fc.log.Warn("cannot compile the seccomp filter once for all containers; each container's setup compiles it (slower start)", "error", err)
+		fc.failed[key] = err
+		return nil, err
+	}
+	f := &wire.Filter{Flags: flags, Program: prog}
+	fc.filters[key] = f
+	return f, nil
+}
+
+// filterFlags returns the seccomp(2) flags libcontainer loads cfg's filter
+// with: those the profile names (specconv adds SPEC_ALLOW when it names
+// none, as runc does). libcontainer maps each to a libseccomp attribute
+// and back; a flag or action this does not know is an error, and leaves
+// the compiling to libcontainer.
+func filterFlags(cfg *configs.Seccomp) (uint32, error) {
+	var flags uint32
+	for _, f := range cfg.Flags {
+		switch f {
+		case "SECCOMP_FILTER_FLAG_TSYNC":
+			// libcontainer ignores it; the launcher always syncs.
+		case specs.LinuxSeccompFlagLog:
+			flags |= unix.SECCOMP_FILTER_FLAG_LOG
+		case specs.LinuxSeccompFlagSpecAllow:
+			flags |= unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW
+		case specs.LinuxSeccompFlagWaitKillableRecv:
+			flags |= unix.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+		default:
+			return 0, fmt.Errorf("seccomp flag %s", f)
+		}
+	}
+	for _, c := range cfg.Syscalls {
+		if c.Action == configs.Notify {
+			return 0, errors.New("seccomp notify action (needs a listener)")
+		}
+	}
+	return flags, nil
+}
+
+// compileFilter has libcontainer compile and load the profile cfgJSON in
+// a child process and returns the loaded program.
+func compileFilter(cfgJSON []byte) ([]byte, error) {
+	// ptrace requests must all come from the thread that attached.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+
+	cmd := exec.Command("/proc/self/exe")
+	cmd.Args = []string{os.Args[0]}
+	cmd.Env = []string{seccompCompileEnv + "=1"}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, fmt.Errorf("compile seccomp filter: %w", err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("compile seccomp filter: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("compile seccomp filter: %w", err)
+	}
+	defer func() {
+		stdin.Close()
+		done := make(chan struct{})
+		go func() {
+			cmd.Wait()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	}()
+	fail := func(err error) ([]byte, error) {
+		if s := strings.TrimSpace(stderr.String()); s != "" {
+			err = fmt.Errorf("%w (%s)", err, s)
+		}
+		return nil, fmt.Errorf("compile seccomp filter: %w", err)
+	}
+	if _, err := stdin.Write(append(cfgJSON, '\n')); err != nil {
+		return fail(err)
+	}
+	if f, ok := stdout.(*os.File); ok {
+		f.SetReadDeadline(time.Now().Add(30 * time.Second))
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || line != "loaded\n" {
+		return fail(fmt.Errorf("child said %q: %v", line, err))
+	}
+	// The child's main thread (its pid) loaded the filter and now waits
+	// for stdin to close.
+	pid := cmd.Process.Pid
+	if err := unix.PtraceSeize(pid); err != nil {
+		return fail(fmt.Errorf("ptrace seize: %w", err))
+	}
+	defer unix.PtraceDetach(pid)
+	if err := unix.PtraceInterrupt(pid); err != nil {
+		return fail(fmt.Errorf("ptrace interrupt: %w", err))
+	}
+	var ws unix.WaitStatus
+	if _, err := unix.Wait4(pid, &ws, unix.WALL, nil); err != nil || !ws.Stopped() {
+		return fail(fmt.Errorf("wait for ptrace stop: %v (status %#x)", err, ws))
+	}
+	// Index 0 is the newest filter, and the child has only the one.
+	n, err := ptraceGetFilter(pid, 0, nil)
+	if err != nil {
+		return fail(fmt.Errorf("ptrace get filter: %w", err))
+	}
+	if _, err := ptraceGetFilter(pid, 1, nil); !errors.Is(err, unix.ENOENT) {
+		return fail(fmt.Errorf("child has more than one seccomp filter (%v)", err))
+	}
+	prog := make([]unix.SockFilter, n)
+	if _, err := ptraceGetFilter(pid, 0, prog); err != nil {
+		return fail(fmt.Errorf("ptrace get filter: %w", err))
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(&prog[0])), len(prog)*int(unsafe.Sizeof(prog[0]))), nil
+}
+
+// ptraceGetFilter copies the index'th seccomp filter of the stopped tracee
+// pid into buf (nil: just count) and returns its number of instructions.
+func ptraceGetFilter(pid, index int, buf []unix.SockFilter) (int, error) {
+	var p unsafe.Pointer
+	if len(buf) > 0 {
+		p = unsafe.Pointer(&buf[0])
+	}
+	n, _, errno := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_SECCOMP_GET_FILTER, uintptr(pid), uintptr(index), uintptr(p), 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	if n == 0 {
+		return 0, errors.New("empty filter")
+	}
+	return int(n), nil
+}
+
+// compileSeccompChild is the child of compileFilter: it reads a profile
+// from stdin, loads it into its main thread with libcontainer's
+// InitSeccomp (the very call a container's setup process makes), says so
+// and waits for stdin to close while the parent reads the program out.
+func compileSeccompChild() {
+	// Init runs on the main goroutine, which init() locked to the main
+	// thread: the thread whose id is the pid the parent traces.
+	r := bufio.NewReader(os.Stdin)
+	var cfg configs.Seccomp
+	if err := json.NewDecoder(r).Decode(&cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "read profile:", err)
+		os.Exit(1)
+	}
+	if _, err := lcseccomp.InitSeccomp(&cfg); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Stdout.WriteString("loaded\n")
+	_, _ = io.Copy(io.Discard, r)
+	os.Exit(0)
+}
