@@ -55,6 +55,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /api/v1/jobs/{id}/retry", s.admin(s.retry))
 	m.HandleFunc("PUT /api/v1/secrets/{name}", s.admin(s.setSecret))
 	m.HandleFunc("GET /api/v1/secrets", s.admin(s.listSecrets))
+	s.mountUI() // the web UI at "/" and /metrics (webui.go)
 }
 
 func reply(w http.ResponseWriter, code int, v any) {
@@ -246,6 +247,7 @@ func (s *Server) sendLease(w http.ResponseWriter, r *http.Request, a *agentRec, 
 	}
 	l.Secrets = secrets
 	l.Expires = api.Duration(s.cfg.LeaseTimeout)
+	s.metrics.leased(r.Context(), s.st, l.Attempt)
 	s.log.Debug("leased", "job", l.Attempt.Job, "attempt", l.Attempt.Attempt, "agent", a.Name)
 	reply(w, http.StatusOK, l.Lease)
 }
@@ -308,6 +310,7 @@ func (s *Server) finish(w http.ResponseWriter, r *http.Request, a *agentRec, at 
 		return
 	}
 	s.log.Info("job finished", "job", at.Job, "attempt", at.Attempt, "agent", a.Name, "status", res.Status)
+	s.metrics.finished(res)
 	s.queue.wake(queued) // the jobs that needed it
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -388,6 +391,7 @@ func (s *Server) commitArtifacts(w http.ResponseWriter, r *http.Request, a *agen
 		s.fail(w, r, err)
 		return
 	}
+	s.metrics.committed(&m)
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -81,6 +81,8 @@ type Server struct {
 	log   hclog.Logger
 	queue waker
 	mux   *http.ServeMux
+	// metrics are set by mountUI (webui.go).
+	metrics *Metrics
 }
 
 // New makes a server; Run starts its background work and Handler serves it.
