@@ -210,10 +210,10 @@ func (rt *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) 
 	if c.cg, err = manager.NewWithPaths(cfg.Cgroups, st.CgroupPaths); err != nil {
 		return nil, fmt.Errorf("start container %s: cgroup manager: %w", s.ID, err)
 	}
+	c.bash = hasFile(s.Rootfs, "/bin/bash")
 	if err := setupLauncher(ctx, ctl, filter); err != nil {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
-	c.bash = hasFile(s.Rootfs, "/bin/bash")
 	rt.log.Debug("container started", "id", s.ID, "init_pid", c.initPid, "took", time.Since(begin))
 	return c, nil
 }

@@ -1,7 +1,8 @@
 // Package wire is the protocol between the agent (package sandbox) and the
 // launcher, the static PID 1 of every job container (cmd
 // agent/sandbox/launcher). It has no dependencies beyond the standard
-// library, so the launcher stays small and starts fast.
+// library's smallest packages (no fmt, no encoding/binary: both bring
+// reflect), so the launcher stays small and starts fast.
 //
 // The agent holds one end of a SOCK_SEQPACKET socket pair; the launcher
 // gets the other as file descriptor 3 (ControlFD). On it:
@@ -20,10 +21,9 @@
 package wire
 
 import (
-	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
+	"strconv"
 )
 
 // ControlFD is the launcher's end of the control socket.
@@ -62,11 +62,11 @@ type Proc struct {
 func (p *Proc) Marshal() []byte {
 	var b []byte
 	str := func(s string) {
-		b = binary.LittleEndian.AppendUint32(b, uint32(len(s)))
+		b = appendU32(b, uint32(len(s)))
 		b = append(b, s...)
 	}
 	strs := func(ss []string) {
-		b = binary.LittleEndian.AppendUint32(b, uint32(len(ss)))
+		b = appendU32(b, uint32(len(ss)))
 		for _, s := range ss {
 			str(s)
 		}
@@ -75,11 +75,11 @@ func (p *Proc) Marshal() []byte {
 	strs(p.Args)
 	strs(p.Env)
 	str(p.Dir)
-	b = binary.LittleEndian.AppendUint32(b, p.UID)
-	b = binary.LittleEndian.AppendUint32(b, p.GID)
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(p.Groups)))
+	b = appendU32(b, p.UID)
+	b = appendU32(b, p.GID)
+	b = appendU32(b, uint32(len(p.Groups)))
 	for _, g := range p.Groups {
-		b = binary.LittleEndian.AppendUint32(b, g)
+		b = appendU32(b, g)
 	}
 	return b
 }
@@ -92,7 +92,7 @@ func (p *Proc) Unmarshal(b []byte) error {
 		if len(b) < 4 {
 			return 0, errShort
 		}
-		v := binary.LittleEndian.Uint32(b)
+		v := u32At(b)
 		b = b[4:]
 		return v, nil
 	}
@@ -129,26 +129,26 @@ func (p *Proc) Unmarshal(b []byte) error {
 	}
 	var err error
 	if p.Path, err = str(); err != nil {
-		return fmt.Errorf("decode step: path: %w", err)
+		return wrap("decode step: path", err)
 	}
 	if p.Args, err = strs(); err != nil {
-		return fmt.Errorf("decode step: args: %w", err)
+		return wrap("decode step: args", err)
 	}
 	if p.Env, err = strs(); err != nil {
-		return fmt.Errorf("decode step: env: %w", err)
+		return wrap("decode step: env", err)
 	}
 	if p.Dir, err = str(); err != nil {
-		return fmt.Errorf("decode step: dir: %w", err)
+		return wrap("decode step: dir", err)
 	}
 	if p.UID, err = u32(); err != nil {
-		return fmt.Errorf("decode step: uid: %w", err)
+		return wrap("decode step: uid", err)
 	}
 	if p.GID, err = u32(); err != nil {
-		return fmt.Errorf("decode step: gid: %w", err)
+		return wrap("decode step: gid", err)
 	}
 	n, err := u32()
 	if err != nil || uint64(n)*4 != uint64(len(b)) {
-		return fmt.Errorf("decode step: groups: %w", errShort)
+		return wrap("decode step: groups", errShort)
 	}
 	p.Groups = make([]uint32, n)
 	for i := range p.Groups {
@@ -160,11 +160,11 @@ func (p *Proc) Unmarshal(b []byte) error {
 // WriteFrame writes one frame, a tag and a payload, to a stream.
 func WriteFrame(w io.Writer, tag byte, payload []byte) error {
 	if len(payload) > MaxFrame {
-		return fmt.Errorf("frame of %d bytes: more than %d", len(payload), MaxFrame)
+		return errors.New("frame of " + strconv.Itoa(len(payload)) + " bytes: more than " + strconv.Itoa(MaxFrame))
 	}
 	b := make([]byte, 5, 5+len(payload))
 	b[0] = tag
-	binary.LittleEndian.PutUint32(b[1:], uint32(len(payload)))
+	putU32(b[1:], uint32(len(payload)))
 	_, err := w.Write(append(b, payload...))
 	return err
 }
@@ -175,9 +175,9 @@ func ReadFrame(r io.Reader) (tag byte, payload []byte, err error) {
 	if _, err := io.ReadFull(r, h[:]); err != nil {
 		return 0, nil, err
 	}
-	n := binary.LittleEndian.Uint32(h[1:])
+	n := u32At(h[1:])
 	if n > MaxFrame {
-		return 0, nil, fmt.Errorf("frame of %d bytes: more than %d", n, MaxFrame)
+		return 0, nil, errors.New("frame of " + strconv.FormatUint(uint64(n), 10) + " bytes: more than " + strconv.Itoa(MaxFrame))
 	}
 	payload = make([]byte, n)
 	if _, err := io.ReadFull(r, payload); err != nil {
@@ -201,25 +201,46 @@ type Filter struct {
 
 // Marshal encodes f as a Setup message's payload.
 func (f *Filter) Marshal() []byte {
-	return append(binary.LittleEndian.AppendUint32(nil, f.Flags), f.Program...)
+	return append(appendU32(nil, f.Flags), f.Program...)
 }
 
 // Unmarshal decodes what Marshal encoded.
 func (f *Filter) Unmarshal(b []byte) error {
 	if len(b) < 4 {
-		return fmt.Errorf("decode filter: %w", errShort)
+		return wrap("decode filter", errShort)
 	}
-	f.Flags, f.Program = binary.LittleEndian.Uint32(b), b[4:]
+	f.Flags, f.Program = u32At(b), b[4:]
 	return nil
 }
 
 // Status encodes a wait status for an Exited frame.
-func Status(ws uint32) []byte { return binary.LittleEndian.AppendUint32(nil, ws) }
+func Status(ws uint32) []byte { return appendU32(nil, ws) }
 
 // ParseStatus decodes an Exited frame's payload.
 func ParseStatus(b []byte) (uint32, error) {
 	if len(b) != 4 {
-		return 0, fmt.Errorf("exit status of %d bytes, want 4", len(b))
+		return 0, errors.New("exit status of " + strconv.Itoa(len(b)) + " bytes, want 4")
 	}
-	return binary.LittleEndian.Uint32(b), nil
+	return u32At(b), nil
+}
+
+// wrap is fmt.Errorf("%s: %w") without fmt.
+func wrap(what string, err error) error { return &wrapped{what, err} }
+
+type wrapped struct {
+	what string
+	err  error
+}
+
+func (w *wrapped) Error() string { return w.what + ": " + w.err.Error() }
+func (w *wrapped) Unwrap() error { return w.err }
+
+func appendU32(b []byte, v uint32) []byte {
+	return append(b, byte(v), byte(v>>8), byte(v>>16), byte(v>>24))
+}
+
+func putU32(b []byte, v uint32) { _ = appendU32(b[:0], v) }
+
+func u32At(b []byte) uint32 {
+	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
 }

@@ -64,3 +64,14 @@ func TestFrames(t *testing.T) {
 		t.Error("read past the end")
 	}
 }
+
+func TestFilterRoundTrip(t *testing.T) {
+	f := Filter{Flags: 4, Program: []byte{1, 2, 3, 4, 5, 6, 7, 8}}
+	var got Filter
+	if err := got.Unmarshal(f.Marshal()); err != nil || got.Flags != 4 || !bytes.Equal(got.Program, f.Program) {
+		t.Errorf("got %+v %v", got, err)
+	}
+	if err := got.Unmarshal([]byte{1, 2}); err == nil {
+		t.Error("short filter accepted")
+	}
+}
