@@ -88,6 +88,9 @@ type Lease struct {
 	Secrets map[string]string `json:"secrets,omitempty"`
 	// Untrusted runs (pull requests from forks) get private caches.
 	Untrusted bool `json:"untrusted,omitempty"`
+	// Checkout, for a registered repository, carries the credentials
+	// and refs to fetch Commit with.
+	Checkout *Checkout `json:"checkout,omitempty"`
 	// Expires is how long the lease lives from when it was sent, unless
 	// renewed by a heartbeat.
 	Expires Duration `json:"expires"`

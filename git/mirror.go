@@ -2,6 +2,8 @@ package git
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -204,4 +206,18 @@ func short(h string) string {
 		return h[:12]
 	}
 	return h
+}
+
+// MirrorPath is where the mirror of the repository called name lives
+// under base: a readable name (unsafe characters replaced) and a hash of
+// the name, so names that read alike still get mirrors of their own.
+func MirrorPath(base, name string) string {
+	safe := []byte(name)
+	for i, c := range safe {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			safe[i] = '_'
+		}
+	}
+	sum := sha256.Sum256([]byte(name))
+	return filepath.Join(base, fmt.Sprintf("%s-%s.git", strings.TrimLeft(string(safe), "."), hex.EncodeToString(sum[:4])))
 }

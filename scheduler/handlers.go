@@ -56,6 +56,7 @@ func (s *Server) routes() {
 	m.HandleFunc("PUT /api/v1/secrets/{name}", s.admin(s.setSecret))
 	m.HandleFunc("GET /api/v1/secrets", s.admin(s.listSecrets))
 	s.mountUI() // the web UI at "/" and /metrics (webui.go)
+	s.triggerRoutes()
 }
 
 func reply(w http.ResponseWriter, code int, v any) {
@@ -246,6 +247,10 @@ func (s *Server) sendLease(w http.ResponseWriter, r *http.Request, a *agentRec, 
 		return
 	}
 	l.Secrets = secrets
+	if err := s.fillCheckout(r.Context(), l); err != nil {
+		s.fail(w, r, err) // as for secrets: the lease expires and is retried
+		return
+	}
 	l.Expires = api.Duration(s.cfg.LeaseTimeout)
 	s.metrics.leased(r.Context(), s.st, l.Attempt)
 	s.log.Debug("leased", "job", l.Attempt.Job, "attempt", l.Attempt.Attempt, "agent", a.Name)

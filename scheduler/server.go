@@ -72,6 +72,9 @@ type Config struct {
 	// jobs of older runs too, not only the queued ones.
 	SupersedeRunning bool
 	Log              hclog.Logger
+	// Triggers configures registered repositories: webhooks, cron,
+	// manual runs and commit statuses (hooks.go).
+	Triggers TriggerConfig
 }
 
 // Server is the scheduler's HTTP API.
@@ -110,6 +113,7 @@ func (s *Server) Handler() http.Handler { return s.mux }
 // Run takes back expired leases until ctx ends. Every server on a shared
 // database runs it; the store makes that safe.
 func (s *Server) Run(ctx context.Context) {
+	go s.runTriggers(ctx)
 	tick := time.NewTicker(min(s.cfg.LeaseTimeout/4, time.Second))
 	defer tick.Stop()
 	for {
