@@ -125,9 +125,11 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sum := sha256.Sum256(body)
-	keys := []string{"body:" + hex.EncodeToString(sum[:])}
+	// Keys are per repository: one push may be delivered to several
+	// registered repositories (a fork's, say) legitimately.
+	keys := []string{name + " body:" + hex.EncodeToString(sum[:])}
 	if ev.Delivery != "" {
-		keys = append(keys, forge+":"+ev.Delivery)
+		keys = append(keys, name+" "+forge+":"+ev.Delivery)
 	}
 	fresh, err := rs.Deliver(ctx, name, keys, time.Now())
 	if err != nil {

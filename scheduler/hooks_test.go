@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/jobrun/jobrun/api"
 	"github.com/jobrun/jobrun/artifacts"
 	"github.com/jobrun/jobrun/internal/gittest"
+	"github.com/jobrun/jobrun/internal/pgtest"
 	"github.com/jobrun/jobrun/scheduler/cron"
 	"github.com/jobrun/jobrun/scheduler/webhook"
 )
@@ -548,5 +550,55 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 10s")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestCronTwoServersPostgres runs the cron loops of two servers on one
+// PostgreSQL database from one fake clock: every tick fires exactly once.
+func TestCronTwoServersPostgres(t *testing.T) {
+	url := pgtest.Database(t)
+	open := func() *SQL {
+		s, err := OpenPostgres(context.Background(), url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	start := time.Now().Truncate(time.Hour).Add(time.Hour + time.Minute)
+	clock := cron.NewFake(start)
+	tweak := func(c *Config) { c.Triggers.Clock = clock; c.Triggers.CronEvery = time.Minute }
+	st := open()
+	base, srv1 := startTriggerServer(t, st, tweak, false)
+	_, srv2 := startTriggerServer(t, open(), tweak, false)
+	repo := newForgeRepo(t, nightly)
+	addRepo(t, base, api.NewRepo{Name: "hello", CloneURL: repo.bare, Secret: hookSecret})
+	head := repo.push("main", map[string]string{"a": "1"})
+	if code, msg := deliver(t, base, "github", "hello", "push", payload(t, "github", "push.json", head, ""), hookSecret); code != 201 {
+		t.Fatalf("push: %d %s", code, msg)
+	}
+	st.db.Exec(`UPDATE repos SET cron_since = $1`, ms(start))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, s := range []*Server{srv1, srv2} {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.cronLoop(ctx) }()
+	}
+	defer func() { cancel(); wg.Wait() }()
+	const ticks = 6
+	for i := 1; i <= ticks; i++ {
+		waitFor(t, func() bool { return clock.Waiters() == 2 })
+		clock.Advance(10 * time.Minute)
+		waitFor(t, func() bool { return cronRuns(t, base, "hello") >= i })
+	}
+	waitFor(t, func() bool { return clock.Waiters() == 2 }) // both passes done
+	if n := cronRuns(t, base, "hello"); n != ticks {
+		t.Fatalf("cron runs: %d, want %d (one per tick)", n, ticks)
+	}
+	var rows, distinct int
+	st.db.QueryRow(`SELECT COUNT(*), COUNT(DISTINCT run_id) FROM cron_fires`).Scan(&rows, &distinct)
+	if rows != ticks || distinct != ticks {
+		t.Fatalf("cron_fires: %d rows, %d distinct runs; want %d of each", rows, distinct, ticks)
 	}
 }
