@@ -18,7 +18,6 @@ import (
 
 	"github.com/jobrun/jobrun/api"
 	"github.com/jobrun/jobrun/artifacts"
-	"github.com/jobrun/jobrun/git"
 	"github.com/jobrun/jobrun/internal/lockfile"
 	"github.com/jobrun/jobrun/jobs"
 )
@@ -51,7 +50,7 @@ type Pool struct {
 
 	mu      sync.Mutex
 	drainCh chan struct{} // closed by Drain
-	c       *api.Client // with the agent's token
+	c       *api.Client   // with the agent's token
 	reg     *api.Registration
 	running map[api.Attempt]*leased
 }
@@ -413,7 +412,7 @@ func (p *Pool) runJob(ctx context.Context, lease *api.Lease, job *jobs.Job, rep 
 	own := artifacts.Ref{Repo: lease.Repo, Run: lease.Run, Job: job.ID, Attempt: lease.Attempt.Attempt}
 	j := &Job{
 		Job: job, Repo: lease.Repo, Run: lease.Run, Attempt: lease.Attempt.Attempt,
-		Source: src.dir, BaseDir: src.dir, Clean: src.rev != "", Rev: src.rev,
+		Source: src.source(), BaseDir: src.dir, Clean: src.rev != "", Rev: src.rev,
 		Env: lease.Env, Secrets: secrets, Untrusted: lease.Untrusted,
 		ArtifactStore: newSchedulerStore(p.c, lease, own, gone),
 	}
@@ -446,7 +445,9 @@ func leaseSecrets(job *jobs.Job, lease *api.Lease) (map[string]string, error) {
 // clean-up removes only what a killed agent left.
 type jobSource struct {
 	dir, rev string
-	lock     *lockfile.Lock
+	// repo is the agent's mirror of the repository, if the job has one.
+	repo string
+	lock *lockfile.Lock
 }
 
 func (s *jobSource) remove() error {
@@ -480,15 +481,7 @@ func (p *Pool) source(ctx context.Context, lease *api.Lease, rep *reporter) (*jo
 	if lease.CloneURL == "" {
 		return s, nil
 	}
-	s.rev = lease.Commit
-	if s.rev == "" {
-		s.rev = "HEAD"
-		if lease.Branch != "" {
-			s.rev = "refs/remotes/origin/" + lease.Branch
-		}
-	}
-	rep.notice(fmt.Sprintf("clone %s at %s", lease.CloneURL, s.rev))
-	if err := git.Clone(ctx, lease.CloneURL, dir); err != nil {
+	if s.repo, s.rev, err = p.checkout(ctx, lease, dir, rep); err != nil { // checkout.go
 		s.remove()
 		return nil, err
 	}

@@ -23,7 +23,11 @@ import (
 // commit hash it exported. Writes go through an os.Root, so a hostile tree
 // cannot place a file outside dst.
 func Export(ctx context.Context, repoDir, rev, dst string) (string, error) {
-	repo, err := gogit.PlainOpenWithOptions(repoDir, &gogit.PlainOpenOptions{DetectDotGit: true})
+	// A bare mirror opens as it is; a work tree's repository may be above.
+	repo, err := gogit.PlainOpen(repoDir)
+	if err != nil {
+		repo, err = gogit.PlainOpenWithOptions(repoDir, &gogit.PlainOpenOptions{DetectDotGit: true})
+	}
 	if err != nil {
 		return "", fmt.Errorf("open repository %s: %w", repoDir, err)
 	}

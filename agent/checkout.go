@@ -1,0 +1,71 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+
+	"github.com/jobrun/jobrun/api"
+	"github.com/jobrun/jobrun/git"
+)
+
+// mirrorsDir holds the agent's bare mirror of each repository it ran a job
+// of: the next job of the same repository fetches only what is new.
+func (p *Pool) mirrorsDir() string { return filepath.Join(p.Runner.WorkDir, "mirrors") }
+
+// checkout fetches the lease's commit and returns the repository and the
+// revision the Runner exports from it into a fresh workspace.
+//
+// For a repository registered with the server (the lease carries
+// Checkout) that is the agent's mirror of it, brought up to date with the
+// lease's credentials, pull request ref and depth unless it already holds
+// the commit; jobs of one repository wait for each other's fetch. A
+// clone_url given to the runs API directly is cloned into the job's own
+// directory, as before mirrors: nothing is shared between such jobs.
+func (p *Pool) checkout(ctx context.Context, lease *api.Lease, dir string, rep *reporter) (repo, rev string, err error) {
+	if lease.Checkout == nil {
+		rev = lease.Commit
+		if rev == "" {
+			rev = "HEAD"
+			if lease.Branch != "" {
+				rev = "refs/remotes/origin/" + lease.Branch
+			}
+		}
+		rep.notice(fmt.Sprintf("clone %s at %s", lease.CloneURL, rev))
+		return dir, rev, git.Clone(ctx, lease.CloneURL, dir)
+	}
+	mirror := git.MirrorPath(p.mirrorsDir(), lease.Repo)
+	rev = lease.Commit
+	if rev == "" {
+		rev = "HEAD"
+		if lease.Branch != "" {
+			rev = "refs/heads/" + lease.Branch
+		}
+	}
+	if lease.Commit != "" && git.HasCommit(mirror, lease.Commit) {
+		rep.notice(fmt.Sprintf("checkout %s at %s (already fetched)", lease.CloneURL, rev))
+		return mirror, rev, nil
+	}
+	o := git.MirrorOptions{}
+	if c := lease.Checkout; c != nil {
+		o.Auth = git.Auth{Token: c.Token, SSHKey: []byte(c.SSHKey)}
+		o.Depth = c.Depth
+		if c.Ref != "" {
+			o.Refs = []string{c.Ref}
+		}
+	}
+	rep.notice(fmt.Sprintf("fetch %s, checkout at %s", lease.CloneURL, rev))
+	if err := git.Mirror(ctx, mirror, lease.CloneURL, o); err != nil {
+		return "", "", err
+	}
+	return mirror, rev, nil
+}
+
+// source is the directory the Runner makes the workspace from: the mirror
+// for a checkout, else the job's own directory.
+func (s *jobSource) source() string {
+	if s.repo != "" {
+		return s.repo
+	}
+	return s.dir
+}

@@ -1,0 +1,81 @@
+package agent
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/jobrun/jobrun/api"
+	"github.com/jobrun/jobrun/git"
+	"github.com/jobrun/jobrun/internal/gittest"
+)
+
+// TestCheckoutMirror checks a registered repository's commits out of the
+// agent's mirror: over HTTP with the lease's token, a pull request's head
+// only reachable by its ref, and no fetch for a commit already there.
+func TestCheckoutMirror(t *testing.T) {
+	ctx := context.Background()
+	w := gittest.New(t)
+	first := w.Commit("first", map[string]string{"README": "one\n"})
+	bare := w.Bare()
+	w.Git("push", "-q", "origin", "main")
+	url := gittest.Serve(t, filepath.Dir(bare), "tok") + "/" + filepath.Base(bare)
+
+	p := &Pool{Runner: &Runner{WorkDir: t.TempDir()}}
+	notices := func(rep *reporter) string {
+		rep.mu.Lock()
+		defer rep.mu.Unlock()
+		return string(rep.buf) // the log lines not sent yet: all of them here
+	}
+	checkout := func(l *api.Lease) (string, string, *reporter, error) {
+		rep := newReporter(nil, l.Attempt, nil, hclog.NewNullLogger(), func() {})
+		repo, rev, err := p.checkout(ctx, l, t.TempDir(), rep)
+		return repo, rev, rep, err
+	}
+	lease := &api.Lease{Repo: "octo/hello", CloneURL: url, Branch: "main", Commit: first, Checkout: &api.Checkout{Token: "wrong"}}
+	if _, _, _, err := checkout(lease); err == nil {
+		t.Fatal("a wrong token fetched")
+	}
+	lease.Checkout.Token = "tok"
+	repo, rev, rep, err := checkout(lease)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rev != first || !strings.Contains(notices(rep), "fetch "+url) {
+		t.Fatalf("rev %s, notices %q", rev, notices(rep))
+	}
+	dst := t.TempDir()
+	if _, err := git.Export(ctx, repo, rev, dst); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dst, "README")); string(b) != "one\n" {
+		t.Fatalf("README = %q", b)
+	}
+
+	// Again: the mirror has the commit, nothing is fetched.
+	_, _, rep, err = checkout(lease)
+	if err != nil || !strings.Contains(notices(rep), "already fetched") {
+		t.Fatalf("second checkout: %v, notices %q", err, notices(rep))
+	}
+
+	// A pull request's head, under refs/pull/N/head only.
+	w.Git("checkout", "-q", "-b", "pr")
+	pr := w.Commit("pr", map[string]string{"README": "pr\n"})
+	w.Git("push", "-q", "origin", pr+":refs/pull/9/head")
+	lease2 := &api.Lease{Repo: "octo/hello", CloneURL: url, Branch: "pull/9", Commit: pr, Checkout: &api.Checkout{Token: "tok"}}
+	if _, _, _, err := checkout(lease2); err != nil {
+		t.Fatal(err)
+	}
+	if git.HasCommit(repo, pr) {
+		t.Fatal("the pull request's commit came without its ref") // the control: fetched below with Ref
+	}
+	lease2.Checkout.Ref = "refs/pull/9/head"
+	repo2, rev2, _, err := checkout(lease2)
+	if err != nil || repo2 != repo || !git.HasCommit(repo, pr) || rev2 != pr {
+		t.Fatalf("pull request checkout: %s %s %v", repo2, rev2, err)
+	}
+}
