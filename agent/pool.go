@@ -47,6 +47,8 @@ type Pool struct {
 	// 30s.
 	LeaseWait time.Duration
 	Log       hclog.Logger
+	// Metrics, if set, count the jobs run (see NewMetrics).
+	Metrics *Metrics
 
 	mu      sync.Mutex
 	drainCh chan struct{} // closed by Drain
@@ -339,6 +341,7 @@ func (p *Pool) run(ctx context.Context, lease *api.Lease, log hclog.Logger) {
 	p.mu.Lock()
 	p.running[l.a] = l
 	p.mu.Unlock()
+	p.Metrics.jobStarted()
 	// The attempt stays in the heartbeats until its result is reported,
 	// so its lease lasts while the result is retried.
 	defer func() {
@@ -382,6 +385,7 @@ func (p *Pool) run(ctx context.Context, lease *api.Lease, log hclog.Logger) {
 		}
 	}
 	log.Info("job ended", "status", res.Status, "reason", res.Reason, "duration", res.Duration)
+	p.Metrics.jobEnded(res.Status)
 
 	rep.close()
 	rep.wait()

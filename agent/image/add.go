@@ -231,10 +231,14 @@ func (s *Store) fetchLayer(ctx context.Context, rec *Image, src *source, i int, 
 		return nil
 	}
 	p.update(i, stateUnpacking, 0)
+	began := time.Now()
 	unpacked, err := s.unpack(ctx, l)
 	if err != nil {
 		p.update(i, stateFailed, 0)
 		return err
+	}
+	if unpacked && s.observer != nil {
+		s.observer.Unpacked(time.Since(began))
 	}
 	if !fetched && !unpacked {
 		p.update(i, stateDone, 0)

@@ -137,7 +137,9 @@ func (s *Store) importLayout(ctx context.Context, l layoutRef) (*Image, error) {
 		s.touch(rec)
 		return rec, nil
 	}
-	return s.add(ctx, l.String(), src)
+	img, err := s.add(ctx, l.String(), src)
+	s.fetched("layout", err)
+	return img, err
 }
 
 // layoutImage is one image listed in a layout's index.json.

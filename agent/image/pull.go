@@ -117,16 +117,21 @@ func (s *Store) Pull(ctx context.Context, ref string, creds ...Credential) (*Ima
 	for _, src := range s.sources(r) {
 		img, err := s.pullFrom(ctx, r, src, creds)
 		if err == nil {
+			s.fetched("registry", nil)
 			return img, nil
 		}
 		host := src.Context().RegistryStr()
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("pull %s from %s: %w (%w)", r, host, ctx.Err(), err)
+			err = fmt.Errorf("pull %s from %s: %w (%w)", r, host, ctx.Err(), err)
+			s.fetched("registry", err)
+			return nil, err
 		}
 		s.log.Warn("pull failed", "image", r.String(), "from", host, "error", err)
 		errs = append(errs, fmt.Errorf("from %s: %w", host, explain(err)))
 	}
-	return nil, fmt.Errorf("pull %s: %w", r, errors.Join(errs...))
+	err = fmt.Errorf("pull %s: %w", r, errors.Join(errs...))
+	s.fetched("registry", err)
+	return nil, err
 }
 
 // explain adds what a registry's error code means for the user.

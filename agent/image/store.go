@@ -95,6 +95,8 @@ type Store struct {
 
 	mu       sync.Mutex
 	inflight map[string]*call // downloads and unpacks under way, by key
+
+	observer Observer // see SetObserver; nil for none
 }
 
 // Image is an image in the store.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -28,6 +30,7 @@ type agentFlags struct {
 	drainTimeout time.Duration
 	noCache      bool
 	logLimit     string
+	metrics      string
 }
 
 func newAgentCmd(g *globals) *cobra.Command {
@@ -55,6 +58,7 @@ the agent leaves the pool. A second signal cancels the running jobs at once.`,
 	fl.DurationVar(&f.drainTimeout, "drain-timeout", 10*time.Minute, "on SIGTERM, how long running jobs may go on before they are cancelled")
 	fl.BoolVar(&f.noCache, "no-cache", false, "give every cache an empty directory that is thrown away")
 	fl.StringVar(&f.logLimit, "log-limit", "64MiB", "most output kept per job")
+	fl.StringVar(&f.metrics, "metrics-listen", "", "address to serve Prometheus metrics on at /metrics (running jobs, image pulls, unpack time); off when empty")
 	return cmd
 }
 
@@ -89,6 +93,13 @@ func runAgent(cmd *cobra.Command, g *globals, f *agentFlags) error {
 		Slots:     f.jobs,
 		Version:   version,
 		Log:       g.log.Named("agent"),
+	}
+	if f.metrics != "" {
+		stop, err := serveAgentMetrics(f.metrics, h.runner, pool, cmd.ErrOrStderr())
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	if err := pool.Cleanup(cmd.Context()); err != nil {
 		g.log.Warn("start-up cleanup", "error", err)
@@ -140,4 +151,22 @@ func drainSignals(parent context.Context, g *globals, pool *agent.Pool, r *agent
 		close(done)
 		cancel(nil)
 	}
+}
+
+// serveAgentMetrics serves the pool's and its image store's metrics on
+// addr until stop is called.
+func serveAgentMetrics(addr string, r *agent.Runner, pool *agent.Pool, stderr io.Writer) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-listen: %w", err)
+	}
+	m := agent.NewMetrics()
+	pool.Metrics = m
+	r.Images.SetObserver(m)
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go hs.Serve(ln)
+	fmt.Fprintf(stderr, "jobrun: agent metrics listening on %s\n", ln.Addr())
+	return func() { hs.Close() }, nil
 }

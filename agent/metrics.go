@@ -1,0 +1,83 @@
+package agent
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics are a pool agent's Prometheus metrics, in a registry of their
+// own: the jobs it runs and how they ended, and its image store's fetches
+// and unpacks (it is an image.Observer; see image.Store.SetObserver).
+type Metrics struct {
+	reg     *prometheus.Registry
+	running prometheus.Gauge
+	jobs    *prometheus.CounterVec
+	fetches *prometheus.CounterVec
+	unpack  prometheus.Histogram
+}
+
+// NewMetrics makes an agent's metrics.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		running: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "jobrun_agent_running_jobs",
+			Help: "Jobs this agent is running.",
+		}),
+		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jobrun_agent_jobs_total",
+			Help: "Jobs this agent ran, by result.",
+		}, []string{"result"}),
+		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jobrun_agent_image_pulls_total",
+			Help: "Images brought into the store, by source (registry, layout) and result (ok, error).",
+		}, []string{"source", "result"}),
+		unpack: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "jobrun_agent_image_unpack_seconds",
+			Help:    "Time to unpack one image layer.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2.5, 10), // 10ms .. ~38s
+		}),
+	}
+	m.reg.MustRegister(m.running, m.jobs, m.fetches, m.unpack,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the metrics in Prometheus' text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
+
+// Registry is the registry the metrics are in, for more collectors.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Fetched counts an image fetch (image.Observer).
+func (m *Metrics) Fetched(source string, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.fetches.WithLabelValues(source, result).Inc()
+}
+
+// Unpacked observes a layer's unpack time (image.Observer).
+func (m *Metrics) Unpacked(d time.Duration) { m.unpack.Observe(d.Seconds()) }
+
+// jobStarted and jobEnded bracket a leased job; a nil *Metrics counts
+// nothing.
+func (m *Metrics) jobStarted() {
+	if m != nil {
+		m.running.Inc()
+	}
+}
+
+func (m *Metrics) jobEnded(st Status) {
+	if m != nil {
+		m.running.Dec()
+		m.jobs.WithLabelValues(string(st)).Inc()
+	}
+}
