@@ -18,6 +18,7 @@ APT_PACKAGES=(
 	containernetworking-plugins
 	hyperfine
 	systemd                                   # systemd-analyze verify of examples/deploy
+	chromium                                  # headless browser for the web UI tests (chromedp)
 )
 
 log() { printf 'deps: %s\n' "$*" >&2; }
