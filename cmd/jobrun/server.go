@@ -33,6 +33,8 @@ type serverFlags struct {
 	maxAttempts      int
 	supersedeRunning bool
 	artifacts        string
+	publicURL        string
+	cronWindow       time.Duration
 }
 
 func newServerCmd(g *globals) *cobra.Command {
@@ -56,6 +58,8 @@ func newServerCmd(g *globals) *cobra.Command {
 	fl.IntVar(&f.maxAttempts, "max-attempts", 3, "leases of a job before a lost lease fails it")
 	fl.StringVar(&f.artifacts, "artifacts", "", "artifact store: a directory (default STATE_DIR/artifacts) or s3://BUCKET[/PREFIX]?endpoint=HOST:PORT (keys in JOBRUN_S3_ACCESS_KEY, JOBRUN_S3_SECRET_KEY)")
 	fl.BoolVar(&f.supersedeRunning, "supersede-running", false, "a new run of a branch also cancels the running jobs of older runs")
+	fl.StringVar(&f.publicURL, "public-url", "", "the server's URL as users reach it, for the links in commit statuses (https://ci.example.com)")
+	fl.DurationVar(&f.cronWindow, "cron-window", time.Hour, "how far back a cron tick missed while no server ran still fires (once)")
 	return cmd
 }
 
@@ -97,6 +101,8 @@ func runServer(ctx context.Context, g *globals, f serverFlags, stderr interface{
 		RegistrationToken: f.regToken, AdminToken: f.adminToken, Secrets: sealer,
 		LeaseTimeout: f.leaseTimeout, AffinityWait: f.affinityWait, MaxAttempts: f.maxAttempts,
 		SupersedeRunning: f.supersedeRunning, Log: g.log.Named("server"),
+		// Repositories' mirrors, read for the job file of a pushed commit.
+		Triggers: scheduler.TriggerConfig{MirrorDir: filepath.Join(g.stateDir, "mirrors"), PublicURL: f.publicURL, CronWindow: f.cronWindow},
 	})
 
 	ln, err := net.Listen("tcp", f.listen)

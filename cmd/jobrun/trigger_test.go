@@ -1,0 +1,235 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jobrun/jobrun/api"
+	"github.com/jobrun/jobrun/internal/gittest"
+	"github.com/jobrun/jobrun/scheduler/webhook"
+)
+
+// daemon is a jobrun server or agent a test started from the built
+// binary; it is stopped with SIGTERM when the test ends.
+type daemon struct {
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	out  bytes.Buffer
+	done chan error
+	once sync.Once
+}
+
+func (d *daemon) log() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.out.String()
+}
+
+// startDaemon runs the binary with args and waits for a stderr line
+// matching want, returning its first submatch.
+func startDaemon(t *testing.T, bin string, want *regexp.Regexp, args ...string) (*daemon, string) {
+	t.Helper()
+	d := &daemon{cmd: exec.Command(bin, args...), done: make(chan error, 1)}
+	d.cmd.Stdout = io.Discard
+	pipe, err := d.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pipe)
+		for sc.Scan() {
+			d.mu.Lock()
+			d.out.WriteString(sc.Text() + "\n")
+			d.mu.Unlock()
+			if m := want.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case found <- m[1]:
+				default:
+				}
+			}
+		}
+		d.done <- d.cmd.Wait()
+	}()
+	t.Cleanup(func() { d.stop(t) })
+	select {
+	case v := <-found:
+		return d, v
+	case <-time.After(time.Minute):
+		t.Fatalf("jobrun %s did not say %q within a minute:\n%s", strings.Join(args, " "), want, d.log())
+	}
+	return nil, ""
+}
+
+func (d *daemon) stop(t *testing.T) {
+	d.once.Do(func() {
+		d.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-d.done:
+			if err != nil {
+				t.Errorf("jobrun %s: %v\n%s", strings.Join(d.cmd.Args[1:], " "), err, d.log())
+			}
+		case <-time.After(time.Minute):
+			d.cmd.Process.Kill()
+			<-d.done
+			t.Errorf("jobrun %s did not stop on SIGTERM", strings.Join(d.cmd.Args[1:], " "))
+		}
+	})
+}
+
+const pushedJobs = `
+workflow {
+  on "push" { branches = ["main"] }
+}
+job "show" {
+  image   = "IMAGE"
+  network = "none"
+  step "show" { run = "cat README; test ! -e .git" }
+}
+`
+
+// TestWebhookToAgent is issue 8 end to end with the real binary: a
+// repository registered with "jobrun repo add" (an HTTPS git server that
+// wants the token), a push to it announced by a signed GitHub webhook, the
+// job run by a real agent on a checkout of the pushed commit from the
+// agent's mirror; a branch the on filter leaves out runs only through
+// "jobrun trigger".
+func TestWebhookToAgent(t *testing.T) {
+	image := busybox(t)
+	bin := buildJobrun(t)
+	ctx := context.Background()
+	const adminToken, regToken, secret, gitToken = "e2e-admin", "e2e-reg", "e2e-hook-secret", "e2e-git-token"
+
+	w := gittest.New(t)
+	w.Commit("first", map[string]string{".ci.hcl": strings.ReplaceAll(pushedJobs, "IMAGE", image), "README": "version one\n"})
+	bare := w.Bare()
+	w.Git("push", "-q", "origin", "main")
+	cloneURL := gittest.Serve(t, filepath.Dir(bare), gitToken) + "/" + filepath.Base(bare)
+
+	srv, addr := startDaemon(t, bin, regexp.MustCompile(`server listening on (\S+)`),
+		"--state-dir", t.TempDir(), "server", "--listen", "127.0.0.1:0",
+		"--admin-token", adminToken, "--registration-token", regToken, "--lease-timeout", "5s")
+	base := "http://" + addr
+	h := newTestHost(t)
+	agent, _ := startDaemon(t, bin, regexp.MustCompile(`agent: (registered)`),
+		"--state-dir", h.state, "--log-level", "info", "agent", "--server", base, "--token", regToken, "--name", "e2e-agent")
+	logs := func() string { return "\nserver:\n" + srv.log() + "\nagent:\n" + agent.log() }
+
+	var out, errb bytes.Buffer
+	if code := run(ctx, []string{"repo", "add", "hello", "--url", cloneURL, "--secret", secret, "--token", gitToken,
+		"--forge", "github", "--server", base, "--admin-token", adminToken}, &out, &errb); code != 0 {
+		t.Fatalf("jobrun repo add: exit %d\n%s%s", code, out.String(), errb.String())
+	}
+	if !strings.Contains(out.String(), base+"/hooks/github/hello") {
+		t.Errorf("repo add does not print the webhook URL:\n%s", out.String())
+	}
+
+	head := w.Commit("second", map[string]string{"README": "version two\n"})
+	w.Git("push", "-q", "origin", "main")
+	body, err := os.ReadFile("../../scheduler/webhook/testdata/github/push.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body = bytes.ReplaceAll(body, []byte("7f5c2a8d1e6b4f3a9c0d2e1f4a5b6c7d8e9f0a1b"), []byte(head))
+	hook := func(key string) int {
+		req, _ := http.NewRequest(http.MethodPost, base+"/hooks/github/hello", bytes.NewReader(body))
+		req.Header.Set("X-GitHub-Event", "push")
+		req.Header.Set("X-GitHub-Delivery", "e2e-"+key)
+		req.Header.Set("X-Hub-Signature-256", "sha256="+webhook.Sign(body, []byte(key)))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := hook("forged"); code != 401 {
+		t.Fatalf("forged webhook: %d, want 401", code)
+	}
+	if code := hook(secret); code != 201 {
+		t.Fatalf("webhook: %d, want 201%s", code, logs())
+	}
+	c := &api.Client{Base: base, Token: adminToken}
+	runs, err := c.Runs(ctx, "hello", "")
+	if err != nil || len(runs) != 1 || runs[0].Commit != head {
+		t.Fatalf("runs after the webhooks: %+v, %v; want one of %s", runs, err, head)
+	}
+	r := waitRunDone(t, c, runs[0].ID, logs)
+	jobLog := runLog(t, c, r)
+	if r.Status != api.Succeeded || !strings.Contains(jobLog, "version two") || strings.Contains(jobLog, "version one") {
+		t.Fatalf("run %d: %s; log:\n%s%s", r.ID, r.Status, jobLog, logs())
+	}
+
+	// A branch the on filter leaves out: the webhook would start nothing,
+	// a manual trigger runs its head.
+	w.Git("checkout", "-q", "-b", "topic")
+	topic := w.Commit("topic", map[string]string{"README": "version topic\n"})
+	w.Git("push", "-q", "origin", "topic")
+	out.Reset()
+	errb.Reset()
+	if code := run(ctx, []string{"trigger", "hello", "topic", "--server", base, "--admin-token", adminToken}, &out, &errb); code != 0 {
+		t.Fatalf("jobrun trigger: exit %d\n%s%s", code, out.String(), errb.String())
+	}
+	runs, _ = c.Runs(ctx, "hello", "topic")
+	if len(runs) != 1 || runs[0].Commit != topic || runs[0].Trigger != "manual" {
+		t.Fatalf("manual runs: %+v", runs)
+	}
+	r = waitRunDone(t, c, runs[0].ID, logs)
+	if jobLog := runLog(t, c, r); r.Status != api.Succeeded || !strings.Contains(jobLog, "version topic") {
+		t.Fatalf("manual run %d: %s; log:\n%s%s", r.ID, r.Status, jobLog, logs())
+	}
+	// The second job fetched into the same mirror: one per repository.
+	mirrors, _ := filepath.Glob(filepath.Join(h.state, "work", "mirrors", "hello-*.git"))
+	if len(mirrors) != 1 {
+		t.Errorf("agent mirrors: %v, want one for the repository", mirrors)
+	}
+	agent.stop(t)
+	srv.stop(t)
+}
+
+func waitRunDone(t *testing.T, c *api.Client, id int64, logs func() string) *api.Run {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		r, err := c.Run(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if api.Final(r.Status) {
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run %d still %s after 2 minutes%s", id, r.Status, logs())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func runLog(t *testing.T, c *api.Client, r *api.Run) string {
+	t.Helper()
+	var b strings.Builder
+	for _, j := range r.Jobs {
+		rc, err := c.Log(context.Background(), j.ID, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(&b, rc)
+		rc.Close()
+	}
+	return b.String()
+}
