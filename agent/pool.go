@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -537,11 +536,6 @@ func (p *Pool) finish(ctx context.Context, l *leased, res api.Result, log hclog.
 			log.Warn("result not reported: "+errGone.Error(), "status", res.Status)
 			return
 		case refused:
-			if api.IsStatus(err, http.StatusConflict) {
-				// Already closed: a Finish whose reply was lost went through.
-				log.Info("reported (already closed)", "status", res.Status)
-				return
-			}
 			log.Error("result refused", "status", res.Status, "error", err)
 			return
 		}
