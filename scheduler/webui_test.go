@@ -80,7 +80,11 @@ func mustContain(t *testing.T, what, body string, subs ...string) {
 // the graph, a job with escaped ANSI output, its live log events,
 // artifacts, the agents, then sign-in, CSRF and cancel.
 func TestWebPages(t *testing.T) {
-	base := serve(t, sqliteStore(t), nil)
+	eachStore(t, func(t *testing.T, open func() *SQL) { webPages(t, open()) })
+}
+
+func webPages(t *testing.T, st Store) {
+	base := serve(t, st, nil)
 	ctx := context.Background()
 	hc := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
@@ -203,7 +207,7 @@ func TestWebPages(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("job page: %d\n%s", code, body)
 	}
-	mustContain(t, "finished job page", body, "exit code 2", "step compile failed: exit code 2", "3 MiB", "700ms", "1 of 2 warm",
+	mustContain(t, "finished job page", body, ">builder-1</dd>", "exit code 2", "step compile failed: exit code 2", "3 MiB", "700ms", "1 of 2 warm",
 		fmt.Sprintf(`href="/jobs/%d/attempts/1/artifacts/out/hello.txt"`, at.Job), "15 B", `id="L4"`)
 	if strings.Contains(body, "data-follow") {
 		t.Fatal("a finished job's page still follows its log")
@@ -264,6 +268,17 @@ func TestWebPages(t *testing.T) {
 	csrf := regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`).FindStringSubmatch(body)[1]
 	if code := post(user, cancelURL, url.Values{"csrf": {"0" + csrf[1:]}}); code != 403 {
 		t.Fatalf("cancel with a wrong CSRF token: %d, want 403", code)
+	}
+	req, _ = http.NewRequest("POST", cancelURL, strings.NewReader(url.Values{"csrf": {csrf}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "http://evil.example")
+	resp, err = user.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 403 {
+		t.Fatalf("cancel from another site's page: %s, want 403", resp.Status)
 	}
 	if code := post(user, cancelURL, url.Values{"csrf": {csrf}}); code != 303 {
 		t.Fatalf("cancel: %d, want 303", code)

@@ -228,7 +228,7 @@ func (u *ui) runPage(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, r, err)
 		return
 	}
-	p := page{Title: "Run " + itoa(run.ID), Nav: "runs", Data: map[string]any{"Run": run, "Graph": layout(run.Jobs)}}
+	p := page{Title: "Run " + itoa(run.ID), Nav: "runs", Data: map[string]any{"Run": run, "Graph": layout(run.Jobs), "Agents": u.agentNames(r)}}
 	if !api.Final(run.Status) {
 		p.Refresh = 3
 	}
@@ -267,6 +267,9 @@ type jobView struct {
 	ArtBytes  int64
 	CanCancel bool
 	CanRetry  bool
+	// AgentName is the name of the agent that ran the attempt, if it is
+	// still in the pool.
+	AgentName string
 }
 
 func (u *ui) jobPage(w http.ResponseWriter, r *http.Request) {
@@ -285,7 +288,7 @@ func (u *ui) jobPage(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, r, err)
 		return
 	}
-	v := jobView{Job: j, Run: run, Attempt: j.Attempt, Current: true, Steps: j.Steps,
+	v := jobView{Job: j, Run: run, Attempt: j.Attempt, Current: true, Steps: j.Steps, AgentName: u.agentNames(r)[j.Agent],
 		CanCancel: !api.Final(j.Status), CanRetry: api.Final(j.Status) && j.Status != api.Skipped}
 	if n, err := strconv.Atoi(r.URL.Query().Get("attempt")); err == nil && n >= 1 && n < j.Attempt {
 		// An earlier attempt: its log and artifacts; steps are kept for
@@ -320,6 +323,22 @@ func (u *ui) jobPage(w http.ResponseWriter, r *http.Request) {
 		p.Refresh = 5
 	}
 	u.render(w, r, http.StatusOK, "job", p)
+}
+
+// agentNames maps the pool's agent ids to their names. Agents that left
+// are missing: their id is shown instead. Not being able to list them
+// costs only the names.
+func (u *ui) agentNames(r *http.Request) map[string]string {
+	as, err := u.b.Agents(r.Context())
+	if err != nil {
+		u.log.Warn("list agents for their names", "error", err)
+		return nil
+	}
+	out := make(map[string]string, len(as))
+	for _, a := range as {
+		out[a.ID] = a.Name
+	}
+	return out
 }
 
 // artifact serves one stored file as a download.

@@ -164,10 +164,15 @@ func (u *ui) csrf() string { return u.mac("csrf") }
 // checkCSRF accepts a POST whose form carries the CSRF token and, when
 // the browser says where it came from, comes from this site.
 func (u *ui) checkCSRF(r *http.Request) bool {
-	if o := r.Header.Get("Origin"); o != "" && o != "null" && o != scheme(r)+"://"+r.Host {
-		return false
-	}
-	return subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(u.csrf())) == 1
+	return sameOrigin(r) && subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(u.csrf())) == 1
+}
+
+// sameOrigin refuses a form another site's page sent, where the browser
+// says so (Origin); a request without the header is not from a browser
+// that would carry the session cookie across sites (SameSite=Strict).
+func sameOrigin(r *http.Request) bool {
+	o := r.Header.Get("Origin")
+	return o == "" || o == scheme(r)+"://"+r.Host
 }
 
 func scheme(r *http.Request) string {
@@ -182,6 +187,10 @@ func (u *ui) loginPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (u *ui) login(w http.ResponseWriter, r *http.Request) {
+	if !sameOrigin(r) {
+		u.error(w, r, http.StatusForbidden, "The sign-in form was sent from another site.")
+		return
+	}
 	next := safeNext(r.PostFormValue("next"))
 	if u.opts.AdminToken == "" || subtle.ConstantTimeCompare([]byte(r.PostFormValue("token")), []byte(u.opts.AdminToken)) != 1 {
 		u.render(w, r, http.StatusUnauthorized, "login", page{Title: "Sign in", Data: map[string]any{
