@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Webhook received -> first step running on an idle agent with a warm
+# image: the real `jobrun server` and `jobrun agent`, a real git repository
+# pushed to 100 branches (one run each, so no supersede or affinity wait),
+# each push announced by a signed GitHub webhook. p50 and p99, with the
+# same job posted to the runs API without a checkout as the baseline and
+# the ratio of the two. Target: p50 under 300 ms.
+# Needs root (containers). usage: bench/trigger/run.sh   (env N pushes, default 100)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+N=${N:-100}
+if [ "$(id -u)" != 0 ]; then
+	echo "bench/trigger: needs root (containers)" >&2
+	exit 1
+fi
+images=$(scripts/testimages.sh)
+eval "$images"
+work=$(mktemp -d /tmp/jobrun-bench-trigger.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+CGO_ENABLED=1 go build -tags seccomp -o "$work/bin/jobrun" ./cmd/jobrun
+CGO_ENABLED=0 go build -o "$work/bin/jobrun-launcher" ./agent/sandbox/launcher
+CGO_ENABLED=1 go build -tags seccomp -o "$work/trigger-bench" ./bench/trigger
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
+PATH="$work/bin:$PATH" "$work/trigger-bench" -jobrun "$work/bin/jobrun" \
+	-image "oci-layout:$JOBRUN_TEST_IMAGES_BUSYBOX:latest" -pushes "$N"
