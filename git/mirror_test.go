@@ -94,3 +94,36 @@ func TestMirrorTokenOverHTTP(t *testing.T) {
 		t.Fatalf("main = %s, %v; want %s", h, err, head)
 	}
 }
+
+// TestMirrorShallow fetches one commit per ref over HTTP, then only the
+// new one after a push.
+func TestMirrorShallow(t *testing.T) {
+	ctx := context.Background()
+	w := gittest.New(t)
+	first := w.Commit("first", map[string]string{"a": "1"})
+	second := w.Commit("second", map[string]string{"a": "2"})
+	bare := w.Bare()
+	w.Git("push", "-q", "origin", "main")
+	url := gittest.Serve(t, filepath.Dir(bare), "") + "/" + filepath.Base(bare)
+	m := filepath.Join(t.TempDir(), "r.git")
+	if err := Mirror(ctx, m, url, MirrorOptions{Depth: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if !HasCommit(m, second) {
+		t.Fatal("the head is missing")
+	}
+	if HasCommit(m, first) {
+		t.Fatal("a depth-1 mirror holds the head's parent")
+	}
+	third := w.Commit("third", map[string]string{"a": "3"})
+	w.Git("push", "-q", "origin", "main")
+	if err := Mirror(ctx, m, url, MirrorOptions{Depth: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := Resolve(ctx, m, "refs/heads/main"); err != nil || h != third {
+		t.Fatalf("main = %s, %v; want %s", h, err, third)
+	}
+	if b, err := ReadFile(ctx, m, third, "a"); err != nil || string(b) != "3" {
+		t.Fatalf("ReadFile = %q, %v", b, err)
+	}
+}

@@ -17,6 +17,9 @@ func (s *Server) cronLoop(ctx context.Context) {
 	seen := map[string]time.Time{}
 	for {
 		s.cronPass(ctx, t.Clock.Now(), seen)
+		if err := s.st.(RepoStore).PruneDeliveries(ctx, time.Now().Add(-deliveryMemory)); err != nil && ctx.Err() == nil {
+			s.log.Error("prune webhook deliveries", "error", err)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -24,6 +27,10 @@ func (s *Server) cronLoop(ctx context.Context) {
 		}
 	}
 }
+
+// deliveryMemory is how long a webhook delivery is remembered to refuse
+// its replay.
+const deliveryMemory = 7 * 24 * time.Hour
 
 // cronPass fires what is due at now. Ticks missed while no server ran
 // (within the catch-up window, and not before the schedule was set) are

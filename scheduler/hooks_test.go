@@ -469,10 +469,17 @@ func TestCronFakeClock(t *testing.T) {
 	repo := newForgeRepo(t, nightly)
 	addRepo(t, base, api.NewRepo{Name: "hello", CloneURL: repo.bare, Secret: hookSecret})
 	ctx := context.Background()
+	// Registration read the schedule from the default branch's head; it
+	// holds from then (moved to the fake clock's start here).
+	repos, _ := admin(base).Repos(ctx)
+	if len(repos) != 1 || len(repos[0].Schedules) != 1 {
+		t.Fatalf("schedules after registration: %+v", repos)
+	}
+	st.db.Exec(`UPDATE repos SET cron_since = $1`, ms(start))
 	seen := map[string]time.Time{}
 	srv.cronPass(ctx, clock.Now(), seen)
 	if n := cronRuns(t, base, "hello"); n != 0 {
-		t.Fatalf("%d cron runs before the default branch was pushed", n)
+		t.Fatalf("%d cron runs before the first tick", n)
 	}
 	head := repo.push("main", map[string]string{"a": "1"})
 	// The push records the schedule at the real time; the fake clock
@@ -480,7 +487,7 @@ func TestCronFakeClock(t *testing.T) {
 	if code, msg := deliver(t, base, "github", "hello", "push", payload(t, "github", "push.json", head, ""), hookSecret); code != 201 {
 		t.Fatalf("push: %d %s", code, msg)
 	}
-	repos, _ := admin(base).Repos(ctx)
+	repos, _ = admin(base).Repos(ctx)
 	if len(repos) != 1 || len(repos[0].Schedules) != 1 || repos[0].Schedules[0] != "*/10 * * * *" {
 		t.Fatalf("schedules: %+v", repos)
 	}
@@ -601,4 +608,35 @@ func TestCronTwoServersPostgres(t *testing.T) {
 	if rows != ticks || distinct != ticks {
 		t.Fatalf("cron_fires: %d rows, %d distinct runs; want %d of each", rows, distinct, ticks)
 	}
+}
+
+// TestDeliveries checks the replay record on both databases: a key seen
+// before refuses the whole delivery and records none of its other keys;
+// forgotten or pruned keys are accepted again.
+func TestDeliveries(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func() *SQL) {
+		s, ctx := open(), context.Background()
+		t0 := time.Now()
+		if ok, err := s.Deliver(ctx, "r", []string{"a", "b"}, t0); !ok || err != nil {
+			t.Fatalf("first delivery: %v %v", ok, err)
+		}
+		if ok, err := s.Deliver(ctx, "r", []string{"c", "b"}, t0); ok || err != nil {
+			t.Fatalf("replay by one key: %v %v", ok, err)
+		}
+		if ok, _ := s.Deliver(ctx, "r", []string{"c"}, t0); !ok {
+			t.Fatal("the key of a refused delivery was recorded")
+		}
+		if err := s.Undeliver(ctx, []string{"a", "b"}); err != nil {
+			t.Fatal(err)
+		}
+		if ok, _ := s.Deliver(ctx, "r", []string{"a", "b"}, t0); !ok {
+			t.Fatal("a forgotten delivery is refused")
+		}
+		if err := s.PruneDeliveries(ctx, t0.Add(time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if ok, _ := s.Deliver(ctx, "r", []string{"a", "b", "c"}, t0); !ok {
+			t.Fatal("a pruned delivery is refused")
+		}
+	})
 }

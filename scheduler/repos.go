@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jobrun/jobrun/api"
+	"github.com/jobrun/jobrun/git"
 	"github.com/jobrun/jobrun/jobs"
 	"github.com/jobrun/jobrun/scheduler/webhook"
 )
@@ -27,6 +28,8 @@ type RepoStore interface {
 	// was seen before (a replay).
 	Deliver(ctx context.Context, repo string, keys []string, now time.Time) (bool, error)
 	Undeliver(ctx context.Context, keys []string) error
+	// PruneDeliveries forgets deliveries received before t.
+	PruneDeliveries(ctx context.Context, before time.Time) error
 	// ClaimTick records that the tick of a repository's cron trigger
 	// fires; false if another server (or an earlier run of this one) did.
 	ClaimTick(ctx context.Context, repo, trigger string, tick time.Time, now time.Time) (bool, error)
@@ -159,6 +162,13 @@ func (s *SQL) Undeliver(ctx context.Context, keys []string) error {
 	return nil
 }
 
+// PruneDeliveries forgets deliveries received before t: a forge
+// redelivers within hours, not weeks.
+func (s *SQL) PruneDeliveries(ctx context.Context, before time.Time) error {
+	_, err := s.db.ExecContext(ctx, `DELETE FROM webhook_deliveries WHERE received_at < $1`, ms(before))
+	return err
+}
+
 // ClaimTick inserts the tick's row; the server whose insert lands fires.
 func (s *SQL) ClaimTick(ctx context.Context, repo, trigger string, tick, now time.Time) (bool, error) {
 	res, err := s.db.ExecContext(ctx, `INSERT INTO cron_fires (repo, trigger_key, tick, fired_at) VALUES ($1, $2, $3, $4)
@@ -264,6 +274,17 @@ func (s *Server) addRepo(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	if s.cfg.Triggers.MirrorDir != "" {
+		// The schedules of the default branch hold from now on, without
+		// waiting for its next push. A repository the server cannot
+		// fetch yet is still registered; its first webhook says why.
+		if err := s.readSchedules(r.Context(), got); err != nil {
+			s.log.Warn("repository registered, its cron schedules not read", "repo", got.Name, "error", err)
+		} else if got, err = rs.Repo(r.Context(), rec.Name); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
 	s.log.Info("repository registered", "repo", rec.Name, "url", rec.CloneURL, "forge", rec.Forge)
 	reply(w, http.StatusCreated, s.repoView(got))
 }
@@ -296,4 +317,22 @@ func (s *Server) repoView(r *repoRec) api.Repo {
 		}
 	}
 	return v
+}
+
+// readSchedules reads the job file at the head of the repository's
+// default branch and keeps it for the cron loop.
+func (s *Server) readSchedules(ctx context.Context, rec *repoRec) error {
+	mirror, err := s.mirror(ctx, rec, "")
+	if err != nil {
+		return err
+	}
+	head, err := git.Resolve(ctx, mirror, "refs/heads/"+rec.DefaultBranch)
+	if err != nil {
+		return err
+	}
+	src, err := git.ReadFile(ctx, mirror, head, jobFile)
+	if err != nil && !errors.Is(err, git.ErrNoFile) {
+		return err
+	}
+	return s.st.(RepoStore).SetCronSource(ctx, rec.Name, head, string(src), time.Now())
 }
