@@ -186,11 +186,14 @@ func TestWebUIBrowser(t *testing.T) {
 		}
 	}
 
-	// The browser, with a profile in the test's temp dir. The first
-	// action starts it; it lives as long as bctx.
+	// The browser, with its profile and its home (crash report settings,
+	// dconf) in the test's temp dir. The first action starts it; it
+	// lives as long as bctx.
+	home := t.TempDir()
 	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 900))...)
+		chromedp.UserDataDir(filepath.Join(home, "profile")), chromedp.WindowSize(1280, 900),
+		chromedp.Env("HOME="+home, "XDG_CONFIG_HOME="+filepath.Join(home, ".config"), "XDG_CACHE_HOME="+filepath.Join(home, ".cache")))...)
 	defer cancelAlloc()
 	bctx, cancelBrowser := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
 	defer cancelBrowser()
