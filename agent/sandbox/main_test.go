@@ -124,6 +124,10 @@ func newRuntime(t *testing.T) (*Runtime, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Every container of a test gets the filter the launcher loads (see
+	// seccomp.go), not, by timing, libcontainer's for the first ones;
+	// TestSeccompFilterIsLibcontainers shows the two are the same.
+	rt.waitFilters = true
 	snap := leakcheck.Take(t, dir)
 	t.Cleanup(func() { snap.Check(t) })
 	return rt, dir

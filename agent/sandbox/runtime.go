@@ -41,9 +41,10 @@ type Runtime struct {
 	starter  chan func()
 	filters  *filterCache
 	// seccompInInit leaves compiling the seccomp filter to each
-	// container's setup process, as libcontainer does by itself (tests
-	// compare the two).
-	seccompInInit bool
+	// container's setup process, as libcontainer does by itself;
+	// waitFilters makes Start wait for a filter being compiled instead
+	// (tests compare the two).
+	seccompInInit, waitFilters bool
 }
 
 // New returns a Runtime keeping its state under stateDir, which it creates.
@@ -74,9 +75,14 @@ func New(stateDir string, log hclog.Logger) (*Runtime, error) {
 			return nil, fmt.Errorf("sandbox state dir: %w", err)
 		}
 	}
-	rt.filters = &filterCache{log: log, filters: map[string]*wire.Filter{}, failed: map[string]error{}}
+	rt.filters = newFilterCache(log)
 	if rt.launcher, err = findLauncher(); err != nil {
 		return nil, err
+	}
+	// Compile the default profile's seccomp filter while the first job
+	// gets its image and workspace ready.
+	if cfg, err := defaultSeccomp(rt.launcher); err == nil {
+		rt.filters.filter(cfg, false)
 	}
 	rt.starter = make(chan func())
 	for range max(2, runtime.NumCPU()) {
@@ -175,8 +181,9 @@ func (rt *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) 
 	filter := &wire.Filter{}
 	if cfg.Seccomp != nil && !rt.seccompInInit {
 		// The launcher loads the compiled filter before it starts any
-		// step; see seccomp.go. On error libcontainer compiles it.
-		if f, err := rt.filters.filter(cfg.Seccomp); err == nil {
+		// step; see seccomp.go. Until it is compiled, and if it cannot
+		// be, libcontainer compiles it.
+		if f := rt.filters.filter(cfg.Seccomp, rt.waitFilters); f != nil {
 			filter, cfg.Seccomp = f, nil
 		}
 	}

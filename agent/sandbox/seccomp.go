@@ -27,7 +27,8 @@ import (
 // (tens with the 32-bit tables), and libcontainer does it in the setup
 // process of every container. The program does not change from one
 // container to the next, so the Runtime has libcontainer compile it once
-// per profile, in a throwaway child of this binary, reads the loaded
+// per profile (in the background, see filterCache), in a throwaway child
+// of this binary, reads the loaded
 // program back out of that child with PTRACE_SECCOMP_GET_FILTER, and has
 // each container's launcher load those very bytes before it starts any
 // step. The filter is libcontainer's own output (libseccomp's program
@@ -40,43 +41,87 @@ import (
 // seccompCompileEnv marks the child that compiles a filter (see Init).
 const seccompCompileEnv = "_JOBRUN_SANDBOX_COMPILE_SECCOMP"
 
-// filterCache holds the compiled filters by profile.
+// filterCache holds the compiled filters by profile. Compiling takes a
+// re-exec of this binary (10 to 20 ms), more than it saves one container,
+// so it never holds up a start: a profile is compiled in the background
+// on first sight (New starts on the default one), and containers started
+// meanwhile have libcontainer compile their filter, as without the cache.
 type filterCache struct {
 	log     hclog.Logger
 	mu      sync.Mutex
-	filters map[string]*wire.Filter
-	failed  map[string]error
+	entries map[string]*filterEntry
+}
+
+type filterEntry struct {
+	done   chan struct{} // closed when compiled or failed
+	filter *wire.Filter
+	err    error
+}
+
+func newFilterCache(log hclog.Logger) *filterCache {
+	return &filterCache{log: log, entries: map[string]*filterEntry{}}
 }
 
 // filter returns the compiled program of cfg and the flags libcontainer
-// would load it with, compiling it on first use.
-func (fc *filterCache) filter(cfg *configs.Seccomp) (*wire.Filter, error) {
+// would load it with, or nil if it is not compiled (yet). wait waits for
+// a compile under way (tests use it).
+func (fc *filterCache) filter(cfg *configs.Seccomp, wait bool) *wire.Filter {
 	b, err := json.Marshal(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("seccomp profile: %w", err)
+		return nil
 	}
 	key := string(b)
 	fc.mu.Lock()
-	defer fc.mu.Unlock()
-	if f, ok := fc.filters[key]; ok {
-		return f, nil
+	e, ok := fc.entries[key]
+	if !ok {
+		e = &filterEntry{done: make(chan struct{})}
+		fc.entries[key] = e
+		go fc.compile(e, cfg, b)
 	}
-	if err, ok := fc.failed[key]; ok {
-		return nil, err
+	fc.mu.Unlock()
+	if wait {
+		<-e.done
 	}
+	select {
+	case <-e.done:
+		return e.filter
+	default:
+		return nil
+	}
+}
+
+// compile fills in e.
+func (fc *filterCache) compile(e *filterEntry, cfg *configs.Seccomp, cfgJSON []byte) {
+	defer close(e.done)
 	flags, err := filterFlags(cfg)
 	var prog []byte
 	if err == nil {
-		prog, err = compileFilter(b)
+		prog, err = compileFilter(cfgJSON)
 	}
 	if err != nil {
 		fc.log.Warn("cannot compile the seccomp filter once for all containers; each container's setup compiles it (slower start)", "error", err)
-		fc.failed[key] = err
+		e.err = err
+		return
+	}
+	e.filter = &wire.Filter{Flags: flags, Program: prog}
+}
+
+// defaultSeccomp returns the seccomp profile of a container with the
+// default Spec (Compat32 off): the one almost every job has.
+func defaultSeccomp(launcher string) (*configs.Seccomp, error) {
+	s := Spec{ID: "default", Rootfs: "/"}
+	if err := s.validate(); err != nil {
 		return nil, err
 	}
-	f := &wire.Filter{Flags: flags, Program: prog}
-	fc.filters[key] = f
-	return f, nil
+	spec, err := ociSpec(&s, "/", launcher)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := libcontainerConfig(&s, spec)
+	if err != nil {
+		return nil, err
+	}
+	return cfg.Seccomp, nil
 }
 
 // filterFlags returns the seccomp(2) flags libcontainer loads cfg's filter

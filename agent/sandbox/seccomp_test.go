@@ -97,6 +97,9 @@ func TestSeccompFilterIsLibcontainers(t *testing.T) {
 		t.Run(fmt.Sprintf("compat32=%v", compat), func(t *testing.T) {
 			id := fmt.Sprintf("filter-%v", compat)
 			oc := start(t, rt, Spec{ID: id, Rootfs: root, Compat32: compat})
+			if oc.lc.Config().Seccomp != nil {
+				t.Fatal("libcontainer got the seccomp profile: the filter was not compiled once")
+			}
 			ours := stepFilters(t, oc)
 			if len(ours) != 1 {
 				t.Fatalf("%d filters, want 1", len(ours))
@@ -111,6 +114,9 @@ func TestSeccompFilterIsLibcontainers(t *testing.T) {
 			}
 			for i := range tries {
 				tc := start(t, inInit, Spec{ID: fmt.Sprintf("%s-lc-%d", id, i), Rootfs: root, Compat32: compat})
+				if tc.lc.Config().Seccomp == nil {
+					t.Fatal("libcontainer did not get the seccomp profile")
+				}
 				if i == 0 {
 					// The load flags, SPEC_ALLOW here, show in how
 					// the step is protected from speculation.
