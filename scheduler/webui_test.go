@@ -260,8 +260,16 @@ func webPages(t *testing.T, st Store) {
 	if code := post(user, base+"/login", url.Values{"token": {"wrong"}}); code != 401 {
 		t.Fatalf("sign in with a wrong token: %d, want 401", code)
 	}
-	if code := post(user, base+"/login", url.Values{"token": {adminToken}, "next": {"//evil.example/"}}); code != 303 {
-		t.Fatalf("sign in: %d, want 303", code)
+	resp, err = user.PostForm(base+"/login", url.Values{"token": {adminToken}, "next": {"//evil.example/"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 303 || resp.Header.Get("Location") != "/" {
+		t.Fatalf("sign in: %s to %q, want 303 to / (not to another site)", resp.Status, resp.Header.Get("Location"))
+	}
+	if c := resp.Header.Get("Set-Cookie"); !strings.Contains(c, "HttpOnly") || !strings.Contains(c, "SameSite=Strict") || strings.Contains(c, adminToken) {
+		t.Fatalf("session cookie %q: want HttpOnly, SameSite=Strict, and not the token itself", c)
 	}
 	_, body = get(t, user, fmt.Sprintf("%s/jobs/%d", base, queued))
 	mustContain(t, "job page signed in", body, `id="cancel"`)

@@ -186,5 +186,3 @@ func (u *ui) event(w io.Writer, name, id, data string) {
 	b.WriteString("\n")
 	io.WriteString(w, b.String())
 }
-
-func copyBuffer(w io.Writer, r io.Reader) (int64, error) { return io.Copy(w, r) }

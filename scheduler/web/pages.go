@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"html/template"
+	"io"
 	"net/http"
 	"net/url"
 	"sort"
@@ -361,7 +362,7 @@ func (u *ui) artifact(w http.ResponseWriter, r *http.Request) {
 	name := p[strings.LastIndexByte(p, '/')+1:]
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Disposition", "attachment; filename*=UTF-8''"+url.PathEscape(name))
-	if _, err := copyBuffer(w, rc); err != nil && r.Context().Err() == nil {
+	if _, err := io.Copy(w, rc); err != nil && r.Context().Err() == nil {
 		u.log.Warn("send artifact", "job", id, "attempt", n, "path", p, "error", err)
 	}
 }
