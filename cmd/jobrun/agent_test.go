@@ -323,3 +323,39 @@ func waitLog(t *testing.T, d *daemon, want string, logs func() string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestAgentSecondSignal: a second SIGTERM during the drain cancels the
+// running job at once; it is still reported, with why, and the agent
+// exits 0.
+func TestAgentSecondSignal(t *testing.T) {
+	image := busybox(t)
+	bin := buildJobrun(t)
+	ctx := context.Background()
+	p := startPool(t, bin, "10s")
+	h := agentHost(t)
+	a := p.startAgent(t, bin, h, "impatient-agent")
+	logs := p.logs(map[string]*daemon{"agent": a})
+	src := strings.ReplaceAll(strings.ReplaceAll(slowJob, "IMAGE", image), "sleep 4", "sleep 600")
+	run, err := p.c.CreateRun(ctx, api.NewRun{Repo: "example.com/drain", Branch: "main", Source: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := run.Jobs[0].ID
+	p.waitJob(t, id, "running its step", func(j *api.Job) bool {
+		return len(j.Steps) > 0 && j.Steps[0].Status == api.StepRunning
+	}, logs)
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	waitLog(t, a, "draining", logs)
+	// The positive control: after the first signal the job still runs.
+	if j, _ := p.c.Job(ctx, id); j.Status != api.Running {
+		t.Fatalf("job %s after the first signal, want still running%s", j.Status, logs())
+	}
+	a.stop(t) // the second SIGTERM; exit 0 within a minute, not 600 s
+	j, err := p.c.Job(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.Status != api.Errored || !strings.Contains(j.Reason, "the agent was stopped") {
+		t.Errorf("job after the second signal: %s (%s)%s", j.Status, j.Reason, logs())
+	}
+}
