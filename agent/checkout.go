@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 
 	"github.com/jobrun/jobrun/api"
 	"github.com/jobrun/jobrun/git"
@@ -46,16 +47,28 @@ func (p *Pool) checkout(ctx context.Context, lease *api.Lease, dir string, rep *
 		rep.notice(fmt.Sprintf("checkout %s at %s (already fetched)", lease.CloneURL, rev))
 		return mirror, rev, nil
 	}
-	o := git.MirrorOptions{}
-	if c := lease.Checkout; c != nil {
-		o.Auth = git.Auth{Token: c.Token, SSHKey: []byte(c.SSHKey)}
-		o.Depth = c.Depth
-		if c.Ref != "" {
-			o.Refs = []string{c.Ref}
+	c := lease.Checkout
+	o := git.MirrorOptions{Auth: git.Auth{Token: c.Token, SSHKey: []byte(c.SSHKey)}, Depth: c.Depth}
+	// The ref the commit was pushed to, alone: the fetch does not grow
+	// with the repository's branches. A commit it does not reach (the
+	// branch moved on by more than the depth) comes with every branch.
+	ref := c.Ref
+	if ref == "" && lease.Branch != "" {
+		ref = "refs/heads/" + lease.Branch
+		if tag, ok := strings.CutPrefix(lease.Branch, "tags/"); ok {
+			ref = "refs/tags/" + tag
 		}
 	}
-	rep.notice(fmt.Sprintf("fetch %s, checkout at %s", lease.CloneURL, rev))
-	if err := git.Mirror(ctx, mirror, lease.CloneURL, o); err != nil {
+	if ref != "" {
+		o.Refs, o.OnlyRefs = []string{ref}, true
+	}
+	rep.notice(fmt.Sprintf("fetch %s %s, checkout at %s", lease.CloneURL, ref, rev))
+	err = git.Mirror(ctx, mirror, lease.CloneURL, o)
+	if err == nil && lease.Commit != "" && !git.HasCommit(mirror, lease.Commit) {
+		o.OnlyRefs = false
+		err = git.Mirror(ctx, mirror, lease.CloneURL, o)
+	}
+	if err != nil {
 		return "", "", err
 	}
 	return mirror, rev, nil

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	gogit "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
@@ -65,6 +66,10 @@ type MirrorOptions struct {
 	Refs []string
 	// Depth, if above zero, fetches only that many commits of each ref.
 	Depth int
+	// OnlyRefs fetches Refs alone, not every branch and tag: a webhook
+	// names the one ref that moved, and asking for it alone keeps a
+	// fetch from growing with the repository's number of branches.
+	OnlyRefs bool
 }
 
 // Mirror brings the bare mirror at dir up to date with the repository at
@@ -89,6 +94,12 @@ func Mirror(ctx context.Context, dir, url string, o MirrorOptions) error {
 		return fmt.Errorf("mirror %s in %s: %w", url, dir, err)
 	}
 	specs := []config.RefSpec{"+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"}
+	if o.OnlyRefs {
+		if len(o.Refs) == 0 {
+			return fmt.Errorf("mirror %s: OnlyRefs without refs", url)
+		}
+		specs = nil
+	}
 	for _, r := range o.Refs {
 		if !strings.HasPrefix(r, "refs/") || strings.ContainsAny(r, "*:^~ ") {
 			return fmt.Errorf("mirror %s: ref %q: want a full ref name such as refs/pull/1/head", url, r)
@@ -97,12 +108,42 @@ func Mirror(ctx context.Context, dir, url string, o MirrorOptions) error {
 	}
 	err = repo.FetchContext(ctx, &gogit.FetchOptions{
 		RemoteName: "origin", RefSpecs: specs, Auth: auth, Depth: o.Depth,
-		Tags: gogit.NoTags, Force: true, Prune: true,
+		Tags: gogit.NoTags, Force: true, Prune: !o.OnlyRefs,
 	})
+	var noRef gogit.NoMatchingRefSpecError
+	if errors.As(err, &noRef) {
+		return fmt.Errorf("fetch %s: %w: %v", url, ErrNoRef, err)
+	}
 	if err != nil && !errors.Is(err, gogit.NoErrAlreadyUpToDate) {
 		return fmt.Errorf("fetch %s into %s: %w", url, dir, err)
 	}
+	if err := consolidate(repo, dir, o.Depth > 0); err != nil {
+		return fmt.Errorf("repack %s: %w", dir, err)
+	}
 	return nil
+}
+
+// maxPacks is how many packs a mirror collects before they are repacked
+// into one. Every fetch adds a pack, and go-git looks an object up in each
+// pack's index in turn: with a hundred packs, reading one file of a commit
+// took 30-80 ms instead of 1.5, and a fetch 100-400 ms instead of 13.
+const maxPacks = 16
+
+// consolidate repacks a mirror's objects into one pack once it has more
+// than maxPacks, as git gc --auto does. The objects no ref reaches (a
+// force-pushed branch's old commits) are dropped, as gc drops them; packs
+// written from now on (by no one: the caller holds the mirror's lock) are
+// kept. Shallow mirrors are left alone: the walk would stop at their
+// missing parents.
+func consolidate(repo *gogit.Repository, dir string, shallow bool) error {
+	packs, err := filepath.Glob(filepath.Join(dir, "objects", "pack", "*.pack"))
+	if err != nil || len(packs) <= maxPacks || shallow {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(dir, "shallow")); err == nil {
+		return nil
+	}
+	return repo.RepackObjects(&gogit.RepackConfig{OnlyDeletePacksOlderThan: time.Now()})
 }
 
 // openMirror opens the bare repository at dir, making it if needed, with
@@ -134,6 +175,10 @@ func openMirror(dir, url string) (*gogit.Repository, error) {
 	}
 	return repo, nil
 }
+
+// ErrNoRef is wrapped by Mirror's error when the remote has no such ref
+// (a branch deleted, or never pushed).
+var ErrNoRef = errors.New("no such ref in the repository")
 
 // ErrNoFile is returned by ReadFile for a path the commit does not have.
 var ErrNoFile = errors.New("no such file in the commit")

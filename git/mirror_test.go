@@ -3,6 +3,7 @@ package git
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -125,5 +126,42 @@ func TestMirrorShallow(t *testing.T) {
 	}
 	if b, err := ReadFile(ctx, m, third, "a"); err != nil || string(b) != "3" {
 		t.Fatalf("ReadFile = %q, %v", b, err)
+	}
+}
+
+// TestMirrorRepacks fetches one ref at a time, more times than maxPacks:
+// the packs are consolidated and every commit a ref reaches stays.
+func TestMirrorRepacks(t *testing.T) {
+	ctx := context.Background()
+	w := gittest.New(t)
+	first := w.Commit("first", map[string]string{"f": "0"})
+	bare := w.Bare()
+	w.Git("push", "-q", "origin", "main")
+	m := filepath.Join(t.TempDir(), "r.git")
+	var last string
+	for i := 0; i < maxPacks+4; i++ {
+		b := fmt.Sprintf("b%02d", i)
+		w.Git("checkout", "-q", "-B", b, "main")
+		last = w.Commit(b, map[string]string{"f": b})
+		w.Git("push", "-q", "origin", b)
+		if err := Mirror(ctx, m, bare, MirrorOptions{Refs: []string{"refs/heads/" + b}, OnlyRefs: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	packs, _ := filepath.Glob(filepath.Join(m, "objects", "pack", "*.pack"))
+	if len(packs) > maxPacks {
+		t.Fatalf("%d packs after %d fetches, want at most %d", len(packs), maxPacks+4, maxPacks)
+	}
+	for _, c := range []string{first, last} {
+		if _, err := ReadFile(ctx, m, c, "f"); err != nil {
+			t.Fatalf("commit %s after the repack: %v", c, err)
+		}
+	}
+	// OnlyRefs fetched the pushed branches, not main.
+	if _, err := Resolve(ctx, m, "refs/heads/main"); err == nil {
+		t.Error("main was fetched by one-ref fetches")
+	}
+	if err := Mirror(ctx, m, bare, MirrorOptions{Refs: []string{"refs/heads/nosuch"}, OnlyRefs: true}); !errors.Is(err, ErrNoRef) {
+		t.Fatalf("fetch of a missing ref: %v, want ErrNoRef", err)
 	}
 }

@@ -154,10 +154,11 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusOK, hookReply{Message: fmt.Sprintf("%s %s deleted: nothing to run", ev.Kind, ev.Ref)})
 		return
 	}
-	c := commitEvent{Kind: jobs.TriggerKind(ev.Kind), Ref: ev.Ref, Commit: ev.Commit, Branch: ev.Ref, Trigger: ev.Kind}
+	c := commitEvent{Kind: jobs.TriggerKind(ev.Kind), Ref: ev.Ref, Commit: ev.Commit, Branch: ev.Ref, Trigger: ev.Kind,
+		FetchRef: "refs/heads/" + ev.Ref}
 	switch ev.Kind {
 	case webhook.Tag:
-		c.Branch = "tags/" + ev.Ref
+		c.Branch, c.FetchRef = "tags/"+ev.Ref, "refs/tags/"+ev.Ref
 	case webhook.PullRequest:
 		// A pull request's runs supersede its own earlier runs, not the
 		// target branch's, and see only secrets meant for "pull/*".
@@ -207,7 +208,8 @@ type commitEvent struct {
 	Commit string
 	// Branch names the run (supersede, affinity, secrets' branches).
 	Branch string
-	// FetchRef is fetched besides branches and tags (a pull request's).
+	// FetchRef is the ref that moved: only it is fetched (every branch
+	// and tag when empty).
 	FetchRef  string
 	Trigger   string
 	Untrusted bool
@@ -219,7 +221,13 @@ type commitEvent struct {
 // at the commit and, if its on blocks match, queues a run. It returns the
 // run's id (0 if none) and what it did in words.
 func (s *Server) runCommit(ctx context.Context, rec *repoRec, c commitEvent) (int64, string, error) {
+	if c.FetchRef == "" && c.Commit == "" {
+		c.FetchRef = "refs/heads/" + c.Branch
+	}
 	mirror, err := s.mirror(ctx, rec, c.FetchRef)
+	if errors.Is(err, git.ErrNoRef) {
+		return 0, "", fmt.Errorf("%w: %v", errNotFound, err)
+	}
 	if err != nil {
 		return 0, "", err
 	}
@@ -278,7 +286,8 @@ func fires(w jobs.Workflow, kind jobs.TriggerKind, ref string) bool {
 	return w.Triggered(kind, ref)
 }
 
-// mirror fetches what is new into the server's mirror of a repository.
+// mirror fetches what is new into the server's mirror of a repository:
+// ref alone, or every branch and tag when ref is empty.
 func (s *Server) mirror(ctx context.Context, rec *repoRec, ref string) (string, error) {
 	o := git.MirrorOptions{}
 	var err error
@@ -291,7 +300,7 @@ func (s *Server) mirror(ctx context.Context, rec *repoRec, ref string) (string, 
 	}
 	o.Auth.SSHKey = []byte(key)
 	if ref != "" {
-		o.Refs = []string{ref}
+		o.Refs, o.OnlyRefs = []string{ref}, true
 	}
 	dir := git.MirrorPath(s.cfg.Triggers.MirrorDir, rec.Name)
 	if err := git.Mirror(ctx, dir, rec.CloneURL, o); err != nil {
