@@ -48,6 +48,11 @@ type Pool struct {
 	Log       hclog.Logger
 	// Metrics, if set, count the jobs run (see NewMetrics).
 	Metrics *Metrics
+	// Artifacts, if set, is the scheduler's own artifact store (its S3
+	// bucket, or a directory it shares), which the jobs write to and read
+	// their needs from directly. Nil sends them through the scheduler,
+	// which takes them only from the lease holder.
+	Artifacts artifacts.Store
 
 	mu      sync.Mutex
 	drainCh chan struct{} // closed by Drain
@@ -417,7 +422,10 @@ func (p *Pool) runJob(ctx context.Context, lease *api.Lease, job *jobs.Job, rep 
 		Job: job, Repo: lease.Repo, Run: lease.Run, Attempt: lease.Attempt.Attempt,
 		Source: src.source(), BaseDir: src.dir, Clean: src.rev != "", Rev: src.rev,
 		Env: lease.Env, Secrets: secrets, Untrusted: lease.Untrusted,
-		ArtifactStore: newSchedulerStore(p.c, lease, own, gone),
+		ArtifactStore: p.Artifacts,
+	}
+	if p.Artifacts == nil {
+		j.ArtifactStore = newSchedulerStore(p.c, lease, own, gone)
 	}
 	for _, n := range lease.Needs {
 		j.NeedAttempts = append(j.NeedAttempts, NeedAttempt{ID: n.Key, Attempt: n.Attempt})

@@ -17,6 +17,7 @@ import (
 
 	"github.com/jobrun/jobrun/agent"
 	"github.com/jobrun/jobrun/api"
+	"github.com/jobrun/jobrun/artifacts"
 )
 
 func init() { commands = append(commands, newAgentCmd) }
@@ -31,6 +32,7 @@ type agentFlags struct {
 	noCache      bool
 	logLimit     string
 	metrics      string
+	artifacts    string
 }
 
 func newAgentCmd(g *globals) *cobra.Command {
@@ -58,6 +60,7 @@ the agent leaves the pool. A second signal cancels the running jobs at once.`,
 	fl.DurationVar(&f.drainTimeout, "drain-timeout", 10*time.Minute, "on SIGTERM, how long running jobs may go on before they are cancelled")
 	fl.BoolVar(&f.noCache, "no-cache", false, "give every cache an empty directory that is thrown away")
 	fl.StringVar(&f.logLimit, "log-limit", "64MiB", "most output kept per job")
+	fl.StringVar(&f.artifacts, "artifacts", "", "the server's artifact store, to write to it directly: s3://BUCKET[/PREFIX]?endpoint=HOST:PORT (keys in JOBRUN_S3_ACCESS_KEY, JOBRUN_S3_SECRET_KEY) or a directory it shares; empty uploads through the server")
 	fl.StringVar(&f.metrics, "metrics-listen", "", "address to serve Prometheus metrics on at /metrics (running jobs, image pulls, unpack time); off when empty")
 	return cmd
 }
@@ -93,6 +96,11 @@ func runAgent(cmd *cobra.Command, g *globals, f *agentFlags) error {
 		Slots:     f.jobs,
 		Version:   version,
 		Log:       g.log.Named("agent"),
+	}
+	if f.artifacts != "" {
+		if pool.Artifacts, err = artifacts.Open(cmd.Context(), f.artifacts, os.Getenv); err != nil {
+			return fmt.Errorf("--artifacts: %w", err)
+		}
 	}
 	if f.metrics != "" {
 		stop, err := serveAgentMetrics(f.metrics, h.runner, pool, cmd.ErrOrStderr())

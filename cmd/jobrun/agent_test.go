@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -12,6 +15,7 @@ import (
 
 	"github.com/jobrun/jobrun/api"
 	"github.com/jobrun/jobrun/internal/leakcheck"
+	"github.com/jobrun/jobrun/internal/miniotest"
 )
 
 // pool is a real `jobrun server` for an agent test, and its admin client.
@@ -358,4 +362,74 @@ func TestAgentSecondSignal(t *testing.T) {
 	if j.Status != api.Errored || !strings.Contains(j.Reason, "the agent was stopped") {
 		t.Errorf("job after the second signal: %s (%s)%s", j.Status, j.Reason, logs())
 	}
+}
+
+// TestAgentArtifactsStraightToS3: with --artifacts naming the server's S3
+// bucket, the agent writes the artifacts there itself and the next job
+// reads them from there; the server serves what the agent wrote.
+func TestAgentArtifactsStraightToS3(t *testing.T) {
+	image := busybox(t)
+	cfg := miniotest.Config(t)
+	bin := buildJobrun(t)
+	ctx := context.Background()
+	t.Setenv("JOBRUN_S3_ACCESS_KEY", cfg.AccessKey)
+	t.Setenv("JOBRUN_S3_SECRET_KEY", cfg.SecretKey)
+	bucket := "s3://" + cfg.Bucket + "/art?endpoint=" + url.QueryEscape(cfg.Endpoint)
+	// The agent reaches the bucket through a counting proxy, the server
+	// directly: writes the proxy sees are the agent's own.
+	proxy, viaProxy := miniotest.NewProxy(t, cfg)
+	agentBucket := "s3://" + cfg.Bucket + "/art?endpoint=" + url.QueryEscape(viaProxy.Endpoint)
+
+	srv, addr := startDaemon(t, bin, regexp.MustCompile(`server listening on (\S+)`),
+		"--state-dir", t.TempDir(), "--log-level", "info", "server", "--listen", "127.0.0.1:0",
+		"--admin-token", poolAdmin, "--registration-token", poolReg, "--artifacts", bucket)
+	p := &pool{srv: srv, base: "http://" + addr, c: &api.Client{Base: "http://" + addr, Token: poolAdmin}}
+	h := agentHost(t)
+	a := p.startAgent(t, bin, h, "s3-agent", "--artifacts", agentBucket)
+	logs := p.logs(map[string]*daemon{"agent": a})
+
+	if err := p.c.SetSecret(ctx, "example.com/s3", "TOKEN", api.SetSecret{Value: "unused"}); err != nil {
+		t.Fatal(err)
+	}
+	run, err := p.c.CreateRun(ctx, api.NewRun{Repo: "example.com/s3", Branch: "main",
+		Source: strings.ReplaceAll(pipelineJobs, "IMAGE", image)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := waitRunDone(t, p.c, run.ID, logs)
+	if r.Status != api.Succeeded {
+		t.Fatalf("run %d: %s (%s)%s", r.ID, r.Status, r.Reason, logs())
+	}
+	var build, ship api.Job
+	for _, j := range r.Jobs {
+		if j.Name == "build" {
+			build = j
+		} else {
+			ship = j
+		}
+	}
+	if l := jobLog(t, p.c, ship.ID); !strings.Contains(l, "built-by-build") {
+		t.Errorf("ship's log lacks build's artifact:\n%s", l)
+	}
+	// Claim, file and manifest at least: written by the agent itself.
+	if w := proxy.Writes(); w < 3 {
+		t.Errorf("the agent wrote %d objects to the bucket itself, want the claim, out/app and the manifest", w)
+	}
+	// The objects are in the bucket under the server's naming, and the
+	// server's manifest is the one the agent committed.
+	var objs []string
+	for _, o := range miniotest.Objects(t, cfg) {
+		if strings.Contains(o, "/out/app") || strings.HasSuffix(o, ".manifest.json") {
+			objs = append(objs, o)
+		}
+	}
+	want := "art/example.com/s3/" + strconv.FormatInt(r.ID, 10) + "/build/1/out/app"
+	if !slices.Contains(objs, want) {
+		t.Errorf("bucket objects %v lack %s", objs, want)
+	}
+	var m struct{ Files []struct{ Path string } }
+	if err := p.c.Manifest(ctx, api.Attempt{Job: build.ID, Attempt: build.Attempt}, &m); err != nil || len(m.Files) != 1 || m.Files[0].Path != "out/app" {
+		t.Errorf("build's manifest through the server: %+v, %v", m, err)
+	}
+	a.stop(t)
 }
