@@ -426,6 +426,11 @@ func TestManualTrigger(t *testing.T) {
 	if _, err := admin(base).Trigger(ctx, "hello", api.TriggerRun{Branch: "nosuch"}); !api.IsStatus(err, 404) {
 		t.Fatalf("trigger of a missing branch: %v, want 404", err)
 	}
+	// A name with a slash travels escaped in the path.
+	addRepo(t, base, api.NewRepo{Name: "octo/hello", CloneURL: repo.bare})
+	if run, err := admin(base).Trigger(ctx, "octo/hello", api.TriggerRun{Branch: "topic"}); err != nil || run.Repo != "octo/hello" {
+		t.Fatalf("trigger of octo/hello: %+v, %v", run, err)
+	}
 	if _, err := admin(base).Trigger(ctx, "nosuch", api.TriggerRun{Branch: "main"}); !api.IsStatus(err, 404) {
 		t.Fatalf("trigger of a missing repository: %v, want 404", err)
 	}
