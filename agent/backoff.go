@@ -6,6 +6,18 @@ import (
 	"time"
 )
 
+// callTimeout bounds one request to the scheduler (a long poll: beyond its
+// wait). A connection that died without a reset would otherwise hold the
+// caller until the kernel gives up on it, many minutes later.
+const callTimeout = 30 * time.Second
+
+// within runs fn under a context that ends after d.
+func within(ctx context.Context, d time.Duration, fn func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	return fn(ctx)
+}
+
 // backoff spaces out retries of a failing call: doubling from min up to
 // max, each wait drawn from its upper half so that agents cut off by one
 // outage do not all come back in the same instant.

@@ -165,7 +165,11 @@ func (p *Pool) Run(ctx context.Context) error {
 func (p *Pool) register(ctx context.Context) (*api.Registration, error) {
 	b := newBackoff()
 	for {
-		reg, err := p.Client.Register(ctx, p.PoolToken, api.RegisterRequest{Name: p.Name, Labels: p.Labels, Slots: p.Slots, Version: p.Version})
+		var reg *api.Registration
+		err := within(ctx, callTimeout, func(ctx context.Context) (err error) {
+			reg, err = p.Client.Register(ctx, p.PoolToken, api.RegisterRequest{Name: p.Name, Labels: p.Labels, Slots: p.Slots, Version: p.Version})
+			return err
+		})
 		switch verdict(err) {
 		case sent:
 			if reg.ID == "" || reg.Token == "" {
@@ -190,7 +194,11 @@ func (p *Pool) slot(ctx, leaseCtx context.Context, log hclog.Logger) {
 	}
 	b := newBackoff()
 	for leaseCtx.Err() == nil {
-		l, err := p.c.Lease(leaseCtx, p.reg.ID, wait)
+		var l *api.Lease
+		err := within(leaseCtx, wait+callTimeout, func(ctx context.Context) (err error) {
+			l, err = p.c.Lease(ctx, p.reg.ID, wait)
+			return err
+		})
 		if err != nil {
 			if leaseCtx.Err() != nil {
 				return
@@ -535,7 +543,7 @@ func (p *Pool) Cleanup(ctx context.Context) error {
 func (p *Pool) finish(ctx context.Context, l *leased, res api.Result, log hclog.Logger) {
 	b := newBackoff()
 	for {
-		err := p.c.Finish(ctx, l.a, res)
+		err := within(ctx, callTimeout, func(ctx context.Context) error { return p.c.Finish(ctx, l.a, res) })
 		switch verdict(err) {
 		case sent:
 			log.Info("reported", "status", res.Status)

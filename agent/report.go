@@ -211,7 +211,7 @@ func (r *reporter) flush(ctx context.Context) bool {
 		}
 		s := r.steps[0]
 		r.mu.Unlock()
-		err := r.c.Step(ctx, r.a, s)
+		err := within(ctx, callTimeout, func(ctx context.Context) error { return r.c.Step(ctx, r.a, s) })
 		switch verdict(err) {
 		case sent, refused:
 			if err != nil {
@@ -241,7 +241,11 @@ func (r *reporter) flush(ctx context.Context) bool {
 		// so the chunk can be sent without the lock.
 		chunk, off := r.buf[:min(len(r.buf), maxChunk)], r.base
 		r.mu.Unlock()
-		ack, err := r.c.AppendLog(ctx, r.a, off, chunk)
+		var ack api.LogAck
+		err := within(ctx, callTimeout, func(ctx context.Context) (err error) {
+			ack, err = r.c.AppendLog(ctx, r.a, off, chunk)
+			return err
+		})
 		if api.IsStatus(err, http.StatusConflict) {
 			r.mu.Lock()
 			r.gap(ack.Size)
