@@ -194,10 +194,17 @@ func webPages(t *testing.T, st Store) {
 	if err := ag.Finish(ctx, at, res); err != nil {
 		t.Fatal(err)
 	}
+	sawSteps := false
 	for ev = range events {
+		if ev[0] == "steps" && strings.Contains(ev[1], "exit code 2") {
+			sawSteps = true
+		}
 		if ev[0] == "end" {
 			break
 		}
+	}
+	if !sawSteps {
+		t.Fatal("no steps event with the failed step")
 	}
 	if ev[0] != "end" || ev[1] != api.Failed {
 		t.Fatalf("last event %q, want end with the job's status", ev)

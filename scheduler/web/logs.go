@@ -73,8 +73,9 @@ func renderLog(data []byte, first int) logView {
 
 // logEvents streams an attempt's new log lines as server-sent events:
 // "lines" (rendered HTML, with the offset and line number to resume from
-// as the event id), "status" when the job's status changes, and "end"
-// when the attempt has ended (the page then reloads for its result).
+// as the event id), "status" when the job's status changes, "steps" (the
+// rendered steps table) when a step starts or ends, and "end" when the
+// attempt has ended (the page then reloads for its result).
 func (u *ui) logEvents(w http.ResponseWriter, r *http.Request) {
 	id, ok := u.pathID(w, r, "id")
 	if !ok {
@@ -113,7 +114,7 @@ func (u *ui) logEvents(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, "retry: 2000\n\n")
 	fl.Flush()
 
-	status := j.Status
+	status, steps := j.Status, stepsKey(j.Steps)
 	ping := time.Now()
 	for {
 		ended := j.Attempt != attempt || api.Final(j.Status)
@@ -149,6 +150,15 @@ func (u *ui) logEvents(w http.ResponseWriter, r *http.Request) {
 			status = j.Status
 			u.event(w, "status", "", status)
 		}
+		if k := stepsKey(j.Steps); k != steps && j.Attempt == attempt {
+			steps = k
+			var b bytes.Buffer
+			if err := u.pages["job"].ExecuteTemplate(&b, "steps", j.Steps); err != nil {
+				u.log.Error("render steps", "error", err)
+				return
+			}
+			u.event(w, "steps", "", b.String())
+		}
 		if ended {
 			u.event(w, "end", "", j.Status)
 			fl.Flush()
@@ -171,6 +181,15 @@ func (u *ui) logEvents(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// stepsKey changes when a step starts or ends.
+func stepsKey(steps []api.Step) string {
+	var b strings.Builder
+	for _, s := range steps {
+		fmt.Fprintf(&b, "%d %s %d|", s.Index, s.Status, s.Duration)
+	}
+	return b.String()
 }
 
 // event writes one server-sent event; data may span lines.

@@ -38,14 +38,28 @@
         e.className = "status st-" + ev.data;
       });
     });
+    es.addEventListener("steps", function (ev) {
+      var steps = document.getElementById("steps");
+      if (steps) steps.innerHTML = ev.data;
+    });
     function reload() { es.close(); location.reload(); }
     es.addEventListener("end", reload);
     es.addEventListener("reload", reload);
     return es;
   }
 
+  // A running job's duration counts up.
+  function tick() {
+    document.querySelectorAll("[data-since]").forEach(function (e) {
+      var s = Math.max(0, Math.floor((Date.now() - Date.parse(e.getAttribute("data-since"))) / 1000));
+      var h = Math.floor(s / 3600), m = Math.floor(s / 60) % 60;
+      e.textContent = (h ? h + "h" : "") + (h || m ? m + "m" : "") + (s % 60) + "s";
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     highlight();
+    if (document.querySelector("[data-since]")) setInterval(tick, 1000);
     var log = document.getElementById("log");
     if (log && log.hasAttribute("data-follow")) {
       follow(log);
