@@ -85,6 +85,9 @@ func (s *Server) runTriggers(ctx context.Context) {
 	s.statusLoop(ctx)
 }
 
+// hookWork bounds what one delivery may take: the fetch, mostly.
+const hookWork = 10 * time.Minute
+
 // hookReply answers a forge: it shows the message in its delivery log.
 type hookReply struct {
 	Message string `json:"message"`
@@ -166,7 +169,12 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
 		c.FetchRef = ev.PR.FetchRef
 		c.Untrusted = ev.PR.Fork()
 	}
-	id, msg, err := s.runCommit(ctx, rec, c)
+	// The forge gives up on a slow reply (GitHub after 10 s) and would
+	// redeliver; a fetch that outlives the request still queues the run
+	// rather than leave the delivery half done.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), hookWork)
+	defer cancel()
+	id, msg, err := s.runCommit(wctx, rec, c)
 	if err != nil {
 		// Forget the delivery, so the forge's redelivery is acted on.
 		if uerr := rs.Undeliver(context.WithoutCancel(ctx), keys); uerr != nil {
