@@ -165,3 +165,36 @@ func TestMirrorRepacks(t *testing.T) {
 		t.Fatalf("fetch of a missing ref: %v, want ErrNoRef", err)
 	}
 }
+
+// TestMirrorSSHKey fetches over SSH with a private key, checking the
+// server's host key against known_hosts.
+func TestMirrorSSHKey(t *testing.T) {
+	ctx := context.Background()
+	w := gittest.New(t)
+	head := w.Commit("first", map[string]string{"README": "hi\n"})
+	bare := w.Bare()
+	w.Git("push", "-q", "origin", "main")
+	key, pub := gittest.SSHKey(t)
+	url, known := gittest.ServeSSH(t, filepath.Dir(bare), pub)
+	url += "/" + filepath.Base(bare)
+	t.Setenv("SSH_KNOWN_HOSTS", known)
+
+	other, _ := gittest.SSHKey(t)
+	m := filepath.Join(t.TempDir(), "r.git")
+	if err := Mirror(ctx, m, url, MirrorOptions{Auth: Auth{SSHKey: other}}); err == nil || !strings.Contains(err.Error(), "unable to authenticate") {
+		t.Fatalf("a key the server does not know: %v, want refused", err)
+	}
+	if err := Mirror(ctx, m, url, MirrorOptions{Auth: Auth{SSHKey: key}}); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := Resolve(ctx, m, "refs/heads/main"); err != nil || h != head {
+		t.Fatalf("main = %s, %v; want %s", h, err, head)
+	}
+	// A host key that known_hosts does not name is refused.
+	_, elsewhere := gittest.ServeSSH(t, filepath.Dir(bare), pub)
+	t.Setenv("SSH_KNOWN_HOSTS", elsewhere)
+	err := Mirror(ctx, filepath.Join(t.TempDir(), "r2.git"), url, MirrorOptions{Auth: Auth{SSHKey: key}})
+	if err == nil || !strings.Contains(err.Error(), "knownhosts: key is unknown") {
+		t.Fatalf("unknown host key: %v, want a refusal", err)
+	}
+}
