@@ -45,8 +45,17 @@ func (p *Pool) checkout(ctx context.Context, lease *api.Lease, dir string, rep *
 	}
 	if lease.Commit != "" && git.HasCommit(mirror, lease.Commit) {
 		rep.notice(fmt.Sprintf("checkout %s at %s (already fetched)", lease.CloneURL, rev))
+	} else if err := p.fetch(ctx, lease, mirror, rev, rep); err != nil {
+		return "", "", err
+	}
+	if !lease.Checkout.Submodules {
 		return mirror, rev, nil
 	}
+	return "", "", p.withSubmodules(ctx, lease, mirror, rev, dir, rep)
+}
+
+// fetch brings the mirror up to date for the lease.
+func (p *Pool) fetch(ctx context.Context, lease *api.Lease, mirror, rev string, rep *reporter) error {
 	c := lease.Checkout
 	o := git.MirrorOptions{Auth: git.Auth{Token: c.Token, SSHKey: []byte(c.SSHKey)}, Depth: c.Depth}
 	// The ref the commit was pushed to, alone: the fetch does not grow
@@ -63,15 +72,28 @@ func (p *Pool) checkout(ctx context.Context, lease *api.Lease, dir string, rep *
 		o.Refs, o.OnlyRefs = []string{ref}, true
 	}
 	rep.notice(fmt.Sprintf("fetch %s %s, checkout at %s", lease.CloneURL, ref, rev))
-	err = git.Mirror(ctx, mirror, lease.CloneURL, o)
+	err := git.Mirror(ctx, mirror, lease.CloneURL, o)
 	if err == nil && lease.Commit != "" && !git.HasCommit(mirror, lease.Commit) {
 		o.OnlyRefs = false
 		err = git.Mirror(ctx, mirror, lease.CloneURL, o)
 	}
-	if err != nil {
-		return "", "", err
+	return err
+}
+
+// withSubmodules writes the commit and its submodules into the job's own
+// directory, which the Runner then sees through a copy-on-write overlay
+// (an empty rev): the Runner's own export knows no submodules. An
+// untrusted run's submodules are fetched without credentials.
+func (p *Pool) withSubmodules(ctx context.Context, lease *api.Lease, mirror, rev, dir string, rep *reporter) error {
+	if _, err := git.Export(ctx, mirror, rev, dir); err != nil {
+		return err
 	}
-	return mirror, rev, nil
+	o := git.SubmoduleOptions{MirrorDir: p.mirrorsDir(), ParentURL: lease.CloneURL}
+	if !lease.Untrusted {
+		o.Auth = git.Auth{Token: lease.Checkout.Token, SSHKey: []byte(lease.Checkout.SSHKey)}
+	}
+	rep.notice("fetch submodules")
+	return git.ExportSubmodules(ctx, mirror, rev, dir, o)
 }
 
 // source is the directory the Runner makes the workspace from: the mirror

@@ -79,3 +79,45 @@ func TestCheckoutMirror(t *testing.T) {
 		t.Fatalf("pull request checkout: %s %s %v", repo2, rev2, err)
 	}
 }
+
+// TestCheckoutSubmodules: a lease that asks for submodules gets the
+// commit and its submodule written into the job's own directory.
+func TestCheckoutSubmodules(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	lib := gittest.New(t)
+	libHead := lib.Commit("lib", map[string]string{"lib.txt": "library\n"})
+	lib.Git("init", "-q", "--bare", "-b", "main", filepath.Join(root, "lib.git"))
+	lib.Git("push", "-q", filepath.Join(root, "lib.git"), "main")
+	app := gittest.New(t)
+	app.Commit("app", map[string]string{"README": "app\n", ".gitmodules": "[submodule \"lib\"]\n\tpath = lib\n\turl = ../lib.git\n"})
+	app.Git("update-index", "--add", "--cacheinfo", "160000,"+libHead+",lib")
+	app.Git("commit", "-qm", "lib")
+	head := app.Git("rev-parse", "HEAD")
+	app.Git("init", "-q", "--bare", "-b", "main", filepath.Join(root, "app.git"))
+	app.Git("push", "-q", filepath.Join(root, "app.git"), "main")
+	url := gittest.Serve(t, root, "tok") + "/app.git"
+
+	p := &Pool{Runner: &Runner{WorkDir: t.TempDir()}}
+	for _, subs := range []bool{false, true} {
+		dir := t.TempDir()
+		lease := &api.Lease{Repo: "app", CloneURL: url, Branch: "main", Commit: head, Checkout: &api.Checkout{Token: "tok", Submodules: subs}}
+		rep := newReporter(nil, lease.Attempt, nil, hclog.NewNullLogger(), func() {})
+		repo, rev, err := p.checkout(ctx, lease, dir, rep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := os.ReadFile(filepath.Join(dir, "lib", "lib.txt"))
+		if !subs {
+			// The control: without submodules the Runner exports the
+			// mirror; the job's directory stays empty.
+			if repo == "" || rev != head || len(b) != 0 {
+				t.Fatalf("without submodules: %q %q, lib.txt %q", repo, rev, b)
+			}
+			continue
+		}
+		if repo != "" || rev != "" || string(b) != "library\n" {
+			t.Fatalf("with submodules: repo %q rev %q (want the job's directory), lib.txt %q", repo, rev, b)
+		}
+	}
+}

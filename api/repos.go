@@ -33,6 +33,9 @@ type NewRepo struct {
 	// Depth, if above zero, makes agents fetch that many commits per ref
 	// (a shallow mirror).
 	Depth int `json:"depth,omitempty"`
+	// Submodules makes agents fill the repository's submodules (http(s)
+	// and ssh URLs only).
+	Submodules bool `json:"submodules,omitempty"`
 }
 
 // Repo is a registered repository as clients see it: never its secrets.
@@ -44,6 +47,7 @@ type Repo struct {
 	ForgeRepo     string `json:"forge_repo,omitempty"`
 	DefaultBranch string `json:"default_branch"`
 	Depth         int    `json:"depth,omitempty"`
+	Submodules    bool   `json:"submodules,omitempty"`
 	HasSecret     bool   `json:"has_secret"`
 	HasToken      bool   `json:"has_token"`
 	HasSSHKey     bool   `json:"has_ssh_key"`
@@ -66,6 +70,9 @@ type Checkout struct {
 	SSHKey string `json:"ssh_key,omitempty"`
 	Ref    string `json:"ref,omitempty"`
 	Depth  int    `json:"depth,omitempty"`
+	// Submodules are filled too; the credentials go only to the
+	// repository's own host, and to none for untrusted runs.
+	Submodules bool `json:"submodules,omitempty"`
 }
 
 // AddRepo registers or updates a repository (admin token).

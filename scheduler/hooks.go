@@ -373,7 +373,7 @@ func (s *Server) fillCheckout(ctx context.Context, l *leaseRec) error {
 	if err != nil {
 		return err
 	}
-	c := &api.Checkout{Depth: rec.Depth}
+	c := &api.Checkout{Depth: rec.Depth, Submodules: rec.Submodules}
 	if c.Token, err = s.openRepo(rec, "token"); err != nil {
 		return err
 	}

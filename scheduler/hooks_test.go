@@ -176,7 +176,8 @@ job "build" {
 func TestRepoAPI(t *testing.T) {
 	base, _ := triggerServer(t, sqliteStore(t), nil)
 	ctx := context.Background()
-	nr := api.NewRepo{Name: "octo/hello", CloneURL: "https://example.com/octo/hello.git", Secret: "s", Token: "ghp_x", Forge: "github"}
+	nr := api.NewRepo{Name: "octo/hello", CloneURL: "https://example.com/octo/hello.git", Secret: "s", Token: "ghp_x", Forge: "github",
+		Submodules: true, Depth: 5}
 	if _, err := (&api.Client{Base: base, Token: "nope"}).AddRepo(ctx, nr); !api.IsStatus(err, 401) {
 		t.Fatalf("add without the admin token: %v, want 401", err)
 	}
@@ -187,7 +188,7 @@ func TestRepoAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !got.HasSecret || !got.HasToken || got.HasSSHKey || got.DefaultBranch != "main" {
+	if !got.HasSecret || !got.HasToken || got.HasSSHKey || got.DefaultBranch != "main" || !got.Submodules || got.Depth != 5 {
 		t.Fatalf("repo = %+v", got)
 	}
 	// Updating without secrets keeps them.

@@ -58,28 +58,28 @@ var repoName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za
 // PutRepo adds or replaces a repository. Sealed fields left nil keep
 // their stored values.
 func (s *SQL) PutRepo(ctx context.Context, r repoRec, now time.Time) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO repos (name, forge, clone_url, api_url, forge_repo, default_branch, secret_sealed, token_sealed, ssh_key_sealed, depth, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+	_, err := s.db.ExecContext(ctx, `INSERT INTO repos (name, forge, clone_url, api_url, forge_repo, default_branch, secret_sealed, token_sealed, ssh_key_sealed, depth, submodules, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 		ON CONFLICT (name) DO UPDATE SET forge = excluded.forge, clone_url = excluded.clone_url, api_url = excluded.api_url,
-			forge_repo = excluded.forge_repo, default_branch = excluded.default_branch, depth = excluded.depth,
+			forge_repo = excluded.forge_repo, default_branch = excluded.default_branch, depth = excluded.depth, submodules = excluded.submodules,
 			secret_sealed = COALESCE(excluded.secret_sealed, repos.secret_sealed),
 			token_sealed = COALESCE(excluded.token_sealed, repos.token_sealed),
 			ssh_key_sealed = COALESCE(excluded.ssh_key_sealed, repos.ssh_key_sealed)`,
-		r.Name, r.Forge, r.CloneURL, r.APIURL, r.ForgeRepo, r.DefaultBranch, r.Secret, r.Token, r.SSHKey, r.Depth, ms(now))
+		r.Name, r.Forge, r.CloneURL, r.APIURL, r.ForgeRepo, r.DefaultBranch, r.Secret, r.Token, r.SSHKey, r.Depth, flag(r.Submodules), ms(now))
 	if err != nil {
 		return fmt.Errorf("store repository %s: %w", r.Name, err)
 	}
 	return nil
 }
 
-const repoCols = `name, forge, clone_url, api_url, forge_repo, default_branch, secret_sealed, token_sealed, ssh_key_sealed, depth, cron_source, cron_commit, cron_since`
+const repoCols = `name, forge, clone_url, api_url, forge_repo, default_branch, secret_sealed, token_sealed, ssh_key_sealed, depth, submodules, cron_source, cron_commit, cron_since`
 
 func scanRepo(sc interface{ Scan(...any) error }) (repoRec, error) {
 	var r repoRec
-	var since int64
+	var since, subs int64
 	err := sc.Scan(&r.Name, &r.Forge, &r.CloneURL, &r.APIURL, &r.ForgeRepo, &r.DefaultBranch, &r.Secret, &r.Token, &r.SSHKey,
-		&r.Depth, &r.CronSource, &r.CronCommit, &since)
-	r.CronSince = fromMS(since)
+		&r.Depth, &subs, &r.CronSource, &r.CronCommit, &since)
+	r.CronSince, r.Submodules = fromMS(since), subs == 1
 	r.HasSecret, r.HasToken, r.HasSSHKey = len(r.Secret) > 0, len(r.Token) > 0, len(r.SSHKey) > 0
 	return r, err
 }
@@ -196,7 +196,7 @@ func (s *SQL) UnclaimTick(ctx context.Context, repo, trigger string, tick time.T
 // repoAPI turns a request into a repository record, sealing its secrets.
 func (s *Server) repoRecord(req api.NewRepo) (repoRec, error) {
 	r := repoRec{Repo: api.Repo{Name: req.Name, CloneURL: req.CloneURL, Forge: req.Forge, APIURL: strings.TrimSuffix(req.APIURL, "/"),
-		ForgeRepo: req.ForgeRepo, DefaultBranch: req.DefaultBranch, Depth: req.Depth}}
+		ForgeRepo: req.ForgeRepo, DefaultBranch: req.DefaultBranch, Depth: req.Depth, Submodules: req.Submodules}}
 	switch {
 	case !repoName.MatchString(req.Name):
 		return r, fmt.Errorf("repository name %q: want letters, digits, '.', '_', '-', with '/' between parts", req.Name)

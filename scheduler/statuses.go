@@ -57,10 +57,10 @@ func (s *SQL) StatusesDue(ctx context.Context, since time.Time) ([]statusDue, er
 	for rows.Next() {
 		var d statusDue
 		var r repoRec
-		var since int64
+		var since, subs int64
 		if err := rows.Scan(&d.Run, &d.Commit, &d.Status, &d.Started, &d.Sent,
 			&r.Name, &r.Forge, &r.CloneURL, &r.APIURL, &r.ForgeRepo, &r.DefaultBranch, &r.Secret, &r.Token, &r.SSHKey,
-			&r.Depth, &r.CronSource, &r.CronCommit, &since); err != nil {
+			&r.Depth, &subs, &r.CronSource, &r.CronCommit, &since); err != nil {
 			return nil, err
 		}
 		d.Repo = r

@@ -87,6 +87,7 @@ second add keep their stored values only for the secret, token and key.`,
 	fl.StringVar(&f.ForgeRepo, "forge-repo", "", "the repository's path on the forge (default: from --url)")
 	fl.StringVar(&f.DefaultBranch, "default-branch", "main", "the branch whose .ci.hcl holds the cron schedules")
 	fl.IntVar(&f.Depth, "depth", 0, "agents fetch this many commits per ref (0: full history)")
+	fl.BoolVar(&f.Submodules, "submodules", false, "agents fill the repository's submodules (http(s) and ssh URLs)")
 	return cmd
 }
 
