@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -9,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -432,4 +435,112 @@ func TestAgentArtifactsStraightToS3(t *testing.T) {
 		t.Errorf("build's manifest through the server: %+v, %v", m, err)
 	}
 	a.stop(t)
+}
+
+// fencedJob pings the test's counter every second while it runs; the
+// first attempt would run a minute, a retry ends soon.
+const fencedJob = `
+job "fenced" {
+  image   = "IMAGE"
+  agent   = ["e2e"]
+  network = "host"
+  step "work" {
+    run = <<-EOT
+      while true; do wget -q -O /dev/null "http://COUNTER/alive?attempt=$JOBRUN_ATTEMPT"; sleep 1; done &
+      if [ "$JOBRUN_ATTEMPT" = 1 ]; then sleep 60; else sleep 2; fi
+      echo attempt-$JOBRUN_ATTEMPT-done
+    EOT
+  }
+}
+`
+
+// TestAgentSelfFencing: the server stops answering (SIGSTOP) while the
+// agent runs a job; the agent kills the job before the lease expires, so
+// when the server wakes and gives the job out again, the two attempts
+// never run at once, as a counter outside jobrun sees them.
+func TestAgentSelfFencing(t *testing.T) {
+	image := busybox(t)
+	bin := buildJobrun(t)
+	ctx := context.Background()
+
+	var mu sync.Mutex
+	var pings []ping
+	counter := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		pings = append(pings, ping{r.URL.Query().Get("attempt"), time.Now()})
+		mu.Unlock()
+	}))
+	defer counter.Close()
+	seen := func(attempt string) (first, last time.Time, n int) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, p := range pings {
+			if p.attempt == attempt {
+				if n == 0 {
+					first = p.at
+				}
+				last, n = p.at, n+1
+			}
+		}
+		return first, last, n
+	}
+
+	p := startPool(t, bin, "4s")
+	h := agentHost(t)
+	cfg := filepath.Join(t.TempDir(), "config.hcl")
+	if err := os.WriteFile(cfg, []byte("network {\n  allow_host = true\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Two slots: without fencing, the retry could run beside attempt 1.
+	a := p.startAgent(t, bin, h, "fenced-agent", "--config", cfg, "--jobs", "2")
+	logs := p.logs(map[string]*daemon{"agent": a})
+	src := strings.NewReplacer("IMAGE", image, "COUNTER", strings.TrimPrefix(counter.URL, "http://")).Replace(fencedJob)
+	run, err := p.c.CreateRun(ctx, api.NewRun{Repo: "example.com/fence", Branch: "main", Source: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := run.Jobs[0].ID
+	deadline := time.Now().Add(2 * time.Minute)
+	for _, _, n := seen("1"); n < 2; _, _, n = seen("1") {
+		if time.Now().After(deadline) {
+			t.Fatalf("attempt 1 never pinged twice%s", logs())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// A partition, as the agent sees it: the server takes connections
+	// but answers nothing.
+	stopped := time.Now()
+	p.srv.cmd.Process.Signal(syscall.SIGSTOP)
+	time.Sleep(7 * time.Second) // past the lease timeout
+	p.srv.cmd.Process.Signal(syscall.SIGCONT)
+
+	j := p.waitJob(t, id, "finished", func(j *api.Job) bool { return api.Final(j.Status) }, logs)
+	if j.Status != api.Succeeded || j.Attempt != 2 {
+		t.Fatalf("job: %s attempt %d (%s), want attempt 2 succeeded%s", j.Status, j.Attempt, j.Reason, logs())
+	}
+	_, last1, _ := seen("1")
+	first2, _, n2 := seen("2")
+	if n2 == 0 {
+		t.Fatalf("attempt 2 never pinged%s", logs())
+	}
+	if !last1.Before(first2) {
+		t.Errorf("attempt 1 still ran at %v, after attempt 2 started at %v", last1.Sub(stopped), first2.Sub(stopped))
+	}
+	// Killed within the lease timeout of the last renewal, which came
+	// before the server stopped.
+	if last1.After(stopped.Add(4 * time.Second)) {
+		t.Errorf("attempt 1 pinged %v after the server stopped answering: past the 4s lease", last1.Sub(stopped))
+	}
+	if l := jobLog(t, p.c, id); !strings.Contains(l, "attempt-2-done") {
+		t.Errorf("log lacks attempt 2's end:\n%s", l)
+	}
+	if !strings.Contains(a.log(), "self-fencing") {
+		t.Errorf("the agent does not log why it killed attempt 1%s", logs())
+	}
+}
+
+type ping struct {
+	attempt string
+	at      time.Time
 }
