@@ -212,7 +212,7 @@ func TestPoolSelfFencing(t *testing.T) {
 // going through, the same job outlives several lease timeouts.
 func TestPoolSelfFencingControl(t *testing.T) {
 	f := newFakeScheduler(t)
-	f.leaseTimeout, f.heartbeat = time.Second, 250*time.Millisecond
+	f.leaseTimeout, f.heartbeat = 2*time.Second, 250*time.Millisecond
 	url, asked := hangingGit(t)
 	l := &api.Lease{Attempt: api.Attempt{Job: 6, Attempt: 1}, Run: "r1", Repo: "example.com/app",
 		CloneURL: url, Commit: strings.Repeat("d", 40), File: ".ci.hcl", Source: validJobFile, Job: "build"}
@@ -221,7 +221,7 @@ func TestPoolSelfFencingControl(t *testing.T) {
 	defer cancel(nil)
 	startPool(t, f, ctx)
 	waitAsked(t, asked)
-	time.Sleep(3 * time.Second)
+	time.Sleep(5 * time.Second) // two and a half lease timeouts
 	if r, ok := f.result(l.Attempt); ok {
 		t.Fatalf("job ended with heartbeats going through: %+v", r)
 	}

@@ -90,20 +90,24 @@ func TestLogUploadExactlyOnce(t *testing.T) {
 			r := newTestReporter(f, a, nil)
 			ctx := context.Background()
 			go r.run(ctx)
-			// Enough to go up in several chunks, some over logChunk.
-			const n = 3000
-			for i := 0; i < n; i += 100 {
-				emitLines(r, i, i+100)
-				time.Sleep(30 * time.Millisecond) // a chunk or more per batch
+			left := func() int {
+				f.mu.Lock()
+				defer f.mu.Unlock()
+				return len(f.inject["log"])
+			}
+			// Lines in batches until every injected failure was hit, and
+			// enough to go up in several chunks, some over logChunk.
+			n := 0
+			for n < 3000 || left() > 0 {
+				if n >= 100000 {
+					t.Fatalf("%d injected failures never hit after %d lines", left(), n)
+				}
+				emitLines(r, n, n+100)
+				n += 100
+				time.Sleep(30 * time.Millisecond)
 			}
 			r.close()
 			r.wait()
-			f.mu.Lock()
-			left := len(f.inject["log"])
-			f.mu.Unlock()
-			if left != 0 {
-				t.Fatalf("%d injected failures were never hit: the upload used too few requests", left)
-			}
 			wantSequence(t, outputTexts(logLines(t, f.log(a))), n)
 		})
 	}
