@@ -39,7 +39,8 @@ type fakeScheduler struct {
 	// inject holds, per kind of request ("log", "step", "finish", "put",
 	// "heartbeat", "manifest"), the actions for its next requests: "" is
 	// normal, "500" fails before doing anything, "drop" does the request
-	// and then cuts the connection before the reply, "410" answers Gone.
+	// and then cuts the connection before the reply, "hang" does it and
+	// never replies, "410" answers Gone.
 	inject map[string][]string
 	events chan string
 	seen   map[string]bool
@@ -228,6 +229,13 @@ func (f *fakeScheduler) attempt(kind string, h attemptFunc) http.HandlerFunc {
 			return
 		case act == "500":
 			reply(w, 500, api.Error{Error: "injected"})
+			return
+		}
+		if act == "hang" {
+			// Store, then answer nothing until the client gives up: a
+			// connection that died without a reset.
+			h(&dropWriter{h: http.Header{}}, r, a)
+			<-r.Context().Done()
 			return
 		}
 		if act == "drop" {

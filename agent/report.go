@@ -40,6 +40,8 @@ type reporter struct {
 	log   hclog.Logger
 	gone  func() // the attempt is no longer leased to this agent (410)
 	index map[string]int
+	// timeout bounds each request; callTimeout unless a test shortens it.
+	timeout time.Duration
 
 	mu      sync.Mutex
 	buf     []byte
@@ -62,7 +64,7 @@ func newReporter(c *api.Client, a api.Attempt, steps []string, log hclog.Logger,
 		idx[s] = i
 	}
 	return &reporter{
-		c: c, a: a, log: log, gone: gone, index: idx,
+		c: c, a: a, log: log, gone: gone, index: idx, timeout: callTimeout,
 		started: map[string]time.Time{},
 		wake:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
@@ -211,7 +213,7 @@ func (r *reporter) flush(ctx context.Context) bool {
 		}
 		s := r.steps[0]
 		r.mu.Unlock()
-		err := within(ctx, callTimeout, func(ctx context.Context) error { return r.c.Step(ctx, r.a, s) })
+		err := within(ctx, r.timeout, func(ctx context.Context) error { return r.c.Step(ctx, r.a, s) })
 		switch verdict(err) {
 		case sent, refused:
 			if err != nil {
@@ -242,7 +244,7 @@ func (r *reporter) flush(ctx context.Context) bool {
 		chunk, off := r.buf[:min(len(r.buf), maxChunk)], r.base
 		r.mu.Unlock()
 		var ack api.LogAck
-		err := within(ctx, callTimeout, func(ctx context.Context) (err error) {
+		err := within(ctx, r.timeout, func(ctx context.Context) (err error) {
 			ack, err = r.c.AppendLog(ctx, r.a, off, chunk)
 			return err
 		})

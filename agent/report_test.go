@@ -82,12 +82,14 @@ func TestLogUploadExactlyOnce(t *testing.T) {
 	}{
 		{"clean", nil},
 		{"lost replies and 5xx", []string{"drop", "", "500", "drop", "drop", "", "500", "", "drop"}},
+		{"replies that never come", []string{"hang", "", "hang", "hang"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFakeScheduler(t)
 			f.injectNext("log", tc.inject...)
 			a := api.Attempt{Job: 7, Attempt: 1}
 			r := newTestReporter(f, a, nil)
+			r.timeout = 500 * time.Millisecond
 			ctx := context.Background()
 			go r.run(ctx)
 			left := func() int {
