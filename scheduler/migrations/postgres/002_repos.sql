@@ -39,6 +39,9 @@ CREATE TABLE cron_fires (
 	PRIMARY KEY (repo, trigger_key, tick)
 );
 
+-- The status loop reads the runs of the last day every second.
+CREATE INDEX runs_created ON runs (created_at);
+
 -- The last commit status sent to the forge for a run.
 CREATE TABLE commit_statuses (
 	run_id     BIGINT PRIMARY KEY,
