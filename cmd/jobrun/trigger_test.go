@@ -95,11 +95,13 @@ func (d *daemon) stop(t *testing.T) {
 const pushedJobs = `
 workflow {
   on "push" { branches = ["main"] }
+  on "pull_request" {}
 }
 job "show" {
   image   = "IMAGE"
   network = "none"
-  step "show" { run = "cat README; test ! -e .git" }
+  secrets = ["DEPLOY_KEY"]
+  step "show" { run = "cat README; test ! -e .git; echo \"key=$${DEPLOY_KEY:-none}\"" }
 }
 `
 
@@ -138,6 +140,10 @@ func TestWebhookToAgent(t *testing.T) {
 	if !strings.Contains(out.String(), base+"/hooks/github/hello") {
 		t.Errorf("repo add does not print the webhook URL:\n%s", out.String())
 	}
+	c := &api.Client{Base: base, Token: adminToken}
+	if err := c.SetSecret(ctx, "hello", "DEPLOY_KEY", api.SetSecret{Value: "s3cr3t-deploy"}); err != nil {
+		t.Fatal(err)
+	}
 
 	head := w.Commit("second", map[string]string{"README": "version two\n"})
 	w.Git("push", "-q", "origin", "main")
@@ -164,15 +170,48 @@ func TestWebhookToAgent(t *testing.T) {
 	if code := hook(secret); code != 201 {
 		t.Fatalf("webhook: %d, want 201%s", code, logs())
 	}
-	c := &api.Client{Base: base, Token: adminToken}
 	runs, err := c.Runs(ctx, "hello", "")
 	if err != nil || len(runs) != 1 || runs[0].Commit != head {
 		t.Fatalf("runs after the webhooks: %+v, %v; want one of %s", runs, err, head)
 	}
 	r := waitRunDone(t, c, runs[0].ID, logs)
 	jobLog := runLog(t, c, r)
-	if r.Status != api.Succeeded || !strings.Contains(jobLog, "version two") || strings.Contains(jobLog, "version one") {
-		t.Fatalf("run %d: %s; log:\n%s%s", r.ID, r.Status, jobLog, logs())
+	if r.Status != api.Succeeded || !strings.Contains(jobLog, "version two") || strings.Contains(jobLog, "version one") ||
+		!strings.Contains(jobLog, "key=***") {
+		t.Fatalf("run %d: %s (%s); log:\n%s%s", r.ID, r.Status, r.Reason, jobLog, logs())
+	}
+
+	// A pull request from a fork: its head only under refs/pull/5/head,
+	// run untrusted, so without the secret (the push above had it).
+	w.Git("checkout", "-q", "-b", "fork-work")
+	fork := w.Commit("from a fork", map[string]string{"README": "version fork\n"})
+	w.Git("push", "-q", "origin", fork+":refs/pull/5/head")
+	w.Git("checkout", "-q", "main")
+	prBody, err := os.ReadFile("../../scheduler/webhook/testdata/github/pull_request-fork.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prBody = bytes.ReplaceAll(prBody, []byte("7f5c2a8d1e6b4f3a9c0d2e1f4a5b6c7d8e9f0a1b"), []byte(fork))
+	prBody = bytes.ReplaceAll(prBody, []byte(`"number": 7`), []byte(`"number": 5`))
+	req, _ := http.NewRequest(http.MethodPost, base+"/hooks/github/hello", bytes.NewReader(prBody))
+	req.Header.Set("X-GitHub-Event", "pull_request")
+	req.Header.Set("X-GitHub-Delivery", "e2e-pr")
+	req.Header.Set("X-Hub-Signature-256", "sha256="+webhook.Sign(prBody, []byte(secret)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 201 {
+		t.Fatalf("fork pull request webhook: %s%s", resp.Status, logs())
+	}
+	runs, _ = c.Runs(ctx, "hello", "pull/5")
+	if len(runs) != 1 || runs[0].Commit != fork {
+		t.Fatalf("pull request runs: %+v", runs)
+	}
+	r = waitRunDone(t, c, runs[0].ID, logs)
+	if jobLog := runLog(t, c, r); r.Status != api.Succeeded || !strings.Contains(jobLog, "version fork") || !strings.Contains(jobLog, "key=none") {
+		t.Fatalf("fork pull request run %d: %s; log:\n%s%s", r.ID, r.Status, jobLog, logs())
 	}
 
 	// A branch the on filter leaves out: the webhook would start nothing,
