@@ -19,6 +19,7 @@ import (
 	"github.com/jobrun/jobrun/api"
 	"github.com/jobrun/jobrun/internal/leakcheck"
 	"github.com/jobrun/jobrun/internal/miniotest"
+	"github.com/jobrun/jobrun/internal/testenv"
 )
 
 // pool is a real `jobrun server` for an agent test, and its admin client.
@@ -543,4 +544,41 @@ func TestAgentSelfFencing(t *testing.T) {
 type ping struct {
 	attempt string
 	at      time.Time
+}
+
+// TestAgentFlags: missing or bad flags are usage errors (exit 2), read
+// from the environment as well; with them all given, the agent gets as
+// far as the server, which refuses a wrong pool token (exit 1).
+func TestAgentFlags(t *testing.T) {
+	testenv.RequireRoot(t) // the positive control opens the host's stores
+	refuse := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusUnauthorized)
+		w.Write([]byte(`{"error":"wrong or missing registration token"}`))
+	}))
+	defer refuse.Close()
+	h := agentHost(t)
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		code int
+		want string
+	}{
+		{"no server", nil, []string{"--token", "x"}, 2, "--server is required"},
+		{"no token", nil, []string{"--server", refuse.URL}, 2, "--token is required"},
+		{"no slots", nil, []string{"--server", refuse.URL, "--token", "x", "--jobs", "0"}, 2, "--jobs 0"},
+		{"no slots from the environment", map[string]string{"JOBRUN_JOBS": "0"}, []string{"--server", refuse.URL, "--token", "x"}, 2, "--jobs 0"},
+		{"all from the environment", map[string]string{"JOBRUN_SERVER": refuse.URL, "JOBRUN_TOKEN": "wrong"}, nil, 1, "register with " + refuse.URL + ": POST /api/v1/agents: 401"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			var out, errb strings.Builder
+			code := run(context.Background(), append([]string{"--state-dir", h.state, "agent"}, tc.args...), &out, &errb)
+			if code != tc.code || !strings.Contains(errb.String(), tc.want) {
+				t.Errorf("exit %d, stderr %q; want exit %d and %q", code, errb.String(), tc.code, tc.want)
+			}
+		})
+	}
 }
