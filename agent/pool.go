@@ -65,6 +65,7 @@ type Pool struct {
 var (
 	errKilled = errors.New("killed at the scheduler's request (cancelled, superseded or given to another agent)")
 	errGone   = errors.New("the scheduler no longer leases this attempt to this agent")
+	errFenced = errors.New("lease not renewed")
 )
 
 // Drain stops leasing new jobs; Run returns once the running ones have
@@ -247,7 +248,7 @@ func (l *leased) arm(t time.Time, log hclog.Logger) {
 		l.mu.Lock()
 		left := time.Until(l.expires)
 		l.mu.Unlock()
-		err := fmt.Errorf("lease not renewed: killed %s before it expires on the scheduler, which then gives the job to another agent", left.Round(time.Millisecond))
+		err := fmt.Errorf("%w: killed %s before it expires on the scheduler, which then gives the job to another agent", errFenced, left.Round(time.Millisecond))
 		log.Error("self-fencing: cannot renew the lease; killing the job", "attempt", l.a, "expires_in", left)
 		l.kill(err)
 	})
@@ -386,26 +387,37 @@ func (p *Pool) run(ctx context.Context, lease *api.Lease, log hclog.Logger) {
 	default:
 		res = p.runJob(jctx, lease, job, rep, l.goneNow)
 	}
-	if cause := context.Cause(jctx); cause != nil && res.Status != Succeeded {
+	cause := context.Cause(jctx)
+	if cause != nil && res.Status != Succeeded {
 		res.Reason = cause.Error()
 		if errors.Is(cause, errKilled) || errors.Is(cause, errGone) {
 			res.Status = Cancelled
 		} else {
-			// Fenced, or the agent shut down: not the job's fault, so the
-			// scheduler may run it again.
+			// The agent shut down: not the job's doing.
 			res.Status = Errored
 		}
 	}
 	log.Info("job ended", "status", res.Status, "reason", res.Reason, "duration", res.Duration)
 	p.Metrics.jobEnded(res.Status)
 
+	fenced := errors.Is(cause, errFenced)
+	if fenced {
+		rep.notice(cause.Error())
+	}
 	rep.close()
 	rep.wait()
-	if rctx.Err() != nil {
+	switch {
+	case rctx.Err() != nil:
 		log.Warn("result not reported", "status", res.Status, "why", context.Cause(rctx))
-		return
+	case fenced:
+		// No result: the lease runs out once the heartbeats stop naming
+		// the attempt, and the scheduler runs the job again (or fails it
+		// after its retry budget). A result would end the job for a fault
+		// of the agent's connection, not of the job.
+		log.Warn("fenced job not reported; the scheduler takes it back when its lease expires")
+	default:
+		p.finish(rctx, l, rep.result(res), log)
 	}
-	p.finish(rctx, l, rep.result(res), log)
 }
 
 // runJob prepares the job's source and runs it.

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net/http"
@@ -179,7 +180,9 @@ func TestPoolKillFromHeartbeat(t *testing.T) {
 }
 
 // TestPoolSelfFencing: an agent whose heartbeats fail kills its job before
-// the lease expires on the scheduler, and says why.
+// the lease expires on the scheduler, says why in the job's log, and
+// reports no result, so the scheduler runs the job again when the lease
+// runs out.
 func TestPoolSelfFencing(t *testing.T) {
 	f := newFakeScheduler(t)
 	f.leaseTimeout, f.heartbeat = 3*time.Second, time.Second
@@ -192,20 +195,41 @@ func TestPoolSelfFencing(t *testing.T) {
 		fails[i] = "500"
 	}
 	f.injectNext("heartbeat", fails...)
-	startPool(t, f, context.Background())
+	p, done := startPool(t, f, context.Background())
 	waitAsked(t, asked)
-	f.waitFor("finish " + l.Attempt.String() + " error")
+	var notice *api.LogLine
+	deadline := time.Now().Add(time.Minute)
+	for notice == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("no fencing notice in the log within a minute: %s", f.log(l.Attempt))
+		}
+		time.Sleep(50 * time.Millisecond)
+		for _, line := range logLines(t, completeLines(f.log(l.Attempt))) {
+			if line.Kind == "notice" && strings.HasPrefix(line.Text, "lease not renewed") {
+				notice = &line
+			}
+		}
+	}
 	f.mu.Lock()
 	leased := f.leasedAt[l.Attempt]
 	f.mu.Unlock()
-	// The result can only arrive after the kill, so this bounds the kill.
-	if at := time.Now(); at.After(leased.Add(f.leaseTimeout)) {
-		t.Errorf("job killed %v after it was leased: not before the lease (%v) expired", at.Sub(leased), f.leaseTimeout)
+	if notice.Time.After(leased.Add(f.leaseTimeout)) {
+		t.Errorf("job killed %v after it was leased: not before the lease (%v) expired", notice.Time.Sub(leased), f.leaseTimeout)
 	}
-	r, _ := f.result(l.Attempt)
-	if !strings.Contains(r.Reason, "lease not renewed") {
-		t.Errorf("reason %q", r.Reason)
+	p.Drain()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("Run did not return after Drain")
 	}
+	if r, ok := f.result(l.Attempt); ok {
+		t.Errorf("a fenced attempt was reported: %+v", r)
+	}
+}
+
+// completeLines cuts a log after its last newline: a chunk may end mid-line.
+func completeLines(b []byte) []byte {
+	return b[:bytes.LastIndexByte(b, '\n')+1]
 }
 
 // TestPoolSelfFencingControl is the positive control: with heartbeats
