@@ -355,3 +355,28 @@ func TestCleanupRemovesDeadSources(t *testing.T) {
 	}
 	assertNoSources(t, p)
 }
+
+// TestPoolDrainWhileRegistering: with the scheduler unreachable the agent
+// retries registering, and a drain then ends Run with no error.
+func TestPoolDrainWhileRegistering(t *testing.T) {
+	f := newFakeScheduler(t)
+	f.srv.Close() // nothing listens there now
+	p := &Pool{Client: &api.Client{Base: f.srv.URL}, PoolToken: f.poolToken, Runner: &Runner{WorkDir: t.TempDir()},
+		Name: "x", Slots: 1, Log: hclog.New(&hclog.LoggerOptions{Output: testWriter{t}, Level: hclog.Debug})}
+	done := make(chan error, 1)
+	go func() { done <- p.Run(context.Background()) }()
+	select {
+	case err := <-done:
+		t.Fatalf("Run gave up on an unreachable scheduler: %v", err)
+	case <-time.After(time.Second):
+	}
+	p.Drain()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run after a drain while registering: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Run still registering a minute after Drain")
+	}
+}
