@@ -4,12 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -132,9 +135,32 @@ func TestWebhookToAgent(t *testing.T) {
 		"--state-dir", h.state, "--log-level", "info", "agent", "--server", base, "--token", regToken, "--name", "e2e-agent")
 	logs := func() string { return "\nserver:\n" + srv.log() + "\nagent:\n" + agent.log() }
 
+	// The forge's commit status API, as GitHub documents it.
+	var statusMu sync.Mutex
+	statuses := map[string][]string{} // commit -> states
+	forge := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sha, ok := strings.CutPrefix(r.URL.Path, "/repos/octo/hello/statuses/")
+		var body struct {
+			State     string `json:"state"`
+			Context   string `json:"context"`
+			TargetURL string `json:"target_url"`
+		}
+		if r.Method != http.MethodPost || !ok || r.Header.Get("Authorization") != "Bearer "+gitToken ||
+			json.NewDecoder(r.Body).Decode(&body) != nil || body.Context != "jobrun" {
+			http.Error(w, "not a commit status", http.StatusBadRequest)
+			return
+		}
+		statusMu.Lock()
+		statuses[sha] = append(statuses[sha], body.State)
+		statusMu.Unlock()
+		w.WriteHeader(http.StatusCreated)
+	}))
+	defer forge.Close()
+
 	var out, errb bytes.Buffer
 	if code := run(ctx, []string{"repo", "add", "hello", "--url", cloneURL, "--secret", secret, "--token", gitToken,
-		"--forge", "github", "--server", base, "--admin-token", adminToken}, &out, &errb); code != 0 {
+		"--forge", "github", "--api-url", forge.URL, "--forge-repo", "octo/hello",
+		"--server", base, "--admin-token", adminToken}, &out, &errb); code != 0 {
 		t.Fatalf("jobrun repo add: exit %d\n%s%s", code, out.String(), errb.String())
 	}
 	if !strings.Contains(out.String(), base+"/hooks/github/hello") {
@@ -179,6 +205,23 @@ func TestWebhookToAgent(t *testing.T) {
 	if r.Status != api.Succeeded || !strings.Contains(jobLog, "version two") || strings.Contains(jobLog, "version one") ||
 		!strings.Contains(jobLog, "key=***") {
 		t.Fatalf("run %d: %s (%s); log:\n%s%s", r.ID, r.Status, r.Reason, jobLog, logs())
+	}
+
+	// The commit's statuses, sent by the server's status loop.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		statusMu.Lock()
+		got := slices.Clone(statuses[head])
+		statusMu.Unlock()
+		// A run that ends within one pass of the status loop goes
+		// straight to success; the scheduler's tests see each state.
+		if len(got) > 0 && got[len(got)-1] == "success" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("statuses of %s: %q, want success last%s", head, got, logs())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 
 	// A pull request from a fork: its head only under refs/pull/5/head,
