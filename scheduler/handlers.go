@@ -48,11 +48,11 @@ func (s *Server) routes() {
 
 	m.HandleFunc("POST /api/v1/runs", s.admin(s.createRun))
 	m.HandleFunc("GET /api/v1/runs", s.runs)
-	m.HandleFunc("GET /api/v1/runs/{id}", s.run)
-	m.HandleFunc("GET /api/v1/jobs/{id}", s.job)
+	m.HandleFunc("GET /api/v1/runs/{id}", getByID(s, s.st.Run))
+	m.HandleFunc("GET /api/v1/jobs/{id}", getByID(s, s.st.Job))
 	m.HandleFunc("GET /api/v1/jobs/{id}/log", s.jobLog)
-	m.HandleFunc("POST /api/v1/jobs/{id}/cancel", s.admin(s.cancel))
-	m.HandleFunc("POST /api/v1/jobs/{id}/retry", s.admin(s.retry))
+	m.HandleFunc("POST /api/v1/jobs/{id}/cancel", s.admin(s.act(s.cancel)))
+	m.HandleFunc("POST /api/v1/jobs/{id}/retry", s.admin(s.act(s.retry)))
 	m.HandleFunc("PUT /api/v1/secrets/{name}", s.admin(s.setSecret))
 	m.HandleFunc("GET /api/v1/secrets", s.admin(s.listSecrets))
 	s.mountUI() // the web UI at "/" and /metrics (webui.go)
@@ -543,30 +543,20 @@ func (s *Server) runs(w http.ResponseWriter, r *http.Request) {
 	reply(w, http.StatusOK, runs)
 }
 
-func (s *Server) run(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathInt(w, r, "id")
-	if !ok {
-		return
+// getByID serves GET .../{id} with what read returns for the id.
+func getByID[T any](s *Server, read func(context.Context, int64) (T, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, ok := pathInt(w, r, "id")
+		if !ok {
+			return
+		}
+		v, err := read(r.Context(), id)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		reply(w, http.StatusOK, v)
 	}
-	run, err := s.st.Run(r.Context(), id)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	reply(w, http.StatusOK, run)
-}
-
-func (s *Server) job(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathInt(w, r, "id")
-	if !ok {
-		return
-	}
-	j, err := s.st.Job(r.Context(), id)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	reply(w, http.StatusOK, j)
 }
 
 func (s *Server) agents(w http.ResponseWriter, r *http.Request) {
@@ -578,29 +568,31 @@ func (s *Server) agents(w http.ResponseWriter, r *http.Request) {
 	reply(w, http.StatusOK, as)
 }
 
-func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathInt(w, r, "id")
-	if !ok {
-		return
+// act serves POST .../{id}/VERB by doing it to the job.
+func (s *Server) act(do func(ctx context.Context, id int64) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, ok := pathInt(w, r, "id")
+		if !ok {
+			return
+		}
+		if err := do(r.Context(), id); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
 	}
-	if err := s.st.Cancel(r.Context(), id, "cancelled by a user", time.Now()); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
 }
 
-func (s *Server) retry(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathInt(w, r, "id")
-	if !ok {
-		return
-	}
-	if err := s.st.Retry(r.Context(), id, s.cfg.MaxAttempts, time.Now()); err != nil {
-		s.fail(w, r, err)
-		return
+func (s *Server) cancel(ctx context.Context, id int64) error {
+	return s.st.Cancel(ctx, id, "cancelled by a user", time.Now())
+}
+
+func (s *Server) retry(ctx context.Context, id int64) error {
+	if err := s.st.Retry(ctx, id, s.cfg.MaxAttempts, time.Now()); err != nil {
+		return err
 	}
 	s.queue.wake(1)
-	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 func (s *Server) setSecret(w http.ResponseWriter, r *http.Request) {
