@@ -223,14 +223,18 @@ func (c *Client) Manifest(ctx context.Context, a Attempt, out any) error {
 
 // OpenArtifact reads one artifact file of an attempt.
 func (c *Client) OpenArtifact(ctx context.Context, a Attempt, path string) (io.ReadCloser, error) {
-	p := attemptPath(a) + "/artifacts/" + escapePath(path)
-	resp, err := c.send(ctx, http.MethodGet, p, nil)
+	return c.stream(ctx, attemptPath(a)+"/artifacts/"+escapePath(path))
+}
+
+// stream GETs path and returns the reply's body for the caller to read.
+func (c *Client) stream(ctx context.Context, path string) (io.ReadCloser, error) {
+	resp, err := c.send(ctx, http.MethodGet, path, nil)
 	if err != nil {
 		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
 		defer resp.Body.Close()
-		return nil, statusError(http.MethodGet, p, resp)
+		return nil, statusError(http.MethodGet, path, resp)
 	}
 	return resp.Body, nil
 }
@@ -304,15 +308,7 @@ func (c *Client) Log(ctx context.Context, id int64, follow bool) (io.ReadCloser,
 	if follow {
 		p += "?follow=1"
 	}
-	resp, err := c.send(ctx, http.MethodGet, p, nil)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		defer resp.Body.Close()
-		return nil, statusError(http.MethodGet, p, resp)
-	}
-	return resp.Body, nil
+	return c.stream(ctx, p)
 }
 
 // SetSecret stores a repository's secret.

@@ -329,13 +329,17 @@ func (s *Server) ref(ctx context.Context, at api.Attempt) (artifacts.Ref, error)
 	return artifacts.Ref{Repo: in.Repo, Run: in.Run, Job: in.Key, Attempt: in.Attempt}, nil
 }
 
+// leasedRef is ref for an agent that must hold the attempt's lease.
+func (s *Server) leasedRef(ctx context.Context, a *agentRec, at api.Attempt) (artifacts.Ref, error) {
+	if err := s.st.CheckLease(ctx, a.ID, at); err != nil {
+		return artifacts.Ref{}, err
+	}
+	return s.ref(ctx, at)
+}
+
 func (s *Server) putArtifact(w http.ResponseWriter, r *http.Request, a *agentRec, at api.Attempt) {
 	ctx := r.Context()
-	if err := s.st.CheckLease(ctx, a.ID, at); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	ref, err := s.ref(ctx, at)
+	ref, err := s.leasedRef(ctx, a, at)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -382,11 +386,7 @@ func (s *Server) commitArtifacts(w http.ResponseWriter, r *http.Request, a *agen
 	if !decode(w, r, &m) {
 		return
 	}
-	if err := s.st.CheckLease(ctx, a.ID, at); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	ref, err := s.ref(ctx, at)
+	ref, err := s.leasedRef(ctx, a, at)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -402,11 +402,7 @@ func (s *Server) commitArtifacts(w http.ResponseWriter, r *http.Request, a *agen
 
 func (s *Server) abortArtifacts(w http.ResponseWriter, r *http.Request, a *agentRec, at api.Attempt) {
 	ctx := r.Context()
-	if err := s.st.CheckLease(ctx, a.ID, at); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	ref, err := s.ref(ctx, at)
+	ref, err := s.leasedRef(ctx, a, at)
 	if err == nil {
 		err = s.cfg.Artifacts.Abort(ctx, ref)
 	}
