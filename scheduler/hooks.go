@@ -278,6 +278,12 @@ func (s *Server) runCommit(ctx context.Context, rec *repoRec, c commitEvent) (in
 	if err != nil {
 		return 0, "", err
 	}
+	if !diags.HasErrors() && rec.Forge != "" && rec.HasToken {
+		// Pending at once, not at the loop's next pass: a run that ends
+		// within a pass would otherwise show only its result. (A run
+		// failed at birth is the loop's to report.)
+		go s.sendPending(context.WithoutCancel(ctx), rec, id, c.Commit)
+	}
 	return id, fmt.Sprintf("run %d queued for %s at %s", id, c.Ref, c.Commit[:12]), nil
 }
 

@@ -82,7 +82,9 @@ func (s *SQL) SwapStatus(ctx context.Context, run int64, old, new string, now ti
 	var res interface{ RowsAffected() (int64, error) }
 	var err error
 	if old == "" {
-		res, err = s.db.ExecContext(ctx, `INSERT INTO commit_statuses (run_id, state, updated_at) VALUES ($1, $2, $3) ON CONFLICT (run_id) DO NOTHING`,
+		// No row yet, or one a failed send put back to ''.
+		res, err = s.db.ExecContext(ctx, `INSERT INTO commit_statuses (run_id, state, updated_at) VALUES ($1, $2, $3)
+			ON CONFLICT (run_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at WHERE commit_statuses.state = ''`,
 			run, new, ms(now))
 	} else {
 		res, err = s.db.ExecContext(ctx, `UPDATE commit_statuses SET state = $3, updated_at = $4 WHERE run_id = $1 AND state = $2`,
@@ -157,6 +159,18 @@ func (s *Server) statusPass(ctx context.Context) {
 			continue
 		}
 		s.log.Debug("commit status sent", "repo", d.Repo.Name, "run", d.Run, "state", want)
+	}
+}
+
+// sendPending sends a new run's first status, unless the loop did.
+func (s *Server) sendPending(ctx context.Context, rec *repoRec, run int64, commit string) {
+	rs := s.st.(RepoStore)
+	if won, err := rs.SwapStatus(ctx, run, "", statePending, time.Now()); err != nil || !won {
+		return
+	}
+	if err := s.sendStatus(ctx, rec, run, commit, statePending); err != nil {
+		s.log.Warn("commit status not sent; retrying", "repo", rec.Name, "run", run, "state", statePending, "error", err)
+		rs.SwapStatus(ctx, run, statePending, "", time.Now())
 	}
 }
 

@@ -155,3 +155,28 @@ func trimGit(p string) string {
 	p = p[1:]
 	return p[:len(p)-len(".git")]
 }
+
+// TestSwapStatus: one server wins each move, and a move given back after
+// a failed send can be made again.
+func TestSwapStatus(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func() *SQL) {
+		s, ctx, now := open(), context.Background(), time.Now()
+		for _, c := range []struct {
+			old, new string
+			want     bool
+		}{
+			{"", "pending", true},
+			{"", "pending", false}, // another server sent it
+			{"pending", "running", true},
+			{"running", "", true}, // the send failed: given back
+			{"", "running", true},
+			{"pending", "success", false}, // stale view
+			{"running", "success", true},
+		} {
+			won, err := s.SwapStatus(ctx, 7, c.old, c.new, now)
+			if err != nil || won != c.want {
+				t.Fatalf("SwapStatus(%q -> %q) = %v, %v; want %v", c.old, c.new, won, err, c.want)
+			}
+		}
+	})
+}
