@@ -522,32 +522,13 @@ func (p *Pool) source(ctx context.Context, lease *api.Lease, rep *reporter) (*jo
 // Cleanup removes the job sources a killed agent left under the work
 // directory: those whose lock no live process holds.
 func (p *Pool) Cleanup(ctx context.Context) error {
-	base := p.sourcesDir()
-	ents, err := os.ReadDir(base)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
+	err := lockfile.Sweep(ctx, p.sourcesDir(), func(dir string, lock *lockfile.Lock) error {
+		return (&jobSource{dir: dir, lock: lock}).remove()
+	})
 	if err != nil {
 		return fmt.Errorf("job sources cleanup: %w", err)
 	}
-	var errs []error
-	for _, e := range ents {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if !e.IsDir() {
-			continue
-		}
-		dir := filepath.Join(base, e.Name())
-		lock, err := lockfile.TryAcquire(dir + ".lock")
-		if err != nil {
-			continue // live, or not ours to judge
-		}
-		if err := (&jobSource{dir: dir, lock: lock}).remove(); err != nil {
-			errs = append(errs, fmt.Errorf("job sources cleanup: %w", err))
-		}
-	}
-	return errors.Join(errs...)
+	return nil
 }
 
 // finish reports the result, retrying until it goes through, the

@@ -161,28 +161,16 @@ func (sn *Snapshot) clear() error {
 // starts; a snapshot a live process holds is never touched.
 func (s *Store) Cleanup(ctx context.Context) error {
 	var errs []error
-	ents, err := os.ReadDir(s.snaps)
-	if err != nil {
-		return fmt.Errorf("snapshot cleanup: %w", err)
-	}
-	for _, e := range ents {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if !e.IsDir() {
-			continue
-		}
-		dir := filepath.Join(s.snaps, e.Name())
-		lock, err := lockfile.TryAcquire(dir + ".lock")
-		if err != nil {
-			continue // live
-		}
+	err := lockfile.Sweep(ctx, s.snaps, func(dir string, lock *lockfile.Lock) error {
 		sn := &Snapshot{dir: dir, lock: lock, mounted: mount.IsMountpoint(filepath.Join(dir, "rootfs"))}
 		if err := sn.Remove(); err != nil {
-			errs = append(errs, err)
-		} else {
-			s.log.Info("removed a snapshot left by a killed process", "snapshot", e.Name())
+			return err
 		}
+		s.log.Info("removed a snapshot left by a killed process", "snapshot", filepath.Base(dir))
+		return nil
+	})
+	if err != nil {
+		errs = append(errs, fmt.Errorf("snapshot cleanup: %w", err))
 	}
 	// With the gc lock exclusive, no pull or import is writing to tmp/.
 	if gc, err := lockfile.TryAcquire(s.gcLock()); err == nil {

@@ -138,30 +138,12 @@ func (w *Workspace) Remove() error {
 // Cleanup removes workspaces under base that no live process holds: what a
 // killed jobrun left behind.
 func Cleanup(ctx context.Context, base string) error {
-	ents, err := os.ReadDir(base)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
+	err := lockfile.Sweep(ctx, base, func(dir string, lock *lockfile.Lock) error {
+		w := &Workspace{dir: dir, lock: lock, mounted: mount.IsMountpoint(filepath.Join(dir, "merged"))}
+		return w.Remove()
+	})
 	if err != nil {
 		return fmt.Errorf("workspace cleanup: %w", err)
 	}
-	var errs []error
-	for _, e := range ents {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if !e.IsDir() {
-			continue
-		}
-		dir := filepath.Join(base, e.Name())
-		lock, err := lockfile.TryAcquire(dir + ".lock")
-		if err != nil {
-			continue // live, or not ours to judge
-		}
-		w := &Workspace{dir: dir, lock: lock, mounted: mount.IsMountpoint(filepath.Join(dir, "merged"))}
-		if err := w.Remove(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	return nil
 }

@@ -134,3 +134,40 @@ func (l *Lock) Release() error {
 	l.f = nil
 	return err
 }
+
+// Sweep is the start-up clean-up of a directory of per-job entries, each
+// guarded by a lock file beside it (ENTRY.lock): for every entry whose
+// lock no live process holds, it calls remove with the entry's path and
+// the lock, which remove then owns. A missing base holds nothing. The
+// errors of remove are joined; ctx stops the sweep between entries.
+func Sweep(ctx context.Context, base string, remove func(dir string, l *Lock) error) error {
+	ents, err := os.ReadDir(base)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range ents {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if !e.IsDir() {
+			continue
+		}
+		dir := filepath.Join(base, e.Name())
+		l, err := TryAcquire(dir + ".lock")
+		if errors.Is(err, ErrLocked) {
+			continue // live
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := remove(dir, l); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -122,3 +122,28 @@ func TestLockAfterUnlink(t *testing.T) {
 		t.Error("Held created a lock file")
 	}
 }
+
+func TestSweep(t *testing.T) {
+	base := t.TempDir()
+	for _, n := range []string{"live", "dead"} {
+		if err := os.Mkdir(filepath.Join(base, n), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live, err := TryAcquire(filepath.Join(base, "live.lock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Release()
+	var removed []string
+	err = Sweep(context.Background(), base, func(dir string, l *Lock) error {
+		removed = append(removed, filepath.Base(dir))
+		return l.Release()
+	})
+	if err != nil || len(removed) != 1 || removed[0] != "dead" {
+		t.Fatalf("Sweep removed %v (%v); want only the entry no one holds", removed, err)
+	}
+	if err := Sweep(context.Background(), filepath.Join(base, "missing"), nil); err != nil {
+		t.Fatalf("Sweep of a missing dir: %v", err)
+	}
+}
