@@ -132,3 +132,87 @@ func TestStartErrors(t *testing.T) {
 		t.Errorf("after failed starts: %s %q", exit, out)
 	}
 }
+
+// TestConcurrentSteps runs steps of one container at once, as Exec
+// allows, each with its own output; then destroys the container under a
+// running step, whose Exec must return rather than hang.
+func TestConcurrentSteps(t *testing.T) {
+	rt, _ := newRuntime(t)
+	c, err := rt.Start(context.Background(), Spec{ID: "concurrent", Rootfs: rootfs(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Destroy()
+	errs := make(chan error, 8)
+	for i := range 8 {
+		go func() {
+			var out syncBuffer
+			exit, err := c.Exec(context.Background(), Process{Args: []string{"/bin/sh", "-c", fmt.Sprintf("sleep 0.1; echo step %d", i)}, Stdout: &out})
+			if err == nil && (!exit.Success() || out.String() != fmt.Sprintf("step %d\n", i)) {
+				err = fmt.Errorf("step %d: %s, output %q", i, exit, out.String())
+			}
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+
+	done := make(chan *Exit, 1)
+	var out syncBuffer
+	go func() {
+		exit, err := c.Exec(context.Background(), Process{Args: []string{"/bin/sh", "-c", "echo running; sleep 1000"}, Stdout: &out})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- exit
+	}()
+	for !strings.Contains(out.String(), "running") {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := c.Destroy(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case exit := <-done:
+		if exit == nil || exit.Success() {
+			t.Errorf("step of a destroyed container: %+v", exit)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Exec still waiting 10s after Destroy")
+	}
+}
+
+// TestSignalForwarding: a termination signal sent to the launcher (PID 1)
+// reaches the running steps, as with tini.
+func TestSignalForwarding(t *testing.T) {
+	rt, _ := newRuntime(t)
+	c := start(t, rt, Spec{ID: "forward", Rootfs: rootfs(t)})
+	var out syncBuffer
+	done := make(chan *Exit, 1)
+	go func() {
+		exit, err := c.Exec(context.Background(), Process{Args: []string{"/bin/sh", "-c", `trap 'echo got TERM; exit 0' TERM; echo ready; while :; do sleep 0.05; done`}, Stdout: &out, Timeout: time.Minute})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- exit
+	}()
+	for !strings.Contains(out.String(), "ready") {
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The sender is a step too and gets the signal as well; only the
+	// first step's fate is checked.
+	if _, err := c.Exec(context.Background(), Process{Args: []string{"kill", "-TERM", "1"}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case exit := <-done:
+		if exit == nil || !exit.Success() || out.String() != "ready\ngot TERM\n" {
+			t.Errorf("step: %v, output %q", exit, out.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("SIGTERM to the launcher did not reach the step")
+	}
+}
