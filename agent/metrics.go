@@ -7,6 +7,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/jobrun/jobrun/cache"
 )
 
 // Metrics are a pool agent's Prometheus metrics, in a registry of their
@@ -45,6 +47,35 @@ func NewMetrics() *Metrics {
 	m.reg.MustRegister(m.running, m.jobs, m.fetches, m.unpack,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// WatchCaches reports the host's dependency cache volumes at each scrape:
+// how many there are and their bytes on disk as last measured (at each
+// volume's release), the figure LRU eviction works against.
+func (m *Metrics) WatchCaches(c *cache.Manager) {
+	list := func() []cache.Info {
+		vols, err := c.List()
+		if err != nil {
+			return nil // the scrape shows 0 rather than failing
+		}
+		return vols
+	}
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "jobrun_agent_cache_volumes",
+			Help: "Dependency cache volumes on this agent.",
+		}, func() float64 { return float64(len(list())) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "jobrun_agent_cache_bytes",
+			Help: "Bytes on disk of this agent's dependency cache volumes, as measured when each was last released.",
+		}, func() float64 {
+			var n int64
+			for _, v := range list() {
+				n += v.Size
+			}
+			return float64(n)
+		}),
+	)
 }
 
 // Handler serves the metrics in Prometheus' text format.

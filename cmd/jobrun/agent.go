@@ -61,7 +61,7 @@ the agent leaves the pool. A second signal cancels the running jobs at once.`,
 	fl.BoolVar(&f.noCache, "no-cache", false, "give every cache an empty directory that is thrown away")
 	fl.StringVar(&f.logLimit, "log-limit", "64MiB", "most output kept per job")
 	fl.StringVar(&f.artifacts, "artifacts", "", "the server's artifact store, to write to it directly: s3://BUCKET[/PREFIX]?endpoint=HOST:PORT (keys in JOBRUN_S3_ACCESS_KEY, JOBRUN_S3_SECRET_KEY) or a directory it shares; empty uploads through the server")
-	fl.StringVar(&f.metrics, "metrics-listen", "", "address to serve Prometheus metrics on at /metrics (running jobs, image pulls, unpack time); off when empty")
+	fl.StringVar(&f.metrics, "metrics-listen", "", "address to serve Prometheus metrics on at /metrics (running jobs, image pulls, unpack time, cache volumes and bytes); off when empty")
 	return cmd
 }
 
@@ -171,6 +171,9 @@ func serveAgentMetrics(addr string, r *agent.Runner, pool *agent.Pool, stderr io
 	m := agent.NewMetrics()
 	pool.Metrics = m
 	r.Images.SetObserver(m)
+	if r.Caches != nil {
+		m.WatchCaches(r.Caches)
+	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Handler())
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
