@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,7 +16,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/jobrun/jobrun/api"
-	"github.com/jobrun/jobrun/artifacts"
 	"github.com/jobrun/jobrun/internal/gittest"
 	"github.com/jobrun/jobrun/internal/pgtest"
 	"github.com/jobrun/jobrun/scheduler/cron"
@@ -39,29 +37,13 @@ func triggerServer(t *testing.T, st Store, tweak func(*Config)) (string, *Server
 // (expiry, cron and status loops) is not started, so a test drives them.
 func startTriggerServer(t *testing.T, st Store, tweak func(*Config), background bool) (string, *Server) {
 	t.Helper()
-	store, err := artifacts.NewLocal(filepath.Join(t.TempDir(), "artifacts"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := LoadKey(filepath.Join(t.TempDir(), "secret.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := Config{Store: st, Artifacts: store, TempDir: t.TempDir(), RegistrationToken: regToken, AdminToken: adminToken,
-		Secrets: key, LeaseTimeout: 5 * time.Second, AffinityWait: 100 * time.Millisecond,
-		Triggers: TriggerConfig{MirrorDir: filepath.Join(t.TempDir(), "mirrors"), PublicURL: "https://ci.example.com",
-			StatusEvery: 20 * time.Millisecond}}
-	if tweak != nil {
-		tweak(&cfg)
-	}
-	srv := New(cfg)
-	ctx, cancel := context.WithCancel(context.Background())
-	if background {
-		go srv.Run(ctx)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() { cancel(); hs.Close() })
-	return hs.URL, srv
+	return startServer(t, st, func(c *Config) {
+		c.Triggers = TriggerConfig{MirrorDir: filepath.Join(t.TempDir(), "mirrors"), PublicURL: "https://ci.example.com",
+			StatusEvery: 20 * time.Millisecond}
+		if tweak != nil {
+			tweak(c)
+		}
+	}, background)
 }
 
 // forgeRepo is a real repository with a job file on main, pushed to a bare

@@ -25,6 +25,15 @@ const (
 // serve starts a Server over st and returns its URL.
 func serve(t *testing.T, st Store, tweak func(*Config)) string {
 	t.Helper()
+	url, _ := startServer(t, st, tweak, true)
+	return url
+}
+
+// startServer starts a Server over st on loopback; without background its
+// Run (expiry, cron and status loops) is not started, so a test drives
+// them.
+func startServer(t *testing.T, st Store, tweak func(*Config), background bool) (string, *Server) {
+	t.Helper()
 	store, err := artifacts.NewLocal(filepath.Join(t.TempDir(), "artifacts"))
 	if err != nil {
 		t.Fatal(err)
@@ -40,10 +49,12 @@ func serve(t *testing.T, st Store, tweak func(*Config)) string {
 	}
 	srv := New(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
-	go srv.Run(ctx)
+	if background {
+		go srv.Run(ctx)
+	}
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() { cancel(); hs.Close() })
-	return hs.URL
+	return hs.URL, srv
 }
 
 func sqliteStore(t *testing.T) *SQL {
