@@ -15,10 +15,10 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
 
 	"github.com/jobrun/jobrun/api"
 	"github.com/jobrun/jobrun/artifacts"
+	"github.com/jobrun/jobrun/internal/promtest"
 )
 
 const matrixJobs = `
@@ -310,7 +310,7 @@ func webPages(t *testing.T, st Store) {
 	}
 
 	// The metrics, parsed as Prometheus parses them.
-	fams := scrape(t, base)
+	fams := promtest.Scrape(t, base+"/metrics")
 	gauge(t, fams, "jobrun_agents_online", nil, 1)
 	gauge(t, fams, "jobrun_agent_slots", nil, 2)
 	gauge(t, fams, "jobrun_agent_slots_busy", nil, 0)
@@ -318,63 +318,19 @@ func webPages(t *testing.T, st Store) {
 	gauge(t, fams, "jobrun_artifact_bytes_total", nil, float64(len(data)))
 	gauge(t, fams, "jobrun_cache_hits_total", nil, 1)
 	gauge(t, fams, "jobrun_cache_lookups_total", nil, 2)
-	h := metric(t, fams, "jobrun_job_duration_seconds", map[string]string{"result": api.Failed}).GetHistogram()
+	h := promtest.Sample(t, fams, "jobrun_job_duration_seconds", map[string]string{"result": api.Failed}).GetHistogram()
 	if h.GetSampleCount() != 1 || h.GetSampleSum() != 2 {
 		t.Fatalf("job duration: %d samples, sum %v; want 1, 2", h.GetSampleCount(), h.GetSampleSum())
 	}
-	if n := metric(t, fams, "jobrun_queue_wait_seconds", map[string]string{"labels": ""}).GetHistogram().GetSampleCount(); n != 1 {
+	if n := promtest.Sample(t, fams, "jobrun_queue_wait_seconds", map[string]string{"labels": ""}).GetHistogram().GetSampleCount(); n != 1 {
 		t.Fatalf("queue wait: %d samples, want 1", n)
 	}
-}
-
-func scrape(t *testing.T, base string) map[string]*dto.MetricFamily {
-	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("/metrics: %s", resp.Status)
-	}
-	var p expfmt.TextParser
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("parse /metrics: %v", err)
-	}
-	return fams
-}
-
-// metric finds the sample of family name with labels.
-func metric(t *testing.T, fams map[string]*dto.MetricFamily, name string, labels map[string]string) *dto.Metric {
-	t.Helper()
-	f := fams[name]
-	if f == nil {
-		t.Fatalf("no metric %s", name)
-	}
-next:
-	for _, m := range f.Metric {
-		for k, v := range labels {
-			found := false
-			for _, lp := range m.Label {
-				if lp.GetName() == k && lp.GetValue() == v {
-					found = true
-				}
-			}
-			if !found {
-				continue next
-			}
-		}
-		return m
-	}
-	t.Fatalf("no %s with labels %v in %v", name, labels, f)
-	return nil
 }
 
 // gauge checks a gauge's or counter's value.
 func gauge(t *testing.T, fams map[string]*dto.MetricFamily, name string, labels map[string]string, want float64) {
 	t.Helper()
-	m := metric(t, fams, name, labels)
+	m := promtest.Sample(t, fams, name, labels)
 	got := m.GetGauge().GetValue() + m.GetCounter().GetValue()
 	if got != want {
 		t.Fatalf("%s%v = %v, want %v", name, labels, got, want)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,10 +16,9 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
 
 	"github.com/jobrun/jobrun/api"
+	"github.com/jobrun/jobrun/internal/promtest"
 	"github.com/jobrun/jobrun/internal/testenv"
 )
 
@@ -362,76 +360,32 @@ func TestWebUIBrowser(t *testing.T) {
 	}
 
 	// The server's metrics.
-	fams := scrapeMetrics(t, base+"/metrics")
-	if v := sample(t, fams, "jobrun_agents_online", nil).GetGauge().GetValue(); v != 1 {
+	fams := promtest.Scrape(t, base+"/metrics")
+	if v := promtest.Sample(t, fams, "jobrun_agents_online", nil).GetGauge().GetValue(); v != 1 {
 		t.Errorf("jobrun_agents_online = %v, want 1", v)
 	}
-	if n := sample(t, fams, "jobrun_job_duration_seconds", map[string]string{"result": "cancelled"}).GetHistogram().GetSampleCount(); n != 1 {
+	if n := promtest.Sample(t, fams, "jobrun_job_duration_seconds", map[string]string{"result": "cancelled"}).GetHistogram().GetSampleCount(); n != 1 {
 		t.Errorf("cancelled jobs: %d, want 1", n)
 	}
-	if n := sample(t, fams, "jobrun_job_duration_seconds", map[string]string{"result": "succeeded"}).GetHistogram().GetSampleCount(); n < 1 {
+	if n := promtest.Sample(t, fams, "jobrun_job_duration_seconds", map[string]string{"result": "succeeded"}).GetHistogram().GetSampleCount(); n < 1 {
 		t.Errorf("succeeded jobs: %d, want at least 1", n)
 	}
-	if v := sample(t, fams, "jobrun_artifact_bytes_total", nil).GetCounter().GetValue(); v != float64(len("artifact\n")) {
+	if v := promtest.Sample(t, fams, "jobrun_artifact_bytes_total", nil).GetCounter().GetValue(); v != float64(len("artifact\n")) {
 		t.Errorf("artifact bytes %v, want %d", v, len("artifact\n"))
 	}
 	// The agent's.
-	fams = scrapeMetrics(t, "http://"+metricsAddr+"/metrics")
-	if v := sample(t, fams, "jobrun_agent_running_jobs", nil).GetGauge().GetValue(); v != 0 {
+	fams = promtest.Scrape(t, "http://"+metricsAddr+"/metrics")
+	if v := promtest.Sample(t, fams, "jobrun_agent_running_jobs", nil).GetGauge().GetValue(); v != 0 {
 		t.Errorf("agent running jobs %v after the run, want 0", v)
 	}
-	if n := sample(t, fams, "jobrun_agent_jobs_total", map[string]string{"result": "cancelled"}).GetCounter().GetValue(); n != 1 {
+	if n := promtest.Sample(t, fams, "jobrun_agent_jobs_total", map[string]string{"result": "cancelled"}).GetCounter().GetValue(); n != 1 {
 		t.Errorf("agent cancelled jobs %v, want 1", n)
 	}
-	if n := sample(t, fams, "jobrun_agent_image_pulls_total", map[string]string{"source": "layout", "result": "ok"}).GetCounter().GetValue(); n < 1 {
+	if n := promtest.Sample(t, fams, "jobrun_agent_image_pulls_total", map[string]string{"source": "layout", "result": "ok"}).GetCounter().GetValue(); n < 1 {
 		t.Errorf("agent image fetches from the layout: %v, want at least 1", n)
 	}
-	if n := sample(t, fams, "jobrun_agent_image_unpack_seconds", nil).GetHistogram().GetSampleCount(); n < 1 {
+	if n := promtest.Sample(t, fams, "jobrun_agent_image_unpack_seconds", nil).GetHistogram().GetSampleCount(); n < 1 {
 		t.Errorf("agent layer unpacks: %d, want at least 1 (a fresh state dir)", n)
 	}
 	t.Logf("screenshots in %s", shots)
-}
-
-func scrapeMetrics(t *testing.T, url string) map[string]*dto.MetricFamily {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("%s: %s", url, resp.Status)
-	}
-	var p expfmt.TextParser
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("parse %s: %v", url, err)
-	}
-	return fams
-}
-
-// sample finds the sample of family name with labels.
-func sample(t *testing.T, fams map[string]*dto.MetricFamily, name string, labels map[string]string) *dto.Metric {
-	t.Helper()
-	f := fams[name]
-	if f == nil {
-		t.Fatalf("no metric %s", name)
-	}
-next:
-	for _, m := range f.Metric {
-		for k, v := range labels {
-			found := false
-			for _, lp := range m.Label {
-				if lp.GetName() == k && lp.GetValue() == v {
-					found = true
-				}
-			}
-			if !found {
-				continue next
-			}
-		}
-		return m
-	}
-	t.Fatalf("no %s with labels %v", name, labels)
-	return nil
 }
