@@ -33,6 +33,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/jobrun/jobrun/agent/sandbox"
+	"github.com/jobrun/jobrun/internal/mount"
 	"github.com/moby/profiles/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -260,9 +261,9 @@ func overlay(lower, dir string) (string, error) {
 			return "", err
 		}
 	}
-	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lower, upper, workDir)
-	if err := unix.Mount("overlay", merged, "overlay", 0, opts); err != nil {
-		return "", fmt.Errorf("mount overlay: %w", err)
+	// As agent/image mounts a job's snapshot.
+	if err := mount.Overlay(merged, []string{lower}, upper, workDir, 0); err != nil {
+		return "", err
 	}
 	return merged, nil
 }

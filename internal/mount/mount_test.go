@@ -3,6 +3,7 @@ package mount
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -33,6 +34,11 @@ func TestOverlayAndUnmount(t *testing.T) {
 	if !IsMountpoint(target) {
 		t.Fatal("not a mount point after Overlay")
 	}
+	// The kernel here has volatile overlays (5.10+): no sync at unmount.
+	// Newer kernels show the option as fsync=volatile.
+	if info, err := os.ReadFile("/proc/self/mountinfo"); err != nil || !mountHas(string(info), target, "volatile", "fsync=volatile") {
+		t.Errorf("the overlay on %s is not volatile (%v)", target, err)
+	}
 	if b, err := os.ReadFile(filepath.Join(target, "f")); err != nil || string(b) != "x" {
 		t.Errorf("lower file through the overlay: %q, %v", b, err)
 	}
@@ -61,4 +67,21 @@ func TestOverlayAndUnmount(t *testing.T) {
 	if err := Overlay(target, many, up, work, 0); err == nil || !strings.Contains(err.Error(), "the kernel takes 4095") {
 		t.Errorf("too many lowers: %v", err)
 	}
+}
+
+// mountHas reports whether the mount on target in mountinfo has one of
+// opts among its superblock options.
+func mountHas(mountinfo, target string, opts ...string) bool {
+	for _, l := range strings.Split(mountinfo, "\n") {
+		f := strings.Fields(l)
+		if len(f) < 5 || f[4] != target {
+			continue
+		}
+		for _, o := range strings.Split(f[len(f)-1], ",") {
+			if slices.Contains(opts, o) {
+				return true
+			}
+		}
+	}
+	return false
 }
