@@ -57,6 +57,15 @@ func (p *pool) startAgent(t *testing.T, bin string, h *testHost, name string, ar
 	return d
 }
 
+// startPoolAgent starts a server with the given lease timeout and one
+// agent on a fresh test host, and returns them with their logs.
+func startPoolAgent(t *testing.T, bin, leaseTimeout, name string, args ...string) (*pool, *daemon, func() string) {
+	t.Helper()
+	p := startPool(t, bin, leaseTimeout)
+	a := p.startAgent(t, bin, agentHost(t), name, args...)
+	return p, a, p.logs(map[string]*daemon{"agent": a})
+}
+
 func (p *pool) logs(ds map[string]*daemon) func() string {
 	return func() string {
 		s := "\nserver:\n" + p.srv.log()
@@ -123,10 +132,7 @@ func TestAgentRunsPipeline(t *testing.T) {
 	image := busybox(t)
 	bin := buildJobrun(t)
 	ctx := context.Background()
-	p := startPool(t, bin, "10s")
-	h := agentHost(t)
-	a := p.startAgent(t, bin, h, "pipeline-agent", "--jobs", "2")
-	logs := p.logs(map[string]*daemon{"agent": a})
+	p, a, logs := startPoolAgent(t, bin, "10s", "pipeline-agent", "--jobs", "2")
 
 	if err := p.c.SetSecret(ctx, "example.com/pipeline", "TOKEN", api.SetSecret{Value: "s3cr3t-value"}); err != nil {
 		t.Fatal(err)
@@ -192,10 +198,7 @@ func TestAgentDrainsOnSIGTERM(t *testing.T) {
 	image := busybox(t)
 	bin := buildJobrun(t)
 	ctx := context.Background()
-	p := startPool(t, bin, "10s")
-	h := agentHost(t)
-	a := p.startAgent(t, bin, h, "drain-agent", "--jobs", "2")
-	logs := p.logs(map[string]*daemon{"agent": a})
+	p, a, logs := startPoolAgent(t, bin, "10s", "drain-agent", "--jobs", "2")
 
 	run, err := p.c.CreateRun(ctx, api.NewRun{Repo: "example.com/drain", Branch: "main", Source: strings.ReplaceAll(slowJob, "IMAGE", image)})
 	if err != nil {
@@ -244,10 +247,7 @@ func TestAgentDrainTimeout(t *testing.T) {
 	image := busybox(t)
 	bin := buildJobrun(t)
 	ctx := context.Background()
-	p := startPool(t, bin, "10s")
-	h := agentHost(t)
-	a := p.startAgent(t, bin, h, "timeout-agent", "--drain-timeout", "1s")
-	logs := p.logs(map[string]*daemon{"agent": a})
+	p, a, logs := startPoolAgent(t, bin, "10s", "timeout-agent", "--drain-timeout", "1s")
 	src := strings.ReplaceAll(strings.ReplaceAll(slowJob, "IMAGE", image), "sleep 4", "sleep 600")
 	run, err := p.c.CreateRun(ctx, api.NewRun{Repo: "example.com/drain", Branch: "main", Source: src})
 	if err != nil {
@@ -339,10 +339,7 @@ func TestAgentSecondSignal(t *testing.T) {
 	image := busybox(t)
 	bin := buildJobrun(t)
 	ctx := context.Background()
-	p := startPool(t, bin, "10s")
-	h := agentHost(t)
-	a := p.startAgent(t, bin, h, "impatient-agent")
-	logs := p.logs(map[string]*daemon{"agent": a})
+	p, a, logs := startPoolAgent(t, bin, "10s", "impatient-agent")
 	src := strings.ReplaceAll(strings.ReplaceAll(slowJob, "IMAGE", image), "sleep 4", "sleep 600")
 	run, err := p.c.CreateRun(ctx, api.NewRun{Repo: "example.com/drain", Branch: "main", Source: src})
 	if err != nil {
