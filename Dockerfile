@@ -7,8 +7,8 @@
 #
 # Two stages. The build stage runs `make build` (cgo, -tags seccomp) and
 # everything it puts in bin/ goes to /usr/local/bin: jobrun, and next to it
-# jobrun-launcher, the static PID 1 of every job container (found next to
-# the jobrun binary). The runtime stage is Debian with only what jobrun
+# (where jobrun finds them) jobrun-launcher, the static PID 1 of every job
+# container, and jobrun-starter, which starts the containers. The runtime stage is Debian with only what jobrun
 # loads at run time: libseccomp2 (the seccomp filter) and ca-certificates
 # (registries, S3, PostgreSQL over TLS). Git is not needed: jobrun uses
 # go-git.

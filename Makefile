@@ -8,10 +8,11 @@ export CGO_ENABLED := 1
 
 .PHONY: build test demo fuzz bench lint deps clean
 
-## build: jobrun, and next to it the static init of its job containers.
+## build: jobrun, and next to it the launcher (the static init of its job
+## containers) and the starter (which starts them).
 build:
 	$(GO) build -tags '$(TAGS)' -ldflags '-X main.version=$(VERSION)' -o $(BIN) ./cmd/jobrun
-	CGO_ENABLED=0 $(GO) build -o $(dir $(BIN))jobrun-launcher ./agent/sandbox/launcher
+	TAGS='$(TAGS)' scripts/helpers.sh $(dir $(BIN))
 
 ## test: install what is missing, start the services, lint and run every test.
 test:

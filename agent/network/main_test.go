@@ -30,7 +30,6 @@ import (
 // never routed on the internet).
 
 func TestMain(m *testing.M) {
-	sandbox.Init()
 	if os.Getenv(helperEnv) != "" {
 		helper()
 		return
@@ -45,7 +44,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	if err := testenv.InstallLauncher(dir); err != nil {
+	if err := testenv.InstallHelpers(dir); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -77,6 +76,7 @@ func newFixture(t *testing.T) *fixture {
 	}
 	snap := leakcheck.Take(t, filepath.Join(dir, "network"))
 	t.Cleanup(func() { snap.Check(t) })
+	t.Cleanup(func() { rt.Close() })
 	return &fixture{t: t, dir: dir, rt: rt, root: busybox(t)}
 }
 

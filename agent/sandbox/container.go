@@ -33,9 +33,10 @@ type Container struct {
 	user    User
 	bash    bool
 	lc      *libcontainer.Container
-	init    *libcontainer.Process
 	initPid int
-	cg      cgroups.Manager
+	// pidfd is the init's; the starter, its parent, reaps it.
+	pidfd *os.File
+	cg    cgroups.Manager
 	// ctl is the control socket to the launcher, the container's init,
 	// which starts the steps.
 	ctl *os.File
@@ -501,13 +502,12 @@ func (c *Container) Destroy() error {
 
 	var errs []error
 	switch {
-	case c.init != nil && c.cg != nil && !c.spec.Privileged:
+	case c.pidfd != nil && c.cg != nil && !c.spec.Privileged:
 		// Killing PID 1 of a pid namespace kills every process in it
 		// at once; nothing can fork out of a namespace, so no freeze.
-		if err := c.lc.Signal(unix.SIGKILL); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
+		if err := c.killInit(); err != nil {
 			errs = append(errs, err)
 		}
-		_, _ = c.init.Wait()
 		if !waitOnly(context.Background(), c.cg, nil, 10*time.Second) {
 			errs = append(errs, errors.New("processes left in the cgroup after the pid namespace died"))
 		}
@@ -515,20 +515,26 @@ func (c *Container) Destroy() error {
 		if err := killCgroup(context.Background(), c.cg, 0); err != nil {
 			errs = append(errs, err)
 		}
-		if c.init != nil {
-			_, _ = c.init.Wait()
+		if c.pidfd != nil && !waitPidfd(c.pidfd, 10*time.Second) {
+			errs = append(errs, errors.New("init survived SIGKILL"))
 		}
-	case c.init != nil:
-		// Start failed before the cgroup manager existed.
-		if err := c.lc.Signal(unix.SIGKILL); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
+	case c.pidfd != nil:
+		// Start failed after the init ran, before the cgroup manager.
+		if err := c.killInit(); err != nil {
 			errs = append(errs, err)
 		}
-		_, _ = c.init.Wait()
+	}
+	if c.pidfd != nil {
+		c.pidfd.Close()
 	}
 	if c.lc != nil {
 		if err := c.lc.Destroy(); err != nil {
 			errs = append(errs, err)
 		}
+	} else if err := c.rt.remove(context.Background(), c.spec.ID); err != nil {
+		// Start failed before its state was loaded: remove whatever
+		// of the container there is.
+		errs = append(errs, err)
 	}
 	for _, o := range outs {
 		o.close()
@@ -544,6 +550,17 @@ func (c *Container) Destroy() error {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("destroy container %s: %w", c.spec.ID, err)
+	}
+	return nil
+}
+
+// killInit kills the container's init and waits for it to exit.
+func (c *Container) killInit() error {
+	if err := unix.PidfdSendSignal(int(c.pidfd.Fd()), unix.SIGKILL, nil, 0); err != nil && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("kill init: %w", err)
+	}
+	if !waitPidfd(c.pidfd, 10*time.Second) {
+		return errors.New("init survived SIGKILL")
 	}
 	return nil
 }

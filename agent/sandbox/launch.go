@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"time"
 
 	"github.com/jobrun/jobrun/agent/sandbox/internal/wire"
@@ -17,25 +15,6 @@ import (
 // launcherName is the file name of the launcher binary, the container's
 // PID 1 (see agent/sandbox/launcher). `make build` puts it next to jobrun.
 const launcherName = "jobrun-launcher"
-
-// findLauncher returns the launcher binary: next to the running binary
-// (where `make build` and an install put it), else on PATH. It must be
-// static, since it runs in any image.
-func findLauncher() (string, error) {
-	var tried []string
-	if exe, err := os.Executable(); err == nil {
-		p := filepath.Join(filepath.Dir(exe), launcherName)
-		if _, err := os.Stat(p); err == nil {
-			return p, checkStatic(p)
-		}
-		tried = append(tried, p)
-	}
-	if p, err := exec.LookPath(launcherName); err == nil {
-		return p, checkStatic(p)
-	}
-	tried = append(tried, "$PATH")
-	return "", fmt.Errorf("no %s in %v: build it next to jobrun (`make build`, or CGO_ENABLED=0 go build -o DIR/%s ./agent/sandbox/launcher)", launcherName, tried, launcherName)
-}
 
 // controlPair returns the two ends of a new control socket: ours and the
 // launcher's (which becomes its fd 3).

@@ -22,7 +22,6 @@ import (
 var probeBin, probe386Bin string
 
 func TestMain(m *testing.M) {
-	Init()
 	os.Exit(run(m))
 }
 
@@ -37,7 +36,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	if err := testenv.InstallLauncher(dir); err != nil {
+	if err := testenv.InstallHelpers(dir); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -130,6 +129,7 @@ func newRuntime(t *testing.T) (*Runtime, string) {
 	rt.waitFilters = true
 	snap := leakcheck.Take(t, dir)
 	t.Cleanup(func() { snap.Check(t) })
+	t.Cleanup(func() { rt.Close() })
 	return rt, dir
 }
 

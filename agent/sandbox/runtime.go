@@ -6,8 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 
@@ -38,7 +38,7 @@ type Runtime struct {
 	files    string
 	launcher string
 	log      hclog.Logger
-	starter  chan func()
+	starter  *spawner
 	filters  *filterCache
 	// seccompInInit leaves compiling the seccomp filter to each
 	// container's setup process, as libcontainer does by itself;
@@ -47,10 +47,11 @@ type Runtime struct {
 	seccompInInit, waitFilters bool
 }
 
-// New returns a Runtime keeping its state under stateDir, which it creates.
-// stateDir should not lie inside the directory of the running binary:
-// libcontainer then cannot seal the binary with an overlay and copies it on
-// every start instead, which doubles the start time.
+// New returns a Runtime keeping its state under stateDir, which it creates,
+// and runs its starter (jobrun-starter, found next to the running binary or
+// on PATH). Close stops it. stateDir should not lie inside the directory of
+// the starter: libcontainer then cannot seal the binary with an overlay and
+// copies it on every start instead, which is slower.
 func New(stateDir string, log hclog.Logger) (*Runtime, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
@@ -75,53 +76,64 @@ func New(stateDir string, log hclog.Logger) (*Runtime, error) {
 			return nil, fmt.Errorf("sandbox state dir: %w", err)
 		}
 	}
-	rt.filters = newFilterCache(log)
-	if rt.launcher, err = findLauncher(); err != nil {
+	if rt.launcher, err = findHelper(launcherName, true); err != nil {
 		return nil, err
 	}
+	starterPath, err := findHelper(starterName, false)
+	if err != nil {
+		return nil, err
+	}
+	rt.filters = newFilterCache(starterPath, log)
 	// Compile the default profile's seccomp filter while the first job
 	// gets its image and workspace ready.
 	if cfg, err := defaultSeccomp(rt.launcher); err == nil {
 		rt.filters.filter(cfg, false)
 	}
-	rt.starter = make(chan func())
-	for range max(2, runtime.NumCPU()) {
-		go rt.serveStarts()
+	rt.starter = newSpawner(starterPath)
+	// Run the starter now rather than at the first start.
+	if _, err := rt.starter.get(); err != nil {
+		rt.starter.close()
+		return nil, err
 	}
-	if exe, err := os.Executable(); err == nil {
-		exeDir, _ := filepath.EvalSymlinks(filepath.Dir(exe))
-		real, _ := filepath.EvalSymlinks(dir)
-		if exeDir != "" && (real == exeDir || strings.HasPrefix(real, exeDir+"/")) {
-			log.Warn("sandbox state dir is inside the directory of the jobrun binary; container start will be slower (binary copied on every start)",
-				"state_dir", dir, "binary_dir", exeDir)
-		}
+	exeDir, _ := filepath.EvalSymlinks(filepath.Dir(starterPath))
+	real, _ := filepath.EvalSymlinks(dir)
+	if exeDir != "" && (real == exeDir || strings.HasPrefix(real, exeDir+"/")) {
+		log.Warn("sandbox state dir is inside the directory of jobrun-starter; container start will be slower (binary copied on every start)",
+			"state_dir", dir, "binary_dir", exeDir)
 	}
 	return rt, nil
 }
 
-// serveStarts runs container starts on an OS thread that never exits (New
-// starts one per CPU, so parallel jobs do not queue behind each other).
-// The kernel sends the parent-death signal when the parent *thread* exits,
-// and libcontainer's init is a child of the thread that forked it; Go ends
-// threads (a goroutine that exits while locked to one, as libcontainer's
-// own mount helper does), so a start on an arbitrary thread could later
-// kill a healthy job. This thread is locked and its goroutine never
-// returns, so it lives as long as the process.
-func (rt *Runtime) serveStarts() {
-	runtime.LockOSThread()
-	for f := range rt.starter {
-		f()
-	}
+// Close stops the Runtime's starter. Containers still running are killed
+// with it (destroy them first); Start fails from then on.
+func (rt *Runtime) Close() error {
+	rt.starter.close()
+	return nil
 }
 
-// onStarter runs f on a starter thread and waits for it.
-func (rt *Runtime) onStarter(f func()) {
-	done := make(chan struct{})
-	rt.starter <- func() {
-		defer close(done)
-		f()
+// findHelper returns the helper binary name (the launcher or the starter):
+// next to the running binary (where `make build` and an install put it),
+// else on PATH. A static one must be: the launcher runs in any image.
+func findHelper(name string, static bool) (string, error) {
+	check := func(p string) (string, error) {
+		if static {
+			return p, checkStatic(p)
+		}
+		return p, nil
 	}
-	<-done
+	var tried []string
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), name)
+		if _, err := os.Stat(p); err == nil {
+			return check(p)
+		}
+		tried = append(tried, p)
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return check(p)
+	}
+	tried = append(tried, "$PATH")
+	return "", fmt.Errorf("no %s in %v: build it next to jobrun (`make build`, or scripts/helpers.sh DIR)", name, tried)
 }
 
 func checkStatic(path string) error {
@@ -187,33 +199,23 @@ func (rt *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) 
 			filter, cfg.Seccomp = f, nil
 		}
 	}
-	if c.lc, err = libcontainer.Create(rt.runc, s.ID, cfg); err != nil {
-		return nil, fmt.Errorf("start container %s: create: %w", s.ID, err)
-	}
 	ctl, theirs, err := controlPair()
 	if err != nil {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
 	c.ctl = ctl
-	c.init = &libcontainer.Process{
-		Args: []string{initPath},
-		Env:  []string{"PATH=" + defaultPath},
-		Cwd:  "/",
-		// The launcher's control socket, its fd 3.
-		ExtraFiles: []*os.File{theirs},
-		Init:       true,
-	}
-	rt.onStarter(func() { err = c.lc.Run(c.init) })
+	c.initPid, c.pidfd, err = rt.startInit(ctx, s.ID, cfg, theirs)
 	theirs.Close()
 	if err != nil {
-		c.init = nil
-		return nil, fmt.Errorf("start container %s: run init: %w", s.ID, err)
+		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+	}
+	if c.lc, err = libcontainer.Load(rt.runc, s.ID); err != nil {
+		return nil, fmt.Errorf("start container %s: load: %w", s.ID, err)
 	}
 	st, err := c.lc.State()
 	if err != nil {
 		return nil, fmt.Errorf("start container %s: state: %w", s.ID, err)
 	}
-	c.initPid = st.InitProcessPid
 	if c.cg, err = manager.NewWithPaths(cfg.Cgroups, st.CgroupPaths); err != nil {
 		return nil, fmt.Errorf("start container %s: cgroup manager: %w", s.ID, err)
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"runtime"
@@ -16,9 +15,9 @@ import (
 	"unsafe"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/jobrun/jobrun/agent/sandbox/internal/starter"
 	"github.com/jobrun/jobrun/agent/sandbox/internal/wire"
 	"github.com/opencontainers/runc/libcontainer/configs"
-	lcseccomp "github.com/opencontainers/runc/libcontainer/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -27,8 +26,8 @@ import (
 // (tens with the 32-bit tables), and libcontainer does it in the setup
 // process of every container. The program does not change from one
 // container to the next, so the Runtime has libcontainer compile it once
-// per profile (in the background, see filterCache), in a throwaway child
-// of this binary, reads the loaded
+// per profile (in the background, see filterCache), in a throwaway
+// jobrun-starter, reads the loaded
 // program back out of that child with PTRACE_SECCOMP_GET_FILTER, and has
 // each container's launcher load those very bytes before it starts any
 // step. The filter is libcontainer's own output (libseccomp's program
@@ -38,15 +37,13 @@ import (
 // CONFIG_CHECKPOINT_RESTORE, say), libcontainer compiles the filter per
 // container as before.
 
-// seccompCompileEnv marks the child that compiles a filter (see Init).
-const seccompCompileEnv = "_JOBRUN_SANDBOX_COMPILE_SECCOMP"
-
 // filterCache holds the compiled filters by profile. Compiling takes a
-// re-exec of this binary (10 to 20 ms), more than it saves one container,
+// run of the starter (several ms), more than it saves one container,
 // so it never holds up a start: a profile is compiled in the background
 // on first sight (New starts on the default one), and containers started
 // meanwhile have libcontainer compile their filter, as without the cache.
 type filterCache struct {
+	starter string // the binary that compiles
 	log     hclog.Logger
 	mu      sync.Mutex
 	entries map[string]*filterEntry
@@ -58,8 +55,8 @@ type filterEntry struct {
 	err    error
 }
 
-func newFilterCache(log hclog.Logger) *filterCache {
-	return &filterCache{log: log, entries: map[string]*filterEntry{}}
+func newFilterCache(starter string, log hclog.Logger) *filterCache {
+	return &filterCache{starter: starter, log: log, entries: map[string]*filterEntry{}}
 }
 
 // filter returns the compiled program of cfg and the flags libcontainer
@@ -96,7 +93,7 @@ func (fc *filterCache) compile(e *filterEntry, cfg *configs.Seccomp, cfgJSON []b
 	flags, err := filterFlags(cfg)
 	var prog []byte
 	if err == nil {
-		prog, err = compileFilter(cfgJSON)
+		prog, err = compileFilter(fc.starter, cfgJSON)
 	}
 	if err != nil {
 		fc.log.Warn("cannot compile the seccomp filter once for all containers; each container's setup compiles it (slower start)", "error", err)
@@ -154,15 +151,15 @@ func filterFlags(cfg *configs.Seccomp) (uint32, error) {
 }
 
 // compileFilter has libcontainer compile and load the profile cfgJSON in
-// a child process and returns the loaded program.
-func compileFilter(cfgJSON []byte) ([]byte, error) {
+// a child process, the starter binary at path, and returns the loaded
+// program.
+func compileFilter(path string, cfgJSON []byte) ([]byte, error) {
 	// ptrace requests must all come from the thread that attached.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 
-	cmd := exec.Command("/proc/self/exe")
-	cmd.Args = []string{os.Args[0]}
-	cmd.Env = []string{seccompCompileEnv + "=1"}
+	cmd := exec.Command(path)
+	cmd.Env = []string{starter.CompileSeccompEnv + "=1"}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	stdin, err := cmd.StdinPipe()
@@ -250,26 +247,4 @@ func ptraceGetFilter(pid, index int, buf []unix.SockFilter) (int, error) {
 		return 0, errors.New("empty filter")
 	}
 	return int(n), nil
-}
-
-// compileSeccompChild is the child of compileFilter: it reads a profile
-// from stdin, loads it into its main thread with libcontainer's
-// InitSeccomp (the very call a container's setup process makes), says so
-// and waits for stdin to close while the parent reads the program out.
-func compileSeccompChild() {
-	// Init runs on the main goroutine, which init() locked to the main
-	// thread: the thread whose id is the pid the parent traces.
-	r := bufio.NewReader(os.Stdin)
-	var cfg configs.Seccomp
-	if err := json.NewDecoder(r).Decode(&cfg); err != nil {
-		fmt.Fprintln(os.Stderr, "read profile:", err)
-		os.Exit(1)
-	}
-	if _, err := lcseccomp.InitSeccomp(&cfg); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	os.Stdout.WriteString("loaded\n")
-	_, _ = io.Copy(io.Discard, r)
-	os.Exit(0)
 }

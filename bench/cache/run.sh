@@ -45,7 +45,7 @@ image=oci-layout:$work/golang:$tag
 
 # The binary lives away from the state dir, as an installed jobrun does.
 CGO_ENABLED=1 go build -tags seccomp -o "$work/bin/jobrun" ./cmd/jobrun
-CGO_ENABLED=0 go build -o "$work/bin/jobrun-launcher" ./agent/sandbox/launcher
+scripts/helpers.sh "$work/bin"
 
 proj=$work/proj
 mkdir -p "$proj"

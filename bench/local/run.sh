@@ -45,7 +45,7 @@ trap cleanup EXIT
 
 # The binary lives away from the state dir, as an installed jobrun does.
 CGO_ENABLED=1 go build -tags seccomp -o "$work/bin/jobrun" ./cmd/jobrun
-CGO_ENABLED=0 go build -o "$work/bin/jobrun-launcher" ./agent/sandbox/launcher
+scripts/helpers.sh "$work/bin"
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 mkdir -p "$work/registry"

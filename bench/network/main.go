@@ -29,7 +29,6 @@ import (
 )
 
 func main() {
-	sandbox.Init()
 	n := flag.Int("n", 50, "starts per variant")
 	flag.Parse()
 	if err := run(*n); err != nil {

@@ -13,8 +13,7 @@ bin=$(mktemp -d /tmp/jobrun-bench-network-bin.XXXXXX)
 trap 'rm -rf "$bin"' EXIT
 # The binary lives away from the sandbox state (see sandbox.New).
 CGO_ENABLED=1 go build -tags seccomp -o "$bin/network-bench" ./bench/network
-if [ -d agent/sandbox/launcher ]; then
-	# The containers' init, found next to the binary as next to jobrun.
-	CGO_ENABLED=0 go build -o "$bin/jobrun-launcher" ./agent/sandbox/launcher
-fi
+# The containers' init and starter, found next to the binary as next to
+# jobrun.
+scripts/helpers.sh "$bin"
 "$bin/network-bench" -n "${N:-50}"

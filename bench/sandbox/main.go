@@ -40,7 +40,6 @@ import (
 )
 
 func main() {
-	sandbox.Init()
 	n := flag.Int("n", 200, "runs per tool")
 	podmanN := flag.Int("podman-n", 30, "runs of podman (slow)")
 	flag.Parse()

@@ -15,6 +15,7 @@ trap 'rm -rf "$bin"' EXIT
 # The binary lives in its own directory, away from the sandbox state (see
 # sandbox.New), as an installed jobrun does.
 CGO_ENABLED=1 go build -tags seccomp -o "$bin/sandbox-bench" ./bench/sandbox
-# The containers' init, found next to the binary as next to jobrun.
-CGO_ENABLED=0 go build -o "$bin/jobrun-launcher" ./agent/sandbox/launcher
+# The containers' init and starter, found next to the binary as next to
+# jobrun.
+scripts/helpers.sh "$bin"
 "$bin/sandbox-bench" -n "${N:-200}" -podman-n "${PODMAN_N:-30}"

@@ -18,7 +18,7 @@ eval "$images"
 work=$(mktemp -d /tmp/jobrun-bench-trigger.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 CGO_ENABLED=1 go build -tags seccomp -o "$work/bin/jobrun" ./cmd/jobrun
-CGO_ENABLED=0 go build -o "$work/bin/jobrun-launcher" ./agent/sandbox/launcher
+scripts/helpers.sh "$work/bin"
 CGO_ENABLED=1 go build -tags seccomp -o "$work/trigger-bench" ./bench/trigger
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
 PATH="$work/bin:$PATH" "$work/trigger-bench" -jobrun "$work/bin/jobrun" \

@@ -22,7 +22,8 @@ import (
 
 // host is what one machine keeps for running jobs, all under the state dir.
 type host struct {
-	runner *agent.Runner
+	runner  *agent.Runner
+	sandbox *sandbox.Runtime
 }
 
 type hostOptions struct {
@@ -74,7 +75,7 @@ func (g *globals) openImagesConfig(progress io.Writer) (*image.Store, string, *c
 
 // openHost opens every store of the state dir and removes what killed
 // processes left behind (only what no live process holds).
-func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer) (*host, error) {
+func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer) (_ *host, err error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("running jobs needs root (namespaces, mounts and cgroups)")
 	}
@@ -86,6 +87,11 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			sb.Close()
+		}
+	}()
 	nm, err := network.New(network.Options{StateDir: dir, Subnet: cfg.Network.Subnet, Deny: cfg.Network.Deny, Log: g.log.Named("network")})
 	if err != nil {
 		return nil, err
@@ -132,8 +138,8 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 			g.log.Warn("start-up cleanup", "error", err)
 		}
 	}
-	return &host{runner: r}, nil
+	return &host{runner: r, sandbox: sb}, nil
 }
 
-// Close releases the host's stores.
-func (h *host) Close() error { return nil }
+// Close stops the host's container starter; its jobs must be over.
+func (h *host) Close() error { return h.sandbox.Close() }

@@ -14,10 +14,6 @@ import (
 )
 
 func main() {
-	// Nothing may run before this: libcontainer re-executes this binary as
-	// "jobrun init" inside the new namespaces.
-	reexecInit()
-
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))

@@ -41,15 +41,21 @@ func RequireEnv(t testing.TB, key, what string) string {
 	return v
 }
 
-// InstallLauncher builds the container init of package sandbox (the static
-// agent/sandbox/launcher, as `make build` does) into dir and puts dir
-// first on PATH, where sandbox.New finds it. TestMain of every test binary
-// that starts containers calls it; the caller removes dir.
-func InstallLauncher(dir string) error {
-	build := exec.Command("go", "build", "-o", filepath.Join(dir, "jobrun-launcher"), "github.com/jobrun/jobrun/agent/sandbox/launcher")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("build jobrun-launcher: %v\n%s", err, out)
+// InstallHelpers builds the two helper binaries of package sandbox, as
+// `make build` (scripts/helpers.sh) does, into dir and puts dir first on
+// PATH, where sandbox.New finds them: jobrun-launcher, the static init of
+// job containers, and jobrun-starter, which starts them. TestMain of every
+// test binary that starts containers calls it; the caller removes dir.
+func InstallHelpers(dir string) error {
+	for _, b := range []struct{ name, pkg, cgo string }{
+		{"jobrun-launcher", "github.com/jobrun/jobrun/agent/sandbox/launcher", "0"},
+		{"jobrun-starter", "github.com/jobrun/jobrun/agent/sandbox/starter", "1"},
+	} {
+		build := exec.Command("go", "build", "-tags", "seccomp", "-o", filepath.Join(dir, b.name), b.pkg)
+		build.Env = append(os.Environ(), "CGO_ENABLED="+b.cgo)
+		if out, err := build.CombinedOutput(); err != nil {
+			return fmt.Errorf("build %s: %v\n%s", b.name, err, out)
+		}
 	}
 	return os.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
 }

@@ -1,0 +1,88 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// ppid returns the parent pid of pid.
+func ppid(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "PPid:"); ok {
+			var n int
+			fmt.Sscan(v, &n)
+			return n
+		}
+	}
+	t.Fatalf("no PPid in /proc/%d/status", pid)
+	return 0
+}
+
+// TestStarter checks that containers are started by jobrun-starter (their
+// init is its child), that a starter that dies takes its containers with
+// it and is replaced at the next start, and that a closed Runtime starts
+// nothing.
+func TestStarter(t *testing.T) {
+	rt, _ := newRuntime(t)
+	root := rootfs(t)
+	first := start(t, rt, Spec{ID: "first", Rootfs: root})
+	p, err := rt.starter.get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ppid(t, first.Pid()); got != p.cmd.Process.Pid {
+		t.Errorf("init's parent is %d, want the starter %d", got, p.cmd.Process.Pid)
+	}
+	if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", p.cmd.Process.Pid)); err != nil || filepath.Base(exe) != starterName {
+		t.Errorf("starter runs %q (%v), want %s", exe, err, starterName)
+	}
+
+	// Kill the starter: the running container's init dies with it.
+	if !alive(first.Pid()) {
+		t.Fatal("init not alive before the starter was killed")
+	}
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-p.exited
+	deadline := time.Now().Add(10 * time.Second)
+	for alive(first.Pid()) {
+		if time.Now().After(deadline) {
+			t.Fatal("init outlived its starter")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if exit, err := first.Exec(context.Background(), Process{Args: []string{"true"}}); err == nil {
+		t.Errorf("step ran in a container whose init died: %v", exit)
+	}
+	if err := first.Destroy(); err != nil {
+		t.Errorf("destroy a container whose init died: %v", err)
+	}
+
+	// The next start gets a new starter.
+	second := start(t, rt, Spec{ID: "second", Rootfs: root})
+	if exit, err := second.Exec(context.Background(), Process{Args: []string{"true"}}); err != nil || !exit.Success() {
+		t.Fatalf("step after the starter was replaced: %v %v", exit, err)
+	}
+	if err := second.Destroy(); err != nil {
+		t.Fatal(err)
+	}
+
+	rt.Close()
+	if c, err := rt.Start(context.Background(), Spec{ID: "closed", Rootfs: root}); err == nil {
+		c.Destroy()
+		t.Error("a closed Runtime started a container")
+	} else if !strings.Contains(err.Error(), "closed") {
+		t.Errorf("start on a closed Runtime: %v", err)
+	}
+}
