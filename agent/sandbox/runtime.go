@@ -39,6 +39,7 @@ type Runtime struct {
 	launcher string
 	log      hclog.Logger
 	starter  *spawner
+	warm     *warmer
 	filters  *filterCache
 	// seccompInInit leaves compiling the seccomp filter to each
 	// container's setup process, as libcontainer does by itself;
@@ -89,6 +90,7 @@ func New(stateDir string, log hclog.Logger) (*Runtime, error) {
 	if cfg, err := defaultSeccomp(rt.launcher); err == nil {
 		rt.filters.filter(cfg, false)
 	}
+	rt.warm = newWarmer(log)
 	rt.starter = newSpawner(starterPath)
 	// Run the starter now rather than at the first start.
 	if _, err := rt.starter.get(); err != nil {
@@ -161,6 +163,9 @@ func (rt *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) 
 		return nil, err
 	}
 	begin := time.Now()
+	// From here to the init's start; see warm.go.
+	endWarm := rt.warm.begin()
+	defer endWarm()
 	c := &Container{rt: rt, spec: s, files: filepath.Join(rt.files, s.ID)}
 	if c.lock, err = lockfile.TryAcquire(filepath.Join(c.files, "lock")); err != nil {
 		return nil, fmt.Errorf("start container %s: id in use: %w", s.ID, err)
@@ -205,6 +210,7 @@ func (rt *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) 
 	}
 	c.ctl = ctl
 	c.initPid, c.pidfd, err = rt.startInit(ctx, s.ID, cfg, theirs)
+	endWarm()
 	theirs.Close()
 	if err != nil {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
