@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -43,8 +42,13 @@ func TestStarter(t *testing.T) {
 	if got := ppid(t, first.Pid()); got != p.cmd.Process.Pid {
 		t.Errorf("init's parent is %d, want the starter %d", got, p.cmd.Process.Pid)
 	}
-	if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", p.cmd.Process.Pid)); err != nil || filepath.Base(exe) != starterName {
-		t.Errorf("starter runs %q (%v), want %s", exe, err, starterName)
+	// It runs from a sealed copy of itself, so that libcontainer does
+	// not seal one per container.
+	if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", p.cmd.Process.Pid)); err != nil || !strings.HasPrefix(exe, "/memfd:runc_cloned:"+starterName) {
+		t.Errorf("starter runs %q (%v), want a sealed memfd copy of %s", exe, err, starterName)
+	}
+	if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p.cmd.Process.Pid)); err != nil || strings.TrimSpace(string(comm)) != starterName {
+		t.Errorf("starter is called %q (%v), want %s", comm, err, starterName)
 	}
 
 	// Kill the starter: the running container's init dies with it.

@@ -37,11 +37,18 @@ func main() {
 		starter.CompileSeccomp()
 	}
 	if len(os.Args) > 1 && os.Args[1] == "init" {
+		// (Re-executed by libcontainer from the sealed copy Seal
+		// made, or from its own per-container one.)
 		// The setup process lives for milliseconds before it execs
 		// the container's program; collecting garbage in it is
 		// wasted time.
 		debug.SetGCPercent(-1)
 		libcontainer.Init()
+	}
+	if err := starter.Seal(); err != nil {
+		// Not fatal: libcontainer then seals a copy of this binary
+		// for every container instead, which is slower.
+		fmt.Fprintln(os.Stderr, "jobrun-starter: run from a sealed copy:", err)
 	}
 	if err := starter.Serve(starter.ControlFD); err != nil {
 		fmt.Fprintln(os.Stderr, "jobrun-starter:", err)
