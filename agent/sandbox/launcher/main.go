@@ -15,6 +15,15 @@
 // started it ends, which takes the whole pid namespace with it.
 //
 // It exits when the agent closes its end of the control socket.
+//
+// Every container waits for it to start, so it reads its setup and loads
+// the filter first, on the main goroutine, before it starts any goroutine
+// or signal handler of its own: each of those wakes another runtime thread
+// first. And it keeps the GOMAXPROCS it starts with: the runtime would
+// otherwise start a goroutine for updates and re-read the cgroup's CPU
+// limit every second, in every container, for a process that mostly waits.
+//
+//go:debug updatemaxprocs=0
 package main
 
 import (
@@ -39,12 +48,17 @@ func main() {
 	}
 }
 
-// launcher is the state shared by the request handlers and the reaper.
+// launcher is the state shared by the request handler and the reaper.
 type launcher struct {
 	// mu is held from fork to registration and while reaping, so the
-	// reaper never collects a step before its waiter is registered.
-	mu    sync.Mutex
-	steps map[int]chan uint32
+	// reaper never collects a step before it is registered.
+	mu sync.Mutex
+	// steps maps each running step's pid to its step socket, on which
+	// the reaper reports how it ended.
+	steps map[int]*os.File
+	// forked wakes the reaper, idle while there are no children, after
+	// a fork.
+	forked chan struct{}
 }
 
 func run() error {
@@ -69,19 +83,20 @@ func run() error {
 		return errors.New("set not dumpable: " + err.Error())
 	}
 
-	l := &launcher{steps: map[int]chan uint32{}}
-	chld := make(chan os.Signal, 1)
-	signal.Notify(chld, unix.SIGCHLD)
-	fwd := make(chan os.Signal, 8)
-	signal.Notify(fwd, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2)
-	go l.reap(chld)
-	go l.forward(fwd)
-
+	// Before Ready there is no step to reap or to forward signals to,
+	// and no child that could leave an orphan; a termination signal ends
+	// the launcher, and so the container, which is what it asks for.
 	if err := setup(); err != nil {
 		// Tell the agent why; the container is of no use.
 		send(wire.ControlFD, append([]byte{wire.Failed}, err.Error()...))
 		return err
 	}
+
+	l := &launcher{steps: map[int]*os.File{}, forked: make(chan struct{}, 1)}
+	fwd := make(chan os.Signal, 8)
+	signal.Notify(fwd, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2)
+	go l.reap()
+	go l.forward(fwd)
 	for {
 		fds, err := recvRun(wire.ControlFD)
 		if err != nil {
@@ -90,7 +105,10 @@ func run() error {
 		if fds == nil {
 			return nil // the agent closed the control socket
 		}
-		go l.serve(fds)
+		// On this goroutine: the agent writes the request right
+		// after the Run message, and a hand-off to another goroutine
+		// would wake another thread for every step.
+		l.serve(fds)
 	}
 }
 
@@ -202,11 +220,11 @@ func send(fd int, msg []byte) error {
 	}
 }
 
-// serve runs one step: it reads the request from the step socket, starts
-// the process, answers Started or Failed, and Exited when it ends.
+// serve starts one step: it reads the request from the step socket, starts
+// the process and answers Started, or Failed. The reaper answers Exited
+// when the process ends, and closes the socket.
 func (l *launcher) serve(fds []int) {
 	sock := os.NewFile(uintptr(fds[0]), "step")
-	defer sock.Close()
 	stdio := fds[1:]
 	closeStdio := func() {
 		for _, f := range stdio {
@@ -216,32 +234,26 @@ func (l *launcher) serve(fds []int) {
 	tag, payload, err := wire.ReadFrame(sock)
 	if err != nil || tag != wire.Request {
 		closeStdio()
+		sock.Close()
 		return
 	}
 	var p wire.Proc
 	if err := p.Unmarshal(payload); err != nil {
 		closeStdio()
 		wire.WriteFrame(sock, wire.Failed, []byte(err.Error()))
+		sock.Close()
 		return
 	}
-	done := make(chan uint32, 1)
-	err = l.start(&p, stdio, done)
-	closeStdio()
-	if err != nil {
+	if err := l.start(&p, stdio, sock); err != nil {
+		closeStdio()
 		wire.WriteFrame(sock, wire.Failed, []byte(err.Error()))
-		return
+		sock.Close()
 	}
-	if wire.WriteFrame(sock, wire.Started, nil) != nil {
-		// The agent gave up on this step; it still gets reaped.
-		return
-	}
-	ws := <-done
-	wire.WriteFrame(sock, wire.Exited, wire.Status(ws))
 }
 
 // start forks and execs p with stdio as fds 0, 1 and 2, in a new session,
-// and registers done to receive its wait status.
-func (l *launcher) start(p *wire.Proc, stdio []int, done chan uint32) error {
+// closes stdio, answers Started on sock and registers sock for the reaper.
+func (l *launcher) start(p *wire.Proc, stdio []int, sock *os.File) error {
 	path, err := lookPath(p)
 	if err != nil {
 		return err
@@ -269,9 +281,23 @@ func (l *launcher) start(p *wire.Proc, stdio []int, done chan uint32) error {
 	l.mu.Lock()
 	pid, err := syscall.ForkExec(path, p.Args, attr)
 	if err == nil {
-		l.steps[pid] = done
+		// Our copies of the pipes go at once: the agent reads the
+		// output until every writer has closed it.
+		for _, f := range stdio {
+			unix.Close(f)
+		}
+		// Started goes out before the reaper, which needs mu, can
+		// answer Exited. If the agent gave up on the step, the write
+		// fails and the process still gets reaped. (Started and
+		// Exited are a few bytes: the write cannot block.)
+		wire.WriteFrame(sock, wire.Started, nil)
+		l.steps[pid] = sock
 	}
 	l.mu.Unlock()
+	select {
+	case l.forked <- struct{}{}:
+	default: // a wake-up is pending already
+	}
 	if err != nil {
 		if st, serr := os.Stat(p.Dir); serr != nil {
 			return errors.New("working directory " + p.Dir + ": " + strings.TrimPrefix(serr.Error(), "stat "+p.Dir+": "))
@@ -311,10 +337,34 @@ func lookPath(p *wire.Proc) (string, error) {
 	return "", errors.New("exec " + p.Path + ": executable file not found in $PATH")
 }
 
-// reap collects every child that ends, steps and orphans alike, and hands
-// each step's wait status to its waiter.
-func (l *launcher) reap(sig <-chan os.Signal) {
-	for range sig {
+// reap collects every child that ends, steps and orphans alike, and
+// answers Exited with each step's wait status on its step socket.
+func (l *launcher) reap() {
+	type ended struct {
+		sock *os.File
+		ws   unix.WaitStatus
+	}
+	var steps []ended
+	for {
+		// Wait until a child has ended without collecting it: only
+		// wait4 under mu collects, after the fork's registration.
+		// (Waiting here wakes this thread directly; SIGCHLD would
+		// come through the runtime's signal goroutine, a hand-off
+		// between threads more.)
+		var info unix.Siginfo
+		switch err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOWAIT, nil); err {
+		case nil:
+		case unix.EINTR:
+			continue
+		case unix.ECHILD:
+			// No children, and so no orphans to come either
+			// (they would descend from a child) until a fork.
+			<-l.forked
+			continue
+		default:
+			os.Stderr.WriteString("jobrun-launcher: wait for children: " + err.Error() + "\n")
+			os.Exit(1)
+		}
 		l.mu.Lock()
 		for {
 			var ws unix.WaitStatus
@@ -325,12 +375,18 @@ func (l *launcher) reap(sig <-chan os.Signal) {
 			if pid <= 0 || err != nil {
 				break
 			}
-			if done, ok := l.steps[pid]; ok {
+			if sock, ok := l.steps[pid]; ok {
 				delete(l.steps, pid)
-				done <- uint32(ws)
+				steps = append(steps, ended{sock, ws})
 			}
 		}
 		l.mu.Unlock()
+		for i, s := range steps {
+			wire.WriteFrame(s.sock, wire.Exited, wire.Status(uint32(s.ws)))
+			s.sock.Close()
+			steps[i] = ended{}
+		}
+		steps = steps[:0]
 	}
 }
 
