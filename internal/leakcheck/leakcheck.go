@@ -17,8 +17,9 @@
 //   - processes that descend from the test process, or whose cwd, root or
 //     executable lies under the state dir (the test process itself is not
 //     counted). New ones only: a process that ended since is fine;
-//   - every file and directory under the state dir (path and type only:
-//     contents may change, names may not), compared both ways;
+//   - every file and directory under the state dir and the other
+//     directories given to Take (path and type only: contents may change,
+//     names may not), compared both ways;
 //   - network links, addresses, namespaces and nftables rules of the state
 //     dir's jobs, compared both ways (see netState for how they are told
 //     from other state dirs').
@@ -53,6 +54,7 @@ const defaultSettle = 5 * time.Second
 // Snapshot is the recorded state of everything in scope (see the package doc).
 type Snapshot struct {
 	stateDir string
+	also     []string
 	state    state
 	settle   time.Duration
 }
@@ -71,18 +73,27 @@ type state struct {
 
 // Take records the state in scope for stateDir. stateDir must be absolute
 // and should be the directory the code under test was given; a missing
-// stateDir counts as empty.
-func Take(t testing.TB, stateDir string) *Snapshot {
+// stateDir counts as empty. The files of the directories also (absolute:
+// state the code keeps elsewhere, such as the sandbox's run dir) are
+// compared too.
+func Take(t testing.TB, stateDir string, also ...string) *Snapshot {
 	t.Helper()
-	dir, err := canonical(stateDir)
-	if err != nil {
+	s := &Snapshot{settle: defaultSettle}
+	var err error
+	if s.stateDir, err = canonical(stateDir); err != nil {
 		t.Fatalf("leakcheck: %v", err)
 	}
-	st, err := read(dir)
-	if err != nil {
+	for _, d := range also {
+		c, err := canonical(d)
+		if err != nil {
+			t.Fatalf("leakcheck: %v", err)
+		}
+		s.also = append(s.also, c)
+	}
+	if s.state, err = s.read(); err != nil {
 		t.Fatalf("leakcheck: %v", err)
 	}
-	return &Snapshot{stateDir: dir, state: st, settle: defaultSettle}
+	return s
 }
 
 // Check fails t if the state in scope differs from the snapshot, listing
@@ -92,7 +103,7 @@ func (s *Snapshot) Check(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(s.settle)
 	for {
-		now, err := read(s.stateDir)
+		now, err := s.read()
 		if err != nil {
 			t.Errorf("leakcheck: %v", err)
 			return
@@ -119,6 +130,24 @@ func canonical(dir string) (string, error) {
 		return r, nil
 	}
 	return filepath.Clean(dir), nil
+}
+
+// read records the state in scope for s.
+func (s *Snapshot) read() (state, error) {
+	st, err := read(s.stateDir)
+	if err != nil {
+		return st, err
+	}
+	for _, d := range s.also {
+		more, err := files(d)
+		if err != nil {
+			return st, err
+		}
+		for k, n := range more {
+			st.files[k] += n
+		}
+	}
+	return st, nil
 }
 
 func read(stateDir string) (state, error) {

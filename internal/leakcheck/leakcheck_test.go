@@ -101,6 +101,21 @@ func TestFile(t *testing.T) {
 	expectLeak(t, s, "lost file (1): "+p)
 }
 
+// TestAlsoDirs: files in the extra directories given to Take count too.
+func TestAlsoDirs(t *testing.T) {
+	dir, run := t.TempDir(), t.TempDir()
+	s := Take(t, dir, run)
+	p := filepath.Join(run, "left")
+	if err := os.WriteFile(p, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	expectLeak(t, s, "new file (1): "+p)
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	expectClean(t, s)
+}
+
 func TestMount(t *testing.T) {
 	testenv.RequireRoot(t)
 	dir := t.TempDir()
