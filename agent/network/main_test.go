@@ -65,6 +65,13 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	testenv.RequireRoot(t)
 	dir := filepath.Join(t.TempDir(), "state")
+	run, err := sandbox.RunDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Taken before sandbox.New: its run dir goes with Close.
+	runSnap := leakcheck.Take(t, run)
+	t.Cleanup(func() { runSnap.Check(t) })
 	rt, err := sandbox.New(dir, hclog.NewNullLogger())
 	if err != nil {
 		t.Fatal(err)

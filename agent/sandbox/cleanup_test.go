@@ -56,7 +56,7 @@ func TestKilledAgent(t *testing.T) {
 	}
 
 	// What is left: state, files and the cgroup.
-	left := []string{filepath.Join(stateDir, "runc", "orphaned"), filepath.Join(stateDir, "containers", "orphaned")}
+	left := []string{filepath.Join(rt.runc, "orphaned"), filepath.Join(rt.files, "orphaned")}
 	cg, err := manager.New(&cgroups.Cgroup{Path: cgroupPath("orphaned"), Resources: &cgroups.Resources{}})
 	if err != nil {
 		t.Fatal(err)

@@ -119,17 +119,23 @@ func newRuntime(t *testing.T) (*Runtime, string) {
 	t.Helper()
 	testenv.RequireRoot(t)
 	dir := filepath.Join(t.TempDir(), "state")
+	run, err := RunDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Taken before New: the Runtime's starter and run dir must go with
+	// Close.
+	snap := leakcheck.Take(t, dir, run)
+	t.Cleanup(func() { snap.Check(t) })
 	rt, err := New(dir, hclog.NewNullLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { rt.Close() })
 	// Every container of a test gets the filter the launcher loads (see
 	// seccomp.go), not, by timing, libcontainer's for the first ones;
 	// TestSeccompFilterIsLibcontainers shows the two are the same.
 	rt.waitFilters = true
-	snap := leakcheck.Take(t, dir)
-	t.Cleanup(func() { snap.Check(t) })
-	t.Cleanup(func() { rt.Close() })
 	return rt, dir
 }
 

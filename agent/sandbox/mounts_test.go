@@ -57,7 +57,7 @@ func TestMounts(t *testing.T) {
 		{"/cache", []string{"rw", "nosuid", "nodev"}},
 		{"/ro", []string{"ro", "nosuid", "nodev", "noexec"}},
 		{"/dev/shm", []string{"nosuid", "nodev", "noexec", "size=8192k"}},
-		{"/.jobrun/init", []string{"ro", "nosuid", "nodev"}},
+		{"/dev/.jobrun/init", []string{"ro", "nosuid", "nodev"}},
 		{"/sys", []string{"ro"}},
 		{cgroupMount, []string{"ro"}},
 		{"/proc/sys", []string{"ro"}},

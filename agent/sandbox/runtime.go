@@ -24,16 +24,18 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Runtime starts containers. Its state lives under one directory:
+// Runtime starts containers. Their runtime state lives in memory, in the
+// directory RunDir gives for the Runtime's state dir:
 //
-//	<stateDir>/runc/<id>/          libcontainer's state of a container
-//	<stateDir>/containers/<id>/    our files: lock, hosts, hostname, resolv.conf
+//	<run>/runc/<id>/          libcontainer's state of a container
+//	<run>/containers/<id>/    our files: lock, hosts, hostname, resolv.conf
 //
-// Several processes may share a state dir: each live container holds the
-// flock on containers/<id>/lock, and Cleanup removes only containers whose
-// lock is free.
+// Several processes may share a state dir (and so a run dir): each live
+// container holds the flock on containers/<id>/lock, and Cleanup removes
+// only containers whose lock is free.
 type Runtime struct {
 	dir      string
+	run      string
 	runc     string
 	files    string
 	launcher string
@@ -66,15 +68,26 @@ func New(stateDir string, log hclog.Logger) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sandbox state dir %s: %w", stateDir, err)
 	}
+	run, err := RunDir(dir)
+	if err != nil {
+		return nil, err
+	}
 	rt := &Runtime{
 		dir:   dir,
-		runc:  filepath.Join(dir, "runc"),
-		files: filepath.Join(dir, "containers"),
+		run:   run,
+		runc:  filepath.Join(run, "runc"),
+		files: filepath.Join(run, "containers"),
 		log:   log,
 	}
-	for _, d := range []string{dir, rt.runc, rt.files} {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("sandbox state dir: %w", err)
+	}
+	if err := makeRunDir(run, dir); err != nil {
+		return nil, err
+	}
+	for _, d := range []string{rt.runc, rt.files} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
-			return nil, fmt.Errorf("sandbox state dir: %w", err)
+			return nil, fmt.Errorf("sandbox runtime dir: %w", err)
 		}
 	}
 	if rt.launcher, err = findHelper(launcherName, true); err != nil {
@@ -107,9 +120,11 @@ func New(stateDir string, log hclog.Logger) (*Runtime, error) {
 }
 
 // Close stops the Runtime's starter. Containers still running are killed
-// with it (destroy them first); Start fails from then on.
+// with it (destroy them first); Start fails from then on. The run dir goes
+// too unless another process's containers are in it.
 func (rt *Runtime) Close() error {
 	rt.starter.close()
+	removeRunDir(rt.run)
 	return nil
 }
 
@@ -238,7 +253,9 @@ func (rt *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) 
 // containers starting at once on the same rootfs (not the usual per-job
 // snapshot, but a shared directory) race and one fails. Best effort: a
 // path through a symbolic link or another file system is left to
-// libcontainer's own careful handling.
+// libcontainer's own careful handling, and so are mount points in the
+// container's /dev, a tmpfs of its own. Existing ones are not opened for
+// writing, which would copy them up in an overlay.
 func premakeMountpoints(spec *specs.Spec) {
 	root, err := unix.Open(spec.Root.Path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -254,15 +271,23 @@ func premakeMountpoints(spec *specs.Spec) {
 			continue
 		}
 		rel := strings.TrimPrefix(filepath.Clean(m.Destination), "/")
+		if strings.HasPrefix(rel, "dev/") {
+			continue
+		}
 		dir, name := filepath.Split(rel)
 		dfd, err := mkdirAllIn(root, dir)
 		if err != nil {
 			continue
 		}
-		if st.IsDir() {
+		var have unix.Stat_t
+		switch {
+		case unix.Fstatat(dfd, name, &have, unix.AT_SYMLINK_NOFOLLOW) == nil:
+		case st.IsDir():
 			_ = unix.Mkdirat(dfd, name, 0o755)
-		} else if fd, err := unix.Openat(dfd, name, unix.O_CREAT|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644); err == nil {
-			unix.Close(fd)
+		default:
+			if fd, err := unix.Openat(dfd, name, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644); err == nil {
+				unix.Close(fd)
+			}
 		}
 		unix.Close(dfd)
 	}

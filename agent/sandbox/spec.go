@@ -101,8 +101,9 @@ const (
 	defaultShmSize   = 64 << 20
 	defaultStopGrace = 10 * time.Second
 	// initPath is where the container's init, the launcher, is bound,
-	// read-only.
-	initPath = "/.jobrun/init"
+	// read-only: in the container's own /dev (a tmpfs), so that no job's
+	// root filesystem gets a directory and a file made for it.
+	initPath = "/dev/.jobrun/init"
 	// workspacePath is where Spec.Workspace appears.
 	workspacePath = "/workspace"
 )

@@ -66,6 +66,12 @@ func (s *spawner) run() (*starterProc, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starter control socket: %w", err)
 	}
+	// Ours non-blocking, so that reads can have deadlines.
+	if err := unix.SetNonblock(fds[0], true); err != nil {
+		unix.Close(fds[0])
+		unix.Close(fds[1])
+		return nil, fmt.Errorf("starter control socket: %w", err)
+	}
 	ours, theirs := os.NewFile(uintptr(fds[0]), "starter-control"), os.NewFile(uintptr(fds[1]), "starter-control")
 	defer theirs.Close()
 	cmd := exec.Command(s.path)
@@ -82,7 +88,31 @@ func (s *spawner) run() (*starterProc, error) {
 		_ = cmd.Wait()
 		close(p.exited)
 	}()
+	if err := awaitReady(ours); err != nil {
+		_ = cmd.Process.Kill()
+		<-p.exited
+		ours.Close()
+		return nil, fmt.Errorf("run %s: %w", s.path, err)
+	}
 	return p, nil
+}
+
+// awaitReady waits for the starter's Ready message on ctl: it has sealed
+// itself (see starter.Seal) and takes starts.
+func awaitReady(ctl *os.File) error {
+	if err := ctl.SetReadDeadline(time.Now().Add(30 * time.Second)); err != nil {
+		return err
+	}
+	defer ctl.SetReadDeadline(time.Time{})
+	var b [16]byte
+	n, err := ctl.Read(b[:])
+	switch {
+	case err != nil:
+		return fmt.Errorf("wait for it to be ready: %w", err)
+	case n != 1 || b[0] != starter.Ready:
+		return fmt.Errorf("it said %q, not that it is ready", b[:n])
+	}
+	return nil
 }
 
 // get returns a live starter, running a new one if there is none.

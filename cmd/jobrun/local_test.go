@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jobrun/jobrun/agent/sandbox"
 	"github.com/jobrun/jobrun/internal/leakcheck"
 	"github.com/jobrun/jobrun/internal/testenv"
 )
@@ -62,10 +63,17 @@ func newTestHost(t *testing.T) *testHost {
 	t.Helper()
 	h := &testHost{state: t.TempDir(), artifacts: t.TempDir()}
 	// Images and caches stay by design; everything a job holds must go.
-	for _, d := range []string{"snapshots", "work/workspaces", "containers", "runc", "caches/private", "network"} {
+	for _, d := range []string{"snapshots", "work/workspaces", "caches/private", "network"} {
 		leaks := leakcheck.Take(t, filepath.Join(h.state, d))
 		t.Cleanup(func() { leaks.Check(t) })
 	}
+	// The containers' runtime state, in memory.
+	run, err := sandbox.RunDir(h.state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaks := leakcheck.Take(t, filepath.Join(run, "runc"), filepath.Join(run, "containers"))
+	t.Cleanup(func() { leaks.Check(t) })
 	return h
 }
 

@@ -12,8 +12,9 @@
 // Stats, Destroy) the agent does itself.
 //
 // The agent holds one end of a SOCK_SEQPACKET socket pair; the starter
-// gets the other as file descriptor 3 (ControlFD). For each container the
-// agent sends on it a one-byte Start message carrying, with SCM_RIGHTS, a
+// gets the other as file descriptor 3 (ControlFD). The starter first sends
+// a one-byte Ready message; then for each container the agent sends on
+// it a one-byte Start message carrying, with SCM_RIGHTS, a
 // new SOCK_SEQPACKET socket for that start and the descriptor the
 // container's init gets as its fd 3 (the launcher's control socket). On
 // the start socket the agent sends the Request as JSON, and the starter
@@ -40,8 +41,12 @@ import (
 // ControlFD is the starter's end of the control socket.
 const ControlFD = 3
 
-// Start is the only message on the control socket.
-const Start byte = 'C'
+// Message tags on the control socket: the starter says Ready once, when
+// it can take starts; then the agent sends a Start per container.
+const (
+	Ready byte = 'R'
+	Start byte = 'C'
+)
 
 // CompileSeccompEnv, set in its environment, makes the starter compile a
 // seccomp filter instead (see CompileSeccomp).
@@ -79,6 +84,9 @@ const MaxMessage = 4 << 20
 // libcontainer's own mount helper does), so a start on an arbitrary
 // thread could later kill a healthy job.
 func Serve(ctl int) error {
+	if err := SendMessage(ctl, []byte{Ready}, nil); err != nil {
+		return fmt.Errorf("say ready: %w", err)
+	}
 	work := make(chan func())
 	for range max(2, runtime.NumCPU()) {
 		go func() {

@@ -1,0 +1,111 @@
+package sandbox
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// A container's runtime state (libcontainer's state, our lock and /etc
+// files) lives only as long as the container, and never past a reboot, so
+// it goes in memory, as runc's goes in /run/runc: creating a file on disk
+// costs 0.7 ms on this project's test machine (some ten per container),
+// on tmpfs some 20 µs. RunDir says where.
+
+// runBases are where RunDir looks for a tmpfs, in order: /run as on any
+// systemd host, else /dev/shm, which is a tmpfs nearly everywhere. top is
+// the directory jobrun owns there.
+var runBases = []struct{ fs, top string }{
+	{"/run", "/run/jobrun"},
+	{"/dev/shm", "/dev/shm/jobrun"},
+}
+
+// RunDir returns the directory holding the runtime state of the
+// containers of the Runtime on stateDir: one named after stateDir below
+// /run/jobrun/sandbox if /run is a tmpfs, else below
+// /dev/shm/jobrun/sandbox, else stateDir/run.
+func RunDir(stateDir string) (string, error) {
+	abs, err := filepath.Abs(stateDir)
+	if err != nil {
+		return "", fmt.Errorf("sandbox state dir %s: %w", stateDir, err)
+	}
+	sum := sha256.Sum256([]byte(abs))
+	for _, b := range runBases {
+		if inMemory(b.fs) {
+			return filepath.Join(b.top, "sandbox", hex.EncodeToString(sum[:8])), nil
+		}
+	}
+	return filepath.Join(abs, "run"), nil
+}
+
+// inMemory reports whether dir is on a tmpfs (or ramfs).
+func inMemory(dir string) bool {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return false
+	}
+	return st.Type == unix.TMPFS_MAGIC || st.Type == unix.RAMFS_MAGIC
+}
+
+// makeRunDir creates dir (from RunDir) and records stateDir in it for
+// whoever wonders whose it is. jobrun's directory in a world-writable
+// /dev/shm must be root's alone: one made by someone else is refused.
+func makeRunDir(dir, stateDir string) error {
+	for _, b := range runBases {
+		if !strings.HasPrefix(dir, b.top+"/") {
+			continue
+		}
+		if err := privateDir(b.top); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("sandbox runtime dir: %w", err)
+	}
+	abs, _ := filepath.Abs(stateDir)
+	note := filepath.Join(dir, "state-dir")
+	if b, err := os.ReadFile(note); err != nil || string(b) != abs+"\n" {
+		if err := os.WriteFile(note, []byte(abs+"\n"), 0o600); err != nil {
+			return fmt.Errorf("sandbox runtime dir: %w", err)
+		}
+	}
+	return nil
+}
+
+// removeRunDir removes dir (from makeRunDir) if it holds no container:
+// another Runtime on the same state dir may still be using it, and
+// os.Remove removes only empty directories.
+func removeRunDir(dir string) {
+	for _, d := range []string{"runc", "containers"} {
+		if err := os.Remove(filepath.Join(dir, d)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return
+		}
+	}
+	_ = os.Remove(filepath.Join(dir, "state-dir"))
+	_ = os.Remove(dir)
+}
+
+// privateDir makes sure dir is a directory of this user's that nobody
+// else can write, creating it if it is missing.
+func privateDir(dir string) error {
+	err := os.Mkdir(dir, 0o700)
+	if err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("sandbox runtime dir: %w", err)
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("sandbox runtime dir: %w", err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !fi.IsDir() || !ok || int(st.Uid) != os.Geteuid() || fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("sandbox runtime dir: %s is not a directory only %d can write; remove it", dir, os.Geteuid())
+	}
+	return nil
+}
