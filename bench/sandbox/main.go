@@ -7,7 +7,9 @@
 //   - jobrun+overlay: the same on a fresh overlay mount of the rootfs per
 //     run (mounted and removed inside the timing), as a job snapshot is;
 //   - runc run: Debian's runc CLI on a bundle from `runc spec` (which has
-//     no seccomp filter);
+//     no seccomp filter), its state root on a tmpfs as /run/runc is on a
+//     standard host (jobrun keeps its containers' runtime state in memory
+//     too, see sandbox.RunDir);
 //   - runc+seccomp: the same with the seccomp filter jobrun installs;
 //   - podman: `podman --runtime runc run --rm --network none --rootfs`,
 //     with nofile and nproc ulimits lowered to 1024: podman's defaults are
@@ -24,6 +26,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -70,6 +73,7 @@ func run(n, podmanN int) error {
 	if err != nil {
 		return err
 	}
+	defer rt.Close()
 	ctx := context.Background()
 	var phases [3][]time.Duration // start, exec, destroy of plain jobrun runs
 	jobrun := func(rootfs, id string) error {
@@ -94,6 +98,11 @@ func run(n, podmanN int) error {
 		}
 		return err
 	}
+	runcRoot, err := memDir()
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(runcRoot)
 	bundle, err := runcBundle(work, "bundle", root, false)
 	if err != nil {
 		return err
@@ -120,10 +129,10 @@ func run(n, podmanN int) error {
 			return err
 		}},
 		{name: "runc run", runs: n, once: func(i int) error {
-			return quiet(exec.Command("runc", "--root", filepath.Join(work, "runc-root"), "run", "--bundle", bundle, fmt.Sprintf("bench-runc-%d", i)))
+			return quiet(exec.Command("runc", "--root", runcRoot, "run", "--bundle", bundle, fmt.Sprintf("bench-runc-%d", i)))
 		}},
 		{name: "runc+seccomp", runs: n, once: func(i int) error {
-			return quiet(exec.Command("runc", "--root", filepath.Join(work, "runc-root"), "run", "--bundle", bundleSeccomp, fmt.Sprintf("bench-runcs-%d", i)))
+			return quiet(exec.Command("runc", "--root", runcRoot, "run", "--bundle", bundleSeccomp, fmt.Sprintf("bench-runcs-%d", i)))
 		}},
 	}
 	// A job of several steps: one container, a process per step, against
@@ -149,7 +158,7 @@ func run(n, podmanN int) error {
 		}},
 		{name: fmt.Sprintf("runc run x%d", steps), runs: n / 2, once: func(i int) error {
 			for s := 0; s < steps; s++ {
-				if err := quiet(exec.Command("runc", "--root", filepath.Join(work, "runc-root"), "run", "--bundle", bundleSeccomp, fmt.Sprintf("bench-runc5-%d-%d", i, s))); err != nil {
+				if err := quiet(exec.Command("runc", "--root", runcRoot, "run", "--bundle", bundleSeccomp, fmt.Sprintf("bench-runc5-%d-%d", i, s))); err != nil {
 					return err
 				}
 			}
@@ -164,7 +173,9 @@ func run(n, podmanN int) error {
 	single := tools
 	tools = append(slices.Clone(single), multi...)
 	// One warm-up run each, then rounds alternating the tools, so that a
-	// machine busy with other work slows all of them alike.
+	// machine busy with other work slows all of them alike; in a new
+	// order each round, since a tool pays for the kernel's deferred
+	// clean-up of the one before it (a network namespace, mounts).
 	for _, t := range tools {
 		if err := t.once(-1); err != nil {
 			return fmt.Errorf("%s: %w", t.name, err)
@@ -172,6 +183,7 @@ func run(n, podmanN int) error {
 	}
 	for i := 0; ; i++ {
 		ran := false
+		rand.Shuffle(len(tools), func(a, b int) { tools[a], tools[b] = tools[b], tools[a] })
 		for _, t := range tools {
 			if i >= t.runs {
 				continue
@@ -221,6 +233,17 @@ func pct(d []time.Duration, p int) time.Duration {
 	s := slices.Clone(d)
 	slices.Sort(s)
 	return s[(len(s)-1)*p/100]
+}
+
+// memDir makes a directory on a tmpfs: below /run where that is one (as on
+// a systemd host), else below /dev/shm.
+func memDir() (string, error) {
+	base := "/dev/shm"
+	var st unix.Statfs_t
+	if unix.Statfs("/run", &st) == nil && st.Type == unix.TMPFS_MAGIC {
+		base = "/run"
+	}
+	return os.MkdirTemp(base, "jobrun-bench-runc")
 }
 
 // busybox makes a busybox rootfs at dir from Debian's busybox-static.
