@@ -18,7 +18,7 @@ import (
 	"github.com/jobrun/jobrun/agent/sandbox/internal/wire"
 	"github.com/jobrun/jobrun/internal/lockfile"
 	"github.com/opencontainers/cgroups"
-	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/configs"
 	"golang.org/x/sys/unix"
 )
 
@@ -32,7 +32,7 @@ type Container struct {
 	lock    *lockfile.Lock
 	user    User
 	bash    bool
-	lc      *libcontainer.Container
+	cfg     *configs.Config // what the starter gave libcontainer
 	initPid int
 	// pidfd is the init's; the starter, its parent, reaps it.
 	pidfd *os.File
@@ -392,11 +392,10 @@ func (c *Container) pidsMaxEvents() uint64 {
 
 // Stats returns the container's resource use so far.
 func (c *Container) Stats() (Usage, error) {
-	st, err := c.lc.Stats()
+	cs, err := c.cg.GetStats()
 	if err != nil {
 		return Usage{}, fmt.Errorf("stats of %s: %w", c.spec.ID, err)
 	}
-	cs := st.CgroupStats
 	u := Usage{
 		CPU:        time.Duration(cs.CpuStats.CpuUsage.TotalUsage),
 		MemoryPeak: int64(cs.MemoryStats.Usage.MaxUsage),
@@ -527,14 +526,15 @@ func (c *Container) Destroy() error {
 	if c.pidfd != nil {
 		c.pidfd.Close()
 	}
-	if c.lc != nil {
-		if err := c.lc.Destroy(); err != nil {
+	// What libcontainer's Destroy does for a stopped container (no
+	// hooks here): its cgroups and its state.
+	if c.cg != nil {
+		if err := c.cg.Destroy(); err != nil {
+			errs = append(errs, fmt.Errorf("remove cgroup: %w", err))
+		}
+		if err := os.RemoveAll(filepath.Join(c.rt.runc, c.spec.ID)); err != nil {
 			errs = append(errs, err)
 		}
-	} else if err := c.rt.remove(context.Background(), c.spec.ID); err != nil {
-		// Start failed before its state was loaded: remove whatever
-		// of the container there is.
-		errs = append(errs, err)
 	}
 	for _, o := range outs {
 		o.close()

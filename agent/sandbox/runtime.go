@@ -219,6 +219,13 @@ func (rt *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) 
 			filter, cfg.Seccomp = f, nil
 		}
 	}
+	c.cfg = cfg
+	// The same cgroups as the starter's libcontainer makes from cfg;
+	// from here on Destroy removes them, and the state dir, whatever the
+	// starter got to.
+	if c.cg, err = manager.New(cfg.Cgroups); err != nil {
+		return nil, fmt.Errorf("start container %s: cgroup manager: %w", s.ID, err)
+	}
 	ctl, theirs, err := controlPair()
 	if err != nil {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
@@ -229,16 +236,6 @@ func (rt *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) 
 	theirs.Close()
 	if err != nil {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
-	}
-	if c.lc, err = libcontainer.Load(rt.runc, s.ID); err != nil {
-		return nil, fmt.Errorf("start container %s: load: %w", s.ID, err)
-	}
-	st, err := c.lc.State()
-	if err != nil {
-		return nil, fmt.Errorf("start container %s: state: %w", s.ID, err)
-	}
-	if c.cg, err = manager.NewWithPaths(cfg.Cgroups, st.CgroupPaths); err != nil {
-		return nil, fmt.Errorf("start container %s: cgroup manager: %w", s.ID, err)
 	}
 	c.bash = hasFile(s.Rootfs, "/bin/bash")
 	if err := setupLauncher(ctx, ctl, filter); err != nil {

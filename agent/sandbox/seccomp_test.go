@@ -97,7 +97,7 @@ func TestSeccompFilterIsLibcontainers(t *testing.T) {
 		t.Run(fmt.Sprintf("compat32=%v", compat), func(t *testing.T) {
 			id := fmt.Sprintf("filter-%v", compat)
 			oc := start(t, rt, Spec{ID: id, Rootfs: root, Compat32: compat})
-			if oc.lc.Config().Seccomp != nil {
+			if oc.cfg.Seccomp != nil {
 				t.Fatal("libcontainer got the seccomp profile: the filter was not compiled once")
 			}
 			ours := stepFilters(t, oc)
@@ -114,7 +114,7 @@ func TestSeccompFilterIsLibcontainers(t *testing.T) {
 			}
 			for i := range tries {
 				tc := start(t, inInit, Spec{ID: fmt.Sprintf("%s-lc-%d", id, i), Rootfs: root, Compat32: compat})
-				if tc.lc.Config().Seccomp == nil {
+				if tc.cfg.Seccomp == nil {
 					t.Fatal("libcontainer did not get the seccomp profile")
 				}
 				if i == 0 {
