@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 )
 
@@ -90,6 +91,34 @@ func removeRunDir(dir string) {
 	}
 	_ = os.Remove(filepath.Join(dir, "state-dir"))
 	_ = os.Remove(dir)
+}
+
+// sweepRunDirs removes the run dirs next to run (run dirs of other state
+// dirs) whose state dir is gone and that hold no container: what a
+// process that died before Close left of a state dir nobody uses again.
+func sweepRunDirs(run string, log hclog.Logger) {
+	parent := filepath.Dir(run)
+	ents, err := os.ReadDir(parent)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		dir := filepath.Join(parent, e.Name())
+		if dir == run || !e.IsDir() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, "state-dir"))
+		if err != nil {
+			continue
+		}
+		if _, err := os.Stat(strings.TrimSpace(string(b))); !errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		removeRunDir(dir)
+		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+			log.Debug("removed the run dir of a state dir that is gone", "dir", dir)
+		}
+	}
 }
 
 // privateDir makes sure dir is a directory of this user's that nobody

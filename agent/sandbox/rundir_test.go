@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 // TestRunDir: the run dir is in memory, one per state dir, and a
@@ -52,5 +54,39 @@ func TestRunDir(t *testing.T) {
 	}
 	if err := privateDir(link); err == nil {
 		t.Error("a symbolic link was accepted")
+	}
+}
+
+// TestSweepRunDirs: the run dir of a state dir that is gone goes, unless a
+// container is in it; the run dir of a live state dir stays.
+func TestSweepRunDirs(t *testing.T) {
+	parent := t.TempDir()
+	live := t.TempDir()
+	mk := func(name, stateDir string, container bool) string {
+		dir := filepath.Join(parent, name)
+		for _, d := range []string{"runc", "containers"} {
+			if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if container {
+			if err := os.Mkdir(filepath.Join(dir, "containers", "job"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.WriteFile(filepath.Join(dir, "state-dir"), []byte(stateDir+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	mine := mk("mine", filepath.Join(parent, "gone-too"), false)
+	gone := mk("gone", filepath.Join(parent, "no-such-state-dir"), false)
+	busy := mk("busy", filepath.Join(parent, "no-such-state-dir"), true)
+	kept := mk("kept", live, false)
+	sweepRunDirs(mine, hclog.NewNullLogger())
+	for dir, want := range map[string]bool{mine: true, gone: false, busy: true, kept: true} {
+		if _, err := os.Stat(dir); (err == nil) != want {
+			t.Errorf("%s: exists %v, want %v", filepath.Base(dir), err == nil, want)
+		}
 	}
 }

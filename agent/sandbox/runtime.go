@@ -358,6 +358,7 @@ func writeEtc(dir string, s *Spec) error {
 // killed, their cgroups, libcontainer state and files removed. Containers
 // of live processes are not touched.
 func (rt *Runtime) Cleanup(ctx context.Context) error {
+	sweepRunDirs(rt.run, rt.log)
 	ents, err := os.ReadDir(rt.files)
 	if err != nil {
 		return fmt.Errorf("sandbox cleanup: %w", err)
