@@ -189,12 +189,13 @@ func (c *Container) Exec(ctx context.Context, p Process) (*Exit, error) {
 	} else {
 		exit.Code, exit.Signal = status(r.ws)
 	}
-	failed := !exit.Success()
-	if n, err := c.cg.OOMKillCount(); err == nil && n > oomBefore && failed {
-		exit.OOMKilled = true
-	}
-	if c.pidsMaxEvents() > pidsBefore && failed {
-		exit.PidsLimit = true
+	if !exit.Success() {
+		if n, err := c.cg.OOMKillCount(); err == nil && n > oomBefore {
+			exit.OOMKilled = true
+		}
+		if c.pidsMaxEvents() > pidsBefore {
+			exit.PidsLimit = true
+		}
 	}
 	if stopped {
 		c.stopped(ctx, exit)
@@ -356,16 +357,18 @@ func setDefault(env []string, key, value string) []string {
 func (c *Container) samplePids(done <-chan struct{}) {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
+	// No sample at once: it would see the step being forked, and take
+	// CPU from it.
 	for {
-		if pids, err := c.cg.GetAllPids(); err == nil {
-			c.mu.Lock()
-			c.pidsPeak = max(c.pidsPeak, int64(len(pids)))
-			c.mu.Unlock()
-		}
 		select {
 		case <-done:
 			return
 		case <-t.C:
+		}
+		if pids, err := c.cg.GetAllPids(); err == nil {
+			c.mu.Lock()
+			c.pidsPeak = max(c.pidsPeak, int64(len(pids)))
+			c.mu.Unlock()
 		}
 	}
 }
