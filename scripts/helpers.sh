@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the two helper binaries of agent/sandbox into DIR, where jobrun
 # (installed in the same DIR) finds them:
-#   jobrun-launcher  the static PID 1 of every job container (no cgo: it
-#                    runs in any image);
+#   jobrun-launcher  the static PID 1 of every job container, a small C
+#                    program (static: it runs in any image; C: it starts
+#                    in a third of the Go runtime's time);
 #   jobrun-starter   starts the containers through libcontainer (cgo and
 #                    the seccomp tag, as jobrun itself).
 # usage: scripts/helpers.sh DIR
@@ -10,5 +11,5 @@ set -euo pipefail
 dir=${1:?usage: scripts/helpers.sh DIR}
 cd "$(dirname "$0")/.."
 mkdir -p "$dir"
-CGO_ENABLED=0 go build -o "$dir/jobrun-launcher" ./agent/sandbox/launcher
+${CC:-cc} -static -O2 -Wall -Wextra -Werror -o "$dir/jobrun-launcher" agent/sandbox/launcher/launcher.c
 CGO_ENABLED=1 go build -tags "${TAGS:-seccomp}" -o "$dir/jobrun-starter" ./agent/sandbox/starter

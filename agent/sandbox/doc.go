@@ -8,8 +8,9 @@
 // # Shape
 //
 // A Runtime (New) owns a state dir. Start creates a container for one job
-// from a Spec: PID 1 is jobrun's static launcher (agent/sandbox/launcher,
-// installed as jobrun-launcher next to the jobrun binary or on PATH),
+// from a Spec: PID 1 is jobrun's static launcher (a small C program,
+// agent/sandbox/launcher, installed as jobrun-launcher next to the jobrun
+// binary or on PATH),
 // bound read-only at /dev/.jobrun/init, which lives until Destroy, reaps
 // orphans, and dies with the agent (and with it the pid namespace). Each
 // step is a child of the launcher, started by Exec over a socket the

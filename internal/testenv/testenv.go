@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -44,18 +45,56 @@ func RequireEnv(t testing.TB, key, what string) string {
 // InstallHelpers builds the two helper binaries of package sandbox, as
 // `make build` (scripts/helpers.sh) does, into dir and puts dir first on
 // PATH, where sandbox.New finds them: jobrun-launcher, the static init of
-// job containers, and jobrun-starter, which starts them. TestMain of every
-// test binary that starts containers calls it; the caller removes dir.
+// job containers (C, see BuildLauncher), and jobrun-starter, which starts
+// them. TestMain of every test binary that starts containers calls it; the
+// caller removes dir.
 func InstallHelpers(dir string) error {
-	for _, b := range []struct{ name, pkg, cgo string }{
-		{"jobrun-launcher", "github.com/jobrun/jobrun/agent/sandbox/launcher", "0"},
-		{"jobrun-starter", "github.com/jobrun/jobrun/agent/sandbox/starter", "1"},
-	} {
-		build := exec.Command("go", "build", "-tags", "seccomp", "-o", filepath.Join(dir, b.name), b.pkg)
-		build.Env = append(os.Environ(), "CGO_ENABLED="+b.cgo)
-		if out, err := build.CombinedOutput(); err != nil {
-			return fmt.Errorf("build %s: %v\n%s", b.name, err, out)
-		}
+	if err := BuildLauncher(filepath.Join(dir, "jobrun-launcher")); err != nil {
+		return err
+	}
+	build := exec.Command("go", "build", "-tags", "seccomp", "-o", filepath.Join(dir, "jobrun-starter"), "github.com/jobrun/jobrun/agent/sandbox/starter")
+	build.Env = append(os.Environ(), "CGO_ENABLED=1")
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("build jobrun-starter: %v\n%s", err, out)
 	}
 	return os.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+}
+
+// CCompiler returns the C compiler the launcher is built with: the one
+// cgo uses (`go env CC`), as scripts/helpers.sh uses $CC, else cc.
+func CCompiler() string {
+	if out, err := exec.Command("go", "env", "CC").Output(); err == nil {
+		if cc := strings.TrimSpace(string(out)); cc != "" {
+			return cc
+		}
+	}
+	return "cc"
+}
+
+// RequireCC skips t unless the C compiler (CCompiler) is on PATH, and
+// returns it.
+func RequireCC(t testing.TB) string {
+	t.Helper()
+	cc := CCompiler()
+	if _, err := exec.LookPath(strings.Fields(cc)[0]); err != nil {
+		t.Skipf("needs a C compiler (%s) to build jobrun-launcher: `make test` installs gcc (scripts/deps.sh)", cc)
+	}
+	return cc
+}
+
+// BuildLauncher builds jobrun-launcher, the containers' static init, a C
+// program (agent/sandbox/launcher/launcher.c), to out with the flags
+// scripts/helpers.sh uses.
+func BuildLauncher(out string) error {
+	mod, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return fmt.Errorf("build jobrun-launcher: find the module: %w", err)
+	}
+	src := filepath.Join(filepath.Dir(strings.TrimSpace(string(mod))), "agent", "sandbox", "launcher", "launcher.c")
+	cc := strings.Fields(CCompiler())
+	args := append(cc[1:], "-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o", out, src)
+	if b, err := exec.Command(cc[0], args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("build jobrun-launcher with %s: %v\n%s", cc[0], err, b)
+	}
+	return nil
 }

@@ -1,8 +1,9 @@
 // Package wire is the protocol between the agent (package sandbox) and the
-// launcher, the static PID 1 of every job container (cmd
-// agent/sandbox/launcher). It has no dependencies beyond the standard
-// library's smallest packages (no fmt, no encoding/binary: both bring
-// reflect), so the launcher stays small and starts fast.
+// launcher, the static PID 1 of every job container. The launcher is a
+// small C program (agent/sandbox/launcher/launcher.c: Go's runtime
+// start-up was most of a container's wait for it), which mirrors this
+// package's encoding byte for byte; this package is the protocol's
+// definition, and the launcher's tests check the C side against it.
 //
 // The agent holds one end of a SOCK_SEQPACKET socket pair; the launcher
 // gets the other as file descriptor 3 (ControlFD). On it:
