@@ -42,22 +42,33 @@ func RequireEnv(t testing.TB, key, what string) string {
 	return v
 }
 
-// InstallHelpers builds the two helper binaries of package sandbox, as
-// `make build` (scripts/helpers.sh) does, into dir and puts dir first on
-// PATH, where sandbox.New finds them: jobrun-launcher, the static init of
-// job containers (C, see BuildLauncher), and jobrun-starter, which starts
-// them. TestMain of every test binary that starts containers calls it; the
-// caller removes dir.
+// InstallHelpers builds the two helper binaries of package sandbox into
+// dir with BuildHelpers and puts dir first on PATH, where sandbox.New
+// finds them. TestMain of every test binary that starts containers calls
+// it; the caller removes dir.
 func InstallHelpers(dir string) error {
-	if err := BuildLauncher(filepath.Join(dir, "jobrun-launcher")); err != nil {
+	if err := BuildHelpers(dir); err != nil {
 		return err
 	}
-	build := exec.Command("go", "build", "-tags", "seccomp", "-o", filepath.Join(dir, "jobrun-starter"), "github.com/jobrun/jobrun/agent/sandbox/starter")
-	build.Env = append(os.Environ(), "CGO_ENABLED=1")
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("build jobrun-starter: %v\n%s", err, out)
-	}
 	return os.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+}
+
+// BuildHelpers builds the two helper binaries of package sandbox into dir
+// with scripts/helpers.sh, as `make build` does: jobrun-launcher, the
+// static init of job containers (a C program), and jobrun-starter, which
+// starts them.
+func BuildHelpers(dir string) error {
+	mod, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return fmt.Errorf("build helpers: find the module: %w", err)
+	}
+	script := filepath.Join(filepath.Dir(strings.TrimSpace(string(mod))), "scripts", "helpers.sh")
+	build := exec.Command("bash", script, dir)
+	build.Env = append(os.Environ(), "CC="+CCompiler())
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("build helpers (%s): %v\n%s", script, err, out)
+	}
+	return nil
 }
 
 // CCompiler returns the C compiler the launcher is built with: the one
@@ -80,21 +91,4 @@ func RequireCC(t testing.TB) string {
 		t.Skipf("needs a C compiler (%s) to build jobrun-launcher: `make test` installs gcc (scripts/deps.sh)", cc)
 	}
 	return cc
-}
-
-// BuildLauncher builds jobrun-launcher, the containers' static init, a C
-// program (agent/sandbox/launcher/launcher.c), to out with the flags
-// scripts/helpers.sh uses.
-func BuildLauncher(out string) error {
-	mod, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return fmt.Errorf("build jobrun-launcher: find the module: %w", err)
-	}
-	src := filepath.Join(filepath.Dir(strings.TrimSpace(string(mod))), "agent", "sandbox", "launcher", "launcher.c")
-	cc := strings.Fields(CCompiler())
-	args := append(cc[1:], "-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o", out, src)
-	if b, err := exec.Command(cc[0], args...).CombinedOutput(); err != nil {
-		return fmt.Errorf("build jobrun-launcher with %s: %v\n%s", cc[0], err, b)
-	}
-	return nil
 }

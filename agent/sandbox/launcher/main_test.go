@@ -35,11 +35,11 @@ func build(t *testing.T) string {
 	t.Helper()
 	testenv.RequireCC(t)
 	testenv.RequireRoot(t)
-	bin := filepath.Join(t.TempDir(), "jobrun-launcher")
-	if err := testenv.BuildLauncher(bin); err != nil {
+	dir := t.TempDir()
+	if err := testenv.BuildHelpers(dir); err != nil {
 		t.Fatal(err)
 	}
-	return bin
+	return filepath.Join(dir, "jobrun-launcher")
 }
 
 // startLauncher starts bin with a control socket as its fd 3 and sends it
