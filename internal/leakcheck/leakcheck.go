@@ -66,9 +66,14 @@ type Snapshot struct {
 type state struct {
 	mounts, looseMounts map[string]int
 	cgroups             map[string]int
-	procs               map[string]int
-	files               map[string]int
-	net                 netState
+	// procs are keyed by pid and start time, which name a process for
+	// good; its command name changes when it executes another program
+	// (a helper that re-executes itself), so it is only in procNames,
+	// for the report.
+	procs     map[string]int
+	procNames map[string]string
+	files     map[string]int
+	net       netState
 }
 
 // Take records the state in scope for stateDir. stateDir must be absolute
@@ -160,9 +165,11 @@ func read(stateDir string) (state, error) {
 	if err != nil {
 		return st, err
 	}
-	st.procs = map[string]int{}
+	st.procs, st.procNames = map[string]int{}, map[string]string{}
 	for _, p := range pids {
-		st.procs[p]++
+		key, name, _ := strings.Cut(p, " (")
+		st.procs[key]++
+		st.procNames[key] = strings.TrimSuffix(name, ")")
 	}
 	if st.cgroups, err = cgroups(pids); err != nil {
 		return st, err
@@ -186,7 +193,10 @@ func (s state) diff(now state) []string {
 	out = append(out, diffCounts("mount", s.mounts, now.mounts, true)...)
 	out = append(out, diffCounts("mount", s.looseMounts, now.looseMounts, false)...)
 	out = append(out, diffCounts("cgroup", s.cgroups, now.cgroups, false)...)
-	out = append(out, diffCounts("process", s.procs, now.procs, false)...)
+	for _, l := range diffCounts("process", s.procs, now.procs, false) {
+		_, key, _ := strings.Cut(l, ": ")
+		out = append(out, l+" ("+now.procNames[key]+")")
+	}
 	out = append(out, diffCounts("file", s.files, now.files, true)...)
 	out = append(out, diffCounts("link", s.net.links, now.net.links, true)...)
 	out = append(out, diffCounts("address", s.net.addrs, now.net.addrs, true)...)

@@ -246,6 +246,40 @@ func TestChildProcess(t *testing.T) {
 	expectClean(t, s)
 }
 
+// TestProcessExecs: a process that was there and executes another program
+// (its command name changes) is the same process, not a new one; the
+// report names the new ones' commands.
+func TestProcessExecs(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "read x; exec sleep 60")
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	s := Take(t, t.TempDir())
+	in.Write([]byte("go\n"))
+	comm := fmt.Sprintf("/proc/%d/comm", cmd.Process.Pid)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if b, _ := os.ReadFile(comm); strings.TrimSpace(string(b)) == "sleep" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the shell did not execute sleep")
+		}
+	}
+	expectClean(t, s)
+	other := exec.Command("sleep", "60")
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { other.Process.Kill(); other.Wait() }()
+	expectLeak(t, s, fmt.Sprintf("new process (1): pid %d started ", other.Process.Pid))
+	expectLeak(t, s, "(sleep)")
+}
+
 // TestOrphanInStateDir plants a process that is not a descendant (its
 // parent exits at once) but runs in the state dir.
 func TestOrphanInStateDir(t *testing.T) {
