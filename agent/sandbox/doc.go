@@ -51,11 +51,14 @@
 // after Spec.StopGrace SIGKILL with the cgroup frozen, so setsid'd and
 // double-forked processes die too.
 //
-// # State dir
+// # Run dir
 //
-//	<stateDir>/runc/<id>/        libcontainer's state
-//	<stateDir>/containers/<id>/  lock, hosts, hostname, resolv.conf
+// Containers are started by jobrun-starter, a helper process the Runtime
+// runs (package internal/starter), and their runtime state is kept in
+// memory, in the run dir of the state dir (RunDir):
 //
-// The state dir should not be inside the directory of the running binary
-// (see New). Cgroups are named /jobrun-<id> in every hierarchy.
+//	<run>/runc/<id>/        libcontainer's state
+//	<run>/containers/<id>/  lock, hosts, hostname, resolv.conf
+//
+// Cgroups are named /jobrun-<id> in every hierarchy.
 package sandbox

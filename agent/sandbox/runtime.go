@@ -50,11 +50,9 @@ type Runtime struct {
 	seccompInInit, waitFilters bool
 }
 
-// New returns a Runtime keeping its state under stateDir, which it creates,
-// and runs its starter (jobrun-starter, found next to the running binary or
-// on PATH). Close stops it. stateDir should not lie inside the directory of
-// the starter: libcontainer then cannot seal the binary with an overlay and
-// copies it on every start instead, which is slower.
+// New returns a Runtime for stateDir, which it creates, and starts getting
+// its starter ready (jobrun-starter, found next to the running binary or
+// on PATH) in the background. Close stops it.
 func New(stateDir string, log hclog.Logger) (*Runtime, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
@@ -105,17 +103,8 @@ func New(stateDir string, log hclog.Logger) (*Runtime, error) {
 	}
 	rt.warm = newWarmer(log)
 	rt.starter = newSpawner(starterPath)
-	// Run the starter now rather than at the first start.
-	if _, err := rt.starter.get(); err != nil {
-		rt.starter.close()
-		return nil, err
-	}
-	exeDir, _ := filepath.EvalSymlinks(filepath.Dir(starterPath))
-	real, _ := filepath.EvalSymlinks(dir)
-	if exeDir != "" && (real == exeDir || strings.HasPrefix(real, exeDir+"/")) {
-		log.Warn("sandbox state dir is inside the directory of jobrun-starter; container start will be slower (binary copied on every start)",
-			"state_dir", dir, "binary_dir", exeDir)
-	}
+	// Get the starter ready now rather than at the first start.
+	rt.starter.prepare()
 	return rt, nil
 }
 

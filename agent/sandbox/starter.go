@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"runtime"
@@ -36,6 +37,8 @@ type spawner struct {
 	path string
 	mu   sync.Mutex
 	cur  *starterProc
+	// pending, if set, will carry the starter being run.
+	pending chan spawned
 	// reqs carries spawn requests to the spawning thread; closed by
 	// close.
 	reqs chan chan spawned
@@ -73,13 +76,15 @@ func (s *spawner) run() (*starterProc, error) {
 		return nil, fmt.Errorf("starter control socket: %w", err)
 	}
 	ours, theirs := os.NewFile(uintptr(fds[0]), "starter-control"), os.NewFile(uintptr(fds[1]), "starter-control")
-	defer theirs.Close()
 	cmd := exec.Command(s.path)
 	cmd.Env = []string{"PATH=" + defaultPath}
 	cmd.Stderr = os.Stderr
 	cmd.ExtraFiles = []*os.File{theirs} // fd 3, starter.ControlFD
 	cmd.SysProcAttr = &unix.SysProcAttr{Pdeathsig: unix.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	// Only the starter's copy left: its exit is end of file on ours.
+	theirs.Close()
+	if err != nil {
 		ours.Close()
 		return nil, fmt.Errorf("run %s: %w", s.path, err)
 	}
@@ -107,6 +112,8 @@ func awaitReady(ctl *os.File) error {
 	var b [16]byte
 	n, err := ctl.Read(b[:])
 	switch {
+	case errors.Is(err, io.EOF):
+		return errors.New("it exited before it was ready")
 	case err != nil:
 		return fmt.Errorf("wait for it to be ready: %w", err)
 	case n != 1 || b[0] != starter.Ready:
@@ -115,7 +122,27 @@ func awaitReady(ctl *os.File) error {
 	return nil
 }
 
-// get returns a live starter, running a new one if there is none.
+// prepare starts running a starter, if none runs or is being run, without
+// waiting for it: New calls it, so that a starter gets ready (some 10 ms)
+// while the first job prepares its image and workspace.
+func (s *spawner) prepare() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.reqs != nil && s.cur == nil && s.pending == nil {
+		s.pending = s.request()
+	}
+}
+
+// request asks the spawning thread for a starter; the answer comes on
+// the returned channel. The caller holds s.mu.
+func (s *spawner) request() chan spawned {
+	r := make(chan spawned, 1)
+	s.reqs <- r
+	return r
+}
+
+// get returns a live starter, running a new one if there is none, or
+// waiting for the one being run.
 func (s *spawner) get() (*starterProc, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -131,9 +158,11 @@ func (s *spawner) get() (*starterProc, error) {
 			return s.cur, nil
 		}
 	}
-	r := make(chan spawned)
-	s.reqs <- r
-	res := <-r
+	if s.pending == nil {
+		s.pending = s.request()
+	}
+	res := <-s.pending
+	s.pending = nil
 	if res.err != nil {
 		return nil, res.err
 	}
@@ -148,6 +177,10 @@ func (s *spawner) close() {
 	defer s.mu.Unlock()
 	if s.reqs == nil {
 		return
+	}
+	if s.pending != nil {
+		s.cur = (<-s.pending).p
+		s.pending = nil
 	}
 	if p := s.cur; p != nil {
 		p.ctl.Close()

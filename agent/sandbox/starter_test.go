@@ -90,3 +90,16 @@ func TestStarter(t *testing.T) {
 		t.Errorf("start on a closed Runtime: %v", err)
 	}
 }
+
+// TestStarterNotReady: a starter that exits instead of saying Ready fails
+// the start that waits for it, with the reason, and leaves no process.
+func TestStarterNotReady(t *testing.T) {
+	s := newSpawner("/bin/true")
+	defer s.close()
+	s.prepare()
+	if _, err := s.get(); err == nil || !strings.Contains(err.Error(), "/bin/true") {
+		t.Errorf("start with a starter that is not one: %v", err)
+	} else {
+		t.Log(err)
+	}
+}

@@ -11,7 +11,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 bin=$(mktemp -d /tmp/jobrun-bench-network-bin.XXXXXX)
 trap 'rm -rf "$bin"' EXIT
-# The binary lives away from the sandbox state (see sandbox.New).
+# The binary lives in its own directory, as an installed jobrun does.
 CGO_ENABLED=1 go build -tags seccomp -o "$bin/network-bench" ./bench/network
 # The containers' init and starter, found next to the binary as next to
 # jobrun.

@@ -12,8 +12,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 bin=$(mktemp -d /tmp/jobrun-bench-sandbox-bin.XXXXXX)
 trap 'rm -rf "$bin"' EXIT
-# The binary lives in its own directory, away from the sandbox state (see
-# sandbox.New), as an installed jobrun does.
+# The binary lives in its own directory, as an installed jobrun does.
 CGO_ENABLED=1 go build -tags seccomp -o "$bin/sandbox-bench" ./bench/sandbox
 # The containers' init and starter, found next to the binary as next to
 # jobrun.
