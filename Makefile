@@ -26,7 +26,7 @@ demo: build
 fuzz:
 	$(GO) test -tags '$(TAGS)' -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 60s ./jobs
 
-## bench: compare jobrun with its peers on this machine (see bench/README.md).
+## bench: compare jobrun with its peers on this machine (bench/run.sh runs every bench/*/run.sh).
 bench: build
 	bench/run.sh
 
