@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
 	"github.com/hashicorp/go-hclog"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -96,7 +97,34 @@ func (f *fixture) manager(deny []netip.Prefix) *Manager {
 	if err != nil {
 		f.t.Fatal(err)
 	}
+	f.closeAtEnd(m)
 	return m
+}
+
+// closeAtEnd closes m when the test ends, after the networks set up
+// later are torn down.
+func (f *fixture) closeAtEnd(m *Manager) {
+	f.t.Cleanup(func() {
+		if err := m.Close(); err != nil {
+			f.t.Error(err)
+		}
+	})
+}
+
+// privateHost returns options for a bridge, lease dir, table and subnet
+// of the test's own (198.19.X.0/24, which no internet stand-in uses), so
+// that what the test sees of them is its own doing.
+func (f *fixture) privateHost() Options {
+	f.t.Helper()
+	bridge := fmt.Sprintf("jrt%x", rand.Uint32())
+	o := Options{StateDir: f.dir, Dir: filepath.Join(f.t.TempDir(), "leases"), Bridge: bridge, Deny: []netip.Prefix{},
+		Subnet: netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, byte(rand.IntN(250) + 1), 0}), 24), Log: hclog.NewNullLogger()}
+	f.t.Cleanup(func() {
+		// Whatever the test did, leave no bridge or table behind.
+		deleteTable(tableFor(bridge))
+		delBridge(bridge)
+	})
+	return o
 }
 
 // setup makes a network and tears it down when the test ends.
@@ -285,11 +313,19 @@ func busybox(t *testing.T) string {
 }
 
 // helperEnv makes the test binary a process that sets up a job's network
-// in the state dir it names, prints "ready ID" and waits to be killed.
-const helperEnv = "JOBRUN_NETWORK_TEST_HELPER"
+// in the state dir it names, prints "ready ADDR" and waits to be killed.
+// helperHostEnv, if set, is "BRIDGE DIR SUBNET" for a private host side.
+const (
+	helperEnv     = "JOBRUN_NETWORK_TEST_HELPER"
+	helperHostEnv = "JOBRUN_NETWORK_TEST_HELPER_HOST"
+)
 
 func helper() {
-	m, err := New(Options{StateDir: os.Getenv(helperEnv), Log: hclog.NewNullLogger()})
+	o := Options{StateDir: os.Getenv(helperEnv), Log: hclog.NewNullLogger()}
+	if h := strings.Fields(os.Getenv(helperHostEnv)); len(h) == 3 {
+		o.Bridge, o.Dir, o.Subnet = h[0], h[1], netip.MustParsePrefix(h[2])
+	}
+	m, err := New(o)
 	if err == nil {
 		var n *Net
 		if n, err = m.Setup(context.Background(), "crashed"); err == nil {
@@ -302,10 +338,10 @@ func helper() {
 }
 
 // startHelper runs the helper on dir and returns once its network is up.
-func startHelper(t *testing.T, dir string) *exec.Cmd {
+func startHelper(t *testing.T, dir string, env ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"="+dir)
+	cmd.Env = append(append(os.Environ(), helperEnv+"="+dir), env...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -321,6 +357,35 @@ func startHelper(t *testing.T, dir string) *exec.Cmd {
 		t.Fatalf("helper: %q, %v", line, err)
 	}
 	return cmd
+}
+
+// waitNoLink waits a few seconds for the link name to be gone (the kernel
+// destroys a job's veth pair with its namespace, in the background), and
+// reports whether it went.
+func waitNoLink(name string) bool {
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if _, err := netlink.LinkByName(name); err != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// hasTable reports whether the nftables table inet name exists.
+func hasTable(t *testing.T, name string) bool {
+	t.Helper()
+	c, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.ListTableOfFamily(name, nftables.TableFamilyINet)
+	return err == nil
+}
+
+// hasLink reports whether a link called name exists.
+func hasLink(name string) bool {
+	_, err := netlink.LinkByName(name)
+	return err == nil
 }
 
 // hostConnect dials addr from the host itself and reports whether it read

@@ -18,28 +18,52 @@ func makeNetNS(path string) error {
 		return fmt.Errorf("network namespace %s: %w", path, err)
 	}
 	f.Close()
-	errc := make(chan error, 1)
-	go func() {
-		// The thread is never unlocked: when this goroutine returns, Go
-		// ends the thread, so no other goroutine ever runs in the new
-		// namespace and nothing has to switch back.
-		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("unshare: %w", err)
-			return
-		}
+	err = onThreadIn(func() error { return unix.Unshare(unix.CLONE_NEWNET) }, func() error {
 		self := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
 		if err := unix.Mount(self, path, "", unix.MS_BIND, ""); err != nil {
-			errc <- fmt.Errorf("bind %s: %w", self, err)
-			return
+			return fmt.Errorf("bind %s: %w", self, err)
 		}
-		errc <- nil
-	}()
-	if err := <-errc; err != nil {
+		return nil
+	})
+	if err != nil {
 		os.Remove(path)
 		return fmt.Errorf("network namespace %s: %w", path, err)
 	}
 	return nil
+}
+
+// onThreadIn runs f on a locked thread after enter has moved the thread
+// into another network namespace, then moves the thread back to the one it
+// was in. Only a thread back home is unlocked for other goroutines; one
+// that cannot go back is ended with its goroutine. Ending it is not enough
+// on its own: Go cannot end the process's main thread, which it parks for
+// good instead, and a thread parked in a job's namespace would keep the
+// namespace, and the job's veth pair, alive after teardown.
+func onThreadIn(enter, f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		home, err := unix.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread() // not moved: it may go back to work
+			errc <- fmt.Errorf("open this thread's network namespace: %w", err)
+			return
+		}
+		defer unix.Close(home)
+		if err := enter(); err != nil {
+			errc <- err
+			if unix.Setns(home, unix.CLONE_NEWNET) == nil {
+				runtime.UnlockOSThread()
+			}
+			return
+		}
+		err = f()
+		if unix.Setns(home, unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
+	}()
+	return <-errc
 }
 
 // removeNetNS unmounts and removes a namespace made by makeNetNS. The
@@ -55,24 +79,19 @@ func removeNetNS(path string) error {
 	return nil
 }
 
-// inNetNS runs f on a thread that has joined the namespace at path. The
-// thread is discarded afterwards. Sockets f opens stay in that namespace.
+// inNetNS runs f on a thread that has joined the namespace at path (and
+// goes back afterwards: see onThreadIn). Sockets f opens stay in that
+// namespace.
 func inNetNS(path string, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: see makeNetNS
+	return onThreadIn(func() error {
 		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
-			errc <- fmt.Errorf("open network namespace %s: %w", path, err)
-			return
+			return fmt.Errorf("open network namespace %s: %w", path, err)
 		}
-		err = unix.Setns(fd, unix.CLONE_NEWNET)
-		unix.Close(fd)
-		if err != nil {
-			errc <- fmt.Errorf("join network namespace %s: %w", path, err)
-			return
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			return fmt.Errorf("join network namespace %s: %w", path, err)
 		}
-		errc <- f()
-	}()
-	return <-errc
+		return nil
+	}, f)
 }

@@ -8,8 +8,9 @@
 // API; nothing shells out to ip or nft.
 //
 // A Manager (New) serves one state dir. Setup makes a job's network,
-// Net.Teardown removes exactly what Setup made, and Cleanup removes what
-// a killed process left behind: only jobs whose lock is free.
+// Net.Teardown removes exactly what Setup made, Close removes the host side
+// (bridge and table) when no job holds a lease any more, and Cleanup
+// removes what a killed process left behind: only jobs whose lock is free.
 //
 // Where things live:
 //
@@ -21,8 +22,11 @@
 // every jobrun process whatever its state dir, so the lease file and its
 // lock are too (Dir, by default /run/jobrun/network, on tmpfs like the
 // links and rules it describes, which a reboot also removes). The bridge
-// and the table are made by the first job that needs them and removed with
-// the last lease, so an idle host carries nothing of jobrun's.
+// and the table are made by the first job that needs them and kept while
+// the Manager lives (making and removing them costs tens of milliseconds of
+// the kernel's RCU grace periods, too much to pay per job); Close removes
+// them if no lease is left, and Cleanup does after a crash, so an idle host
+// carries nothing of jobrun's.
 //
 // Per-job resources carry the owner.Tag of STATE/network: the host end of
 // the veth pair in its interface alias ("jobrun TAG ID") and every rule in
@@ -42,6 +46,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -102,6 +108,9 @@ type Manager struct {
 	jobs  string // StateDir/network
 	table string // the nftables table
 	gw    netip.Addr
+	// used is set by the first Setup: Close has nothing to remove
+	// before.
+	used atomic.Bool
 }
 
 // New returns a Manager for o. It changes nothing on the host until the
@@ -176,6 +185,7 @@ func (m *Manager) Setup(ctx context.Context, id string) (_ *Net, err error) {
 		return nil, fmt.Errorf("network %q: want 1 to 63 letters, digits or \"-\"", id)
 	}
 	begin := time.Now()
+	m.used.Store(true)
 	dir := filepath.Join(m.jobs, id)
 	n := &Net{m: m, id: id, Path: filepath.Join(dir, "netns"), Gateway: m.gw, Comment: RuleComment(m.tag, id)}
 	if n.lock, err = lockfile.TryAcquire(filepath.Join(dir, "lock")); errors.Is(err, lockfile.ErrLocked) {
@@ -388,13 +398,22 @@ func (m *Manager) link(n *Net) error {
 	if err != nil {
 		return fmt.Errorf("bridge %s: %w", m.o.Bridge, err)
 	}
-	host := vethName(m.tag, n.id)
+	host, alias := vethName(m.tag, n.id), "jobrun "+m.tag+" "+n.id
 	veth := &netlink.Veth{
 		LinkAttrs:     netlink.LinkAttrs{Name: host, MasterIndex: br.Attrs().Index, MTU: uplinkMTU()},
 		PeerName:      "eth0",
 		PeerNamespace: netlink.NsFd(ns),
 	}
-	if err := netlink.LinkAdd(veth); err != nil {
+	err = netlink.LinkAdd(veth)
+	if errors.Is(err, os.ErrExist) && lingering(host, alias) {
+		// A torn-down job of the same id whose pair the kernel has not
+		// destroyed yet (see teardown): we hold the id's lock, so it is
+		// no live job's.
+		if err = delLink(host); err == nil {
+			err = netlink.LinkAdd(veth)
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("create veth %s: %w", host, err)
 	}
 	hl, err := netlink.LinkByName(host)
@@ -402,7 +421,7 @@ func (m *Manager) link(n *Net) error {
 		return fmt.Errorf("veth %s: %w", host, err)
 	}
 	// The kernel ignores an alias given at creation.
-	if err := netlink.LinkSetAlias(hl, "jobrun "+m.tag+" "+n.id); err != nil {
+	if err := netlink.LinkSetAlias(hl, alias); err != nil {
 		return fmt.Errorf("veth %s: alias: %w", host, err)
 	}
 	if err := netlink.LinkSetIsolated(hl, true); err != nil {
@@ -439,14 +458,23 @@ func (m *Manager) link(n *Net) error {
 	return nil
 }
 
-// Teardown removes the job's network: its rules, its veth pair, its
-// namespace and its lease, and the bridge and table with the last lease.
-// Every step is tried; calling it again does nothing.
+// lingering reports whether the link name is the host end of a torn-down
+// job's pair: it has the job's alias.
+func lingering(name, alias string) bool {
+	l, err := netlink.LinkByName(name)
+	return err == nil && l.Attrs().Alias == alias
+}
+
+// Teardown removes the job's network: its rules, its namespace (and with
+// it the veth pair) and its lease. The bridge and the table stay for the
+// next job (Manager.Close removes them). Every step is tried; calling it
+// again does nothing. The job's containers must be gone: they hold the
+// namespace, and with it the veth pair, while they live.
 func (n *Net) Teardown() error {
 	if n.lock == nil {
 		return nil
 	}
-	err := n.m.remove(context.Background(), n.id, n.Comment)
+	err := n.m.teardown(context.Background(), n.id, n.Comment)
 	n.lock.Release()
 	n.lock = nil
 	if err != nil {
@@ -455,7 +483,44 @@ func (n *Net) Teardown() error {
 	return nil
 }
 
-// remove deletes what Setup made for id, whose lock the caller holds.
+// teardown deletes what Setup made for id, whose lock the caller holds,
+// as cheaply as it can:
+//
+//   - the veth pair is not deleted here: unmounting the namespace drops
+//     its last reference (the job's containers are gone), and the kernel
+//     destroys the namespace and both ends of the pair in its own worker.
+//     Deleting the host end by netlink instead costs 12 to 24 ms, the
+//     RCU grace periods the unregistering waits for. The host end has no
+//     address and is an isolated bridge port, so while it lingers it
+//     reaches nothing, and the lease can go at once: a new job on the
+//     same address has its own veth;
+//   - the rules go in one nftables transaction (any deletion waits for an
+//     RCU grace period, 10 to 15 ms here), while the namespace is
+//     unmounted;
+//   - the lease goes last, once the rules that name its address are gone,
+//     so a new job on that address never meets them.
+func (m *Manager) teardown(ctx context.Context, id, comment string) error {
+	dir := filepath.Join(m.jobs, id)
+	var rulesErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { rulesErr = delJobRules(m.table, comment) })
+	nsErr := removeNetNS(filepath.Join(dir, "netns"))
+	wg.Wait()
+	if err := errors.Join(rulesErr, nsErr); err != nil {
+		// The lease stays: its rules may still name its address. Cleanup
+		// retries once the lock is free.
+		return err
+	}
+	if err := m.release(ctx, func(l lease) bool { return l.Owner == m.tag && l.ID == id }); err != nil {
+		return err
+	}
+	// The lock file goes with the directory, while still held.
+	return os.RemoveAll(dir)
+}
+
+// remove deletes what Setup made for id, whose lock the caller holds, for
+// Cleanup: unlike teardown it deletes the veth itself, in case something
+// else still holds the namespace of a dead process's job.
 func (m *Manager) remove(ctx context.Context, id, comment string) error {
 	var errs []error
 	if err := delJobRules(m.table, comment); err != nil {
@@ -495,8 +560,7 @@ func delLink(name string) error {
 	return nil
 }
 
-// release drops the leases that drop selects, under the host-wide lock,
-// and removes the bridge and the table when no lease is left.
+// release drops the leases that drop selects, under the host-wide lock.
 func (m *Manager) release(ctx context.Context, drop func(lease) bool) error {
 	l, err := lockfile.Acquire(ctx, filepath.Join(m.o.Dir, "lock"))
 	if err != nil {
@@ -519,17 +583,49 @@ func (m *Manager) release(ctx context.Context, drop func(lease) bool) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// Close removes the bridge and the table if no job on the host (of any
+// process) holds a lease: the host is idle again. Otherwise the last of
+// those processes to close removes them. The Manager's jobs must be torn
+// down. A Manager that never made a network changes nothing.
+func (m *Manager) Close() error {
+	if !m.used.Load() {
+		return nil
+	}
+	if err := m.removeHostIfIdle(context.Background()); err != nil {
+		return fmt.Errorf("network: close: %w", err)
+	}
+	return nil
+}
+
+// removeHostIfIdle deletes the table and the bridge, at once (each waits
+// for RCU grace periods on its own), if the lease file, read under the
+// host-wide lock, holds no lease: Setup makes them under that lock only
+// after writing its lease.
+func (m *Manager) removeHostIfIdle(ctx context.Context) error {
+	if _, err := os.Stat(m.leaseFile()); errors.Is(err, os.ErrNotExist) {
+		return nil // no job ever ran here: nothing was made
+	}
+	l, err := lockfile.Acquire(ctx, filepath.Join(m.o.Dir, "lock"))
+	if err != nil {
+		return err
+	}
+	defer l.Release()
+	ls, err := readLeases(m.leaseFile())
+	if err != nil {
+		return err
+	}
 	if len(ls) > 0 {
 		return nil
 	}
-	var errs []error
-	if err := deleteTable(m.table); err != nil {
-		errs = append(errs, err)
-	}
-	if err := delBridge(m.o.Bridge); err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
+	var tableErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { tableErr = deleteTable(m.table) })
+	bridgeErr := delBridge(m.o.Bridge)
+	wg.Wait()
+	return errors.Join(tableErr, bridgeErr)
 }
 
 func delBridge(name string) error {
@@ -554,7 +650,8 @@ func delBridge(name string) error {
 // this state dir whose lock is free, and leases of any state dir whose
 // job's lock is free (the links and rules of those are removed too). Jobs
 // of live processes are not touched. With no lease left, the bridge and
-// the table go.
+// the table go (a live process that had them and no job left makes them
+// again for its next job).
 func (m *Manager) Cleanup(ctx context.Context) error {
 	ents, err := os.ReadDir(m.jobs)
 	if err != nil {
@@ -588,6 +685,9 @@ func (m *Manager) Cleanup(ctx context.Context) error {
 	// state dir's to unmount, but the host-wide links and rules are ours
 	// to remove as much as theirs.
 	if err := m.reapLeases(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := m.removeHostIfIdle(ctx); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -14,10 +14,12 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/jobrun/jobrun/agent/sandbox"
 	"github.com/jobrun/jobrun/internal/leakcheck"
 	"github.com/jobrun/jobrun/internal/owner"
+	"github.com/jobrun/jobrun/internal/testenv"
 )
 
 // TestOutbound: a job reaches a server in another network namespace (the
@@ -136,9 +138,10 @@ func TestDefaultDeny(t *testing.T) {
 	}
 }
 
-// TestTeardown: after Teardown nothing of the job is left: no veth, no
-// rule, no lease, no namespace (the fixture's leak check covers links,
-// addresses, namespaces and rules).
+// TestTeardown: after Teardown nothing of the job is left: no veth (the
+// kernel removes it with the namespace, soon after), no rule, no lease, no
+// namespace (the fixture's leak check covers links, addresses, namespaces
+// and rules).
 func TestTeardown(t *testing.T) {
 	f := newFixture(t)
 	m := f.manager([]netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")})
@@ -156,7 +159,7 @@ func TestTeardown(t *testing.T) {
 	if err := n.Teardown(); err != nil {
 		t.Errorf("second Teardown: %v", err)
 	}
-	if _, err := netlink.LinkByName(veth); err == nil {
+	if !waitNoLink(veth) {
 		t.Errorf("veth %s left after Teardown", veth)
 	}
 	ls, err := readLeases(m.leaseFile())
@@ -302,6 +305,7 @@ func TestSubnetOverlap(t *testing.T) {
 	if m, err = New(opts); err != nil {
 		t.Fatal(err)
 	}
+	f.closeAtEnd(m)
 	n := f.setup(m)
 	if _, err := netlink.LinkByName(bridge); err != nil {
 		t.Errorf("bridge %s after Setup: %v", bridge, err)
@@ -329,5 +333,186 @@ func TestDNS(t *testing.T) {
 	}
 	if want := "nameserver 198.18.0.53\nsearch example.test\n"; out.String() != want {
 		t.Errorf("job's resolv.conf %q, want %q", out.String(), want)
+	}
+}
+
+// TestHostKeptUntilClose: the bridge and the table outlive a job's
+// teardown while the Manager lives, and go with Close once no lease is
+// left; Close keeps them while another Manager's job holds a lease, and
+// that Manager's Close removes them. A Manager that made nothing changes
+// nothing on Close.
+func TestHostKeptUntilClose(t *testing.T) {
+	f := newFixture(t)
+	o := f.privateHost()
+	m, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(o.Dir); err == nil {
+		t.Errorf("Close of an unused Manager made %s", o.Dir)
+	}
+	n, err := m.Setup(t.Context(), "kept")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hasLink(o.Bridge) || !hasTable(t, m.table) {
+		t.Fatal("positive control: no bridge or table after Setup")
+	}
+	if err := n.Teardown(); err != nil {
+		t.Fatal(err)
+	}
+	if !hasLink(o.Bridge) {
+		t.Errorf("bridge %s removed by a teardown while its Manager lives", o.Bridge)
+	}
+	if !hasTable(t, m.table) {
+		t.Errorf("table %s removed by a teardown while its Manager lives", m.table)
+	}
+
+	// Another Manager (another process, as far as the lease file knows)
+	// has a job: Close must leave the host side to it.
+	o2 := o
+	o2.StateDir = filepath.Join(t.TempDir(), "other")
+	m2, err := New(o2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n2, err := m2.Setup(t.Context(), "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !hasLink(o.Bridge) || !hasTable(t, m.table) {
+		t.Fatalf("Close removed the bridge or the table under another Manager's live job")
+	}
+	if err := n2.Teardown(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if hasLink(o.Bridge) {
+		t.Errorf("bridge %s left after the last Close", o.Bridge)
+	}
+	if hasTable(t, m.table) {
+		t.Errorf("table %s left after the last Close", m.table)
+	}
+}
+
+// TestAddressReuse: a job torn down releases its address at once, while
+// the kernel may still be removing its veth pair; the next job gets the
+// same address and reaches the internet stand-in through the kept bridge,
+// as the first did (which is the positive control).
+func TestAddressReuse(t *testing.T) {
+	f := newFixture(t)
+	ns, addr := internet(t)
+	srv := serve(t, ns, addr.String()+":0")
+	o := f.privateHost()
+	m, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.closeAtEnd(m)
+	var prev netip.Addr
+	for i := range 3 {
+		n, err := m.Setup(t.Context(), fmt.Sprintf("reuse%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if prev.IsValid() && n.Addr != prev {
+			t.Errorf("job %d got %s, want the address just released, %s", i, n.Addr, prev)
+		}
+		prev = n.Addr
+		c := f.job(n)
+		if !connect(t, c, srv) {
+			t.Errorf("job %d on %s could not reach %s", i, n.Addr, srv)
+		}
+		if err := c.Destroy(); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Teardown(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestCleanupRemovesHost: a process killed with a job up leaves its lease,
+// veth, rules, bridge and table; Cleanup leaves them all while the
+// process lives (positive control), and removes them all, the bridge and
+// the table included, once it is dead and no other lease is left.
+func TestCleanupRemovesHost(t *testing.T) {
+	f := newFixture(t)
+	o := f.privateHost()
+	o.Deny = nil // DefaultDeny, as the helper has: rules to leave behind
+	m, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := startHelper(t, f.dir, fmt.Sprintf("%s=%s %s %s", helperHostEnv, o.Bridge, o.Dir, o.Subnet))
+	veth := vethName(m.tag, "crashed")
+	if err := m.Cleanup(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if !hasLink(veth) || !hasLink(o.Bridge) || !hasTable(t, m.table) {
+		t.Fatal("Cleanup removed a live process's veth, bridge or table")
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	if rules, _ := m.JobRules(RuleComment(m.tag, "crashed")); len(rules) == 0 {
+		t.Fatal("the killed process left no rules: the test proves nothing")
+	}
+	if err := m.Cleanup(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if !waitNoLink(veth) {
+		t.Errorf("veth %s left after Cleanup", veth)
+	}
+	ls, _ := readLeases(m.leaseFile())
+	if len(ls) != 0 {
+		t.Errorf("leases left after Cleanup: %v", ls)
+	}
+	if hasLink(o.Bridge) {
+		t.Errorf("bridge %s left after Cleanup", o.Bridge)
+	}
+	if hasTable(t, m.table) {
+		t.Errorf("table %s left after Cleanup", m.table)
+	}
+}
+
+// TestThreadGoesHome: the thread that makes a namespace, and the one that
+// runs a function in it, go back to the host's namespace afterwards
+// rather than end: Go parks the main thread for good instead of ending
+// it, and parked in a job's namespace it would keep the namespace and the
+// job's veth pair alive after teardown.
+func TestThreadGoesHome(t *testing.T) {
+	testenv.RequireRoot(t)
+	home, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "ns")
+	if err := makeNetNS(path); err != nil {
+		t.Fatal(err)
+	}
+	defer removeNetNS(path)
+	var tid int
+	var inside string
+	if err := inNetNS(path, func() error {
+		tid = unix.Gettid()
+		inside, err = os.Readlink(fmt.Sprintf("/proc/self/task/%d/ns/net", tid))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if inside == home {
+		t.Fatalf("positive control: f ran in the host's namespace %s", home)
+	}
+	got, err := os.Readlink(fmt.Sprintf("/proc/self/task/%d/ns/net", tid))
+	if err != nil || got != home {
+		t.Errorf("thread %d after inNetNS: %q, %v; want it alive in the host's namespace %s", tid, got, err, home)
 	}
 }

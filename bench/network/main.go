@@ -3,11 +3,12 @@
 // container with network "none" (the sandbox makes a namespace with
 // loopback only) against the same with bridge networking (agent/network
 // Setup, then the sandbox joining its namespace), alternating round by
-// round. Bridge is measured twice: on an idle host, where the first job
-// makes the bridge and the nftables table and the last one removes them,
-// and with another job's network held open, so that both stay (a busy
-// agent). "start" is until the container is ready for its first step;
-// "life" adds `true` as the step and the whole teardown.
+// round. Bridge is measured twice: on an idle host, where the job makes
+// the bridge and the nftables table and Manager.Close removes them after
+// its teardown (as for `jobrun local`), and with another job's network
+// held open (a busy agent), where both stay. "start" is until the
+// container is ready for its first step; "life" adds `true` as the step
+// and the whole teardown (with Close on the idle host).
 // usage (as root): network-bench [-n N]
 package main
 
@@ -39,6 +40,7 @@ func main() {
 
 type variant struct {
 	name        string
+	close       bool // Close the manager after the teardown (an idle host)
 	start, life []time.Duration
 }
 
@@ -61,6 +63,7 @@ func run(n int) error {
 	if err != nil {
 		return err
 	}
+	defer nm.Close()
 	ctx := context.Background()
 	once := func(v *variant, i int, bridge bool) error {
 		id := fmt.Sprintf("bench-%s-%d", strings.ReplaceAll(v.name, " ", "-"), i)
@@ -93,11 +96,16 @@ func run(n int) error {
 				err = terr
 			}
 		}
+		if v.close {
+			if cerr := nm.Close(); err == nil {
+				err = cerr
+			}
+		}
 		v.life = append(v.life, time.Since(begin))
 		return err
 	}
 	none := &variant{name: "none"}
-	idle := &variant{name: "bridge idle host"}
+	idle := &variant{name: "bridge idle host", close: true}
 	busy := &variant{name: "bridge busy host"}
 	// One warm-up of each, not counted.
 	for _, v := range []*variant{none, idle} {

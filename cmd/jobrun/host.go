@@ -141,5 +141,7 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 	return &host{runner: r, sandbox: sb}, nil
 }
 
-// Close stops the host's container starter; its jobs must be over.
-func (h *host) Close() error { return h.sandbox.Close() }
+// Close stops the host's container starter and removes the jobs' bridge
+// and firewall table if no job on the host needs them; its jobs must be
+// over.
+func (h *host) Close() error { return errors.Join(h.sandbox.Close(), h.runner.Network.Close()) }
