@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/jobrun/jobrun/agent/sandbox"
@@ -514,5 +515,37 @@ func TestThreadGoesHome(t *testing.T) {
 	got, err := os.Readlink(fmt.Sprintf("/proc/self/task/%d/ns/net", tid))
 	if err != nil || got != home {
 		t.Errorf("thread %d after inNetNS: %q, %v; want it alive in the host's namespace %s", tid, got, err, home)
+	}
+}
+
+// TestSameIDAfterTeardown: a job of the same id set up while the torn-down
+// one's veth pair still lingers (here the test holds its namespace open, as
+// a slow kernel clean-up would) gets its network: Setup deletes the
+// lingering link. The positive control is that it does linger.
+func TestSameIDAfterTeardown(t *testing.T) {
+	f := newFixture(t)
+	m := f.manager(nil)
+	n, err := m.Setup(t.Context(), "again")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := netns.GetFromPath(n.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = n.Teardown()
+	veth := vethName(m.tag, "again")
+	lingered := hasLink(veth)
+	if err != nil || !lingered {
+		ns.Close()
+		t.Fatalf("positive control: Teardown %v; veth %s lingering while its namespace is open: %v", err, veth, lingered)
+	}
+	n2, err := m.Setup(t.Context(), "again")
+	ns.Close()
+	if err != nil {
+		t.Fatalf("Setup of a torn-down job's id while its veth lingers: %v", err)
+	}
+	if err := n2.Teardown(); err != nil {
+		t.Fatal(err)
 	}
 }
