@@ -17,16 +17,18 @@
 //	STATE/network/ID/lock        held while the job's network lives
 //	STATE/network/ID/netns       the job's namespace, bind-mounted (nsfs)
 //	Dir/lock, Dir/leases         host-wide: the addresses leased to jobs
+//	Dir/users                    held shared by each live Manager that
+//	                             has made a network (see Close)
 //
 // The bridge, its subnet and the firewall table are host-wide, shared by
 // every jobrun process whatever its state dir, so the lease file and its
 // lock are too (Dir, by default /run/jobrun/network, on tmpfs like the
 // links and rules it describes, which a reboot also removes). The bridge
 // and the table are made by the first job that needs them and kept while
-// the Manager lives (making and removing them costs tens of milliseconds of
-// the kernel's RCU grace periods, too much to pay per job); Close removes
-// them if no lease is left, and Cleanup does after a crash, so an idle host
-// carries nothing of jobrun's.
+// any Manager that made a network lives (making and removing them costs
+// tens of milliseconds of the kernel's RCU grace periods, too much to pay
+// per job); the last Close removes them once no lease is left, and Cleanup
+// does after a crash, so an idle host carries nothing of jobrun's.
 //
 // Per-job resources carry the owner.Tag of STATE/network: the host end of
 // the veth pair in its interface alias ("jobrun TAG ID") and every rule in
@@ -47,7 +49,6 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -108,9 +109,11 @@ type Manager struct {
 	jobs  string // StateDir/network
 	table string // the nftables table
 	gw    netip.Addr
-	// used is set by the first Setup: Close has nothing to remove
-	// before.
-	used atomic.Bool
+	mu    sync.Mutex
+	// user is this Manager's shared lock on Dir/users, taken by its first
+	// lease: while any live Manager holds one, the bridge and the table
+	// stay (see removeHostIfIdle). Nil before: Close has nothing to do.
+	user *lockfile.Lock
 }
 
 // New returns a Manager for o. It changes nothing on the host until the
@@ -185,7 +188,6 @@ func (m *Manager) Setup(ctx context.Context, id string) (_ *Net, err error) {
 		return nil, fmt.Errorf("network %q: want 1 to 63 letters, digits or \"-\"", id)
 	}
 	begin := time.Now()
-	m.used.Store(true)
 	dir := filepath.Join(m.jobs, id)
 	n := &Net{m: m, id: id, Path: filepath.Join(dir, "netns"), Gateway: m.gw, Comment: RuleComment(m.tag, id)}
 	if n.lock, err = lockfile.TryAcquire(filepath.Join(dir, "lock")); errors.Is(err, lockfile.ErrLocked) {
@@ -239,6 +241,9 @@ func (m *Manager) lease(ctx context.Context, id, lockPath string) (netip.Addr, e
 	if err := ls.write(m.leaseFile()); err != nil {
 		return netip.Addr{}, err
 	}
+	if err := m.holdHost(); err != nil {
+		return addr, err
+	}
 	if err := m.ensureHost(); err != nil {
 		return addr, err
 	}
@@ -246,6 +251,27 @@ func (m *Manager) lease(ctx context.Context, id, lockPath string) (netip.Addr, e
 }
 
 func (m *Manager) leaseFile() string { return filepath.Join(m.o.Dir, "leases") }
+
+// usersFile is the lock every live Manager that uses the bridge and the
+// table holds shared; removing them takes it exclusive.
+func (m *Manager) usersFile() string { return filepath.Join(m.o.Dir, "users") }
+
+// holdHost takes this Manager's shared lock on usersFile, once. The caller
+// holds the host-wide lock, under which alone the lock is taken exclusive,
+// so it is free of exclusive holders.
+func (m *Manager) holdHost() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.user != nil {
+		return nil
+	}
+	l, err := lockfile.TryAcquireShared(m.usersFile())
+	if err != nil {
+		return err
+	}
+	m.user = l
+	return nil
+}
 
 // ensureHost makes the bridge, the table, and turns IP forwarding on, if
 // they are not there yet.
@@ -586,13 +612,21 @@ func (m *Manager) release(ctx context.Context, drop func(lease) bool) error {
 	return nil
 }
 
-// Close removes the bridge and the table if no job on the host (of any
-// process) holds a lease: the host is idle again. Otherwise the last of
-// those processes to close removes them. The Manager's jobs must be torn
-// down. A Manager that never made a network changes nothing.
+// Close removes the bridge and the table if no job on the host holds a
+// lease and no other live Manager (of any process) uses them: the host is
+// idle again. Otherwise the last of those Managers to close removes them.
+// The Manager's jobs must be torn down. A Manager that never made a
+// network changes nothing.
 func (m *Manager) Close() error {
-	if !m.used.Load() {
+	m.mu.Lock()
+	u := m.user
+	m.user = nil
+	m.mu.Unlock()
+	if u == nil {
 		return nil
+	}
+	if err := u.Release(); err != nil {
+		return fmt.Errorf("network: close: %w", err)
 	}
 	if err := m.removeHostIfIdle(context.Background()); err != nil {
 		return fmt.Errorf("network: close: %w", err)
@@ -602,8 +636,10 @@ func (m *Manager) Close() error {
 
 // removeHostIfIdle deletes the table and the bridge, at once (each waits
 // for RCU grace periods on its own), if the lease file, read under the
-// host-wide lock, holds no lease: Setup makes them under that lock only
-// after writing its lease.
+// host-wide lock, holds no lease (Setup makes them under that lock only
+// after writing its lease) and no live Manager holds usersFile (it would
+// make them again for its next job, tens of milliseconds each time). A
+// killed process's lock goes with it.
 func (m *Manager) removeHostIfIdle(ctx context.Context) error {
 	if _, err := os.Stat(m.leaseFile()); errors.Is(err, os.ErrNotExist) {
 		return nil // no job ever ran here: nothing was made
@@ -620,6 +656,14 @@ func (m *Manager) removeHostIfIdle(ctx context.Context) error {
 	if len(ls) > 0 {
 		return nil
 	}
+	users, err := lockfile.TryAcquire(m.usersFile())
+	if errors.Is(err, lockfile.ErrLocked) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer users.Release()
 	var tableErr error
 	var wg sync.WaitGroup
 	wg.Go(func() { tableErr = deleteTable(m.table) })
@@ -649,9 +693,8 @@ func delBridge(name string) error {
 // Cleanup removes the networks that killed processes left behind: jobs of
 // this state dir whose lock is free, and leases of any state dir whose
 // job's lock is free (the links and rules of those are removed too). Jobs
-// of live processes are not touched. With no lease left, the bridge and
-// the table go (a live process that had them and no job left makes them
-// again for its next job).
+// of live processes are not touched. With no lease left and no live
+// Manager using them, the bridge and the table go.
 func (m *Manager) Cleanup(ctx context.Context) error {
 	ents, err := os.ReadDir(m.jobs)
 	if err != nil {

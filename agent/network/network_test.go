@@ -549,3 +549,41 @@ func TestSameIDAfterTeardown(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestHostKeptForLiveManager: with no lease left, another process's
+// Cleanup (a jobrun starting) leaves the bridge and the table to a live
+// Manager that made them, which would otherwise make them again for its
+// next job; once that Manager is closed they go.
+func TestHostKeptForLiveManager(t *testing.T) {
+	f := newFixture(t)
+	o := f.privateHost()
+	m, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := m.Setup(t.Context(), "idle")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Teardown(); err != nil {
+		t.Fatal(err)
+	}
+	o2 := o
+	o2.StateDir = filepath.Join(t.TempDir(), "starting")
+	starting, err := New(o2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := starting.Cleanup(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if !hasLink(o.Bridge) || !hasTable(t, m.table) {
+		t.Fatal("another Manager's Cleanup removed the bridge or the table of a live Manager")
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if hasLink(o.Bridge) || hasTable(t, m.table) {
+		t.Error("bridge or table left after the only Manager using them closed")
+	}
+}
