@@ -120,9 +120,16 @@ func (f *fixture) privateHost() Options {
 	o := Options{StateDir: f.dir, Dir: filepath.Join(f.t.TempDir(), "leases"), Bridge: bridge, Deny: []netip.Prefix{},
 		Subnet: netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, byte(rand.IntN(250) + 1), 0}), 24), Log: hclog.NewNullLogger()}
 	f.t.Cleanup(func() {
-		// Whatever the test did, leave no bridge or table behind.
-		deleteTable(tableFor(bridge))
-		delBridge(bridge)
+		// Runs after the test's Managers are closed (it is registered
+		// before any of them): the last Close must have removed both.
+		if hasLink(bridge) {
+			f.t.Errorf("leak: bridge %s left after the test's Managers closed", bridge)
+			delBridge(bridge)
+		}
+		if hasTable(f.t, tableFor(bridge)) {
+			f.t.Errorf("leak: table inet %s left after the test's Managers closed", tableFor(bridge))
+			deleteTable(tableFor(bridge))
+		}
 	})
 	return o
 }

@@ -3,7 +3,6 @@ package network
 import (
 	"bytes"
 	"fmt"
-	"math/rand/v2"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -287,12 +286,14 @@ func TestLeases(t *testing.T) {
 func TestSubnetOverlap(t *testing.T) {
 	f := newFixture(t)
 	_, addr := internet(t)
-	bridge := fmt.Sprintf("jrt%x", rand.Uint32())
-	opts := Options{StateDir: f.dir, Dir: t.TempDir(), Bridge: bridge, Deny: []netip.Prefix{}, Subnet: netip.PrefixFrom(addr, 24)}
+	opts := f.privateHost()
+	bridge := opts.Bridge
+	opts.Subnet = netip.PrefixFrom(addr, 24)
 	m, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.closeAtEnd(m)
 	_, err = m.Setup(t.Context(), "overlap")
 	want := fmt.Sprintf("overlaps the host's route to %s", netip.PrefixFrom(addr, 30).Masked())
 	if err == nil || !strings.Contains(err.Error(), want) {
