@@ -77,6 +77,11 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Its starter is there before the snapshot below.
+	if err := rt.Ready(); err != nil {
+		rt.Close()
+		t.Fatal(err)
+	}
 	// The state dir's layout is made before the snapshot: what the jobs
 	// leave there is the point.
 	if err := os.MkdirAll(filepath.Join(dir, "network"), 0o700); err != nil {

@@ -16,21 +16,21 @@ import (
 // PID 1 (see agent/sandbox/launcher). `make build` puts it next to jobrun.
 const launcherName = "jobrun-launcher"
 
-// controlPair returns the two ends of a new control socket: ours and the
-// launcher's (which becomes its fd 3).
-func controlPair() (ours, theirs *os.File, err error) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+// socketPair returns the two ends of a new AF_UNIX socket pair of type
+// typ (SOCK_SEQPACKET, SOCK_STREAM) named name: ours non-blocking, so
+// that reads can have deadlines, and theirs blocking, for the other
+// process (the launcher, the starter).
+func socketPair(typ int, name string) (ours, theirs *os.File, err error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, typ|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, nil, fmt.Errorf("control socket: %w", err)
+		return nil, nil, fmt.Errorf("%s socket: %w", name, err)
 	}
-	// Ours non-blocking, so reads can have deadlines (the launcher's
-	// stays blocking).
 	if err := unix.SetNonblock(fds[0], true); err != nil {
 		unix.Close(fds[0])
 		unix.Close(fds[1])
-		return nil, nil, fmt.Errorf("control socket: %w", err)
+		return nil, nil, fmt.Errorf("%s socket: %w", name, err)
 	}
-	return os.NewFile(uintptr(fds[0]), "launcher-control"), os.NewFile(uintptr(fds[1]), "launcher-control"), nil
+	return os.NewFile(uintptr(fds[0]), name), os.NewFile(uintptr(fds[1]), name), nil
 }
 
 // setupLauncher sends the launcher its seccomp filter (an empty one for
@@ -93,16 +93,10 @@ type step struct {
 // launch asks the launcher to start p with the given stdio and returns once
 // it runs (or could not be started: the error says why).
 func (c *Container) launch(p *wire.Proc, stdin, stdout, stderr *os.File) (*step, error) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	conn, theirs, err := socketPair(unix.SOCK_STREAM, "step")
 	if err != nil {
-		return nil, fmt.Errorf("step socket: %w", err)
+		return nil, err
 	}
-	if err := unix.SetNonblock(fds[0], true); err != nil {
-		unix.Close(fds[0])
-		unix.Close(fds[1])
-		return nil, fmt.Errorf("step socket: %w", err)
-	}
-	conn, theirs := os.NewFile(uintptr(fds[0]), "step"), os.NewFile(uintptr(fds[1]), "step")
 	err = sendControl(c.ctl, []byte{wire.Run}, []int{int(theirs.Fd()), int(stdin.Fd()), int(stdout.Fd()), int(stderr.Fd())})
 	theirs.Close()
 	if err == nil {

@@ -132,6 +132,10 @@ func newRuntime(t *testing.T) (*Runtime, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rt.Close() })
+	// Its starter is there before any later snapshot of the test.
+	if err := rt.Ready(); err != nil {
+		t.Fatal(err)
+	}
 	// Every container of a test gets the filter the launcher loads (see
 	// seccomp.go), not, by timing, libcontainer's for the first ones;
 	// TestSeccompFilterIsLibcontainers shows the two are the same.

@@ -108,6 +108,14 @@ func New(stateDir string, log hclog.Logger) (*Runtime, error) {
 	return rt, nil
 }
 
+// Ready waits until the Runtime's starter is ready to start containers
+// (Start waits for it too) and says why if it cannot be: a long-lived
+// agent checks this before it takes any job.
+func (rt *Runtime) Ready() error {
+	_, err := rt.starter.get()
+	return err
+}
+
 // Close stops the Runtime's starter. Containers still running are killed
 // with it (destroy them first); Start fails from then on. The run dir goes
 // too unless another process's containers are in it.
@@ -215,7 +223,8 @@ func (rt *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) 
 	if c.cg, err = manager.New(cfg.Cgroups); err != nil {
 		return nil, fmt.Errorf("start container %s: cgroup manager: %w", s.ID, err)
 	}
-	ctl, theirs, err := controlPair()
+	// The launcher's control socket, its fd 3.
+	ctl, theirs, err := socketPair(unix.SOCK_SEQPACKET, "launcher-control")
 	if err != nil {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}

@@ -65,17 +65,10 @@ func newSpawner(path string) *spawner {
 
 // run starts a starter process.
 func (s *spawner) run() (*starterProc, error) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	ours, theirs, err := socketPair(unix.SOCK_SEQPACKET, "starter-control")
 	if err != nil {
-		return nil, fmt.Errorf("starter control socket: %w", err)
+		return nil, err
 	}
-	// Ours non-blocking, so that reads can have deadlines.
-	if err := unix.SetNonblock(fds[0], true); err != nil {
-		unix.Close(fds[0])
-		unix.Close(fds[1])
-		return nil, fmt.Errorf("starter control socket: %w", err)
-	}
-	ours, theirs := os.NewFile(uintptr(fds[0]), "starter-control"), os.NewFile(uintptr(fds[1]), "starter-control")
 	cmd := exec.Command(s.path)
 	cmd.Env = []string{"PATH=" + defaultPath}
 	cmd.Stderr = os.Stderr

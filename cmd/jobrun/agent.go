@@ -87,6 +87,11 @@ func runAgent(cmd *cobra.Command, g *globals, f *agentFlags) error {
 		return err
 	}
 	defer h.Close()
+	// Take no job before containers can be started: a broken install
+	// fails here, not on every job.
+	if err := h.sandbox.Ready(); err != nil {
+		return err
+	}
 	pool := &agent.Pool{
 		Client:    &api.Client{Base: f.server, HTTP: &http.Client{}},
 		PoolToken: f.token,
