@@ -225,15 +225,11 @@ func (m *Manager) Setup(ctx context.Context, id string) (_ *Net, err error) {
 // lease takes an address for id under the host-wide lock, and makes sure
 // the bridge and the firewall table exist while it holds it.
 func (m *Manager) lease(ctx context.Context, id, lockPath string) (netip.Addr, error) {
-	l, err := lockfile.Acquire(ctx, filepath.Join(m.o.Dir, "lock"))
+	ls, unlock, err := m.lockLeases(ctx)
 	if err != nil {
 		return netip.Addr{}, err
 	}
-	defer l.Release()
-	ls, err := readLeases(m.leaseFile())
-	if err != nil {
-		return netip.Addr{}, err
-	}
+	defer unlock()
 	addr, err := ls.allocate(m.o.Subnet, m.gw, lease{ID: id, Owner: m.tag, Lock: lockPath})
 	if err != nil {
 		return netip.Addr{}, err
@@ -586,17 +582,28 @@ func delLink(name string) error {
 	return nil
 }
 
-// release drops the leases that drop selects, under the host-wide lock.
-func (m *Manager) release(ctx context.Context, drop func(lease) bool) error {
+// lockLeases takes the host-wide lock and reads the leases under it; the
+// caller calls unlock when done with them.
+func (m *Manager) lockLeases(ctx context.Context) (_ leases, unlock func(), _ error) {
 	l, err := lockfile.Acquire(ctx, filepath.Join(m.o.Dir, "lock"))
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer l.Release()
 	ls, err := readLeases(m.leaseFile())
+	if err != nil {
+		l.Release()
+		return nil, nil, err
+	}
+	return ls, func() { l.Release() }, nil
+}
+
+// release drops the leases that drop selects, under the host-wide lock.
+func (m *Manager) release(ctx context.Context, drop func(lease) bool) error {
+	ls, unlock, err := m.lockLeases(ctx)
 	if err != nil {
 		return err
 	}
+	defer unlock()
 	changed := false
 	for a, v := range ls {
 		if drop(v) {
@@ -644,15 +651,11 @@ func (m *Manager) removeHostIfIdle(ctx context.Context) error {
 	if _, err := os.Stat(m.leaseFile()); errors.Is(err, os.ErrNotExist) {
 		return nil // no job ever ran here: nothing was made
 	}
-	l, err := lockfile.Acquire(ctx, filepath.Join(m.o.Dir, "lock"))
+	ls, unlock, err := m.lockLeases(ctx)
 	if err != nil {
 		return err
 	}
-	defer l.Release()
-	ls, err := readLeases(m.leaseFile())
-	if err != nil {
-		return err
-	}
+	defer unlock()
 	if len(ls) > 0 {
 		return nil
 	}
