@@ -1,9 +1,12 @@
 // Package sandbox runs a job's steps in one fresh container through runc's
-// libcontainer, in process, from an OCI runtime spec converted by specconv.
+// libcontainer, from an OCI runtime spec converted by specconv.
 //
-// Programs that use this package must call Init first thing in main, and
-// test binaries in TestMain: libcontainer re-executes the binary as
-// "<argv0> init" to set up each container.
+// libcontainer sets each container up in a re-executed copy of the process
+// that asks; so that copy is the small jobrun-starter, not the program
+// using this package (see internal/starter), which needs no hook in its
+// main. Programs that use it install jobrun-starter and jobrun-launcher
+// next to themselves or on PATH (scripts/helpers.sh builds both); test
+// binaries build them in TestMain (testenv.InstallHelpers).
 //
 // # Shape
 //
