@@ -32,7 +32,7 @@ func (s *Server) routes() {
 	m := s.mux
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	m.HandleFunc("POST /api/v1/agents", s.register)
-	m.HandleFunc("GET /api/v1/agents", s.agents)
+	m.HandleFunc("GET /api/v1/agents", s.need(api.RoleRead, s.agents))
 	m.HandleFunc("DELETE /api/v1/agents/{id}", s.agent(s.deregister))
 	m.HandleFunc("POST /api/v1/agents/{id}/lease", s.agent(s.lease))
 	m.HandleFunc("POST /api/v1/agents/{id}/heartbeat", s.agent(s.heartbeat))
@@ -47,14 +47,17 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /api/v1/jobs/{id}/attempts/{n}/artifacts/{path...}", s.artifact)
 
 	m.HandleFunc("POST /api/v1/runs", s.admin(s.createRun))
-	m.HandleFunc("GET /api/v1/runs", s.runs)
-	m.HandleFunc("GET /api/v1/runs/{id}", getByID(s, s.st.Run))
-	m.HandleFunc("GET /api/v1/jobs/{id}", getByID(s, s.st.Job))
-	m.HandleFunc("GET /api/v1/jobs/{id}/log", s.jobLog)
-	m.HandleFunc("POST /api/v1/jobs/{id}/cancel", s.admin(s.act(s.cancel)))
-	m.HandleFunc("POST /api/v1/jobs/{id}/retry", s.admin(s.act(s.retry)))
+	m.HandleFunc("GET /api/v1/runs", s.need(api.RoleRead, s.runs))
+	m.HandleFunc("GET /api/v1/runs/{id}", s.need(api.RoleRead, getByID(s, s.st.Run)))
+	m.HandleFunc("GET /api/v1/jobs/{id}", s.need(api.RoleRead, getByID(s, s.st.Job)))
+	m.HandleFunc("GET /api/v1/jobs/{id}/log", s.need(api.RoleRead, s.jobLog))
+	m.HandleFunc("POST /api/v1/jobs/{id}/cancel", s.need(api.RoleOperate, s.act(s.cancel)))
+	m.HandleFunc("POST /api/v1/jobs/{id}/retry", s.need(api.RoleOperate, s.act(s.retry)))
 	m.HandleFunc("PUT /api/v1/secrets/{name}", s.admin(s.setSecret))
 	m.HandleFunc("GET /api/v1/secrets", s.admin(s.listSecrets))
+	m.HandleFunc("POST /api/v1/tokens", s.admin(s.addToken))
+	m.HandleFunc("GET /api/v1/tokens", s.admin(s.listTokens))
+	m.HandleFunc("DELETE /api/v1/tokens/{name}", s.admin(s.removeToken))
 	s.mountUI() // the web UI at "/" and /metrics (webui.go)
 	s.triggerRoutes()
 }
@@ -94,16 +97,9 @@ func pathInt(w http.ResponseWriter, r *http.Request, name string) (int64, bool) 
 	return v, true
 }
 
-// admin requires the admin token.
-func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if !sameToken(bearer(r), s.cfg.AdminToken) {
-			reply(w, http.StatusUnauthorized, api.Error{Error: "this needs the admin token (Authorization: Bearer ...)"})
-			return
-		}
-		h(w, r)
-	}
-}
+// admin requires a token with the admin role (the server's admin token
+// or a stored admin token).
+func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc { return s.need(api.RoleAdmin, h) }
 
 type agentHandler func(w http.ResponseWriter, r *http.Request, a *agentRec)
 
@@ -164,7 +160,12 @@ func (s *Server) attempt(h attemptHandler) http.HandlerFunc {
 }
 
 func (s *Server) register(w http.ResponseWriter, r *http.Request) {
-	if !sameToken(bearer(r), s.cfg.RegistrationToken) {
+	scope, err := s.registrationScope(r.Context(), bearer(r))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if scope == nil {
 		reply(w, http.StatusUnauthorized, api.Error{Error: "wrong or missing registration token"})
 		return
 	}
@@ -176,8 +177,14 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		bad(w, "an agent needs a name and at least one slot")
 		return
 	}
+	if err := scope.admits(req.Labels); err != nil {
+		s.log.Warn("agent refused", "agent", req.Name, "error", err)
+		reply(w, http.StatusForbidden, api.Error{Error: "agent " + req.Name + ": " + err.Error()})
+		return
+	}
 	token := NewToken()
-	a := agentRec{ID: NewToken()[:16], Name: req.Name, Labels: req.Labels, Slots: req.Slots, Version: req.Version}
+	a := agentRec{ID: NewToken()[:16], Name: req.Name, Labels: req.Labels, Slots: req.Slots, Version: req.Version,
+		RegToken: scope.name, Repos: scope.repos}
 	if err := s.st.RegisterAgent(r.Context(), a, hashToken(token), time.Now()); err != nil {
 		s.fail(w, r, err)
 		return
@@ -413,7 +420,20 @@ func (s *Server) abortArtifacts(w http.ResponseWriter, r *http.Request, a *agent
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// readAttempt finds the attempt an artifact read names, for a caller with
+// the read role or an agent whose registration token admits the
+// attempt's repository (the artifacts its jobs need).
 func (s *Server) readAttempt(w http.ResponseWriter, r *http.Request) (artifacts.Ref, bool) {
+	role, given, err := s.userRole(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return artifacts.Ref{}, false
+	}
+	reader := role.Allows(api.RoleRead)
+	if !reader && !given {
+		denied(w, api.RoleRead, role, given)
+		return artifacts.Ref{}, false
+	}
 	job, ok := pathInt(w, r, "id")
 	if !ok {
 		return artifacts.Ref{}, false
@@ -421,6 +441,27 @@ func (s *Server) readAttempt(w http.ResponseWriter, r *http.Request) (artifacts.
 	n, ok := pathInt(w, r, "n")
 	if !ok {
 		return artifacts.Ref{}, false
+	}
+	if !reader {
+		// Agents may read what their token admits; the repository is
+		// looked up first, so an unknown job answers as a forbidden one.
+		in, err := s.st.AttemptInfo(r.Context(), api.Attempt{Job: job, Attempt: int(n)})
+		if err != nil && !errors.Is(err, errNotFound) {
+			s.fail(w, r, err)
+			return artifacts.Ref{}, false
+		}
+		ok, err := false, error(nil)
+		if in != nil {
+			ok, err = s.agentMayRead(r, in.Repo)
+		}
+		if err != nil {
+			s.fail(w, r, err)
+			return artifacts.Ref{}, false
+		}
+		if !ok {
+			denied(w, api.RoleRead, role, given)
+			return artifacts.Ref{}, false
+		}
 	}
 	ref, err := s.ref(r.Context(), api.Attempt{Job: job, Attempt: int(n)})
 	if err != nil {

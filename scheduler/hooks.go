@@ -72,7 +72,7 @@ func (s *Server) triggerRoutes() {
 	s.mux.HandleFunc("POST /hooks/{forge}/{repo...}", s.hook)
 	s.mux.HandleFunc("POST /api/v1/repos", s.admin(s.addRepo))
 	s.mux.HandleFunc("GET /api/v1/repos", s.admin(s.listRepos))
-	s.mux.HandleFunc("POST /api/v1/repos/{name}/trigger", s.admin(s.trigger))
+	s.mux.HandleFunc("POST /api/v1/repos/{name}/trigger", s.need(api.RoleOperate, s.trigger))
 }
 
 // runTriggers runs the cron loop and the commit status loop until ctx

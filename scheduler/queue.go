@@ -326,12 +326,18 @@ type agentRec struct {
 	Version  string
 	LastSeen time.Time
 	Gone     bool
+	// RegToken names the registration token the agent joined with ("" for
+	// the server's --registration-token); Repos are the globs of the
+	// repositories whose jobs it may lease.
+	RegToken string
+	Repos    []string
 }
 
 // RegisterAgent records a new agent with its token's hash.
 func (s *SQL) RegisterAgent(ctx context.Context, a agentRec, tokenHash string, now time.Time) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO agents (id, name, token_hash, labels, slots, version, last_seen, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $7)`, a.ID, a.Name, tokenHash, mustJSON(sorted(a.Labels)), a.Slots, a.Version, ms(now))
+	_, err := s.db.ExecContext(ctx, `INSERT INTO agents (id, name, token_hash, labels, slots, version, last_seen, created_at, reg_token, repos)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9)`, a.ID, a.Name, tokenHash, mustJSON(sorted(a.Labels)), a.Slots, a.Version, ms(now),
+		a.RegToken, mustJSON(a.Repos))
 	if err != nil {
 		return fmt.Errorf("register agent %s: %w", a.Name, err)
 	}
@@ -341,17 +347,17 @@ func (s *SQL) RegisterAgent(ctx context.Context, a agentRec, tokenHash string, n
 // AgentByToken finds the live agent a token hash belongs to.
 func (s *SQL) AgentByToken(ctx context.Context, tokenHash string) (*agentRec, error) {
 	var a agentRec
-	var labels string
+	var labels, repos string
 	var seen int64
-	err := s.db.QueryRowContext(ctx, `SELECT id, name, labels, slots, version, last_seen FROM agents WHERE token_hash = $1 AND gone = 0`, tokenHash).
-		Scan(&a.ID, &a.Name, &labels, &a.Slots, &a.Version, &seen)
+	err := s.db.QueryRowContext(ctx, `SELECT id, name, labels, slots, version, last_seen, reg_token, repos FROM agents WHERE token_hash = $1 AND gone = 0`, tokenHash).
+		Scan(&a.ID, &a.Name, &labels, &a.Slots, &a.Version, &seen, &a.RegToken, &repos)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, errNotFound
 	}
 	if err != nil {
 		return nil, err
 	}
-	a.Labels, a.LastSeen = strList(labels), fromMS(seen)
+	a.Labels, a.LastSeen, a.Repos = strList(labels), fromMS(seen), strList(repos)
 	return &a, nil
 }
 
@@ -417,8 +423,8 @@ func (s *SQL) pick(ctx context.Context, tx *sql.Tx, a *agentRec, p LeaseParams, 
 	offline := ms(now.Add(-p.Timeout))
 	waited := ms(now.Add(-p.AffinityWait))
 	for after := int64(0); ; {
-		rows, err := tx.QueryContext(ctx, `SELECT j.id, j.labels, j.preferred_agent, j.queued_at, COALESCE(pa.last_seen, 0), COALESCE(pa.gone, 1)
-			FROM jobs j LEFT JOIN agents pa ON pa.id = j.preferred_agent
+		rows, err := tx.QueryContext(ctx, `SELECT j.id, j.labels, j.preferred_agent, j.queued_at, COALESCE(pa.last_seen, 0), COALESCE(pa.gone, 1), r.repo
+			FROM jobs j JOIN runs r ON r.id = j.run_id LEFT JOIN agents pa ON pa.id = j.preferred_agent
 			WHERE j.status = 'queued' AND j.id > $1 ORDER BY j.id LIMIT `+fmt.Sprint(page), after)
 		if err != nil {
 			return 0, fmt.Errorf("queued jobs: %w", err)
@@ -427,14 +433,14 @@ func (s *SQL) pick(ctx context.Context, tx *sql.Tx, a *agentRec, p LeaseParams, 
 		n := 0
 		for rows.Next() {
 			var id, queued, seen, gone int64
-			var labels, pref string
-			if err := rows.Scan(&id, &labels, &pref, &queued, &seen, &gone); err != nil {
+			var labels, pref, repo string
+			if err := rows.Scan(&id, &labels, &pref, &queued, &seen, &gone, &repo); err != nil {
 				rows.Close()
 				return 0, err
 			}
 			n, after = n+1, id
-			if !covers(a.Labels, strList(labels)) {
-				continue
+			if !covers(a.Labels, strList(labels)) || !repoAllowed(a.Repos, repo) {
+				continue // not for its labels, or a repository its token does not admit
 			}
 			if pref == "" || pref == a.ID || queued <= waited || gone == 1 || seen < offline {
 				cands = append(cands, id)

@@ -47,6 +47,14 @@ type Store interface {
 	AttemptInfo(ctx context.Context, a api.Attempt) (*attemptInfo, error)
 	SetSecret(ctx context.Context, repo string, r secretRec) error
 	Secrets(ctx context.Context, repo string) ([]secretRec, error)
+	// Tokens and web sessions (tokens.go, sessions.go).
+	AddToken(ctx context.Context, t tokenRec) error
+	TokenByHash(ctx context.Context, hash string, now time.Time) (*tokenRec, error)
+	Tokens(ctx context.Context) ([]tokenRec, error)
+	RemoveToken(ctx context.Context, name string, now time.Time) error
+	CreateSession(ctx context.Context, rec sessionRec) error
+	Session(ctx context.Context, idHash string, now time.Time) (*sessionRec, error)
+	DeleteSession(ctx context.Context, idHash string) error
 }
 
 // Config configures a Server.
@@ -55,10 +63,15 @@ type Config struct {
 	Artifacts artifacts.Store
 	// TempDir holds uploads on their way into Artifacts.
 	TempDir string
-	// RegistrationToken admits agents to the pool; AdminToken authorises
-	// mutations (runs, cancel, retry, secrets).
+	// RegistrationToken admits agents to the pool with any labels, to the
+	// jobs of every repository (stored agent tokens admit less, tokens.go);
+	// AdminToken has the admin role (runs, cancel, retry, repositories,
+	// secrets, tokens).
 	RegistrationToken string
 	AdminToken        string
+	// PublicRead lets anyone read runs, logs, artifacts, agents and
+	// metrics without a token (open source servers).
+	PublicRead bool
 	Secrets           *Sealer
 	// LeaseTimeout is how long a lease lives without a heartbeat
 	// (default 30 s); AffinityWait how long a job waits for the agent

@@ -64,7 +64,7 @@ func mustRun(t *testing.T, s *SQL, nr api.NewRun, plan []Planned, now time.Time)
 
 func mustAgent(t *testing.T, s *SQL, id string, slots int, labels ...string) *agentRec {
 	t.Helper()
-	a := &agentRec{ID: id, Name: id, Labels: labels, Slots: slots}
+	a := &agentRec{ID: id, Name: id, Labels: labels, Slots: slots, Repos: []string{"**"}}
 	if err := s.RegisterAgent(context.Background(), *a, hashToken("token-"+id), t0); err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
+	"strings"
 	"time"
 
 	"github.com/jobrun/jobrun/api"
@@ -15,12 +17,22 @@ import (
 // artifact store.
 type webBackend struct{ s *Server }
 
-// mountUI serves the metrics at /metrics and the web UI at "/" (the API's
-// own routes are more specific, so they keep precedence).
+// mountUI serves the metrics at /metrics (to the read role) and the web UI
+// at "/" (the API's own routes are more specific, so they keep
+// precedence).
 func (s *Server) mountUI() {
 	s.metrics = newMetrics(s)
-	s.mux.Handle("GET /metrics", s.metrics.handler(s.log))
-	s.mux.Handle("/", web.Handler(webBackend{s}, web.Options{AdminToken: s.cfg.AdminToken, Log: s.log.Named("web")}))
+	s.mux.Handle("GET /metrics", s.need(api.RoleRead, s.metrics.handler(s.log).ServeHTTP))
+	s.mux.Handle("/", web.Handler(webBackend{s}, web.Options{PublicRead: s.cfg.PublicRead,
+		Secure: strings.HasPrefix(s.cfg.Triggers.PublicURL, "https://"), Log: s.log.Named("web")}))
+}
+
+// MetricsHandler serves the metrics to anyone, for a listener of its own
+// (--metrics-listen) that only the monitoring system reaches.
+func (s *Server) MetricsHandler() http.Handler {
+	m := http.NewServeMux()
+	m.Handle("GET /metrics", s.metrics.handler(s.log))
+	return m
 }
 
 // webError keeps err's text and tells the UI which kind it is.

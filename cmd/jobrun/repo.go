@@ -23,21 +23,27 @@ func init() { commands = append(commands, newRepoCmd, newTriggerCmd) }
 type clientFlags struct {
 	server     string
 	adminToken string
+	apiToken   string
 }
 
 func (f *clientFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.server, "server", "http://127.0.0.1:8080", "the scheduler's URL")
 	cmd.Flags().StringVar(&f.adminToken, "admin-token", "", "the server's admin token (default: STATE_DIR/admin-token, where a local server keeps it)")
+	cmd.Flags().StringVar(&f.apiToken, "api-token", "", "a token made with 'jobrun token add' to use instead of the admin token (its role must allow the command)")
 }
 
-// client makes the API client, reading the admin token a server on this
-// host keeps in the state dir when none is given.
+// client makes the API client: with --api-token, or the admin token, read
+// from the state dir where a server on this host keeps it when none is
+// given.
 func (f *clientFlags) client(g *globals) (*api.Client, error) {
 	tok := f.adminToken
+	if f.apiToken != "" {
+		tok = f.apiToken
+	}
 	if tok == "" {
 		data, err := os.ReadFile(filepath.Join(g.stateDir, "admin-token"))
 		if err != nil {
-			return nil, &usageError{fmt.Errorf("--admin-token is required (or JOBRUN_ADMIN_TOKEN): %w", err)}
+			return nil, &usageError{fmt.Errorf("--api-token or --admin-token is required (or JOBRUN_API_TOKEN, JOBRUN_ADMIN_TOKEN): %w", err)}
 		}
 		tok = strings.TrimSpace(string(data))
 	}

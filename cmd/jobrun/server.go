@@ -35,6 +35,8 @@ type serverFlags struct {
 	artifacts        string
 	publicURL        string
 	cronWindow       time.Duration
+	publicRead       bool
+	metricsListen    string
 }
 
 func newServerCmd(g *globals) *cobra.Command {
@@ -60,6 +62,8 @@ func newServerCmd(g *globals) *cobra.Command {
 	fl.BoolVar(&f.supersedeRunning, "supersede-running", false, "a new run of a branch also cancels the running jobs of older runs")
 	fl.StringVar(&f.publicURL, "public-url", "", "the server's URL as users reach it, for the links in commit statuses (https://ci.example.com)")
 	fl.DurationVar(&f.cronWindow, "cron-window", time.Hour, "how far back a cron tick missed while no server ran still fires (once)")
+	fl.BoolVar(&f.publicRead, "public-read", false, "let anyone read runs, logs, artifacts, agents and metrics without a token (open source projects)")
+	fl.StringVar(&f.metricsListen, "metrics-listen", "", "also serve /metrics without a token on this address (for the monitoring system only); on --listen it needs the read role")
 	return cmd
 }
 
@@ -100,7 +104,7 @@ func runServer(ctx context.Context, g *globals, f serverFlags, stderr interface{
 		Store: st, Artifacts: store, TempDir: filepath.Join(g.stateDir, "tmp"),
 		RegistrationToken: f.regToken, AdminToken: f.adminToken, Secrets: sealer,
 		LeaseTimeout: f.leaseTimeout, AffinityWait: f.affinityWait, MaxAttempts: f.maxAttempts,
-		SupersedeRunning: f.supersedeRunning, Log: g.log.Named("server"),
+		SupersedeRunning: f.supersedeRunning, Log: g.log.Named("server"), PublicRead: f.publicRead,
 		// Repositories' mirrors, read for the job file of a pushed commit.
 		Triggers: scheduler.TriggerConfig{MirrorDir: filepath.Join(g.stateDir, "mirrors"), PublicURL: f.publicURL, CronWindow: f.cronWindow},
 	})
@@ -116,8 +120,19 @@ func runServer(ctx context.Context, g *globals, f serverFlags, stderr interface{
 		// Lease long-polls end with the server's context, not after their wait.
 		BaseContext: func(net.Listener) context.Context { return ctx }}
 	fmt.Fprintf(stderr, "jobrun: server listening on %s\n", ln.Addr())
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- hs.Serve(ln) }()
+	if f.metricsListen != "" {
+		mln, err := net.Listen("tcp", f.metricsListen)
+		if err != nil {
+			hs.Close()
+			return fmt.Errorf("--metrics-listen: %w", err)
+		}
+		ms := &http.Server{Handler: srv.MetricsHandler(), ReadHeaderTimeout: 10 * time.Second}
+		defer ms.Close()
+		fmt.Fprintf(stderr, "jobrun: metrics on http://%s/metrics\n", mln.Addr())
+		go func() { errc <- ms.Serve(mln) }()
+	}
 	select {
 	case err := <-errc:
 		return err

@@ -26,11 +26,14 @@ type page struct {
 	// JavaScript (a job still running); the script turns it off where it
 	// streams instead.
 	Refresh int
-	Admin   bool
-	CSRF    string
-	Login   bool // the UI has an admin token, so signing in is possible
-	Path    string
-	Data    any
+	// SignedIn: the request has a session, of Role; Operate: it may
+	// cancel and retry (the buttons show), with CSRF in their forms.
+	SignedIn bool
+	Role     api.Role
+	Operate  bool
+	CSRF     string
+	Path     string
+	Data     any
 }
 
 func parsePages() map[string]*template.Template {
@@ -69,12 +72,11 @@ func parsePages() map[string]*template.Template {
 // render writes a page; a template error (ours) is logged and becomes a
 // plain 500, not half a page.
 func (u *ui) render(w http.ResponseWriter, r *http.Request, code int, name string, p page) {
-	p.Admin = u.admin(r)
-	p.Login = u.opts.AdminToken != ""
-	p.Path = r.URL.RequestURI()
-	if p.Admin {
-		p.CSRF = u.csrf()
+	if s := session(r); s != nil {
+		p.SignedIn, p.Role, p.CSRF = true, s.Role, s.CSRF
+		p.Operate = s.Role.Allows(api.RoleOperate)
 	}
+	p.Path = r.URL.RequestURI()
 	var b bytes.Buffer
 	if err := u.pages[name].Execute(&b, p); err != nil {
 		u.log.Error("render page", "page", name, "path", r.URL.Path, "error", err)

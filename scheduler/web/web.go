@@ -1,7 +1,7 @@
 // Package web is jobrun's web UI: runs by repository and branch, a run as
 // its job graph, a job with its steps, usage, artifacts and a log that
 // streams live (server-sent events), the agents of the pool, and cancel
-// and retry for whoever holds the admin token.
+// and retry for whoever signs in with a token with the operate role.
 //
 // Pages are html/template with embedded CSS and a little vanilla
 // JavaScript; every page reads without JavaScript. The package reads and
@@ -11,11 +11,7 @@ package web
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"crypto/subtle"
 	"embed"
-	"encoding/hex"
 	"errors"
 	"html/template"
 	"io"
@@ -50,6 +46,12 @@ type Backend interface {
 	Cancel(ctx context.Context, job int64) error
 	// Retry queues an ended job again.
 	Retry(ctx context.Context, job int64) error
+	// SignIn opens a session for a token (ErrBadToken when it opens
+	// none); Session finds a live one by its id (ErrNotFound when ended
+	// or expired); SignOut ends one.
+	SignIn(ctx context.Context, token string) (*Session, error)
+	Session(ctx context.Context, id string) (*Session, error)
+	SignOut(ctx context.Context, id string) error
 }
 
 // Artifact is one stored file of an attempt.
@@ -66,10 +68,14 @@ var (
 
 // Options configure the UI.
 type Options struct {
-	// AdminToken, when set, lets a user who types it in cancel and retry
-	// jobs; without it the pages only read.
-	AdminToken string
-	Log        hclog.Logger
+	// PublicRead lets anyone read the pages without signing in; else a
+	// user signs in with a token with the read role (operate to cancel
+	// and retry).
+	PublicRead bool
+	// Secure marks the session cookie Secure: the server's public URL is
+	// https (behind a TLS-terminating proxy r.TLS is nil).
+	Secure bool
+	Log    hclog.Logger
 	// Poll is how often a live log looks for new lines (default 250ms).
 	Poll time.Duration
 }
@@ -125,6 +131,14 @@ func (u *ui) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'")
+	r, err := u.withSession(w, r)
+	if err != nil {
+		u.fail(w, r, err)
+		return
+	}
+	if !u.mayRead(w, r) {
+		return
+	}
 	u.mux.ServeHTTP(w, r)
 }
 
@@ -133,112 +147,4 @@ func cacheFor(d time.Duration, h http.Handler) http.Handler {
 		w.Header().Set("Cache-Control", "public, max-age="+itoa(int64(d/time.Second)))
 		h.ServeHTTP(w, r)
 	})
-}
-
-// The session is a cookie holding a MAC of a fixed text under the admin
-// token: it proves the token was typed in without storing it in the
-// browser, and changing the token ends every session. The CSRF token of
-// its forms is a second MAC, which another site cannot read or make.
-const (
-	sessionCookie = "jobrun_session"
-	sessionTTL    = 12 * time.Hour
-)
-
-func (u *ui) mac(what string) string {
-	m := hmac.New(sha256.New, []byte(u.opts.AdminToken))
-	io.WriteString(m, "jobrun web "+what)
-	return hex.EncodeToString(m.Sum(nil))
-}
-
-// admin reports whether the request carries a valid session.
-func (u *ui) admin(r *http.Request) bool {
-	if u.opts.AdminToken == "" {
-		return false
-	}
-	c, err := r.Cookie(sessionCookie)
-	return err == nil && hmac.Equal([]byte(c.Value), []byte(u.mac("session")))
-}
-
-func (u *ui) csrf() string { return u.mac("csrf") }
-
-// checkCSRF accepts a POST whose form carries the CSRF token and, when
-// the browser says where it came from, comes from this site.
-func (u *ui) checkCSRF(r *http.Request) bool {
-	return sameOrigin(r) && subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(u.csrf())) == 1
-}
-
-// sameOrigin refuses a form another site's page sent, where the browser
-// says so (Origin); a request without the header is not from a browser
-// that would carry the session cookie across sites (SameSite=Strict).
-func sameOrigin(r *http.Request) bool {
-	o := r.Header.Get("Origin")
-	return o == "" || o == scheme(r)+"://"+r.Host
-}
-
-func scheme(r *http.Request) string {
-	if r.TLS != nil {
-		return "https"
-	}
-	return "http"
-}
-
-func (u *ui) loginPage(w http.ResponseWriter, r *http.Request) {
-	u.render(w, r, http.StatusOK, "login", page{Title: "Sign in", Data: map[string]any{"Next": safeNext(r.URL.Query().Get("next")), "Enabled": u.opts.AdminToken != ""}})
-}
-
-func (u *ui) login(w http.ResponseWriter, r *http.Request) {
-	if !sameOrigin(r) {
-		u.error(w, r, http.StatusForbidden, "The sign-in form was sent from another site.")
-		return
-	}
-	next := safeNext(r.PostFormValue("next"))
-	if u.opts.AdminToken == "" || subtle.ConstantTimeCompare([]byte(r.PostFormValue("token")), []byte(u.opts.AdminToken)) != 1 {
-		u.render(w, r, http.StatusUnauthorized, "login", page{Title: "Sign in", Data: map[string]any{
-			"Next": next, "Enabled": u.opts.AdminToken != "", "Error": "That is not the admin token."}})
-		return
-	}
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: u.mac("session"), Path: "/", HttpOnly: true,
-		Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode, MaxAge: int(sessionTTL / time.Second)})
-	http.Redirect(w, r, next, http.StatusSeeOther)
-}
-
-func (u *ui) logout(w http.ResponseWriter, r *http.Request) {
-	if !u.checkCSRF(r) {
-		u.error(w, r, http.StatusForbidden, "The form was not sent from this site's page (CSRF token missing or wrong).")
-		return
-	}
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", HttpOnly: true, MaxAge: -1})
-	http.Redirect(w, r, "/", http.StatusSeeOther)
-}
-
-// safeNext keeps redirects after sign-in on this site.
-func safeNext(p string) string {
-	if len(p) == 0 || p[0] != '/' || (len(p) > 1 && (p[1] == '/' || p[1] == '\\')) {
-		return "/"
-	}
-	return p
-}
-
-// act handles a job's cancel or retry button.
-func (u *ui) act(do func(context.Context, int64) error, what string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		id, ok := u.pathID(w, r, "id")
-		if !ok {
-			return
-		}
-		if !u.admin(r) {
-			u.error(w, r, http.StatusUnauthorized, "Sign in with the admin token to "+what+" jobs.")
-			return
-		}
-		if !u.checkCSRF(r) {
-			u.error(w, r, http.StatusForbidden, "The form was not sent from this site's page (CSRF token missing or wrong).")
-			return
-		}
-		if err := do(r.Context(), id); err != nil {
-			u.fail(w, r, err)
-			return
-		}
-		u.log.Info("job "+what+" from the web UI", "job", id)
-		http.Redirect(w, r, "/jobs/"+itoa(id), http.StatusSeeOther)
-	}
 }
