@@ -54,13 +54,16 @@ func uploadThrough(t *testing.T, base, content string) api.Attempt {
 func download(t *testing.T, base string, at api.Attempt) (string, *http.Response) {
 	t.Helper()
 	var m artifacts.Manifest
-	if err := (&api.Client{Base: base}).Manifest(context.Background(), at, &m); err != nil {
+	rd := withRole(t, base, api.RoleRead)
+	if err := rd.Manifest(context.Background(), at, &m); err != nil {
 		t.Fatal(err)
 	}
 	if len(m.Files) != 1 || m.Repo != "org/app" || m.Attempt != at.Attempt {
 		t.Fatalf("manifest = %+v", m)
 	}
-	resp, err := http.Get(fmt.Sprintf("%s/api/v1/jobs/%d/attempts/%d/artifacts/dist/app.txt", base, at.Job, at.Attempt))
+	req, _ := http.NewRequest("GET", fmt.Sprintf("%s/api/v1/jobs/%d/attempts/%d/artifacts/dist/app.txt", base, at.Job, at.Attempt), nil)
+	req.Header.Set("Authorization", "Bearer "+rd.Token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

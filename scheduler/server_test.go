@@ -79,6 +79,17 @@ func register(t *testing.T, base, name string, slots int, labels ...string) (*ap
 
 func admin(base string) *api.Client { return &api.Client{Base: base, Token: adminToken} }
 
+// withRole makes a stored token with role (by the admin token) and
+// returns a client that sends it.
+func withRole(t *testing.T, base string, role api.Role) *api.Client {
+	t.Helper()
+	tok, err := admin(base).AddToken(context.Background(), api.NewToken{Name: "test-" + string(role) + "-" + NewToken()[:6], Role: role})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &api.Client{Base: base, Token: tok.Secret}
+}
+
 const twoJobs = `
 job "build" {
   image = "busybox"
@@ -243,7 +254,7 @@ func TestLogAPI(t *testing.T) {
 	if ack, err := a.AppendLog(ctx, l.Attempt, 1000, line("x")); !api.IsStatus(err, 409) || ack.Size != int64(len(first)) {
 		t.Fatalf("append after a gap: %+v %v; want 409 with the size", ack, err)
 	}
-	follow, err := (&api.Client{Base: base}).Log(ctx, l.Attempt.Job, true)
+	follow, err := withRole(t, base, api.RoleRead).Log(ctx, l.Attempt.Job, true)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -111,13 +111,16 @@ func (s *SQL) RemoveToken(ctx context.Context, name string, now time.Time) error
 		if err != nil {
 			return err
 		}
-		for _, q := range []string{
-			`DELETE FROM api_tokens WHERE name = $1`,
-			`DELETE FROM web_sessions WHERE token_hash = $2`,
-			`UPDATE jobs SET lease_expires = 0 WHERE status = 'running' AND agent_id IN (SELECT id FROM agents WHERE reg_token = $1 AND gone = 0)`,
-			`UPDATE agents SET gone = 1, last_seen = $3 WHERE reg_token = $1 AND gone = 0`,
+		for _, q := range []struct {
+			sql  string
+			args []any
+		}{
+			{`DELETE FROM api_tokens WHERE name = $1`, []any{name}},
+			{`DELETE FROM web_sessions WHERE token_hash = $1`, []any{hash}},
+			{`UPDATE jobs SET lease_expires = 0 WHERE status = 'running' AND agent_id IN (SELECT id FROM agents WHERE reg_token = $1 AND gone = 0)`, []any{name}},
+			{`UPDATE agents SET gone = 1, last_seen = $2 WHERE reg_token = $1 AND gone = 0`, []any{name, ms(now)}},
 		} {
-			if _, err := tx.ExecContext(ctx, q, name, hash, ms(now)); err != nil {
+			if _, err := tx.ExecContext(ctx, q.sql, q.args...); err != nil {
 				return fmt.Errorf("remove token %s: %w", name, err)
 			}
 		}

@@ -86,7 +86,10 @@ func TestWebPages(t *testing.T) {
 func webPages(t *testing.T, st Store) {
 	base := serve(t, st, nil)
 	ctx := context.Background()
-	hc := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	// The pages are read signed in with a token of the read role.
+	readTok := withRole(t, base, api.RoleRead).Token
+	hc := signIn(t, base, readTok)
+	anon := &http.Client{CheckRedirect: hc.CheckRedirect}
 
 	run, err := admin(base).CreateRun(ctx, api.NewRun{Repo: "github.com/acme/app", Branch: "feature/<b>", Source: matrixJobs, Commit: "0123456789abcdef"})
 	if err != nil {
@@ -131,7 +134,7 @@ func webPages(t *testing.T, st Store) {
 		t.Fatal("the log's text reached the page as markup")
 	}
 	if strings.Contains(body, `id="cancel"`) {
-		t.Fatal("a cancel button without signing in")
+		t.Fatal("a cancel button for the read role")
 	}
 	follow := regexp.MustCompile(`data-follow="([^"]+)"`).FindStringSubmatch(body)[1]
 	follow = strings.ReplaceAll(follow, "&amp;", "&")
@@ -141,7 +144,7 @@ func webPages(t *testing.T, st Store) {
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(sctx, "GET", base+follow, nil)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,8 +262,13 @@ func webPages(t *testing.T, st Store) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	if code := post(hc, cancelURL, url.Values{}); code != 401 {
+	if code := post(anon, cancelURL, url.Values{}); code != 401 {
 		t.Fatalf("cancel without signing in: %d, want 401", code)
+	}
+	_, body = get(t, hc, fmt.Sprintf("%s/jobs/%d", base, queued))
+	readCSRF := regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`).FindStringSubmatch(body)[1]
+	if code := post(hc, cancelURL, url.Values{"csrf": {readCSRF}}); code != 403 {
+		t.Fatalf("cancel signed in with the read role: %d, want 403", code)
 	}
 	jar, _ := cookiejar.New(nil)
 	user := &http.Client{Jar: jar, CheckRedirect: hc.CheckRedirect}
@@ -310,7 +318,7 @@ func webPages(t *testing.T, st Store) {
 	}
 
 	// The metrics, parsed as Prometheus parses them.
-	fams := promtest.Scrape(t, base+"/metrics")
+	fams := promtest.ScrapeToken(t, base+"/metrics", readTok)
 	gauge(t, fams, "jobrun_agents_online", nil, 1)
 	gauge(t, fams, "jobrun_agent_slots", nil, 2)
 	gauge(t, fams, "jobrun_agent_slots_busy", nil, 0)
@@ -325,6 +333,23 @@ func webPages(t *testing.T, st Store) {
 	if n := promtest.Sample(t, fams, "jobrun_queue_wait_seconds", map[string]string{"labels": ""}).GetHistogram().GetSampleCount(); n != 1 {
 		t.Fatalf("queue wait: %d samples, want 1", n)
 	}
+}
+
+// signIn signs a browser in with token and returns it; it does not
+// follow redirects.
+func signIn(t *testing.T, base, token string) *http.Client {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.PostForm(base+"/login", url.Values{"token": {token}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign in: %s, want 303", resp.Status)
+	}
+	return c
 }
 
 // gauge checks a gauge's or counter's value.

@@ -13,7 +13,21 @@ import (
 // Scrape fetches url and parses it with Prometheus' text parser.
 func Scrape(t testing.TB, url string) map[string]*dto.MetricFamily {
 	t.Helper()
-	resp, err := http.Get(url)
+	return ScrapeToken(t, url, "")
+}
+
+// ScrapeToken is Scrape with a bearer token, as Prometheus'
+// authorization.credentials sends it.
+func ScrapeToken(t testing.TB, url, token string) map[string]*dto.MetricFamily {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
