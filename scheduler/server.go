@@ -72,7 +72,7 @@ type Config struct {
 	// PublicRead lets anyone read runs, logs, artifacts, agents and
 	// metrics without a token (open source servers).
 	PublicRead bool
-	Secrets           *Sealer
+	Secrets    *Sealer
 	// LeaseTimeout is how long a lease lives without a heartbeat
 	// (default 30 s); AffinityWait how long a job waits for the agent
 	// that last ran its branch (default 2 s).
