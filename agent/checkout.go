@@ -35,6 +35,9 @@ func (p *Pool) checkout(ctx context.Context, lease *api.Lease, dir string, rep *
 		rep.notice(fmt.Sprintf("clone %s at %s", lease.CloneURL, rev))
 		return dir, rev, git.Clone(ctx, lease.CloneURL, dir)
 	}
+	if lease.Untrusted && lease.Checkout.Mirror != "" {
+		return p.fetchFromServer(ctx, lease, dir, rep)
+	}
 	mirror := git.MirrorPath(p.mirrorsDir(), lease.Repo)
 	rev = lease.Commit
 	if rev == "" {
@@ -78,6 +81,31 @@ func (p *Pool) fetch(ctx context.Context, lease *api.Lease, mirror, rev string, 
 		err = git.Mirror(ctx, mirror, lease.CloneURL, o)
 	}
 	return err
+}
+
+// fetchFromServer fetches an untrusted lease's commit from the server's
+// mirror, authenticated by the agent's token while it holds the lease:
+// such leases carry no forge credentials. Those commits go to mirrors of
+// their own (untrusted/ in the mirrors dir), never shallow (the server
+// serves whole histories), so a trusted job's mirror holds no ref an
+// untrusted fetch made.
+func (p *Pool) fetchFromServer(ctx context.Context, lease *api.Lease, dir string, rep *reporter) (string, string, error) {
+	mirror := git.MirrorPath(filepath.Join(p.mirrorsDir(), "untrusted"), lease.Repo)
+	rev := lease.Commit
+	if !git.HasCommit(mirror, rev) {
+		url := strings.TrimSuffix(p.c.Base, "/") + lease.Checkout.Mirror
+		rep.notice(fmt.Sprintf("fetch %s from the server's mirror (an untrusted run gets no forge credentials)", rev))
+		o := git.MirrorOptions{Auth: git.Auth{Bearer: p.c.Token}, Refs: []string{git.CommitRef}, OnlyRefs: true}
+		if err := git.Mirror(ctx, mirror, url, o); err != nil {
+			return "", "", err
+		}
+	} else {
+		rep.notice(fmt.Sprintf("checkout %s (already fetched from the server's mirror)", rev))
+	}
+	if !lease.Checkout.Submodules {
+		return mirror, rev, nil
+	}
+	return "", "", p.withSubmodules(ctx, lease, mirror, rev, dir, rep)
 }
 
 // withSubmodules writes the commit and its submodules into the job's own

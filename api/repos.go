@@ -36,6 +36,12 @@ type NewRepo struct {
 	// Submodules makes agents fill the repository's submodules (http(s)
 	// and ssh URLs only).
 	Submodules bool `json:"submodules,omitempty"`
+	// Mirror, set for untrusted runs instead of Token and SSHKey, is the
+	// server's path (under its URL) that serves Commit alone from the
+	// server's own mirror over git's smart HTTP, to the agent holding the
+	// lease (its bearer token): forge credentials cannot be scoped to
+	// one commit, so an untrusted job's agent never receives them.
+	Mirror string `json:"mirror,omitempty"`
 }
 
 // Repo is a registered repository as clients see it: never its secrets.
@@ -73,6 +79,12 @@ type Checkout struct {
 	// Submodules are filled too; the credentials go only to the
 	// repository's own host, and to none for untrusted runs.
 	Submodules bool `json:"submodules,omitempty"`
+	// Mirror, set for untrusted runs instead of Token and SSHKey, is the
+	// server's path (under its URL) that serves Commit alone from the
+	// server's own mirror over git's smart HTTP, to the agent holding the
+	// lease (its bearer token): forge credentials cannot be scoped to
+	// one commit, so an untrusted job's agent never receives them.
+	Mirror string `json:"mirror,omitempty"`
 }
 
 // AddRepo registers or updates a repository (admin token).

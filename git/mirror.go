@@ -33,6 +33,9 @@ type Auth struct {
 	// SSHKey is a PEM private key for ssh:// and scp-like URLs; the host
 	// key is checked against the user's known_hosts (or SSH_KNOWN_HOSTS).
 	SSHKey []byte
+	// Bearer is sent as an HTTP bearer token: an agent's token, to fetch
+	// a leased commit from the server's mirror.
+	Bearer string
 }
 
 func (a Auth) method(url string) (transport.AuthMethod, error) {
@@ -47,6 +50,8 @@ func (a Auth) method(url string) (transport.AuthMethod, error) {
 			return nil, fmt.Errorf("ssh key: %w", err)
 		}
 		return k, nil
+	case a.Bearer != "":
+		return &githttp.TokenAuth{Token: a.Bearer}, nil
 	case a.Token != "":
 		user := a.Username
 		if user == "" {

@@ -58,7 +58,8 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /api/v1/tokens", s.admin(s.addToken))
 	m.HandleFunc("GET /api/v1/tokens", s.admin(s.listTokens))
 	m.HandleFunc("DELETE /api/v1/tokens/{name}", s.admin(s.removeToken))
-	s.mountUI() // the web UI at "/" and /metrics (webui.go)
+	s.leaseGitRoutes() // a leased commit from the server's mirror (leasegit.go)
+	s.mountUI()        // the web UI at "/" and /metrics (webui.go)
 	s.triggerRoutes()
 }
 

@@ -380,11 +380,19 @@ func (s *Server) fillCheckout(ctx context.Context, l *leaseRec) error {
 		return err
 	}
 	c := &api.Checkout{Depth: rec.Depth, Submodules: rec.Submodules}
-	if c.Token, err = s.openRepo(rec, "token"); err != nil {
-		return err
-	}
-	if c.SSHKey, err = s.openRepo(rec, "ssh-key"); err != nil {
-		return err
+	if l.Untrusted {
+		// Forge credentials cannot be scoped to one commit: an untrusted
+		// job's agent fetches it from the server's mirror, with its lease.
+		if l.Commit != "" && s.cfg.Triggers.MirrorDir != "" {
+			c.Mirror = mirrorPath(l.Attempt)
+		}
+	} else {
+		if c.Token, err = s.openRepo(rec, "token"); err != nil {
+			return err
+		}
+		if c.SSHKey, err = s.openRepo(rec, "ssh-key"); err != nil {
+			return err
+		}
 	}
 	if n, ok := strings.CutPrefix(l.Branch, "pull/"); ok {
 		c.Ref = "refs/pull/" + n + "/head"
