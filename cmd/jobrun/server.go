@@ -119,13 +119,13 @@ func runServer(ctx context.Context, g *globals, f serverFlags, stderr interface{
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		// Lease long-polls end with the server's context, not after their wait.
 		BaseContext: func(net.Listener) context.Context { return ctx }}
-	fmt.Fprintf(stderr, "jobrun: server listening on %s\n", ln.Addr())
 	errc := make(chan error, 2)
-	go func() { errc <- hs.Serve(ln) }()
 	if f.metricsListen != "" {
+		// Metrics without a token, on an address only the monitoring
+		// system reaches.
 		mln, err := net.Listen("tcp", f.metricsListen)
 		if err != nil {
-			hs.Close()
+			ln.Close()
 			return fmt.Errorf("--metrics-listen: %w", err)
 		}
 		ms := &http.Server{Handler: srv.MetricsHandler(), ReadHeaderTimeout: 10 * time.Second}
@@ -133,6 +133,8 @@ func runServer(ctx context.Context, g *globals, f serverFlags, stderr interface{
 		fmt.Fprintf(stderr, "jobrun: metrics on http://%s/metrics\n", mln.Addr())
 		go func() { errc <- ms.Serve(mln) }()
 	}
+	fmt.Fprintf(stderr, "jobrun: server listening on %s\n", ln.Addr())
+	go func() { errc <- hs.Serve(ln) }()
 	select {
 	case err := <-errc:
 		return err

@@ -148,8 +148,10 @@ func TestWebUIBrowser(t *testing.T) {
 	const adminToken, regToken = "web-admin-token", "web-reg-token"
 	srv, addr := startJobrun(t, bin, regexp.MustCompile(`server listening on (\S+)`),
 		"--state-dir", t.TempDir(), "server", "--listen", "127.0.0.1:0",
-		"--admin-token", adminToken, "--registration-token", regToken, "--lease-timeout", "5s")
+		"--admin-token", adminToken, "--registration-token", regToken, "--lease-timeout", "5s",
+		"--metrics-listen", "127.0.0.1:0")
 	base := "http://" + addr
+	serverMetrics := regexp.MustCompile(`metrics on http://(\S+)/metrics`).FindStringSubmatch(srv.stderr.String())
 	h := newTestHost(t)
 	agent, metricsAddr := startJobrun(t, bin, regexp.MustCompile(`metrics listening on (\S+)`),
 		"--state-dir", h.state, "agent", "--server", base, "--token", regToken, "--name", "web-agent",
@@ -282,6 +284,19 @@ func TestWebUIBrowser(t *testing.T) {
 	// The job that talks runs once prepare has succeeded.
 	waitJob("talk", func(j *api.Job) bool { return j.Status == api.Running })
 
+	// The pages need a token: the browser is sent to sign in, and signs
+	// in with one of the read role.
+	reader, err := c.AddToken(ctx, api.NewToken{Name: "browser", Role: api.RoleRead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	do("sign in to read",
+		chromedp.Navigate(fmt.Sprintf("%s/jobs/%d", base, jobID["talk"])),
+		chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), reader.Secret),
+		chromedp.Click(chromedp.ID("signin")),
+		chromedp.WaitVisible(chromedp.ID("log")))
+
 	// The job page, opened while talk sleeps between its two lines: the
 	// second arrives over the event stream without a reload.
 	do("open the job page",
@@ -300,7 +315,7 @@ func TestWebUIBrowser(t *testing.T) {
 		t.Fatal("log lines lack their #L anchors")
 	}
 	if js(`!!document.getElementById("cancel")`) {
-		t.Fatal("a cancel button before signing in")
+		t.Fatal("a cancel button for the read role")
 	}
 	shot("job-live")
 
@@ -360,7 +375,13 @@ func TestWebUIBrowser(t *testing.T) {
 	}
 
 	// The server's metrics.
-	fams := promtest.Scrape(t, base+"/metrics")
+	fams := promtest.ScrapeToken(t, base+"/metrics", reader.Secret)
+	if serverMetrics == nil {
+		t.Fatalf("the server did not say where --metrics-listen serves:\n%s", srv.stderr.String())
+	}
+	if open := promtest.Scrape(t, "http://"+serverMetrics[1]+"/metrics"); len(open) != len(fams) {
+		t.Errorf("--metrics-listen serves %d families, /metrics with a token %d", len(open), len(fams))
+	}
 	if v := promtest.Sample(t, fams, "jobrun_agents_online", nil).GetGauge().GetValue(); v != 1 {
 		t.Errorf("jobrun_agents_online = %v, want 1", v)
 	}
