@@ -40,10 +40,31 @@ func IsStatus(err error, code int) bool {
 }
 
 func (c *Client) http() *http.Client {
+	hc := http.DefaultClient
 	if c.HTTP != nil {
-		return c.HTTP
+		hc = c.HTTP
 	}
-	return http.DefaultClient
+	if hc.CheckRedirect != nil {
+		return hc
+	}
+	cp := *hc
+	cp.CheckRedirect = keepTokenHome
+	return &cp
+}
+
+// keepTokenHome follows redirects (at most 10) but sends the token only to
+// the server's own origin: an artifact download redirects to a presigned
+// S3 URL, which needs no token and refuses a request with two kinds of
+// authentication, and Go keeps the header for another port of the same
+// host.
+func keepTokenHome(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	if req.URL.Scheme != via[0].URL.Scheme || req.URL.Host != via[0].URL.Host {
+		req.Header.Del("Authorization")
+	}
+	return nil
 }
 
 // do sends a request with body (JSON-encoded unless it is an io.Reader)

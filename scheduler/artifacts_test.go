@@ -61,9 +61,23 @@ func download(t *testing.T, base string, at api.Attempt) (string, *http.Response
 	if len(m.Files) != 1 || m.Repo != "org/app" || m.Attempt != at.Attempt {
 		t.Fatalf("manifest = %+v", m)
 	}
+	// api.Client follows a redirect to a presigned URL without its token.
+	rc, err := rd.OpenArtifact(context.Background(), at, "dist/app.txt")
+	if err != nil {
+		t.Fatalf("open through api.Client: %v", err)
+	}
+	rc.Close()
 	req, _ := http.NewRequest("GET", fmt.Sprintf("%s/api/v1/jobs/%d/attempts/%d/artifacts/dist/app.txt", base, at.Job, at.Attempt), nil)
 	req.Header.Set("Authorization", "Bearer "+rd.Token)
-	resp, err := http.DefaultClient.Do(req)
+	// As api.Client does: the token goes to the server only, not to the
+	// presigned URL it may redirect to.
+	hc := &http.Client{CheckRedirect: func(r *http.Request, via []*http.Request) error {
+		if r.URL.Host != via[0].URL.Host {
+			r.Header.Del("Authorization")
+		}
+		return nil
+	}}
+	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
