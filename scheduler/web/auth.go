@@ -152,6 +152,12 @@ func (u *ui) login(w http.ResponseWriter, r *http.Request) {
 }
 
 func (u *ui) logout(w http.ResponseWriter, r *http.Request) {
+	if session(r) == nil {
+		// Already ended (expired, or its token removed).
+		u.clearCookie(w, r)
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return
+	}
 	if !u.checkCSRF(r) {
 		u.error(w, r, http.StatusForbidden, "The form was not sent from this site's page (CSRF token missing or wrong).")
 		return

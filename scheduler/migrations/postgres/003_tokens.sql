@@ -24,6 +24,7 @@ CREATE TABLE web_sessions (
 	created_at BIGINT NOT NULL
 );
 CREATE INDEX web_sessions_token ON web_sessions (token_hash);
+CREATE INDEX web_sessions_expiry ON web_sessions (expires_at);
 
 -- The registration token an agent joined with ('' for the server's
 -- --registration-token) and the repositories it may receive jobs of.
