@@ -57,7 +57,8 @@ func (r *Runner) startServices(ctx context.Context, j *Job, n *network.Net, l *j
 			ID:       id,
 			Hostname: s.Name,
 			Rootfs:   snap.Rootfs(),
-			Env:      serviceEnv(img.Config.Env, s.Env),
+			Env:      r.withCAEnv(serviceEnv(img.Config.Env, s.Env), s.Env),
+			CACerts:  r.CACerts,
 			User:     img.Config.User,
 			Cwd:      img.Config.WorkingDir,
 		}

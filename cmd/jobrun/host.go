@@ -30,6 +30,7 @@ type hostOptions struct {
 	noCache   bool
 	artifacts string // local artifact store directory
 	logLimit  string
+	caFile    string // --ca-file: replaces the config's ca_file
 }
 
 // stateDir makes the state dir absolute and creates it.
@@ -98,6 +99,9 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 	}
 	r := &agent.Runner{Images: images, Sandbox: sb, WorkDir: filepath.Join(dir, "work"), Log: g.log,
 		Network: nm, AllowHostNetwork: cfg.Network.AllowHost}
+	if err := loadCAs(r, cfg.CAFile, o.caFile); err != nil {
+		return nil, err
+	}
 	if o.logLimit != "" {
 		if r.LogLimit, err = units.ParseSize(o.logLimit); err != nil {
 			return nil, &usageError{fmt.Errorf("--log-limit: %w", err)}
@@ -145,3 +149,21 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 // and firewall table if no job on the host needs them; its jobs must be
 // over.
 func (h *host) Close() error { return errors.Join(h.sandbox.Close(), h.runner.Network.Close()) }
+
+// loadCAs gives r the CA certificates of --ca-file (flag), else of the
+// config's ca_file; neither set, jobs trust their images' CAs only.
+func loadCAs(r *agent.Runner, configured, flag string) error {
+	path, what := flag, "--ca-file"
+	if path == "" {
+		path, what = configured, "config ca_file"
+	}
+	if path == "" {
+		return nil
+	}
+	b, err := config.ReadCAFile(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	r.CACerts = b
+	return nil
+}
