@@ -84,6 +84,10 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 	if err != nil {
 		return nil, err
 	}
+	cas, err := readCAs(cfg.CAFile, o.caFile)
+	if err != nil {
+		return nil, err
+	}
 	sb, err := sandbox.New(dir, g.log.Named("sandbox"))
 	if err != nil {
 		return nil, err
@@ -99,9 +103,7 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 	}
 	r := &agent.Runner{Images: images, Sandbox: sb, WorkDir: filepath.Join(dir, "work"), Log: g.log,
 		Network: nm, AllowHostNetwork: cfg.Network.AllowHost}
-	if err := loadCAs(r, cfg.CAFile, o.caFile); err != nil {
-		return nil, err
-	}
+	r.CACerts = cas
 	if o.logLimit != "" {
 		if r.LogLimit, err = units.ParseSize(o.logLimit); err != nil {
 			return nil, &usageError{fmt.Errorf("--log-limit: %w", err)}
@@ -150,20 +152,19 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 // over.
 func (h *host) Close() error { return errors.Join(h.sandbox.Close(), h.runner.Network.Close()) }
 
-// loadCAs gives r the CA certificates of --ca-file (flag), else of the
-// config's ca_file; neither set, jobs trust their images' CAs only.
-func loadCAs(r *agent.Runner, configured, flag string) error {
+// readCAs reads the CA certificates of --ca-file (flag), else of the
+// config's ca_file; with neither, jobs trust their images' CAs only.
+func readCAs(configured, flag string) ([]byte, error) {
 	path, what := flag, "--ca-file"
 	if path == "" {
 		path, what = configured, "config ca_file"
 	}
 	if path == "" {
-		return nil
+		return nil, nil
 	}
 	b, err := config.ReadCAFile(path)
 	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	r.CACerts = b
-	return nil
+	return b, nil
 }
