@@ -481,7 +481,7 @@ func TestLocalCAFileTrustedByClients(t *testing.T) {
 // one matches want.
 func wantResult(t *testing.T, out, name, want string) {
 	t.Helper()
-	ms := regexp.MustCompile(`RESULT ` + regexp.QuoteMeta(name) + ` ([^\n]*)`).FindAllStringSubmatch(out, -1)
+	ms := regexp.MustCompile(`RESULT `+regexp.QuoteMeta(name)+` ([^\n]*)`).FindAllStringSubmatch(out, -1)
 	if ms == nil {
 		t.Errorf("no RESULT of %s", name)
 	}
@@ -499,4 +499,102 @@ func mustOutput(t *testing.T, name string, args ...string) string {
 		t.Fatalf("%s %v: %v", name, args, err)
 	}
 	return string(out)
+}
+
+// TestCABundleNeverReadsOrWritesHostFiles: an image whose bundle paths are
+// links out of its root (absolute, "../" climbing, through /proc) and at
+// a directory gets the extra CAs all the same, and no host file is read
+// into its bundle, written, or mounted over; its layers do not change.
+func TestCABundleNeverReadsOrWritesHostFiles(t *testing.T) {
+	images := testenv.RequireEnv(t, "JOBRUN_TEST_IMAGES", "test images built by scripts/testimages.sh")
+	testenv.RequireRoot(t)
+	extraCA := newTestCA(t, "jobrun test proxy CA")
+	extra := extraCA.serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello-through-extra-ca") }))
+
+	secretDir := t.TempDir()
+	secret := filepath.Join(secretDir, "host-bundle.pem")
+	marker := "HOST-ONLY-" + hex.EncodeToString(extraCA.cert.SerialNumber.Bytes())
+	if err := os.WriteFile(secret, []byte(marker+"\n"+string(newTestCA(t, "host-only CA").pem)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	was, err := os.Stat(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wasBody, _ := os.ReadFile(secret)
+	hostile := derivedImage(t, filepath.Join(images, "busybox"), []layerFile{
+		{name: "/etc/ssl", dir: true}, {name: "/etc/ssl/certs", dir: true},
+		{name: "/etc/ssl/certs/ca-certificates.crt", link: secret},
+		{name: "/etc/ssl/cert.pem", link: strings.Repeat("../", 12) + strings.TrimPrefix(secret, "/")},
+		{name: "/etc/ssl/ca-bundle.pem", link: "/etc"},
+		{name: "/etc/pki", dir: true}, {name: "/etc/pki/tls", dir: true}, {name: "/etc/pki/tls/certs", dir: true},
+		{name: "/etc/pki/tls/certs/ca-bundle.crt", link: "/proc/self/root" + secret},
+		{name: "/etc/pki/ca-trust", dir: true}, {name: "/etc/pki/ca-trust/extracted", dir: true},
+		{name: "/etc/pki/ca-trust/extracted/pem", dir: true},
+		{name: "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem", link: secretDir},
+	})
+	dir := t.TempDir()
+	buildTLSGet(t, dir)
+	ci := strings.NewReplacer("HOSTILE", hostile, "CHECK", strings.ReplaceAll(checkScript, "\n", "\n      ")).Replace(`
+job "hostile" {
+  image   = "HOSTILE"
+  network = "host"
+  step "look" {
+    run = <<-EOT
+      CHECK
+      check go-extra ./tlsget "$EXTRA"
+      check read-link cat /etc/ssl/certs/ca-certificates.crt
+      check certificates grep -c BEGIN "$${SSL_CERT_FILE:-/nonexistent}"
+      cat "$${SSL_CERT_FILE:-/dev/null}"
+    EOT
+  }
+}
+`)
+	file := filepath.Join(dir, ".ci.hcl")
+	caFile := filepath.Join(dir, "proxy-ca.pem")
+	for name, body := range map[string]string{file: ci, caFile: string(extraCA.pem)} {
+		if err := os.WriteFile(name, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := filepath.Join(t.TempDir(), "config.hcl")
+	if err := os.WriteFile(cfg, []byte("network {\n  allow_host = true\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := newTestHost(t)
+	args := []string{"--config", cfg, "--env", "EXTRA=" + extra.URL}
+
+	// Without a CA file, the positive control: the links lead nowhere in
+	// the container, and the server is not trusted.
+	r := h.local(t, file, args...)
+	if r.code != 0 {
+		t.Fatalf("without a CA file: exit %d", r.code)
+	}
+	wantResult(t, r.out, "go-extra", `failed: .*x509: `)
+	wantResult(t, r.out, "read-link", `failed: .*No such file`)
+	layers := filepath.Join(h.state, "images", "layers")
+	before := treeDigest(t, layers)
+
+	r = h.local(t, file, append(args, "--ca-file", caFile)...)
+	if r.code != 0 {
+		t.Fatalf("with a CA file: exit %d", r.code)
+	}
+	wantResult(t, r.out, "go-extra", `ok: hello-through-extra-ca`)
+	wantResult(t, r.out, "read-link", `failed: .*No such file`) // nothing mounted where the links point
+	wantResult(t, r.out, "certificates", `ok: 1 `)              // the extra CA alone
+	order(t, r.out, `hostile · CA bundle: .* \(no system bundle in the image\)`)
+	if strings.Contains(r.out, marker) || strings.Contains(r.out, "HOST-ONLY") {
+		t.Errorf("the host file %s reached the job's bundle", secret)
+	}
+	now, err := os.Stat(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nowBody, _ := os.ReadFile(secret)
+	if !bytes.Equal(nowBody, wasBody) || now.Mode() != was.Mode() || !now.ModTime().Equal(was.ModTime()) {
+		t.Errorf("the host file changed: %v %v %q, was %v %v", now.Mode(), now.ModTime(), nowBody, was.Mode(), was.ModTime())
+	}
+	if after := treeDigest(t, layers); after != before {
+		t.Errorf("the image store's layers changed: %s before, %s after", before, after)
+	}
 }
