@@ -598,3 +598,36 @@ job "hostile" {
 		t.Errorf("the image store's layers changed: %s before, %s after", before, after)
 	}
 }
+
+// TestLocalCAFileRefused: a CA file that is not PEM certificates stops
+// `jobrun local` before any job, naming the flag or the config and the
+// file; the positive control is TestLocalCAFileTrustedByClients.
+func TestLocalCAFileRefused(t *testing.T) {
+	file := project(t, `
+job "never" {
+  image = "IMAGE"
+  step "x" { run = "echo MUST-NOT-RUN" }
+}
+`, map[string]string{"key.pem": "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIBvZ0oEX3ZsRk5FT1Y8kbhUJKZc7/yMOqVXnJ6iD8LBd\n-----END PRIVATE KEY-----\n"})
+	key := filepath.Join(filepath.Dir(file), "key.pem")
+	cfg := filepath.Join(t.TempDir(), "config.hcl")
+	if err := os.WriteFile(cfg, []byte(`ca_file = "missing.pem"`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := newTestHost(t)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--ca-file", key}, `--ca-file: CA file ` + regexp.QuoteMeta(key) + `: block 1 is a "PRIVATE KEY", not a CERTIFICATE`},
+		{[]string{"--config", cfg}, `config ca_file: CA file: open ` + regexp.QuoteMeta(filepath.Join(filepath.Dir(cfg), "missing.pem"))},
+	} {
+		r := h.local(t, file, c.args...)
+		if r.code == 0 || strings.Contains(r.out, "MUST-NOT-RUN") {
+			t.Errorf("%v: exit %d", c.args, r.code)
+		}
+		if !regexp.MustCompile(c.want).MatchString(r.err) {
+			t.Errorf("%v: stderr %q, want %q", c.args, r.err, c.want)
+		}
+	}
+}
