@@ -21,6 +21,11 @@ import (
 // and the like at it.
 const CABundlePath = "/dev/.jobrun/ca-certificates.crt"
 
+// CAExtraPath is where a container with Spec.CACerts finds the extra
+// certificates alone: for trust stores that must import them one by one,
+// such as a JDK's cacerts.
+const CAExtraPath = "/dev/.jobrun/extra-ca-certificates.crt"
+
 // imageBundles are the system CA bundles of the common distributions, each
 // of which the bundle is mounted over where the image has it. Several are
 // symbolic links to another (Alpine's cert.pem, RHEL's ca-bundle.crt).
@@ -35,11 +40,15 @@ var imageBundles = []string{
 // maxImageBundle bounds what is read of an image's bundles, together.
 const maxImageBundle = 16 << 20
 
-// caBundleFile is the bundle's name in the container's files directory.
-const caBundleFile = "ca-certificates.crt"
+// caBundleFile and caExtraFile are the names of the bundle and of the
+// extra certificates alone in the container's files directory.
+const (
+	caBundleFile = "ca-certificates.crt"
+	caExtraFile  = "extra-ca-certificates.crt"
+)
 
 // writeCABundle writes into dir the bundle of a container whose root is
-// rootfs: the image's own bundles, then extra. It returns the paths in the
+// rootfs, the image's own bundles then extra, and extra alone. It returns the paths in the
 // container that hold one of the image's bundles, which the bundle is
 // mounted over read-only.
 //
@@ -77,6 +86,9 @@ func writeCABundle(dir, rootfs string, extra []byte) ([]string, error) {
 	}
 	bundle.Write(extra)
 	if err := os.WriteFile(filepath.Join(dir, caBundleFile), bundle.Bytes(), 0o644); err != nil {
+		return nil, fmt.Errorf("CA bundle: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, caExtraFile), extra, 0o644); err != nil {
 		return nil, fmt.Errorf("CA bundle: %w", err)
 	}
 	return targets, nil

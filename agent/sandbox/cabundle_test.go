@@ -67,6 +67,9 @@ func TestCABundleResolvesInRoot(t *testing.T) {
 	if string(b) != "IMAGE-DEBIAN\nIMAGE-RHEL\nEXTRA\n" {
 		t.Errorf("bundle %q", b)
 	}
+	if b, _ := os.ReadFile(filepath.Join(files, caExtraFile)); string(b) != "EXTRA\n" {
+		t.Errorf("extra certificates alone: %q", b)
+	}
 
 	// The same paths as links out of the root: absolute, climbing, through
 	// /proc, at a directory. None leads anywhere inside the root.

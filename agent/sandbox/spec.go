@@ -65,8 +65,8 @@ type Spec struct {
 	// its image's: a bundle of the image's own system bundle and these is
 	// mounted read-only over each of the image's bundle paths that holds
 	// a file (Debian, Alpine, RHEL and openSUSE locations) and at
-	// CABundlePath. The image is read inside its root only; see
-	// writeCABundle.
+	// CABundlePath, and these alone at CAExtraPath. The image is read
+	// inside its root only; see writeCABundle.
 	CACerts []byte
 	// Privileged turns the isolation off: all capabilities, no seccomp
 	// filter, no masked or read-only paths, all devices, and the host's

@@ -321,6 +321,8 @@ job "debian" {
       check go-extra ./tlsget "$EXTRA"
       check go-default-path-extra env -u SSL_CERT_FILE ./tlsget "$EXTRA"
       check go-image ./tlsget "$IMAGE_CA_URL"
+      check count-bundle grep -c BEGIN /dev/.jobrun/ca-certificates.crt
+      check count-extra grep -c BEGIN /dev/.jobrun/extra-ca-certificates.crt
     EOT
   }
 }
@@ -446,6 +448,9 @@ func TestLocalCAFileTrustedByClients(t *testing.T) {
 	for _, c := range []string{"curl-image", "go-image", "write-bundle"} {
 		wantResult(t, r.out, c, `ok`)
 	}
+	for _, c := range []string{"count-bundle", "count-extra"} {
+		wantResult(t, r.out, c, `failed: .*No such file`)
+	}
 	order(t, r.out, `ENV SSL_CERT_FILE= NODE_EXTRA_CA_CERTS= REQUESTS_CA_BUNDLE=/mine.pem GIT_SSL_CAINFO=\n`)
 
 	// With --ca-file, then with the config's ca_file: every client gets
@@ -466,6 +471,8 @@ func TestLocalCAFileTrustedByClients(t *testing.T) {
 		wantResult(t, r.out, "curl-image", `ok: hello-through-image-ca`)
 		wantResult(t, r.out, "go-image", `ok: hello-through-image-ca`)
 		wantResult(t, r.out, "write-bundle", `failed: .*Read-only file system`)
+		wantResult(t, r.out, "count-bundle", `ok: 2 `) // the image's CA and the extra one
+		wantResult(t, r.out, "count-extra", `ok: 1 `)
 		order(t, r.out, `ENV SSL_CERT_FILE=/dev/.jobrun/ca-certificates.crt NODE_EXTRA_CA_CERTS=/dev/.jobrun/ca-certificates.crt `+
 			`REQUESTS_CA_BUNDLE=/mine.pem GIT_SSL_CAINFO=/dev/.jobrun/ca-certificates.crt\n`)
 		order(t, r.out, `alpine-like · CA bundle: extra certificates at /dev/.jobrun/ca-certificates.crt \(mounted over the image's /etc/ssl/certs/ca-certificates.crt\)`)
