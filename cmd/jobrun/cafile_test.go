@@ -638,3 +638,27 @@ job "never" {
 		}
 	}
 }
+
+// TestLocalCAFileReachesServices: a job's service containers get the
+// bundle and the variables too, as its steps do.
+func TestLocalCAFileReachesServices(t *testing.T) {
+	ca := newTestCA(t, "jobrun test proxy CA")
+	file := project(t, `
+job "with-web" {
+  image = "IMAGE"
+  service "web" {
+    image   = "IMAGE"
+    command = ["sh", "-c", "echo \"SVC $SSL_CERT_FILE $(grep -c BEGIN $SSL_CERT_FILE)\"; mkdir -p /www && exec httpd -f -p 8080 -h /www"]
+    port    = 8080
+  }
+  step "x" { run = "echo STEP $SSL_CERT_FILE" }
+}
+`, map[string]string{"ca.pem": string(ca.pem)})
+	h := newTestHost(t)
+	r := h.local(t, file, "--ca-file", filepath.Join(filepath.Dir(file), "ca.pem"))
+	if r.code != 0 {
+		t.Fatalf("exit %d", r.code)
+	}
+	order(t, r.out, `with-web › service web \| SVC /dev/.jobrun/ca-certificates.crt 1\n`)
+	order(t, r.out, `with-web › x \| STEP /dev/.jobrun/ca-certificates.crt\n`)
+}
