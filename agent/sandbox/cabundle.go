@@ -75,7 +75,7 @@ func writeCABundle(dir, rootfs string, extra []byte) ([]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("CA bundle: image's %s: %w", p, err)
 		}
-		if target == "" || slices.Contains(targets, target) {
+		if target == "" || slices.Contains(targets, target) || kernelPath(target) {
 			continue
 		}
 		targets = append(targets, target)
@@ -136,6 +136,18 @@ func readInRoot(root int, realRoot, p string, limit int) (string, []byte, error)
 		return "", nil, fmt.Errorf("the image's bundles are larger than %d MiB", maxImageBundle>>20)
 	}
 	return "/" + rel, data, nil
+}
+
+// kernelPath reports whether p is under the container's own /proc, /sys or
+// /dev, mounted over the image's: a bundle link that leads there names no
+// bundle (and libcontainer refuses mounts into /proc).
+func kernelPath(p string) bool {
+	for _, d := range []string{"/proc/", "/sys/", "/dev/"} {
+		if strings.HasPrefix(p, d) {
+			return true
+		}
+	}
+	return false
 }
 
 // fdPath is the path the kernel has for an open file.

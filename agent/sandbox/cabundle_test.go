@@ -79,7 +79,7 @@ func TestCABundleResolvesInRoot(t *testing.T) {
 		"etc/ssl/cert.pem":                                 strings.Repeat("../", 10) + strings.TrimPrefix(secret, "/"),
 		"etc/pki/tls/certs/ca-bundle.crt":                  "/proc/self/root" + secret,
 		"etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem": host,
-		"etc/ssl/ca-bundle.pem":                            "/",
+		"etc/ssl/ca-bundle.pem":                            "/proc/bundle",
 	} {
 		p = filepath.Join(hostile, p)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -88,6 +88,13 @@ func TestCABundleResolvesInRoot(t *testing.T) {
 		if err := os.Symlink(to, p); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// An image file at /proc/bundle: the container's /proc hides it.
+	if err := os.MkdirAll(filepath.Join(hostile, "proc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(hostile, "proc/bundle"), []byte("IMAGE-PROC\n"), 0o644); err != nil {
+		t.Fatal(err)
 	}
 	targets, err = writeCABundle(files, hostile, []byte("EXTRA\n"))
 	if err != nil || len(targets) != 0 {
@@ -130,5 +137,31 @@ func TestCABundleImageTooLarge(t *testing.T) {
 	_, err := writeCABundle(t.TempDir(), root, []byte("EXTRA\n"))
 	if err == nil || !strings.Contains(err.Error(), "/etc/ssl/certs/ca-certificates.crt") || !strings.Contains(err.Error(), "larger than") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// BenchmarkCABundle is what a container start with a CA file adds: the
+// host's own root as the image (Debian's bundle, 144 certificates) and the
+// same bundle as the extra certificates, written to a fresh files dir on
+// a tmpfs, as the containers' runtime state is (see RunDir).
+func BenchmarkCABundle(b *testing.B) {
+	extra, err := os.ReadFile("/etc/ssl/certs/ca-certificates.crt")
+	if err != nil {
+		b.Skip("no host bundle")
+	}
+	dir, err := os.MkdirTemp("/dev/shm", "cabundle-")
+	if err != nil {
+		b.Skip("no /dev/shm")
+	}
+	defer os.RemoveAll(dir)
+	for b.Loop() {
+		files := filepath.Join(dir, "c")
+		if err := os.Mkdir(files, 0o700); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := writeCABundle(files, "/", extra); err != nil {
+			b.Fatal(err)
+		}
+		os.RemoveAll(files)
 	}
 }

@@ -640,10 +640,16 @@ job "never" {
 }
 
 // TestLocalCAFileReachesServices: a job's service containers get the
-// bundle and the variables too, as its steps do.
+// bundle and the variables too, as its steps do, and a job running as a
+// user other than root can read it.
 func TestLocalCAFileReachesServices(t *testing.T) {
 	ca := newTestCA(t, "jobrun test proxy CA")
+	user := "oci-layout:" + filepath.Join(testenv.RequireEnv(t, "JOBRUN_TEST_IMAGES", "test images built by scripts/testimages.sh"), "busybox-user") + ":latest"
 	file := project(t, `
+job "as-user" {
+  image = "`+user+`"
+  step "x" { run = "echo USER $(id -u) $(grep -c BEGIN $SSL_CERT_FILE) $(grep -c BEGIN /dev/.jobrun/extra-ca-certificates.crt)" }
+}
 job "with-web" {
   image = "IMAGE"
   service "web" {
@@ -661,4 +667,5 @@ job "with-web" {
 	}
 	order(t, r.out, `with-web › service web \| SVC /dev/.jobrun/ca-certificates.crt 1\n`)
 	order(t, r.out, `with-web › x \| STEP /dev/.jobrun/ca-certificates.crt\n`)
+	order(t, r.out, `as-user › x \| USER 1000 1 1\n`)
 }
