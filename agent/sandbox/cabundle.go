@@ -48,9 +48,9 @@ const (
 )
 
 // writeCABundle writes into dir the bundle of a container whose root is
-// rootfs, the image's own bundles then extra, and extra alone. It returns the paths in the
-// container that hold one of the image's bundles, which the bundle is
-// mounted over read-only.
+// rootfs (the image's own bundles, then extra) and extra alone. It returns
+// the paths in the container that hold one of the image's bundles, which
+// the bundle is mounted over read-only.
 //
 // The image is never written, and read only inside its root: a bundle
 // path is often a symbolic link, and an image may point one at a host file
@@ -100,10 +100,16 @@ func writeCABundle(dir, rootfs string, extra []byte) ([]string, error) {
 // but a regular file, gives "" and no error: the image has no bundle
 // there.
 func readInRoot(root int, realRoot, p string, limit int) (string, []byte, error) {
-	fd, err := unix.Openat2(root, strings.TrimPrefix(p, "/"), &unix.OpenHow{
+	how := &unix.OpenHow{
 		Flags:   unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOCTTY | unix.O_NONBLOCK,
 		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV,
-	})
+	}
+	fd, err := unix.Openat2(root, strings.TrimPrefix(p, "/"), how)
+	// The kernel answers EAGAIN when a rename or a mount anywhere on the
+	// host raced the resolution: a busy host's normal, worth a retry.
+	for i := 0; errors.Is(err, unix.EAGAIN) && i < 100; i++ {
+		fd, err = unix.Openat2(root, strings.TrimPrefix(p, "/"), how)
+	}
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) ||
 			errors.Is(err, unix.EXDEV) || errors.Is(err, unix.EISDIR) || errors.Is(err, unix.ENXIO) {
