@@ -211,8 +211,13 @@ func hostBinaries(t *testing.T, progs ...string) []layerFile {
 			}
 		}
 	}
-	// Parents first, as tar writers do.
-	sort.SliceStable(files, func(i, j int) bool { return files[i].dir && !files[j].dir })
+	// Directories first, each after its parent, as tar writers do.
+	sort.SliceStable(files, func(i, j int) bool {
+		if files[i].dir != files[j].dir {
+			return files[i].dir
+		}
+		return files[i].dir && files[i].name < files[j].name
+	})
 	return files
 }
 
