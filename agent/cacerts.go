@@ -42,3 +42,16 @@ func (r *Runner) caNotice(c *sandbox.Container, l *jobLog) {
 	}
 	l.notice("", "CA bundle: extra certificates at "+sandbox.CABundlePath+" ("+at+")")
 }
+
+// imageCABundles are the files the image's own environment names in
+// caVars: its bundles too, which the job's bundle must include.
+func imageCABundles(imageEnv []string) []string {
+	var out []string
+	for _, kv := range imageEnv {
+		k, v, _ := strings.Cut(kv, "=")
+		if slices.Contains(caVars, k) && strings.HasPrefix(v, "/") && !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	return out
+}

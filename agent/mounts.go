@@ -86,6 +86,7 @@ func (r *Runner) spec(j *Job, img *image.Image, rootfs, ws string, mounts []sand
 		Mounts:    mounts,
 		Env:       r.withCAEnv(environment(img.Config.Env, j), j.Job.Env, j.Env, j.Secrets),
 		CACerts:   r.CACerts,
+		CABundles: imageCABundles(img.Config.Env),
 		User:      img.Config.User,
 		Resources: sandbox.Resources{CPUs: j.Resources.CPUs, Memory: j.Resources.Memory, Pids: j.Resources.Pids},
 		Network:   string(j.Network),

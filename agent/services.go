@@ -62,6 +62,7 @@ func (r *Runner) startServices(ctx context.Context, j *Job, n *network.Net, l *j
 			User:     img.Config.User,
 			Cwd:      img.Config.WorkingDir,
 		}
+		spec.CABundles = imageCABundles(img.Config.Env)
 		joinNetwork(&spec, n, j.Services)
 		c, err := r.Sandbox.Start(ctx, spec)
 		if err != nil {

@@ -49,8 +49,9 @@ const (
 
 // writeCABundle writes into dir the bundle of a container whose root is
 // rootfs (the image's own bundles, then extra) and extra alone. It returns
-// the paths in the container that hold one of the image's bundles, which
-// the bundle is mounted over read-only.
+// the paths in the container that hold one of the image's bundles (at the
+// distributions' paths or more), which the bundle is mounted over
+// read-only.
 //
 // The image is never written, and read only inside its root: a bundle
 // path is often a symbolic link, and an image may point one at a host file
@@ -58,7 +59,7 @@ const (
 // resolves every link as the container would, within rootfs, and the
 // mount targets are the files that resolution reached, regular files of
 // the image only.
-func writeCABundle(dir, rootfs string, extra []byte) ([]string, error) {
+func writeCABundle(dir, rootfs string, extra []byte, more ...string) ([]string, error) {
 	root, err := unix.Open(rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("CA bundle: open rootfs: %w", err)
@@ -70,7 +71,10 @@ func writeCABundle(dir, rootfs string, extra []byte) ([]string, error) {
 	}
 	var bundle bytes.Buffer
 	var targets []string
-	for _, p := range imageBundles {
+	for _, p := range slices.Concat(imageBundles, more) {
+		if !filepath.IsAbs(p) {
+			continue
+		}
 		target, data, err := readInRoot(root, realRoot, p, maxImageBundle-bundle.Len())
 		if err != nil {
 			return nil, fmt.Errorf("CA bundle: image's %s: %w", p, err)

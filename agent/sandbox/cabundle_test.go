@@ -51,12 +51,15 @@ func TestCABundleResolvesInRoot(t *testing.T) {
 	if err := unix.Mkfifo(filepath.Join(root, "etc/ssl/ca-bundle.pem"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// A bundle of the image's own, named by its environment; a relative
+	// name is no path, and a repeated one counts once.
+	mk("opt/ca.pem", "IMAGE-OWN\n")
 	files := t.TempDir()
-	targets, err := writeCABundle(files, root, []byte("EXTRA\n"))
+	targets, err := writeCABundle(files, root, []byte("EXTRA\n"), "/opt/ca.pem", "opt/ca.pem", "/etc/ssl/cert.pem")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"/etc/ssl/certs/ca-certificates.crt", "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem"}
+	want := []string{"/etc/ssl/certs/ca-certificates.crt", "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem", "/opt/ca.pem"}
 	if !slices.Equal(targets, want) {
 		t.Errorf("targets %q, want %q", targets, want)
 	}
@@ -64,7 +67,7 @@ func TestCABundleResolvesInRoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(b) != "IMAGE-DEBIAN\nIMAGE-RHEL\nEXTRA\n" {
+	if string(b) != "IMAGE-DEBIAN\nIMAGE-RHEL\nIMAGE-OWN\nEXTRA\n" {
 		t.Errorf("bundle %q", b)
 	}
 	if b, _ := os.ReadFile(filepath.Join(files, caExtraFile)); string(b) != "EXTRA\n" {

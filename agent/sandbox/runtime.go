@@ -199,7 +199,7 @@ func (rt *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) 
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
 	if len(s.CACerts) > 0 {
-		if s.caTargets, err = writeCABundle(c.files, s.Rootfs, s.CACerts); err != nil {
+		if s.caTargets, err = writeCABundle(c.files, s.Rootfs, s.CACerts, s.CABundles...); err != nil {
 			return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 		}
 		c.spec.caTargets = s.caTargets

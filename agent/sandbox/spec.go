@@ -68,6 +68,11 @@ type Spec struct {
 	// CABundlePath, and these alone at CAExtraPath. The image is read
 	// inside its root only; see writeCABundle.
 	CACerts []byte
+	// CABundles are further paths of the image's own bundles, read
+	// and covered like the distributions' (the files its environment
+	// names in SSL_CERT_FILE and the like), so pointing those variables
+	// at the new bundle loses none of its certificates.
+	CABundles []string
 	// Privileged turns the isolation off: all capabilities, no seccomp
 	// filter, no masked or read-only paths, all devices, and the host's
 	// pid, ipc and uts namespaces. Tests use it as the positive control of

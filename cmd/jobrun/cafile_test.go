@@ -106,8 +106,9 @@ type layerFile struct {
 }
 
 // derivedImage writes an OCI layout of the base layout's image plus one
-// layer of files, and returns its oci-layout reference.
-func derivedImage(t *testing.T, base string, files []layerFile) string {
+// layer of files and env in its config, and returns its oci-layout
+// reference.
+func derivedImage(t *testing.T, base string, files []layerFile, env ...string) string {
 	t.Helper()
 	p, err := layout.FromPath(base)
 	if err != nil {
@@ -164,6 +165,17 @@ func derivedImage(t *testing.T, base string, files []layerFile) string {
 	}
 	if img, err = mutate.AppendLayers(img, l); err != nil {
 		t.Fatal(err)
+	}
+	if len(env) > 0 {
+		cf, err := img.ConfigFile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cf = cf.DeepCopy()
+		cf.Config.Env = append(cf.Config.Env, env...)
+		if img, err = mutate.ConfigFile(img, cf); err != nil {
+			t.Fatal(err)
+		}
 	}
 	dir := t.TempDir()
 	out, err := layout.Write(dir, empty.Index)
@@ -356,14 +368,16 @@ job "rhel-like" {
     EOT
   }
 }
-job "bare" {
-  image   = "BUSYBOX"
+job "env-bundle" {
+  image   = "ENVIMAGE"
   network = "host"
   env     = { REQUESTS_CA_BUNDLE = "/mine.pem" }
   step "clients" {
     run = <<-EOT
       CHECK
       check go-env-extra ./tlsget "$EXTRA"
+      check go-custom-extra env SSL_CERT_FILE=/opt/ca/custom.pem ./tlsget "$EXTRA"
+      check go-image ./tlsget "$IMAGE_CA_URL"
       echo "ENV SSL_CERT_FILE=$SSL_CERT_FILE NODE_EXTRA_CA_CERTS=$NODE_EXTRA_CA_CERTS REQUESTS_CA_BUNDLE=$REQUESTS_CA_BUNDLE GIT_SSL_CAINFO=$GIT_SSL_CAINFO"
     EOT
   }
@@ -374,8 +388,9 @@ job "bare" {
 // do not know is refused by curl, git and Go in jobs without a CA file, and
 // reached by every one of them with --ca-file and with the config's
 // ca_file, through the bundle mounted over each distribution's bundle
-// path (Debian, Alpine, RHEL layouts, links included) and the variables.
-// The image's own CAs stay trusted, the bundle is read-only, and the
+// path (Debian, Alpine, RHEL layouts, links included, and a bundle the
+// image's environment names) and the variables. The image's own CAs stay
+// trusted, the bundle is read-only, and the
 // image's unpacked layers are the same after as before.
 func TestLocalCAFileTrustedByClients(t *testing.T) {
 	images := testenv.RequireEnv(t, "JOBRUN_TEST_IMAGES", "test images built by scripts/testimages.sh")
@@ -411,7 +426,11 @@ func TestLocalCAFileTrustedByClients(t *testing.T) {
 
 	dir := t.TempDir()
 	buildTLSGet(t, dir)
-	ci := strings.NewReplacer("DEBIAN", debian, "ALPINE", alpine, "RHEL", rhel, "BUSYBOX", busybox(t),
+	// Its own bundle at a path of its own, which its environment names.
+	envImage := derivedImage(t, filepath.Join(images, "busybox"), []layerFile{
+		{name: "/opt", dir: true}, {name: "/opt/ca", dir: true}, {name: "/opt/ca/custom.pem", body: string(imageCA.pem)},
+	}, "SSL_CERT_FILE=/opt/ca/custom.pem")
+	ci := strings.NewReplacer("DEBIAN", debian, "ALPINE", alpine, "RHEL", rhel, "ENVIMAGE", envImage,
 		"CHECK", strings.ReplaceAll(checkScript, "\n", "\n      ")).Replace(caJobs)
 	file := filepath.Join(dir, ".ci.hcl")
 	caFile := filepath.Join(dir, "proxy-ca.pem")
@@ -447,7 +466,7 @@ func TestLocalCAFileTrustedByClients(t *testing.T) {
 	layers := filepath.Join(h.state, "images", "layers")
 	before := treeDigest(t, layers)
 	for _, c := range []string{"curl-extra", "git-extra", "go-extra", "go-default-path-extra", "go-cert-pem-extra",
-		"go-ca-certificates-extra", "go-ca-bundle-extra", "go-tls-ca-bundle-extra", "go-env-extra"} {
+		"go-ca-certificates-extra", "go-ca-bundle-extra", "go-tls-ca-bundle-extra", "go-env-extra", "go-custom-extra"} {
 		wantResult(t, r.out, c, `failed: .*(certificate|issuer|unknown authority)`)
 	}
 	for _, c := range []string{"curl-image", "go-image", "write-bundle"} {
@@ -456,7 +475,7 @@ func TestLocalCAFileTrustedByClients(t *testing.T) {
 	for _, c := range []string{"count-bundle", "count-extra"} {
 		wantResult(t, r.out, c, `failed: .*No such file`)
 	}
-	order(t, r.out, `ENV SSL_CERT_FILE= NODE_EXTRA_CA_CERTS= REQUESTS_CA_BUNDLE=/mine.pem GIT_SSL_CAINFO=\n`)
+	order(t, r.out, `ENV SSL_CERT_FILE=/opt/ca/custom.pem NODE_EXTRA_CA_CERTS= REQUESTS_CA_BUNDLE=/mine.pem GIT_SSL_CAINFO=\n`)
 
 	// With --ca-file, then with the config's ca_file: every client gets
 	// through, the image's CA still counts, the bundle is read-only.
@@ -469,7 +488,7 @@ func TestLocalCAFileTrustedByClients(t *testing.T) {
 			t.Fatalf("%v: exit %d", args, r.code)
 		}
 		for _, c := range []string{"curl-extra", "go-extra", "go-default-path-extra", "go-cert-pem-extra",
-			"go-ca-certificates-extra", "go-ca-bundle-extra", "go-tls-ca-bundle-extra", "go-env-extra"} {
+			"go-ca-certificates-extra", "go-ca-bundle-extra", "go-tls-ca-bundle-extra", "go-env-extra", "go-custom-extra"} {
 			wantResult(t, r.out, c, `ok: hello-through-extra-ca`)
 		}
 		wantResult(t, r.out, "git-extra", `ok: `+commit+`\s+refs/heads/main`)
@@ -482,7 +501,7 @@ func TestLocalCAFileTrustedByClients(t *testing.T) {
 			`REQUESTS_CA_BUNDLE=/mine.pem GIT_SSL_CAINFO=/dev/.jobrun/ca-certificates.crt\n`)
 		order(t, r.out, `alpine-like · CA bundle: extra certificates at /dev/.jobrun/ca-certificates.crt \(mounted over the image's /etc/ssl/certs/ca-certificates.crt\)`)
 		order(t, r.out, `rhel-like · CA bundle: .* \(mounted over the image's /etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem\)`)
-		order(t, r.out, `bare · CA bundle: .* \(no system bundle in the image\)`)
+		order(t, r.out, `env-bundle · CA bundle: .* \(mounted over the image's /opt/ca/custom.pem\)`)
 	}
 	if after := treeDigest(t, layers); after != before {
 		t.Errorf("the image store's layers changed: %s before, %s after", before, after)
