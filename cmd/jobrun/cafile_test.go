@@ -3,6 +3,7 @@ package main
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -35,6 +36,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/jobrun/jobrun/api"
 	"github.com/jobrun/jobrun/internal/testenv"
 )
 
@@ -692,4 +694,41 @@ job "with-web" {
 	order(t, r.out, `with-web › service web \| SVC /dev/.jobrun/ca-certificates.crt 1\n`)
 	order(t, r.out, `with-web › x \| STEP /dev/.jobrun/ca-certificates.crt\n`)
 	order(t, r.out, `as-user › x \| USER 1000 1 1\n`)
+}
+
+// TestAgentCAFile: `jobrun agent` gives its jobs the CA certificates of
+// the config's ca_file (relative to the config, in the state dir).
+func TestAgentCAFile(t *testing.T) {
+	image := busybox(t)
+	bin := buildJobrun(t)
+	ctx := context.Background()
+	ca := newTestCA(t, "jobrun test proxy CA")
+	p := startPool(t, bin, "10s")
+	h := agentHost(t)
+	for name, body := range map[string]string{"config.hcl": `ca_file = "proxy-ca.pem"`, "proxy-ca.pem": string(ca.pem)} {
+		if err := os.WriteFile(filepath.Join(h.state, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := p.startAgent(t, bin, h, "ca-agent")
+	logs := p.logs(map[string]*daemon{"agent": a})
+	run, err := p.c.CreateRun(ctx, api.NewRun{Repo: "example.com/ca", Branch: "main", Source: `
+job "trusts" {
+  image   = "` + image + `"
+  agent   = ["e2e"]
+  network = "none"
+  step "x" { run = "echo CA $SSL_CERT_FILE $(grep -c BEGIN $SSL_CERT_FILE)" }
+}
+`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := waitRunDone(t, p.c, run.ID, logs)
+	if r.Status != api.Succeeded {
+		t.Fatalf("run %d: %s (%s)%s", r.ID, r.Status, r.Reason, logs())
+	}
+	if l := jobLog(t, p.c, r.Jobs[0].ID); !strings.Contains(l, "CA /dev/.jobrun/ca-certificates.crt 1") {
+		t.Errorf("the job's log lacks its CA bundle:\n%s", l)
+	}
+	a.stop(t)
 }
