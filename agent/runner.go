@@ -53,6 +53,10 @@ type Runner struct {
 	// AllowHostNetwork lets jobs use network = "host" (the agent config's
 	// network { allow_host = true }).
 	AllowHostNetwork bool
+	// CACerts, if set, are PEM certificates every job and service trusts
+	// on top of its image's (the agent config's ca_file, `jobrun local
+	// --ca-file`): see sandbox.Spec.CACerts and withCAEnv.
+	CACerts []byte
 	// ServiceTimeout is how long a service gets to accept connections on
 	// its port; zero means a minute.
 	ServiceTimeout time.Duration
@@ -196,6 +200,7 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 		return errored(res, err)
 	}
 	td.add(c.Destroy)
+	r.caNotice(c, l)
 	if err := r.waitServices(ctx, svcs, net, l); err != nil {
 		return errored(res, err)
 	}

@@ -57,10 +57,12 @@ func (r *Runner) startServices(ctx context.Context, j *Job, n *network.Net, l *j
 			ID:       id,
 			Hostname: s.Name,
 			Rootfs:   snap.Rootfs(),
-			Env:      serviceEnv(img.Config.Env, s.Env),
+			Env:      r.withCAEnv(serviceEnv(img.Config.Env, s.Env), s.Env),
+			CACerts:  r.CACerts,
 			User:     img.Config.User,
 			Cwd:      img.Config.WorkingDir,
 		}
+		spec.CABundles = imageCABundles(img.Config.Env)
 		joinNetwork(&spec, n, j.Services)
 		c, err := r.Sandbox.Start(ctx, spec)
 		if err != nil {

@@ -11,6 +11,7 @@ MC_VERSION=v0.0.0-20250313080218-cf909e1063a9
 APT_PACKAGES=(
 	gcc libc6-dev pkg-config libseccomp-dev   # cgo and -tags seccomp
 	git util-linux                            # flock(1) in tests
+	curl                                      # a verifying TLS client in the CA tests' job image
 	busybox-static debootstrap                # test images
 	runc crun podman umoci skopeo             # peers for bench/, and podman build
 	docker-registry                           # a real registry for integration tests

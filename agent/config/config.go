@@ -7,6 +7,7 @@
 //	registry "127.0.0.1:5000" {
 //	  insecure = true                 # plain HTTP; only for hosts listed here
 //	}
+//	ca_file = "/etc/ssl/certs/ca-certificates.crt"  # CAs every job trusts too
 //	network {
 //	  allow_host = false              # let jobs ask for network = "host"
 //	  subnet     = "10.213.0.0/16"    # the jobs' bridge network
@@ -22,6 +23,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -37,6 +39,11 @@ type Config struct {
 	Registries map[string]Registry
 	// Network configures jobs' networking.
 	Network Network
+	// CAFile, if set, is a file of PEM certificates every job trusts on
+	// top of its image's own (see ReadCAFile): the host's bundle, or a
+	// TLS-intercepting proxy's CA. A relative path is relative to the
+	// config file's directory.
+	CAFile string
 }
 
 // Network configures jobs' networking.
@@ -85,6 +92,7 @@ type fileSchema struct {
 		Subnet    string    `hcl:"subnet,optional"`
 		Deny      *[]string `hcl:"deny,optional"`
 	} `hcl:"network,block"`
+	CAFile string `hcl:"ca_file,optional"`
 }
 
 // Load reads the file at path. A missing file gives the defaults; a bad one
@@ -122,6 +130,12 @@ func Parse(filename string, src []byte) (*Config, error) {
 			return nil, fmt.Errorf("%s: registry %q is configured twice", filename, r.Host)
 		}
 		c.Registries[r.Host] = Registry{Mirrors: r.Mirrors, Insecure: r.Insecure}
+	}
+	if s.CAFile != "" {
+		c.CAFile = s.CAFile
+		if !filepath.IsAbs(c.CAFile) {
+			c.CAFile = filepath.Join(filepath.Dir(filename), c.CAFile)
+		}
 	}
 	if n := s.Network; n != nil {
 		c.Network.AllowHost = n.AllowHost

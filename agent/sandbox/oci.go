@@ -141,6 +141,13 @@ func ociSpec(s *Spec, files, initBin string) (*specs.Spec, error) {
 	if s.Workspace != "" {
 		mounts = append(mounts, specs.Mount{Destination: workspacePath, Type: "bind", Source: s.Workspace, Options: bindOpts(false)})
 	}
+	if len(s.CACerts) > 0 {
+		ca := filepath.Join(files, caBundleFile)
+		for _, t := range append([]string{CABundlePath}, s.caTargets...) {
+			mounts = append(mounts, specs.Mount{Destination: t, Type: "bind", Source: ca, Options: bindOpts(true, "noexec")})
+		}
+		mounts = append(mounts, specs.Mount{Destination: CAExtraPath, Type: "bind", Source: filepath.Join(files, caExtraFile), Options: bindOpts(true, "noexec")})
+	}
 	for _, m := range s.Mounts {
 		mounts = append(mounts, specs.Mount{Destination: m.Target, Type: "bind", Source: m.Source, Options: bindOpts(m.ReadOnly, m.Options...)})
 	}

@@ -198,6 +198,12 @@ func (rt *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) 
 	if err := writeEtc(c.files, &s); err != nil {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
+	if len(s.CACerts) > 0 {
+		if s.caTargets, err = writeCABundle(c.files, s.Rootfs, s.CACerts, s.CABundles...); err != nil {
+			return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+		}
+		c.spec.caTargets = s.caTargets
+	}
 	spec, err := ociSpec(&s, c.files, rt.launcher)
 	if err != nil {
 		return nil, err

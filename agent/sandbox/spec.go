@@ -61,11 +61,25 @@ type Spec struct {
 	// at about 15 ms more per process started. Off, the filter allows
 	// the native architecture only and a 32-bit binary dies of SIGSYS.
 	Compat32 bool
+	// CACerts, if set, are PEM certificates the container trusts on top of
+	// its image's: a bundle of the image's own system bundle and these is
+	// mounted read-only over each of the image's bundle paths that holds
+	// a file (Debian, Alpine, RHEL and openSUSE locations) and at
+	// CABundlePath, and these alone at CAExtraPath. The image is read
+	// inside its root only; see writeCABundle.
+	CACerts []byte
+	// CABundles are further paths of the image's own bundles, read
+	// and covered like the distributions' (the files its environment
+	// names in SSL_CERT_FILE and the like), so pointing those variables
+	// at the new bundle loses none of its certificates.
+	CABundles []string
 	// Privileged turns the isolation off: all capabilities, no seccomp
 	// filter, no masked or read-only paths, all devices, and the host's
 	// pid, ipc and uts namespaces. Tests use it as the positive control of
 	// every escape probe; jobs must never get it.
 	Privileged bool
+
+	caTargets []string // set by Start: where the CA bundle goes
 }
 
 // Mount is a bind mount into the container. Every bind mount is nosuid and

@@ -30,6 +30,7 @@ type hostOptions struct {
 	noCache   bool
 	artifacts string // local artifact store directory
 	logLimit  string
+	caFile    string // --ca-file: replaces the config's ca_file
 }
 
 // stateDir makes the state dir absolute and creates it.
@@ -83,6 +84,10 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 	if err != nil {
 		return nil, err
 	}
+	cas, err := readCAs(cfg.CAFile, o.caFile)
+	if err != nil {
+		return nil, err
+	}
 	sb, err := sandbox.New(dir, g.log.Named("sandbox"))
 	if err != nil {
 		return nil, err
@@ -98,6 +103,7 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 	}
 	r := &agent.Runner{Images: images, Sandbox: sb, WorkDir: filepath.Join(dir, "work"), Log: g.log,
 		Network: nm, AllowHostNetwork: cfg.Network.AllowHost}
+	r.CACerts = cas
 	if o.logLimit != "" {
 		if r.LogLimit, err = units.ParseSize(o.logLimit); err != nil {
 			return nil, &usageError{fmt.Errorf("--log-limit: %w", err)}
@@ -145,3 +151,20 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 // and firewall table if no job on the host needs them; its jobs must be
 // over.
 func (h *host) Close() error { return errors.Join(h.sandbox.Close(), h.runner.Network.Close()) }
+
+// readCAs reads the CA certificates of --ca-file (flag), else of the
+// config's ca_file; with neither, jobs trust their images' CAs only.
+func readCAs(configured, flag string) ([]byte, error) {
+	path, what := flag, "--ca-file"
+	if path == "" {
+		path, what = configured, "config ca_file"
+	}
+	if path == "" {
+		return nil, nil
+	}
+	b, err := config.ReadCAFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return b, nil
+}
