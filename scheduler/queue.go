@@ -568,10 +568,16 @@ func (s *SQL) AppendLog(ctx context.Context, agent string, a api.Attempt, off in
 	return size, err
 }
 
-// Log returns attempt's log from byte offset from on.
-func (s *SQL) Log(ctx context.Context, a api.Attempt, from int64) ([]byte, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT off, data FROM log_chunks WHERE job_id = $1 AND attempt = $2 AND off + size > $3 ORDER BY off`,
-		a.Job, a.Attempt, from)
+// Log returns at most max bytes of attempt a's log from byte offset from
+// on; nothing at its end. Only the bytes asked for leave the database,
+// so a read costs its page, not the log.
+func (s *SQL) Log(ctx context.Context, a api.Attempt, from, max int64) ([]byte, error) {
+	if from < 0 || max <= 0 {
+		return nil, nil
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT off, substr(data, CAST(CASE WHEN off < $3 THEN $3 - off + 1 ELSE 1 END AS INTEGER), CAST($4 AS INTEGER))
+		FROM log_chunks WHERE job_id = $1 AND attempt = $2 AND off + size > $3 AND off < $3 + $4 ORDER BY off`,
+		a.Job, a.Attempt, from, max)
 	if err != nil {
 		return nil, err
 	}
@@ -583,12 +589,17 @@ func (s *SQL) Log(ctx context.Context, a api.Attempt, from int64) ([]byte, error
 		if err := rows.Scan(&off, &data); err != nil {
 			return nil, err
 		}
-		if off < from {
-			data = data[from-off:]
-		}
-		out = append(out, data...)
+		out = append(out, data[:min(int64(len(data)), max-int64(len(out)))]...)
 	}
 	return out, rows.Err()
+}
+
+// LogSize returns the size of attempt a's log.
+func (s *SQL) LogSize(ctx context.Context, a api.Attempt) (int64, error) {
+	var size int64
+	err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(off + size), 0) FROM log_chunks WHERE job_id = $1 AND attempt = $2`,
+		a.Job, a.Attempt).Scan(&size)
+	return size, err
 }
 
 // Step records a step's state.

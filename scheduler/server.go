@@ -34,7 +34,8 @@ type Store interface {
 	Heartbeat(ctx context.Context, agent string, running []api.Attempt, timeout time.Duration, now time.Time) ([]api.Attempt, error)
 	CheckLease(ctx context.Context, agent string, a api.Attempt) error
 	AppendLog(ctx context.Context, agent string, a api.Attempt, off int64, data []byte) (int64, error)
-	Log(ctx context.Context, a api.Attempt, from int64) ([]byte, error)
+	Log(ctx context.Context, a api.Attempt, from, max int64) ([]byte, error)
+	LogSize(ctx context.Context, a api.Attempt) (int64, error)
 	Step(ctx context.Context, agent string, a api.Attempt, st api.Step) error
 	Finish(ctx context.Context, agent string, a api.Attempt, r api.Result, now time.Time) (int, error)
 	Expire(ctx context.Context, now time.Time) (int, error)

@@ -61,9 +61,14 @@ func (b webBackend) Agents(ctx context.Context) ([]api.Agent, error) {
 	return as, toWeb(err)
 }
 
-func (b webBackend) Log(ctx context.Context, a api.Attempt, from int64) ([]byte, error) {
-	data, err := b.s.st.Log(ctx, a, from)
+func (b webBackend) Log(ctx context.Context, a api.Attempt, from, max int64) ([]byte, error) {
+	data, err := b.s.st.Log(ctx, a, from, max)
 	return data, toWeb(err)
+}
+
+func (b webBackend) LogSize(ctx context.Context, a api.Attempt) (int64, error) {
+	n, err := b.s.st.LogSize(ctx, a)
+	return n, toWeb(err)
 }
 
 func (b webBackend) Artifacts(ctx context.Context, a api.Attempt) ([]web.Artifact, error) {

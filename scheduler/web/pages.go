@@ -298,14 +298,16 @@ func (u *ui) jobPage(w http.ResponseWriter, r *http.Request) {
 	}
 	if v.Attempt > 0 {
 		at := api.Attempt{Job: j.ID, Attempt: v.Attempt}
-		data, err := u.b.Log(ctx, at, 0)
+		// The tail of the log, read in pages; a following stream starts
+		// at the end of its last whole line.
+		size, err := u.b.LogSize(ctx, at)
+		if err == nil {
+			v.Log, err = tailLog(ctx, u.readLog(at), size)
+		}
 		if err != nil {
 			u.fail(w, r, err)
 			return
 		}
-		v.Log = renderLog(data, 0)
-		// Lines go out whole, so a following stream starts at the end
-		// of the last whole line.
 		arts, err := u.b.Artifacts(ctx, at)
 		switch {
 		case errors.Is(err, ErrNotFound):

@@ -38,9 +38,11 @@ type Backend interface {
 	Job(ctx context.Context, id int64) (*api.Job, error)
 	// Agents lists the pool's agents.
 	Agents(ctx context.Context) ([]api.Agent, error)
-	// Log returns an attempt's log (JSON lines of api.LogLine) from byte
-	// offset from on.
-	Log(ctx context.Context, a api.Attempt, from int64) ([]byte, error)
+	// Log returns at most max bytes of an attempt's log (JSON lines of
+	// api.LogLine) from byte offset from on.
+	Log(ctx context.Context, a api.Attempt, from, max int64) ([]byte, error)
+	// LogSize returns the size of an attempt's log in bytes.
+	LogSize(ctx context.Context, a api.Attempt) (int64, error)
 	// Artifacts lists an attempt's stored files; ErrNotFound when it
 	// stored none.
 	Artifacts(ctx context.Context, a api.Attempt) ([]Artifact, error)
