@@ -89,7 +89,7 @@ func TestJobPageShowsLogTail(t *testing.T) {
 	})
 }
 
-// maxPageBytesForTest is the web package's page budget, 1 MiB.
+// maxPageBytesForTest bounds the web package's page budget (512 KiB).
 const maxPageBytesForTest = 1 << 20
 
 // TestLiveLogStartsAtEnd: the live log without ?from= sends the lines

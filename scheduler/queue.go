@@ -541,15 +541,17 @@ func (s *SQL) CheckLease(ctx context.Context, agent string, a api.Attempt) error
 
 // AppendLog stores data at byte offset off of attempt a's log, from what
 // the store holds on, and returns the log's size. An offset past the size
-// is a gap: nothing is stored and errConflict returned with the size.
-func (s *SQL) AppendLog(ctx context.Context, agent string, a api.Attempt, off int64, data []byte) (int64, error) {
+// is a gap: nothing is stored and errConflict returned with the size. A
+// chunk that would take the log past q is not stored: errQuota.
+func (s *SQL) AppendLog(ctx context.Context, agent string, a api.Attempt, off int64, data []byte, q logQuota) (int64, error) {
 	var size int64
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		if _, err := holds(ctx, tx, agent, a); err != nil {
 			return err
 		}
-		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(off + size), 0) FROM log_chunks WHERE job_id = $1 AND attempt = $2`,
-			a.Job, a.Attempt).Scan(&size); err != nil {
+		var out int64
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(off + size), 0), COALESCE(SUM(out_bytes), 0) FROM log_chunks WHERE job_id = $1 AND attempt = $2`,
+			a.Job, a.Attempt).Scan(&size, &out); err != nil {
 			return err
 		}
 		if off > size {
@@ -557,8 +559,15 @@ func (s *SQL) AppendLog(ctx context.Context, agent string, a api.Attempt, off in
 		}
 		if end := off + int64(len(data)); end > size {
 			tail := data[size-off:]
-			if _, err := tx.ExecContext(ctx, `INSERT INTO log_chunks (job_id, attempt, off, size, data) VALUES ($1, $2, $3, $4, $5)`,
-				a.Job, a.Attempt, size, len(tail), tail); err != nil {
+			n := outputBytes(tail)
+			switch {
+			case out+n > q.Output:
+				return fmt.Errorf("%w: %s", errQuota, quotaText(fmt.Sprintf("the log of %s would hold %d bytes of output", a, out+n), q.Output))
+			case end > q.Stored:
+				return fmt.Errorf("%w: %s", errQuota, quotaText(fmt.Sprintf("the log of %s would be %d bytes stored", a, end), q.Stored))
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO log_chunks (job_id, attempt, off, size, data, out_bytes) VALUES ($1, $2, $3, $4, $5, $6)`,
+				a.Job, a.Attempt, size, len(tail), tail, n); err != nil {
 				return err
 			}
 			size = end
@@ -566,6 +575,51 @@ func (s *SQL) AppendLog(ctx context.Context, agent string, a api.Attempt, off in
 		return nil
 	})
 	return size, err
+}
+
+// ReserveArtifact records that agent uploads file path of size bytes for
+// attempt a, which it must hold; errQuota if that takes the attempt past
+// lim's file count or bytes. A file uploaded again replaces its record.
+func (s *SQL) ReserveArtifact(ctx context.Context, agent string, a api.Attempt, path string, size int64, lim Limits) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := holds(ctx, tx, agent, a); err != nil {
+			return err
+		}
+		var files, total int64
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(size), 0) FROM artifact_files WHERE job_id = $1 AND attempt = $2 AND path <> $3`,
+			a.Job, a.Attempt, path).Scan(&files, &total); err != nil {
+			return err
+		}
+		switch {
+		case files+1 > int64(lim.ArtifactFiles):
+			return fmt.Errorf("%w: %s would store more than %d artifact files", errQuota, a, lim.ArtifactFiles)
+		case total+size > lim.ArtifactBytes:
+			return fmt.Errorf("%w: %s", errQuota, quotaText(fmt.Sprintf("%s of %d bytes takes the artifacts of %s to %d bytes", path, size, a, total+size), lim.ArtifactBytes))
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO artifact_files (job_id, attempt, path, size) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (job_id, attempt, path) DO UPDATE SET size = excluded.size`, a.Job, a.Attempt, path, size)
+		return err
+	})
+}
+
+// UploadedArtifacts returns the files recorded for attempt a with their
+// sizes.
+func (s *SQL) UploadedArtifacts(ctx context.Context, a api.Attempt) (map[string]int64, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT path, size FROM artifact_files WHERE job_id = $1 AND attempt = $2`, a.Job, a.Attempt)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var p string
+		var n int64
+		if err := rows.Scan(&p, &n); err != nil {
+			return nil, err
+		}
+		out[p] = n
+	}
+	return out, rows.Err()
 }
 
 // Log returns at most max bytes of attempt a's log from byte offset from

@@ -33,7 +33,9 @@ type Store interface {
 	Lease(ctx context.Context, a *agentRec, p LeaseParams, now time.Time) (*leaseRec, error)
 	Heartbeat(ctx context.Context, agent string, running []api.Attempt, timeout time.Duration, now time.Time) ([]api.Attempt, error)
 	CheckLease(ctx context.Context, agent string, a api.Attempt) error
-	AppendLog(ctx context.Context, agent string, a api.Attempt, off int64, data []byte) (int64, error)
+	AppendLog(ctx context.Context, agent string, a api.Attempt, off int64, data []byte, q logQuota) (int64, error)
+	ReserveArtifact(ctx context.Context, agent string, a api.Attempt, path string, size int64, lim Limits) error
+	UploadedArtifacts(ctx context.Context, a api.Attempt) (map[string]int64, error)
 	Log(ctx context.Context, a api.Attempt, from, max int64) ([]byte, error)
 	LogSize(ctx context.Context, a api.Attempt) (int64, error)
 	Step(ctx context.Context, agent string, a api.Attempt, st api.Step) error
@@ -76,6 +78,8 @@ type Config struct {
 	// Triggers configures registered repositories: webhooks, cron,
 	// manual runs and commit statuses (hooks.go).
 	Triggers TriggerConfig
+	// Limits bound what an agent may store per attempt (limits.go).
+	Limits Limits
 }
 
 // Server is the scheduler's HTTP API.
@@ -103,6 +107,7 @@ func New(cfg Config) *Server {
 	if cfg.Log == nil {
 		cfg.Log = hclog.NewNullLogger()
 	}
+	cfg.Limits = cfg.Limits.withDefaults()
 	s := &Server{cfg: cfg, st: cfg.Store, log: cfg.Log, mux: http.NewServeMux()}
 	s.routes()
 	return s
@@ -282,6 +287,10 @@ func httpStatus(err error) int {
 		return http.StatusGone
 	case errors.Is(err, errConflict), errors.Is(err, artifacts.ErrAttemptExists):
 		return http.StatusConflict
+	case errors.Is(err, errQuota):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, artifacts.ErrInvalidPath):
+		return http.StatusBadRequest
 	}
 	return http.StatusInternalServerError
 }

@@ -234,7 +234,7 @@ func TestLeaseExpiryRequeuesThenFails(t *testing.T) {
 		if _, err := s.Finish(ctx, a.ID, l1.Attempt, api.Result{Status: api.Succeeded}, now); err != errGone {
 			t.Fatalf("finish by the old agent = %v, want errGone", err)
 		}
-		if _, err := s.AppendLog(ctx, a.ID, l1.Attempt, 0, []byte("x")); err != errGone {
+		if _, err := s.AppendLog(ctx, a.ID, l1.Attempt, 0, []byte("x"), DefaultLimits.logQuota()); err != errGone {
 			t.Fatalf("log by the old agent = %v, want errGone", err)
 		}
 		// Attempts run out.
@@ -263,7 +263,7 @@ func TestLogChunks(t *testing.T) {
 		mustRun(t, s, newRun("app", "main"), []Planned{job("build")}, t0)
 		l := lease(t, s, a, t0)
 		put := func(off int64, data string) (int64, error) {
-			return s.AppendLog(ctx, a.ID, l.Attempt, off, []byte(data))
+			return s.AppendLog(ctx, a.ID, l.Attempt, off, []byte(data), DefaultLimits.logQuota())
 		}
 		if n, err := put(0, "hello "); err != nil || n != 6 {
 			t.Fatalf("first chunk: %d, %v", n, err)

@@ -33,7 +33,7 @@ func toWeb(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, errNotFound), errors.Is(err, artifacts.ErrNotFound):
+	case errors.Is(err, errNotFound), errors.Is(err, artifacts.ErrNotFound), errors.Is(err, artifacts.ErrInvalidPath):
 		return webError{err, web.ErrNotFound}
 	case errors.Is(err, errConflict):
 		return webError{err, web.ErrConflict}

@@ -21,7 +21,7 @@ import (
 // (which shows the tail) when more than maxPageLines come at once.
 const (
 	maxPageLines = 10000
-	maxPageBytes = 1 << 20
+	maxPageBytes = 512 << 10
 )
 
 // logLine is one rendered line of a log.
