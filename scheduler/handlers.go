@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jobrun/jobrun/api"
@@ -508,7 +509,9 @@ func (s *Server) artifact(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer rc.Close()
+	p := r.PathValue("path")
 	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Disposition", "attachment; filename*=UTF-8''"+url.PathEscape(p[strings.LastIndexByte(p, '/')+1:]))
 	io.Copy(w, rc)
 }
 

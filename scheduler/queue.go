@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jobrun/jobrun/api"
+	"github.com/jobrun/jobrun/internal/units"
 )
 
 // errGone reports an attempt that is not (or no longer) leased to the
@@ -562,7 +563,8 @@ func (s *SQL) AppendLog(ctx context.Context, agent string, a api.Attempt, off in
 			n := outputBytes(tail)
 			switch {
 			case out+n > q.Output:
-				return fmt.Errorf("%w: %s", errQuota, quotaText(fmt.Sprintf("the log of %s would hold %d bytes of output", a, out+n), q.Output))
+				return fmt.Errorf("%w: %s, and %s for jobrun's own lines", errQuota,
+					quotaText(fmt.Sprintf("the log of %s would hold %d bytes of output", a, out+n), q.Output-logAllowance), units.FormatSize(logAllowance))
 			case end > q.Stored:
 				return fmt.Errorf("%w: %s", errQuota, quotaText(fmt.Sprintf("the log of %s would be %d bytes stored", a, end), q.Stored))
 			}

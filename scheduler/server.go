@@ -114,7 +114,16 @@ func New(cfg Config) *Server {
 }
 
 // Handler serves the API.
-func (s *Server) Handler() http.Handler { return s.mux }
+func (s *Server) Handler() http.Handler { return noSniff(s.mux) }
+
+// noSniff keeps browsers from reading any reply as another type than it
+// says: a log or an artifact as HTML.
+func noSniff(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		h.ServeHTTP(w, r)
+	})
+}
 
 // Run takes back expired leases until ctx ends. Every server on a shared
 // database runs it; the store makes that safe.
