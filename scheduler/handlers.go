@@ -15,6 +15,7 @@ import (
 
 	"github.com/jobrun/jobrun/api"
 	"github.com/jobrun/jobrun/artifacts"
+	"github.com/jobrun/jobrun/internal/deadline"
 	"github.com/jobrun/jobrun/jobs"
 )
 
@@ -204,8 +205,10 @@ func (s *Server) lease(w http.ResponseWriter, r *http.Request, a *agentRec) {
 		wait = 0
 	}
 	ctx := r.Context()
-	deadline := time.NewTimer(min(wait, maxLeaseWait))
-	defer deadline.Stop()
+	wait = max(0, min(wait, maxLeaseWait))
+	deadline.Wait(w, wait, s.cfg.Timeouts.Write)
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
 	p := LeaseParams{Timeout: s.cfg.LeaseTimeout, AffinityWait: s.cfg.AffinityWait}
 	hops := -1 // not woken yet
 	for {
@@ -228,7 +231,7 @@ func (s *Server) lease(w http.ResponseWriter, r *http.Request, a *agentRec) {
 		select {
 		case hops = <-woken:
 		case <-time.After(recheck):
-		case <-deadline.C:
+		case <-timer.C:
 			cancel()
 			w.WriteHeader(http.StatusNoContent)
 			return
@@ -282,7 +285,15 @@ func (s *Server) appendLog(w http.ResponseWriter, r *http.Request, a *agentRec, 
 		bad(w, "offset %q: want a byte offset", r.URL.Query().Get("offset"))
 		return
 	}
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxLogChunk))
+	body := deadline.Body(w, r, s.cfg.Timeouts.Progress, progressBytes)
+	data, err := io.ReadAll(io.LimitReader(body, maxLogChunk+1))
+	if err == nil && len(data) > maxLogChunk {
+		err = fmt.Errorf("%w: a log chunk may be %d bytes at most", errQuota, maxLogChunk)
+	}
+	if errors.Is(err, errQuota) {
+		s.fail(w, r, err)
+		return
+	}
 	if err != nil {
 		bad(w, "log chunk: %v", err)
 		return
@@ -396,7 +407,7 @@ func (s *Server) putArtifact(w http.ResponseWriter, r *http.Request, a *agentRec
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
-	n, err := io.Copy(f, http.MaxBytesReader(w, r.Body, r.ContentLength))
+	n, err := io.Copy(f, io.LimitReader(deadline.Body(w, r, s.cfg.Timeouts.Progress, progressBytes), r.ContentLength))
 	if err == nil && n != r.ContentLength {
 		err = fmt.Errorf("got %d of %d bytes", n, r.ContentLength)
 	}
@@ -512,7 +523,7 @@ func (s *Server) artifact(w http.ResponseWriter, r *http.Request) {
 	p := r.PathValue("path")
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Disposition", "attachment; filename*=UTF-8''"+url.PathEscape(p[strings.LastIndexByte(p, '/')+1:]))
-	io.Copy(w, rc)
+	io.Copy(deadline.NewWriter(w, s.cfg.Timeouts.Progress), rc)
 }
 
 // presigner is a store that can hand out download URLs: artifacts.S3.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jobrun/jobrun/api"
+	"github.com/jobrun/jobrun/internal/deadline"
 	"github.com/jobrun/jobrun/scheduler/web"
 )
 
@@ -38,6 +39,9 @@ func (s *Server) jobLog(w http.ResponseWriter, r *http.Request) {
 		at.Attempt = n
 	}
 	raw, follow := q.Get("raw") == "1", q.Get("follow") == "1"
+	// A download or a followed log lasts as long as it keeps moving.
+	dw := deadline.NewWriter(w, s.cfg.Timeouts.Progress)
+	w = dw
 	name := fmt.Sprintf("job-%d-%d.log", id, at.Attempt)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if raw {
@@ -69,9 +73,7 @@ func (s *Server) jobLog(w http.ResponseWriter, r *http.Request) {
 		if done {
 			return
 		}
-		if f, ok := w.(http.Flusher); ok {
-			f.Flush()
-		}
+		dw.Flush()
 		select {
 		case <-ctx.Done():
 			return

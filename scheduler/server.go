@@ -80,6 +80,8 @@ type Config struct {
 	Triggers TriggerConfig
 	// Limits bound what an agent may store per attempt (limits.go).
 	Limits Limits
+	// Timeouts bound connections (timeouts.go).
+	Timeouts Timeouts
 }
 
 // Server is the scheduler's HTTP API.
@@ -108,6 +110,7 @@ func New(cfg Config) *Server {
 		cfg.Log = hclog.NewNullLogger()
 	}
 	cfg.Limits = cfg.Limits.withDefaults()
+	cfg.Timeouts = cfg.Timeouts.withDefaults()
 	s := &Server{cfg: cfg, st: cfg.Store, log: cfg.Log, mux: http.NewServeMux()}
 	s.routes()
 	return s

@@ -20,7 +20,8 @@ type webBackend struct{ s *Server }
 func (s *Server) mountUI() {
 	s.metrics = newMetrics(s)
 	s.mux.Handle("GET /metrics", s.metrics.handler(s.log))
-	s.mux.Handle("/", web.Handler(webBackend{s}, web.Options{AdminToken: s.cfg.AdminToken, Log: s.log.Named("web")}))
+	s.mux.Handle("/", web.Handler(webBackend{s}, web.Options{AdminToken: s.cfg.AdminToken, Log: s.log.Named("web"),
+		Progress: s.cfg.Timeouts.Progress}))
 }
 
 // webError keeps err's text and tells the UI which kind it is.

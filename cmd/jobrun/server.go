@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -112,9 +111,11 @@ func runServer(ctx context.Context, g *globals, f serverFlags, stderr interface{
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go srv.Run(ctx)
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second,
-		// Lease long-polls end with the server's context, not after their wait.
-		BaseContext: func(net.Listener) context.Context { return ctx }}
+	// Read, write and idle timeouts; the long routes (lease long-polls,
+	// live logs, uploads, downloads) set their own deadlines.
+	hs := srv.HTTPServer()
+	// Lease long-polls end with the server's context, not after their wait.
+	hs.BaseContext = func(net.Listener) context.Context { return ctx }
 	fmt.Fprintf(stderr, "jobrun: server listening on %s\n", ln.Addr())
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jobrun/jobrun/api"
+	"github.com/jobrun/jobrun/internal/deadline"
 )
 
 // What the job page shows of a log: its last lines, at most maxPageLines
@@ -152,11 +153,9 @@ func (u *ui) logEvents(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	fl, ok := w.(http.Flusher)
-	if !ok {
-		http.Error(w, "streaming is not supported here", http.StatusInternalServerError)
-		return
-	}
+	// The stream lasts as long as the client reads it.
+	dw := deadline.NewWriter(w, u.opts.Progress)
+	w, fl := dw, dw
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jobrun/jobrun/api"
+	"github.com/jobrun/jobrun/internal/deadline"
 	"github.com/jobrun/jobrun/internal/units"
 )
 
@@ -364,7 +365,7 @@ func (u *ui) artifact(w http.ResponseWriter, r *http.Request) {
 	name := p[strings.LastIndexByte(p, '/')+1:]
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Disposition", "attachment; filename*=UTF-8''"+url.PathEscape(name))
-	if _, err := io.Copy(w, rc); err != nil && r.Context().Err() == nil {
+	if _, err := io.Copy(deadline.NewWriter(w, u.opts.Progress), rc); err != nil && r.Context().Err() == nil {
 		u.log.Warn("send artifact", "job", id, "attempt", n, "path", p, "error", err)
 	}
 }

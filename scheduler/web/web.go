@@ -74,6 +74,9 @@ type Options struct {
 	Log        hclog.Logger
 	// Poll is how often a live log looks for new lines (default 250ms).
 	Poll time.Duration
+	// Progress is how long each write of a live log or a download may
+	// take (default 1m); they are not bound by the server's WriteTimeout.
+	Progress time.Duration
 }
 
 //go:embed templates static
@@ -95,6 +98,9 @@ func Handler(b Backend, opts Options) http.Handler {
 	}
 	if opts.Poll == 0 {
 		opts.Poll = 250 * time.Millisecond
+	}
+	if opts.Progress == 0 {
+		opts.Progress = time.Minute
 	}
 	u := &ui{b: b, opts: opts, log: opts.Log, mux: http.NewServeMux()}
 	u.pages = parsePages()
