@@ -16,6 +16,7 @@ import (
 
 	"github.com/jobrun/jobrun/artifacts"
 	"github.com/jobrun/jobrun/internal/atomicfile"
+	"github.com/jobrun/jobrun/internal/units"
 	"github.com/jobrun/jobrun/scheduler"
 )
 
@@ -34,6 +35,10 @@ type serverFlags struct {
 	artifacts        string
 	publicURL        string
 	cronWindow       time.Duration
+	logQuota         string
+	artifactQuota    string
+	artifactFile     string
+	artifactFiles    int
 }
 
 func newServerCmd(g *globals) *cobra.Command {
@@ -59,12 +64,30 @@ func newServerCmd(g *globals) *cobra.Command {
 	fl.BoolVar(&f.supersedeRunning, "supersede-running", false, "a new run of a branch also cancels the running jobs of older runs")
 	fl.StringVar(&f.publicURL, "public-url", "", "the server's URL as users reach it, for the links in commit statuses (https://ci.example.com)")
 	fl.DurationVar(&f.cronWindow, "cron-window", time.Hour, "how far back a cron tick missed while no server ran still fires (once)")
+	fl.StringVar(&f.logQuota, "log-quota", "128MiB", "most output an attempt's log may hold, counted as the agent's --log-limit counts it")
+	fl.StringVar(&f.artifactQuota, "artifact-quota", "10GiB", "most bytes of artifacts an attempt may store")
+	fl.StringVar(&f.artifactFile, "artifact-file-limit", "5GiB", "largest artifact file an agent may upload")
+	fl.IntVar(&f.artifactFiles, "artifact-files", 10000, "most artifact files an attempt may store")
 	return cmd
 }
 
 func runServer(ctx context.Context, g *globals, f serverFlags, stderr interface{ Write([]byte) (int, error) }) error {
 	if f.leaseTimeout < time.Second {
 		return &usageError{fmt.Errorf("--lease-timeout %v: want at least 1s", f.leaseTimeout)}
+	}
+	lim := scheduler.Limits{ArtifactFiles: f.artifactFiles}
+	for _, q := range []struct {
+		flag, v string
+		to      *int64
+	}{{"--log-quota", f.logQuota, &lim.LogOutput}, {"--artifact-quota", f.artifactQuota, &lim.ArtifactBytes}, {"--artifact-file-limit", f.artifactFile, &lim.ArtifactFile}} {
+		n, err := units.ParseSize(q.v)
+		if err != nil || n < 1 {
+			return &usageError{fmt.Errorf("%s %q: want a size such as 64MiB", q.flag, q.v)}
+		}
+		*q.to = n
+	}
+	if f.artifactFiles < 1 {
+		return &usageError{fmt.Errorf("--artifact-files %d: want at least 1", f.artifactFiles)}
 	}
 	if err := os.MkdirAll(filepath.Join(g.stateDir, "tmp"), 0o700); err != nil {
 		return err
@@ -99,7 +122,7 @@ func runServer(ctx context.Context, g *globals, f serverFlags, stderr interface{
 		Store: st, Artifacts: store, TempDir: filepath.Join(g.stateDir, "tmp"),
 		RegistrationToken: f.regToken, AdminToken: f.adminToken, Secrets: sealer,
 		LeaseTimeout: f.leaseTimeout, AffinityWait: f.affinityWait, MaxAttempts: f.maxAttempts,
-		SupersedeRunning: f.supersedeRunning, Log: g.log.Named("server"),
+		SupersedeRunning: f.supersedeRunning, Log: g.log.Named("server"), Limits: lim,
 		// Repositories' mirrors, read for the job file of a pushed commit.
 		Triggers: scheduler.TriggerConfig{MirrorDir: filepath.Join(g.stateDir, "mirrors"), PublicURL: f.publicURL, CronWindow: f.cronWindow},
 	})
