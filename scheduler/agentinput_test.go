@@ -214,6 +214,9 @@ func TestLogQuotaCountsOutput(t *testing.T) {
 		if !api.IsStatus(err, http.StatusRequestEntityTooLarge) || !strings.Contains(err.Error(), "bytes of output (the server's limit is 1 MiB), and 1 MiB for jobrun's own lines") {
 			t.Fatalf("output past the quota: %v, want 413 saying so", err)
 		}
+		if _, err := ag.AppendLog(context.Background(), at, off, more); !api.IsStatus(err, http.StatusRequestEntityTooLarge) {
+			t.Fatalf("a second chunk past the quota: %v, want 413", err)
+		}
 		rc, err := (&api.Client{Base: base}).Log(context.Background(), at.Job, false)
 		if err != nil {
 			t.Fatal(err)
@@ -230,6 +233,10 @@ func TestLogQuotaCountsOutput(t *testing.T) {
 		}
 		if !strings.Contains(text.String(), "log truncated") || strings.Contains(text.String(), "mmmm") {
 			t.Fatal("the log within the quota is not whole, or the refused chunk was stored")
+		}
+		// The log says where and why it ends, once.
+		if !strings.HasSuffix(text.String(), "later output is not kept\n") || strings.Count(text.String(), "** log cut: ") != 1 {
+			t.Fatalf("the log does not end saying it was cut: %q", text.String()[max(0, text.Len()-300):])
 		}
 	})
 }

@@ -546,6 +546,7 @@ func (s *SQL) CheckLease(ctx context.Context, agent string, a api.Attempt) error
 // chunk that would take the log past q is not stored: errQuota.
 func (s *SQL) AppendLog(ctx context.Context, agent string, a api.Attempt, off int64, data []byte, q logQuota) (int64, error) {
 	var size int64
+	var over error
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		if _, err := holds(ctx, tx, agent, a); err != nil {
 			return err
@@ -563,10 +564,13 @@ func (s *SQL) AppendLog(ctx context.Context, agent string, a api.Attempt, off in
 			n := outputBytes(tail)
 			switch {
 			case out+n > q.Output:
-				return fmt.Errorf("%w: %s, and %s for jobrun's own lines", errQuota,
+				over = fmt.Errorf("%w: %s, and %s for jobrun's own lines", errQuota,
 					quotaText(fmt.Sprintf("the log of %s would hold %d bytes of output", a, out+n), q.Output-logAllowance), units.FormatSize(logAllowance))
 			case end > q.Stored:
-				return fmt.Errorf("%w: %s", errQuota, quotaText(fmt.Sprintf("the log of %s would be %d bytes stored", a, end), q.Stored))
+				over = fmt.Errorf("%w: %s", errQuota, quotaText(fmt.Sprintf("the log of %s would be %d bytes stored", a, end), q.Stored))
+			}
+			if over != nil {
+				return closeLog(ctx, tx, a, size, out, q, over)
 			}
 			if _, err := tx.ExecContext(ctx, `INSERT INTO log_chunks (job_id, attempt, off, size, data, out_bytes) VALUES ($1, $2, $3, $4, $5, $6)`,
 				a.Job, a.Attempt, size, len(tail), tail, n); err != nil {
@@ -576,7 +580,36 @@ func (s *SQL) AppendLog(ctx context.Context, agent string, a api.Attempt, off in
 		}
 		return nil
 	})
+	if err == nil && over != nil {
+		err = over
+	}
 	return size, err
+}
+
+// closeLog ends a log that reached its quota with a line saying so, once:
+// the line's output is counted as what takes the log just past the quota,
+// which later chunks then find it is.
+func closeLog(ctx context.Context, tx *sql.Tx, a api.Attempt, size, out int64, q logQuota, why error) error {
+	if out > q.Output {
+		return nil // closed before
+	}
+	line, err := json.Marshal(api.LogLine{Time: time.Now(), Kind: "notice", Text: "log cut: " + why.Error() + "; later output is not kept"})
+	if err != nil {
+		return err
+	}
+	line = append(line, '\n')
+	var last []byte
+	err = tx.QueryRowContext(ctx, `SELECT substr(data, CAST(size AS INTEGER), 1) FROM log_chunks WHERE job_id = $1 AND attempt = $2 AND off + size = $3`,
+		a.Job, a.Attempt, size).Scan(&last)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
+	if len(last) == 1 && last[0] != '\n' {
+		line = append([]byte{'\n'}, line...) // the agent's chunk ended inside a line
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO log_chunks (job_id, attempt, off, size, data, out_bytes) VALUES ($1, $2, $3, $4, $5, $6)`,
+		a.Job, a.Attempt, size, len(line), line, q.Output-out+1)
+	return err
 }
 
 // ReserveArtifact records that agent uploads file path of size bytes for
