@@ -194,7 +194,7 @@ func checkArtifactPath(p string) error {
 	}
 	for _, s := range parts {
 		if s == "" || s == "." || s == ".." || len(s) > maxSegment {
-			return fmt.Errorf("artifact path %q: every part must be a name of 1 to %d bytes, not . or ..", p, maxSegment)
+			return fmt.Errorf("artifact path %q: every part must be a name of 1 to %d bytes, not %q or %q", p, maxSegment, ".", "..")
 		}
 	}
 	return nil
