@@ -126,6 +126,21 @@ func TestArtifactQuotas(t *testing.T) {
 				t.Fatalf("commit %v: %v; want 400 saying %q", c.files, err, c.says)
 			}
 		}
+		// An aborted upload's files are gone, and so is their count.
+		if err := ag.AbortArtifacts(ctx, at); err != nil {
+			t.Fatal(err)
+		}
+		if err := ag.CommitArtifacts(ctx, at, artifacts.Manifest{Files: []artifacts.ManifestFile{file("a.bin", 90)}}); !api.IsStatus(err, http.StatusBadRequest) {
+			t.Fatalf("commit of an aborted upload's file: %v, want 400", err)
+		}
+		for _, f := range []struct {
+			p string
+			n int
+		}{{"a.bin", 90}, {"b.bin", 50}, {"c.bin", 0}} {
+			if code, body := putRaw(t, ag, at, f.p, strings.Repeat("z", f.n)); code != 204 {
+				t.Fatalf("PUT %s after the abort: %d %s", f.p, code, body)
+			}
+		}
 		if err := ag.CommitArtifacts(ctx, at, artifacts.Manifest{Files: []artifacts.ManifestFile{file("a.bin", 90), file("b.bin", 50), file("c.bin", 0)}}); err != nil {
 			t.Fatalf("the manifest of what was uploaded: %v", err)
 		}

@@ -461,6 +461,9 @@ func (s *Server) abortArtifacts(w http.ResponseWriter, r *http.Request, a *agent
 	if err == nil {
 		err = s.cfg.Artifacts.Abort(ctx, ref)
 	}
+	if err == nil {
+		err = s.st.ForgetArtifacts(ctx, at)
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return

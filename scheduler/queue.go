@@ -637,6 +637,13 @@ func (s *SQL) ReserveArtifact(ctx context.Context, agent string, a api.Attempt, 
 	})
 }
 
+// ForgetArtifacts drops the records of attempt a's uploads: its upload
+// was aborted and the store's files removed.
+func (s *SQL) ForgetArtifacts(ctx context.Context, a api.Attempt) error {
+	_, err := s.db.ExecContext(ctx, `DELETE FROM artifact_files WHERE job_id = $1 AND attempt = $2`, a.Job, a.Attempt)
+	return err
+}
+
 // UploadedArtifacts returns the files recorded for attempt a with their
 // sizes.
 func (s *SQL) UploadedArtifacts(ctx context.Context, a api.Attempt) (map[string]int64, error) {

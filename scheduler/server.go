@@ -36,6 +36,7 @@ type Store interface {
 	AppendLog(ctx context.Context, agent string, a api.Attempt, off int64, data []byte, q logQuota) (int64, error)
 	ReserveArtifact(ctx context.Context, agent string, a api.Attempt, path string, size int64, lim Limits) error
 	UploadedArtifacts(ctx context.Context, a api.Attempt) (map[string]int64, error)
+	ForgetArtifacts(ctx context.Context, a api.Attempt) error
 	Log(ctx context.Context, a api.Attempt, from, max int64) ([]byte, error)
 	LogSize(ctx context.Context, a api.Attempt) (int64, error)
 	Step(ctx context.Context, agent string, a api.Attempt, st api.Step) error
