@@ -69,14 +69,18 @@ func checkSegment(what, s string) error {
 	return nil
 }
 
+// ErrInvalidPath reports a file path a store refuses: bad input, not a
+// fault of the store.
+var ErrInvalidPath = errors.New("invalid file path")
+
 // checkPath validates a stored file's path (from a manifest or a caller).
 func checkPath(p string) error {
 	if p == "" || strings.HasPrefix(p, "/") || strings.ContainsRune(p, '\\') || strings.ContainsFunc(p, unicode.IsControl) {
-		return fmt.Errorf("artifacts: invalid file path %q", p)
+		return fmt.Errorf("artifacts: %w %q", ErrInvalidPath, p)
 	}
 	for _, part := range strings.Split(p, "/") {
 		if part == "" || part == "." || part == ".." {
-			return fmt.Errorf("artifacts: invalid file path %q", p)
+			return fmt.Errorf("artifacts: %w %q", ErrInvalidPath, p)
 		}
 	}
 	return nil

@@ -100,7 +100,7 @@ func TestRegistrationTokenScopesAgents(t *testing.T) {
 			if err := c.a.PutArtifact(ctx, c.at, "x", strings.NewReader("x"), 1); err != nil {
 				t.Fatal(err)
 			}
-			m := artifacts.Manifest{Created: time.Now(), Files: []artifacts.ManifestFile{{Path: "x", Size: 1, Mode: 0o644}}}
+			m := artifacts.Manifest{Created: time.Now(), Files: []artifacts.ManifestFile{{Path: "x", Size: 1, Mode: 0o644, SHA256: sum256("x")}}}
 			if err := c.a.CommitArtifacts(ctx, c.at, m); err != nil {
 				t.Fatal(err)
 			}

@@ -56,7 +56,7 @@ func newFixture(t *testing.T, st Store, tweak func(*Config)) *fixture {
 		t.Fatal(err)
 	}
 	if err := ag.CommitArtifacts(ctx, l.Attempt, artifacts.Manifest{Created: time.Now(),
-		Files: []artifacts.ManifestFile{{Path: "out.txt", Size: int64(len(data)), Mode: 0o644}}}); err != nil {
+		Files: []artifacts.ManifestFile{{Path: "out.txt", Size: int64(len(data)), Mode: 0o644, SHA256: sum256(data)}}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := ag.Finish(ctx, l.Attempt, api.Result{Status: api.Succeeded}); err != nil {

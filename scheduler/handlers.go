@@ -10,10 +10,12 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jobrun/jobrun/api"
 	"github.com/jobrun/jobrun/artifacts"
+	"github.com/jobrun/jobrun/internal/deadline"
 	"github.com/jobrun/jobrun/jobs"
 )
 
@@ -22,6 +24,7 @@ const (
 	maxBody      = 4 << 20
 	maxLogChunk  = 8 << 20
 	maxLeaseWait = 60 * time.Second
+	maxSlots     = 1024
 	// recheck is how often a waiting lease request looks again without a
 	// wake-up: for jobs queued by another server on a shared database, and
 	// for affinity waits running out.
@@ -174,8 +177,8 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	if req.Name == "" || req.Slots < 1 {
-		bad(w, "an agent needs a name and at least one slot")
+	if req.Name == "" || req.Slots < 1 || req.Slots > maxSlots {
+		bad(w, "an agent needs a name and 1 to %d slots", maxSlots)
 		return
 	}
 	if err := scope.admits(req.Labels); err != nil {
@@ -210,8 +213,10 @@ func (s *Server) lease(w http.ResponseWriter, r *http.Request, a *agentRec) {
 		wait = 0
 	}
 	ctx := r.Context()
-	deadline := time.NewTimer(min(wait, maxLeaseWait))
-	defer deadline.Stop()
+	wait = max(0, min(wait, maxLeaseWait))
+	deadline.Wait(w, wait, s.cfg.Timeouts.Write)
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
 	p := LeaseParams{Timeout: s.cfg.LeaseTimeout, AffinityWait: s.cfg.AffinityWait}
 	hops := -1 // not woken yet
 	for {
@@ -234,7 +239,7 @@ func (s *Server) lease(w http.ResponseWriter, r *http.Request, a *agentRec) {
 		select {
 		case hops = <-woken:
 		case <-time.After(recheck):
-		case <-deadline.C:
+		case <-timer.C:
 			cancel()
 			w.WriteHeader(http.StatusNoContent)
 			return
@@ -270,6 +275,10 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, a *agentRec) 
 	if !decode(w, r, &hb) {
 		return
 	}
+	if len(hb.Running) > maxSteps {
+		bad(w, "heartbeat names %d attempts", len(hb.Running))
+		return
+	}
 	kill, err := s.st.Heartbeat(r.Context(), a.ID, hb.Running, s.cfg.LeaseTimeout, time.Now())
 	if err != nil {
 		s.fail(w, r, err)
@@ -284,12 +293,20 @@ func (s *Server) appendLog(w http.ResponseWriter, r *http.Request, a *agentRec, 
 		bad(w, "offset %q: want a byte offset", r.URL.Query().Get("offset"))
 		return
 	}
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxLogChunk))
+	body := deadline.Body(w, r, s.cfg.Timeouts.Progress, progressBytes)
+	data, err := io.ReadAll(io.LimitReader(body, maxLogChunk+1))
+	if err == nil && len(data) > maxLogChunk {
+		err = fmt.Errorf("%w: a log chunk may be %d bytes at most", errQuota, maxLogChunk)
+	}
+	if errors.Is(err, errQuota) {
+		s.fail(w, r, err)
+		return
+	}
 	if err != nil {
 		bad(w, "log chunk: %v", err)
 		return
 	}
-	size, err := s.st.AppendLog(r.Context(), a.ID, at, off, data)
+	size, err := s.st.AppendLog(r.Context(), a.ID, at, off, data, s.cfg.Limits.logQuota())
 	switch {
 	case errors.Is(err, errConflict):
 		reply(w, http.StatusConflict, api.LogAck{Size: size})
@@ -305,6 +322,10 @@ func (s *Server) step(w http.ResponseWriter, r *http.Request, a *agentRec, at ap
 	if !decode(w, r, &st) {
 		return
 	}
+	if err := checkStep(st); err != nil {
+		bad(w, "step of %s: %v", at, err)
+		return
+	}
 	if err := s.st.Step(r.Context(), a.ID, at, st); err != nil {
 		s.fail(w, r, err)
 		return
@@ -315,6 +336,12 @@ func (s *Server) step(w http.ResponseWriter, r *http.Request, a *agentRec, at ap
 func (s *Server) finish(w http.ResponseWriter, r *http.Request, a *agentRec, at api.Attempt) {
 	var res api.Result
 	if !decode(w, r, &res) {
+		return
+	}
+	// Checked before anything is stored: the numbers go on to metrics,
+	// which take no negative count.
+	if err := checkResult(res, s.cfg.Limits); err != nil {
+		bad(w, "finish report of %s: %v", at, err)
 		return
 	}
 	queued, err := s.st.Finish(r.Context(), a.ID, at, res, time.Now())
@@ -347,6 +374,11 @@ func (s *Server) leasedRef(ctx context.Context, a *agentRec, at api.Attempt) (ar
 
 func (s *Server) putArtifact(w http.ResponseWriter, r *http.Request, a *agentRec, at api.Attempt) {
 	ctx := r.Context()
+	p := r.PathValue("path")
+	if err := checkArtifactPath(p); err != nil {
+		bad(w, "upload to %s: %v", at, err)
+		return
+	}
 	ref, err := s.leasedRef(ctx, a, at)
 	if err != nil {
 		s.fail(w, r, err)
@@ -354,6 +386,16 @@ func (s *Server) putArtifact(w http.ResponseWriter, r *http.Request, a *agentRec
 	}
 	if r.ContentLength < 0 {
 		reply(w, http.StatusLengthRequired, api.Error{Error: "an artifact upload needs a Content-Length"})
+		return
+	}
+	if r.ContentLength > s.cfg.Limits.ArtifactFile {
+		s.fail(w, r, fmt.Errorf("%w: %s", errQuota, quotaText(fmt.Sprintf("artifact %s of %s is %d bytes", p, at, r.ContentLength), s.cfg.Limits.ArtifactFile)))
+		return
+	}
+	// Counted before the bytes are read, so an upload past the attempt's
+	// quota costs nothing.
+	if err := s.st.ReserveArtifact(ctx, a.ID, at, p, r.ContentLength, s.cfg.Limits); err != nil {
+		s.fail(w, r, err)
 		return
 	}
 	if err := s.cfg.Artifacts.Begin(ctx, ref); err != nil && !errors.Is(err, artifacts.ErrAttemptExists) {
@@ -373,7 +415,7 @@ func (s *Server) putArtifact(w http.ResponseWriter, r *http.Request, a *agentRec
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
-	n, err := io.Copy(f, r.Body)
+	n, err := io.Copy(f, io.LimitReader(deadline.Body(w, r, s.cfg.Timeouts.Progress, progressBytes), r.ContentLength))
 	if err == nil && n != r.ContentLength {
 		err = fmt.Errorf("got %d of %d bytes", n, r.ContentLength)
 	}
@@ -400,6 +442,19 @@ func (s *Server) commitArtifacts(w http.ResponseWriter, r *http.Request, a *agen
 		return
 	}
 	m.Repo, m.Run, m.Job, m.Attempt = ref.Repo, ref.Run, ref.Job, ref.Attempt
+	up, err := s.st.UploadedArtifacts(ctx, at)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := checkManifest(&m, up, s.cfg.Limits); err != nil {
+		if errors.Is(err, errQuota) {
+			s.fail(w, r, err)
+		} else {
+			bad(w, "manifest of %s: %v", at, err)
+		}
+		return
+	}
 	if err := s.cfg.Artifacts.Commit(ctx, &m); err != nil {
 		s.fail(w, r, err)
 		return
@@ -413,6 +468,9 @@ func (s *Server) abortArtifacts(w http.ResponseWriter, r *http.Request, a *agent
 	ref, err := s.leasedRef(ctx, a, at)
 	if err == nil {
 		err = s.cfg.Artifacts.Abort(ctx, ref)
+	}
+	if err == nil {
+		err = s.st.ForgetArtifacts(ctx, at)
 	}
 	if err != nil {
 		s.fail(w, r, err)
@@ -507,8 +565,10 @@ func (s *Server) artifact(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer rc.Close()
+	p := r.PathValue("path")
 	w.Header().Set("Content-Type", "application/octet-stream")
-	io.Copy(w, rc)
+	w.Header().Set("Content-Disposition", "attachment; filename*=UTF-8''"+url.PathEscape(p[strings.LastIndexByte(p, '/')+1:]))
+	io.Copy(deadline.NewWriter(w, s.cfg.Timeouts.Progress), rc)
 }
 
 // presigner is a store that can hand out download URLs: artifacts.S3.

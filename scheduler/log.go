@@ -2,7 +2,7 @@ package scheduler
 
 import (
 	"bufio"
-	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/jobrun/jobrun/api"
+	"github.com/jobrun/jobrun/internal/deadline"
+	"github.com/jobrun/jobrun/scheduler/web"
 )
 
 // followPoll is how often a followed log looks for new chunks.
@@ -18,7 +20,8 @@ const followPoll = 200 * time.Millisecond
 
 // jobLog serves a job's log as text (?raw=1: the JSON lines the agent
 // sent), of its latest attempt or ?attempt=N; ?follow=1 streams until the
-// attempt ends.
+// attempt ends. The log is read and sent in pages (web.LogPage), so a
+// request holds a page and one line however large the log is.
 func (s *Server) jobLog(w http.ResponseWriter, r *http.Request) {
 	id, ok := pathInt(w, r, "id")
 	if !ok {
@@ -36,50 +39,41 @@ func (s *Server) jobLog(w http.ResponseWriter, r *http.Request) {
 		at.Attempt = n
 	}
 	raw, follow := q.Get("raw") == "1", q.Get("follow") == "1"
+	// A download or a followed log lasts as long as it keeps moving.
+	dw := deadline.NewWriter(w, s.cfg.Timeouts.Progress)
+	w = dw
+	name := fmt.Sprintf("job-%d-%d.log", id, at.Attempt)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if raw {
 		w.Header().Set("Content-Type", "application/x-ndjson")
+		name += ".jsonl"
 	}
-	var off int64
-	var partial []byte
+	if !follow {
+		w.Header().Set("Content-Disposition", "attachment; filename="+name)
+	}
+	read := func(ctx context.Context, from, max int64) ([]byte, error) { return s.st.Log(ctx, at, from, max) }
+	send := s.textLog(w, read)
+	if raw {
+		send = rawLog(w, read)
+	}
 	for {
-		data, err := s.st.Log(ctx, at, off)
-		if err != nil {
-			s.log.Error("read log", "job", id, "error", err)
-			return
+		// The job's state is read before the log is, so what came before
+		// its end is not missed.
+		done := !follow
+		if follow {
+			j, err := s.st.Job(ctx, id)
+			done = err != nil || j.Attempt != at.Attempt || api.Final(j.Status)
 		}
-		off += int64(len(data))
-		// Only whole lines go out, so a line split between chunks is not
-		// rendered as two.
-		data = append(partial, data...)
-		cut := bytes.LastIndexByte(data, '\n') + 1
-		partial = append([]byte(nil), data[cut:]...)
-		if raw {
-			w.Write(data[:cut])
-		} else {
-			renderLog(w, data[:cut])
-		}
-		if !follow {
-			return
-		}
-		if f, ok := w.(http.Flusher); ok {
-			f.Flush()
-		}
-		// The job's state is read before the last chunks are, so what
-		// came before its end is not missed.
-		if j, err := s.st.Job(ctx, id); err != nil || j.Attempt != at.Attempt || api.Final(j.Status) {
-			rest, err := s.st.Log(ctx, at, off)
-			if err != nil {
-				return
-			}
-			rest = append(partial, rest...)
-			if raw {
-				w.Write(rest)
-			} else {
-				renderLog(w, rest)
+		if err := send(ctx, done); err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("send log", "job", id, "attempt", at.Attempt, "error", err)
 			}
 			return
 		}
+		if done {
+			return
+		}
+		dw.Flush()
 		select {
 		case <-ctx.Done():
 			return
@@ -88,21 +82,62 @@ func (s *Server) jobLog(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// renderLog writes JSON log lines as text: the time, then the step or
-// jobrun's own notices, then the line.
-func renderLog(w io.Writer, data []byte) {
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	bw := bufio.NewWriter(w)
-	defer bw.Flush()
-	for sc.Scan() {
-		var l api.LogLine
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			fmt.Fprintf(bw, "%s\n", sc.Bytes())
-			continue
+// logSender sends what a log holds past what it sent before; done is set
+// once the log is complete, so a last line without a newline goes too.
+type logSender func(ctx context.Context, done bool) error
+
+// textLog sends whole lines as text.
+func (s *Server) textLog(w io.Writer, read web.ReadLogFunc) logSender {
+	lr := web.NewLineReader(read, 0)
+	return func(ctx context.Context, done bool) error {
+		bw := bufio.NewWriterSize(w, 64<<10)
+		for {
+			l, ok, err := lr.Next(ctx)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				break
+			}
+			writeLine(bw, l)
 		}
-		fmt.Fprintln(bw, FormatLine(l))
+		if rest := lr.Rest(); done && len(rest) > 0 {
+			writeLine(bw, web.Line{Data: rest})
+		}
+		return bw.Flush()
 	}
+}
+
+// rawLog sends the log's bytes as they are.
+func rawLog(w io.Writer, read web.ReadLogFunc) logSender {
+	var off int64
+	return func(ctx context.Context, done bool) error {
+		for {
+			data, err := read(ctx, off, web.LogPage)
+			if err != nil || len(data) == 0 {
+				return err
+			}
+			if _, err := w.Write(data); err != nil {
+				return err
+			}
+			off += int64(len(data))
+		}
+	}
+}
+
+// writeLine writes one JSON log line as text; a line that is not JSON
+// goes as it is.
+func writeLine(w io.Writer, l web.Line) {
+	if l.TooLong {
+		fmt.Fprintf(w, "** a line of %d bytes, too long to show as text; it is in ?raw=1\n", l.Size)
+		return
+	}
+	var ll api.LogLine
+	if err := json.Unmarshal(l.Data, &ll); err != nil {
+		fmt.Fprintf(w, "%s\n", l.Data)
+		return
+	}
+	fmt.Fprintln(w, FormatLine(ll))
 }
 
 // FormatLine is one log line as text.

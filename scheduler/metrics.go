@@ -127,8 +127,9 @@ func (m *Metrics) finished(r api.Result) {
 		return
 	}
 	m.jobDuration.WithLabelValues(r.Status).Observe(time.Duration(r.Duration).Seconds())
-	m.cacheHits.Add(float64(r.CacheHits))
-	m.cacheLookups.Add(float64(r.Caches))
+	// The handlers refuse negative counts; a counter would panic on one.
+	m.cacheHits.Add(float64(max(r.CacheHits, 0)))
+	m.cacheLookups.Add(float64(max(r.Caches, 0)))
 }
 
 // committed counts an attempt's committed artifacts.
@@ -137,7 +138,7 @@ func (m *Metrics) committed(man *artifacts.Manifest) {
 		return
 	}
 	for _, f := range man.Files {
-		m.artifactBytes.Add(float64(f.Size))
+		m.artifactBytes.Add(float64(max(f.Size, 0)))
 	}
 	m.artifactFiles.Add(float64(len(man.Files)))
 }

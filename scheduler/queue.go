@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jobrun/jobrun/api"
+	"github.com/jobrun/jobrun/internal/units"
 )
 
 // errGone reports an attempt that is not (or no longer) leased to the
@@ -547,15 +548,18 @@ func (s *SQL) CheckLease(ctx context.Context, agent string, a api.Attempt) error
 
 // AppendLog stores data at byte offset off of attempt a's log, from what
 // the store holds on, and returns the log's size. An offset past the size
-// is a gap: nothing is stored and errConflict returned with the size.
-func (s *SQL) AppendLog(ctx context.Context, agent string, a api.Attempt, off int64, data []byte) (int64, error) {
+// is a gap: nothing is stored and errConflict returned with the size. A
+// chunk that would take the log past q is not stored: errQuota.
+func (s *SQL) AppendLog(ctx context.Context, agent string, a api.Attempt, off int64, data []byte, q logQuota) (int64, error) {
 	var size int64
+	var over error
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		if _, err := holds(ctx, tx, agent, a); err != nil {
 			return err
 		}
-		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(off + size), 0) FROM log_chunks WHERE job_id = $1 AND attempt = $2`,
-			a.Job, a.Attempt).Scan(&size); err != nil {
+		var out int64
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(off + size), 0), COALESCE(SUM(out_bytes), 0) FROM log_chunks WHERE job_id = $1 AND attempt = $2`,
+			a.Job, a.Attempt).Scan(&size, &out); err != nil {
 			return err
 		}
 		if off > size {
@@ -563,21 +567,119 @@ func (s *SQL) AppendLog(ctx context.Context, agent string, a api.Attempt, off in
 		}
 		if end := off + int64(len(data)); end > size {
 			tail := data[size-off:]
-			if _, err := tx.ExecContext(ctx, `INSERT INTO log_chunks (job_id, attempt, off, size, data) VALUES ($1, $2, $3, $4, $5)`,
-				a.Job, a.Attempt, size, len(tail), tail); err != nil {
+			n := outputBytes(tail)
+			switch {
+			case out+n > q.Output:
+				over = fmt.Errorf("%w: %s, and %s for jobrun's own lines", errQuota,
+					quotaText(fmt.Sprintf("the log of %s would hold %d bytes of output", a, out+n), q.Output-logAllowance), units.FormatSize(logAllowance))
+			case end > q.Stored:
+				over = fmt.Errorf("%w: %s", errQuota, quotaText(fmt.Sprintf("the log of %s would be %d bytes stored", a, end), q.Stored))
+			}
+			if over != nil {
+				return closeLog(ctx, tx, a, size, out, q, over)
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO log_chunks (job_id, attempt, off, size, data, out_bytes) VALUES ($1, $2, $3, $4, $5, $6)`,
+				a.Job, a.Attempt, size, len(tail), tail, n); err != nil {
 				return err
 			}
 			size = end
 		}
 		return nil
 	})
+	if err == nil && over != nil {
+		err = over
+	}
 	return size, err
 }
 
-// Log returns attempt's log from byte offset from on.
-func (s *SQL) Log(ctx context.Context, a api.Attempt, from int64) ([]byte, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT off, data FROM log_chunks WHERE job_id = $1 AND attempt = $2 AND off + size > $3 ORDER BY off`,
-		a.Job, a.Attempt, from)
+// closeLog ends a log that reached its quota with a line saying so, once:
+// the line's output is counted as what takes the log just past the quota,
+// which later chunks then find it is.
+func closeLog(ctx context.Context, tx *sql.Tx, a api.Attempt, size, out int64, q logQuota, why error) error {
+	if out > q.Output {
+		return nil // closed before
+	}
+	line, err := json.Marshal(api.LogLine{Time: time.Now(), Kind: "notice", Text: "log cut: " + why.Error() + "; later output is not kept"})
+	if err != nil {
+		return err
+	}
+	line = append(line, '\n')
+	var last []byte
+	err = tx.QueryRowContext(ctx, `SELECT substr(data, CAST(size AS INTEGER), 1) FROM log_chunks WHERE job_id = $1 AND attempt = $2 AND off + size = $3`,
+		a.Job, a.Attempt, size).Scan(&last)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
+	if len(last) == 1 && last[0] != '\n' {
+		line = append([]byte{'\n'}, line...) // the agent's chunk ended inside a line
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO log_chunks (job_id, attempt, off, size, data, out_bytes) VALUES ($1, $2, $3, $4, $5, $6)`,
+		a.Job, a.Attempt, size, len(line), line, q.Output-out+1)
+	return err
+}
+
+// ReserveArtifact records that agent uploads file path of size bytes for
+// attempt a, which it must hold; errQuota if that takes the attempt past
+// lim's file count or bytes. A file uploaded again replaces its record.
+func (s *SQL) ReserveArtifact(ctx context.Context, agent string, a api.Attempt, path string, size int64, lim Limits) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := holds(ctx, tx, agent, a); err != nil {
+			return err
+		}
+		var files, total int64
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(size), 0) FROM artifact_files WHERE job_id = $1 AND attempt = $2 AND path <> $3`,
+			a.Job, a.Attempt, path).Scan(&files, &total); err != nil {
+			return err
+		}
+		switch {
+		case files+1 > int64(lim.ArtifactFiles):
+			return fmt.Errorf("%w: %s would store more than %d artifact files", errQuota, a, lim.ArtifactFiles)
+		case total+size > lim.ArtifactBytes:
+			return fmt.Errorf("%w: %s", errQuota, quotaText(fmt.Sprintf("%s of %d bytes takes the artifacts of %s to %d bytes", path, size, a, total+size), lim.ArtifactBytes))
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO artifact_files (job_id, attempt, path, size) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (job_id, attempt, path) DO UPDATE SET size = excluded.size`, a.Job, a.Attempt, path, size)
+		return err
+	})
+}
+
+// ForgetArtifacts drops the records of attempt a's uploads: its upload
+// was aborted and the store's files removed.
+func (s *SQL) ForgetArtifacts(ctx context.Context, a api.Attempt) error {
+	_, err := s.db.ExecContext(ctx, `DELETE FROM artifact_files WHERE job_id = $1 AND attempt = $2`, a.Job, a.Attempt)
+	return err
+}
+
+// UploadedArtifacts returns the files recorded for attempt a with their
+// sizes.
+func (s *SQL) UploadedArtifacts(ctx context.Context, a api.Attempt) (map[string]int64, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT path, size FROM artifact_files WHERE job_id = $1 AND attempt = $2`, a.Job, a.Attempt)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var p string
+		var n int64
+		if err := rows.Scan(&p, &n); err != nil {
+			return nil, err
+		}
+		out[p] = n
+	}
+	return out, rows.Err()
+}
+
+// Log returns at most max bytes of attempt a's log from byte offset from
+// on; nothing at its end. Only the bytes asked for leave the database,
+// so a read costs its page, not the log.
+func (s *SQL) Log(ctx context.Context, a api.Attempt, from, max int64) ([]byte, error) {
+	if from < 0 || max <= 0 {
+		return nil, nil
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT off, substr(data, CAST(CASE WHEN off < $3 THEN $3 - off + 1 ELSE 1 END AS INTEGER), CAST($4 AS INTEGER))
+		FROM log_chunks WHERE job_id = $1 AND attempt = $2 AND off + size > $3 AND off < $3 + $4 ORDER BY off`,
+		a.Job, a.Attempt, from, max)
 	if err != nil {
 		return nil, err
 	}
@@ -589,12 +691,17 @@ func (s *SQL) Log(ctx context.Context, a api.Attempt, from int64) ([]byte, error
 		if err := rows.Scan(&off, &data); err != nil {
 			return nil, err
 		}
-		if off < from {
-			data = data[from-off:]
-		}
-		out = append(out, data...)
+		out = append(out, data[:min(int64(len(data)), max-int64(len(out)))]...)
 	}
 	return out, rows.Err()
+}
+
+// LogSize returns the size of attempt a's log.
+func (s *SQL) LogSize(ctx context.Context, a api.Attempt) (int64, error) {
+	var size int64
+	err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(off + size), 0) FROM log_chunks WHERE job_id = $1 AND attempt = $2`,
+		a.Job, a.Attempt).Scan(&size)
+	return size, err
 }
 
 // Step records a step's state.

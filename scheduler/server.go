@@ -33,8 +33,12 @@ type Store interface {
 	Lease(ctx context.Context, a *agentRec, p LeaseParams, now time.Time) (*leaseRec, error)
 	Heartbeat(ctx context.Context, agent string, running []api.Attempt, timeout time.Duration, now time.Time) ([]api.Attempt, error)
 	CheckLease(ctx context.Context, agent string, a api.Attempt) error
-	AppendLog(ctx context.Context, agent string, a api.Attempt, off int64, data []byte) (int64, error)
-	Log(ctx context.Context, a api.Attempt, from int64) ([]byte, error)
+	AppendLog(ctx context.Context, agent string, a api.Attempt, off int64, data []byte, q logQuota) (int64, error)
+	ReserveArtifact(ctx context.Context, agent string, a api.Attempt, path string, size int64, lim Limits) error
+	UploadedArtifacts(ctx context.Context, a api.Attempt) (map[string]int64, error)
+	ForgetArtifacts(ctx context.Context, a api.Attempt) error
+	Log(ctx context.Context, a api.Attempt, from, max int64) ([]byte, error)
+	LogSize(ctx context.Context, a api.Attempt) (int64, error)
 	Step(ctx context.Context, agent string, a api.Attempt, st api.Step) error
 	Finish(ctx context.Context, agent string, a api.Attempt, r api.Result, now time.Time) (int, error)
 	Expire(ctx context.Context, now time.Time) (int, error)
@@ -88,6 +92,10 @@ type Config struct {
 	// Triggers configures registered repositories: webhooks, cron,
 	// manual runs and commit statuses (hooks.go).
 	Triggers TriggerConfig
+	// Limits bound what an agent may store per attempt (limits.go).
+	Limits Limits
+	// Timeouts bound connections (timeouts.go).
+	Timeouts Timeouts
 }
 
 // Server is the scheduler's HTTP API.
@@ -115,13 +123,24 @@ func New(cfg Config) *Server {
 	if cfg.Log == nil {
 		cfg.Log = hclog.NewNullLogger()
 	}
+	cfg.Limits = cfg.Limits.withDefaults()
+	cfg.Timeouts = cfg.Timeouts.withDefaults()
 	s := &Server{cfg: cfg, st: cfg.Store, log: cfg.Log, mux: http.NewServeMux()}
 	s.routes()
 	return s
 }
 
 // Handler serves the API.
-func (s *Server) Handler() http.Handler { return s.mux }
+func (s *Server) Handler() http.Handler { return noSniff(s.mux) }
+
+// noSniff keeps browsers from reading any reply as another type than it
+// says: a log or an artifact as HTML.
+func noSniff(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		h.ServeHTTP(w, r)
+	})
+}
 
 // Run takes back expired leases until ctx ends. Every server on a shared
 // database runs it; the store makes that safe.
@@ -294,6 +313,10 @@ func httpStatus(err error) int {
 		return http.StatusGone
 	case errors.Is(err, errConflict), errors.Is(err, artifacts.ErrAttemptExists):
 		return http.StatusConflict
+	case errors.Is(err, errQuota):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, artifacts.ErrInvalidPath):
+		return http.StatusBadRequest
 	}
 	return http.StatusInternalServerError
 }

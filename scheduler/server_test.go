@@ -2,6 +2,8 @@ package scheduler
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -400,4 +402,24 @@ func done(ctx context.Context, c *api.Client, runs []int64) bool {
 		}
 	}
 	return true
+}
+
+// publicRead lets a test server answer reads without a token, for tests
+// about something other than who may read (TestPublicRead covers that).
+func publicRead(c *Config) { c.PublicRead = true }
+
+// authGet GETs url with the admin token.
+func authGet(url string) (*http.Response, error) {
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	return http.DefaultClient.Do(req)
+}
+
+// sum256 is the hex sha256 of s, as a manifest lists it.
+func sum256(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
 }

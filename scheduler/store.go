@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path"
 	"sort"
 	"strconv"
@@ -66,6 +67,18 @@ func OpenSQLite(ctx context.Context, path string) (*SQL, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	// The database holds sealed secrets and agent token hashes: only the
+	// server's user reads it (SQLite gives its -wal and -shm files the
+	// same mode).
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err == nil {
+		err = f.Chmod(0o600)
+		f.Close()
+	}
+	if err != nil {
+		lock.Release()
+		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)"
 	db, err := sql.Open("sqlite", dsn)

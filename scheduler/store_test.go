@@ -234,7 +234,7 @@ func TestLeaseExpiryRequeuesThenFails(t *testing.T) {
 		if _, err := s.Finish(ctx, a.ID, l1.Attempt, api.Result{Status: api.Succeeded}, now); err != errGone {
 			t.Fatalf("finish by the old agent = %v, want errGone", err)
 		}
-		if _, err := s.AppendLog(ctx, a.ID, l1.Attempt, 0, []byte("x")); err != errGone {
+		if _, err := s.AppendLog(ctx, a.ID, l1.Attempt, 0, []byte("x"), DefaultLimits.logQuota()); err != errGone {
 			t.Fatalf("log by the old agent = %v, want errGone", err)
 		}
 		// Attempts run out.
@@ -263,7 +263,7 @@ func TestLogChunks(t *testing.T) {
 		mustRun(t, s, newRun("app", "main"), []Planned{job("build")}, t0)
 		l := lease(t, s, a, t0)
 		put := func(off int64, data string) (int64, error) {
-			return s.AppendLog(ctx, a.ID, l.Attempt, off, []byte(data))
+			return s.AppendLog(ctx, a.ID, l.Attempt, off, []byte(data), DefaultLimits.logQuota())
 		}
 		if n, err := put(0, "hello "); err != nil || n != 6 {
 			t.Fatalf("first chunk: %d, %v", n, err)
@@ -280,12 +280,22 @@ func TestLogChunks(t *testing.T) {
 		if n, err := put(20, "lost?"); err != errConflict || n != 12 {
 			t.Fatalf("chunk after a gap: %d, %v; want 12 and a conflict", n, err)
 		}
-		got, err := s.Log(ctx, l.Attempt, 0)
+		got, err := s.Log(ctx, l.Attempt, 0, 1<<20)
 		if err != nil || string(got) != "hello world\n" {
 			t.Fatalf("log = %q, %v", got, err)
 		}
-		if got, _ := s.Log(ctx, l.Attempt, 8); string(got) != "rld\n" {
+		if got, _ := s.Log(ctx, l.Attempt, 8, 1<<20); string(got) != "rld\n" {
 			t.Fatalf("log from 8 = %q", got)
+		}
+		// A page: at most max bytes, across chunks, from any offset.
+		if got, _ := s.Log(ctx, l.Attempt, 4, 5); string(got) != "o wor" {
+			t.Fatalf("5 bytes from 4 = %q", got)
+		}
+		if got, _ := s.Log(ctx, l.Attempt, 12, 5); len(got) != 0 {
+			t.Fatalf("log from its end = %q", got)
+		}
+		if n, err := s.LogSize(ctx, l.Attempt); err != nil || n != 12 {
+			t.Fatalf("log size = %d, %v", n, err)
 		}
 	})
 }

@@ -24,7 +24,8 @@ func (s *Server) mountUI() {
 	s.metrics = newMetrics(s)
 	s.mux.Handle("GET /metrics", s.need(api.RoleRead, s.metrics.handler(s.log).ServeHTTP))
 	s.mux.Handle("/", web.Handler(webBackend{s}, web.Options{PublicRead: s.cfg.PublicRead,
-		Secure: strings.HasPrefix(s.cfg.Triggers.PublicURL, "https://"), Log: s.log.Named("web")}))
+		Secure: strings.HasPrefix(s.cfg.Triggers.PublicURL, "https://"), Log: s.log.Named("web"),
+		Progress: s.cfg.Timeouts.Progress}))
 }
 
 // MetricsHandler serves the metrics to anyone, for a listener of its own
@@ -45,7 +46,7 @@ func toWeb(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, errNotFound), errors.Is(err, artifacts.ErrNotFound):
+	case errors.Is(err, errNotFound), errors.Is(err, artifacts.ErrNotFound), errors.Is(err, artifacts.ErrInvalidPath):
 		return webError{err, web.ErrNotFound}
 	case errors.Is(err, errConflict):
 		return webError{err, web.ErrConflict}
@@ -73,9 +74,14 @@ func (b webBackend) Agents(ctx context.Context) ([]api.Agent, error) {
 	return as, toWeb(err)
 }
 
-func (b webBackend) Log(ctx context.Context, a api.Attempt, from int64) ([]byte, error) {
-	data, err := b.s.st.Log(ctx, a, from)
+func (b webBackend) Log(ctx context.Context, a api.Attempt, from, max int64) ([]byte, error) {
+	data, err := b.s.st.Log(ctx, a, from, max)
 	return data, toWeb(err)
+}
+
+func (b webBackend) LogSize(ctx context.Context, a api.Attempt) (int64, error) {
+	n, err := b.s.st.LogSize(ctx, a)
+	return n, toWeb(err)
 }
 
 func (b webBackend) Artifacts(ctx context.Context, a api.Attempt) ([]web.Artifact, error) {

@@ -3,6 +3,8 @@ package scheduler
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -185,7 +187,8 @@ func webPages(t *testing.T, st Store) {
 	if err := ag.PutArtifact(ctx, at, "out/hello.txt", strings.NewReader(data), int64(len(data))); err != nil {
 		t.Fatal(err)
 	}
-	m := artifacts.Manifest{Created: time.Now(), Files: []artifacts.ManifestFile{{Path: "out/hello.txt", Size: int64(len(data)), Mode: 0o644}}}
+	sum := sha256.Sum256([]byte(data))
+	m := artifacts.Manifest{Created: time.Now(), Files: []artifacts.ManifestFile{{Path: "out/hello.txt", Size: int64(len(data)), Mode: 0o644, SHA256: hex.EncodeToString(sum[:])}}}
 	if err := ag.CommitArtifacts(ctx, at, m); err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/jobrun/jobrun/artifacts"
 	"github.com/jobrun/jobrun/internal/atomicfile"
+	"github.com/jobrun/jobrun/internal/units"
 	"github.com/jobrun/jobrun/scheduler"
 )
 
@@ -37,6 +38,10 @@ type serverFlags struct {
 	cronWindow       time.Duration
 	publicRead       bool
 	metricsListen    string
+	logQuota         string
+	artifactQuota    string
+	artifactFile     string
+	artifactFiles    int
 }
 
 func newServerCmd(g *globals) *cobra.Command {
@@ -64,12 +69,30 @@ func newServerCmd(g *globals) *cobra.Command {
 	fl.DurationVar(&f.cronWindow, "cron-window", time.Hour, "how far back a cron tick missed while no server ran still fires (once)")
 	fl.BoolVar(&f.publicRead, "public-read", false, "let anyone read runs, logs, artifacts, agents and metrics without a token (open source projects)")
 	fl.StringVar(&f.metricsListen, "metrics-listen", "", "also serve /metrics without a token on this address (for the monitoring system only); on --listen it needs the read role")
+	fl.StringVar(&f.logQuota, "log-quota", "128MiB", "most output an attempt's log may hold, counted as the agent's --log-limit counts it")
+	fl.StringVar(&f.artifactQuota, "artifact-quota", "10GiB", "most bytes of artifacts an attempt may store")
+	fl.StringVar(&f.artifactFile, "artifact-file-limit", "5GiB", "largest artifact file an agent may upload")
+	fl.IntVar(&f.artifactFiles, "artifact-files", 10000, "most artifact files an attempt may store")
 	return cmd
 }
 
 func runServer(ctx context.Context, g *globals, f serverFlags, stderr interface{ Write([]byte) (int, error) }) error {
 	if f.leaseTimeout < time.Second {
 		return &usageError{fmt.Errorf("--lease-timeout %v: want at least 1s", f.leaseTimeout)}
+	}
+	lim := scheduler.Limits{ArtifactFiles: f.artifactFiles}
+	for _, q := range []struct {
+		flag, v string
+		to      *int64
+	}{{"--log-quota", f.logQuota, &lim.LogOutput}, {"--artifact-quota", f.artifactQuota, &lim.ArtifactBytes}, {"--artifact-file-limit", f.artifactFile, &lim.ArtifactFile}} {
+		n, err := units.ParseSize(q.v)
+		if err != nil || n < 1 {
+			return &usageError{fmt.Errorf("%s %q: want a size such as 64MiB", q.flag, q.v)}
+		}
+		*q.to = n
+	}
+	if f.artifactFiles < 1 {
+		return &usageError{fmt.Errorf("--artifact-files %d: want at least 1", f.artifactFiles)}
 	}
 	if err := os.MkdirAll(filepath.Join(g.stateDir, "tmp"), 0o700); err != nil {
 		return err
@@ -104,7 +127,7 @@ func runServer(ctx context.Context, g *globals, f serverFlags, stderr interface{
 		Store: st, Artifacts: store, TempDir: filepath.Join(g.stateDir, "tmp"),
 		RegistrationToken: f.regToken, AdminToken: f.adminToken, Secrets: sealer,
 		LeaseTimeout: f.leaseTimeout, AffinityWait: f.affinityWait, MaxAttempts: f.maxAttempts,
-		SupersedeRunning: f.supersedeRunning, Log: g.log.Named("server"), PublicRead: f.publicRead,
+		SupersedeRunning: f.supersedeRunning, Log: g.log.Named("server"), PublicRead: f.publicRead, Limits: lim,
 		// Repositories' mirrors, read for the job file of a pushed commit.
 		Triggers: scheduler.TriggerConfig{MirrorDir: filepath.Join(g.stateDir, "mirrors"), PublicURL: f.publicURL, CronWindow: f.cronWindow},
 	})
@@ -116,9 +139,11 @@ func runServer(ctx context.Context, g *globals, f serverFlags, stderr interface{
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go srv.Run(ctx)
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second,
-		// Lease long-polls end with the server's context, not after their wait.
-		BaseContext: func(net.Listener) context.Context { return ctx }}
+	// Read, write and idle timeouts; the long routes (lease long-polls,
+	// live logs, uploads, downloads) set their own deadlines.
+	hs := srv.HTTPServer()
+	// Lease long-polls end with the server's context, not after their wait.
+	hs.BaseContext = func(net.Listener) context.Context { return ctx }
 	errc := make(chan error, 2)
 	if f.metricsListen != "" {
 		// Metrics without a token, on an address only the monitoring
@@ -128,7 +153,8 @@ func runServer(ctx context.Context, g *globals, f serverFlags, stderr interface{
 			ln.Close()
 			return fmt.Errorf("--metrics-listen: %w", err)
 		}
-		ms := &http.Server{Handler: srv.MetricsHandler(), ReadHeaderTimeout: 10 * time.Second}
+		ms := &http.Server{Handler: srv.MetricsHandler(), ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout: time.Minute, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
 		defer ms.Close()
 		fmt.Fprintf(stderr, "jobrun: metrics on http://%s/metrics\n", mln.Addr())
 		go func() { errc <- ms.Serve(mln) }()

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"testing"
 )
 
@@ -33,9 +34,12 @@ func TestRenderLog(t *testing.T) {
 {"t":"2026-01-02T03:04:06Z","k":"out","s":"build","o":"stderr","x":"\u001b[31m<oops>"}
 not json
 {"t":"2026-01-02T03:04:07Z","k":"out","x":"partial`)
-	v := renderLog(data, 10)
-	if len(v.Lines) != 3 || v.Next != 14 || v.Lines[0].N != 11 {
-		t.Fatalf("lines %d next %d first %d; want 3 lines numbered 11-13 and 14 next", len(v.Lines), v.Next, v.Lines[0].N)
+	v, err := tailLog(context.Background(), memLog(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v.Lines) != 3 || v.Next != 4 || v.Lines[0].N != 1 {
+		t.Fatalf("lines %d next %d first %d; want 3 lines numbered 1-3 and 4 next", len(v.Lines), v.Next, v.Lines[0].N)
 	}
 	if v.Size != int64(len(data)-len(`{"t":"2026-01-02T03:04:07Z","k":"out","x":"partial`)) {
 		t.Fatalf("size %d: the partial last line must not count", v.Size)

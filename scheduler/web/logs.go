@@ -1,8 +1,8 @@
 package web
 
 import (
-	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"html/template"
@@ -13,11 +13,17 @@ import (
 	"time"
 
 	"github.com/jobrun/jobrun/api"
+	"github.com/jobrun/jobrun/internal/deadline"
 )
 
-// maxPageLines is how many lines of a log the job page shows; the rest
-// is in the download.
-const maxPageLines = 10000
+// What the job page shows of a log: its last lines, at most maxPageLines
+// of them in at most maxPageBytes; the rest is in the text download. A
+// live log sends at most LogPage bytes an event, and reloads the page
+// (which shows the tail) when more than maxPageLines come at once.
+const (
+	maxPageLines = 10000
+	maxPageBytes = 512 << 10
+)
 
 // logLine is one rendered line of a log.
 type logLine struct {
@@ -40,42 +46,68 @@ type logView struct {
 	Next int
 }
 
-// renderLog renders the whole lines of data (JSON lines of api.LogLine),
-// numbering them from first. A line that is not JSON is shown as text.
-func renderLog(data []byte, first int) logView {
-	v := logView{Next: first + 1}
-	cut := bytes.LastIndexByte(data, '\n') + 1
-	v.Size = int64(cut)
-	sc := bufio.NewScanner(bytes.NewReader(data[:cut]))
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	for sc.Scan() {
-		var l api.LogLine
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			l = api.LogLine{Kind: "out", Text: sc.Text()}
+// renderLine renders one line of a log (a JSON api.LogLine; a line that is
+// not JSON is shown as text) as line n.
+func renderLine(l Line, n int) logLine {
+	if l.TooLong {
+		return logLine{N: n, Kind: "notice", HTML: template.HTML(template.HTMLEscapeString(fmt.Sprintf(
+			"a line of %d bytes, too long to show; it is in the raw JSON lines download", l.Size)))}
+	}
+	var ll api.LogLine
+	if err := json.Unmarshal(l.Data, &ll); err != nil {
+		ll = api.LogLine{Kind: "out", Text: string(l.Data)}
+	}
+	out := logLine{N: n, Time: ll.Time, Kind: ll.Kind, Step: ll.Step, Stream: ll.Stream}
+	switch ll.Kind {
+	case "step":
+		out.HTML = template.HTML(template.HTMLEscapeString(ll.Text))
+	case "end":
+		out.HTML = template.HTML(template.HTMLEscapeString(ll.Step + ": " + ll.Text))
+	default:
+		out.HTML = ANSI(ll.Text)
+	}
+	return out
+}
+
+// readLog is the ReadLogFunc of an attempt's log.
+func (u *ui) readLog(a api.Attempt) ReadLogFunc {
+	return func(ctx context.Context, from, max int64) ([]byte, error) { return u.b.Log(ctx, a, from, max) }
+}
+
+// tailLog renders the end of a log of size bytes for the job page: the
+// whole lines of its last maxPageBytes, at most maxPageLines of them,
+// numbered by their place in the whole log.
+func tailLog(ctx context.Context, read ReadLogFunc, size int64) (logView, error) {
+	start, before, err := LineStart(ctx, read, max(0, size-maxPageBytes))
+	if err != nil {
+		return logView{}, err
+	}
+	v := logView{Skipped: before, Size: start, Next: before + 1}
+	r := NewLineReader(read, start)
+	for r.Offset() < size {
+		l, ok, err := r.Next(ctx)
+		if err != nil {
+			return logView{}, err
 		}
-		ll := logLine{N: v.Next, Time: l.Time, Kind: l.Kind, Step: l.Step, Stream: l.Stream}
-		switch l.Kind {
-		case "step":
-			ll.HTML = template.HTML(template.HTMLEscapeString(l.Text))
-		case "end":
-			ll.HTML = template.HTML(template.HTMLEscapeString(l.Step + ": " + l.Text))
-		default:
-			ll.HTML = ANSI(l.Text)
+		if !ok {
+			break
 		}
-		v.Lines = append(v.Lines, ll)
+		v.Lines = append(v.Lines, renderLine(l, v.Next))
 		v.Next++
 	}
+	v.Size = r.Offset()
 	if n := len(v.Lines) - maxPageLines; n > 0 {
-		v.Lines, v.Skipped = v.Lines[n:], n
+		v.Lines, v.Skipped = v.Lines[n:], v.Skipped+n
 	}
-	return v
+	return v, nil
 }
 
 // logEvents streams an attempt's new log lines as server-sent events:
 // "lines" (rendered HTML, with the offset and line number to resume from
 // as the event id), "status" when the job's status changes, "steps" (the
 // rendered steps table) when a step starts or ends, and "end" when the
-// attempt has ended (the page then reloads for its result).
+// attempt has ended (the page then reloads for its result). It starts at
+// the log's end unless ?from=OFFSET&line=N or Last-Event-ID says where.
 func (u *ui) logEvents(w http.ResponseWriter, r *http.Request) {
 	id, ok := u.pathID(w, r, "id")
 	if !ok {
@@ -84,16 +116,20 @@ func (u *ui) logEvents(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	q := r.URL.Query()
 	attempt, _ := strconv.Atoi(q.Get("attempt"))
-	off, _ := strconv.ParseInt(q.Get("from"), 10, 64)
-	next, _ := strconv.Atoi(q.Get("line"))
+	off, next, asked := int64(-1), 0, q.Has("from")
+	if asked {
+		off, _ = strconv.ParseInt(q.Get("from"), 10, 64)
+		next, _ = strconv.Atoi(q.Get("line"))
+	}
 	if le := r.Header.Get("Last-Event-ID"); le != "" {
 		// A reconnect goes on from the last event the browser got.
 		if o, n, ok := strings.Cut(le, ":"); ok {
 			off, _ = strconv.ParseInt(o, 10, 64)
 			next, _ = strconv.Atoi(n)
+			asked = true
 		}
 	}
-	if off < 0 || next < 1 {
+	if asked && (off < 0 || next < 1) {
 		off, next = 0, 1
 	}
 	j, err := u.b.Job(ctx, id)
@@ -101,11 +137,25 @@ func (u *ui) logEvents(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, r, err)
 		return
 	}
-	fl, ok := w.(http.Flusher)
-	if !ok {
-		http.Error(w, "streaming is not supported here", http.StatusInternalServerError)
-		return
+	at := api.Attempt{Job: id, Attempt: attempt}
+	if !asked {
+		off, next = 0, 1
+		if attempt > 0 {
+			size, err := u.b.LogSize(ctx, at)
+			if err == nil {
+				var before int
+				off, before, err = LineStart(ctx, u.readLog(at), size)
+				next = before + 1
+			}
+			if err != nil {
+				u.fail(w, r, err)
+				return
+			}
+		}
 	}
+	// The stream lasts as long as the client reads it.
+	dw := deadline.NewWriter(w, u.opts.Progress)
+	w, fl := dw, dw
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
@@ -114,6 +164,7 @@ func (u *ui) logEvents(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, "retry: 2000\n\n")
 	fl.Flush()
 
+	lr := NewLineReader(u.readLog(at), off)
 	status, steps := j.Status, stepsKey(j.Steps)
 	ping := time.Now()
 	for {
@@ -121,29 +172,39 @@ func (u *ui) logEvents(w http.ResponseWriter, r *http.Request) {
 		// The job's state was read before the log, so the lines written
 		// before it ended are all in this read.
 		if attempt > 0 {
-			data, err := u.b.Log(ctx, api.Attempt{Job: id, Attempt: attempt}, off)
-			if err != nil {
-				if ctx.Err() == nil {
-					u.log.Error("read log", "job", id, "attempt", attempt, "error", err)
+			sent := 0
+			for {
+				var b bytes.Buffer
+				n := 0
+				for b.Len() < LogPage {
+					l, ok, err := lr.Next(ctx)
+					if err != nil {
+						if ctx.Err() == nil {
+							u.log.Error("read log", "job", id, "attempt", attempt, "error", err)
+						}
+						return
+					}
+					if !ok {
+						break
+					}
+					if err := u.pages["job"].ExecuteTemplate(&b, "line", renderLine(l, next)); err != nil {
+						u.log.Error("render log line", "error", err)
+						return
+					}
+					next++
+					n++
 				}
-				return
-			}
-			if v := renderLog(data, next-1); len(v.Lines) > 0 || v.Skipped > 0 {
-				if v.Skipped > 0 {
-					// A burst larger than a page: the page has the rest.
+				if n == 0 {
+					break
+				}
+				if sent += n; sent > maxPageLines {
+					// A burst larger than a page: the page has its tail.
 					u.event(w, "reload", "", "too many lines at once")
 					fl.Flush()
 					return
 				}
-				var b bytes.Buffer
-				for _, l := range v.Lines {
-					if err := u.pages["job"].ExecuteTemplate(&b, "line", l); err != nil {
-						u.log.Error("render log line", "error", err)
-						return
-					}
-				}
-				off, next = off+v.Size, v.Next
-				u.event(w, "lines", fmt.Sprintf("%d:%d", off, next), b.String())
+				u.event(w, "lines", fmt.Sprintf("%d:%d", lr.Offset(), next), b.String())
+				fl.Flush()
 			}
 		}
 		if j.Status != status {

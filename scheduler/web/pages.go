@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jobrun/jobrun/api"
+	"github.com/jobrun/jobrun/internal/deadline"
 	"github.com/jobrun/jobrun/internal/units"
 )
 
@@ -300,14 +301,16 @@ func (u *ui) jobPage(w http.ResponseWriter, r *http.Request) {
 	}
 	if v.Attempt > 0 {
 		at := api.Attempt{Job: j.ID, Attempt: v.Attempt}
-		data, err := u.b.Log(ctx, at, 0)
+		// The tail of the log, read in pages; a following stream starts
+		// at the end of its last whole line.
+		size, err := u.b.LogSize(ctx, at)
+		if err == nil {
+			v.Log, err = tailLog(ctx, u.readLog(at), size)
+		}
 		if err != nil {
 			u.fail(w, r, err)
 			return
 		}
-		v.Log = renderLog(data, 0)
-		// Lines go out whole, so a following stream starts at the end
-		// of the last whole line.
 		arts, err := u.b.Artifacts(ctx, at)
 		switch {
 		case errors.Is(err, ErrNotFound):
@@ -364,7 +367,7 @@ func (u *ui) artifact(w http.ResponseWriter, r *http.Request) {
 	name := p[strings.LastIndexByte(p, '/')+1:]
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Disposition", "attachment; filename*=UTF-8''"+url.PathEscape(name))
-	if _, err := io.Copy(w, rc); err != nil && r.Context().Err() == nil {
+	if _, err := io.Copy(deadline.NewWriter(w, u.opts.Progress), rc); err != nil && r.Context().Err() == nil {
 		u.log.Warn("send artifact", "job", id, "attempt", n, "path", p, "error", err)
 	}
 }

@@ -34,9 +34,11 @@ type Backend interface {
 	Job(ctx context.Context, id int64) (*api.Job, error)
 	// Agents lists the pool's agents.
 	Agents(ctx context.Context) ([]api.Agent, error)
-	// Log returns an attempt's log (JSON lines of api.LogLine) from byte
-	// offset from on.
-	Log(ctx context.Context, a api.Attempt, from int64) ([]byte, error)
+	// Log returns at most max bytes of an attempt's log (JSON lines of
+	// api.LogLine) from byte offset from on.
+	Log(ctx context.Context, a api.Attempt, from, max int64) ([]byte, error)
+	// LogSize returns the size of an attempt's log in bytes.
+	LogSize(ctx context.Context, a api.Attempt) (int64, error)
 	// Artifacts lists an attempt's stored files; ErrNotFound when it
 	// stored none.
 	Artifacts(ctx context.Context, a api.Attempt) ([]Artifact, error)
@@ -78,6 +80,9 @@ type Options struct {
 	Log    hclog.Logger
 	// Poll is how often a live log looks for new lines (default 250ms).
 	Poll time.Duration
+	// Progress is how long each write of a live log or a download may
+	// take (default 1m); they are not bound by the server's WriteTimeout.
+	Progress time.Duration
 }
 
 //go:embed templates static
@@ -99,6 +104,9 @@ func Handler(b Backend, opts Options) http.Handler {
 	}
 	if opts.Poll == 0 {
 		opts.Poll = 250 * time.Millisecond
+	}
+	if opts.Progress == 0 {
+		opts.Progress = time.Minute
 	}
 	u := &ui{b: b, opts: opts, log: opts.Log, mux: http.NewServeMux()}
 	u.pages = parsePages()

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The server's memory while 8 clients read a 64 MiB log at once: the job
+# page, the text download and the live log from the start, each measured
+# on its own (peak VmRSS of a real `jobrun server` on SQLite). The target
+# is under 100 MB.
+# usage: bench/logread/run.sh [JOBRUN_BINARY]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export PATH=$(go env GOPATH)/bin:$PATH
+work=$(mktemp -d /tmp/jobrun-bench-logread.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+bin=${1:-}
+if [ -z "$bin" ]; then
+	bin=$work/jobrun
+	CGO_ENABLED=1 go build -tags seccomp -o "$bin" ./cmd/jobrun
+fi
+CGO_ENABLED=1 go build -tags seccomp -o "$work/logread-bench" ./bench/logread
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
+"$work/logread-bench" -jobrun "$bin" -log 64MiB -clients 8
