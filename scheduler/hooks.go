@@ -105,21 +105,43 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	forge, name := r.PathValue("forge"), r.PathValue("repo")
-	rec, err := rs.Repo(ctx, name)
-	if err != nil {
-		s.fail(w, r, err)
+	if !knownForge(forge) {
+		// Anyone may post here: the forge segment is theirs, so it
+		// names no metric series and writes no line above debug.
+		s.metrics.WebhookDelivery(otherForge, "unknown_forge")
+		s.log.Debug("webhook refused: unknown forge", "forge", forge, "repo", name)
+		reply(w, http.StatusNotFound, api.Error{Error: fmt.Sprintf("unknown forge %q: want github, gitlab or gitea", forge)})
 		return
 	}
-	secret, err := s.openRepo(rec, "webhook-secret")
-	if err != nil {
+	rec, err := rs.Repo(ctx, name)
+	var secret, unknown string
+	switch {
+	case errors.Is(err, errNotFound):
+		// An unknown repository is answered as a known one with a wrong
+		// signature is, so the answer does not tell which exist.
+		unknown, secret = err.Error(), unguessable()
+	case err != nil:
 		s.fail(w, r, err)
 		return
+	default:
+		if secret, err = s.openRepo(rec, "webhook-secret"); err != nil {
+			s.fail(w, r, err)
+			return
+		}
 	}
 	ev, body, err := webhook.Read(r, forge, []byte(secret), s.cfg.Triggers.MaxHookBody)
+	if err == nil && unknown != "" {
+		// Not reached short of guessing 256 random bits.
+		err = &webhook.Error{Code: http.StatusUnauthorized, Msg: "signature check failed"}
+	}
 	var we *webhook.Error
 	if errors.As(err, &we) {
 		s.metrics.WebhookDelivery(forge, refusal(we.Code))
-		s.log.Warn("webhook refused", "repo", name, "forge", forge, "code", we.Code, "why", we.Msg)
+		why := we.Msg
+		if unknown != "" {
+			why = unknown
+		}
+		s.hookWarn.warn(s.log, "webhook refused", "repo", name, "forge", forge, "code", we.Code, "why", why)
 		reply(w, we.Code, api.Error{Error: we.Msg})
 		return
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jobrun/jobrun/api"
+	"github.com/jobrun/jobrun/scheduler/web"
 )
 
 // followPoll is how often a followed log looks for new chunks.
@@ -98,16 +99,18 @@ func renderLog(w io.Writer, data []byte) {
 	for sc.Scan() {
 		var l api.LogLine
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			fmt.Fprintf(bw, "%s\n", sc.Bytes())
+			fmt.Fprintln(bw, web.TerminalText(sc.Text()))
 			continue
 		}
 		fmt.Fprintln(bw, FormatLine(l))
 	}
 }
 
-// FormatLine is one log line as text.
+// FormatLine is one log line as text, its texts made safe for a terminal
+// (web.TerminalText: colours kept, other escapes dropped).
 func FormatLine(l api.LogLine) string {
 	ts := l.Time.UTC().Format("15:04:05.000")
+	l.Step, l.Text = web.TerminalText(l.Step), web.TerminalText(l.Text)
 	switch l.Kind {
 	case "step":
 		return fmt.Sprintf("%s ── %s", ts, l.Text)
