@@ -12,6 +12,7 @@ import (
 
 	"github.com/jobrun/jobrun/api"
 	"github.com/jobrun/jobrun/git"
+	"github.com/jobrun/jobrun/internal/redact"
 	"github.com/jobrun/jobrun/jobs"
 	"github.com/jobrun/jobrun/scheduler/cron"
 	"github.com/jobrun/jobrun/scheduler/webhook"
@@ -203,6 +204,7 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
 			log.Error("forget delivery", "error", uerr)
 		}
 		s.metrics.WebhookDelivery(forge, "error")
+		err = redact.Error(err) // the forge's delivery log is no place for a clone URL's token
 		log.Error("webhook not acted on", "error", err)
 		reply(w, http.StatusBadGateway, api.Error{Error: err.Error()})
 		return
