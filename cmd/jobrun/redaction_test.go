@@ -42,7 +42,9 @@ func TestCloneURLTokenNeverShown(t *testing.T) {
 	bare := w.Bare()
 	w.Git("push", "-q", "origin", "main")
 	served := gittest.Serve(t, filepath.Dir(bare), good) + "/" + filepath.Base(bare)
-	withToken := func(tok string) string { return strings.Replace(served, "http://", "http://x-access-token:"+tok+"@", 1) }
+	withToken := func(tok string) string {
+		return strings.Replace(served, "http://", "http://x-access-token:"+tok+"@", 1)
+	}
 	shown := strings.TrimPrefix(served, "http://")
 
 	srv, addr := startDaemon(t, bin, regexp.MustCompile(`server listening on (\S+)`),
