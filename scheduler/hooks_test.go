@@ -219,8 +219,8 @@ func TestGitHubWebhooks(t *testing.T) {
 	if code, msg := deliver(t, base, "github", "hello", "push", []byte(`{"ref":`), hookSecret); code != 400 || !strings.Contains(msg, "unexpected end of JSON") {
 		t.Fatalf("malformed: %d %s", code, msg)
 	}
-	if code, msg := deliver(t, base, "github", "nosuch", "push", body, hookSecret); code != 404 {
-		t.Fatalf("unknown repository: %d %s", code, msg)
+	if code, msg := deliver(t, base, "github", "nosuch", "push", body, hookSecret); code != 401 {
+		t.Fatalf("unknown repository: %d %s, want 401 as for a wrong signature", code, msg)
 	}
 	if runs := runCount(t, base, "hello"); len(runs) != 0 {
 		t.Fatalf("refused deliveries queued %d runs", len(runs))
