@@ -203,10 +203,19 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
 		if uerr := rs.Undeliver(context.WithoutCancel(ctx), keys); uerr != nil {
 			log.Error("forget delivery", "error", uerr)
 		}
-		s.metrics.WebhookDelivery(forge, "error")
 		err = redact.Error(err) // the forge's delivery log is no place for a clone URL's token
-		log.Error("webhook not acted on", "error", err)
-		reply(w, http.StatusBadGateway, api.Error{Error: err.Error()})
+		// A ref or commit the repository does not have is the
+		// delivery's to answer for; anything else is the fetch's.
+		code := httpStatus(err)
+		if code == http.StatusInternalServerError {
+			code = http.StatusBadGateway
+			s.metrics.WebhookDelivery(forge, "error")
+			log.Error("webhook not acted on", "error", err)
+		} else {
+			s.metrics.WebhookDelivery(forge, "not_found")
+			log.Warn("webhook not acted on", "error", err)
+		}
+		reply(w, code, api.Error{Error: err.Error()})
 		return
 	}
 	log.Info("webhook", "ref", ev.Ref, "commit", ev.Commit, "run", id, "message", msg)
@@ -267,6 +276,8 @@ func (s *Server) runCommit(ctx context.Context, rec *repoRec, c commitEvent) (in
 		if c.Commit, err = git.Resolve(ctx, mirror, "refs/heads/"+c.Branch); err != nil {
 			return 0, "", fmt.Errorf("branch %s of %s: %w", c.Branch, rec.Name, errNotFound)
 		}
+	} else if !git.HasCommit(mirror, c.Commit) {
+		return 0, "", fmt.Errorf("commit %.40q of %s, after fetching %s: %w", c.Commit, rec.Name, c.FetchRef, errNotFound)
 	}
 	src, err := git.ReadFile(ctx, mirror, c.Commit, jobFile)
 	if errors.Is(err, git.ErrNoFile) {
