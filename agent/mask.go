@@ -117,7 +117,11 @@ func (m *masker) scan(s string, final bool) (out, held string) {
 	if cut < len(vis) {
 		raw = pos(cut)
 	}
+	if len(ms) == 0 {
+		return s[:raw], s[raw:]
+	}
 	var b strings.Builder
+	b.Grow(raw)
 	last := 0
 	for _, x := range ms {
 		b.WriteString(s[last:pos(x.a)])
@@ -136,26 +140,41 @@ func layout(s string, final bool) (vis string, pos func(int) int, end int) {
 	if strings.IndexByte(s, 0x1b) < 0 {
 		return s, func(i int) int { return i }, len(s)
 	}
+	// The visible text is runs of s between escapes: run k starts at
+	// vis[at[k]] and s[from[k]].
 	v := make([]byte, 0, len(s))
-	idx := make([]int, 0, len(s))
-	end = len(s)
-	for i := 0; i < len(s); {
-		if s[i] == 0x1b {
-			n, ok := escapeLen(s[i:])
-			if !ok && !final && len(s)-i <= maxEscape {
-				end = i
-				break
-			}
-			if n > 0 {
-				i += n
-				continue
-			}
+	var at, from []int
+	text := func(i, j int) {
+		if i < j {
+			at, from = append(at, len(v)), append(from, i)
+			v = append(v, s[i:j]...)
 		}
-		v = append(v, s[i])
-		idx = append(idx, i)
-		i++
 	}
-	return string(v), func(i int) int { return idx[i] }, end
+	end = len(s)
+	i := 0
+	for i < len(s) {
+		e := strings.IndexByte(s[i:], 0x1b)
+		if e < 0 {
+			text(i, len(s))
+			break
+		}
+		text(i, i+e)
+		i += e
+		n, ok := escapeLen(s[i:])
+		if !ok && !final && len(s)-i <= maxEscape {
+			end = i
+			break
+		}
+		if n == 0 {
+			n = 1 // no escape sequence: ESC is text
+			text(i, i+1)
+		}
+		i += n
+	}
+	return string(v), func(x int) int {
+		k := sort.SearchInts(at, x+1) - 1
+		return from[k] + x - at[k]
+	}, end
 }
 
 // escapeLen returns the length of the escape sequence at the start of s
