@@ -129,6 +129,12 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, err)
 			return
 		}
+		if secret == "" {
+			// Nor does the answer tell a repository without a secret
+			// (which takes no webhooks) from one that does not exist.
+			unknown = "the repository has no webhook secret: set one with jobrun repo add --secret"
+			secret = unguessable()
+		}
 	}
 	ev, body, err := webhook.Read(r, forge, []byte(secret), s.cfg.Triggers.MaxHookBody)
 	if err == nil && unknown != "" {

@@ -134,6 +134,12 @@ func TestWebhookUnknownRepoAnswersAsBadSignature(t *testing.T) {
 		if knownCode != 401 {
 			t.Errorf("%s: wrong signature: %d %s, want 401", c.forge, knownCode, knownMsg)
 		}
+		// A registered repository without a webhook secret takes none,
+		// and is not told from an unknown one either.
+		addRepo(t, base, api.NewRepo{Name: "nosecret-" + c.forge, CloneURL: repo.bare, Forge: c.forge})
+		if code, msg := deliver(t, base, c.forge, "nosecret-"+c.forge, c.event, body, "wrong"); code != knownCode || msg != knownMsg {
+			t.Errorf("%s: repository without a secret: %d %s; a wrong signature: %d %s", c.forge, code, msg, knownCode, knownMsg)
+		}
 		// The control: the known repository with the right secret.
 		if code, msg := deliver(t, base, c.forge, name, c.event, body, hookSecret); code != 201 {
 			t.Errorf("%s: signed delivery: %d %s", c.forge, code, msg)
