@@ -42,7 +42,7 @@ func (l *jobLog) notice(step, text string) {
 // is masked too; the pieces are logged as lines of their own.
 func (l *jobLog) output(step, stream string) io.WriteCloser {
 	ms := &maskStream{m: l.mask}
-	cont := false // the line goes on from a piece logged
+	cont := false // the line in progress was cut: an empty last piece logs nothing
 	return &lineWriter{emit: func(line string, more bool) {
 		text := ms.piece(line, more)
 		if !more {
