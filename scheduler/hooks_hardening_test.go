@@ -116,7 +116,11 @@ func TestWebhookFloodAddsNoSeriesOrLogLines(t *testing.T) {
 // that is not registered gets the very answer a registered one's wrong
 // signature gets, so webhooks do not tell which repositories exist.
 func TestWebhookUnknownRepoAnswersAsBadSignature(t *testing.T) {
-	base, _ := triggerServer(t, sqliteStore(t), nil)
+	eachStore(t, func(t *testing.T, open func() *SQL) { unknownRepoAnswers(t, open()) })
+}
+
+func unknownRepoAnswers(t *testing.T, st Store) {
+	base, _ := triggerServer(t, st, nil)
 	repo := newForgeRepo(t, pushMainOnly)
 	head := repo.push("main", map[string]string{"a": "1"})
 	for _, c := range []struct{ forge, event string }{{"github", "push"}, {"gitlab", "Push Hook"}, {"gitea", "push"}} {
@@ -152,7 +156,11 @@ func TestWebhookUnknownRepoAnswersAsBadSignature(t *testing.T) {
 // project: the run is untrusted, so its lease carries no secrets. The
 // control: the same payload from the target project itself is trusted.
 func TestGitLabForkWithoutNamesIsUntrusted(t *testing.T) {
-	base, _ := triggerServer(t, sqliteStore(t), nil)
+	eachStore(t, func(t *testing.T, open func() *SQL) { gitlabForkWithoutNames(t, open()) })
+}
+
+func gitlabForkWithoutNames(t *testing.T, st Store) {
+	base, _ := triggerServer(t, st, nil)
 	repo := newForgeRepo(t, pushMainOnly)
 	addRepo(t, base, api.NewRepo{Name: "group/hello", CloneURL: repo.bare, Secret: hookSecret, Forge: "gitlab"})
 	ctx := context.Background()
