@@ -140,6 +140,9 @@ func escape(s string) (params string, final byte, n int) {
 		}
 		return "", 0, len(s)
 	}
+	if s[1] >= 0x80 {
+		return "", 0, 1 // no escape: a stray ESC, dropped, before a character kept whole
+	}
 	return "", 0, 2 // a two-byte escape (ESC 7, ESC =, ...)
 }
 
