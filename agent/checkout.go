@@ -8,6 +8,7 @@ import (
 
 	"github.com/jobrun/jobrun/api"
 	"github.com/jobrun/jobrun/git"
+	"github.com/jobrun/jobrun/internal/redact"
 )
 
 // mirrorsDir holds the agent's bare mirror of each repository it ran a job
@@ -32,7 +33,7 @@ func (p *Pool) checkout(ctx context.Context, lease *api.Lease, dir string, rep *
 				rev = "refs/remotes/origin/" + lease.Branch
 			}
 		}
-		rep.notice(fmt.Sprintf("clone %s at %s", lease.CloneURL, rev))
+		rep.notice(fmt.Sprintf("clone %s at %s", redact.URL(lease.CloneURL), rev))
 		return dir, rev, git.Clone(ctx, lease.CloneURL, dir)
 	}
 	if lease.Untrusted && lease.Checkout.Mirror != "" {
@@ -47,7 +48,7 @@ func (p *Pool) checkout(ctx context.Context, lease *api.Lease, dir string, rep *
 		}
 	}
 	if lease.Commit != "" && git.HasCommit(mirror, lease.Commit) {
-		rep.notice(fmt.Sprintf("checkout %s at %s (already fetched)", lease.CloneURL, rev))
+		rep.notice(fmt.Sprintf("checkout %s at %s (already fetched)", redact.URL(lease.CloneURL), rev))
 	} else if err := p.fetch(ctx, lease, mirror, rev, rep); err != nil {
 		return "", "", err
 	}
@@ -74,7 +75,7 @@ func (p *Pool) fetch(ctx context.Context, lease *api.Lease, mirror, rev string, 
 	if ref != "" {
 		o.Refs, o.OnlyRefs = []string{ref}, true
 	}
-	rep.notice(fmt.Sprintf("fetch %s %s, checkout at %s", lease.CloneURL, ref, rev))
+	rep.notice(fmt.Sprintf("fetch %s %s, checkout at %s", redact.URL(lease.CloneURL), ref, rev))
 	err := git.Mirror(ctx, mirror, lease.CloneURL, o)
 	if err == nil && lease.Commit != "" && !git.HasCommit(mirror, lease.Commit) {
 		o.OnlyRefs = false

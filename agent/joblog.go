@@ -2,6 +2,7 @@ package agent
 
 import (
 	"io"
+	"strings"
 	"time"
 )
 
@@ -20,9 +21,14 @@ func newJobLog(job string, sink Sink, secrets []string, limit int64) *jobLog {
 }
 
 func (l *jobLog) emit(e Event) {
+	e.Text = l.mask.mask(e.Text)
+	l.send(e)
+}
+
+// send stamps an event whose text is masked and passes it to the sink.
+func (l *jobLog) send(e Event) {
 	e.Time = l.now()
 	e.Job = l.job
-	e.Text = l.mask.mask(e.Text)
 	l.sink.Event(e)
 }
 
@@ -32,14 +38,27 @@ func (l *jobLog) notice(step, text string) {
 }
 
 // output is where a step's process writes; it frames lines, masks and caps.
+// A line cut into pieces is masked as one stream, so a secret across a cut
+// is masked too; the pieces are logged as lines of their own.
 func (l *jobLog) output(step, stream string) io.WriteCloser {
-	return &lineWriter{emit: func(line string) {
-		ok, notice := l.cap.admit(line)
+	ms := &maskStream{m: l.mask}
+	cont := false // the line in progress was cut: an empty last piece logs nothing
+	return &lineWriter{emit: func(line string, more bool) {
+		text := ms.piece(line, more)
+		if !more {
+			text = strings.TrimSuffix(text, "\r")
+		}
+		skip := text == "" && (more || cont)
+		cont = more
+		if skip {
+			return
+		}
+		ok, notice := l.cap.admit(text)
 		if notice != "" {
 			l.notice(step, notice)
 		}
 		if ok {
-			l.emit(Event{Kind: Output, Step: step, Stream: stream, Text: line})
+			l.send(Event{Kind: Output, Step: step, Stream: stream, Text: text})
 		}
 	}}
 }

@@ -3,7 +3,6 @@ package agent
 import (
 	"bytes"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 
@@ -16,11 +15,13 @@ import (
 const maxLine = 64 << 10
 
 // lineWriter turns a byte stream into lines, each passed to emit without its
-// newline. Close flushes a last unterminated line.
+// newline. A line longer than maxLine is passed on in pieces, each but the
+// last with more set. Close flushes a last unterminated line.
 type lineWriter struct {
 	mu   sync.Mutex
 	buf  []byte
-	emit func(line string)
+	cut  bool // the line in buf goes on from a piece passed on
+	emit func(line string, more bool)
 }
 
 func (w *lineWriter) Write(p []byte) (int, error) {
@@ -32,14 +33,14 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 		if i < 0 {
 			w.buf = append(w.buf, p...)
 			if len(w.buf) >= maxLine {
-				w.emit(string(w.buf))
-				w.buf = w.buf[:0]
+				w.emit(string(w.buf), true)
+				w.buf, w.cut = w.buf[:0], true
 			}
 			break
 		}
 		w.buf = append(w.buf, p[:i]...)
-		w.emit(strings.TrimSuffix(string(w.buf), "\r"))
-		w.buf = w.buf[:0]
+		w.emit(strings.TrimSuffix(string(w.buf), "\r"), false)
+		w.buf, w.cut = w.buf[:0], false
 		p = p[i+1:]
 	}
 	return n, nil
@@ -49,60 +50,11 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 func (w *lineWriter) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if len(w.buf) > 0 {
-		w.emit(string(w.buf))
-		w.buf = nil
+	if len(w.buf) > 0 || w.cut {
+		w.emit(string(w.buf), false)
+		w.buf, w.cut = nil, false
 	}
 	return nil
-}
-
-// masker replaces secret values in log lines with ***. A multi-line secret
-// (a key file, say) is also masked line by line, because output arrives one
-// line at a time.
-type masker struct {
-	r *strings.Replacer
-}
-
-// minMaskedPart keeps a multi-line secret's short lines (a lone "}" or a
-// blank line) from masking unrelated output.
-const minMaskedPart = 4
-
-func newMasker(secrets []string) *masker {
-	var vals []string
-	seen := map[string]bool{}
-	add := func(s string) {
-		if s != "" && !seen[s] {
-			seen[s] = true
-			vals = append(vals, s)
-		}
-	}
-	for _, s := range secrets {
-		add(s)
-		if strings.Contains(s, "\n") {
-			for _, part := range strings.Split(s, "\n") {
-				if part = strings.TrimSpace(part); len(part) >= minMaskedPart {
-					add(part)
-				}
-			}
-		}
-	}
-	if len(vals) == 0 {
-		return &masker{}
-	}
-	// Longest first, so a secret containing another is masked whole.
-	sort.Slice(vals, func(i, j int) bool { return len(vals[i]) > len(vals[j]) })
-	pairs := make([]string, 0, 2*len(vals))
-	for _, v := range vals {
-		pairs = append(pairs, v, "***")
-	}
-	return &masker{r: strings.NewReplacer(pairs...)}
-}
-
-func (m *masker) mask(s string) string {
-	if m.r == nil {
-		return s
-	}
-	return m.r.Replace(s)
 }
 
 // logCap stops a job's log at limit bytes and says so once, so a runaway

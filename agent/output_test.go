@@ -7,7 +7,8 @@ import (
 
 func TestLineWriter(t *testing.T) {
 	var got []string
-	w := &lineWriter{emit: func(l string) { got = append(got, l) }}
+	var mores []bool
+	w := &lineWriter{emit: func(l string, more bool) { got, mores = append(got, l), append(mores, more) }}
 	for _, chunk := range []string{"one\ntw", "o\r\n", "", "three\n\nfour"} {
 		w.Write([]byte(chunk))
 	}
@@ -16,10 +17,15 @@ func TestLineWriter(t *testing.T) {
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("lines = %q, want %q", got, want)
 	}
-	got = nil
+	got, mores = nil, nil
 	w.Write([]byte(strings.Repeat("x", maxLine+10)))
-	if len(got) != 1 || len(got[0]) != maxLine+10 {
-		t.Errorf("an over-long line was not passed on (%d lines)", len(got))
+	if len(got) != 1 || len(got[0]) != maxLine+10 || !mores[0] {
+		t.Errorf("an over-long line was not passed on as a piece (%d lines)", len(got))
+	}
+	// The line's end, even with nothing after the cut, closes it.
+	w.Write([]byte("\n"))
+	if len(got) != 2 || got[1] != "" || mores[1] {
+		t.Errorf("after the cut: %q %v, want an empty last piece", got[1:], mores[1:])
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/jobrun/jobrun/api"
 	"github.com/jobrun/jobrun/artifacts"
 	"github.com/jobrun/jobrun/internal/lockfile"
+	"github.com/jobrun/jobrun/internal/redact"
 	"github.com/jobrun/jobrun/jobs"
 )
 
@@ -429,6 +430,7 @@ func (p *Pool) runJob(ctx context.Context, lease *api.Lease, job *jobs.Job, rep 
 	}
 	src, err := p.source(ctx, lease, rep)
 	if err != nil {
+		err = redact.Error(err) // a clone URL's credentials stay out of the log and the reason
 		rep.notice(err.Error())
 		return Result{Job: job.Name, Status: Errored, Reason: err.Error()}
 	}

@@ -20,6 +20,7 @@ import (
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 
 	"github.com/jobrun/jobrun/internal/lockfile"
+	"github.com/jobrun/jobrun/internal/redact"
 )
 
 // Auth is how a mirror authenticates to its remote: an HTTPS token, or an
@@ -80,8 +81,13 @@ type MirrorOptions struct {
 // Mirror brings the bare mirror at dir up to date with the repository at
 // url: the first call makes it, later ones fetch only what is new. Branches
 // and tags are mirrored under their own names (deleted ones are pruned).
-// Callers on one host are serialised by a lock file beside dir.
+// Callers on one host are serialised by a lock file beside dir. Errors
+// never show url's user name or password (redact.Error).
 func Mirror(ctx context.Context, dir, url string, o MirrorOptions) error {
+	return redact.Error(mirror(ctx, dir, url, o))
+}
+
+func mirror(ctx context.Context, dir, url string, o MirrorOptions) error {
 	auth, err := o.Auth.method(url)
 	if err != nil {
 		return fmt.Errorf("mirror %s: %w", url, err)

@@ -14,6 +14,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/transport"
+
+	"github.com/jobrun/jobrun/internal/redact"
 )
 
 // SubmoduleOptions tune ExportSubmodules.
@@ -37,7 +39,7 @@ const maxSubmoduleDepth = 5
 // path or file:// URL could read another repository of this host), and
 // the credentials go only to the parent's host.
 func ExportSubmodules(ctx context.Context, repoDir, rev, dst string, o SubmoduleOptions) error {
-	return exportSubmodules(ctx, repoDir, rev, dst, o, 0)
+	return redact.Error(exportSubmodules(ctx, repoDir, rev, dst, o, 0))
 }
 
 func exportSubmodules(ctx context.Context, repoDir, rev, dst string, o SubmoduleOptions, depth int) error {

@@ -16,6 +16,7 @@ import (
 	"github.com/jobrun/jobrun/api"
 	"github.com/jobrun/jobrun/artifacts"
 	"github.com/jobrun/jobrun/internal/deadline"
+	"github.com/jobrun/jobrun/internal/redact"
 	"github.com/jobrun/jobrun/jobs"
 )
 
@@ -73,6 +74,7 @@ func reply(w http.ResponseWriter, code int, v any) {
 }
 
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	err = redact.Error(err) // credentials in a URL are never shown
 	code := httpStatus(err)
 	if code == http.StatusInternalServerError {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", err)

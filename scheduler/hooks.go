@@ -12,6 +12,7 @@ import (
 
 	"github.com/jobrun/jobrun/api"
 	"github.com/jobrun/jobrun/git"
+	"github.com/jobrun/jobrun/internal/redact"
 	"github.com/jobrun/jobrun/jobs"
 	"github.com/jobrun/jobrun/scheduler/cron"
 	"github.com/jobrun/jobrun/scheduler/webhook"
@@ -105,21 +106,49 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	forge, name := r.PathValue("forge"), r.PathValue("repo")
-	rec, err := rs.Repo(ctx, name)
-	if err != nil {
-		s.fail(w, r, err)
+	if !knownForge(forge) {
+		// Anyone may post here: the forge segment is theirs, so it
+		// names no metric series and writes no line above debug.
+		s.metrics.WebhookDelivery(otherForge, "unknown_forge")
+		s.log.Debug("webhook refused: unknown forge", "forge", forge, "repo", name)
+		reply(w, http.StatusNotFound, api.Error{Error: fmt.Sprintf("unknown forge %q: want github, gitlab or gitea", forge)})
 		return
 	}
-	secret, err := s.openRepo(rec, "webhook-secret")
-	if err != nil {
+	rec, err := rs.Repo(ctx, name)
+	var secret, unknown string
+	switch {
+	case errors.Is(err, errNotFound):
+		// An unknown repository is answered as a known one with a wrong
+		// signature is, so the answer does not tell which exist.
+		unknown, secret = err.Error(), unguessable()
+	case err != nil:
 		s.fail(w, r, err)
 		return
+	default:
+		if secret, err = s.openRepo(rec, "webhook-secret"); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if secret == "" {
+			// Nor does the answer tell a repository without a secret
+			// (which takes no webhooks) from one that does not exist.
+			unknown = "the repository has no webhook secret: set one with jobrun repo add --secret"
+			secret = unguessable()
+		}
 	}
 	ev, body, err := webhook.Read(r, forge, []byte(secret), s.cfg.Triggers.MaxHookBody)
+	if err == nil && unknown != "" {
+		// Not reached short of guessing 256 random bits.
+		err = &webhook.Error{Code: http.StatusUnauthorized, Msg: "signature check failed"}
+	}
 	var we *webhook.Error
 	if errors.As(err, &we) {
 		s.metrics.WebhookDelivery(forge, refusal(we.Code))
-		s.log.Warn("webhook refused", "repo", name, "forge", forge, "code", we.Code, "why", we.Msg)
+		why := we.Msg
+		if unknown != "" {
+			why = unknown
+		}
+		s.hookWarn.warn(s.log, "webhook refused", "repo", name, "forge", forge, "code", we.Code, "why", why)
 		reply(w, we.Code, api.Error{Error: we.Msg})
 		return
 	}
@@ -180,9 +209,19 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
 		if uerr := rs.Undeliver(context.WithoutCancel(ctx), keys); uerr != nil {
 			log.Error("forget delivery", "error", uerr)
 		}
-		s.metrics.WebhookDelivery(forge, "error")
-		log.Error("webhook not acted on", "error", err)
-		reply(w, http.StatusBadGateway, api.Error{Error: err.Error()})
+		err = redact.Error(err) // the forge's delivery log is no place for a clone URL's token
+		// A ref or commit the repository does not have is the
+		// delivery's to answer for; anything else is the fetch's.
+		code := httpStatus(err)
+		if code == http.StatusInternalServerError {
+			code = http.StatusBadGateway
+			s.metrics.WebhookDelivery(forge, "error")
+			log.Error("webhook not acted on", "error", err)
+		} else {
+			s.metrics.WebhookDelivery(forge, "not_found")
+			log.Warn("webhook not acted on", "error", err)
+		}
+		reply(w, code, api.Error{Error: err.Error()})
 		return
 	}
 	log.Info("webhook", "ref", ev.Ref, "commit", ev.Commit, "run", id, "message", msg)
@@ -243,6 +282,8 @@ func (s *Server) runCommit(ctx context.Context, rec *repoRec, c commitEvent) (in
 		if c.Commit, err = git.Resolve(ctx, mirror, "refs/heads/"+c.Branch); err != nil {
 			return 0, "", fmt.Errorf("branch %s of %s: %w", c.Branch, rec.Name, errNotFound)
 		}
+	} else if !git.HasCommit(mirror, c.Commit) {
+		return 0, "", fmt.Errorf("commit %.40q of %s, after fetching %s: %w", c.Commit, rec.Name, c.FetchRef, errNotFound)
 	}
 	src, err := git.ReadFile(ctx, mirror, c.Commit, jobFile)
 	if errors.Is(err, git.ErrNoFile) {

@@ -29,13 +29,13 @@ const sampleSHA = "7f5c2a8d1e6b4f3a9c0d2e1f4a5b6c7d8e9f0a1b"
 
 // triggerServer starts a server whose repositories are mirrored under a
 // temp dir; it returns the URL and the server (for cron passes).
-func triggerServer(t *testing.T, st Store, tweak func(*Config)) (string, *Server) {
+func triggerServer(t testing.TB, st Store, tweak func(*Config)) (string, *Server) {
 	return startTriggerServer(t, st, tweak, true)
 }
 
 // startTriggerServer is triggerServer; without background the server's Run
 // (expiry, cron and status loops) is not started, so a test drives them.
-func startTriggerServer(t *testing.T, st Store, tweak func(*Config), background bool) (string, *Server) {
+func startTriggerServer(t testing.TB, st Store, tweak func(*Config), background bool) (string, *Server) {
 	t.Helper()
 	return startServer(t, st, func(c *Config) {
 		c.Triggers = TriggerConfig{MirrorDir: filepath.Join(t.TempDir(), "mirrors"), PublicURL: "https://ci.example.com",
@@ -53,7 +53,7 @@ type forgeRepo struct {
 	bare string
 }
 
-func newForgeRepo(t *testing.T, ci string) *forgeRepo {
+func newForgeRepo(t testing.TB, ci string) *forgeRepo {
 	w := gittest.New(t)
 	w.Commit("first", map[string]string{".ci.hcl": ci})
 	r := &forgeRepo{w: w, bare: w.Bare()}
@@ -219,8 +219,8 @@ func TestGitHubWebhooks(t *testing.T) {
 	if code, msg := deliver(t, base, "github", "hello", "push", []byte(`{"ref":`), hookSecret); code != 400 || !strings.Contains(msg, "unexpected end of JSON") {
 		t.Fatalf("malformed: %d %s", code, msg)
 	}
-	if code, msg := deliver(t, base, "github", "nosuch", "push", body, hookSecret); code != 404 {
-		t.Fatalf("unknown repository: %d %s", code, msg)
+	if code, msg := deliver(t, base, "github", "nosuch", "push", body, hookSecret); code != 401 {
+		t.Fatalf("unknown repository: %d %s, want 401 as for a wrong signature", code, msg)
 	}
 	if runs := runCount(t, base, "hello"); len(runs) != 0 {
 		t.Fatalf("refused deliveries queued %d runs", len(runs))

@@ -126,7 +126,7 @@ func rawLog(w io.Writer, read web.ReadLogFunc) logSender {
 }
 
 // writeLine writes one JSON log line as text; a line that is not JSON
-// goes as it is.
+// goes as it is, made safe for a terminal.
 func writeLine(w io.Writer, l web.Line) {
 	if l.TooLong {
 		fmt.Fprintf(w, "** a line of %d bytes, too long to show as text; it is in ?raw=1\n", l.Size)
@@ -134,15 +134,17 @@ func writeLine(w io.Writer, l web.Line) {
 	}
 	var ll api.LogLine
 	if err := json.Unmarshal(l.Data, &ll); err != nil {
-		fmt.Fprintf(w, "%s\n", l.Data)
+		fmt.Fprintln(w, web.TerminalText(string(l.Data)))
 		return
 	}
 	fmt.Fprintln(w, FormatLine(ll))
 }
 
-// FormatLine is one log line as text.
+// FormatLine is one log line as text, its texts made safe for a terminal
+// (web.TerminalText: colours kept, other escapes dropped).
 func FormatLine(l api.LogLine) string {
 	ts := l.Time.UTC().Format("15:04:05.000")
+	l.Step, l.Text = web.TerminalText(l.Step), web.TerminalText(l.Text)
 	switch l.Kind {
 	case "step":
 		return fmt.Sprintf("%s ── %s", ts, l.Text)

@@ -92,9 +92,11 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 func (s *Server) Metrics() *Metrics { return s.metrics }
 
 // WebhookDelivery counts one webhook delivery from forge ("github",
-// "gitlab", "gitea") with its result: for example "queued" (a run was
+// "gitlab", "gitea", or "other" for any forge jobrun does not read: the
+// label set is fixed) with its result: for example "queued" (a run was
 // made), "ignored" (no workflow trigger matched), "bad_signature",
-// "bad_request" or "error".
+// "bad_request", "unknown_forge", "not_found" (a ref or commit the
+// repository lacks) or "error".
 func (m *Metrics) WebhookDelivery(forge, result string) {
 	if m == nil {
 		return

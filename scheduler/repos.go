@@ -12,6 +12,7 @@ import (
 
 	"github.com/jobrun/jobrun/api"
 	"github.com/jobrun/jobrun/git"
+	"github.com/jobrun/jobrun/internal/redact"
 	"github.com/jobrun/jobrun/jobs"
 	"github.com/jobrun/jobrun/scheduler/webhook"
 )
@@ -285,7 +286,7 @@ func (s *Server) addRepo(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	s.log.Info("repository registered", "repo", rec.Name, "url", rec.CloneURL, "forge", rec.Forge)
+	s.log.Info("repository registered", "repo", rec.Name, "url", redact.URL(rec.CloneURL), "forge", rec.Forge)
 	reply(w, http.StatusCreated, s.repoView(got))
 }
 
@@ -306,8 +307,11 @@ func (s *Server) listRepos(w http.ResponseWriter, r *http.Request) {
 	reply(w, http.StatusOK, out)
 }
 
+// repoView is a repository as the API shows it: credentials written into
+// its clone URL are the server's and the agents' alone.
 func (s *Server) repoView(r *repoRec) api.Repo {
 	v := r.Repo
+	v.CloneURL = redact.URL(v.CloneURL)
 	if r.CronSource != "" {
 		f, _ := jobs.Parse(".ci.hcl", []byte(r.CronSource))
 		for _, t := range f.Workflow.Triggers {

@@ -107,6 +107,8 @@ type Server struct {
 	mux   *http.ServeMux
 	// metrics are set by mountUI (webui.go).
 	metrics *Metrics
+	// hookWarn bounds the warnings refused webhooks write (hookguard.go).
+	hookWarn warnLimiter
 }
 
 // New makes a server; Run starts its background work and Handler serves it.

@@ -34,7 +34,7 @@ func serve(t *testing.T, st Store, tweak func(*Config)) string {
 // startServer starts a Server over st on loopback; without background its
 // Run (expiry, cron and status loops) is not started, so a test drives
 // them.
-func startServer(t *testing.T, st Store, tweak func(*Config), background bool) (string, *Server) {
+func startServer(t testing.TB, st Store, tweak func(*Config), background bool) (string, *Server) {
 	t.Helper()
 	store, err := artifacts.NewLocal(filepath.Join(t.TempDir(), "artifacts"))
 	if err != nil {
@@ -59,7 +59,7 @@ func startServer(t *testing.T, st Store, tweak func(*Config), background bool) (
 	return hs.URL, srv
 }
 
-func sqliteStore(t *testing.T) *SQL {
+func sqliteStore(t testing.TB) *SQL {
 	s, err := OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "jobrun.db"))
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jobrun/jobrun/api"
+	"github.com/jobrun/jobrun/internal/redact"
 	"github.com/jobrun/jobrun/scheduler/webhook"
 )
 
@@ -232,12 +233,12 @@ func (s *Server) sendStatus(ctx context.Context, rec *repoRec, run int64, commit
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := s.cfg.Triggers.HTTP.Do(req)
 	if err != nil {
-		return fmt.Errorf("POST %s: %w", base+path, err)
+		return redact.Error(fmt.Errorf("POST %s: %w", redact.URL(base+path), err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-		return fmt.Errorf("POST %s: %s: %s", base+path, resp.Status, bytes.TrimSpace(msg))
+		return redact.Error(fmt.Errorf("POST %s: %s: %s", redact.URL(base+path), resp.Status, bytes.TrimSpace(msg)))
 	}
 	return nil
 }

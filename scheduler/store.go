@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jobrun/jobrun/internal/lockfile"
+	"github.com/jobrun/jobrun/internal/redact"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
 	_ "modernc.org/sqlite"             // the "sqlite" database/sql driver
@@ -107,7 +108,7 @@ func OpenPostgres(ctx context.Context, url string) (*SQL, error) {
 		return nil, fmt.Errorf("open postgres: %w", err)
 	}
 	db.SetMaxOpenConns(16)
-	return open(ctx, db, postgresDialect, redact(url))
+	return open(ctx, db, postgresDialect, redact.URL(url))
 }
 
 // Open opens the store a --database value names: "sqlite" (a file in
@@ -121,21 +122,7 @@ func Open(ctx context.Context, database, stateDir string) (*SQL, error) {
 	case strings.HasPrefix(database, "postgres://"), strings.HasPrefix(database, "postgresql://"):
 		return OpenPostgres(ctx, database)
 	}
-	return nil, fmt.Errorf("database %q: want sqlite, sqlite:PATH or a postgres:// URL", redact(database))
-}
-
-// redact drops a password from a URL for messages.
-func redact(url string) string {
-	at := strings.LastIndex(url, "@")
-	scheme := strings.Index(url, "://")
-	if at < 0 || scheme < 0 {
-		return url
-	}
-	userinfo := url[scheme+3 : at]
-	if i := strings.Index(userinfo, ":"); i >= 0 {
-		return url[:scheme+3] + userinfo[:i] + ":xxx" + url[at:]
-	}
-	return url
+	return nil, fmt.Errorf("database %q: want sqlite, sqlite:PATH or a postgres:// URL", redact.URL(database))
 }
 
 func open(ctx context.Context, db *sql.DB, d dialect, where string) (*SQL, error) {

@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // sgr is the graphic state ANSI SGR sequences set: what a span of log
@@ -128,7 +129,7 @@ func escape(s string) (params string, final byte, n int) {
 			}
 		}
 		return "", 0, len(s)
-	case ']': // OSC: up to BEL or ST (ESC \)
+	case ']', 'P', 'X', '^', '_': // OSC, DCS, SOS, PM, APC: up to BEL or ST (ESC \)
 		for i := 2; i < len(s); i++ {
 			if s[i] == 0x07 {
 				return "", 0, i + 1
@@ -138,6 +139,9 @@ func escape(s string) (params string, final byte, n int) {
 			}
 		}
 		return "", 0, len(s)
+	}
+	if s[1] >= 0x80 {
+		return "", 0, 1 // no escape: a stray ESC, dropped, before a character kept whole
 	}
 	return "", 0, 2 // a two-byte escape (ESC 7, ESC =, ...)
 }
@@ -235,4 +239,44 @@ func palette256(n int) string {
 	}
 	g := 8 + 10*(n-232)
 	return fmt.Sprintf("#%02x%02x%02x", g, g, g)
+}
+
+// TerminalText makes a line of job output safe to serve as text, which
+// people read with cat, less -R or a browser: SGR colours are kept and
+// every other escape sequence (OSC 8 hyperlinks, window titles, DCS,
+// cursor movement) and control character is dropped, as ANSI drops them;
+// a carriage return keeps only what was written after it, and bytes that
+// are not UTF-8 become U+FFFD (a stray 0x9b would be a CSI to some
+// terminals).
+func TerminalText(line string) string {
+	if i := strings.LastIndexByte(strings.TrimRight(line, "\r"), '\r'); i >= 0 {
+		line = line[i+1:]
+	}
+	line = strings.ToValidUTF8(strings.TrimRight(line, "\r"), "\uFFFD")
+	var b strings.Builder
+	for len(line) > 0 {
+		r, n := utf8.DecodeRuneInString(line)
+		switch {
+		case r == 0x1b:
+			params, final, m := escape(line)
+			if final == 'm' && line[1] == '[' && sgrParams(params) {
+				b.WriteString(line[:m])
+			}
+			n = m
+		case r == '\t' || r >= 0x20 && r != 0x7f && (r < 0x80 || r > 0x9f):
+			b.WriteString(line[:n])
+		}
+		line = line[n:]
+	}
+	return b.String()
+}
+
+// sgrParams reports whether p holds only what SGR parameters do.
+func sgrParams(p string) bool {
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; (c < '0' || c > '9') && c != ';' && c != ':' {
+			return false
+		}
+	}
+	return true
 }

@@ -22,6 +22,7 @@ func TestANSI(t *testing.T) {
 		{"\x1b[31m<script>alert(1)</script>", `<span class="f1">&lt;script&gt;alert(1)&lt;/script&gt;</span>`},
 		{"\x1b[31", ""}, // unterminated
 		{"\x1b[4;3;45mall\x1b[24;23;49m", `<span class="i u g5">all</span>`},
+		{"\x1bP+q544e\x1b\\after dcs \x1b_apc\x1b\\\x1b^pm\x07end", "after dcs end"},
 	} {
 		if got := string(ANSI(c.in)); got != c.want {
 			t.Errorf("ANSI(%q) = %q, want %q", c.in, got, c.want)
@@ -49,5 +50,25 @@ not json
 	}
 	if got := string(v.Lines[2].HTML); got != "not json" || !v.Lines[2].Time.IsZero() {
 		t.Fatalf("line 3: %q", got)
+	}
+}
+
+func TestTerminalText(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"plain\ttab", "plain\ttab"},
+		{"\x1b[1;31mred\x1b[0m", "\x1b[1;31mred\x1b[0m"},
+		{"\x1b]8;;https://evil.example/\x07click\x1b]8;;\x07", "click"},
+		{"\x1b]0;title\x1b\\after", "after"},
+		{"\x1bP+q544e\x1b\\dcs", "dcs"},
+		{"\x1b[2J\x1b[1;1Hcleared", "cleared"},
+		{"\x1b[31$mbad sgr", "bad sgr"},
+		{"bell\x07 bs\x08 del\x7f c1\u009b2J", "bell bs del c12J"},
+		{"10%\r50%\r100%", "100%"},
+		{"bad \xff utf8", "bad \uFFFD utf8"},
+		{"\x1b[31", ""},
+	} {
+		if got := TerminalText(c.in); got != c.want {
+			t.Errorf("TerminalText(%q) = %q, want %q", c.in, got, c.want)
+		}
 	}
 }

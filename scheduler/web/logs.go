@@ -253,16 +253,31 @@ func stepsKey(steps []api.Step) string {
 	return b.String()
 }
 
-// event writes one server-sent event; data may span lines.
+// event writes one server-sent event; data may span lines. A stream's
+// lines end in CR, LF or CR LF, so every one of them in data starts a new
+// data field: a bare CR from an agent's text cannot end the field and
+// start a field or event of its own.
 func (u *ui) event(w io.Writer, name, id, data string) {
 	var b strings.Builder
-	b.WriteString("event: " + name + "\n")
+	b.WriteString("event: " + oneLine(name) + "\n")
 	if id != "" {
-		b.WriteString("id: " + id + "\n")
+		b.WriteString("id: " + oneLine(id) + "\n")
 	}
-	for _, l := range strings.Split(data, "\n") {
-		b.WriteString("data: " + strings.TrimSuffix(l, "\r") + "\n")
+	for _, l := range sseLines(data) {
+		b.WriteString("data: " + l + "\n")
 	}
 	b.WriteString("\n")
 	io.WriteString(w, b.String())
+}
+
+// sseLines splits s where an event stream's parser ends a line: at CR LF,
+// LF or CR.
+func sseLines(s string) []string {
+	s = strings.ReplaceAll(s, "\r\n", "\n")
+	return strings.Split(strings.ReplaceAll(s, "\r", "\n"), "\n")
+}
+
+// oneLine drops line ends from a field that must stay one line.
+func oneLine(s string) string {
+	return strings.NewReplacer("\r", "", "\n", "").Replace(s)
 }

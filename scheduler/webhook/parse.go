@@ -215,15 +215,42 @@ func parseGitLab(ev *Event, body []byte) error {
 			// the like, not the code.
 			action = "update (no new commits)"
 		}
-		head, base := a.Source.PathWithNamespace, a.Target.PathWithNamespace
-		if a.SourceProjectID != 0 && a.SourceProjectID == a.TargetProjectID {
-			head = base
-		}
+		head, base := glRepos(p.Project, a.SourceProjectID, a.TargetProjectID, a.Source, a.Target)
 		return ev.setPR(action, a.IID, a.TargetBranch, a.SourceBranch, a.LastCommit.ID, head, base,
 			fmt.Sprintf("refs/merge-requests/%d/head", a.IID), []string{"open", "update", "reopen"})
 	}
 	ev.Ignored = fmt.Sprintf("GitLab event %q starts nothing", ev.Name)
 	return nil
+}
+
+// glRepos names a merge request's source and target projects so that
+// PR.Fork fails closed: the project ids decide when GitLab sends both, and
+// differing ids are a fork whatever the names say (or lack). Without ids
+// the names decide, and a missing name makes PR.Fork true.
+func glRepos(project glProject, sourceID, targetID int, source, target glProject) (head, base string) {
+	head, base = source.PathWithNamespace, target.PathWithNamespace
+	if base == "" && targetID != 0 && targetID == project.ID {
+		base = project.PathWithNamespace // the hook's project is the target
+	}
+	switch {
+	case sourceID == 0 || targetID == 0:
+		return head, base
+	case sourceID == targetID:
+		if base == "" {
+			base = fmt.Sprintf("project %d", targetID)
+		}
+		return base, base
+	}
+	if head == "" {
+		head = fmt.Sprintf("project %d", sourceID)
+	}
+	if base == "" {
+		base = fmt.Sprintf("project %d", targetID)
+	}
+	if head == base {
+		head = fmt.Sprintf("%s (project %d)", head, sourceID)
+	}
+	return head, base
 }
 
 func (ev *Event) setRepo(r forgeRepo) {

@@ -76,8 +76,11 @@ type PR struct {
 }
 
 // Fork reports whether a pull request comes from another repository than
-// its target: its code is untrusted.
-func (p *PR) Fork() bool { return p != nil && p.HeadRepo != p.BaseRepo }
+// its target: its code is untrusted. It fails closed: a pull request whose
+// head or base repository is not named counts as a fork.
+func (p *PR) Fork() bool {
+	return p != nil && (p.HeadRepo == "" || p.BaseRepo == "" || p.HeadRepo != p.BaseRepo)
+}
 
 // Error is a delivery refused: Code is the HTTP status to answer with.
 type Error struct {

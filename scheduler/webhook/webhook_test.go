@@ -82,6 +82,8 @@ func TestSamples(t *testing.T) {
 		{GitLab, "Push Hook", "push-delete.json", Event{Kind: Push, Ref: "feature", Deleted: true}, false},
 		{GitLab, "Merge Request Hook", "merge_request-fork.json", Event{Kind: PullRequest, Ref: "main", Commit: sha}, true},
 		{GitLab, "Merge Request Hook", "merge_request-update.json", Event{Kind: PullRequest, Ref: "main", Commit: sha}, false},
+		{GitLab, "Merge Request Hook", "merge_request-fork-nonames.json", Event{Kind: PullRequest, Ref: "main", Commit: sha}, true},
+		{GitLab, "Merge Request Hook", "merge_request-same-nonames.json", Event{Kind: PullRequest, Ref: "main", Commit: sha}, false},
 		{GitLab, "Merge Request Hook", "merge_request-edit.json", Event{Ignored: "pull request #3 update (no new commits): no new code to run"}, false},
 		{Gitea, "push", "push.json", Event{Kind: Push, Ref: "main", Commit: sha, Repo: "org/hello"}, false},
 		{Gitea, "push", "push-tag.json", Event{Kind: Tag, Ref: "v1.0.0", Commit: sha}, false},
@@ -183,3 +185,20 @@ func httptestBody(b []byte) *readCloser { return &readCloser{bytes.NewReader(b)}
 type readCloser struct{ *bytes.Reader }
 
 func (readCloser) Close() error { return nil }
+
+// TestForkFailsClosed: a pull request whose head or base repository is not
+// named is a fork, whatever the forge.
+func TestForkFailsClosed(t *testing.T) {
+	for _, p := range []PR{{}, {HeadRepo: "a/b"}, {BaseRepo: "a/b"}, {HeadRepo: "m/b", BaseRepo: "a/b"}} {
+		if !p.Fork() {
+			t.Errorf("%+v is not a fork", p)
+		}
+	}
+	if p := (PR{HeadRepo: "a/b", BaseRepo: "a/b"}); p.Fork() {
+		t.Error("a pull request within a/b is a fork")
+	}
+	var none *PR
+	if none.Fork() {
+		t.Error("no pull request is a fork")
+	}
+}
