@@ -56,7 +56,7 @@ COPY --from=build /src/bin/ /usr/local/bin/
 ENV JOBRUN_STATE_DIR=/var/lib/jobrun
 VOLUME /var/lib/jobrun
 # By default the server, on :8080 with SQLite in the state dir (its flags'
-# defaults, so each can be changed with -e JOBRUN_<FLAG>=...); the agent is
+# defaults, so each can be changed with -e JOBRUN_SERVER_<FLAG>=...); the agent is
 # `jobrun agent` in the same image (examples/deploy/README.md).
 EXPOSE 8080
 CMD ["jobrun", "server"]

@@ -23,9 +23,11 @@ func init() { commands = append(commands, newRepoCmd, newTriggerCmd) }
 type clientFlags struct {
 	server     string
 	adminToken string
+	cmd        *cobra.Command // the command the flags are on, for messages
 }
 
 func (f *clientFlags) add(cmd *cobra.Command) {
+	f.cmd = cmd
 	cmd.Flags().StringVar(&f.server, "server", "http://127.0.0.1:8080", "the scheduler's URL")
 	cmd.Flags().StringVar(&f.adminToken, "admin-token", "", "the server's admin token (default: STATE_DIR/admin-token, where a local server keeps it)")
 }
@@ -37,7 +39,7 @@ func (f *clientFlags) client(g *globals) (*api.Client, error) {
 	if tok == "" {
 		data, err := os.ReadFile(filepath.Join(g.stateDir, "admin-token"))
 		if err != nil {
-			return nil, &usageError{fmt.Errorf("--admin-token is required (or JOBRUN_ADMIN_TOKEN): %w", err)}
+			return nil, &usageError{fmt.Errorf("--admin-token is required (or %s): %w", flagEnv(f.cmd, "admin-token"), err)}
 		}
 		tok = strings.TrimSpace(string(data))
 	}
