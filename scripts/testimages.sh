@@ -20,6 +20,9 @@
 #                                stage, as golang:1.26-bookworm with libseccomp-dev)
 #   JOBRUN_TEST_IMAGES_BUSYBOX, _BUSYBOX_USER, _GOLANG, _DEBIAN, _DEBIAN_BUILD
 #                                the layout paths
+#   JOBRUN_TEST_ROOT_MINBASE=DIR the debootstrap minbase root itself (read
+#                                only: a fresh Debian machine, for tests that
+#                                put an overlay on it, scripts/freshmachine_test.go)
 #
 # The layouts are written by plain bash, tar, gzip -n and sha256sum (no jq or
 # python on a fresh machine) and are checked with `umoci stat`. Layers are
@@ -118,6 +121,7 @@ exports() {
 		echo "export JOBRUN_TEST_IMAGES_GOLANG=$out/golang"
 		echo "export JOBRUN_TEST_IMAGES_DEBIAN=$out/debian"
 		echo "export JOBRUN_TEST_IMAGES_DEBIAN_BUILD=$out/debian-build"
+		echo "export JOBRUN_TEST_ROOT_MINBASE=$root"
 	} >&3
 }
 if [ -f "$out/.done" ]; then
