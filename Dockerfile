@@ -22,19 +22,14 @@ ARG BUILD_IMAGE=golang:1.26-bookworm
 ARG BASE_IMAGE=debian:bookworm-slim
 
 FROM ${BUILD_IMAGE} AS build
-# What `make build` needs besides Go; the golang images lack only
-# libseccomp-dev. Only missing packages are installed, so a build image that
-# has them all needs no Debian mirror.
-RUN set -eu; missing=; \
-	for p in gcc libc6-dev make pkg-config libseccomp-dev; do \
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"; \
-	done; \
-	if [ -n "$missing" ]; then \
-		apt-get update; \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing; \
-		apt-get clean; rm -rf /var/lib/apt/lists/*; \
-	fi
 WORKDIR /src
+# What `make build` needs besides Go, by the script it runs first
+# (scripts/deps.sh build); the golang images lack only libseccomp-dev. Only
+# missing packages are installed, so a build image that has them all needs
+# no Debian mirror.
+COPY go.mod ./
+COPY scripts/deps.sh scripts/
+RUN scripts/deps.sh build && apt-get clean && rm -rf /var/lib/apt/lists/*
 COPY . .
 ARG GOPROXY
 ARG VERSION=dev
@@ -56,7 +51,7 @@ COPY --from=build /src/bin/ /usr/local/bin/
 ENV JOBRUN_STATE_DIR=/var/lib/jobrun
 VOLUME /var/lib/jobrun
 # By default the server, on :8080 with SQLite in the state dir (its flags'
-# defaults, so each can be changed with -e JOBRUN_<FLAG>=...); the agent is
+# defaults, so each can be changed with -e JOBRUN_SERVER_<FLAG>=...); the agent is
 # `jobrun agent` in the same image (examples/deploy/README.md).
 EXPOSE 8080
 CMD ["jobrun", "server"]

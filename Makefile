@@ -9,8 +9,11 @@ export CGO_ENABLED := 1
 .PHONY: build test demo fuzz bench lint deps clean
 
 ## build: jobrun, and next to it the launcher (the static init of its job
-## containers) and the starter (which starts them).
+## containers) and the starter (which starts them). First the Debian
+## packages building needs (scripts/deps.sh build: installed as root, else
+## the apt-get line to run).
 build:
+	scripts/deps.sh build
 	$(GO) build -tags '$(TAGS)' -ldflags '-X main.version=$(VERSION)' -o $(BIN) ./cmd/jobrun
 	TAGS='$(TAGS)' scripts/helpers.sh $(dir $(BIN))
 
@@ -18,7 +21,8 @@ build:
 test:
 	TAGS='$(TAGS)' scripts/test.sh
 
-## demo: build jobrun and run a real example job.
+## demo: build jobrun and run a real example job (scripts/demo.sh installs
+## what it uses besides: scripts/deps.sh demo).
 demo: build
 	scripts/demo.sh
 
@@ -34,8 +38,9 @@ lint:
 	$(GO) vet -tags '$(TAGS)' ./...
 	staticcheck -tags '$(TAGS)' ./...
 
+## deps: everything the tests need (scripts/deps.sh test).
 deps:
-	scripts/deps.sh
+	scripts/deps.sh test
 
 clean:
 	rm -rf bin

@@ -12,6 +12,7 @@ import (
 	"github.com/jobrun/jobrun/agent/sandbox"
 	"github.com/jobrun/jobrun/artifacts"
 	"github.com/jobrun/jobrun/cache"
+	"github.com/jobrun/jobrun/jobs"
 )
 
 // volume is a cache mounted into the job, released when the job ends with
@@ -112,12 +113,12 @@ func environment(imageEnv []string, j *Job) []string {
 			}
 		}
 	}
-	set("CI", "true")
-	set("JOBRUN", "true")
-	set("JOBRUN_JOB", j.Name)
-	set("JOBRUN_REPO", j.Repo)
-	set("JOBRUN_RUN", j.Run)
-	set("JOBRUN_ATTEMPT", strconv.Itoa(j.Attempt))
+	set(jobs.VarCI, "true")
+	set(jobs.VarJobrun, "true")
+	set(jobs.VarJob, j.Name)
+	set(jobs.VarRepo, j.Repo)
+	set(jobs.VarRun, j.Run)
+	set(jobs.VarAttempt, strconv.Itoa(j.Attempt))
 	for _, m := range []map[string]string{j.Job.Env, j.Env, j.Secrets} {
 		keys := make([]string, 0, len(m))
 		for k := range m {

@@ -219,7 +219,16 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 		v.ok = ok
 	}
 	// Artifacts are read from the workspace before it is torn down; the
-	// container is stopped first so no step still writes them.
+	// container is stopped first so no process of a step still writes them.
+	if a := j.Artifacts; a != nil && len(a.Paths) > 0 {
+		if err := stopForArtifacts(c); err != nil {
+			l.notice("", err.Error())
+			if ok {
+				res.Status, res.Reason = Failed, err.Error()
+			}
+			return res
+		}
+	}
 	if err := r.storeArtifacts(ctx, j, ws.Path(), ok, l, &res); err != nil {
 		l.notice("", err.Error())
 		if ok {

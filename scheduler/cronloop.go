@@ -100,7 +100,7 @@ func (s *Server) fireTick(ctx context.Context, rec *repoRec, key, branch string,
 		return err
 	}
 	id, msg, err := s.runCommit(ctx, rec, commitEvent{Kind: jobs.OnCron, Ref: branch, Branch: branch, Trigger: "cron",
-		Env: map[string]string{"JOBRUN_CRON_TICK": tick.UTC().Format(time.RFC3339)}})
+		Env: map[string]string{jobs.VarCronTick: tick.UTC().Format(time.RFC3339)}})
 	if err != nil {
 		if uerr := rs.UnclaimTick(context.WithoutCancel(ctx), rec.Name, key, tick); uerr != nil {
 			s.log.Error("cron: give back a tick", "error", uerr)

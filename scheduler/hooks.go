@@ -308,7 +308,7 @@ func (s *Server) runCommit(ctx context.Context, rec *repoRec, c commitEvent) (in
 	if !diags.HasErrors() && !fires(f.Workflow, c.Kind, c.Ref) {
 		return 0, fmt.Sprintf("no on %q block of %s matches %s: nothing to run", c.Kind, jobFile, c.Ref), nil
 	}
-	env := map[string]string{"JOBRUN_TRIGGER": c.Trigger, "JOBRUN_REF": c.Ref}
+	env := map[string]string{jobs.VarTrigger: c.Trigger, jobs.VarRef: c.Ref}
 	for k, v := range c.Env {
 		env[k] = v
 	}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What `make demo` runs after `make build`: a real job in a real container,
 # with nothing from the internet. It installs what is missing
-# (scripts/deps.sh), builds the test images (scripts/testimages.sh), serves
+# (scripts/deps.sh demo), builds the test images (scripts/testimages.sh), serves
 # them from Debian's docker-registry on loopback as docker.io's
 # library/busybox:latest and library/golang:1.26 (the registry is configured
 # as a mirror of docker.io), and runs
@@ -28,8 +28,8 @@ die() {
 [ -x "$bin" ] || die "no $bin: run make build first"
 [ -f "$jobfile" ] || die "no job file $jobfile"
 
-say "checking dependencies (scripts/deps.sh)"
-scripts/deps.sh
+say "checking dependencies (scripts/deps.sh demo)"
+scripts/deps.sh demo
 say "test images (scripts/testimages.sh; the first run takes a few minutes)"
 eval "$(scripts/testimages.sh)"
 : "${JOBRUN_TEST_IMAGES:?scripts/testimages.sh printed no JOBRUN_TEST_IMAGES}"

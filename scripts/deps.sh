@@ -1,20 +1,45 @@
 #!/usr/bin/env bash
-# Installs what building and testing jobrun needs on a Debian 12 machine.
-# Idempotent: a second run installs nothing and takes about a second.
+# Installs what jobrun needs on a Debian 12 machine, by purpose:
+#
+#   scripts/deps.sh build   building and running jobrun (`make build`):
+#                           cgo with libseccomp, make, git, CA certificates
+#   scripts/deps.sh demo    build, and what `make demo` uses: the test images
+#                           (busybox-static, debootstrap) and a local
+#                           registry (docker-registry, skopeo, umoci)
+#   scripts/deps.sh [test]  everything `make test` needs: the above, the
+#                           peers, PostgreSQL, chromium, ... and the Go tools
+#                           (staticcheck, MinIO, mc), which take minutes
+#
+# Debian packages only, and only the missing ones; as root it installs them,
+# otherwise it stops with the exact apt-get line to run. Go itself is not a
+# Debian package here (Debian 12's is too old): it must be on PATH, at least
+# the version go.mod names. Idempotent: a second run installs nothing and
+# takes about a second.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+level=${1:-test}
 
 # Pinned tool versions. MinIO and mc publish pseudo-versions only.
 STATICCHECK_VERSION=v0.8.2
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 MC_VERSION=v0.0.0-20250313080218-cf909e1063a9
 
-APT_PACKAGES=(
-	gcc libc6-dev pkg-config libseccomp-dev   # cgo and -tags seccomp
-	git util-linux                            # flock(1) in tests
+BUILD_PACKAGES=(
+	gcc libc6-dev pkg-config libseccomp-dev   # cgo and -tags seccomp (libseccomp2 at run time)
+	make
+	ca-certificates                           # Go's module downloads over HTTPS
+)
+# Go stamps the build with git's view of a checkout; a tree without .git
+# (an archive, the Dockerfile's context) does not need git.
+if [ -e .git ]; then BUILD_PACKAGES+=(git); fi
+DEMO_PACKAGES=(
+	busybox-static debootstrap util-linux     # scripts/testimages.sh (flock)
+	docker-registry skopeo umoci              # the demo's local registry
+)
+TEST_PACKAGES=(
+	git                                       # tests make repositories
 	curl                                      # a verifying TLS client in the CA tests' job image
-	busybox-static debootstrap                # test images
-	runc crun podman umoci skopeo             # peers for bench/, and podman build
-	docker-registry                           # a real registry for integration tests
+	runc crun podman                          # peers for bench/, and podman build
 	postgresql                                # the scheduler's shared store
 	containernetworking-plugins
 	hyperfine
@@ -23,14 +48,42 @@ APT_PACKAGES=(
 )
 
 log() { printf 'deps: %s\n' "$*" >&2; }
+die() {
+	log "$*"
+	exit 1
+}
 
-missing=()
-for p in "${APT_PACKAGES[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
+case $level in
+build) packages=("${BUILD_PACKAGES[@]}") ;;
+demo) packages=("${BUILD_PACKAGES[@]}" "${DEMO_PACKAGES[@]}") ;;
+test) packages=("${BUILD_PACKAGES[@]}" "${DEMO_PACKAGES[@]}" "${TEST_PACKAGES[@]}") ;;
+*) die "unknown level $level: want build, demo or test" ;;
+esac
+
+# Go: any version at least go.mod's (an older go fetches that one itself
+# unless GOTOOLCHAIN=local, so it only gets a note).
+want=$(sed -n 's/^go \([0-9.]*\)$/\1/p' go.mod)
+command -v go >/dev/null ||
+	die "no go on PATH: install Go $want or later from https://go.dev/dl/ (Debian 12's golang package is too old)"
+have=$(cd / && GOTOOLCHAIN=local go env GOVERSION | sed 's/^go//')
+if [ "$(printf '%s\n%s\n' "$want" "$have" | sort -V | head -n1)" != "$want" ]; then
+	log "go $have is older than go.mod's $want: go fetches $want unless GOTOOLCHAIN=local"
+fi
+
+if ! command -v dpkg-query >/dev/null; then
+	log "not a Debian system: make sure the equivalents of ${packages[*]} are installed"
+	missing=()
+else
+	missing=()
+	for p in "${packages[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	done
+fi
 if ((${#missing[@]})); then
+	line="apt-get install -y --no-install-recommends ${missing[*]}"
 	if [ "$(id -u)" != 0 ]; then
-		log "missing Debian packages: ${missing[*]} (run as root to install them)"
+		log "missing Debian packages: ${missing[*]}; install them as root:"
+		printf '  %s\n' "$line" >&2
 		exit 1
 	fi
 	log "installing ${missing[*]}"
@@ -39,6 +92,8 @@ if ((${#missing[@]})); then
 	# Installing postgresql starts a cluster by default; tests start their own.
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+[ "$level" = test ] || exit 0
 
 GOBIN=$(go env GOPATH)/bin
 export PATH=$GOBIN:$PATH

@@ -8,7 +8,7 @@ export PATH=$(go env GOPATH)/bin:$PATH
 export CGO_ENABLED=1
 TAGS=${TAGS:-seccomp}
 
-scripts/deps.sh
+scripts/deps.sh test
 if [ -x scripts/testimages.sh ]; then
 	# Built once per machine into a cache outside the repo, reused across clones.
 	eval "$(scripts/testimages.sh)"

@@ -15,11 +15,15 @@
 #     DIR/debian-go:1.26         the same image as golang, tagged with the Go version
 #     DIR/debian:bookworm        the debootstrap minbase root alone (the runtime
 #                                stage of the Dockerfile, as debian:bookworm-slim)
-#     DIR/debian-build:latest    debootstrap minbase with gcc, make, pkg-config and
-#                                libseccomp-dev, plus Go (the Dockerfile's build
+#     DIR/debian-build:latest    debootstrap minbase with what scripts/deps.sh build
+#                                wants (gcc, make, pkg-config, libseccomp-dev,
+#                                ca-certificates), plus Go (the Dockerfile's build
 #                                stage, as golang:1.26-bookworm with libseccomp-dev)
 #   JOBRUN_TEST_IMAGES_BUSYBOX, _BUSYBOX_USER, _GOLANG, _DEBIAN, _DEBIAN_BUILD
 #                                the layout paths
+#   JOBRUN_TEST_ROOT_MINBASE=DIR the debootstrap minbase root itself (read
+#                                only: a fresh Debian machine, for tests that
+#                                put an overlay on it, scripts/freshmachine_test.go)
 #
 # The layouts are written by plain bash, tar, gzip -n and sha256sum (no jq or
 # python on a fresh machine) and are checked with `umoci stat`. Layers are
@@ -98,7 +102,7 @@ flock 9 # one builder per machine; the others wait and reuse its result
 
 # The debootstrap roots, cached by suite, variant, mirror and extra packages:
 # minbase, and minbase with what building jobrun needs (cgo and libseccomp).
-build_packages=gcc,libc6-dev,make,pkg-config,libseccomp-dev
+build_packages=gcc,libc6-dev,make,pkg-config,libseccomp-dev,ca-certificates # scripts/deps.sh build
 root=$cache/debootstrap-$suite-minbase-$(echo "$m" | sha256sum | cut -c1-8)
 build_root=$cache/debootstrap-$suite-build-$(echo "$m $build_packages" | sha256sum | cut -c1-8)
 stamp=$({
@@ -118,6 +122,7 @@ exports() {
 		echo "export JOBRUN_TEST_IMAGES_GOLANG=$out/golang"
 		echo "export JOBRUN_TEST_IMAGES_DEBIAN=$out/debian"
 		echo "export JOBRUN_TEST_IMAGES_DEBIAN_BUILD=$out/debian-build"
+		echo "export JOBRUN_TEST_ROOT_MINBASE=$root"
 	} >&3
 }
 if [ -f "$out/.done" ]; then

@@ -68,9 +68,9 @@ the agent leaves the pool. A second signal cancels the running jobs at once.`,
 func runAgent(cmd *cobra.Command, g *globals, f *agentFlags) error {
 	switch {
 	case f.server == "":
-		return &usageError{errors.New("--server is required (or JOBRUN_SERVER)")}
+		return &usageError{fmt.Errorf("--server is required (or %s)", flagEnv(cmd, "server"))}
 	case f.token == "":
-		return &usageError{errors.New("--token is required (or JOBRUN_TOKEN)")}
+		return &usageError{fmt.Errorf("--token is required (or %s)", flagEnv(cmd, "token"))}
 	case f.jobs < 1:
 		return &usageError{fmt.Errorf("--jobs %d: want at least 1", f.jobs)}
 	case f.name == "":

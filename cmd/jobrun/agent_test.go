@@ -564,8 +564,8 @@ func TestAgentFlags(t *testing.T) {
 		{"no server", nil, []string{"--token", "x"}, 2, "--server is required"},
 		{"no token", nil, []string{"--server", refuse.URL}, 2, "--token is required"},
 		{"no slots", nil, []string{"--server", refuse.URL, "--token", "x", "--jobs", "0"}, 2, "--jobs 0"},
-		{"no slots from the environment", map[string]string{"JOBRUN_JOBS": "0"}, []string{"--server", refuse.URL, "--token", "x"}, 2, "--jobs 0"},
-		{"all from the environment", map[string]string{"JOBRUN_SERVER": refuse.URL, "JOBRUN_TOKEN": "wrong"}, nil, 1, "register with " + refuse.URL + ": POST /api/v1/agents: 401"},
+		{"no slots from the environment", map[string]string{"JOBRUN_AGENT_JOBS": "0"}, []string{"--server", refuse.URL, "--token", "x"}, 2, "--jobs 0"},
+		{"all from the environment", map[string]string{"JOBRUN_AGENT_SERVER": refuse.URL, "JOBRUN_AGENT_TOKEN": "wrong"}, nil, 1, "register with " + refuse.URL + ": POST /api/v1/agents: 401"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for k, v := range tc.env {

@@ -31,7 +31,7 @@ func newImagePullCmd(g *globals) *cobra.Command {
 		Long: `Pull images by reference, as Docker names them (busybox, golang:1.26,
 ghcr.io/o/r@sha256:...), or oci-layout:PATH[:tag]. Blobs already in the store
 are not downloaded again. Credentials come from ~/.docker/config.json, or
-from --user and --password (env JOBRUN_PASSWORD) for every host named.`,
+from --user and --password (env JOBRUN_IMAGE_PULL_PASSWORD) for every host named.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, _, err := g.openImages(cmd.ErrOrStderr())

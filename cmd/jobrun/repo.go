@@ -24,12 +24,15 @@ type clientFlags struct {
 	server     string
 	adminToken string
 	apiToken   string
+	cmd        *cobra.Command // the command the flags are on, for messages
 }
 
 func (f *clientFlags) add(cmd *cobra.Command) {
+	f.cmd = cmd
 	cmd.Flags().StringVar(&f.server, "server", "http://127.0.0.1:8080", "the scheduler's URL")
 	cmd.Flags().StringVar(&f.adminToken, "admin-token", "", "the server's admin token (default: STATE_DIR/admin-token, where a local server keeps it)")
 	cmd.Flags().StringVar(&f.apiToken, "api-token", "", "a token made with 'jobrun token add' to use instead of the admin token (its role must allow the command)")
+	sharedEnv(cmd.Flags().Lookup("api-token"), "JOBRUN_API_TOKEN")
 }
 
 // client makes the API client: with --api-token, or the admin token, read
@@ -43,7 +46,8 @@ func (f *clientFlags) client(g *globals) (*api.Client, error) {
 	if tok == "" {
 		data, err := os.ReadFile(filepath.Join(g.stateDir, "admin-token"))
 		if err != nil {
-			return nil, &usageError{fmt.Errorf("--api-token or --admin-token is required (or JOBRUN_API_TOKEN, JOBRUN_ADMIN_TOKEN): %w", err)}
+			return nil, &usageError{fmt.Errorf("--api-token or --admin-token is required (or %s, %s): %w",
+				flagEnv(f.cmd, "api-token"), flagEnv(f.cmd, "admin-token"), err)}
 		}
 		tok = strings.TrimSpace(string(data))
 	}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 )
 
 // globals are the options every command shares.
@@ -52,7 +51,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
-			if err := flagsFromEnv(cmd); err != nil {
+			if err := flagsFromEnv(cmd, cmd.ErrOrStderr()); err != nil {
 				return &usageError{err}
 			}
 			level := hclog.LevelFromString(g.logLevel)
@@ -73,6 +72,7 @@ func newRootCmd() *cobra.Command {
 	for _, add := range commands {
 		root.AddCommand(add(g))
 	}
+	nameEnv(root)
 	return root
 }
 
@@ -80,23 +80,3 @@ func newRootCmd() *cobra.Command {
 // defines one registers it from an init function, so adding a command never
 // edits this file.
 var commands []func(*globals) *cobra.Command
-
-// flagsFromEnv gives every flag an environment twin: --state-dir is read
-// from JOBRUN_STATE_DIR when not set on the command line.
-func flagsFromEnv(cmd *cobra.Command) error {
-	var err error
-	set := func(f *pflag.Flag) {
-		if f.Changed || err != nil {
-			return
-		}
-		key := "JOBRUN_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v, ok := os.LookupEnv(key); ok {
-			if e := f.Value.Set(v); e != nil {
-				err = fmt.Errorf("%s=%q: %w", key, v, e)
-			}
-		}
-	}
-	cmd.Flags().VisitAll(set)
-	cmd.InheritedFlags().VisitAll(set)
-	return err
-}

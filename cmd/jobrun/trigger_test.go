@@ -21,6 +21,7 @@ import (
 
 	"github.com/jobrun/jobrun/api"
 	"github.com/jobrun/jobrun/internal/gittest"
+	"github.com/jobrun/jobrun/jobs"
 	"github.com/jobrun/jobrun/scheduler/webhook"
 )
 
@@ -267,6 +268,9 @@ func TestWebhookToAgent(t *testing.T) {
 	w.Git("push", "-q", "origin", "topic")
 	out.Reset()
 	errb.Reset()
+	// As from a step of a job: JOBRUN_JOB (every step has it) selects
+	// nothing; before, it made the trigger ask for that job alone.
+	t.Setenv(jobs.VarJob, "not-a-job-of-hello")
 	if code := run(ctx, []string{"trigger", "hello", "topic", "--server", base, "--admin-token", adminToken}, &out, &errb); code != 0 {
 		t.Fatalf("jobrun trigger: exit %d\n%s%s", code, out.String(), errb.String())
 	}

@@ -347,8 +347,8 @@ func TestDockerfile(t *testing.T) {
 		}
 		server := detach("jobrun-deploytest-server-"+suffix,
 			"--publish", "127.0.0.1:"+port+":8080",
-			"--env", "JOBRUN_REGISTRATION_TOKEN="+regToken,
-			"--env", "JOBRUN_ADMIN_TOKEN="+adminToken,
+			"--env", "JOBRUN_SERVER_REGISTRATION_TOKEN="+regToken,
+			"--env", "JOBRUN_SERVER_ADMIN_TOKEN="+adminToken,
 			"--env", "JOBRUN_LOG_LEVEL=info",
 			"--volume", serverState+":/var/lib/jobrun",
 			image)
@@ -357,11 +357,11 @@ func TestDockerfile(t *testing.T) {
 
 		agent := detach("jobrun-deploytest-agent-"+suffix,
 			"--privileged", "--network", "container:"+server,
-			"--env", "JOBRUN_SERVER=http://127.0.0.1:8080",
-			"--env", "JOBRUN_TOKEN="+regToken,
-			"--env", "JOBRUN_LABELS=linux,deploytest",
-			"--env", "JOBRUN_JOBS=2",
-			"--env", "JOBRUN_NAME="+agentName,
+			"--env", "JOBRUN_AGENT_SERVER=http://127.0.0.1:8080",
+			"--env", "JOBRUN_AGENT_TOKEN="+regToken,
+			"--env", "JOBRUN_AGENT_LABELS=linux,deploytest",
+			"--env", "JOBRUN_AGENT_JOBS=2",
+			"--env", "JOBRUN_AGENT_NAME="+agentName,
 			"--env", "JOBRUN_LOG_LEVEL=info",
 			"--volume", agentState+":/var/lib/jobrun",
 			"--volume", busybox+":/images/busybox:ro",
@@ -589,19 +589,19 @@ func TestUnits(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: %s --help: %v\n%s", unit, strings.Join(args, " "), err, help)
 			}
-			flags := map[string]bool{}
-			for _, m := range regexp.MustCompile(`(?m)^\s+(?:-\w, )?--([a-z0-9-]+)`).FindAllStringSubmatch(string(help), -1) {
-				flags[m[1]] = true
+			// The help shows each flag's variable on its line.
+			vars := map[string]string{}
+			for _, m := range regexp.MustCompile(`(?m)^\s+(?:-\w, )?--([a-z0-9-]+) .*\[env (JOBRUN_[A-Z0-9_]+)\]`).FindAllStringSubmatch(string(help), -1) {
+				vars[m[2]] = m[1]
 			}
-			if len(flags) == 0 {
-				t.Fatalf("no flags in the help of %s:\n%s", strings.Join(args, " "), help)
+			if len(vars) == 0 {
+				t.Fatalf("no flag variables in the help of %s:\n%s", strings.Join(args, " "), help)
 			}
 			// Every JOBRUN_ variable of the environment file, commented
-			// out or not, is the twin of one of the command's flags.
+			// out or not, is the variable of one of the command's flags.
 			for _, key := range envKeys(t, envFile) {
-				flag := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(key, "JOBRUN_")), "_", "-")
-				if !flags[flag] {
-					t.Errorf("%s: %s is not the twin of a flag of `%s` (no --%s)", envFile, key, strings.Join(args[1:], " "), flag)
+				if _, ok := vars[key]; !ok {
+					t.Errorf("%s: %s is not the variable of a flag of `%s` (its --help shows none such)", envFile, key, strings.Join(args[1:], " "))
 				}
 			}
 		})
