@@ -57,7 +57,7 @@ at once. Either way nothing is left behind.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringSliceVar(&f.jobs, "job", nil, "run only this job and the jobs it needs (repeatable)")
+	fl.StringArrayVar(&f.jobs, "job", nil, "run only this job and the jobs it needs (repeatable; one name per flag, commas and all, e.g. 'build (arch=amd64, os=linux)' for one matrix combination)")
 	fl.StringArrayVar(&f.env, "env", nil, "set K=V in every job's environment (repeatable)")
 	fl.StringArrayVar(&f.secrets, "secret", nil, "set secret K=V, or K from the environment; masked as *** in all output (repeatable)")
 	fl.BoolVar(&f.noCache, "no-cache", false, "give every cache an empty directory that is thrown away")
