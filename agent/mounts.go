@@ -92,6 +92,9 @@ func (r *Runner) spec(j *Job, img *image.Image, rootfs, ws string, mounts []sand
 		User:      img.Config.User,
 		Resources: sandbox.Resources{CPUs: j.Resources.CPUs, Memory: j.Resources.Memory, Pids: j.Resources.Pids},
 		Network:   string(j.Network),
+		// Docker's profile allows the 32-bit system call tables
+		// (i386 and x32 on amd64): 32-bit binaries run, as there.
+		Compat32: true,
 	}
 }
 

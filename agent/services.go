@@ -60,6 +60,7 @@ func (r *Runner) startServices(ctx context.Context, j *Job, n *network.Net, l *j
 			Env:      serviceEnv(img.Config.Env, s.Env),
 			User:     img.Config.User,
 			Cwd:      img.Config.WorkingDir,
+			Compat32: true, // as the job's container, and Docker
 		}
 		joinNetwork(&spec, n, j.Services)
 		c, err := r.Sandbox.Start(ctx, spec)
