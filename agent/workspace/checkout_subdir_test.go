@@ -59,6 +59,21 @@ func TestCheckoutOfSubdirectory(t *testing.T) {
 	if err := w.Remove(); err != nil {
 		t.Fatal(err)
 	}
+	// A bare mirror (the pool agent's source) exports its whole tree.
+	bare := filepath.Join(t.TempDir(), "mirror.git")
+	if out, err := exec.Command("git", "clone", "-q", "--bare", repo, bare).CombinedOutput(); err != nil {
+		t.Fatalf("git clone --bare: %v\n%s", err, out)
+	}
+	w, _, err = Checkout(context.Background(), base, "mirror", bare, "HEAD")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(w.Path(), "at-top")); err != nil {
+		t.Error(err)
+	}
+	if err := w.Remove(); err != nil {
+		t.Fatal(err)
+	}
 	assertGone(t, base)
 
 	for dir, want := range map[string]string{

@@ -112,11 +112,15 @@ func Checkout(ctx context.Context, base, name, dir, rev string) (*Workspace, str
 	return w, commit, nil
 }
 
-// inRepo returns dir's path relative to the top of its work tree.
+// inRepo returns dir's path relative to the top of its work tree: "." for
+// a bare repository (the pool's mirrors), whose whole tree is exported.
 func inRepo(dir string) (string, error) {
 	top, err := git.WorkTreeRoot(dir)
 	if err != nil {
 		return "", err
+	}
+	if top == "" {
+		return ".", nil
 	}
 	realTop, err := filepath.EvalSymlinks(top)
 	if err != nil {
