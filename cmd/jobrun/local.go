@@ -45,8 +45,9 @@ their needs allow, independent jobs in parallel. The workspace is a
 copy-on-write view of the job file's directory: the jobs never modify your
 files. With --clean, it is HEAD of the repository instead.
 
-The first Ctrl-C cancels the running jobs cleanly; a second one kills them
-at once. Either way nothing is left behind.`,
+The first Ctrl-C cancels the running jobs cleanly (no further step runs, not
+even if = "always" ones; those do run after a job's timeout); a second one
+kills them at once. Either way nothing is left behind.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			file := ".ci.hcl"
