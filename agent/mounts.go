@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sort"
 	"strconv"
 
@@ -19,7 +18,7 @@ import (
 // whether the job succeeded (only a successful job updates a remote copy).
 type volume struct {
 	v   *cache.Volume
-	tmp string // with no cache manager: a scratch dir removed afterwards
+	tmp *scratch // with no cache manager: a scratch dir removed afterwards
 	hit bool
 	ok  bool
 }
@@ -28,7 +27,7 @@ func (v *volume) release() error {
 	if v.v != nil {
 		return v.v.Release(context.Background(), v.ok)
 	}
-	return os.RemoveAll(v.tmp)
+	return v.tmp.remove()
 }
 
 // acquireCaches gets each of the job's caches, evaluating keys such as
@@ -42,9 +41,11 @@ func (r *Runner) acquireCaches(ctx context.Context, j *Job, ws string, l *jobLog
 			return vols, nil, fmt.Errorf("cache %q: %w", c.Name, err)
 		}
 		vols = append(vols, v)
-		src := v.tmp
+		var src string
 		if v.v != nil {
 			src = v.v.Path()
+		} else {
+			src = v.tmp.dir
 		}
 		mounts = append(mounts, sandbox.Mount{Source: src, Target: c.Path, Chown: true})
 	}
@@ -53,8 +54,11 @@ func (r *Runner) acquireCaches(ctx context.Context, j *Job, ws string, l *jobLog
 
 func (r *Runner) acquireCache(ctx context.Context, j *Job, name, sharing string, key func() (string, error), l *jobLog) (*volume, error) {
 	if r.Caches == nil {
-		dir, err := os.MkdirTemp(r.WorkDir, "nocache-")
-		return &volume{tmp: dir}, err
+		s, err := newScratch(r.WorkDir)
+		if err != nil {
+			return nil, err
+		}
+		return &volume{tmp: s}, nil
 	}
 	k, err := key()
 	if err != nil {
@@ -91,6 +95,9 @@ func (r *Runner) spec(j *Job, img *image.Image, rootfs, ws string, mounts []sand
 		User:      img.Config.User,
 		Resources: sandbox.Resources{CPUs: j.Resources.CPUs, Memory: j.Resources.Memory, Pids: j.Resources.Pids},
 		Network:   string(j.Network),
+		// Docker's profile allows the 32-bit system call tables
+		// (i386 and x32 on amd64): 32-bit binaries run, as there.
+		Compat32: true,
 	}
 }
 

@@ -61,6 +61,7 @@ func (r *Runner) startServices(ctx context.Context, j *Job, n *network.Net, l *j
 			CACerts:  r.CACerts,
 			User:     img.Config.User,
 			Cwd:      img.Config.WorkingDir,
+			Compat32: true, // as the job's container, and Docker
 		}
 		spec.CABundles = imageCABundles(img.Config.Env)
 		joinNetwork(&spec, n, j.Services)

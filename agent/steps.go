@@ -6,26 +6,57 @@ import (
 	"time"
 
 	"github.com/jobrun/jobrun/agent/sandbox"
+	"github.com/jobrun/jobrun/internal/units"
 	"github.com/jobrun/jobrun/jobs"
 )
 
+// CleanupGrace is how long the `if = "always"` and `if = "failure"` steps
+// left after a job's timeout get, all together, beyond the timeout (as
+// GitLab's after_script gets five minutes). A step still running when it
+// is spent is stopped like a timed-out one. A cancelled job runs no
+// further step, clean-up steps included: cancel means stop now.
+const CleanupGrace = 5 * time.Minute
+
 // steps runs the job's steps in order in c, under the job's timeout, and
-// returns their results and how the job ended.
+// returns their results and how the job ended. After a timeout, the
+// clean-up steps (`if = "always"` or `"failure"`) still run, under
+// CleanupGrace; after a cancel (ctx done), nothing more runs.
 func (r *Runner) steps(ctx context.Context, j *Job, c *sandbox.Container, l *jobLog) ([]StepResult, Status, string) {
+	sctx := ctx
 	if j.Timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, j.Timeout, sandbox.Timeout(j.Timeout))
+		sctx, cancel = context.WithTimeoutCause(ctx, j.Timeout, sandbox.Timeout(j.Timeout))
 		defer cancel()
 	}
 	var results []StepResult
 	status, reason := Succeeded, ""
+	var grace context.Context // the clean-up steps' context once timed out
 	for _, s := range j.Steps {
-		if !shouldRun(s.If, status == Succeeded) || ctx.Err() != nil {
+		run := sctx
+		timedOut := sctx.Err() != nil && ctx.Err() == nil
+		if timedOut && status == Succeeded {
+			// The timeout came between steps, or during an
+			// allow_failure step: the job has failed all the same.
+			status, reason = Failed, "timed out after "+units.FormatDuration(j.Timeout)
+		}
+		want := shouldRun(s.If, status == Succeeded) && ctx.Err() == nil
+		if want && timedOut {
+			// What runs now is clean-up, under its own bound.
+			if grace == nil {
+				var cancel context.CancelFunc
+				grace, cancel = context.WithTimeoutCause(ctx, CleanupGrace, sandbox.Timeout(CleanupGrace))
+				defer cancel()
+				l.notice("", "timed out after "+units.FormatDuration(j.Timeout)+
+					": clean-up steps (if = \"always\" or \"failure\") get up to "+units.FormatDuration(CleanupGrace))
+			}
+			run = grace
+		}
+		if !want || run.Err() != nil {
 			results = append(results, StepResult{Name: s.Name, Status: Skipped})
 			l.emit(Event{Kind: StepFinished, Step: s.Name, StepResult: &results[len(results)-1]})
 			continue
 		}
-		sr := r.step(ctx, c, s, l)
+		sr := r.step(run, c, s, l)
 		results = append(results, sr)
 		l.emit(Event{Kind: StepFinished, Step: s.Name, StepResult: &sr})
 		if sr.Status != Succeeded && !sr.AllowedFailure && status == Succeeded {

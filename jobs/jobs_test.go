@@ -297,7 +297,6 @@ workflow {
     branch   = "main"
   }
   on "cron"   { schedule = "@hourly" }
-  on "manual" {}
 }
 job "all" {
   image       = "golang:1.26"
@@ -367,7 +366,7 @@ job "all" {
 		t.Errorf("artifacts = %+v", a)
 	}
 	w := f.Workflow
-	if len(w.Triggers) != 6 {
+	if len(w.Triggers) != 5 {
 		t.Fatalf("triggers = %+v", w.Triggers)
 	}
 	cron := w.Triggers[3]

@@ -24,7 +24,6 @@ var (
 		OnPullRequest: {Attributes: []hcl.AttributeSchema{{Name: "branches"}}},
 		OnTag:         {Attributes: []hcl.AttributeSchema{{Name: "tags"}}},
 		OnCron:        {Attributes: []hcl.AttributeSchema{{Name: "schedule"}, {Name: "branch"}}},
-		OnManual:      {},
 	}
 	jobSchema = &hcl.BodySchema{
 		Attributes: attrs("image", "agent", "needs", "timeout", "env", "network", "secrets", "concurrency"),
@@ -201,10 +200,17 @@ func label(b *hcl.Block) string {
 func (p *parser) workflow(b *hcl.Block) Workflow {
 	w := Workflow{DeclRange: b.DefRange}
 	c, _ := p.content(b, workflowSchema)
-	kinds := []string{string(OnPush), string(OnPullRequest), string(OnTag), string(OnCron), string(OnManual)}
+	kinds := []string{string(OnPush), string(OnPullRequest), string(OnTag), string(OnCron)}
 	seen := map[TriggerKind]*hcl.Block{}
 	for _, ob := range c.Blocks {
 		kind := TriggerKind(label(ob))
+		if kind == OnManual {
+			// It was accepted and did nothing: a manual run
+			// (jobrun trigger, the API) always runs.
+			p.errorf(ob.LabelRanges[0], `No on "manual" block`,
+				"Manual runs (jobrun trigger, the API) always run, whatever the on blocks say, so this block would change nothing; remove it. An on block takes one of %s.", orList(kinds))
+			continue
+		}
 		schema, known := triggerSchemas[kind]
 		if !known {
 			p.errorf(ob.LabelRanges[0], fmt.Sprintf("Unknown event %q", kind),

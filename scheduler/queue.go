@@ -55,8 +55,8 @@ func strList(s string) []string {
 }
 
 // CreateRun records a run and queues its jobs (those with needs wait for
-// them). Queued and waiting jobs of older runs of the same repository,
-// branch and file are superseded.
+// them). Queued and waiting jobs of the older runs it replaces are
+// superseded (see supersede).
 func (s *SQL) CreateRun(ctx context.Context, nr api.NewRun, plan []Planned, opts RunOptions, now time.Time) (int64, error) {
 	var id int64
 	err := s.tx(ctx, func(tx *sql.Tx) error {
@@ -109,14 +109,20 @@ func sorted(s []string) []string {
 	return s
 }
 
-// supersede ends the queued and waiting jobs of older runs of the same
-// branch and file, and asks agents to cancel their running ones if
-// running is set.
+// supersede ends the queued and waiting jobs of older runs that the new
+// one replaces, and asks agents to cancel their running ones if running
+// is set. A run replaces an older one of the same repository, branch and
+// file, started the same way (push, cron, manual, ...), whose every job
+// it has too: a manual `--job lint` or a cron run leaves the last push
+// run alone, and a push run one with a job fewer.
 func (s *SQL) supersede(ctx context.Context, tx *sql.Tx, run int64, nr api.NewRun, running bool, now time.Time) error {
-	older := `run_id IN (SELECT id FROM runs WHERE repo = $1 AND branch = $2 AND file = $3 AND id < $4 AND finished_at IS NULL)`
+	older := `run_id IN (SELECT r.id FROM runs r WHERE r.repo = $1 AND r.branch = $2 AND r.file = $3 AND r.id < $4
+		AND r.finished_at IS NULL AND r.trigger = $5
+		AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.run_id = r.id
+			AND o.name NOT IN (SELECT n.name FROM jobs n WHERE n.run_id = $4)))`
 	why := fmt.Sprintf("superseded by run %d", run)
 	rows, err := tx.QueryContext(ctx, `SELECT DISTINCT run_id FROM jobs WHERE status IN ('queued', 'waiting', 'running') AND `+older,
-		nr.Repo, nr.Branch, nr.File, run)
+		nr.Repo, nr.Branch, nr.File, run, nr.Trigger)
 	if err != nil {
 		return fmt.Errorf("supersede: %w", err)
 	}
@@ -130,13 +136,13 @@ func (s *SQL) supersede(ctx context.Context, tx *sql.Tx, run int64, nr api.NewRu
 			return err
 		}
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE jobs SET status = 'superseded', reason = $5, finished_at = $6
-		WHERE status IN ('queued', 'waiting') AND `+older, nr.Repo, nr.Branch, nr.File, run, why, ms(now)); err != nil {
+	if _, err := tx.ExecContext(ctx, `UPDATE jobs SET status = 'superseded', reason = $6, finished_at = $7
+		WHERE status IN ('queued', 'waiting') AND `+older, nr.Repo, nr.Branch, nr.File, run, nr.Trigger, why, ms(now)); err != nil {
 		return fmt.Errorf("supersede: %w", err)
 	}
 	if running {
-		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET cancel_requested = 1, reason = $5
-			WHERE status = 'running' AND `+older, nr.Repo, nr.Branch, nr.File, run, why); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET cancel_requested = 1, reason = $6
+			WHERE status = 'running' AND `+older, nr.Repo, nr.Branch, nr.File, run, nr.Trigger, why); err != nil {
 			return fmt.Errorf("supersede: %w", err)
 		}
 	}

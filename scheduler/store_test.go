@@ -308,7 +308,7 @@ func TestSupersede(t *testing.T) {
 		old := mustRun(t, s, newRun("app", "main"), []Planned{job("build"), job("test")}, t0)
 		running := lease(t, s, a, t0)
 		other := mustRun(t, s, newRun("app", "feature"), []Planned{job("build")}, t0)
-		mustRun(t, s, newRun("app", "main"), []Planned{job("build")}, t0.Add(time.Second))
+		mustRun(t, s, newRun("app", "main"), []Planned{job("build"), job("test")}, t0.Add(time.Second))
 
 		r, _ := s.Run(ctx, old)
 		if st := r.Jobs[1].Status; st != api.Superseded {
@@ -323,7 +323,7 @@ func TestSupersede(t *testing.T) {
 			t.Fatalf("other branch's job: %s", r.Jobs[0].Status)
 		}
 		// With SupersedeRunning the running job is cancelled at the next heartbeat.
-		if _, err := s.CreateRun(ctx, newRun("app", "main"), []Planned{job("build")}, RunOptions{MaxAttempts: 3, SupersedeRunning: true}, t0.Add(2*time.Second)); err != nil {
+		if _, err := s.CreateRun(ctx, newRun("app", "main"), []Planned{job("build"), job("test")}, RunOptions{MaxAttempts: 3, SupersedeRunning: true}, t0.Add(2*time.Second)); err != nil {
 			t.Fatal(err)
 		}
 		kill, _ := s.Heartbeat(ctx, a.ID, []api.Attempt{running.Attempt}, params.Timeout, t0)

@@ -184,9 +184,15 @@ func (c *Container) Exec(ctx context.Context, p Process) (*Exit, error) {
 
 	exit := &Exit{Duration: time.Since(begin), MemoryLimit: c.spec.Resources.Memory, PidsMax: c.spec.Resources.Pids}
 	exit.Code, exit.Signal = -1, 0
-	if r.err != nil {
+	switch {
+	case r.err != nil && c.isDestroyed():
+		// Destroy killed the launcher and with it every process: how
+		// a service's main process ends, the expected path, not news.
+		exit.Signal = unix.SIGKILL
+		c.rt.log.Debug("process ended with its container", "id", c.spec.ID, "error", r.err)
+	case r.err != nil:
 		c.rt.log.Warn("step outcome unknown", "id", c.spec.ID, "error", r.err)
-	} else {
+	default:
 		exit.Code, exit.Signal = status(r.ws)
 	}
 	if !exit.Success() {
@@ -555,6 +561,13 @@ func (c *Container) Destroy() error {
 		return fmt.Errorf("destroy container %s: %w", c.spec.ID, err)
 	}
 	return nil
+}
+
+// isDestroyed reports whether Destroy has begun.
+func (c *Container) isDestroyed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.destroyed
 }
 
 // killInit kills the container's init and waits for it to exit.

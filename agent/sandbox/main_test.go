@@ -117,6 +117,12 @@ func write(t testing.TB, path, data string) {
 // test ends, that nothing is left behind.
 func newRuntime(t *testing.T) (*Runtime, string) {
 	t.Helper()
+	return newRuntimeLog(t, hclog.NewNullLogger())
+}
+
+// newRuntimeLog is newRuntime with the Runtime logging to log.
+func newRuntimeLog(t *testing.T, log hclog.Logger) (*Runtime, string) {
+	t.Helper()
 	testenv.RequireRoot(t)
 	dir := filepath.Join(t.TempDir(), "state")
 	run, err := RunDir(dir)
@@ -127,7 +133,7 @@ func newRuntime(t *testing.T) (*Runtime, string) {
 	// Close.
 	snap := leakcheck.Take(t, dir, run)
 	t.Cleanup(func() { snap.Check(t) })
-	rt, err := New(dir, hclog.NewNullLogger())
+	rt, err := New(dir, log)
 	if err != nil {
 		t.Fatal(err)
 	}

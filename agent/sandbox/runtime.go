@@ -96,10 +96,13 @@ func New(stateDir string, log hclog.Logger) (*Runtime, error) {
 		return nil, err
 	}
 	rt.filters = newFilterCache(starterPath, log)
-	// Compile the default profile's seccomp filter while the first job
-	// gets its image and workspace ready.
-	if cfg, err := defaultSeccomp(rt.launcher); err == nil {
-		rt.filters.filter(cfg, false)
+	// Compile the default profiles' seccomp filters (native only, and
+	// with the 32-bit tables that jobs get) while the first job gets its
+	// image and workspace ready.
+	for _, compat := range []bool{false, true} {
+		if cfg, err := defaultSeccomp(rt.launcher, compat); err == nil {
+			rt.filters.filter(cfg, false)
+		}
 	}
 	rt.warm = newWarmer(log)
 	rt.starter = newSpawner(starterPath)

@@ -104,9 +104,10 @@ func (fc *filterCache) compile(e *filterEntry, cfg *configs.Seccomp, cfgJSON []b
 }
 
 // defaultSeccomp returns the seccomp profile of a container with the
-// default Spec (Compat32 off): the one almost every job has.
-func defaultSeccomp(launcher string) (*configs.Seccomp, error) {
-	s := Spec{ID: "default", Rootfs: "/"}
+// default Spec and the given Compat32: with it on, the one every job has
+// (the agent sets it, as Docker does).
+func defaultSeccomp(launcher string, compat32 bool) (*configs.Seccomp, error) {
+	s := Spec{ID: "default", Rootfs: "/", Compat32: compat32}
 	if err := s.validate(); err != nil {
 		return nil, err
 	}

@@ -65,9 +65,15 @@ func Overlay(ctx context.Context, base, name, src string) (*Workspace, error) {
 	return w, nil
 }
 
-// Checkout exports rev of the repository containing repoDir under base:
-// only committed files, no history.
-func Checkout(ctx context.Context, base, name, repoDir, rev string) (*Workspace, string, error) {
+// Checkout exports rev of the repository containing dir under base: only
+// committed files, no history. The workspace is dir's place in that tree
+// (the job file's directory, not the repository's top), as Overlay's is
+// dir itself.
+func Checkout(ctx context.Context, base, name, dir, rev string) (*Workspace, string, error) {
+	rel, err := inRepo(dir)
+	if err != nil {
+		return nil, "", err
+	}
 	w, err := create(base, name)
 	if err != nil {
 		return nil, "", err
@@ -76,12 +82,59 @@ func Checkout(ctx context.Context, base, name, repoDir, rev string) (*Workspace,
 	if err := os.Mkdir(tree, 0o755); err != nil {
 		return nil, "", w.fail(err)
 	}
-	commit, err := git.Export(ctx, repoDir, rev, tree)
+	commit, err := git.Export(ctx, dir, rev, tree)
 	if err != nil {
 		return nil, "", w.fail(err)
 	}
-	w.path = tree
+	w.path = filepath.Join(tree, rel)
+	// The exported tree is the commit's: its rel must be a directory of
+	// it, not a link out of it.
+	realTree, err := filepath.EvalSymlinks(tree)
+	if err != nil {
+		return nil, "", w.fail(err)
+	}
+	real, err := filepath.EvalSymlinks(w.path)
+	if err == nil && real != filepath.Join(realTree, rel) {
+		err = fmt.Errorf("it is a symbolic link in commit %s", commit[:12])
+	}
+	if err == nil {
+		var fi os.FileInfo
+		if fi, err = os.Stat(real); err == nil && !fi.IsDir() {
+			err = fmt.Errorf("it is not a directory in commit %s", commit[:12])
+		}
+	}
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			err = fmt.Errorf("commit %s does not have it (is it committed?)", commit[:12])
+		}
+		return nil, "", w.fail(fmt.Errorf("workspace %s of %s: %w", rel, dir, err))
+	}
 	return w, commit, nil
+}
+
+// inRepo returns dir's path relative to the top of its work tree: "." for
+// a bare repository (the pool's mirrors), whose whole tree is exported.
+func inRepo(dir string) (string, error) {
+	top, err := git.WorkTreeRoot(dir)
+	if err != nil {
+		return "", err
+	}
+	if top == "" {
+		return ".", nil
+	}
+	realTop, err := filepath.EvalSymlinks(top)
+	if err != nil {
+		return "", fmt.Errorf("workspace: %w", err)
+	}
+	realDir, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return "", fmt.Errorf("workspace: %w", err)
+	}
+	rel, err := filepath.Rel(realTop, realDir)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return "", fmt.Errorf("workspace: %s is not in the work tree at %s", dir, top)
+	}
+	return rel, nil
 }
 
 // Chown gives the workspace's top directory to uid:gid, so an image with a

@@ -129,6 +129,7 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 	cleanups := []func(context.Context) error{
 		images.Cleanup, sb.Cleanup, nm.Cleanup,
 		func(ctx context.Context) error { return workspace.Cleanup(ctx, filepath.Join(r.WorkDir, "workspaces")) },
+		func(ctx context.Context) error { return agent.CleanupScratch(ctx, r.WorkDir) },
 	}
 	if r.Caches != nil {
 		cleanups = append(cleanups, r.Caches.Cleanup)

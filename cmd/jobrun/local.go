@@ -46,8 +46,9 @@ their needs allow, independent jobs in parallel. The workspace is a
 copy-on-write view of the job file's directory: the jobs never modify your
 files. With --clean, it is HEAD of the repository instead.
 
-The first Ctrl-C cancels the running jobs cleanly; a second one kills them
-at once. Either way nothing is left behind.`,
+The first Ctrl-C cancels the running jobs cleanly (no further step runs, not
+even if = "always" ones; those do run after a job's timeout); a second one
+kills them at once. Either way nothing is left behind.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			file := ".ci.hcl"
@@ -58,7 +59,7 @@ at once. Either way nothing is left behind.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringSliceVar(&f.jobs, "job", nil, "run only this job and the jobs it needs (repeatable)")
+	fl.StringArrayVar(&f.jobs, "job", nil, "run only this job and the jobs it needs (repeatable; one name per flag, commas and all, e.g. 'build (arch=amd64, os=linux)' for one matrix combination)")
 	fl.StringArrayVar(&f.env, "env", nil, "set K=V in every job's environment (repeatable)")
 	fl.StringArrayVar(&f.secrets, "secret", nil, "set secret K=V, or K from the environment; masked as *** in all output (repeatable)")
 	fl.BoolVar(&f.noCache, "no-cache", false, "give every cache an empty directory that is thrown away")

@@ -198,7 +198,7 @@ func newTriggerCmd(g *globals) *cobra.Command {
 		},
 	}
 	f.add(cmd)
-	cmd.Flags().StringSliceVar(&jobsSel, "job", nil, "run only these jobs and what they need (repeatable)")
+	cmd.Flags().StringArrayVar(&jobsSel, "job", nil, "run only this job and what it needs (repeatable; one name per flag, commas and all, e.g. 'build (arch=amd64, os=linux)' for one matrix combination)")
 	cmd.Flags().StringArrayVar(&env, "env", nil, "add K=V to every job's environment (repeatable)")
 	return cmd
 }

@@ -54,6 +54,9 @@ func newRootCmd() *cobra.Command {
 			if err := flagsFromEnv(cmd, cmd.ErrOrStderr()); err != nil {
 				return &usageError{err}
 			}
+			if err := g.absPaths(); err != nil {
+				return &usageError{err}
+			}
 			level := hclog.LevelFromString(g.logLevel)
 			if level == hclog.NoLevel {
 				return &usageError{fmt.Errorf("invalid --log-level %q: want trace, debug, info, warn or error", g.logLevel)}

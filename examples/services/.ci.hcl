@@ -11,7 +11,6 @@ workflow {
     schedule = "30 2 * * 1-5"
     branch   = "main"
   }
-  on "manual" {}
 }
 
 job "integration" {
