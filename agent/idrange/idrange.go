@@ -67,7 +67,9 @@ type Range struct {
 	UID, GID uint32
 }
 
-// Lease is a held range; Release hands it back.
+// Lease is a held range; Release hands it back. Keep it reachable until
+// then: a lost Lease's lock files are closed, and the range freed, by the
+// garbage collector.
 type Lease struct {
 	Range
 	uid, gid *lockfile.Lock

@@ -8,8 +8,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jobrun/jobrun/internal/testenv"
 )
@@ -33,7 +35,10 @@ func helper(v string) {
 		var l *Lease
 		if l, err = p.Allocate(); err == nil {
 			fmt.Printf("ready %d %d\n", l.UID, l.GID)
-			select {}
+			for {
+				time.Sleep(time.Hour)
+				runtime.KeepAlive(l)
+			}
 		}
 	}
 	fmt.Fprintln(os.Stderr, "helper:", err)
@@ -144,12 +149,12 @@ func TestAllocateAcrossProcesses(t *testing.T) {
 	_, r1 := startHelper(t, o)
 	h2, r2 := startHelper(t, o)
 	l := allocate(t, open(t, o))
-	seen := map[uint32]bool{}
+	uids, gids := map[uint32]bool{}, map[uint32]bool{}
 	for _, r := range []Range{r1, r2, l.Range} {
-		if seen[r.UID] || seen[r.GID+1] {
+		if uids[r.UID] || gids[r.GID] {
 			t.Fatalf("ranges %+v, %+v, %+v are not disjoint", r1, r2, l.Range)
 		}
-		seen[r.UID], seen[r.GID+1] = true, true
+		uids[r.UID], gids[r.GID] = true, true
 	}
 	p := open(t, o)
 	if _, err := p.Allocate(); !errors.Is(err, ErrExhausted) {
