@@ -159,11 +159,12 @@ func TestMountShiftsOwners(t *testing.T) {
 func TestOverlayWritesLandInUpperAsRangeRoot(t *testing.T) {
 	testenv.RequireRoot(t)
 	dir := stateDir(t)
-	bottom := layer(t, filepath.Join(dir, "l0"),
+	// Layers in two directories: one idmapped mount each.
+	bottom := layer(t, filepath.Join(dir, "layers", "l0"),
 		file{path: "etc/passwd", mode: 0o644, data: "root:x:0:0::/root:/bin/sh\n"},
 		file{path: "home/u", uid: 1000, gid: 1000, mode: os.ModeDir | 0o755},
 	)
-	top := layer(t, filepath.Join(dir, "l1"),
+	top := layer(t, filepath.Join(dir, "flat", "l1"),
 		file{path: "etc/hostname", mode: 0o600, data: "image\n"},
 	)
 	snap := leakcheck.Take(t, dir)
@@ -184,6 +185,9 @@ func TestOverlayWritesLandInUpperAsRangeRoot(t *testing.T) {
 	}()
 	if err := u.Close(); err != nil {
 		t.Fatal(err)
+	}
+	if m := mountsUnder(t, dir); len(m) != 1 || m[0] != o.Rootfs() {
+		t.Errorf("mounts of a live overlay: %q, want its rootfs only", m)
 	}
 	root := o.Rootfs()
 	out, err := asRoot(testMap, fmt.Sprintf(`
@@ -284,4 +288,20 @@ func TestUsernsHoldsMapping(t *testing.T) {
 	if got := string(bytes.Join(bytes.Fields(out), []byte(" "))); got != strings.Join(strings.Fields(want), " ") {
 		t.Errorf("maps: %q, want %q", out, want)
 	}
+}
+
+// mountsUnder lists the mount points under dir.
+func mountsUnder(t *testing.T, dir string) []string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			out = append(out, f[4])
+		}
+	}
+	return out
 }

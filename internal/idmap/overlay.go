@@ -29,9 +29,10 @@ func (o *Overlay) Upper() string { return filepath.Join(o.dir, "upper") }
 // NewOverlay makes dir (which must not exist; its parent must) and mounts
 // at dir/rootfs an overlay of lowers (top layer first) seen through u's
 // mapping, with upper and work directories owned by the mapping's id 0.
-// The idmapped mounts of the layers are attached under dir/lower only
-// until the overlay has taken them (it keeps private clones), then taken
-// off again: a live Overlay is one mount. On error nothing is left.
+// The idmapped mounts of the layers' parent directories are attached
+// under dir/lower only until the overlay has taken them (it keeps private
+// clones of the layers), then taken off again: a live Overlay is one
+// mount. On error nothing is left.
 func NewOverlay(u *Userns, lowers []string, dir string) (_ *Overlay, err error) {
 	if len(lowers) == 0 {
 		return nil, fmt.Errorf("idmapped overlay %s: no lower layers", dir)
@@ -57,15 +58,29 @@ func NewOverlay(u *Userns, lowers []string, dir string) (_ *Overlay, err error) 
 			}
 		}
 	}
+	// One idmapped mount per directory holding layers (the image store
+	// keeps them all in one), not one per layer: a job's cost does not
+	// grow with its image's layer count.
+	mounts := map[string]string{}
 	mapped := make([]string, len(lowers))
 	for i, l := range lowers {
-		mapped[i] = filepath.Join(dir, "lower", strconv.Itoa(i))
-		if err := os.Mkdir(mapped[i], 0o700); err != nil {
-			return nil, fmt.Errorf("idmapped overlay: %w", err)
+		l = filepath.Clean(l)
+		parent := filepath.Dir(l)
+		at, ok := mounts[parent]
+		if !ok {
+			at = filepath.Join(dir, "lower", strconv.Itoa(len(mounts)))
+			if err := os.Mkdir(at, 0o700); err != nil {
+				return nil, fmt.Errorf("idmapped overlay: %w", err)
+			}
+			if err := Mount(u, parent, at, unix.MOUNT_ATTR_RDONLY); err != nil {
+				return nil, fmt.Errorf("idmapped overlay %s: %w", dir, err)
+			}
+			mounts[parent] = at
 		}
-		if err := Mount(u, l, mapped[i], unix.MOUNT_ATTR_RDONLY); err != nil {
-			return nil, fmt.Errorf("idmapped overlay %s: %w", dir, err)
+		if _, err := os.Lstat(l); err != nil {
+			return nil, fmt.Errorf("idmapped overlay %s: layer: %w", dir, err)
 		}
+		mapped[i] = filepath.Join(at, filepath.Base(l))
 	}
 	if err := mount.Overlay(o.Rootfs(), mapped, o.Upper(), filepath.Join(dir, "work"), 0); err != nil {
 		return nil, fmt.Errorf("idmapped overlay (%s): %w", m, err)
