@@ -8,30 +8,110 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/jobrun/jobrun/internal/atomicfile"
 )
 
-// lookupUser returns the uid of name in the passwd file at path, or "" if
-// there is none.
-func lookupUser(path, name string) (string, error) {
+// account is a user of etc/passwd or a group of etc/group.
+type account struct {
+	name string
+	id   uint64
+}
+
+// accounts reads the names and ids of a passwd or group file. A missing
+// file lists none if optional.
+func accounts(path string, optional bool) ([]account, error) {
 	f, err := os.Open(path)
+	if optional && errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
 	if err != nil {
-		return "", fmt.Errorf("read users: %w", err)
+		return nil, fmt.Errorf("read accounts: %w", err)
 	}
 	defer f.Close()
+	var out []account
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fields := strings.Split(sc.Text(), ":")
-		if len(fields) >= 3 && fields[0] == name {
-			return fields[2], nil
+		if len(fields) < 3 {
+			continue
+		}
+		if id, err := strconv.ParseUint(fields[2], 10, 32); err == nil {
+			out = append(out, account{fields[0], id})
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return "", fmt.Errorf("read users %s: %w", path, err)
+		return nil, fmt.Errorf("read accounts %s: %w", path, err)
 	}
-	return "", nil
+	return out, nil
+}
+
+// lookup is the id of name as a string, or "" if there is none.
+func lookup(accts []account, name string) string {
+	for _, a := range accts {
+		if a.name == name {
+			return strconv.FormatUint(a.id, 10)
+		}
+	}
+	return ""
+}
+
+// subIDs is what one subordinate id file holds and who the host's own
+// ids of that kind belong to.
+type subIDs struct {
+	path string
+	all  []entry
+	own  []entry
+	// hosts are the host's own ids of this kind (users or groups).
+	hosts []account
+}
+
+// load reads the subuid and subgid files of o and checks the user's
+// entries in them against each other, other users' entries, and the
+// host's own users and groups. uid is the user's uid, "" if none yet.
+func load(o Options) (uid string, files [2]subIDs, err error) {
+	passwd, group := filepath.Join(o.Root, "etc/passwd"), filepath.Join(o.Root, "etc/group")
+	users, err := accounts(passwd, false)
+	if err != nil {
+		return "", files, err
+	}
+	groups, err := accounts(group, true)
+	if err != nil {
+		return "", files, err
+	}
+	uid = lookup(users, o.User)
+	for i, c := range []struct {
+		name, kind, accts string
+		hosts             []account
+	}{{"etc/subuid", "user", passwd, users}, {"etc/subgid", "group", group, groups}} {
+		f := subIDs{path: filepath.Join(o.Root, c.name), hosts: c.hosts}
+		if f.all, err = readSubIDs(f.path); err != nil {
+			return "", files, err
+		}
+		if f.own, _, err = mine(f.all, o.User, uid); err != nil {
+			return "", files, err
+		}
+		if err := holdsNone(f.own, c.hosts, c.kind, c.accts); err != nil {
+			return "", files, err
+		}
+		files[i] = f
+	}
+	return uid, files, nil
+}
+
+// holdsNone refuses entries that hold the id of one of the host's own
+// users or groups: a job would own that account's files.
+func holdsNone(own []entry, hosts []account, kind, path string) error {
+	for _, e := range own {
+		for _, a := range hosts {
+			if a.id >= e.start && a.id < e.end() {
+				return fmt.Errorf("%s: %s holds id %d of %s %s (%s): a job would own its files", e.where(), e, a.id, kind, a.name, path)
+			}
+		}
+	}
+	return nil
 }
 
 // ensure creates the user if missing and adds an entry to each file for
@@ -42,28 +122,9 @@ func lookupUser(path, name string) (string, error) {
 // admin's useradd adding sub-ids at the same moment as an agent's first
 // start could lose one of the two entries.
 func ensure(ctx context.Context, o Options) error {
-	passwd := filepath.Join(o.Root, "etc/passwd")
-	uid, err := lookupUser(passwd, o.User)
+	uid, files, err := load(o)
 	if err != nil {
 		return err
-	}
-	type file struct {
-		path string
-		all  []entry
-		have int
-	}
-	var files []file
-	for _, name := range []string{"etc/subuid", "etc/subgid"} {
-		path := filepath.Join(o.Root, name)
-		all, err := readSubIDs(path)
-		if err != nil {
-			return err
-		}
-		own, _, err := mine(all, o.User, uid)
-		if err != nil {
-			return err
-		}
-		files = append(files, file{path, all, len(blocks(own))})
 	}
 	if uid == "" {
 		if err := addUser(ctx, o.Root, o.User); err != nil {
@@ -71,11 +132,12 @@ func ensure(ctx context.Context, o Options) error {
 		}
 	}
 	for _, f := range files {
-		if f.have >= o.Slots {
+		have := len(blocks(f.own))
+		if have >= o.Slots {
 			continue
 		}
-		count := uint64(o.Slots-f.have) * Size
-		start, err := nextFree(f.all, count)
+		count := uint64(o.Slots-have) * Size
+		start, err := nextFree(f.all, f.hosts, count)
 		if err != nil {
 			return fmt.Errorf("%s: %w", f.path, err)
 		}

@@ -89,8 +89,9 @@ func (o *Options) defaults() {
 
 // Open reads the user's entries, first creating the user (useradd) and
 // adding entries for at least o.Slots ranges when they are missing, under
-// a host-wide lock. It refuses entries that overlap another user's or hold
-// id 0, naming the file and line.
+// a host-wide lock. It refuses entries that overlap another user's or
+// hold the id of one of the host's users (etc/passwd) or groups
+// (etc/group), root's included, naming the file and line.
 func Open(ctx context.Context, o Options) (*Pool, error) {
 	o.defaults()
 	if o.Slots < 0 {
@@ -116,28 +117,14 @@ func Open(ctx context.Context, o Options) (*Pool, error) {
 
 // read builds the pool from the files as they are.
 func read(o Options) (*Pool, error) {
-	uid, err := lookupUser(filepath.Join(o.Root, "etc/passwd"), o.User)
+	uid, files, err := load(o)
 	if err != nil {
 		return nil, err
 	}
 	if uid == "" {
 		return nil, fmt.Errorf("no user %s in %s", o.User, filepath.Join(o.Root, "etc/passwd"))
 	}
-	p := &Pool{lockDir: o.LockDir, subuid: filepath.Join(o.Root, "etc/subuid")}
-	for _, f := range []struct {
-		path string
-		out  *[]uint32
-	}{{p.subuid, &p.uids}, {filepath.Join(o.Root, "etc/subgid"), &p.gids}} {
-		all, err := readSubIDs(f.path)
-		if err != nil {
-			return nil, err
-		}
-		own, _, err := mine(all, o.User, uid)
-		if err != nil {
-			return nil, err
-		}
-		*f.out = blocks(own)
-	}
+	p := &Pool{lockDir: o.LockDir, subuid: files[0].path, uids: blocks(files[0].own), gids: blocks(files[1].own)}
 	n := min(len(p.uids), len(p.gids))
 	p.uids, p.gids = p.uids[:n], p.gids[:n]
 	return p, nil

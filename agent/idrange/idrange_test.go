@@ -209,6 +209,30 @@ func TestOpenRefusesOverlap(t *testing.T) {
 	}
 }
 
+// TestOpenRefusesHostIDs: a range holding the id of a host user or group
+// would give jobs that account's files.
+func TestOpenRefusesHostIDs(t *testing.T) {
+	o := testRoot(t, "jobrun:900:65536\n", "jobrun:100000:65536\n")
+	if _, err := Open(context.Background(), o); err == nil || !strings.Contains(err.Error(),
+		"etc/subuid:1: jobrun's 900-66435 ("+filepath.Join(o.Root, "etc/subuid")+":1) holds id 999 of user jobrun ("+filepath.Join(o.Root, "etc/passwd")+")") {
+		t.Errorf("range over the host's users: %v", err)
+	}
+	o = testRoot(t, "jobrun:100000:65536\n", "jobrun:100000:65536\n")
+	if err := os.WriteFile(filepath.Join(o.Root, "etc/group"), []byte("root:x:0:\nbig:x:150000:\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(context.Background(), o); err == nil || !strings.Contains(err.Error(), "holds id 150000 of group big") {
+		t.Errorf("range over the host's groups: %v", err)
+	}
+	// Positive control: the same group file with the range above it.
+	if err := os.WriteFile(filepath.Join(o.Root, "etc/subgid"), []byte("jobrun:165536:65536\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if p := open(t, o); p.Len() != 1 {
+		t.Errorf("pool holds %d ranges, want 1", p.Len())
+	}
+}
+
 func TestOpenRejectsMalformedFiles(t *testing.T) {
 	for _, c := range []struct{ line, want string }{
 		{"jobrun:100000", "want NAME:START:COUNT"},
@@ -256,6 +280,19 @@ func TestOpenAddsMissingEntries(t *testing.T) {
 			t.Errorf("%s: mode %v, want 0644", file, fi.Mode())
 		}
 	}
+	// New entries go above the host's own high ids too.
+	o2 := testRoot(t, "", "")
+	o2.Slots = 1
+	if err := os.WriteFile(filepath.Join(o2.Root, "etc/group"), []byte("big:x:200000:\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	open(t, o2)
+	if b, _ := os.ReadFile(filepath.Join(o2.Root, "etc/subgid")); string(b) != "jobrun:262144:65536\n" {
+		t.Errorf("subgid above group 200000: %q", b)
+	}
+	if b, _ := os.ReadFile(filepath.Join(o2.Root, "etc/subuid")); string(b) != "jobrun:131072:65536\n" {
+		t.Errorf("subuid: %q", b)
+	}
 	// Enough entries: nothing changes.
 	o.Slots = 2
 	open(t, o)
@@ -291,8 +328,8 @@ func TestOpenCreatesUser(t *testing.T) {
 	if p.Len() != 2 {
 		t.Fatalf("pool holds %d ranges, want 2", p.Len())
 	}
-	uid, err := lookupUser(filepath.Join(etc, "passwd"), "jobrun")
-	if err != nil || uid == "" || uid == "0" {
+	users, err := accounts(filepath.Join(etc, "passwd"), false)
+	if uid := lookup(users, "jobrun"); err != nil || uid == "" || uid == "0" {
 		t.Fatalf("jobrun user: %q, %v", uid, err)
 	}
 	if b, _ := os.ReadFile(filepath.Join(etc, "subuid")); string(b) != "jobrun:131072:131072\n" {

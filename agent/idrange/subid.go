@@ -127,15 +127,21 @@ func blocks(own []entry) []uint32 {
 }
 
 // nextFree is where a new entry of count ids may start in a file holding
-// entries: above every entry and at least firstID, aligned to Size.
-func nextFree(entries []entry, count uint64) (uint64, error) {
+// entries: above every entry and every host id of the kind (hosts) from
+// firstID up, and at least firstID, aligned to Size.
+func nextFree(entries []entry, hosts []account, count uint64) (uint64, error) {
 	start := uint64(firstID)
 	for _, e := range entries {
 		start = max(start, e.end())
 	}
+	for _, a := range hosts {
+		if a.id >= firstID {
+			start = max(start, a.id+1)
+		}
+	}
 	start = (start + Size - 1) / Size * Size
 	if start+count > maxID {
-		return 0, fmt.Errorf("no room for %d more ids above the existing entries (they end at %d)", count, start)
+		return 0, fmt.Errorf("no room for %d more ids above the existing entries and ids (they end at %d)", count, start)
 	}
 	return start, nil
 }
