@@ -242,6 +242,40 @@ func TestOverlayWritesLandInUpperAsRangeRoot(t *testing.T) {
 	}
 }
 
+// TestOverlayLayerOnItsOwnMount: a layer that is a mount point (here a
+// bind mount from the same filesystem) is mapped itself, since a clone
+// of its parent's mount would show the directory under it.
+func TestOverlayLayerOnItsOwnMount(t *testing.T) {
+	testenv.RequireRoot(t)
+	dir := stateDir(t)
+	src := layer(t, filepath.Join(dir, "src"), file{path: "etc/os-release", mode: 0o644, data: "ID=test\n"})
+	l := filepath.Join(dir, "layers", "l0")
+	if err := os.MkdirAll(l, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount(src, l, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Unmount(l, 0)
+	other := layer(t, filepath.Join(dir, "layers", "l1"), file{path: "usr/x", mode: 0o644})
+	snap := leakcheck.Take(t, dir)
+	u := newUserns(t, testMap)
+	o, err := NewOverlay(u, []string{other, l}, filepath.Join(dir, "job"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"etc/os-release", "usr/x"} {
+		if uid, _, _ := owner(t, filepath.Join(o.Rootfs(), p)); uid != testMap.UID {
+			t.Errorf("%s: owned by %d, want %d", p, uid, testMap.UID)
+		}
+	}
+	if err := o.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	u.Close()
+	snap.Check(t)
+}
+
 func TestOverlayErrorLeavesNothing(t *testing.T) {
 	testenv.RequireRoot(t)
 	dir := stateDir(t)
@@ -255,6 +289,9 @@ func TestOverlayErrorLeavesNothing(t *testing.T) {
 	}
 	if _, err := NewOverlay(u, nil, filepath.Join(dir, "job")); err == nil {
 		t.Fatal("overlay of no layers made")
+	}
+	if _, err := NewOverlay(u, []string{good, filepath.Join(good, "a")}, filepath.Join(dir, "job")); err == nil || !strings.Contains(err.Error(), "is not a directory") {
+		t.Fatalf("overlay with a file for a layer: %v", err)
 	}
 	u.Close()
 	snap.Check(t)

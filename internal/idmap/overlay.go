@@ -65,7 +65,17 @@ func NewOverlay(u *Userns, lowers []string, dir string) (_ *Overlay, err error) 
 	mapped := make([]string, len(lowers))
 	for i, l := range lowers {
 		l = filepath.Clean(l)
+		if fi, err := os.Lstat(l); err != nil {
+			return nil, fmt.Errorf("idmapped overlay %s: layer: %w", dir, err)
+		} else if !fi.IsDir() {
+			return nil, fmt.Errorf("idmapped overlay %s: layer %s is not a directory", dir, l)
+		}
 		parent := filepath.Dir(l)
+		if ownMount(l) {
+			// A clone of the parent's mount would show what is under
+			// the layer's mount: map the layer's own.
+			parent = l
+		}
 		at, ok := mounts[parent]
 		if !ok {
 			at = filepath.Join(dir, "lower", strconv.Itoa(len(mounts)))
@@ -77,10 +87,10 @@ func NewOverlay(u *Userns, lowers []string, dir string) (_ *Overlay, err error) 
 			}
 			mounts[parent] = at
 		}
-		if _, err := os.Lstat(l); err != nil {
-			return nil, fmt.Errorf("idmapped overlay %s: layer: %w", dir, err)
+		mapped[i] = at
+		if parent != l {
+			mapped[i] = filepath.Join(at, filepath.Base(l))
 		}
-		mapped[i] = filepath.Join(at, filepath.Base(l))
 	}
 	if err := mount.Overlay(o.Rootfs(), mapped, o.Upper(), filepath.Join(dir, "work"), 0); err != nil {
 		return nil, fmt.Errorf("idmapped overlay (%s): %w", m, err)
@@ -90,6 +100,21 @@ func NewOverlay(u *Userns, lowers []string, dir string) (_ *Overlay, err error) 
 		return nil, fmt.Errorf("idmapped overlay %s: %w", dir, err)
 	}
 	return o, nil
+}
+
+// ownMount reports whether something is mounted on p, a bind mount from
+// the same filesystem included (its mount id differs from its parent's).
+func ownMount(p string) bool {
+	var st, parent unix.Statx_t
+	const how = unix.AT_SYMLINK_NOFOLLOW | unix.AT_STATX_DONT_SYNC
+	if unix.Statx(unix.AT_FDCWD, p, how, unix.STATX_MNT_ID, &st) != nil ||
+		unix.Statx(unix.AT_FDCWD, filepath.Dir(p), how, unix.STATX_MNT_ID, &parent) != nil {
+		return false
+	}
+	if st.Mask&parent.Mask&unix.STATX_MNT_ID == 0 {
+		return mount.IsMountpoint(p) // before Linux 5.8
+	}
+	return st.Mnt_id != parent.Mnt_id
 }
 
 // removeLowers takes the idmapped layer mounts off dir/lower and removes
