@@ -23,8 +23,10 @@ func BenchmarkUserns(b *testing.B) {
 }
 
 // BenchmarkOverlay is a job's root from n layers, made and removed:
-// idmapped (user namespace, n idmapped mounts, overlay, lowers taken off)
-// against plain (the overlay image snapshots mount today).
+// idmapped (a user namespace, the layers' idmapped mount, the overlay,
+// the idmapped mount taken off again), kept (an overlay on a Layers made
+// once, as a range slot could keep one), against plain (the overlay
+// image snapshots mount today).
 func BenchmarkOverlay(b *testing.B) {
 	testenv.RequireRoot(b)
 	for _, n := range []int{1, 5, 20} {
@@ -47,6 +49,27 @@ func BenchmarkOverlay(b *testing.B) {
 				}
 				o, err := NewOverlay(u, lowers, filepath.Join(dir, "job"))
 				u.Close()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := o.Remove(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("layers=%d/kept", n), func(b *testing.B) {
+			u, err := NewUserns(testMap)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ls, err := NewLayers(u, filepath.Join(dir, "mapped"))
+			u.Close()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer ls.Close()
+			for b.Loop() {
+				o, err := ls.Overlay(lowers, filepath.Join(dir, "job"))
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -276,6 +276,70 @@ func TestOverlayLayerOnItsOwnMount(t *testing.T) {
 	snap.Check(t)
 }
 
+// TestLayersServeManyOverlays: one kept view of the layers serves overlay
+// after overlay, shows layers unpacked after it was made, and overlays
+// outlive it.
+func TestLayersServeManyOverlays(t *testing.T) {
+	testenv.RequireRoot(t)
+	dir := stateDir(t)
+	layers := filepath.Join(dir, "layers")
+	l0 := layer(t, filepath.Join(layers, "l0"), file{path: "etc/passwd", mode: 0o644, data: "root\n"})
+	snap := leakcheck.Take(t, dir)
+	u := newUserns(t, testMap)
+	ls, err := NewLayers(u, filepath.Join(dir, "mapped"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Close() // the view keeps its own reference
+	o1, err := ls.Overlay([]string{l0}, filepath.Join(dir, "job1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Unpacked after the view was made.
+	l1 := layer(t, filepath.Join(layers, "l1"), file{path: "usr/bin/tool", uid: 2, gid: 2, mode: 0o755})
+	o2, err := ls.Overlay([]string{l1, l0}, filepath.Join(dir, "job2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ls.Overlay([]string{filepath.Join(layers, "gone")}, filepath.Join(dir, "job3")); err == nil {
+		t.Fatal("overlay of a missing layer made")
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "job3")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("failed overlay left its dir: %v", err)
+	}
+	if m := mountsUnder(t, dir); len(m) != 3 {
+		t.Errorf("mounts: %q, want the view's one and two overlays", m)
+	}
+	if err := ls.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := ls.Close(); err != nil {
+		t.Fatalf("second close: %v", err)
+	}
+	if _, err := ls.Overlay([]string{l0}, filepath.Join(dir, "job4")); err == nil {
+		t.Fatal("overlay made on closed layers")
+	}
+	for _, c := range []struct {
+		o    *Overlay
+		path string
+		uid  uint32
+	}{{o1, "etc/passwd", testMap.UID}, {o2, "etc/passwd", testMap.UID}, {o2, "usr/bin/tool", testMap.UID + 2}} {
+		if uid, _, _ := owner(t, filepath.Join(c.o.Rootfs(), c.path)); uid != c.uid {
+			t.Errorf("%s in %s: owned by %d, want %d", c.path, c.o.Rootfs(), uid, c.uid)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(o2.Rootfs(), "etc/passwd")); err != nil || string(b) != "root\n" {
+		t.Errorf("read through an overlay whose view is closed: %q, %v", b, err)
+	}
+	for _, o := range []*Overlay{o1, o2} {
+		if err := o.Remove(); err != nil {
+			t.Error(err)
+		}
+	}
+	os.RemoveAll(filepath.Join(layers, "l1"))
+	snap.Check(t)
+}
+
 func TestOverlayErrorLeavesNothing(t *testing.T) {
 	testenv.RequireRoot(t)
 	dir := stateDir(t)
