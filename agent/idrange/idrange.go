@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/jobrun/jobrun/internal/lockfile"
 )
@@ -159,6 +160,25 @@ func (p *Pool) Allocate() (*Lease, error) {
 		return &Lease{Range: Range{UID: p.uids[i], GID: p.gids[i]}, uid: u, gid: g}, nil
 	}
 	return nil, fmt.Errorf("allocate id range: live jobs hold all %d ranges of %s: %w", len(p.uids), p.subuid, ErrExhausted)
+}
+
+// Wait is Allocate that, while live jobs hold every range, polls until
+// one is released or ctx is done; then its error wraps both ErrExhausted
+// and ctx's error.
+func (p *Pool) Wait(ctx context.Context) (*Lease, error) {
+	delay := time.Millisecond
+	for {
+		l, err := p.Allocate()
+		if !errors.Is(err, ErrExhausted) || len(p.uids) == 0 {
+			return l, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (waited: %w)", err, ctx.Err())
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 100*time.Millisecond)
+	}
 }
 
 // lock takes the lock of the block starting at host id start. Locks are

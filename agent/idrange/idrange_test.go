@@ -144,6 +144,67 @@ func TestAllocateDisjointAndExhausted(t *testing.T) {
 	}
 }
 
+func TestAllocateConcurrently(t *testing.T) {
+	o := testRoot(t, "jobrun:100000:262144\n", "jobrun:100000:262144\n")
+	p := open(t, o)
+	type result struct {
+		l   *Lease
+		err error
+	}
+	results := make(chan result)
+	for range 8 {
+		go func() {
+			l, err := p.Allocate()
+			results <- result{l, err}
+		}()
+	}
+	got, exhausted := map[Range]bool{}, 0
+	for range 8 {
+		r := <-results
+		switch {
+		case errors.Is(r.err, ErrExhausted):
+			exhausted++
+		case r.err != nil:
+			t.Fatal(r.err)
+		case got[r.l.Range]:
+			t.Fatalf("%+v allocated twice", r.l.Range)
+		default:
+			got[r.l.Range] = true
+			t.Cleanup(func() { r.l.Release() })
+		}
+	}
+	if len(got) != 4 || exhausted != 4 {
+		t.Fatalf("%d ranges allocated and %d refused, want 4 and 4", len(got), exhausted)
+	}
+}
+
+func TestWaitForRelease(t *testing.T) {
+	o := testRoot(t, "jobrun:100000:65536\n", "jobrun:100000:65536\n")
+	p := open(t, o)
+	held := allocate(t, p)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := p.Wait(ctx); !errors.Is(err, ErrExhausted) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("wait with a done context: %v", err)
+	}
+	got := make(chan *Lease)
+	go func() {
+		l, err := p.Wait(context.Background())
+		if err != nil {
+			t.Error(err)
+		}
+		got <- l
+	}()
+	if err := held.Release(); err != nil {
+		t.Fatal(err)
+	}
+	l := <-got
+	if l == nil || l.Range != held.Range {
+		t.Fatalf("waiter got %+v, want the released %+v", l, held.Range)
+	}
+	l.Release()
+}
+
 func TestAllocateAcrossProcesses(t *testing.T) {
 	o := testRoot(t, "jobrun:100000:196608\n", "jobrun:100000:196608\n")
 	_, r1 := startHelper(t, o)
