@@ -156,6 +156,54 @@ func TestMountShiftsOwners(t *testing.T) {
 	}
 }
 
+// TestMountWritesStoreUnshiftedIDs: a plain directory (a cache volume)
+// idmapped read-write for one range and then for another: what the first
+// job's root writes is stored owned by 0 on the host, not by a range id,
+// and the next job, in another range, reads and extends it as its root.
+func TestMountWritesStoreUnshiftedIDs(t *testing.T) {
+	testenv.RequireRoot(t)
+	dir := stateDir(t)
+	vol := filepath.Join(stateDir(t), "vol") // the volume is meant to change
+	if err := os.Mkdir(vol, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	snap := leakcheck.Take(t, dir)
+	other := Mapping{UID: testMap.UID + testMap.Size, GID: testMap.GID + testMap.Size, Size: testMap.Size}
+	for i, m := range []Mapping{testMap, other} {
+		target := filepath.Join(dir, fmt.Sprintf("job%d", i))
+		if err := os.Mkdir(target, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		u := newUserns(t, m)
+		if err := Mount(u, vol, target, 0); err != nil {
+			t.Fatal(err)
+		}
+		u.Close()
+		out, err := asRoot(m, fmt.Sprintf(`cd %s
+			cat log 2>/dev/null || true
+			echo job%d >> log
+			mkdir -p dep && chown 1000:1000 dep`, target, i))
+		if err := errors.Join(err, unix.Unmount(target, 0), os.Remove(target)); err != nil {
+			t.Fatalf("job %d: %v: %s", i, err, out)
+		}
+		if want := strings.TrimSpace(strings.Repeat("job0\n", i)); out != want {
+			t.Errorf("job %d read %q, want %q", i, out, want)
+		}
+	}
+	for _, c := range []struct {
+		path     string
+		uid, gid uint32
+	}{{"log", 0, 0}, {"dep", 1000, 1000}} {
+		if uid, gid, _ := owner(t, filepath.Join(vol, c.path)); uid != c.uid || gid != c.gid {
+			t.Errorf("%s on the host: %d:%d, want %d:%d", c.path, uid, gid, c.uid, c.gid)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(vol, "log")); string(b) != "job0\njob1\n" {
+		t.Errorf("log: %q", b)
+	}
+	snap.Check(t)
+}
+
 func TestOverlayWritesLandInUpperAsRangeRoot(t *testing.T) {
 	testenv.RequireRoot(t)
 	dir := stateDir(t)
