@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/jobrun/jobrun/internal/idmap"
 	"github.com/jobrun/jobrun/internal/lockfile"
 )
 
@@ -66,6 +67,11 @@ type Pool struct {
 // UID+n and gid n is GID+n, for n below Size.
 type Range struct {
 	UID, GID uint32
+}
+
+// Mapping is the range as an id mapping of container ids 0 to Size-1.
+func (r Range) Mapping() idmap.Mapping {
+	return idmap.Mapping{UID: r.UID, GID: r.GID, Size: Size}
 }
 
 // Lease is a held range; Release hands it back. Keep it reachable until
