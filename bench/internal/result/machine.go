@@ -17,7 +17,7 @@ type Machine struct {
 	Cgroup string     `json:"cgroup"`        // "v2", "v1" or "hybrid" (v1 with a v2 tree)
 	Cores  int        `json:"cores"`         // CPUs this process may use
 	CPU    string     `json:"cpu,omitempty"` // model name
-	Load   [3]float64 `json:"load"`         // load average over 1, 5 and 15 minutes at the start
+	Load   [3]float64 `json:"load"`          // load average over 1, 5 and 15 minutes at the start
 	Go     string     `json:"go"`            // the Go toolchain the bench was built with
 }
 
