@@ -80,10 +80,16 @@ fl=$(
 	IFS=,
 	echo "${failed[*]}"
 )
-"$tools/report" -in "$BENCH_OUT" -out "$BENCH_OUT" -failed "$fl" -note "${BENCH_NOTE:-}" || failed+=(report)
-echo "report: $BENCH_OUT/REPORT.md, $BENCH_OUT/report.html"
+report=ok
+if "$tools/report" -in "$BENCH_OUT" -out "$BENCH_OUT" -failed "$fl" -note "${BENCH_NOTE:-}"; then
+	echo "report: $BENCH_OUT/REPORT.md, $BENCH_OUT/report.html"
+else
+	echo "bench/run.sh: the report failed" >&2
+	report=
+fi
 if ((${#failed[@]} > 0)); then
 	echo "${#failed[@]} of ${#names[@]} benches failed: ${failed[*]}" >&2
 	exit 1
 fi
+[ -n "$report" ] || exit 1
 echo "all ${#names[@]} benches ran"

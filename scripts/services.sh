@@ -34,16 +34,16 @@ wait_tcp() { # wait_tcp PORT NAME
 # pg_dir: where PostgreSQL keeps its data, socket and logs: DIR/pg if the
 # postgres user can reach it, else a fresh postgres-owned dir under /tmp.
 pg_dir() {
-	local p=$dir
-	while [ "$p" != / ]; do
+	local p= part own
+	local IFS=/
+	for part in ${dir#/}; do
+		p=$p/$part
 		if ! runuser -u postgres -- test -x "$p" 2>/dev/null; then
-			local own
 			own=$(mktemp -d /tmp/jobrun-services-pg.XXXXXX)
 			echo "services: the postgres user cannot enter $p ($(stat -c '%A %U' "$p")); PostgreSQL's data goes in $own" >&2
 			echo "$own"
 			return
 		fi
-		p=$(dirname "$p")
 	done
 	echo "$dir/pg"
 }

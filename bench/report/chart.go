@@ -68,6 +68,7 @@ func chart(dir string, f *result.File, g group) (string, error) {
 			p.Add(b)
 		}
 		p.NominalY(rows...)
+		p.X.Min = 0
 	case "bars":
 		p.X.Label.Text = unit + " (median)"
 		for i, m := range g.ms {
@@ -105,9 +106,15 @@ func chart(dir string, f *result.File, g group) (string, error) {
 			p.Add(b)
 			p.Legend.Add(q, b)
 		}
-		p.Legend.Top = true
 		p.NominalY(rows...)
 		p.X.Min = 0
+		// Room on the right for the legend.
+		var top float64
+		for _, m := range g.ms {
+			top = max(top, m.Quantiles["p99"])
+		}
+		p.X.Max = top * 1.3
+		p.Legend.Top = true
 		height += vg.Length(0.2*float64(len(g.ms))) * vg.Inch
 	default:
 		return "", fmt.Errorf("chart kind %q", k)
