@@ -19,7 +19,7 @@
 # Prints each run, the medians and the ratio warm/cold (target: at most 0.3).
 # Writes $BENCH_OUT/cache.json (default bench/out).
 # Needs root. usage: bench/cache/run.sh   (env REPS, default 3; TINY=1: one
-# repetition of `go build` of a module that needs only google/uuid)
+# repetition of `go build` of a module that needs only agext/levenshtein)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export LC_ALL=C
@@ -139,15 +139,16 @@ module example.com/benchmod
 
 go 1.26
 
-require github.com/google/uuid v1.6.0
+require github.com/agext/levenshtein v1.2.1
 EOT
 	cat >"$proj/main.go" <<'EOT'
-// Command benchmod prints a UUID.
+// Command benchmod prints an edit distance: a dependency that needs no
+// package of the standard library, so the cold build stays short.
 package main
 
-import "github.com/google/uuid"
+import "github.com/agext/levenshtein"
 
-func main() { println(uuid.NewString()) }
+func main() { println(levenshtein.Distance("kitten", "sitting", nil)) }
 EOT
 fi
 

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
+	"os"
 	"image/color"
 	"path/filepath"
 
@@ -49,9 +51,11 @@ func chart(dir string, f *result.File, g group) (string, error) {
 	}
 	// Tools run down the page, the first on top.
 	rev := func(i int) float64 { return float64(len(g.ms) - 1 - i) }
+	// Leading spaces: room for a browser's font a little wider than the
+	// one the plot measured with (SVG does not draw them).
 	rows := make([]string, len(names))
 	for i, n := range names {
-		rows[len(names)-1-i] = n
+		rows[len(names)-1-i] = "   " + n
 	}
 	height := vg.Length(1.2+0.45*float64(len(g.ms))) * vg.Inch
 	switch k := kind(g); k {
@@ -121,5 +125,17 @@ func chart(dir string, f *result.File, g group) (string, error) {
 	}
 	p.Add(plotter.NewGrid())
 	name := slug(f.Bench) + "-" + slug(g.metric) + ".svg"
-	return name, p.Save(7*vg.Inch, height, filepath.Join(dir, name))
+	wt, err := p.WriterTo(7*vg.Inch, height, "svg")
+	if err != nil {
+		return "", err
+	}
+	var buf bytes.Buffer
+	if _, err := wt.WriteTo(&buf); err != nil {
+		return "", err
+	}
+	// The SVG names Liberation Sans without embedding it (that would add
+	// some 400 KB a chart); Arial and Helvetica have its metrics, so a
+	// browser without it still fits the labels where the plot put them.
+	b := bytes.ReplaceAll(buf.Bytes(), []byte("font-family:Liberation Sans;"), []byte("font-family:Liberation Sans,Arial,Helvetica,sans-serif;"))
+	return name, os.WriteFile(filepath.Join(dir, name), b, 0o644)
 }

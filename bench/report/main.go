@@ -15,6 +15,10 @@ import (
 	"slices"
 	"strings"
 
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/font"
+	"gonum.org/v1/plot/plotter"
+
 	"github.com/jobrun/jobrun/bench/internal/result"
 )
 
@@ -24,6 +28,9 @@ func main() {
 	failed := flag.String("failed", "", "comma-separated benches that failed in this run")
 	note := flag.String("note", "", "a line on the run for the reader (e.g. the machine's load)")
 	flag.Parse()
+	// Sans-serif for every chart (gonum/plot's default is a serif).
+	plot.DefaultFont = font.Font{Typeface: "Liberation", Variant: "Sans"}
+	plotter.DefaultFont = plot.DefaultFont
 	if *out == "" {
 		*out = *in
 	}

@@ -40,7 +40,18 @@ func ratio(m *result.Metric) string {
 	if m.Peer == "" {
 		return ""
 	}
-	return num(m.Ratio) + "x"
+	if m.Ratio < 0.1 {
+		return strconv.FormatFloat(m.Ratio, 'f', 3, 64) + "x"
+	}
+	return strconv.FormatFloat(m.Ratio, 'f', 2, 64) + "x"
+}
+
+// commit says which commit the benches ran, if known.
+func commit(f *result.File) string {
+	if f.Commit == "" {
+		return ""
+	}
+	return ", commit " + f.Commit
 }
 
 func target(m *result.Metric) (string, string) {
@@ -127,7 +138,7 @@ func (r *report) markdown() string {
 	w("# jobrun benchmarks\n\n")
 	w("Made by `make bench` (bench/run.sh) on %s", r.dates())
 	if len(r.files) > 0 {
-		w(", commit %s, on: %s.\n", r.files[0].Commit, machine(r.files[0]))
+		w("%s, on: %s.\n", commit(r.files[0]), machine(r.files[0]))
 	}
 	w("\nEach bench runs jobrun and its peers on the same machine in the same run, alternating, " +
 		"so the ratios (jobrun's median / the peer's; below 1 jobrun is faster, for times) matter more than " +
@@ -187,7 +198,7 @@ func (r *report) html() string {
 		"td.n{text-align:right}.no{color:#b00;font-weight:bold}.yes{color:#080}img{max-width:100%%}</style>\n")
 	w("</head><body>\n<h1>jobrun benchmarks</h1>\n<p>Made by <code>make bench</code> on %s", e(r.dates()))
 	if len(r.files) > 0 {
-		w(", commit %s, on: %s.", e(r.files[0].Commit), e(machine(r.files[0])))
+		w("%s, on: %s.", e(commit(r.files[0])), e(machine(r.files[0])))
 	}
 	w("</p>\n<p>Ratios are jobrun's median over the peer's, measured in the same run; below 1 jobrun is faster (for times).</p>\n")
 	if r.note != "" {
