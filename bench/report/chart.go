@@ -3,8 +3,8 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"image/color"
+	"os"
 	"path/filepath"
 
 	"gonum.org/v1/plot"
