@@ -118,3 +118,59 @@ func TestBenchesRunTiny(t *testing.T) {
 		}
 	}
 }
+
+// TestRunReportsEachFailedBench runs bench/run.sh over three benches: one
+// that fails, one that writes no figures and one that works. The working
+// one must still run and be in the report, each failure must be named, and
+// the run must fail saying how many did.
+func TestRunReportsEachFailedBench(t *testing.T) {
+	testenv.RequireEnv(t, "JOBRUN_TEST_POSTGRES", "PostgreSQL")
+	testenv.RequireEnv(t, "JOBRUN_TEST_MINIO", "MinIO")
+	root, out := t.TempDir(), t.TempDir()
+	scripts := map[string]string{
+		"bad":    "echo 'bad: broken on purpose' >&2\nexit 3\n",
+		"silent": "echo 'silent: ran, wrote nothing'\n",
+		"good": `r=$(mktemp)
+"$BENCHRESULT" new "$r" good "a bench that works"
+printf '3\n4\n5\n' | "$BENCHRESULT" add -peer peer "$r" "wall time" jobrun ms
+printf '6\n8\n10\n' | "$BENCHRESULT" add "$r" "wall time" peer ms
+"$BENCHRESULT" finish "$r" "$BENCH_OUT/good.json"
+rm -f "$r"
+`,
+	}
+	for name, body := range scripts {
+		if err := os.MkdirAll(filepath.Join(root, name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, name, "run.sh"), []byte("#!/usr/bin/env bash\nset -euo pipefail\n"+body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command("./run.sh")
+	cmd.Env = append(os.Environ(), "BENCH_DIR="+root, "BENCH_OUT="+out, "BENCH_NO_DEPS=1")
+	b, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("run.sh: %v, want exit status 1\n%s", err, b)
+	}
+	for _, want := range []string{"bad: FAILED (exit status 3)", "silent: FAILED: it wrote no", "2 of 3 benches failed: bad silent"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("run.sh's output lacks %q:\n%s", want, b)
+		}
+	}
+	f, err := result.Read(filepath.Join(out, "good.json"))
+	if err != nil {
+		t.Fatalf("the working bench's figures: %v\n%s", err, b)
+	}
+	if m := f.Find("wall time", "jobrun"); m == nil || m.Ratio != 0.5 {
+		t.Errorf("good's jobrun/peer ratio: %+v, want 0.5 (medians 4 and 8)", m)
+	}
+	md, err := os.ReadFile(filepath.Join(out, "REPORT.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"**Failed in this run:** bad, silent", "\n## good\n", "good-wall-time.svg"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("REPORT.md lacks %q:\n%s", want, md)
+		}
+	}
+}

@@ -15,7 +15,8 @@
 # usage: bench/run.sh [NAME...]   (default: all)
 # env: BENCH_OUT (default bench/out); TINY=1 a few rounds each (the test's
 #      mode); BENCH_NO_DEPS=1 skips scripts/deps.sh; BENCH_NOTE a line for
-#      the report (e.g. on the machine's load).
+#      the report (e.g. on the machine's load); BENCH_DIR, default bench:
+#      where the benches' directories are.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -30,13 +31,20 @@ BENCH_OUT=$(cd "$BENCH_OUT" && pwd -P)
 JOBRUN_COMMIT=$(git describe --always --dirty 2>/dev/null || echo unknown)
 export JOBRUN_COMMIT
 
+dir=${BENCH_DIR:-bench}
 names=("$@")
 if ((${#names[@]} == 0)); then
-	for d in bench/*/run.sh; do names+=("$(basename "$(dirname "$d")")"); done
+	for d in "$dir"/*/run.sh; do
+		[ -e "$d" ] && names+=("$(basename "$(dirname "$d")")")
+	done
+fi
+if ((${#names[@]} == 0)); then
+	echo "bench/run.sh: no $dir/*/run.sh" >&2
+	exit 2
 fi
 for n in "${names[@]}"; do
-	[ -x "bench/$n/run.sh" ] || {
-		echo "bench/run.sh: no bench $n (want a directory bench/$n with an executable run.sh)" >&2
+	[ -x "$dir/$n/run.sh" ] || {
+		echo "bench/run.sh: no bench $n (want a directory $dir/$n with an executable run.sh)" >&2
 		exit 2
 	}
 done
@@ -62,15 +70,15 @@ fi
 
 failed=()
 for n in "${names[@]}"; do
-	echo "== bench/$n"
+	echo "== $dir/$n"
 	rm -f "$BENCH_OUT/$n.json"
-	"bench/$n/run.sh"
+	"$dir/$n/run.sh"
 	rc=$?
 	if [ "$rc" != 0 ]; then
-		echo "bench/$n: FAILED (exit status $rc)" >&2
+		echo "$dir/$n: FAILED (exit status $rc)" >&2
 		failed+=("$n")
 	elif [ ! -s "$BENCH_OUT/$n.json" ]; then
-		echo "bench/$n: FAILED: it wrote no $BENCH_OUT/$n.json" >&2
+		echo "$dir/$n: FAILED: it wrote no $BENCH_OUT/$n.json" >&2
 		failed+=("$n")
 	fi
 	echo
