@@ -28,7 +28,7 @@ fi
 export BENCH_OUT=${BENCH_OUT:-$root/bench/out}
 mkdir -p "$BENCH_OUT"
 BENCH_OUT=$(cd "$BENCH_OUT" && pwd -P)
-JOBRUN_COMMIT=$(git describe --always --dirty 2>/dev/null || echo unknown)
+JOBRUN_COMMIT=${JOBRUN_COMMIT:-$(git describe --always --dirty 2>/dev/null || echo unknown)}
 export JOBRUN_COMMIT
 
 dir=${BENCH_DIR:-bench}
