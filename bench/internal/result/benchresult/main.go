@@ -44,7 +44,7 @@ func (p params) Set(s string) error {
 
 func run(args []string, stdin io.Reader) error {
 	if len(args) == 0 {
-		return errors.New("usage: benchresult new|add|finish ...")
+		return errors.New("usage: benchresult new, add or finish")
 	}
 	fs := flag.NewFlagSet("benchresult "+args[0], flag.ContinueOnError)
 	switch args[0] {
