@@ -27,8 +27,8 @@ if [ -n "${TINY:-}" ]; then
 	: "${N:=1}" "${SNAPSHOTS:=5}"
 fi
 # A private copy: a rebuild of the test images replaces the shared set.
-cp -a "$JOBRUN_TEST_IMAGES/$img" "$bin/layout"
+cp -a "$JOBRUN_TEST_IMAGES/$img" "$bin/$img"
 out=${BENCH_OUT:-bench/out}
 mkdir -p "$out"
-"$bin/image-bench" -layout "$bin/layout" -tag "$tag" -json "$out/image.json" \
+"$bin/image-bench" -layout "$bin/$img" -tag "$tag" -json "$out/image.json" \
 	-n "${N:-3}" -snapshots "${SNAPSHOTS:-200}" -work "${WORK:-/var/tmp}"

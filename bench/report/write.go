@@ -40,7 +40,10 @@ func ratio(m *result.Metric) string {
 	if m.Peer == "" {
 		return ""
 	}
-	if m.Ratio < 0.1 {
+	switch {
+	case m.Ratio < 0.01:
+		return strconv.FormatFloat(m.Ratio, 'g', 2, 64) + "x"
+	case m.Ratio < 0.1:
 		return strconv.FormatFloat(m.Ratio, 'f', 3, 64) + "x"
 	}
 	return strconv.FormatFloat(m.Ratio, 'f', 2, 64) + "x"
