@@ -6,7 +6,7 @@ BIN     ?= bin/jobrun
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 export CGO_ENABLED := 1
 
-.PHONY: build test demo fuzz bench lint deps clean
+.PHONY: build test demo fuzz bench bench-report bench-docs lint deps clean
 
 ## build: jobrun, and next to it the launcher (the static init of its job
 ## containers) and the starter (which starts them). First the Debian
@@ -30,9 +30,22 @@ demo: build
 fuzz:
 	$(GO) test -tags '$(TAGS)' -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 60s ./jobs
 
-## bench: compare jobrun with its peers on this machine (bench/run.sh runs every bench/*/run.sh).
+## bench: compare jobrun with its peers on this machine (bench/run.sh runs every
+## bench/*/run.sh), then write the report: bench/out/REPORT.md, report.html, SVGs.
 bench: build
 	bench/run.sh
+
+## bench-report: write the report again from the figures in bench/out.
+bench-report:
+	$(GO) run ./bench/report -in bench/out
+
+## bench-docs: run every bench and publish the report as docs/bench (committed;
+## README shows its headline chart). BENCH_NOTE='...' adds a line on the run.
+## The copy is made even when a bench failed; the status is still bench/run.sh's.
+bench-docs: build
+	bench/run.sh; rc=$$?; \
+	rm -rf docs/bench && mkdir -p docs/bench && cp bench/out/*.json docs/bench/ && \
+	$(GO) run ./bench/report -in docs/bench -note "$(BENCH_NOTE)" && exit $$rc
 
 lint:
 	$(GO) vet -tags '$(TAGS)' ./...

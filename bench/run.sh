@@ -1,17 +1,103 @@
 #!/usr/bin/env bash
 # Runs every benchmark under bench/*/run.sh, each comparing jobrun with its
-# real peers on this machine, side by side, and printing ratios.
+# real peers on this machine, side by side, then writes the report
+# (bench/report): BENCH_OUT/REPORT.md, report.html and SVG charts.
+#
+# A bench is a directory with a run.sh that writes its figures to
+# $BENCH_OUT/<dir>.json (package bench/internal/result; shell benches use
+# its command, benchresult, built here as $BENCHRESULT). A bench that fails
+# or writes no JSON is reported and the others still run; the exit status
+# is then 1 with "N of M benches failed".
+#
+# The services (MinIO, registry, PostgreSQL) are started once for all
+# benches unless JOBRUN_TEST_POSTGRES and JOBRUN_TEST_MINIO are set, and
+# stopped at the end.
 # usage: bench/run.sh [NAME...]   (default: all)
-set -euo pipefail
+# env: BENCH_OUT (default bench/out); TINY=1 a few rounds each (the test's
+#      mode); BENCH_NO_DEPS=1 skips scripts/deps.sh; BENCH_NOTE a line for
+#      the report (e.g. on the machine's load); BENCH_DIR, default bench:
+#      where the benches' directories are.
+set -uo pipefail
 cd "$(dirname "$0")/.."
-export PATH=$(go env GOPATH)/bin:$PWD/bin:$PATH
-scripts/deps.sh
+root=$PWD
+export PATH=$(go env GOPATH)/bin:$root/bin:$PATH
+export CGO_ENABLED=1
+if [ -z "${BENCH_NO_DEPS:-}" ]; then
+	scripts/deps.sh || exit 1
+fi
+export BENCH_OUT=${BENCH_OUT:-$root/bench/out}
+mkdir -p "$BENCH_OUT"
+BENCH_OUT=$(cd "$BENCH_OUT" && pwd -P)
+JOBRUN_COMMIT=${JOBRUN_COMMIT:-$(git describe --always --dirty 2>/dev/null || echo unknown)}
+export JOBRUN_COMMIT
+
+dir=${BENCH_DIR:-bench}
 names=("$@")
 if ((${#names[@]} == 0)); then
-	for d in bench/*/run.sh; do names+=("$(basename "$(dirname "$d")")"); done
+	for d in "$dir"/*/run.sh; do
+		[ -e "$d" ] && names+=("$(basename "$(dirname "$d")")")
+	done
+fi
+if ((${#names[@]} == 0)); then
+	echo "bench/run.sh: no $dir/*/run.sh" >&2
+	exit 2
 fi
 for n in "${names[@]}"; do
-	echo "== bench/$n"
-	"bench/$n/run.sh"
+	[ -x "$dir/$n/run.sh" ] || {
+		echo "bench/run.sh: no bench $n (want a directory $dir/$n with an executable run.sh)" >&2
+		exit 2
+	}
+done
+
+tools=$(mktemp -d /tmp/jobrun-bench-tools.XXXXXX)
+svc=
+cleanup() {
+	if [ -n "$svc" ]; then scripts/services.sh stop "$svc" || true; fi
+	rm -rf "$tools" ${svc:+"$svc"}
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+go build -o "$tools/benchresult" ./bench/internal/result/benchresult || exit 1
+go build -o "$tools/report" ./bench/report || exit 1
+export BENCHRESULT=$tools/benchresult
+
+if [ -z "${JOBRUN_TEST_POSTGRES:-}" ] || [ -z "${JOBRUN_TEST_MINIO:-}" ]; then
+	svc=$(mktemp -d /tmp/jobrun-bench-services.XXXXXX)
+	scripts/services.sh start "$svc" >/dev/null || exit 1
+	# shellcheck disable=SC1091
+	. "$svc/env"
+fi
+
+failed=()
+for n in "${names[@]}"; do
+	echo "== $dir/$n"
+	rm -f "$BENCH_OUT/$n.json"
+	"$dir/$n/run.sh"
+	rc=$?
+	if [ "$rc" != 0 ]; then
+		echo "$dir/$n: FAILED (exit status $rc)" >&2
+		failed+=("$n")
+	elif [ ! -s "$BENCH_OUT/$n.json" ]; then
+		echo "$dir/$n: FAILED: it wrote no $BENCH_OUT/$n.json" >&2
+		failed+=("$n")
+	fi
 	echo
 done
+
+fl=$(
+	IFS=,
+	echo "${failed[*]}"
+)
+report=ok
+if "$tools/report" -in "$BENCH_OUT" -out "$BENCH_OUT" -failed "$fl" -note "${BENCH_NOTE:-}"; then
+	echo "report: $BENCH_OUT/REPORT.md, $BENCH_OUT/report.html"
+else
+	echo "bench/run.sh: the report failed" >&2
+	report=
+fi
+if ((${#failed[@]} > 0)); then
+	echo "${#failed[@]} of ${#names[@]} benches failed: ${failed[*]}" >&2
+	exit 1
+fi
+[ -n "$report" ] || exit 1
+echo "all ${#names[@]} benches ran"

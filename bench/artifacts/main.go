@@ -24,7 +24,9 @@ func main() {
 	flag.Uint64Var(&opts.PartSize, "part-size", 0, "multipart part size in bytes (0: default)")
 	flag.UintVar(&opts.PartThreads, "part-threads", 0, "parts of one file in flight (0: default)")
 	var makeSmall string
-	flag.StringVar(&makeSmall, "make-small", "", "only create 10,000 small files (1-8 KiB) in this directory")
+	var smallN int
+	flag.StringVar(&makeSmall, "make-small", "", "only create small files (1-8 KiB) in this directory")
+	flag.IntVar(&smallN, "small-files", 10000, "how many files -make-small creates")
 	flag.StringVar(&cfg.Endpoint, "endpoint", "", "S3 endpoint URL")
 	flag.StringVar(&cfg.Bucket, "bucket", "bench", "bucket")
 	flag.StringVar(&dir, "dir", "", "workspace to collect from")
@@ -33,7 +35,7 @@ func main() {
 	flag.IntVar(&workers, "workers", 0, "parallel file uploads (0: default)")
 	flag.Parse()
 	if makeSmall != "" {
-		if err := smallFiles(makeSmall, 10000); err != nil {
+		if err := smallFiles(makeSmall, smallN); err != nil {
 			fmt.Fprintln(os.Stderr, "artifacts-bench:", err)
 			os.Exit(1)
 		}

@@ -8,11 +8,16 @@
 # reported with MiB/s and the ratio jobrun/mc (below 1: jobrun is faster).
 # It starts its own MinIO (the pinned binary from scripts/deps.sh) unless
 # JOBRUN_TEST_MINIO is set.
-# usage: bench/artifacts/run.sh   (env REPS, default 3)
+# Writes $BENCH_OUT/artifacts.json (default bench/out).
+# usage: bench/artifacts/run.sh   (env REPS, default 3; BIG_MB, default 1024;
+#                                  SMALL_FILES, default 10000; TINY=1: 1, 8, 200)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH=$(go env GOPATH)/bin:$PATH
-REPS=${REPS:-3}
+if [ -n "${TINY:-}" ]; then
+	: "${REPS:=1}" "${BIG_MB:=8}" "${SMALL_FILES:=200}"
+fi
+REPS=${REPS:-3} BIG_MB=${BIG_MB:-1024} SMALL_FILES=${SMALL_FILES:-10000}
 work=$(mktemp -d /tmp/jobrun-bench-artifacts.XXXXXX)
 minio_pid=
 cleanup() {
@@ -20,6 +25,11 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
+. bench/lib.sh
+bench_result_tool "$work"
+res=$work/result.json
+"$BENCHRESULT" new -param reps="$REPS" -param "big file MiB=$BIG_MB" -param "small files=$SMALL_FILES" "$res" artifacts \
+	"Artifact upload to a local MinIO: jobrun's S3 store (Collect + parallel Upload + sha256 manifest) against MinIO's client \`mc cp\`, same server and data"
 
 if [ -z "${JOBRUN_TEST_MINIO:-}" ]; then
 	# Only MinIO is needed, so start it alone, as scripts/services.sh does.
@@ -44,10 +54,10 @@ CGO_ENABLED=1 go build -tags seccomp -o "$work/artifacts-bench" ./bench/artifact
 echo "minio: $(sed -n 's/^MINIO_VERSION=//p' scripts/deps.sh) (github.com/minio/minio)"
 echo "mc:    $(sed -n 's/^MC_VERSION=//p' scripts/deps.sh) (github.com/minio/mc)"
 echo "load:  $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
-echo "data:  making 1 GiB of random data and 10,000 small files"
+echo "data:  making $BIG_MB MiB of random data and $SMALL_FILES small files"
 mkdir -p "$work/big" "$work/small"
-head -c 1G /dev/urandom >"$work/big/blob.bin"
-"$work/artifacts-bench" -make-small "$work/small"
+head -c "${BIG_MB}M" /dev/urandom >"$work/big/blob.bin"
+"$work/artifacts-bench" -make-small "$work/small" -small-files "$SMALL_FILES"
 sync
 
 now() { date +%s.%N; }
@@ -75,9 +85,12 @@ bench() {
 		"$name" "$jm" "$(echo "$bytes / 1048576 / $jm" | bc -l)" "$mm" "$(echo "$bytes / 1048576 / $mm" | bc -l)" \
 		"$(echo "$jm / $mm" | bc -l)"
 	echo "  runs: jobrun ${j[*]}; mc ${m[*]}"
+	printf '%s\n' "${j[@]}" | "$BENCHRESULT" add -chart bars -peer "mc cp" "$res" "upload $name" jobrun s
+	printf '%s\n' "${m[@]}" | "$BENCHRESULT" add "$res" "upload $name" "mc cp" s
 }
 
 echo "== median of $REPS runs each"
-bench "1 GiB file" "$work/big"
-bench "10,000 small files" "$work/small"
+bench "one $BIG_MB MiB file" "$work/big"
+bench "$SMALL_FILES small files" "$work/small"
 mc rb --force "bench/$bucket" >/dev/null
+"$BENCHRESULT" finish "$res" "$BENCH_OUT/artifacts.json"

@@ -17,10 +17,15 @@
 # caches are cold; then the job runs twice, cold then warm, both timed.
 # Steps: go build ./... and go vet ./...
 # Prints each run, the medians and the ratio warm/cold (target: at most 0.3).
-# Needs root. usage: bench/cache/run.sh   (env REPS, default 3)
+# Writes $BENCH_OUT/cache.json (default bench/out).
+# Needs root. usage: bench/cache/run.sh   (env REPS, default 3; TINY=1: one
+# repetition of `go build` of a module that needs only agext/levenshtein)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export LC_ALL=C
+if [ -n "${TINY:-}" ]; then
+	: "${REPS:=1}"
+fi
 REPS=${REPS:-3}
 if [ "$(id -u)" != 0 ]; then
 	echo "bench/cache: needs root (containers)" >&2
@@ -31,6 +36,11 @@ images=$(scripts/testimages.sh)
 eval "$images"
 work=$(mktemp -d /tmp/jobrun-bench-cache.XXXXXX)
 trap 'rm -rf "$work"' EXIT
+. bench/lib.sh
+bench_result_tool "$work"
+res=$work/result.json
+"$BENCHRESULT" new -param reps="$REPS" -param tiny="${TINY:-}" "$res" cache \
+	"Cold vs warm caches: go build + go vet of a module with its dependencies in a jobrun job (gomod + gobuild caches, no network), each repetition on a fresh state dir"
 
 # A private copy of the layout (hard links: blobs are never rewritten),
 # since a rebuild of the test images removes the old set mid-run.
@@ -122,6 +132,26 @@ func main() {
 }
 EOT
 
+if [ -n "${TINY:-}" ]; then
+	# Tiny mode: one small dependency and no vet, so the test stays short.
+	cat >"$proj/go.mod" <<'EOT'
+module example.com/benchmod
+
+go 1.26
+
+require github.com/agext/levenshtein v1.2.1
+EOT
+	cat >"$proj/main.go" <<'EOT'
+// Command benchmod prints an edit distance: a dependency that needs no
+// package of the standard library, so the cold build stays short.
+package main
+
+import "github.com/agext/levenshtein"
+
+func main() { println(levenshtein.Distance("kitten", "sitting", nil)) }
+EOT
+fi
+
 # The file proxy: every module the build needs, fetched from this machine's
 # module cache (the real proxy only for what is missing there) into a
 # throwaway GOMODCACHE whose cache/download is a GOPROXY layout. `go list
@@ -161,6 +191,7 @@ job "build" {
   step "vet"   { run = "go vet ./..." }
 }
 EOT
+if [ -n "${TINY:-}" ]; then sed -i '/step "vet"/d' "$proj/.ci.hcl"; fi
 mkdir -p "$work/warm"
 cat >"$work/warm/.ci.hcl" <<EOT
 job "image" {
@@ -216,3 +247,6 @@ echo "last cold run's summary:"
 sed -n '/^JOB /,/^$/p' "$work/cold.out"
 echo "last warm run's summary:"
 sed -n '/^JOB /,/^$/p' "$work/warm.out"
+"$BENCHRESULT" add -chart bars -scale 0.001 "$res" "go build + vet" "jobrun, cold caches" s <"$work/cold.ms"
+"$BENCHRESULT" add -chart bars -scale 0.001 -peer "jobrun, cold caches" -target 'ratio<=0.3' "$res" "go build + vet" "jobrun, warm caches" s <"$work/warm.ms"
+"$BENCHRESULT" finish "$res" "$BENCH_OUT/cache.json"

@@ -20,6 +20,7 @@ import (
 
 	"github.com/jobrun/jobrun/api"
 	"github.com/jobrun/jobrun/artifacts"
+	"github.com/jobrun/jobrun/bench/internal/result"
 	"github.com/jobrun/jobrun/scheduler"
 )
 
@@ -29,29 +30,54 @@ const (
 )
 
 func main() {
-	database := flag.String("database", "sqlite", "sqlite or a postgres:// URL")
+	pg := flag.String("postgres", "", "a postgres:// URL: run on PostgreSQL too, after SQLite")
 	agents := flag.Int("agents", 50, "simulated agents, one slot each")
 	idle := flag.Int("idle", 200, "single-job runs posted one at a time on the idle pool")
 	runs := flag.Int("runs", 20, "runs posted at once for the throughput test")
 	jobs := flag.Int("jobs", 50, "jobs per run for the throughput test")
+	out := flag.String("json", "", "write the figures to this file (package bench/internal/result)")
 	flag.Parse()
-	if err := bench(*database, *agents, *idle, *runs, *jobs); err != nil {
-		fmt.Fprintln(os.Stderr, "dispatch-bench:", err)
-		os.Exit(1)
+	res := result.New("dispatch", "Scheduler dispatch with simulated agents (real HTTP clients on loopback, one slot each): latency from a run posted to its lease on an idle pool, and jobs leased per second on a busy one; SQLite against PostgreSQL")
+	res.Param("agents", *agents)
+	res.Param("idle", *idle)
+	res.Param("busy jobs", *runs**jobs)
+	dbs := []struct{ name, url string }{{"jobrun sqlite", "sqlite"}}
+	if *pg != "" {
+		dbs = append(dbs, struct{ name, url string }{"jobrun postgres", *pg})
+	}
+	for _, db := range dbs {
+		fmt.Println("--", db.name)
+		lat, rate, err := bench(db.url, *agents, *idle, *runs, *jobs)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "dispatch-bench: %s: %v\n", db.name, err)
+			os.Exit(1)
+		}
+		res.Durations("dispatch latency, idle pool", db.name, lat)
+		res.Add(result.Metric{Metric: "throughput, busy pool", Tool: db.name, Unit: "jobs/s", Samples: []float64{rate}})
+	}
+	res.Compare("dispatch latency, idle pool", "jobrun sqlite")
+	res.Compare("throughput, busy pool", "jobrun sqlite")
+	if *out != "" {
+		if err := res.Write(*out); err != nil {
+			fmt.Fprintln(os.Stderr, "dispatch-bench:", err)
+			os.Exit(1)
+		}
 	}
 }
 
-func bench(database string, agents, idle, runs, perRun int) error {
+// bench runs the idle and busy pool on database and returns the idle
+// pool's latencies and the busy pool's jobs per second.
+func bench(database string, agents, idle, runs, perRun int) ([]time.Duration, float64, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	dir, err := os.MkdirTemp("", "jobrun-bench-dispatch-")
 	if err != nil {
-		return err
+		return nil, 0, err
 	}
 	defer os.RemoveAll(dir)
 	base, err := startServer(ctx, database, dir)
 	if err != nil {
-		return err
+		return nil, 0, err
 	}
 	leased := make(chan time.Time, 1024)
 	var wg sync.WaitGroup
@@ -59,7 +85,7 @@ func bench(database string, agents, idle, runs, perRun int) error {
 		c := &api.Client{Base: base, HTTP: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}}
 		reg, err := c.Register(ctx, regToken, api.RegisterRequest{Name: fmt.Sprintf("agent%02d", i), Slots: 1})
 		if err != nil {
-			return err
+			return nil, 0, err
 		}
 		c.Token = reg.Token
 		wg.Add(1)
@@ -76,13 +102,13 @@ func bench(database string, agents, idle, runs, perRun int) error {
 	for i := 0; i < idle; i++ {
 		t0 := time.Now()
 		if _, err := ad.CreateRun(ctx, api.NewRun{Repo: "bench", Branch: fmt.Sprintf("idle-%d", i), Source: source(1)}); err != nil {
-			return err
+			return nil, 0, err
 		}
 		select {
 		case t := <-leased:
 			lat = append(lat, t.Sub(t0))
 		case <-time.After(30 * time.Second):
-			return fmt.Errorf("job %d was not leased in 30s", i)
+			return nil, 0, fmt.Errorf("job %d was not leased in 30s", i)
 		}
 		time.Sleep(5 * time.Millisecond) // let the agent finish and poll again
 	}
@@ -108,13 +134,13 @@ func bench(database string, agents, idle, runs, perRun int) error {
 	posted.Wait()
 	close(errs)
 	if err := <-errs; err != nil {
-		return err
+		return nil, 0, err
 	}
 	for n := 0; n < total; n++ {
 		select {
 		case <-leased:
 		case <-time.After(60 * time.Second):
-			return fmt.Errorf("only %d of %d jobs leased", n, total)
+			return nil, 0, fmt.Errorf("only %d of %d jobs leased", n, total)
 		}
 	}
 	el := time.Since(t0)
@@ -122,7 +148,7 @@ func bench(database string, agents, idle, runs, perRun int) error {
 		agents, total, runs, float64(total)/el.Seconds(), el.Seconds())
 	cancel()
 	wg.Wait()
-	return nil
+	return lat, float64(total) / el.Seconds(), nil
 }
 
 // agent leases and at once finishes jobs until ctx ends, reporting when

@@ -7,8 +7,9 @@
 #   - busy pool: 40 runs of 50 jobs posted at once; jobs per second until
 #     the last is leased
 # PostgreSQL is the one scripts/services.sh starts, unless
-# JOBRUN_TEST_POSTGRES is set.
-# usage: bench/dispatch/run.sh
+# JOBRUN_TEST_POSTGRES is set (bench/run.sh starts them once for all).
+# Writes $BENCH_OUT/dispatch.json (default bench/out).
+# usage: bench/dispatch/run.sh   (env TINY=1: 5 agents, 10 idle runs, 2 busy runs of 5 jobs)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH=$(go env GOPATH)/bin:$PATH
@@ -31,7 +32,8 @@ trap 'psql "$JOBRUN_TEST_POSTGRES" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)
 pg=$(echo "$JOBRUN_TEST_POSTGRES" | sed -E "s#/[^/?]*(\?|$)#/$db\1#")
 CGO_ENABLED=1 go build -tags seccomp -o "$work/dispatch-bench" ./bench/dispatch
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores; postgres: $(psql "$JOBRUN_TEST_POSTGRES" -Atc 'SHOW server_version')"
-echo "-- sqlite"
-"$work/dispatch-bench" -database sqlite -runs 40 -jobs 50
-echo "-- postgres"
-"$work/dispatch-bench" -database "$pg" -runs 40 -jobs 50
+out=${BENCH_OUT:-bench/out}
+mkdir -p "$out"
+size=(-runs 40 -jobs 50)
+if [ -n "${TINY:-}" ]; then size=(-agents 5 -idle 10 -runs 2 -jobs 5); fi
+"$work/dispatch-bench" -postgres "$pg" "${size[@]}" -json "$out/dispatch.json"

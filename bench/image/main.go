@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/jobrun/jobrun/agent/image"
+	"github.com/jobrun/jobrun/bench/internal/result"
 )
 
 func main() {
@@ -31,14 +32,19 @@ func main() {
 	work := flag.String("work", "/var/tmp", "directory to work in (on the disk jobs use)")
 	rounds := flag.Int("n", 3, "unpack rounds")
 	snaps := flag.Int("snapshots", 200, "snapshot rounds")
+	out := flag.String("json", "", "write the figures to this file (package bench/internal/result)")
 	flag.Parse()
-	if err := run(*layout, *tag, *work, *rounds, *snaps); err != nil {
+	if err := run(*layout, *tag, *work, *rounds, *snaps, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "image-bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(layout, tag, work string, rounds, snaps int) error {
+func run(layout, tag, work string, rounds, snaps int, out string) error {
+	res := result.New("image", "Image unpack: jobrun's first import+unpack against `umoci raw unpack` and `tar -xzf` of the same layers; a snapshot's create+mount+unmount+remove against a full unpack")
+	res.Param("image", filepath.Base(layout)+":"+tag)
+	res.Param("n", rounds)
+	res.Param("snapshots", snaps)
 	dir, err := os.MkdirTemp(work, "jobrun-bench-image-")
 	if err != nil {
 		return err
@@ -57,6 +63,7 @@ func run(layout, tag, work string, rounds, snaps int) error {
 		size += fi.Size()
 	}
 	fmt.Printf("image %s:%s, %d layers, %.0f MB compressed\n", layout, tag, len(blobs), float64(size)/1e6)
+	res.Param("compressed MB", fmt.Sprintf("%.0f", float64(size)/1e6))
 
 	cases := []struct {
 		name string
@@ -132,7 +139,24 @@ func run(layout, tag, work string, rounds, snaps int) error {
 	fmt.Printf("tar -xzf / snapshot:           %.0fx faster\n", ratio(tarMed, sm))
 	fmt.Printf("\nRATIO jobrun-unpack/tar=%.2f jobrun-unpack/tar+sync=%.2f jobrun-unpack/umoci=%.2f unpack/snapshot=%.0f snapshot_ms=%.2f\n",
 		ratio(um, tarMed), ratio(um, tarSync), ratio(um, median(times[1])), ratio(um, sm), float64(sm.Microseconds())/1000)
-	return nil
+	if out == "" {
+		return nil
+	}
+	for i, c := range cases {
+		sec := make([]float64, len(times[i]))
+		for j, d := range times[i] {
+			sec[j] = d.Seconds()
+		}
+		res.Add(result.Metric{Metric: "unpack", Tool: c.name, Unit: "s", Samples: sec, Chart: "bars"})
+	}
+	res.Compare("unpack", "tar -xzf")
+	// A snapshot against a full unpack: the one in ms, the other too.
+	// Target: a snapshot at least 100x faster than a full unpack.
+	res.Durations("snapshot vs full unpack", "jobrun snapshot", snap).Target = &result.Target{Of: "ratio", Op: "<=", Value: 0.01}
+	res.Durations("snapshot vs full unpack", "jobrun unpack", times[0])
+	res.Compare("snapshot vs full unpack", "jobrun unpack")
+	res.Find("snapshot vs full unpack", "jobrun snapshot").Chart = "bars"
+	return res.Write(out)
 }
 
 func jobrunUnpack(layout, tag, out string) error {

@@ -13,10 +13,14 @@
 # network by default), runc (crun refuses cgroup v1 hybrid mode here) and
 # nofile/nproc ulimits of 1024 (podman's defaults need CAP_SYS_RESOURCE,
 # which this machine lacks). Each command's output is checked on every run.
-# Needs root. usage: bench/local/run.sh   (env N rounds, default 50)
+# Writes $BENCH_OUT/local.json (default bench/out).
+# Needs root. usage: bench/local/run.sh   (env N rounds, default 50; TINY=1: 2)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export LC_ALL=C
+if [ -n "${TINY:-}" ]; then
+	: "${N:=2}"
+fi
 N=${N:-50}
 if [ "$(id -u)" != 0 ]; then
 	echo "bench/local: needs root (containers)" >&2
@@ -42,6 +46,11 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
+. bench/lib.sh
+bench_result_tool "$work"
+res=$work/result.json
+"$BENCHRESULT" new -param rounds="$N" "$res" local \
+	"Wall time of \`jobrun local examples/hello/.ci.hcl\` (one echo step, image warm) against \`podman run --rm\` of the same command on the same image (runc, --network none)"
 
 # The binary lives away from the state dir, as an installed jobrun does.
 CGO_ENABLED=1 go build -tags seccomp -o "$work/bin/jobrun" ./cmd/jobrun
@@ -139,3 +148,6 @@ echo "jobrun local $file vs podman run --rm (runc, --network none), same busybox
 printf '%-36s median %7.1f ms  (quartiles %s)\n' "jobrun local" "$(echo "$jm / 1000" | bc -l)" "$(quartiles "$work/jobrun.us")"
 printf '%-36s median %7.1f ms  (quartiles %s)\n' "podman run --rm" "$(echo "$pm / 1000" | bc -l)" "$(quartiles "$work/podman.us")"
 printf 'ratio jobrun/podman: %.2fx (target <= 0.5x)\n' "$(echo "$jm / $pm" | bc -l)"
+"$BENCHRESULT" add -scale 0.001 -peer "podman run --rm" -target 'ratio<=0.5' "$res" "hello job wall time" "jobrun local" ms <"$work/jobrun.us"
+"$BENCHRESULT" add -scale 0.001 "$res" "hello job wall time" "podman run --rm" ms <"$work/podman.us"
+"$BENCHRESULT" finish "$res" "$BENCH_OUT/local.json"

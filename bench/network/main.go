@@ -27,12 +27,14 @@ import (
 
 	"github.com/jobrun/jobrun/agent/network"
 	"github.com/jobrun/jobrun/agent/sandbox"
+	"github.com/jobrun/jobrun/bench/internal/result"
 )
 
 func main() {
 	n := flag.Int("n", 50, "starts per variant")
+	out := flag.String("json", "", "write the figures to this file (package bench/internal/result)")
 	flag.Parse()
-	if err := run(*n); err != nil {
+	if err := run(*n, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "network-bench:", err)
 		os.Exit(1)
 	}
@@ -44,7 +46,9 @@ type variant struct {
 	start, life []time.Duration
 }
 
-func run(n int) error {
+func run(n int, out string) error {
+	res := result.New("network", "What bridge networking adds to a job container's start over network \"none\": on an idle host (bridge and table made and removed per job) and on a busy one")
+	res.Param("n", n)
 	work, err := os.MkdirTemp("", "jobrun-bench-network")
 	if err != nil {
 		return err
@@ -143,7 +147,16 @@ func run(n int) error {
 		fmt.Printf("%-18s %12s %12s %14s %7.2fx\n", v.name, ms(median(v.start)), ms(median(v.life)),
 			ms(median(v.start)-base), float64(median(v.start))/float64(base))
 	}
-	return nil
+	if out == "" {
+		return nil
+	}
+	for _, v := range []*variant{none, idle, busy} {
+		res.Durations("start", v.name, v.start)
+		res.Durations("life", v.name, v.life)
+	}
+	res.Compare("start", none.name)
+	res.Compare("life", none.name)
+	return res.Write(out)
 }
 
 func median(d []time.Duration) time.Duration {

@@ -2,7 +2,8 @@
 # What bridge networking adds to a job container's start over network
 # "none": median of N starts each (default 50), alternating; bridge on an
 # idle host (bridge and table made and removed per job) and on a busy one.
-# Needs root. usage: bench/network/run.sh   (env N, default 50)
+# Writes $BENCH_OUT/network.json (default bench/out).
+# Needs root. usage: bench/network/run.sh   (env N, default 50; TINY=1: 3)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 if [ "$(id -u)" != 0 ]; then
@@ -16,4 +17,9 @@ CGO_ENABLED=1 go build -tags seccomp -o "$bin/network-bench" ./bench/network
 # The containers' init and starter, found next to the binary as next to
 # jobrun.
 scripts/helpers.sh "$bin"
-"$bin/network-bench" -n "${N:-50}"
+if [ -n "${TINY:-}" ]; then
+	: "${N:=3}"
+fi
+out=${BENCH_OUT:-bench/out}
+mkdir -p "$out"
+"$bin/network-bench" -n "${N:-50}" -json "$out/network.json"

@@ -36,6 +36,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/jobrun/jobrun/agent/sandbox"
+	"github.com/jobrun/jobrun/bench/internal/result"
 	"github.com/jobrun/jobrun/internal/mount"
 	"github.com/moby/profiles/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -45,8 +46,9 @@ import (
 func main() {
 	n := flag.Int("n", 200, "runs per tool")
 	podmanN := flag.Int("podman-n", 30, "runs of podman (slow)")
+	out := flag.String("json", "", "write the figures to this file (package bench/internal/result)")
 	flag.Parse()
-	if err := run(*n, *podmanN); err != nil {
+	if err := run(*n, *podmanN, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "sandbox-bench:", err)
 		os.Exit(1)
 	}
@@ -59,7 +61,10 @@ type tool struct {
 	d    []time.Duration
 }
 
-func run(n, podmanN int) error {
+func run(n, podmanN int, out string) error {
+	res := result.New("sandbox", "A container's start + run `true` + teardown on one busybox rootfs: jobrun's sandbox against `runc run` and `podman run --rm`; a 5-step job against five `runc run`s")
+	res.Param("n", n)
+	res.Param("podman-n", podmanN)
 	work, err := os.MkdirTemp("", "jobrun-bench-sandbox")
 	if err != nil {
 		return err
@@ -205,7 +210,21 @@ func run(n, podmanN int) error {
 	table(multi, multi[1])
 	fmt.Printf("jobrun phases (median): start %s, exec `true` %s, destroy %s\n",
 		ms(median(phases[0])), ms(median(phases[1])), ms(median(phases[2])))
-	return nil
+	if out == "" {
+		return nil
+	}
+	for _, t := range single {
+		res.Durations("container life", t.name, t.d)
+	}
+	res.Compare("container life", "runc run")
+	for _, t := range multi {
+		res.Durations(fmt.Sprintf("job of %d steps", steps), t.name, t.d)
+	}
+	res.Compare(fmt.Sprintf("job of %d steps", steps), multi[1].name)
+	for i, name := range []string{"start", "exec `true`", "destroy"} {
+		res.Durations("jobrun phases", name, phases[i]).Chart = "bars"
+	}
+	return res.Write(out)
 }
 
 // table prints each tool's timings and its ratio to ref's median.

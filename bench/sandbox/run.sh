@@ -3,7 +3,9 @@
 # sandbox (in process, seccomp on; also with a fresh overlay snapshot per
 # run) against `runc run` (Debian's runc CLI) and `podman --runtime runc
 # run --rm`, alternating round by round; prints medians and ratios to runc.
-# Needs root. usage: bench/sandbox/run.sh   (env N, default 200; PODMAN_N, default 30)
+# Writes $BENCH_OUT/sandbox.json (default bench/out).
+# Needs root. usage: bench/sandbox/run.sh   (env N, default 200; PODMAN_N,
+# default 30; TINY=1: 4 and 2)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 if [ "$(id -u)" != 0 ]; then
@@ -17,4 +19,9 @@ CGO_ENABLED=1 go build -tags seccomp -o "$bin/sandbox-bench" ./bench/sandbox
 # The containers' init and starter, found next to the binary as next to
 # jobrun.
 scripts/helpers.sh "$bin"
-"$bin/sandbox-bench" -n "${N:-200}" -podman-n "${PODMAN_N:-30}"
+if [ -n "${TINY:-}" ]; then
+	: "${N:=4}" "${PODMAN_N:=2}"
+fi
+out=${BENCH_OUT:-bench/out}
+mkdir -p "$out"
+"$bin/sandbox-bench" -n "${N:-200}" -podman-n "${PODMAN_N:-30}" -json "$out/sandbox.json"

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/jobrun/jobrun/api"
+	"github.com/jobrun/jobrun/bench/internal/result"
 	"github.com/jobrun/jobrun/scheduler/webhook"
 )
 
@@ -38,8 +39,9 @@ func main() {
 	image := flag.String("image", "", "the job's image reference (warm after the first run)")
 	pushes := flag.Int("pushes", 100, "pushes, each to a branch of its own")
 	baseline := flag.Int("baseline", 30, "runs posted to the runs API without a repository")
+	out := flag.String("json", "", "write the figures to this file (package bench/internal/result)")
 	flag.Parse()
-	if err := bench(*bin, *image, *pushes, *baseline); err != nil {
+	if err := bench(*bin, *image, *pushes, *baseline, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "trigger-bench:", err)
 		os.Exit(1)
 	}
@@ -106,7 +108,10 @@ func git(dir string, args ...string) (string, error) {
 	return strings.TrimSpace(string(out)), nil
 }
 
-func bench(bin, image string, pushes, baseline int) error {
+func bench(bin, image string, pushes, baseline int, out string) error {
+	res := result.New("trigger", "Webhook received -> first step running on an idle agent with a warm image (real jobrun server and agent, a git push per branch), against the same job posted to the runs API without a checkout")
+	res.Param("pushes", pushes)
+	res.Param("baseline", baseline)
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "jobrun-bench-trigger-")
 	if err != nil {
@@ -187,7 +192,18 @@ func bench(bin, image string, pushes, baseline int) error {
 	fmt.Printf("baseline, %d runs posted to the runs API, no checkout:\n", baseline)
 	fmt.Printf("  first step running p50 %6.1f ms  p99 %6.1f ms\n", p(apiStep, 50), p(apiStep, 99))
 	fmt.Printf("ratio webhook/API (p50): %.2f\n", p(step, 50)/p(apiStep, 50))
-	return nil
+	if out == "" {
+		return nil
+	}
+	const first = "to first step running"
+	m := res.Durations(first, "jobrun webhook", step)
+	m.Chart = "quantiles"
+	m.Target = &result.Target{Of: "p50", Op: "<", Value: 300}
+	res.Durations(first, "jobrun runs API", apiStep)
+	res.Compare(first, "jobrun runs API")
+	res.Durations("webhook answered", "jobrun webhook", hook).Chart = "quantiles"
+	res.Durations("job leased", "jobrun webhook", lease).Chart = "quantiles"
+	return res.Write(out)
 }
 
 type timing struct{ leased, step time.Duration }
