@@ -3,6 +3,9 @@
 // chunks of JSON lines), finishes the job, then has every client read the
 // job page, the text download and the live-log stream from the start at
 // once, sampling the server's resident set (VmRSS, from /proc) all along.
+// With -json it writes the figures (package bench/internal/result): the
+// peak RSS of each read mode, one sample per round, with the target of
+// staying under 100 MiB and the log's size as the peer to weigh it by.
 package main
 
 import (
@@ -13,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +27,7 @@ import (
 	"time"
 
 	"github.com/jobrun/jobrun/api"
+	"github.com/jobrun/jobrun/bench/internal/result"
 	"github.com/jobrun/jobrun/internal/units"
 )
 
@@ -35,10 +40,22 @@ func main() {
 	bin := flag.String("jobrun", "jobrun", "the jobrun binary to run the server of")
 	size := flag.String("log", "64MiB", "size of the stored log (JSON lines)")
 	clients := flag.Int("clients", 8, "clients reading at once")
+	rounds := flag.Int("rounds", 3, "rounds of every read mode, alternating")
+	out := flag.String("json", "", "write the figures to this file (package bench/internal/result)")
 	flag.Parse()
 	n, err := units.ParseSize(*size)
+	if err == nil && (*clients < 1 || *rounds < 1) {
+		err = fmt.Errorf("-clients %d, -rounds %d: want at least 1 each", *clients, *rounds)
+	}
 	if err == nil {
-		err = bench(*bin, n, *clients)
+		res := result.New("logread", fmt.Sprintf("A real `jobrun server`'s peak memory (VmRSS, sampled every 10 ms) while %d clients read one %s log at once, by read mode; the log's size is the peer, the target under 100 MiB", *clients, units.FormatSize(n)))
+		res.Param("log", units.FormatSize(n))
+		res.Param("clients", *clients)
+		res.Param("rounds", *rounds)
+		err = bench(res, *bin, n, *clients, *rounds)
+		if err == nil && *out != "" {
+			err = res.Write(*out)
+		}
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "logread-bench:", err)
@@ -46,7 +63,15 @@ func main() {
 	}
 }
 
-func bench(bin string, size int64, clients int) error {
+// metric is the figure every read mode's peak is a tool of.
+const metric = "peak server RSS"
+
+// mib is bytes in MiB, the figures' unit.
+func mib(n int64) float64 { return float64(n) / (1 << 20) }
+
+// bench stores the log, then measures each read mode rounds times,
+// alternating, and adds the peaks to res.
+func bench(res *result.File, bin string, size int64, clients, rounds int) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	dir, err := os.MkdirTemp("", "jobrun-bench-logread-")
@@ -65,7 +90,10 @@ func bench(bin string, size int64, clients int) error {
 	if err != nil {
 		return err
 	}
-	idle, _ := rss(pid)
+	idle, err := rss(pid)
+	if err != nil {
+		return err
+	}
 	fmt.Printf("log: %s stored (%s of output) in job %d; server RSS after the upload %s\n",
 		units.FormatSize(size), units.FormatSize(out), at.Job, units.FormatSize(idle))
 
@@ -74,21 +102,71 @@ func bench(bin string, size int64, clients int) error {
 		{"text download", fmt.Sprintf("/api/v1/jobs/%d/log", at.Job)},
 		{"live log from the start", fmt.Sprintf("/jobs/%d/events?attempt=%d&from=0&line=1", at.Job, at.Attempt)},
 	}
-	for _, rd := range reads {
-		peak, got, err := measure(ctx, pid, clients, base+rd.path)
-		if err != nil {
-			return fmt.Errorf("%s: %w", rd.name, err)
-		}
-		fmt.Printf("%-24s %d clients: peak server RSS %s (each client got %s)\n", rd.name, clients, units.FormatSize(peak), units.FormatSize(got))
+	cookie, err := signIn(ctx, base)
+	if err != nil {
+		return err
 	}
-	hwm, _ := procField(pid, "VmHWM:")
+	peaks := make([][]float64, len(reads))
+	for r := range rounds {
+		for i, rd := range reads {
+			peak, got, err := measure(ctx, pid, clients, base+rd.path, cookie)
+			if err != nil {
+				return fmt.Errorf("%s: %w", rd.name, err)
+			}
+			peaks[i] = append(peaks[i], mib(peak))
+			fmt.Printf("round %d %-24s %d clients: peak server RSS %s (each client got %s)\n", r+1, rd.name, clients, units.FormatSize(peak), units.FormatSize(got))
+		}
+	}
+	hwm, err := procField(pid, "VmHWM:")
+	if err != nil {
+		return err
+	}
 	fmt.Printf("server VmHWM over the whole run: %s\n", units.FormatSize(hwm))
+	for i, rd := range reads {
+		// p100, the highest peak of all rounds, is what must stay under.
+		res.Add(result.Metric{Metric: metric, Tool: rd.name, Unit: "MiB", Samples: peaks[i], Chart: "bars",
+			Target: &result.Target{Of: "p100", Op: "<", Value: 100}})
+	}
+	res.Add(result.Metric{Metric: metric, Tool: "whole run (VmHWM)", Unit: "MiB", Samples: []float64{mib(hwm)},
+		Target: &result.Target{Of: "p100", Op: "<", Value: 100}})
+	res.Add(result.Metric{Metric: metric, Tool: "after the upload, idle", Unit: "MiB", Samples: []float64{mib(idle)}})
+	res.Add(result.Metric{Metric: metric, Tool: "log size", Unit: "MiB", Samples: []float64{mib(size)}})
+	res.Compare(metric, "log size")
 	return nil
 }
 
-// measure has n clients GET url at once and returns the highest RSS of
-// pid seen meanwhile and the bytes one client read.
-func measure(ctx context.Context, pid, n int, url string) (int64, int64, error) {
+// noRedirect is a client that answers a redirect (to the sign-in page)
+// as it is, so a read the server refused fails instead of measuring the
+// sign-in page.
+var noRedirect = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+// signIn signs in to the web UI with the admin token, as a browser does,
+// and returns the session's cookie: the pages and the live log take no
+// bearer token.
+func signIn(ctx context.Context, base string) (*http.Cookie, error) {
+	form := url.Values{"token": {adminToken}, "next": {"/"}}
+	req, err := http.NewRequestWithContext(ctx, "POST", base+"/login", strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := noRedirect.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("sign in: %w", err)
+	}
+	resp.Body.Close()
+	for _, c := range resp.Cookies() {
+		if c.Name == "jobrun_session" && c.Value != "" {
+			return c, nil
+		}
+	}
+	return nil, fmt.Errorf("sign in: %s and no session cookie", resp.Status)
+}
+
+// measure has n clients GET addr at once (with the bearer token and the
+// session's cookie) and returns the highest RSS of pid seen meanwhile and
+// the bytes one client read.
+func measure(ctx context.Context, pid, n int, addr string, cookie *http.Cookie) (int64, int64, error) {
 	done := make(chan struct{})
 	peak := make(chan int64, 1)
 	go func() {
@@ -114,9 +192,10 @@ func measure(ctx context.Context, pid, n int, url string) (int64, int64, error) 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+			req, _ := http.NewRequestWithContext(ctx, "GET", addr, nil)
 			req.Header.Set("Authorization", "Bearer "+adminToken)
-			resp, err := http.DefaultClient.Do(req)
+			req.AddCookie(cookie)
+			resp, err := noRedirect.Do(req)
 			if err != nil {
 				errs <- err
 				return
