@@ -9,7 +9,9 @@
 //     the idmapped mount taken off again, and at the end the removal;
 //   - userns: making and dropping the user namespace alone.
 //
-// It prints medians and the difference to plain. Needs root.
+// It prints medians and the difference to plain and, with -json, writes
+// every round's time (package bench/internal/result): one metric per layer
+// count, each idmapped variant compared with plain. Needs root.
 package main
 
 import (
@@ -20,6 +22,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/jobrun/jobrun/bench/internal/result"
 	"github.com/jobrun/jobrun/internal/idmap"
 	"github.com/jobrun/jobrun/internal/mount"
 )
@@ -27,14 +30,29 @@ import (
 func main() {
 	work := flag.String("work", "/var/tmp", "directory to work in (on the disk jobs use)")
 	rounds := flag.Int("n", 200, "rounds per variant and layer count")
+	out := flag.String("json", "", "write the figures to this file (package bench/internal/result)")
 	flag.Parse()
-	if err := run(*work, *rounds); err != nil {
+	res := result.New("idmap", "What idmapping adds to a job's root, by number of image layers: a plain overlay (today's image snapshot) against one on a kept idmapped view of the layers and one with its own user namespace and idmapped mount (and the user namespace alone), alternating round by round")
+	res.Param("rounds", *rounds)
+	res.Param("work", *work)
+	err := run(res, *work, *rounds)
+	if err == nil && *out != "" {
+		err = res.Write(*out)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "idmap-bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(work string, rounds int) error {
+// tools names the variants, in the order run measures them; the first,
+// plain, is every other's peer.
+var tools = []string{"plain overlay", "kept idmapped view", "one-shot userns+idmap", "userns alone"}
+
+func run(res *result.File, work string, rounds int) error {
+	if rounds < 1 {
+		return fmt.Errorf("-n %d: want at least 1 round", rounds)
+	}
 	m := idmap.Mapping{UID: 3_000_000_000, GID: 3_000_000_000, Size: 65536}
 	dir, err := os.MkdirTemp(work, "jobrun-bench-idmap-")
 	if err != nil {
@@ -100,6 +118,14 @@ func run(work string, rounds int) error {
 		if err := kept.Close(); err != nil {
 			return err
 		}
+		metric := fmt.Sprintf("job root, %d layers", n)
+		if n == 1 {
+			metric = "job root, 1 layer"
+		}
+		for i, t := range times {
+			res.Durations(metric, tools[i], t)
+		}
+		res.Compare(metric, tools[0])
 		med := make([]time.Duration, len(times))
 		for i, t := range times {
 			slices.Sort(t)
