@@ -95,6 +95,10 @@ type Job struct {
 	Env map[string]string
 	// Secrets are put in the environment and masked in every log line.
 	Secrets map[string]string
+	// Mask holds more values to mask in the job's output, never put in
+	// its environment: the run's secrets this job does not name, which
+	// may reach it through an artifact.
+	Mask []string
 	// Untrusted runs (pull requests from forks) get private caches.
 	Untrusted bool
 	// NeedAttempts are the attempts of the jobs whose artifacts this job
@@ -130,7 +134,7 @@ func (r *Runner) artifactStore(j *Job) artifacts.Store {
 // made: container, caches, snapshot, workspace.
 func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 	start := time.Now()
-	l := newJobLog(j.Name, sink, secretValues(j.Secrets), r.LogLimit)
+	l := newJobLog(j.Name, sink, append(secretValues(j.Secrets), j.Mask...), r.LogLimit)
 	res = Result{Job: j.Name}
 	jc := *j // this run's instance name is ours, not the caller's
 	j = &jc
