@@ -146,32 +146,48 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 		res.Duration = time.Since(start)
 		l.emit(Event{Kind: JobFinished, Result: &res})
 	}()
+	// The job's timeout runs from here: everything below is under it but
+	// the teardown.
+	clk := newJobClock(ctx, j.Timeout)
+	defer clk.stop()
+	phase := "setting up"
+	prepFailed := func(err error) Result {
+		if clk.timedOut() {
+			res.Status, res.Reason = Failed, clk.reason()+" while "+phase
+			l.notice("", res.Reason)
+			return res
+		}
+		return errored(res, err)
+	}
 	if err := r.checkNetwork(j.Job); err != nil {
 		return errored(res, err)
 	}
 	jn := r.startNetwork(ctx, j, &td)
 
-	ws, err := r.workspace(ctx, j)
+	ws, err := r.workspace(clk.ctx, j)
 	if err != nil {
-		return errored(res, err)
+		return prepFailed(err)
 	}
 	td.add(ws.Remove)
-	if err := r.fetchNeeds(ctx, j, ws.Path(), l); err != nil {
-		return errored(res, err)
+	phase = "fetching the artifacts of needed jobs"
+	if err := r.fetchNeeds(clk.ctx, j, ws.Path(), l); err != nil {
+		return prepFailed(err)
 	}
 
 	l.notice("", "image "+j.Image)
-	img, err := r.Images.Resolve(ctx, j.Image, j.BaseDir)
+	phase = "pulling image " + j.Image
+	img, err := r.Images.Resolve(clk.ctx, j.Image, j.BaseDir)
 	if err != nil {
-		return errored(res, err)
+		return prepFailed(err)
 	}
-	snap, err := r.Images.Snapshot(ctx, img, j.instance)
+	snap, err := r.Images.Snapshot(clk.ctx, img, j.instance)
 	if err != nil {
-		return errored(res, err)
+		return prepFailed(err)
 	}
 	td.add(snap.Remove)
 
-	vols, mounts, err := r.acquireCaches(ctx, j, ws.Path(), l)
+	phase = "acquiring caches"
+	vols, mounts, err := r.acquireCaches(clk.ctx, j, ws.Path(), l)
 	for _, v := range vols {
 		td.add(v.release)
 		res.Caches++
@@ -180,7 +196,7 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 		}
 	}
 	if err != nil {
-		return errored(res, err)
+		return prepFailed(err)
 	}
 
 	if limits := limitText(j.Resources); limits != "" {
@@ -190,28 +206,32 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 	var svcs []*service
 	var net *network.Net
 	if jn != nil {
+		phase = "setting up the network"
 		if net, err = jn.wait(); err != nil {
-			return errored(res, err)
+			return prepFailed(err)
 		}
 		joinNetwork(&spec, net, j.Services)
-		svcs, err = r.startServices(ctx, j, net, l, &td)
+		phase = "starting services"
+		svcs, err = r.startServices(clk.ctx, j, net, l, &td)
 		if err != nil {
-			return errored(res, err)
+			return prepFailed(err)
 		}
 	}
-	c, err := r.Sandbox.Start(ctx, spec)
+	phase = "starting the job's container"
+	c, err := r.Sandbox.Start(clk.ctx, spec)
 	if err != nil {
-		return errored(res, err)
+		return prepFailed(err)
 	}
 	td.add(c.Destroy)
 	r.caNotice(c, l)
-	if err := r.waitServices(ctx, svcs, net, l); err != nil {
-		return errored(res, err)
+	phase = "waiting for services"
+	if err := r.waitServices(clk.ctx, svcs, net, l); err != nil {
+		return prepFailed(err)
 	}
 	r.live.Store(c, struct{}{})
 	defer r.live.Delete(c)
 
-	res.Steps, res.Status, res.Reason = r.steps(ctx, j, c, l)
+	res.Steps, res.Status, res.Reason = r.steps(clk, j, c, l)
 	if u, err := c.Stats(); err == nil {
 		res.Usage = Usage{CPU: u.CPU, PeakMemory: u.MemoryPeak, PeakPids: u.PidsPeak}
 	}
@@ -233,10 +253,19 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 			return res
 		}
 	}
-	if err := r.storeArtifacts(ctx, j, ws.Path(), ok, l, &res); err != nil {
+	// The upload is under the job's timeout too; once it is spent, under
+	// what is left of the clean-up grace.
+	actx := clk.ctx
+	if clk.timedOut() {
+		actx = clk.afterTimeout(l, "artifacts")
+	}
+	if err := r.storeArtifacts(actx, j, ws.Path(), ok, l, &res); err != nil {
 		l.notice("", err.Error())
 		if ok {
 			res.Status, res.Reason = Failed, err.Error()
+			if clk.timedOut() {
+				res.Reason = clk.reason() + " while uploading artifacts"
+			}
 		}
 	}
 	return res
