@@ -235,6 +235,7 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 	if u, err := c.Stats(); err == nil {
 		res.Usage = Usage{CPU: u.CPU, PeakMemory: u.MemoryPeak, PeakPids: u.PidsPeak}
 	}
+	addServiceUsage(svcs, &res.Usage, l)
 	ok := res.Status == Succeeded
 	if res.Status == Failed && r.Inspect != nil && ctx.Err() == nil {
 		r.Inspect(ctx, j.Name, c)
