@@ -104,3 +104,42 @@ func TestJobTimeoutCoversLockedCacheWait(t *testing.T) {
 	}
 	order(t, r.out, `waiter › use \| GOT-THE-CACHE`, `waiter +succeeded`)
 }
+
+// TestJobTimeoutCoversServiceReadiness: a service that never listens
+// holds the job only as long as the job's timeout (the service timeout is
+// a minute), and the reason says what the job was waiting for. The
+// control: the same job with a service that listens runs its step.
+func TestJobTimeoutCoversServiceReadiness(t *testing.T) {
+	file := project(t, `
+job "deaf" {
+  image   = "IMAGE"
+  timeout = "2s"
+  service "mute" {
+    image   = "IMAGE"
+    command = ["sleep", "600"]
+    port    = 8080
+  }
+  step "x" { run = "echo MUST-NOT-RUN" }
+}
+job "hears" {
+  image   = "IMAGE"
+  timeout = "2m"
+  service "web" {
+    image   = "IMAGE"
+    command = ["httpd", "-f", "-p", "8080", "-h", "/"]
+    port    = 8080
+  }
+  step "x" { run = "echo step-ran" }
+}
+`, map[string]string{})
+	h := newTestHost(t)
+	r := h.local(t, file)
+	if r.code != 1 {
+		t.Errorf("exit %d, want 1", r.code)
+	}
+	order(t, r.out, `deaf +failed .*timed out after 2s while waiting for services`)
+	order(t, r.out, `hears › x \| step-ran`, `hears +succeeded`)
+	if strings.Contains(r.out, "| MUST-NOT-RUN") {
+		t.Error("the job ran its step without its service")
+	}
+}
