@@ -443,7 +443,7 @@ func (p *Pool) runJob(ctx context.Context, lease *api.Lease, job *jobs.Job, rep 
 	j := &Job{
 		Job: job, Repo: lease.Repo, Run: lease.Run, Attempt: lease.Attempt.Attempt,
 		Source: src.source(), BaseDir: src.dir, Clean: src.rev != "", Rev: src.rev,
-		Env: lease.Env, Secrets: secrets, Untrusted: lease.Untrusted,
+		Env: lease.Env, Secrets: secrets, Mask: lease.Mask, Untrusted: lease.Untrusted,
 		ArtifactStore: p.Artifacts,
 	}
 	if p.Artifacts == nil {

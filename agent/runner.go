@@ -95,6 +95,10 @@ type Job struct {
 	Env map[string]string
 	// Secrets are put in the environment and masked in every log line.
 	Secrets map[string]string
+	// Mask holds more values to mask in the job's output, never put in
+	// its environment: the run's secrets this job does not name, which
+	// may reach it through an artifact.
+	Mask []string
 	// Untrusted runs (pull requests from forks) get private caches.
 	Untrusted bool
 	// NeedAttempts are the attempts of the jobs whose artifacts this job
@@ -130,7 +134,7 @@ func (r *Runner) artifactStore(j *Job) artifacts.Store {
 // made: container, caches, snapshot, workspace.
 func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 	start := time.Now()
-	l := newJobLog(j.Name, sink, secretValues(j.Secrets), r.LogLimit)
+	l := newJobLog(j.Name, sink, append(secretValues(j.Secrets), j.Mask...), r.LogLimit)
 	res = Result{Job: j.Name}
 	jc := *j // this run's instance name is ours, not the caller's
 	j = &jc
@@ -142,32 +146,48 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 		res.Duration = time.Since(start)
 		l.emit(Event{Kind: JobFinished, Result: &res})
 	}()
+	// The job's timeout runs from here: everything below is under it but
+	// the teardown.
+	clk := newJobClock(ctx, j.Timeout)
+	defer clk.stop()
+	phase := "setting up"
+	prepFailed := func(err error) Result {
+		if clk.timedOut() {
+			res.Status, res.Reason = Failed, clk.reason()+" while "+phase
+			l.notice("", res.Reason)
+			return res
+		}
+		return errored(res, err)
+	}
 	if err := r.checkNetwork(j.Job); err != nil {
 		return errored(res, err)
 	}
 	jn := r.startNetwork(ctx, j, &td)
 
-	ws, err := r.workspace(ctx, j)
+	ws, err := r.workspace(clk.ctx, j)
 	if err != nil {
-		return errored(res, err)
+		return prepFailed(err)
 	}
 	td.add(ws.Remove)
-	if err := r.fetchNeeds(ctx, j, ws.Path(), l); err != nil {
-		return errored(res, err)
+	phase = "fetching the artifacts of needed jobs"
+	if err := r.fetchNeeds(clk.ctx, j, ws.Path(), l); err != nil {
+		return prepFailed(err)
 	}
 
 	l.notice("", "image "+j.Image)
-	img, err := r.Images.Resolve(ctx, j.Image, j.BaseDir)
+	phase = "pulling image " + j.Image
+	img, err := r.Images.Resolve(clk.ctx, j.Image, j.BaseDir)
 	if err != nil {
-		return errored(res, err)
+		return prepFailed(err)
 	}
-	snap, err := r.Images.Snapshot(ctx, img, j.instance)
+	snap, err := r.Images.Snapshot(clk.ctx, img, j.instance)
 	if err != nil {
-		return errored(res, err)
+		return prepFailed(err)
 	}
 	td.add(snap.Remove)
 
-	vols, mounts, err := r.acquireCaches(ctx, j, ws.Path(), l)
+	phase = "acquiring caches"
+	vols, mounts, err := r.acquireCaches(clk.ctx, j, ws.Path(), l)
 	for _, v := range vols {
 		td.add(v.release)
 		res.Caches++
@@ -176,7 +196,7 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 		}
 	}
 	if err != nil {
-		return errored(res, err)
+		return prepFailed(err)
 	}
 
 	if limits := limitText(j.Resources); limits != "" {
@@ -186,31 +206,36 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 	var svcs []*service
 	var net *network.Net
 	if jn != nil {
+		phase = "setting up the network"
 		if net, err = jn.wait(); err != nil {
-			return errored(res, err)
+			return prepFailed(err)
 		}
 		joinNetwork(&spec, net, j.Services)
-		svcs, err = r.startServices(ctx, j, net, l, &td)
+		phase = "starting services"
+		svcs, err = r.startServices(clk.ctx, j, net, l, &td)
 		if err != nil {
-			return errored(res, err)
+			return prepFailed(err)
 		}
 	}
-	c, err := r.Sandbox.Start(ctx, spec)
+	phase = "starting the job's container"
+	c, err := r.Sandbox.Start(clk.ctx, spec)
 	if err != nil {
-		return errored(res, err)
+		return prepFailed(err)
 	}
 	td.add(c.Destroy)
 	r.caNotice(c, l)
-	if err := r.waitServices(ctx, svcs, net, l); err != nil {
-		return errored(res, err)
+	phase = "waiting for services"
+	if err := r.waitServices(clk.ctx, svcs, net, l); err != nil {
+		return prepFailed(err)
 	}
 	r.live.Store(c, struct{}{})
 	defer r.live.Delete(c)
 
-	res.Steps, res.Status, res.Reason = r.steps(ctx, j, c, l)
+	res.Steps, res.Status, res.Reason = r.steps(clk, j, c, l)
 	if u, err := c.Stats(); err == nil {
 		res.Usage = Usage{CPU: u.CPU, PeakMemory: u.MemoryPeak, PeakPids: u.PidsPeak}
 	}
+	addServiceUsage(svcs, &res.Usage, l)
 	ok := res.Status == Succeeded
 	if res.Status == Failed && r.Inspect != nil && ctx.Err() == nil {
 		r.Inspect(ctx, j.Name, c)
@@ -229,10 +254,19 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 			return res
 		}
 	}
-	if err := r.storeArtifacts(ctx, j, ws.Path(), ok, l, &res); err != nil {
+	// The upload is under the job's timeout too; once it is spent, under
+	// what is left of the clean-up grace.
+	actx := clk.ctx
+	if clk.timedOut() {
+		actx = clk.afterTimeout(l, "artifacts")
+	}
+	if err := r.storeArtifacts(actx, j, ws.Path(), ok, l, &res); err != nil {
 		l.notice("", err.Error())
 		if ok {
 			res.Status, res.Reason = Failed, err.Error()
+			if clk.timedOut() {
+				res.Reason = clk.reason() + " while uploading artifacts"
+			}
 		}
 	}
 	return res

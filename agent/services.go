@@ -62,6 +62,10 @@ func (r *Runner) startServices(ctx context.Context, j *Job, n *network.Net, l *j
 			User:     img.Config.User,
 			Cwd:      img.Config.WorkingDir,
 			Compat32: true, // as the job's container, and Docker
+			// Each service is bounded by the job's limits, in a cgroup
+			// of its own (v1 or v2, as the job's), and its usage is
+			// added to the job's (see addServiceUsage).
+			Resources: sandbox.Resources{CPUs: j.Resources.CPUs, Memory: j.Resources.Memory, Pids: j.Resources.Pids},
 		}
 		spec.CABundles = imageCABundles(img.Config.Env)
 		joinNetwork(&spec, n, j.Services)
@@ -131,6 +135,36 @@ func (r *Runner) waitServices(ctx context.Context, svcs []*service, n *network.N
 		}
 	}
 	return nil
+}
+
+// addServiceUsage adds what the services consumed to the job's usage: a
+// job's limits bound its services too, and so its usage counts them. The
+// peaks are added, an upper bound of the peak of the sum. It also reports
+// in the job's log each service that ended while the job ran, and why:
+// "out of memory (limit 64 MiB)". It must run before teardown.
+func addServiceUsage(svcs []*service, u *Usage, l *jobLog) {
+	for _, sv := range svcs {
+		select {
+		case <-sv.done:
+			why := "ended"
+			switch {
+			case sv.err != nil:
+				why = sv.err.Error()
+			case sv.exit != nil:
+				why = sv.exit.String()
+			}
+			l.notice("", fmt.Sprintf("service %s: ended while the job ran: %s", sv.spec.Name, why))
+		default:
+		}
+		su, err := sv.c.Stats()
+		if err != nil {
+			l.notice("", fmt.Sprintf("service %s: usage unknown: %v", sv.spec.Name, err))
+			continue
+		}
+		u.CPU += su.CPU
+		u.PeakMemory += su.MemoryPeak
+		u.PeakPids += su.PidsPeak
+	}
 }
 
 // serviceEnv is the image's environment with the service's env over it.

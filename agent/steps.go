@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/jobrun/jobrun/agent/sandbox"
-	"github.com/jobrun/jobrun/internal/units"
 	"github.com/jobrun/jobrun/jobs"
 )
 
@@ -17,39 +16,27 @@ import (
 // further step, clean-up steps included: cancel means stop now.
 const CleanupGrace = 5 * time.Minute
 
-// steps runs the job's steps in order in c, under the job's timeout, and
+// steps runs the job's steps in order in c, under the job's timeout
+// (jc, which began with the job), and
 // returns their results and how the job ended. After a timeout, the
 // clean-up steps (`if = "always"` or `"failure"`) still run, under
 // CleanupGrace; after a cancel (ctx done), nothing more runs.
-func (r *Runner) steps(ctx context.Context, j *Job, c *sandbox.Container, l *jobLog) ([]StepResult, Status, string) {
-	sctx := ctx
-	if j.Timeout > 0 {
-		var cancel context.CancelFunc
-		sctx, cancel = context.WithTimeoutCause(ctx, j.Timeout, sandbox.Timeout(j.Timeout))
-		defer cancel()
-	}
+func (r *Runner) steps(jc *jobClock, j *Job, c *sandbox.Container, l *jobLog) ([]StepResult, Status, string) {
+	ctx, sctx := jc.parent, jc.ctx
 	var results []StepResult
 	status, reason := Succeeded, ""
-	var grace context.Context // the clean-up steps' context once timed out
 	for _, s := range j.Steps {
 		run := sctx
-		timedOut := sctx.Err() != nil && ctx.Err() == nil
+		timedOut := jc.timedOut()
 		if timedOut && status == Succeeded {
 			// The timeout came between steps, or during an
 			// allow_failure step: the job has failed all the same.
-			status, reason = Failed, "timed out after "+units.FormatDuration(j.Timeout)
+			status, reason = Failed, jc.reason()
 		}
 		want := shouldRun(s.If, status == Succeeded) && ctx.Err() == nil
 		if want && timedOut {
 			// What runs now is clean-up, under its own bound.
-			if grace == nil {
-				var cancel context.CancelFunc
-				grace, cancel = context.WithTimeoutCause(ctx, CleanupGrace, sandbox.Timeout(CleanupGrace))
-				defer cancel()
-				l.notice("", "timed out after "+units.FormatDuration(j.Timeout)+
-					": clean-up steps (if = \"always\" or \"failure\") get up to "+units.FormatDuration(CleanupGrace))
-			}
-			run = grace
+			run = jc.afterTimeout(l, `clean-up steps (if = "always" or "failure")`)
 		}
 		if !want || run.Err() != nil {
 			results = append(results, StepResult{Name: s.Name, Status: Skipped})

@@ -86,6 +86,10 @@ type Lease struct {
 	// Env is added to the job's environment; Secrets too, and masked.
 	Env     map[string]string `json:"env,omitempty"`
 	Secrets map[string]string `json:"secrets,omitempty"`
+	// Mask holds the values of the secrets the run's other jobs name: the
+	// agent masks them in this job's output (one may reach it through an
+	// artifact) and puts them nowhere else. Untrusted runs get none.
+	Mask []string `json:"mask,omitempty"`
 	// Untrusted runs (pull requests from forks) get private caches.
 	Untrusted bool `json:"untrusted,omitempty"`
 	// Checkout, for a registered repository, carries the credentials

@@ -26,7 +26,8 @@ type Options struct {
 	Clean bool
 	// Parallel is the most jobs that run at once.
 	Parallel int
-	// Env and Secrets are added to every job's environment.
+	// Env is added to every job's environment, and Secrets to the
+	// environment of the jobs that name them; every job masks them all.
 	Env, Secrets map[string]string
 }
 
@@ -42,6 +43,12 @@ func Run(ctx context.Context, plan []*jobs.Job, opts Options) []agent.Result {
 		byName[j.Name] = j
 		tasks = append(tasks, Task{Name: j.Name, Needs: j.Needs, Group: j.Concurrency})
 	}
+	// Every job masks every secret of the run: one it does not name may
+	// reach it through an artifact.
+	mask := make([]string, 0, len(opts.Secrets))
+	for _, v := range opts.Secrets {
+		mask = append(mask, v)
+	}
 	var mu sync.Mutex
 	results := map[string]agent.Result{}
 	Schedule(ctx, tasks, opts.Parallel, func(ctx context.Context, name string) bool {
@@ -54,7 +61,7 @@ func Run(ctx context.Context, plan []*jobs.Job, opts Options) []agent.Result {
 			res = opts.Runner.Run(ctx, &agent.Job{
 				Job: j, Repo: repo, Run: run, Attempt: 1,
 				Source: opts.Source, BaseDir: opts.BaseDir, Clean: opts.Clean,
-				Env: opts.Env, Secrets: secrets, NeedAttempts: needAttempts(j, byName),
+				Env: opts.Env, Secrets: secrets, Mask: mask, NeedAttempts: needAttempts(j, byName),
 			}, opts.Sink)
 		}
 		mu.Lock()

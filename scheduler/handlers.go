@@ -254,14 +254,14 @@ func (s *Server) lease(w http.ResponseWriter, r *http.Request, a *agentRec) {
 }
 
 func (s *Server) sendLease(w http.ResponseWriter, r *http.Request, a *agentRec, l *leaseRec) {
-	secrets, err := s.leaseSecrets(r.Context(), l)
+	secrets, mask, err := s.leaseSecrets(r.Context(), l)
 	if err != nil {
 		// The lease stands; it expires and is retried, and the error is
 		// in the server log, not in the job's.
 		s.fail(w, r, err)
 		return
 	}
-	l.Secrets = secrets
+	l.Secrets, l.Mask = secrets, mask
 	if err := s.fillCheckout(r.Context(), l); err != nil {
 		s.fail(w, r, err) // as for secrets: the lease expires and is retried
 		return

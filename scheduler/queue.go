@@ -384,6 +384,9 @@ func (s *SQL) Deregister(ctx context.Context, id string, now time.Time) error {
 type leaseRec struct {
 	api.Lease
 	secrets []string
+	// runSecrets are the secrets any job of the run names: their values
+	// are masked in this job's output too (api.Lease.Mask).
+	runSecrets []string
 }
 
 // LeaseParams tune the assignment.
@@ -504,6 +507,25 @@ func (s *SQL) leaseOf(ctx context.Context, tx *sql.Tx, id int64) (*leaseRec, err
 			return nil, fmt.Errorf("lease job %d: need %s: %w", id, n, err)
 		}
 		l.Needs = append(l.Needs, need)
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT secrets FROM jobs WHERE run_id = $1`, run)
+	if err != nil {
+		return nil, fmt.Errorf("lease job %d: run secrets: %w", id, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var names string
+		if err := rows.Scan(&names); err != nil {
+			return nil, fmt.Errorf("lease job %d: run secrets: %w", id, err)
+		}
+		for _, n := range strList(names) {
+			if !contains(l.runSecrets, n) {
+				l.runSecrets = append(l.runSecrets, n)
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("lease job %d: run secrets: %w", id, err)
 	}
 	return l, nil
 }

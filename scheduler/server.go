@@ -262,27 +262,34 @@ func plan(nr api.NewRun) ([]Planned, string) {
 }
 
 // leaseSecrets opens the secrets a leased job names and may see: none for
-// untrusted runs, and only those whose branch patterns match.
-func (s *Server) leaseSecrets(ctx context.Context, l *leaseRec) (map[string]string, error) {
-	if l.Untrusted || len(l.secrets) == 0 || s.cfg.Secrets == nil {
-		return nil, nil
+// untrusted runs, and only those whose branch patterns match. The values
+// of the secrets the run's other jobs name come back as mask: the agent
+// masks them in this job's output (one may reach it through an artifact)
+// and never puts them in its environment.
+func (s *Server) leaseSecrets(ctx context.Context, l *leaseRec) (secrets map[string]string, mask []string, err error) {
+	if l.Untrusted || len(l.runSecrets) == 0 || s.cfg.Secrets == nil {
+		return nil, nil, nil
 	}
 	recs, err := s.st.Secrets(ctx, l.Repo)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	out := map[string]string{}
+	secrets = map[string]string{}
 	for _, r := range recs {
-		if !contains(l.secrets, r.Name) || !branchMatches(r.Branches, l.Branch) {
+		if !contains(l.runSecrets, r.Name) || !branchMatches(r.Branches, l.Branch) {
 			continue
 		}
 		v, err := s.cfg.Secrets.Open(l.Repo, r.Name, r.Sealed)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		out[r.Name] = v
+		if contains(l.secrets, r.Name) {
+			secrets[r.Name] = v
+		} else {
+			mask = append(mask, v)
+		}
 	}
-	return out, nil
+	return secrets, mask, nil
 }
 
 func contains(list []string, s string) bool {
