@@ -262,6 +262,10 @@ type commitEvent struct {
 	Untrusted bool
 	Jobs      []string
 	Env       map[string]string
+	// Scheduled marks a cron tick: the schedule that fired (in the
+	// default branch's job file) decided, so the on blocks of the job
+	// file at Commit are not asked again.
+	Scheduled bool
 }
 
 // runCommit brings the repository's mirror up to date, reads the job file
@@ -305,7 +309,7 @@ func (s *Server) runCommit(ctx context.Context, rec *repoRec, c commitEvent) (in
 	f, diags := jobs.Parse(jobFile, src)
 	// A job file with errors still makes a run: a failed one that shows
 	// the diagnostics, not a silent nothing.
-	if !diags.HasErrors() && !fires(f.Workflow, c.Kind, c.Ref) {
+	if !diags.HasErrors() && !c.Scheduled && !fires(f.Workflow, c.Kind, c.Ref) {
 		return 0, fmt.Sprintf("no on %q block of %s matches %s: nothing to run", c.Kind, jobFile, c.Ref), nil
 	}
 	env := map[string]string{jobs.VarTrigger: c.Trigger, jobs.VarRef: c.Ref}
