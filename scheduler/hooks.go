@@ -318,7 +318,7 @@ func (s *Server) runCommit(ctx context.Context, rec *repoRec, c commitEvent) (in
 	}
 	id, err := s.createRunOf(ctx, api.NewRun{
 		Repo: rec.Name, Branch: c.Branch, Commit: c.Commit, CloneURL: rec.CloneURL, File: jobFile, Source: string(src),
-		Jobs: c.Jobs, Trigger: c.Trigger, Env: env, Untrusted: c.Untrusted,
+		Jobs: c.Jobs, Trigger: c.Trigger, Env: env, Untrusted: c.Untrusted, FetchRef: c.FetchRef,
 	})
 	if err != nil {
 		return 0, "", err
@@ -440,9 +440,15 @@ func (s *Server) fillCheckout(ctx context.Context, l *leaseRec) error {
 		}
 	}
 	if n, ok := strings.CutPrefix(l.Branch, "pull/"); ok {
-		c.Ref = "refs/pull/" + n + "/head"
-		if rec.Forge == webhook.GitLab {
-			c.Ref = "refs/merge-requests/" + n + "/head"
+		// The ref the server fetched the commit by, as the forge's
+		// webhook named it; runs queued before it was recorded guess from
+		// the repository's forge.
+		c.Ref = l.fetchRef
+		if c.Ref == "" {
+			c.Ref = "refs/pull/" + n + "/head"
+			if rec.Forge == webhook.GitLab {
+				c.Ref = "refs/merge-requests/" + n + "/head"
+			}
 		}
 	}
 	l.Checkout = c

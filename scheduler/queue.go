@@ -67,10 +67,10 @@ func (s *SQL) CreateRun(ctx context.Context, nr api.NewRun, plan []Planned, opts
 		if opts.Reason != "" {
 			status, finished = api.Errored, sql.NullInt64{Int64: ms(now), Valid: true}
 		}
-		err := tx.QueryRowContext(ctx, `INSERT INTO runs (repo, branch, commit_sha, clone_url, file, source, trigger, env, untrusted, status, reason, created_at, finished_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id`,
+		err := tx.QueryRowContext(ctx, `INSERT INTO runs (repo, branch, commit_sha, clone_url, file, source, trigger, env, untrusted, status, reason, created_at, finished_at, fetch_ref)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id`,
 			nr.Repo, nr.Branch, nr.Commit, nr.CloneURL, nr.File, nr.Source, nr.Trigger, mustJSON(nr.Env), flag(nr.Untrusted),
-			status, opts.Reason, ms(now), finished).Scan(&id)
+			status, opts.Reason, ms(now), finished, nr.FetchRef).Scan(&id)
 		if err != nil {
 			return fmt.Errorf("insert run: %w", err)
 		}
@@ -387,6 +387,9 @@ func (s *SQL) Deregister(ctx context.Context, id string, now time.Time) error {
 type leaseRec struct {
 	api.Lease
 	secrets []string
+	// fetchRef is the ref the server fetched the run's commit by, if it
+	// recorded one (see api.NewRun.FetchRef).
+	fetchRef string
 }
 
 // LeaseParams tune the assignment.
@@ -487,9 +490,9 @@ func (s *SQL) leaseOf(ctx context.Context, tx *sql.Tx, id int64) (*leaseRec, err
 	var env, needs, secrets string
 	var untrusted int
 	var run int64
-	err := tx.QueryRowContext(ctx, `SELECT j.attempt, j.name, j.needs, j.secrets, r.id, r.repo, r.branch, r.commit_sha, r.clone_url, r.file, r.source, r.env, r.untrusted
+	err := tx.QueryRowContext(ctx, `SELECT j.attempt, j.name, j.needs, j.secrets, r.id, r.repo, r.branch, r.commit_sha, r.clone_url, r.file, r.source, r.env, r.untrusted, r.fetch_ref
 		FROM jobs j JOIN runs r ON r.id = j.run_id WHERE j.id = $1`, id).
-		Scan(&l.Attempt.Attempt, &l.Job, &needs, &secrets, &run, &l.Repo, &l.Branch, &l.Commit, &l.CloneURL, &l.File, &l.Source, &env, &untrusted)
+		Scan(&l.Attempt.Attempt, &l.Job, &needs, &secrets, &run, &l.Repo, &l.Branch, &l.Commit, &l.CloneURL, &l.File, &l.Source, &env, &untrusted, &l.fetchRef)
 	if err != nil {
 		return nil, fmt.Errorf("lease job %d: %w", id, err)
 	}
