@@ -190,3 +190,97 @@ job "unit" {
 		t.Fatalf("groups: %v; want integration in database, unit in none", groups)
 	}
 }
+
+const databaseJobs = `
+job "migrate" {
+  image       = "busybox"
+  concurrency = "database"
+  step "m" { run = "true" }
+}
+job "integration" {
+  image       = "busybox"
+  concurrency = "database"
+  step "i" { run = "true" }
+}
+job "unit" {
+  image = "busybox"
+  step "u" { run = "true" }
+}
+`
+
+// TestConcurrencyGroupAcrossServers queues a job file's two jobs of the
+// "database" group through one of two servers sharing PostgreSQL, and
+// has agents of both servers lease: one database job runs, beside the
+// job without a group (the positive control); the other database job is
+// leased only when the first has ended.
+func TestConcurrencyGroupAcrossServers(t *testing.T) {
+	url := pgtest.Database(t)
+	var bases []string
+	for range 2 {
+		st, err := OpenPostgres(context.Background(), url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		base, _ := startServer(t, st, nil, true)
+		bases = append(bases, base)
+	}
+	ctx := context.Background()
+	run, err := admin(bases[0]).CreateRun(ctx, api.NewRun{Repo: "app", Branch: "main", File: ".ci.hcl", Source: databaseJobs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type agent struct {
+		c  *api.Client
+		id string
+	}
+	var agents []agent
+	for i, base := range bases {
+		c, reg := register(t, base, fmt.Sprintf("agent-%d", i), 2)
+		agents = append(agents, agent{c, reg.ID})
+	}
+	type held struct {
+		a agent
+		l *api.Lease
+	}
+	leaseAll := func() []held {
+		var out []held
+		for _, a := range agents {
+			for {
+				l, err := a.c.Lease(ctx, a.id, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if l == nil {
+					break
+				}
+				out = append(out, held{a, l})
+			}
+		}
+		return out
+	}
+	got := leaseAll()
+	names := map[string]held{}
+	var jobNames []string
+	for _, h := range got {
+		names[h.l.Job] = h
+		jobNames = append(jobNames, h.l.Job)
+	}
+	first, ok := names["migrate"]
+	if !ok {
+		first, ok = names["integration"]
+	}
+	if _, unit := names["unit"]; len(got) != 2 || !unit || !ok {
+		t.Fatalf("run %d: leased %v; want unit and one database job", run.ID, jobNames)
+	}
+	if more := leaseAll(); len(more) != 0 {
+		t.Fatalf("leased %s while %s of its group runs", more[0].l.Job, first.l.Job)
+	}
+	if err := first.a.c.Finish(ctx, first.l.Attempt, api.Result{Status: api.Succeeded}); err != nil {
+		t.Fatal(err)
+	}
+	next := leaseAll()
+	if len(next) != 1 || next[0].l.Job == first.l.Job || next[0].l.Job == "unit" {
+		t.Fatalf("after %s ended: leased %d jobs; want the other database job", first.l.Job, len(next))
+	}
+}
