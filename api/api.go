@@ -202,6 +202,11 @@ type NewRun struct {
 	Trigger   string            `json:"trigger,omitempty"`
 	Env       map[string]string `json:"env,omitempty"`
 	Untrusted bool              `json:"untrusted,omitempty"`
+	// FetchRef is the ref the server fetched Commit by (a pull request's
+	// refs/pull/N/head, a GitLab merge request's
+	// refs/merge-requests/N/head); its leases tell the agent to fetch
+	// the same. Only the server sets it: it is not part of the API.
+	FetchRef string `json:"-"`
 }
 
 // Run is a run as clients see it.

@@ -102,7 +102,8 @@ type Job struct {
 	// Secrets name the secrets the job receives as environment variables.
 	Secrets []string
 	// Concurrency is the job's concurrency group: at most one job of a
-	// group runs at a time. Empty means no group.
+	// group runs at a time (in `jobrun local` within the run; on a pool
+	// across the repository's runs). Empty means no group.
 	Concurrency string
 	// DeclRange is the job block's header, for diagnostics about the job.
 	DeclRange hcl.Range

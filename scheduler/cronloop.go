@@ -99,7 +99,7 @@ func (s *Server) fireTick(ctx context.Context, rec *repoRec, key, branch string,
 	if err != nil || !won {
 		return err
 	}
-	id, msg, err := s.runCommit(ctx, rec, commitEvent{Kind: jobs.OnCron, Ref: branch, Branch: branch, Trigger: "cron",
+	id, msg, err := s.runCommit(ctx, rec, commitEvent{Kind: jobs.OnCron, Ref: branch, Branch: branch, Trigger: "cron", Scheduled: true,
 		Env: map[string]string{jobs.VarCronTick: tick.UTC().Format(time.RFC3339)}})
 	if err != nil {
 		if uerr := rs.UnclaimTick(context.WithoutCancel(ctx), rec.Name, key, tick); uerr != nil {

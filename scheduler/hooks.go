@@ -262,6 +262,10 @@ type commitEvent struct {
 	Untrusted bool
 	Jobs      []string
 	Env       map[string]string
+	// Scheduled marks a cron tick: the schedule that fired (in the
+	// default branch's job file) decided, so the on blocks of the job
+	// file at Commit are not asked again.
+	Scheduled bool
 }
 
 // runCommit brings the repository's mirror up to date, reads the job file
@@ -305,7 +309,7 @@ func (s *Server) runCommit(ctx context.Context, rec *repoRec, c commitEvent) (in
 	f, diags := jobs.Parse(jobFile, src)
 	// A job file with errors still makes a run: a failed one that shows
 	// the diagnostics, not a silent nothing.
-	if !diags.HasErrors() && !fires(f.Workflow, c.Kind, c.Ref) {
+	if !diags.HasErrors() && !c.Scheduled && !fires(f.Workflow, c.Kind, c.Ref) {
 		return 0, fmt.Sprintf("no on %q block of %s matches %s: nothing to run", c.Kind, jobFile, c.Ref), nil
 	}
 	env := map[string]string{jobs.VarTrigger: c.Trigger, jobs.VarRef: c.Ref}
@@ -314,7 +318,7 @@ func (s *Server) runCommit(ctx context.Context, rec *repoRec, c commitEvent) (in
 	}
 	id, err := s.createRunOf(ctx, api.NewRun{
 		Repo: rec.Name, Branch: c.Branch, Commit: c.Commit, CloneURL: rec.CloneURL, File: jobFile, Source: string(src),
-		Jobs: c.Jobs, Trigger: c.Trigger, Env: env, Untrusted: c.Untrusted,
+		Jobs: c.Jobs, Trigger: c.Trigger, Env: env, Untrusted: c.Untrusted, FetchRef: c.FetchRef,
 	})
 	if err != nil {
 		return 0, "", err
@@ -436,9 +440,15 @@ func (s *Server) fillCheckout(ctx context.Context, l *leaseRec) error {
 		}
 	}
 	if n, ok := strings.CutPrefix(l.Branch, "pull/"); ok {
-		c.Ref = "refs/pull/" + n + "/head"
-		if rec.Forge == webhook.GitLab {
-			c.Ref = "refs/merge-requests/" + n + "/head"
+		// The ref the server fetched the commit by, as the forge's
+		// webhook named it; runs queued before it was recorded guess from
+		// the repository's forge.
+		c.Ref = l.fetchRef
+		if c.Ref == "" {
+			c.Ref = "refs/pull/" + n + "/head"
+			if rec.Forge == webhook.GitLab {
+				c.Ref = "refs/merge-requests/" + n + "/head"
+			}
 		}
 	}
 	l.Checkout = c

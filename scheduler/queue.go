@@ -27,6 +27,9 @@ type Planned struct {
 	Labels  []string
 	Needs   []string
 	Secrets []string
+	// Concurrency is the job's concurrency group: at most one job of a
+	// group of a repository runs at a time. Empty means none.
+	Concurrency string
 }
 
 // RunOptions say how a new run is queued.
@@ -64,10 +67,10 @@ func (s *SQL) CreateRun(ctx context.Context, nr api.NewRun, plan []Planned, opts
 		if opts.Reason != "" {
 			status, finished = api.Errored, sql.NullInt64{Int64: ms(now), Valid: true}
 		}
-		err := tx.QueryRowContext(ctx, `INSERT INTO runs (repo, branch, commit_sha, clone_url, file, source, trigger, env, untrusted, status, reason, created_at, finished_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id`,
+		err := tx.QueryRowContext(ctx, `INSERT INTO runs (repo, branch, commit_sha, clone_url, file, source, trigger, env, untrusted, status, reason, created_at, finished_at, fetch_ref)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id`,
 			nr.Repo, nr.Branch, nr.Commit, nr.CloneURL, nr.File, nr.Source, nr.Trigger, mustJSON(nr.Env), flag(nr.Untrusted),
-			status, opts.Reason, ms(now), finished).Scan(&id)
+			status, opts.Reason, ms(now), finished, nr.FetchRef).Scan(&id)
 		if err != nil {
 			return fmt.Errorf("insert run: %w", err)
 		}
@@ -81,9 +84,9 @@ func (s *SQL) CreateRun(ctx context.Context, nr api.NewRun, plan []Planned, opts
 			if len(p.Needs) > 0 {
 				st = api.Waiting
 			}
-			_, err := tx.ExecContext(ctx, `INSERT INTO jobs (run_id, name, key, labels, needs, secrets, status, max_attempts, preferred_agent, queued_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-				id, p.Name, p.Key, mustJSON(sorted(p.Labels)), mustJSON(p.Needs), mustJSON(p.Secrets), st, opts.MaxAttempts, pref, ms(now))
+			_, err := tx.ExecContext(ctx, `INSERT INTO jobs (run_id, name, key, labels, needs, secrets, status, max_attempts, preferred_agent, queued_at, concurrency)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+				id, p.Name, p.Key, mustJSON(sorted(p.Labels)), mustJSON(p.Needs), mustJSON(p.Secrets), st, opts.MaxAttempts, pref, ms(now), p.Concurrency)
 			if err != nil {
 				return fmt.Errorf("insert job %s: %w", p.Name, err)
 			}
@@ -387,6 +390,9 @@ type leaseRec struct {
 	// runSecrets are the secrets any job of the run names: their values
 	// are masked in this job's output too (api.Lease.Mask).
 	runSecrets []string
+	// fetchRef is the ref the server fetched the run's commit by, if it
+	// recorded one (see api.NewRun.FetchRef).
+	fetchRef string
 }
 
 // LeaseParams tune the assignment.
@@ -433,18 +439,18 @@ func (s *SQL) pick(ctx context.Context, tx *sql.Tx, a *agentRec, p LeaseParams, 
 	offline := ms(now.Add(-p.Timeout))
 	waited := ms(now.Add(-p.AffinityWait))
 	for after := int64(0); ; {
-		rows, err := tx.QueryContext(ctx, `SELECT j.id, j.labels, j.preferred_agent, j.queued_at, COALESCE(pa.last_seen, 0), COALESCE(pa.gone, 1), r.repo
+		rows, err := tx.QueryContext(ctx, `SELECT j.id, j.labels, j.preferred_agent, j.queued_at, COALESCE(pa.last_seen, 0), COALESCE(pa.gone, 1), r.repo, j.concurrency
 			FROM jobs j JOIN runs r ON r.id = j.run_id LEFT JOIN agents pa ON pa.id = j.preferred_agent
 			WHERE j.status = 'queued' AND j.id > $1 ORDER BY j.id LIMIT `+fmt.Sprint(page), after)
 		if err != nil {
 			return 0, fmt.Errorf("queued jobs: %w", err)
 		}
-		var cands []int64
+		var cands []candidate
 		n := 0
 		for rows.Next() {
 			var id, queued, seen, gone int64
-			var labels, pref, repo string
-			if err := rows.Scan(&id, &labels, &pref, &queued, &seen, &gone, &repo); err != nil {
+			var labels, pref, repo, group string
+			if err := rows.Scan(&id, &labels, &pref, &queued, &seen, &gone, &repo, &group); err != nil {
 				rows.Close()
 				return 0, err
 			}
@@ -453,22 +459,17 @@ func (s *SQL) pick(ctx context.Context, tx *sql.Tx, a *agentRec, p LeaseParams, 
 				continue // not for its labels, or a repository its token does not admit
 			}
 			if pref == "" || pref == a.ID || queued <= waited || gone == 1 || seen < offline {
-				cands = append(cands, id)
+				cands = append(cands, candidate{id: id, repo: repo, group: group})
 			}
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return 0, err
 		}
-		for _, id := range cands {
-			res, err := tx.ExecContext(ctx, `UPDATE jobs SET status = 'running', attempt = attempt + 1, agent_id = $2, lease_expires = $3,
-				started_at = $4, finished_at = NULL, reason = '' WHERE `+s.d.claim,
-				id, a.ID, ms(now.Add(p.Timeout)), ms(now))
-			if err != nil {
-				return 0, err
-			}
-			if k, _ := res.RowsAffected(); k == 1 {
-				return id, nil
+		for _, c := range cands {
+			ok, err := s.claim(ctx, tx, c, a, p, now)
+			if err != nil || ok {
+				return c.id, err
 			}
 		}
 		if n < page {
@@ -492,9 +493,9 @@ func (s *SQL) leaseOf(ctx context.Context, tx *sql.Tx, id int64) (*leaseRec, err
 	var env, needs, secrets string
 	var untrusted int
 	var run int64
-	err := tx.QueryRowContext(ctx, `SELECT j.attempt, j.name, j.needs, j.secrets, r.id, r.repo, r.branch, r.commit_sha, r.clone_url, r.file, r.source, r.env, r.untrusted
+	err := tx.QueryRowContext(ctx, `SELECT j.attempt, j.name, j.needs, j.secrets, r.id, r.repo, r.branch, r.commit_sha, r.clone_url, r.file, r.source, r.env, r.untrusted, r.fetch_ref
 		FROM jobs j JOIN runs r ON r.id = j.run_id WHERE j.id = $1`, id).
-		Scan(&l.Attempt.Attempt, &l.Job, &needs, &secrets, &run, &l.Repo, &l.Branch, &l.Commit, &l.CloneURL, &l.File, &l.Source, &env, &untrusted)
+		Scan(&l.Attempt.Attempt, &l.Job, &needs, &secrets, &run, &l.Repo, &l.Branch, &l.Commit, &l.CloneURL, &l.File, &l.Source, &env, &untrusted, &l.fetchRef)
 	if err != nil {
 		return nil, fmt.Errorf("lease job %d: %w", id, err)
 	}
@@ -782,7 +783,11 @@ func (s *SQL) Finish(ctx context.Context, agent string, a api.Attempt, r api.Res
 		if n, _ := res.RowsAffected(); n != 1 {
 			return errGone
 		}
-		queued, err = s.settle(ctx, tx, run, now)
+		if queued, err = s.settle(ctx, tx, run, now); err != nil {
+			return err
+		}
+		freed, err := groupFreed(ctx, tx, a.Job)
+		queued += freed
 		return err
 	})
 	return queued, err

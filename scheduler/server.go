@@ -256,7 +256,8 @@ func plan(nr api.NewRun) ([]Planned, string) {
 	}
 	out := make([]Planned, 0, len(sel))
 	for _, j := range sel {
-		out = append(out, Planned{Name: j.Name, Key: j.ID, Labels: j.Agent, Needs: j.Needs, Secrets: j.Secrets})
+		out = append(out, Planned{Name: j.Name, Key: j.ID, Labels: j.Agent, Needs: j.Needs, Secrets: j.Secrets,
+			Concurrency: j.Concurrency})
 	}
 	return out, ""
 }

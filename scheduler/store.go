@@ -38,6 +38,10 @@ type dialect struct {
 	lockRun string
 	// migrateLock serialises migrations between servers starting at once.
 	migrateLock string
+	// groupLock tries a transaction lock on a concurrency group (its
+	// repository and name, length-prefixed: $1), returning whether it was
+	// taken; empty where transactions run one at a time anyway.
+	groupLock string
 }
 
 var (
@@ -47,6 +51,7 @@ var (
 		claim:       "id = (SELECT id FROM jobs WHERE id = $1 AND status = 'queued' FOR UPDATE SKIP LOCKED)",
 		lockRun:     " FOR UPDATE",
 		migrateLock: "SELECT pg_advisory_xact_lock(7423011)",
+		groupLock:   "SELECT pg_try_advisory_xact_lock(7423012, hashtext($1))",
 	}
 )
 
