@@ -50,9 +50,11 @@ type RetentionStore interface {
 	// that are not among the keep newest of their repository and branch.
 	ExpiredRuns(ctx context.Context, cutoff time.Time, keep, limit int) ([]sweptRun, error)
 	// DeleteRuns removes the runs (those still finished) with their
-	// jobs, steps, logs, artifact records, commit statuses and cron
-	// fires, leaving tombstones; it returns how many it removed.
+	// jobs, steps, logs, artifact records and commit statuses, leaving
+	// tombstones; it returns how many it removed.
 	DeleteRuns(ctx context.Context, ids []int64, now time.Time) (int, error)
+	// PruneCronFires forgets the cron ticks before before.
+	PruneCronFires(ctx context.Context, before time.Time) error
 	// Reclaim gives the space of deleted rows back to the filesystem
 	// where the database does not do it itself (SQLite).
 	Reclaim(ctx context.Context) error
@@ -162,6 +164,13 @@ func (s *Server) sweep(ctx context.Context, now time.Time) (sweepResult, error) 
 				errs = append(errs, fmt.Errorf("delete runs: %w", err))
 				break
 			}
+		}
+	}
+	if s.cfg.Retention.Age > 0 {
+		// A tick older than the catch-up window is never claimed again.
+		before := now.Add(-max(s.cfg.Retention.Age, s.cfg.Triggers.CronWindow))
+		if err := rs.PruneCronFires(ctx, before); err != nil {
+			errs = append(errs, fmt.Errorf("prune cron ticks: %w", err))
 		}
 	}
 	if res.Runs > 0 {
@@ -309,7 +318,6 @@ func (s *SQL) DeleteRuns(ctx context.Context, ids []int64, now time.Time) (int, 
 			{`DELETE FROM artifact_files WHERE job_id IN ` + jobsOf, keep},
 			{`DELETE FROM jobs WHERE run_id IN ` + set, keep},
 			{`DELETE FROM commit_statuses WHERE run_id IN ` + set, keep},
-			{`DELETE FROM cron_fires WHERE run_id IN ` + set, keep},
 			{`DELETE FROM runs WHERE id IN ` + set, keep},
 		} {
 			if _, err := tx.ExecContext(ctx, q.sql, q.args...); err != nil {
@@ -322,6 +330,12 @@ func (s *SQL) DeleteRuns(ctx context.Context, ids []int64, now time.Time) (int, 
 		return 0, err
 	}
 	return n, nil
+}
+
+// PruneCronFires implements RetentionStore.
+func (s *SQL) PruneCronFires(ctx context.Context, before time.Time) error {
+	_, err := s.db.ExecContext(ctx, `DELETE FROM cron_fires WHERE tick < $1`, ms(before))
+	return err
 }
 
 // Reclaim implements RetentionStore: under SQLite, free pages go back to

@@ -99,7 +99,7 @@ func TestRetentionSoak(t *testing.T) {
 			}
 		}
 
-		type sample struct{ runs, logRows, artBytes, dbBytes int64 }
+		type sample struct{ runs, logRows, artBytes, dbBytes, walBytes int64 }
 		var samples []sample
 		tick := time.NewTicker(pace)
 		defer tick.Stop()
@@ -117,11 +117,16 @@ func TestRetentionSoak(t *testing.T) {
 					artBytes: dirBytes(t, artDir),
 				}
 				if dbPath != "" {
-					s.dbBytes = fileSize(t, dbPath)
+					s.dbBytes, s.walBytes = fileSize(t, dbPath), fileSize(t, dbPath+"-wal")
+				} else {
+					// Reported, not bounded: PostgreSQL reuses the space of
+					// deleted rows once its autovacuum has run, on its own
+					// schedule.
+					s.dbBytes = count(t, st.db, `SELECT pg_database_size(current_database())`)
 				}
 				samples = append(samples, s)
-				t.Logf("after %3d runs: %3d runs and %3d log chunks in the database, artifacts %7d bytes, database file %7d bytes",
-					i+1, s.runs, s.logRows, s.artBytes, s.dbBytes)
+				t.Logf("after %3d runs: %3d runs and %3d log chunks in the database, artifacts %7d bytes, database %8d bytes (log %7d)",
+					i+1, s.runs, s.logRows, s.artBytes, s.dbBytes, s.walBytes)
 			}
 		}
 		swept := count(t, st.db, `SELECT COUNT(*) FROM swept_runs`)

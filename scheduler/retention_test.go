@@ -167,9 +167,24 @@ func TestRetentionSweepsOldRunsKeepsRecentAndLastN(t *testing.T) {
 				t.Fatal(err)
 			}
 
+			// Cron ticks: one older than the retention and the catch-up
+			// window (1 h), one recent.
+			oldTick, newTick := now.Add(-age-time.Hour-time.Minute), now.Add(-time.Minute)
+			for _, tick := range []time.Time{oldTick, newTick} {
+				if _, err := st.ClaimTick(ctx, "org/app", "0 * * * * @ main", tick, tick); err != nil {
+					t.Fatal(err)
+				}
+			}
+
 			res, err := srv.sweep(ctx, now)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if n := count(t, st.db, `SELECT COUNT(*) FROM cron_fires WHERE tick = $1`, ms(oldTick)); n != 0 {
+				t.Fatalf("a cron tick older than retention and the catch-up window is kept")
+			}
+			if n := count(t, st.db, `SELECT COUNT(*) FROM cron_fires WHERE tick = $1`, ms(newTick)); n != 1 {
+				t.Fatalf("a recent cron tick was pruned")
 			}
 			if res.Runs != len(old) || res.Artifacts != 1 {
 				t.Fatalf("sweep removed %d runs and %d expired artifacts, want %d and 1", res.Runs, res.Artifacts, len(old))
