@@ -339,10 +339,13 @@ func (s *SQL) PruneCronFires(ctx context.Context, before time.Time) error {
 }
 
 // Reclaim implements RetentionStore: under SQLite, free pages go back to
-// the filesystem (PostgreSQL's autovacuum reuses them itself).
+// the filesystem; under PostgreSQL the swept tables are vacuumed now, so
+// new rows reuse the space rather than wait for autovacuum (a plain
+// VACUUM takes no lock writers wait on).
 func (s *SQL) Reclaim(ctx context.Context) error {
 	if s.d.name != "sqlite" {
-		return nil
+		_, err := s.db.ExecContext(ctx, `VACUUM (SKIP_LOCKED) runs, jobs, steps, log_chunks, artifact_files, commit_statuses`)
+		return err
 	}
 	var mode int
 	if err := s.db.QueryRowContext(ctx, `PRAGMA auto_vacuum`).Scan(&mode); err != nil {
