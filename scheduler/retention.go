@@ -136,22 +136,24 @@ func (s *Server) sweep(ctx context.Context, now time.Time) (sweepResult, error) 
 	rs := s.st.(RetentionStore)
 	if s.cfg.Retention.Age > 0 {
 		cutoff := now.Add(-s.cfg.Retention.Age)
-		done := map[int64]bool{} // runs this pass failed on: not retried in it
+		// Runs this pass could not remove the artifacts of stay until
+		// the next; the batches look past them.
+		failed := map[int64]bool{}
 		for ctx.Err() == nil {
-			runs, err := rs.ExpiredRuns(ctx, cutoff, s.cfg.Retention.KeepRuns, sweepBatch+len(done))
+			runs, err := rs.ExpiredRuns(ctx, cutoff, s.cfg.Retention.KeepRuns, sweepBatch+len(failed))
 			if err != nil {
 				errs = append(errs, fmt.Errorf("list expired runs: %w", err))
 				break
 			}
 			var ids []int64
 			for _, r := range runs {
-				if done[r.ID] {
+				if failed[r.ID] {
 					continue
 				}
-				done[r.ID] = true
 				if err := s.removeArtifacts(ctx, r); err != nil {
+					failed[r.ID] = true
 					errs = append(errs, err)
-					continue // the run stays until its artifacts are gone
+					continue
 				}
 				ids = append(ids, r.ID)
 			}

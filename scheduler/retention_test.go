@@ -390,3 +390,57 @@ func dbBytes(t testing.TB, p string) int64 {
 	}
 	return n
 }
+
+// abortFails is a real store whose removal of one run's attempts fails,
+// as an unreachable bucket would.
+type abortFails struct {
+	artifacts.Store
+	run string
+}
+
+func (a *abortFails) Abort(ctx context.Context, ref artifacts.Ref) error {
+	if ref.Run == a.run {
+		return fmt.Errorf("artifacts: remove %s: connection refused", ref)
+	}
+	return a.Store.Abort(ctx, ref)
+}
+
+// TestRetentionKeepsRunWhoseArtifactsRemain checks that a run is not
+// forgotten while its artifacts could not be removed (they would be
+// stranded in the store), and that the next pass removes it.
+func TestRetentionKeepsRunWhoseArtifactsRemain(t *testing.T) {
+	ctx := context.Background()
+	local, err := artifacts.NewLocal(filepath.Join(t.TempDir(), "artifacts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &abortFails{Store: local}
+	base, srv := startServer(t, sqliteStore(t), func(c *Config) {
+		c.Artifacts = store
+		c.Retention = Retention{Age: time.Hour}
+	}, false)
+	c, reg := register(t, base, "a", 1)
+	a := fakeAgent{c, reg}
+	stuck := a.complete(t, base, "org/app", "main", 64, time.Time{})
+	other := a.complete(t, base, "org/app", "main", 64, time.Time{})
+	store.run = fmt.Sprint(stuck.run)
+	now := time.Now().Add(2 * time.Hour)
+	res, err := srv.sweep(ctx, now)
+	if err == nil || !strings.Contains(err.Error(), "connection refused") || res.Runs != 1 {
+		t.Fatalf("sweep with one run's artifacts stuck: %+v %v; want the other run removed and the error", res, err)
+	}
+	if _, err := admin(base).Run(ctx, stuck.run); err != nil {
+		t.Fatalf("run whose artifacts could not be removed: %v, want it kept", err)
+	}
+	if _, err := admin(base).Run(ctx, other.run); !api.IsStatus(err, http.StatusGone) {
+		t.Fatalf("other run: %v, want 410", err)
+	}
+	store.run = ""
+	if res, err := srv.sweep(ctx, now); err != nil || res.Runs != 1 {
+		t.Fatalf("next sweep: %+v %v, want the run removed", res, err)
+	}
+	ref := artifacts.Ref{Repo: "org/app", Run: fmt.Sprint(stuck.run), Job: "build", Attempt: 1}
+	if _, err := local.Manifest(ctx, ref); !errors.Is(err, artifacts.ErrNotFound) {
+		t.Fatalf("artifacts of the removed run: %v, want them gone", err)
+	}
+}
