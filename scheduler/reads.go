@@ -26,7 +26,7 @@ func scanRun(sc interface{ Scan(...any) error }) (api.Run, error) {
 func (s *SQL) Run(ctx context.Context, id int64) (*api.Run, error) {
 	r, err := scanRun(s.db.QueryRowContext(ctx, `SELECT `+runColumns+` FROM runs WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, errNotFound
+		return nil, sweptRunErr(ctx, s.db, id)
 	}
 	if err != nil {
 		return nil, err
@@ -90,7 +90,7 @@ func (s *SQL) Job(ctx context.Context, id int64) (*api.Job, error) {
 		return nil, err
 	}
 	if len(js) == 0 {
-		return nil, errNotFound
+		return nil, sweptJobErr(ctx, s.db, id)
 	}
 	j := js[0]
 	rows, err := s.db.QueryContext(ctx, `SELECT idx, name, status, started_at, duration_ms, exit, allowed_failure
@@ -163,7 +163,7 @@ func (s *SQL) AttemptInfo(ctx context.Context, a api.Attempt) (*attemptInfo, err
 	err := s.db.QueryRowContext(ctx, `SELECT r.repo, r.id, j.key, j.attempt, j.status FROM jobs j JOIN runs r ON r.id = j.run_id WHERE j.id = $1`, a.Job).
 		Scan(&in.Repo, &run, &in.Key, &current, &in.Status)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, errNotFound
+		return nil, sweptJobErr(ctx, s.db, a.Job)
 	}
 	if err != nil {
 		return nil, err

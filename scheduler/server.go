@@ -96,6 +96,8 @@ type Config struct {
 	Limits Limits
 	// Timeouts bound connections (timeouts.go).
 	Timeouts Timeouts
+	// Retention removes expired artifacts and old runs (retention.go).
+	Retention Retention
 }
 
 // Server is the scheduler's HTTP API.
@@ -148,6 +150,7 @@ func noSniff(h http.Handler) http.Handler {
 // database runs it; the store makes that safe.
 func (s *Server) Run(ctx context.Context) {
 	go s.runTriggers(ctx)
+	go s.sweepLoop(ctx)
 	tick := time.NewTicker(min(s.cfg.LeaseTimeout/4, time.Second))
 	defer tick.Stop()
 	for {
@@ -317,6 +320,8 @@ func branchMatches(patterns []string, branch string) bool {
 // httpError maps store errors to statuses.
 func httpStatus(err error) int {
 	switch {
+	case errors.Is(err, errSwept):
+		return http.StatusGone
 	case errors.Is(err, errNotFound), errors.Is(err, artifacts.ErrNotFound):
 		return http.StatusNotFound
 	case errors.Is(err, errGone):

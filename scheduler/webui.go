@@ -46,6 +46,8 @@ func toWeb(err error) error {
 	switch {
 	case err == nil:
 		return nil
+	case errors.Is(err, errSwept):
+		return webError{err, web.ErrGone}
 	case errors.Is(err, errNotFound), errors.Is(err, artifacts.ErrNotFound), errors.Is(err, artifacts.ErrInvalidPath):
 		return webError{err, web.ErrNotFound}
 	case errors.Is(err, errConflict):

@@ -42,6 +42,8 @@ type serverFlags struct {
 	artifactQuota    string
 	artifactFile     string
 	artifactFiles    int
+	retain           string
+	retainRuns       int
 }
 
 func newServerCmd(g *globals) *cobra.Command {
@@ -73,6 +75,8 @@ func newServerCmd(g *globals) *cobra.Command {
 	fl.StringVar(&f.artifactQuota, "artifact-quota", "10GiB", "most bytes of artifacts an attempt may store")
 	fl.StringVar(&f.artifactFile, "artifact-file-limit", "5GiB", "largest artifact file an agent may upload")
 	fl.IntVar(&f.artifactFiles, "artifact-files", 10000, "most artifact files an attempt may store")
+	fl.StringVar(&f.retain, "retain", "90d", "how long finished runs are kept with their logs, steps and artifacts (0: forever; expired artifacts go either way)")
+	fl.IntVar(&f.retainRuns, "retain-runs", 20, "newest runs of every repository and branch kept whatever their age")
 	return cmd
 }
 
@@ -94,10 +98,13 @@ func runServer(ctx context.Context, g *globals, f serverFlags, stderr interface{
 	if f.artifactFiles < 1 {
 		return &usageError{fmt.Errorf("--artifact-files %d: want at least 1", f.artifactFiles)}
 	}
+	ret, err := retention(f.retain, f.retainRuns)
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(filepath.Join(g.stateDir, "tmp"), 0o700); err != nil {
 		return err
 	}
-	var err error
 	if f.regToken, err = token(f.regToken, filepath.Join(g.stateDir, "registration-token")); err != nil {
 		return err
 	}
@@ -128,6 +135,7 @@ func runServer(ctx context.Context, g *globals, f serverFlags, stderr interface{
 		RegistrationToken: f.regToken, AdminToken: f.adminToken, Secrets: sealer,
 		LeaseTimeout: f.leaseTimeout, AffinityWait: f.affinityWait, MaxAttempts: f.maxAttempts,
 		SupersedeRunning: f.supersedeRunning, Log: g.log.Named("server"), PublicRead: f.publicRead, Limits: lim,
+		Retention: ret,
 		// Repositories' mirrors, read for the job file of a pushed commit.
 		Triggers: scheduler.TriggerConfig{MirrorDir: filepath.Join(g.stateDir, "mirrors"), PublicURL: f.publicURL, CronWindow: f.cronWindow},
 	})
@@ -195,4 +203,21 @@ func token(given, path string) (string, error) {
 		return "", fmt.Errorf("keep token: %w", err)
 	}
 	return t, nil
+}
+
+// retention reads --retain and --retain-runs.
+func retention(age string, runs int) (scheduler.Retention, error) {
+	r := scheduler.Retention{KeepRuns: runs}
+	if runs < 0 {
+		return r, &usageError{fmt.Errorf("--retain-runs %d: want 0 or more", runs)}
+	}
+	if strings.TrimSpace(age) == "0" {
+		return r, nil
+	}
+	d, err := units.ParseDuration(age)
+	if err != nil {
+		return r, &usageError{fmt.Errorf("--retain: %w", err)}
+	}
+	r.Age = d
+	return r, nil
 }

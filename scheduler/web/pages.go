@@ -97,6 +97,8 @@ func (u *ui) error(w http.ResponseWriter, r *http.Request, code int, msg string)
 // fail answers a Backend error.
 func (u *ui) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
+	case errors.Is(err, ErrGone):
+		u.error(w, r, http.StatusGone, err.Error())
 	case errors.Is(err, ErrNotFound):
 		u.error(w, r, http.StatusNotFound, err.Error())
 	case errors.Is(err, ErrConflict):

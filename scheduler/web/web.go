@@ -66,6 +66,8 @@ type Artifact struct {
 var (
 	ErrNotFound = errors.New("not found")
 	ErrConflict = errors.New("conflict")
+	// ErrGone is a run or job the server's retention removed.
+	ErrGone = errors.New("gone")
 )
 
 // Options configure the UI.
