@@ -337,3 +337,11 @@ func (c *Client) SetSecret(ctx context.Context, repo, name string, s SetSecret) 
 	_, err := c.do(ctx, http.MethodPut, "/api/v1/secrets/"+url.PathEscape(name)+"?repo="+url.QueryEscape(repo), s, nil)
 	return err
 }
+
+// Secrets lists a repository's secrets by name and branches, never their
+// values.
+func (c *Client) Secrets(ctx context.Context, repo string) ([]Secret, error) {
+	var ss []Secret
+	_, err := c.do(ctx, http.MethodGet, "/api/v1/secrets?repo="+url.QueryEscape(repo), nil, &ss)
+	return ss, err
+}
