@@ -94,7 +94,7 @@ func (p *Pool) fetchFromServer(ctx context.Context, lease *api.Lease, dir string
 	mirror := git.MirrorPath(filepath.Join(p.mirrorsDir(), "untrusted"), lease.Repo)
 	rev := lease.Commit
 	if !git.HasCommit(mirror, rev) {
-		url := strings.TrimSuffix(p.c.Base, "/") + lease.Checkout.Mirror
+		url := p.c.Server() + lease.Checkout.Mirror
 		rep.notice(fmt.Sprintf("fetch %s from the server's mirror (an untrusted run gets no forge credentials)", rev))
 		o := git.MirrorOptions{Auth: git.Auth{Bearer: p.c.Token}, Refs: []string{git.CommitRef}, OnlyRefs: true}
 		if err := git.Mirror(ctx, mirror, url, o); err != nil {

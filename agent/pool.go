@@ -175,15 +175,15 @@ func (p *Pool) register(ctx context.Context) (*api.Registration, error) {
 		switch verdict(err) {
 		case sent:
 			if reg.ID == "" || reg.Token == "" {
-				return nil, fmt.Errorf("register with %s: the reply has no agent id or token", p.Client.Base)
+				return nil, fmt.Errorf("register with %s: the reply has no agent id or token", p.Client.Server())
 			}
 			return reg, nil
 		case refused, gone:
-			return nil, fmt.Errorf("register with %s: %w", p.Client.Base, err)
+			return nil, fmt.Errorf("register with %s: %w", p.Client.Server(), err)
 		}
-		p.log().Warn("register: retrying", "server", p.Client.Base, "error", err)
+		p.log().Warn("register: retrying", "server", p.Client.Server(), "error", err)
 		if !b.wait(ctx) {
-			return nil, fmt.Errorf("register with %s: %w (last error: %v)", p.Client.Base, context.Cause(ctx), err)
+			return nil, fmt.Errorf("register with %s: %w (last error: %v)", p.Client.Server(), context.Cause(ctx), err)
 		}
 	}
 }

@@ -17,9 +17,12 @@ import (
 // Client speaks the scheduler's HTTP API. Token, if set, is sent as a
 // bearer token: an agent's own token, or a user's for mutations.
 type Client struct {
-	Base  string
-	Token string
-	HTTP  *http.Client
+	Base string
+	// Servers, if set, replaces Base with several servers sharing one
+	// database, failed over between (see Servers).
+	Servers *Servers
+	Token   string
+	HTTP    *http.Client
 }
 
 // StatusError is a reply with an unexpected HTTP status.
@@ -101,21 +104,7 @@ func (c *Client) send(ctx context.Context, method, path string, body any) (*http
 		}
 		r, ctype = bytes.NewReader(data), "application/json"
 	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(c.Base, "/")+path, r)
-	if err != nil {
-		return nil, err
-	}
-	if ctype != "" {
-		req.Header.Set("Content-Type", ctype)
-	}
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
-	}
-	resp, err := c.http().Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	return resp, nil
+	return c.roundTrip(ctx, method, path, r, ctype, -1)
 }
 
 func statusError(method, path string, resp *http.Response) error {
@@ -204,17 +193,9 @@ func (c *Client) Finish(ctx context.Context, a Attempt, r Result) error {
 // PutArtifact uploads one artifact file of an attempt.
 func (c *Client) PutArtifact(ctx context.Context, a Attempt, path string, r io.Reader, size int64) error {
 	p := attemptPath(a) + "/artifacts/" + escapePath(path)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, strings.TrimSuffix(c.Base, "/")+p, r)
+	resp, err := c.roundTrip(ctx, http.MethodPut, p, r, "", size)
 	if err != nil {
 		return err
-	}
-	req.ContentLength = size
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
-	}
-	resp, err := c.http().Do(req)
-	if err != nil {
-		return fmt.Errorf("PUT %s: %w", p, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
@@ -336,4 +317,12 @@ func (c *Client) Log(ctx context.Context, id int64, follow bool) (io.ReadCloser,
 func (c *Client) SetSecret(ctx context.Context, repo, name string, s SetSecret) error {
 	_, err := c.do(ctx, http.MethodPut, "/api/v1/secrets/"+url.PathEscape(name)+"?repo="+url.QueryEscape(repo), s, nil)
 	return err
+}
+
+// Secrets lists a repository's secrets by name and branches, never their
+// values.
+func (c *Client) Secrets(ctx context.Context, repo string) ([]Secret, error) {
+	var ss []Secret
+	_, err := c.do(ctx, http.MethodGet, "/api/v1/secrets?repo="+url.QueryEscape(repo), nil, &ss)
+	return ss, err
 }

@@ -23,7 +23,7 @@ import (
 func init() { commands = append(commands, newAgentCmd) }
 
 type agentFlags struct {
-	server       string
+	servers      []string
 	token        string
 	labels       []string
 	jobs         int
@@ -52,7 +52,7 @@ the agent leaves the pool. A second signal cancels the running jobs at once.`,
 	}
 	host, _ := os.Hostname()
 	fl := cmd.Flags()
-	fl.StringVar(&f.server, "server", "", "the scheduler's URL (http://host:port)")
+	fl.StringSliceVar(&f.servers, "server", nil, "the scheduler's URL (http://host:port); several servers sharing one database: repeat the flag or separate them with commas, and the agent fails over between them")
 	fl.StringVar(&f.token, "token", "", "the pool's registration token")
 	fl.StringSliceVar(&f.labels, "labels", nil, "labels this agent offers to jobs' agent lists (comma-separated)")
 	fl.IntVar(&f.jobs, "jobs", 1, "most jobs run at once")
@@ -67,7 +67,7 @@ the agent leaves the pool. A second signal cancels the running jobs at once.`,
 
 func runAgent(cmd *cobra.Command, g *globals, f *agentFlags) error {
 	switch {
-	case f.server == "":
+	case len(f.servers) == 0:
 		return &usageError{fmt.Errorf("--server is required (or %s)", flagEnv(cmd, "server"))}
 	case f.token == "":
 		return &usageError{fmt.Errorf("--token is required (or %s)", flagEnv(cmd, "token"))}
@@ -75,6 +75,10 @@ func runAgent(cmd *cobra.Command, g *globals, f *agentFlags) error {
 		return &usageError{fmt.Errorf("--jobs %d: want at least 1", f.jobs)}
 	case f.name == "":
 		return &usageError{errors.New("--name is required: the host name is unknown")}
+	}
+	servers, err := api.ParseServers(f.servers)
+	if err != nil {
+		return &usageError{fmt.Errorf("--server: %w", err)}
 	}
 	dir, err := g.absStateDir()
 	if err != nil {
@@ -93,7 +97,7 @@ func runAgent(cmd *cobra.Command, g *globals, f *agentFlags) error {
 		return err
 	}
 	pool := &agent.Pool{
-		Client:    &api.Client{Base: f.server, HTTP: &http.Client{}},
+		Client:    &api.Client{Servers: servers, HTTP: &http.Client{}},
 		PoolToken: f.token,
 		Runner:    h.runner,
 		Name:      f.name,
