@@ -1,0 +1,254 @@
+#!/usr/bin/env bash
+# `make test-vm`: the container-facing tests that differ between cgroup
+# hierarchies and kernels, run as root in a qemu guest on Debian 12's stock
+# kernel (linux-image-amd64, 6.1) with a pure cgroup v2 hierarchy, whatever
+# the host runs. Reports through bin/testreport with `make test`'s rule: under
+# CI=true a skipped test fails the lane.
+#
+# The guest (qemu TCG: nested KVM is unusably slow on the CI machines) boots
+# the package's vmlinuz into a busybox-static initramfs (scripts/vm-init.sh)
+# that mounts the host's / read-only over 9p with a tmpfs overlay and
+# chroots there, so it runs the host's binaries and the test binaries built
+# here (`go test -c`). The kernel's modules are bound at /lib/modules, an
+# ext4 scratch disk (virtio-blk) holds TMPDIR and so every state dir (an
+# overlay's upper dir cannot sit on overlayfs; idmapped mounts need ext4 on
+# 6.1), and a writable 9p share carries the tests' JSON and the guest's
+# status back.
+#
+# Everything the tests wait for is scaled by JOBRUN_TEST_TIMESCALE
+# (internal/testenv.Scale): TCG runs about 20x slower than the host.
+#
+# Environment:
+#   JOBRUN_VM_DIR       cache of the kernel and initramfs (default /var/cache/jobrun-vm)
+#   JOBRUN_VM_TIMEOUT   seconds before qemu is killed (default 1500)
+#   JOBRUN_VM_CPUS, JOBRUN_VM_MEM   guest cpus (default 2) and MiB (default 4096)
+#   JOBRUN_VM_FAIL_DEMO=1   also runs a test that fails on purpose, to show
+#                           that a failure inside the guest makes the lane red
+#   JOBRUN_VM_RUN=REGEX     only the subset's entries whose package matches
+# usage: scripts/test-vm.sh            (the host side)
+#        scripts/test-vm.sh guest      (inside the guest; vm-init.sh runs it)
+set -euo pipefail
+
+# The subset: package, -run pattern. What differs between hierarchies and
+# kernels: the container's cgroup (limits, OOM, pids, freeze and kill,
+# stats, the attach warmer, start-up clean-up), bridge networking, overlay
+# snapshots on ext4, the leak checker's cgroup scan, `jobrun local` end to end.
+SUBSET=(
+	"agent/sandbox|^(TestPidsLimit|TestMemoryLimit|TestCPULimit|TestTimeoutKillsEverything|TestCancel|TestFailedStartLeavesNothing|TestKilledAgent|TestWarmer|TestExitCodes|TestParallelJobs|TestMounts|TestCgroupV2.*)$"
+	"agent/network|^(TestOutbound|TestIsolation|TestTeardown|TestCleanupAfterCrash)$"
+	"agent/image|^(TestSnapshotLifecycle|TestCleanupAfterCrash)$"
+	"internal/leakcheck|^(TestCgroup|TestCgroupScope|TestMount|TestLink|TestNetNS)$"
+	"cmd/jobrun|^(TestLocalDAGAndMatrix|TestLocalLimitsAndUnsupported|TestLocalServices|TestLocalKilledMidJob)$"
+)
+TIMESCALE=${JOBRUN_TEST_TIMESCALE:-20}
+
+log() { echo "test-vm: $*" >&2; }
+die() {
+	log "$*"
+	exit 1
+}
+
+# ---------------------------------------------------------------- guest side
+if [ "${1:-}" = guest ]; then
+	# vm-init.sh chroots here with the output dir at the same path as on
+	# the host; its env file says the rest.
+	out=$(sed -n 's/.*jobrun\.out=\([^ ]*\).*/\1/p' /proc/cmdline)
+	# shellcheck disable=SC1091
+	. "$out/env"
+	export PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+	export HOME=/root CI=true JOBRUN_TEST_TIMESCALE="$TIMESCALE" JOBRUN_TEST_HELPERS="$out/bin"
+	status() { echo "$*" >"$out/status"; }
+	finish() {
+		sync
+		busybox poweroff -f
+	}
+	trap finish EXIT
+	status "started"
+	mkdir -p /lib/modules
+	mount --bind "$KERNEL/lib/modules" /lib/modules
+	echo /sbin/modprobe >/proc/sys/kernel/modprobe
+	modprobe -a virtio_blk ext4 || {
+		status "failed: modprobe virtio_blk ext4"
+		exit 1
+	}
+	mkdir -p /scratch
+	mount -t ext4 /dev/vda /scratch || {
+		status "failed: mount the scratch disk"
+		exit 1
+	}
+	mkdir -p /scratch/tmp /scratch/gocache
+	export TMPDIR=/scratch/tmp
+	# Tests that build (probes, helpers) write the host's Go cache's
+	# misses here, not to the overlay's tmpfs.
+	export GOCACHE=/scratch/gocache GOFLAGS=-mod=mod
+	ip link set lo up
+	echo "cgroup: $(cat /sys/fs/cgroup/cgroup.controllers)" >&2
+	echo "kernel: $(uname -r)" >&2
+	: >"$out/test.json"
+	for entry in "${RUNS[@]}"; do
+		pkg=${entry%%|*}
+		pattern=${entry#*|}
+		name=${pkg//\//_}
+		echo "== $pkg $pattern" >&2
+		(cd "$REPO/$pkg" && "$out/bin/test2json" -t -p "$MODULE/$pkg" "$out/bin/$name.test" \
+			-test.v=test2json -test.count=1 -test.timeout=20m -test.run "$pattern" \
+			>>"$out/test.json" 2>&1) || true
+	done
+	status "done"
+	exit 0
+fi
+
+# ----------------------------------------------------------------- host side
+self=$(realpath "$0")
+cd "$(dirname "$self")/.."
+repo=$PWD
+export CGO_ENABLED=1
+TAGS=${TAGS:-seccomp}
+[ "$(id -u)" = 0 ] || die "needs root (apt-get, the guest's files)"
+
+cache=${JOBRUN_VM_DIR:-/var/cache/jobrun-vm}
+timeout=${JOBRUN_VM_TIMEOUT:-1500}
+mkdir -p "$cache"
+
+# Debian packages: qemu, kmod (depmod for the guest's modules), busybox-static
+# (the initramfs), e2fsprogs (the scratch disk), cpio.
+missing=()
+for p in qemu-system-x86 kmod busybox-static e2fsprogs cpio; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+	log "installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+exec 9>"$cache/.lock"
+flock 9 # one kernel download and initramfs build per machine at a time
+
+# The kernel: the package Debian's linux-image-amd64 depends on, extracted
+# (no install) with its modules indexed by depmod.
+kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
+[ -n "$kpkg" ] || die "apt-cache knows no linux-image-amd64 (apt-get update?)"
+kdir=$cache/$kpkg
+if [ ! -f "$kdir.done" ]; then
+	log "kernel $kpkg (apt-get download, dpkg-deb -x; once per machine)"
+	rm -rf "$kdir" "$kdir.tmp"
+	mkdir -p "$kdir.tmp/deb"
+	(cd "$kdir.tmp/deb" && apt-get download -q "$kpkg" 2>&1 | grep -v unsandboxed >&2) || die "apt-get download $kpkg"
+	dpkg-deb -x "$kdir.tmp"/deb/*.deb "$kdir.tmp"
+	rm -rf "$kdir.tmp/deb"
+	kver=$(ls "$kdir.tmp/lib/modules")
+	depmod -b "$kdir.tmp" "$kver"
+	mv "$kdir.tmp" "$kdir"
+	touch "$kdir.done"
+fi
+kver=$(ls "$kdir/lib/modules")
+vmlinuz=$kdir/boot/vmlinuz-$kver
+
+# The initramfs: busybox-static, vm-init.sh as /init, the modules that reach
+# the host's root. Rebuilt when either script or busybox changes.
+istamp=$({
+	cat scripts/vm-init.sh
+	echo "$kpkg"
+	stat -c '%Y %s' /bin/busybox
+} | sha256sum | cut -c1-16)
+initrd=$cache/initramfs-$istamp.cpio.gz
+if [ ! -f "$initrd" ]; then
+	log "initramfs $initrd"
+	t=$(mktemp -d "$cache/.initramfs.XXXXXX")
+	mkdir -p "$t"/{bin,mods,proc,sys,dev,tmp,run}
+	cp /bin/busybox "$t/bin/busybox"
+	cp scripts/vm-init.sh "$t/init"
+	chmod 755 "$t/init"
+	for m in virtio virtio_ring virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci netfs fscache 9pnet 9pnet_virtio 9p overlay; do
+		f=$(find "$kdir/lib/modules/$kver/kernel" -name "$m.ko" | head -n1)
+		[ -n "$f" ] || die "no module $m.ko in $kpkg"
+		cp "$f" "$t/mods/"
+	done
+	(cd "$t" && find . | cpio -o -H newc --quiet | gzip -1) >"$initrd.tmp"
+	mv "$initrd.tmp" "$initrd"
+	rm -rf "$t"
+	find "$cache" -maxdepth 1 -name 'initramfs-*.cpio.gz' ! -name "${initrd##*/}" -delete
+fi
+flock -u 9
+
+# This run's directory: the test binaries, the guest's env and output, the
+# scratch disk (not under /tmp: the guest mounts a tmpfs there). Removed at
+# exit, with qemu.
+work=$(mktemp -d "$cache/run.XXXXXX")
+qpid=
+cleanup() {
+	[ -z "$qpid" ] || kill "$qpid" 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+mkdir -p "$work/bin"
+
+if [ -x scripts/testimages.sh ]; then
+	eval "$(scripts/testimages.sh)"
+fi
+
+runs=()
+for entry in "${SUBSET[@]}"; do
+	[[ ${entry%%|*} =~ ${JOBRUN_VM_RUN:-.} ]] && runs+=("$entry")
+done
+if [ "${JOBRUN_VM_FAIL_DEMO:-}" = 1 ]; then
+	runs+=("internal/testenv|^TestFailsOnPurposeInVM$")
+fi
+((${#runs[@]})) || die "JOBRUN_VM_RUN=$JOBRUN_VM_RUN matches no package of the subset"
+
+log "building the test binaries"
+module=$(go list -m)
+go build -o bin/testreport ./internal/tools/testreport
+go build -o "$work/bin/test2json" cmd/test2json
+TAGS=$TAGS scripts/helpers.sh "$work/bin" >/dev/null
+for entry in "${runs[@]}"; do
+	pkg=${entry%%|*}
+	go test -c -tags "$TAGS" -o "$work/bin/${pkg//\//_}.test" "./$pkg"
+done
+
+{
+	echo "REPO=$(printf %q "$repo")"
+	echo "MODULE=$module"
+	echo "KERNEL=$(printf %q "$kdir")"
+	echo "TIMESCALE=$TIMESCALE"
+	printf 'RUNS=('
+	printf '%q ' "${runs[@]}"
+	echo ')'
+	env | grep -E '^(JOBRUN_TEST_IMAGES[A-Z_]*|JOBRUN_VM_FAIL_DEMO)=' | sed 's/^/export /'
+} >"$work/env"
+
+# The scratch disk: sparse, so its size costs nothing until written.
+truncate -s 32G "$work/scratch.img"
+mkfs.ext4 -q -F -E lazy_itable_init=1,lazy_journal_init=1 "$work/scratch.img"
+
+log "booting $kpkg under qemu TCG (timeout ${timeout}s)"
+start=$(date +%s)
+timeout --kill-after=10 "$timeout" qemu-system-x86_64 \
+	-accel tcg,thread=multi -cpu max -m "${JOBRUN_VM_MEM:-4096}" -smp "${JOBRUN_VM_CPUS:-2}" \
+	-display none -no-reboot -nodefaults -serial stdio \
+	-kernel "$vmlinuz" -initrd "$initrd" \
+	-append "console=ttyS0 panic=-1 quiet loglevel=3 jobrun.script=$self jobrun.out=$work" \
+	-virtfs local,path=/,mount_tag=host,security_model=passthrough,readonly=on,multidevs=remap \
+	-virtfs "local,path=$work,mount_tag=out,security_model=passthrough" \
+	-drive "file=$work/scratch.img,if=virtio,format=raw,cache=unsafe" \
+	</dev/null &
+qpid=$!
+set +e
+wait "$qpid"
+qrc=$?
+set -e
+qpid=
+log "guest ran $(($(date +%s) - start))s (qemu exit $qrc), status: $(cat "$work/status" 2>/dev/null || echo none)"
+
+set +e
+bin/testreport <"$work/test.json"
+rc=$?
+set -e
+if [ "$(cat "$work/status" 2>/dev/null)" != done ]; then
+	[ "$qrc" = 124 ] && log "qemu killed after ${timeout}s"
+	log "the guest did not finish its tests: the lane fails"
+	exit 1
+fi
+exit "$rc"
