@@ -25,6 +25,10 @@
 #   JOBRUN_VM_FAIL_DEMO=1   also runs a test that fails on purpose, to show
 #                           that a failure inside the guest makes the lane red
 #   JOBRUN_VM_RUN=REGEX     only the subset's entries whose package matches
+#   JOBRUN_VM_SYSTEMD=0     without the second guest, which boots systemd
+#                           (a debootstrap root, cached) and runs `jobrun
+#                           local` as a service with Delegate=yes
+#   JOBRUN_VM_SYSTEMD_TIMEOUT   seconds for that guest (default 600)
 # usage: scripts/test-vm.sh            (the host side)
 #        scripts/test-vm.sh guest      (inside the guest; vm-init.sh runs it)
 set -euo pipefail
@@ -83,7 +87,6 @@ if [ "${1:-}" = guest ]; then
 	ip link set lo up
 	echo "cgroup: $(cat /sys/fs/cgroup/cgroup.controllers)" >&2
 	echo "kernel: $(uname -r)" >&2
-	: >"$out/test.json"
 	for entry in "${RUNS[@]}"; do
 		pkg=${entry%%|*}
 		pattern=${entry#*|}
@@ -94,6 +97,104 @@ if [ "${1:-}" = guest ]; then
 			>>"$out/test.json" 2>&1) || true
 	done
 	status "done"
+	exit 0
+fi
+
+# ------------------------------------------------- the systemd guest's side
+# Runs as a unit of the systemd guest (vm-init.sh with jobrun.root=): `jobrun
+# local` as a transient service with Delegate=yes, as examples/deploy runs
+# the agent. Its jobs' cgroups must be inside the service beside the
+# agent's leaf, limits and OOM must be reported, and `systemctl stop` must
+# leave no job cgroup or process. Reports test2json events itself.
+if [ "${1:-}" = systemd-guest ]; then
+	out=$(sed -n 's/.*jobrun\.out=\([^ ]*\).*/\1/p' /proc/cmdline)
+	# shellcheck disable=SC1091
+	. "$out/env"
+	status() { echo "$*" >"$out/status-systemd"; }
+	finish() {
+		sync
+		systemctl poweroff --no-block
+	}
+	trap finish EXIT
+	status started
+	pkg=systemd-guest
+	json() { printf '{"Action":"%s","Package":"%s","Test":"%s","Output":"%s"}\n' "$1" "$pkg" "$2" "$3" >>"$out/test.json"; }
+	# check NAME COMMAND...: one test, its output in the report.
+	check() {
+		local name=$1 o rc
+		shift
+		json run "$name" ""
+		o=$("$@" 2>&1)
+		rc=$?
+		[ "$name" = TestSystemdDelegateJobsBesideLeaf ] && echo "$o" >&2
+		while IFS= read -r line; do
+			line=${line//\\/\\\\}
+			line=${line//\"/\\\"}
+			json output "$name" "    ${line//	/ }\\n"
+		done <<<"$o"
+		if [ "$rc" = 0 ]; then json pass "$name" ""; else json fail "$name" ""; fi
+		return "$rc"
+	}
+	echo "systemd $(systemctl --version | sed -n 1p), cgroup: $(cat /sys/fs/cgroup/cgroup.controllers)" >&2
+	state=/var/lib/jobrun
+	mkdir -p $state /run/lane
+	# Not on the overlay root: overlay upper dirs cannot sit on overlayfs.
+	mount -t tmpfs -o mode=0700 state $state
+	image="oci-layout:/host$JOBRUN_TEST_IMAGES/busybox:latest"
+	cat >/run/lane/.ci.hcl <<EOT
+job "hog" {
+  image   = "$image"
+  network = "none"
+  resources { memory = "32MiB" }
+  step "eat" { run = "head -c 200m /dev/zero | tail > /dev/null" }
+}
+job "sleeper" {
+  image   = "$image"
+  network = "none"
+  step "sleep" { run = "echo sleeping; sleep 600" }
+}
+EOT
+	unit=lane-local.service
+	cg=/sys/fs/cgroup/system.slice/$unit
+	systemd-run --unit=$unit -p Delegate=yes -p StandardOutput=file:/run/lane/out -p StandardError=file:/run/lane/out \
+		"$out/bin/jobrun" --state-dir $state local --parallel 2 --artifacts $state/artifacts /run/lane/.ci.hcl
+	running() {
+		for _ in $(seq 600); do
+			grep -q "sleeping" /run/lane/out 2>/dev/null && grep -q "hog .*out of memory" /run/lane/out 2>/dev/null && return 0
+			sleep 1
+		done
+		cat /run/lane/out
+		return 1
+	}
+	placed() {
+		echo "the service's cgroup: $(cd $cg && ls -d */ | tr '\n' ' ')"
+		echo "jobrun is in: $(cat /proc/"$(systemctl show -P MainPID $unit)"/cgroup)"
+		grep -q "^0::/system.slice/$unit/supervisor$" /proc/"$(systemctl show -P MainPID $unit)"/cgroup &&
+			ls -d $cg/jobrun-* >/dev/null && [ -z "$(cat $cg/cgroup.procs)" ] &&
+			grep -qw memory $cg/cgroup.subtree_control
+	}
+	stopped() {
+		systemctl stop $unit
+		local left
+		left=$(find /sys/fs/cgroup -name 'jobrun-*' -type d)
+		cat /run/lane/out
+		echo "jobrun cgroups left after systemctl stop: ${left:-none}"
+		[ -z "$left" ] || return 1
+		for f in /proc/[0-9]*/cmdline; do
+			if [ "$(tr '\0' ' ' <"$f" 2>/dev/null)" = "sleep 600 " ]; then
+				echo "the job's sleep survived: ${f%/cmdline}"
+				return 1
+			fi
+		done
+	}
+	json start "" ""
+	ok=pass
+	check TestSystemdDelegateJobRuns running || ok=fail
+	check TestSystemdDelegateJobsBesideLeaf placed || ok=fail
+	check TestSystemdDelegateOOMReported grep "hog .*out of memory (limit 32 MiB)" /run/lane/out || ok=fail
+	check TestSystemdDelegateStopLeavesNothing stopped || ok=fail
+	json $ok "" ""
+	status done
 	exit 0
 fi
 
@@ -170,6 +271,19 @@ if [ ! -f "$initrd" ]; then
 	rm -rf "$t"
 	find "$cache" -maxdepth 1 -name 'initramfs-*.cpio.gz' ! -name "${initrd##*/}" -delete
 fi
+# The systemd guest's root: debootstrap minbase with systemd as init.
+sysroot=$cache/systemd-bookworm
+if [ "${JOBRUN_VM_SYSTEMD:-1}" = 1 ] && [ ! -f "$sysroot.done" ]; then
+	command -v debootstrap >/dev/null || die "needs debootstrap (scripts/deps.sh installs it)"
+	mirror=$(awk '/^URIs:/ { print $2; exit }' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
+	log "debootstrap --include=systemd-sysv,dbus bookworm (once per machine)"
+	rm -rf "$sysroot.tmp"
+	debootstrap --variant=minbase --include=systemd-sysv,dbus bookworm "$sysroot.tmp" "${mirror:-http://deb.debian.org/debian}" >"$cache/debootstrap.log" 2>&1 ||
+		die "debootstrap failed: $cache/debootstrap.log"
+	rm -rf "$sysroot"
+	mv "$sysroot.tmp" "$sysroot"
+	touch "$sysroot.done"
+fi
 flock -u 9
 
 # This run's directory: the test binaries, the guest's env and output, the
@@ -197,7 +311,7 @@ done
 if [ "${JOBRUN_VM_FAIL_DEMO:-}" = 1 ]; then
 	runs+=("internal/testenv|^TestFailsOnPurposeInVM$")
 fi
-((${#runs[@]})) || die "JOBRUN_VM_RUN=$JOBRUN_VM_RUN matches no package of the subset"
+((${#runs[@]})) || [ "${JOBRUN_VM_SYSTEMD:-1}" = 1 ] || die "JOBRUN_VM_RUN=$JOBRUN_VM_RUN matches no package of the subset"
 
 log "building the test binaries"
 module=$(go list -m)
@@ -207,7 +321,7 @@ TAGS=$TAGS scripts/helpers.sh "$work/bin" >/dev/null
 go build -tags "$TAGS" -o "$work/bin/jobrun" ./cmd/jobrun
 CGO_ENABLED=0 go build -o "$work/bin/probe" ./agent/sandbox/internal/probe
 CGO_ENABLED=0 GOARCH=386 go build -o "$work/bin/probe386" ./agent/sandbox/internal/probe
-for entry in "${runs[@]}"; do
+for entry in ${runs[@]+"${runs[@]}"}; do
 	pkg=${entry%%|*}
 	go test -c -tags "$TAGS" -o "$work/bin/${pkg//\//_}.test" "./$pkg"
 done
@@ -218,7 +332,7 @@ done
 	echo "KERNEL=$(printf %q "$kdir")"
 	echo "TIMESCALE=$TIMESCALE"
 	printf 'RUNS=('
-	printf '%q ' "${runs[@]}"
+	printf '%q ' ${runs[@]+"${runs[@]}"}
 	echo ')'
 	env | grep -E '^(JOBRUN_TEST_IMAGES[A-Z_]*|JOBRUN_VM_FAIL_DEMO)=' | sed 's/^/export /'
 } >"$work/env"
@@ -227,32 +341,51 @@ done
 truncate -s 32G "$work/scratch.img"
 mkfs.ext4 -q -F -E lazy_itable_init=1,lazy_journal_init=1 "$work/scratch.img"
 
-log "booting $kpkg under qemu TCG (timeout ${timeout}s)"
-start=$(date +%s)
-timeout --kill-after=10 "$timeout" qemu-system-x86_64 \
-	-accel tcg,thread=multi -cpu max -m "${JOBRUN_VM_MEM:-4096}" -smp "${JOBRUN_VM_CPUS:-2}" \
-	-display none -no-reboot -nodefaults -serial stdio \
-	-kernel "$vmlinuz" -initrd "$initrd" \
-	-append "console=ttyS0 panic=-1 quiet loglevel=3 jobrun.script=$self jobrun.out=$work" \
-	-virtfs local,path=/,mount_tag=host,security_model=passthrough,readonly=on,multidevs=remap \
-	-virtfs "local,path=$work,mount_tag=out,security_model=passthrough" \
-	-drive "file=$work/scratch.img,if=virtio,format=raw,cache=unsafe" \
-	</dev/null &
-qpid=$!
-set +e
-wait "$qpid"
-qrc=$?
-set -e
-qpid=
-log "guest ran $(($(date +%s) - start))s (qemu exit $qrc), status: $(cat "$work/status" 2>/dev/null || echo none)"
+# boot NAME APPEND [QEMU ARGS...] boots a guest and waits for it, or kills
+# it after the timeout; qrc is qemu's exit (124: killed).
+boot() {
+	local name=$1 append=$2
+	shift 2
+	log "booting $kpkg under qemu TCG: $name (timeout ${timeout}s)"
+	local start=$(date +%s)
+	timeout --kill-after=10 "$timeout" qemu-system-x86_64 \
+		-accel tcg,thread=multi -cpu max -m "${JOBRUN_VM_MEM:-4096}" -smp "${JOBRUN_VM_CPUS:-2}" \
+		-display none -no-reboot -nodefaults -serial stdio \
+		-kernel "$vmlinuz" -initrd "$initrd" \
+		-append "console=ttyS0 panic=-1 quiet loglevel=3 jobrun.script=$self jobrun.out=$work $append" \
+		-virtfs local,path=/,mount_tag=host,security_model=passthrough,readonly=on,multidevs=remap \
+		-virtfs "local,path=$work,mount_tag=out,security_model=passthrough" \
+		"$@" </dev/null &
+	qpid=$!
+	set +e
+	wait "$qpid"
+	qrc=$?
+	set -e
+	qpid=
+	log "$name ran $(($(date +%s) - start))s (qemu exit $qrc)"
+	[ "$qrc" != 124 ] || log "qemu killed after ${timeout}s"
+}
+: >"$work/test.json"
+ok=1
+if ((${#runs[@]})); then
+	boot "tests" "" -drive "file=$work/scratch.img,if=virtio,format=raw,cache=unsafe"
+	if [ "$(cat "$work/status" 2>/dev/null)" != done ]; then
+		log "the guest did not finish its tests ($(cat "$work/status" 2>/dev/null || echo no status)): the lane fails"
+		ok=
+	fi
+fi
+if [ "${JOBRUN_VM_SYSTEMD:-1}" = 1 ]; then
+	timeout=${JOBRUN_VM_SYSTEMD_TIMEOUT:-600}
+	boot "systemd, jobrun local under Delegate=yes" "jobrun.root=$sysroot systemd.show_status=false"
+	if [ "$(cat "$work/status-systemd" 2>/dev/null)" != done ]; then
+		log "the systemd guest did not finish ($(cat "$work/status-systemd" 2>/dev/null || echo no status)): the lane fails"
+		ok=
+	fi
+fi
 
 set +e
 bin/testreport <"$work/test.json"
 rc=$?
 set -e
-if [ "$(cat "$work/status" 2>/dev/null)" != done ]; then
-	[ "$qrc" = 124 ] && log "qemu killed after ${timeout}s"
-	log "the guest did not finish its tests: the lane fails"
-	exit 1
-fi
+[ -n "$ok" ] || exit 1
 exit "$rc"

@@ -2,6 +2,9 @@
 # /init of the test guest's initramfs (scripts/test-vm.sh builds it): loads
 # the modules that reach the host's root, mounts it read-only over 9p with a
 # tmpfs overlay on top, and runs the lane's guest script in a chroot there.
+# With jobrun.root=DIR it boots DIR of the host (a debootstrap root with
+# systemd) instead: overlaid the same way, the host's / at /host, the
+# guest script as a unit, systemd as pid 1.
 # busybox-static is the only program; the modules sit in /mods.
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -32,6 +35,7 @@ for a in $(cat /proc/cmdline); do
 	case $a in
 	jobrun.script=*) script=${a#jobrun.script=} ;;
 	jobrun.out=*) out=${a#jobrun.out=} ;;
+	jobrun.root=*) sysroot=${a#jobrun.root=} ;;
 	esac
 done
 [ -n "$script" ] && [ -n "$out" ] || fail "no jobrun.script= or jobrun.out= on the kernel command line"
@@ -40,7 +44,27 @@ mkdir -p /lower /rw /root
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=1048576,cache=loose host /lower || fail "mount the host's / over 9p"
 mount -t tmpfs -o mode=0755 rw /rw
 mkdir -p /rw/upper /rw/work
-mount -t overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work root /root || fail "overlay the host's /"
+mount -t overlay -o "lowerdir=/lower$sysroot,upperdir=/rw/upper,workdir=/rw/work" root /root || fail "overlay the host's /$sysroot"
+if [ -n "$sysroot" ]; then
+	mkdir -p /root/host "/root$out"
+	mount --bind /lower /root/host
+	mount -t 9p -o trans=virtio,version=9p2000.L,msize=1048576 out "/root$out" || fail "mount the output dir"
+	unit=/root/etc/systemd/system/lane-guest.service
+	cat >"$unit" <<EOT
+[Unit]
+Description=make test-vm: the systemd guest's checks
+After=multi-user.target
+[Service]
+Type=oneshot
+ExecStart=/bin/bash /host$script systemd-guest
+StandardOutput=journal+console
+StandardError=journal+console
+EOT
+	mkdir -p /root/etc/systemd/system/multi-user.target.wants
+	ln -s ../lane-guest.service /root/etc/systemd/system/multi-user.target.wants/
+	umount /proc /sys /dev
+	exec switch_root /root /lib/systemd/systemd
+fi
 for d in proc sys dev run tmp; do
 	umount "/$d" 2>/dev/null
 done
