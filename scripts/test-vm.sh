@@ -20,14 +20,16 @@
 #
 # Environment:
 #   JOBRUN_VM_DIR       cache of the kernel and initramfs (default /var/cache/jobrun-vm)
-#   JOBRUN_VM_TIMEOUT   seconds before qemu is killed (default 1500)
+#   JOBRUN_VM_TIMEOUT   seconds before the tests guest is killed (default 1080)
 #   JOBRUN_VM_CPUS, JOBRUN_VM_MEM   guest cpus (default 2) and MiB (default 4096)
 #   JOBRUN_VM_FAIL_DEMO=1   also runs a test that fails on purpose, to show
 #                           that a failure inside the guest makes the lane red
 #   JOBRUN_VM_RUN=REGEX     only the subset's entries whose package matches
 #   JOBRUN_VM_SYSTEMD=0     without the second guest, which boots systemd
 #                           (a debootstrap root, cached) and runs `jobrun
-#                           local` as a service with Delegate=yes
+#                           local` as a service with Delegate=yes, then
+#                           examples/deploy's jobrun-server and jobrun-agent
+#                           units and a run through the server's API
 #   JOBRUN_VM_SYSTEMD_TIMEOUT   seconds for that guest (default 600)
 # usage: scripts/test-vm.sh            (the host side)
 #        scripts/test-vm.sh guest      (inside the guest; vm-init.sh runs it)
@@ -102,10 +104,11 @@ fi
 
 # ------------------------------------------------- the systemd guest's side
 # Runs as a unit of the systemd guest (vm-init.sh with jobrun.root=): `jobrun
-# local` as a transient service with Delegate=yes, as examples/deploy runs
-# the agent. Its jobs' cgroups must be inside the service beside the
-# agent's leaf, limits and OOM must be reported, and `systemctl stop` must
-# leave no job cgroup or process. Reports test2json events itself.
+# local` as a transient service with Delegate=yes, then examples/deploy's
+# units, a real jobrun server and agent, and a run through the API. Each
+# time jobs' cgroups must be inside the unit beside the agent's leaf, OOM
+# must be reported at the limit, and `systemctl stop` must leave no job
+# cgroup or process. Reports test2json events itself.
 if [ "${1:-}" = systemd-guest ]; then
 	out=$(sed -n 's/.*jobrun\.out=\([^ ]*\).*/\1/p' /proc/cmdline)
 	# shellcheck disable=SC1091
@@ -126,7 +129,7 @@ if [ "${1:-}" = systemd-guest ]; then
 		json run "$name" ""
 		o=$("$@" 2>&1)
 		rc=$?
-		[ "$name" = TestSystemdDelegateJobsBesideLeaf ] && echo "$o" >&2
+		case $name in *Placed | *BesideLeaf | *InAgentUnit) echo "$o" >&2 ;; esac
 		while IFS= read -r line; do
 			line=${line//\\/\\\\}
 			line=${line//\"/\\\"}
@@ -187,12 +190,81 @@ EOT
 			fi
 		done
 	}
+	# The pool as examples/deploy installs it: jobrun-server and
+	# jobrun-agent from their units (the agent with Delegate=yes), a run
+	# through the API. Its jobs' cgroups must be inside the agent's unit.
+	cp "$out/bin/jobrun" "$out/bin/jobrun-launcher" "$out/bin/jobrun-starter" /usr/local/bin/
+	cp "/host$REPO/examples/deploy/jobrun-server.service" "/host$REPO/examples/deploy/jobrun-agent.service" /etc/systemd/system/
+	mkdir -p /etc/jobrun
+	printf '%s\n' JOBRUN_REGISTRATION_TOKEN=reg-vm JOBRUN_ADMIN_TOKEN=admin-vm JOBRUN_DATABASE=sqlite >/etc/jobrun/server.env
+	printf '%s\n' JOBRUN_SERVER=http://127.0.0.1:8080 JOBRUN_TOKEN=reg-vm JOBRUN_LABELS=linux,vm JOBRUN_JOBS=2 JOBRUN_DRAIN_TIMEOUT=5s >/etc/jobrun/agent.env
+	chmod 600 /etc/jobrun/*.env
+	systemctl daemon-reload
+	# http METHOD PATH [BODY]: the response's body (bash's /dev/tcp: the
+	# minbase root has no curl).
+	http() {
+		local body=${3:-} resp
+		exec 3<>/dev/tcp/127.0.0.1/8080 || return 1
+		printf '%s %s HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer admin-vm\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s' \
+			"$1" "$2" "${#body}" "$body" >&3
+		resp=$(cat <&3)
+		exec 3<&-
+		printf '%s' "${resp#*$'\r\n\r\n'}"
+	}
+	acg=/sys/fs/cgroup/system.slice/jobrun-agent.service
+	pool_runs() {
+		systemctl start jobrun-server || return 1
+		for _ in $(seq 300); do
+			[ "$(http GET /healthz 2>/dev/null)" = ok ] && break
+			sleep 1
+		done
+		systemctl start jobrun-agent || return 1
+		local src body
+		src='job \"hog\" {\n  image = \"'$image'\"\n  agent = [\"vm\"]\n  network = \"none\"\n  resources { memory = \"32MiB\" }\n  step \"eat\" { run = \"head -c 200m /dev/zero | tail > /dev/null\" }\n}\njob \"sleeper\" {\n  image = \"'$image'\"\n  agent = [\"vm\"]\n  network = \"none\"\n  step \"sleep\" { run = \"echo sleeping; sleep 600\" }\n}\n'
+		body='{"repo":"vm","branch":"main","file":".ci.hcl","source":"'$src'"}'
+		http POST /api/v1/runs "$body" >/run/lane/run.json
+		run=$(sed -n 's/^[^{]*{"id":\([0-9]*\).*/\1/p' /run/lane/run.json)
+		echo "run: ${run:-none}: $(head -c 300 /run/lane/run.json)"
+		[ -n "$run" ] || return 1
+		for _ in $(seq 600); do
+			ls -d $acg/jobrun-* >/dev/null 2>&1 && http GET "/api/v1/runs/$run" | grep -q 'out of memory (limit 32 MiB)' && return 0
+			sleep 1
+		done
+		http GET "/api/v1/runs/$run"
+		journalctl -u jobrun-agent --no-pager | tail -30
+		return 1
+	}
+	pool_placed() {
+		local pid
+		pid=$(systemctl show -P MainPID jobrun-agent)
+		echo "the agent's unit cgroup: $(cd $acg && ls -d */ | tr '\n' ' ')"
+		echo "the agent is in: $(cat /proc/"$pid"/cgroup)"
+		grep -q "^0::/system.slice/jobrun-agent.service/supervisor$" /proc/"$pid"/cgroup &&
+			ls -d $acg/jobrun-* >/dev/null && [ -z "$(cat $acg/cgroup.procs)" ]
+	}
+	pool_stopped() {
+		systemctl stop jobrun-agent
+		local left
+		left=$(find /sys/fs/cgroup -name 'jobrun-*' -type d ! -name '*.service')
+		journalctl -u jobrun-agent --no-pager | tail -15
+		echo "job cgroups left after systemctl stop jobrun-agent: ${left:-none}"
+		[ -z "$left" ] || return 1
+		for f in /proc/[0-9]*/cmdline; do
+			if [ "$(tr '\0' ' ' <"$f" 2>/dev/null)" = "sleep 600 " ]; then
+				echo "the job's sleep survived: ${f%/cmdline}"
+				return 1
+			fi
+		done
+	}
 	json start "" ""
 	ok=pass
 	check TestSystemdDelegateJobRuns running || ok=fail
 	check TestSystemdDelegateJobsBesideLeaf placed || ok=fail
 	check TestSystemdDelegateOOMReported grep "hog .*out of memory (limit 32 MiB)" /run/lane/out || ok=fail
 	check TestSystemdDelegateStopLeavesNothing stopped || ok=fail
+	check TestSystemdPoolRunLeased pool_runs || ok=fail
+	check TestSystemdPoolJobsInAgentUnit pool_placed || ok=fail
+	check TestSystemdPoolStopLeavesNothing pool_stopped || ok=fail
 	json $ok "" ""
 	status done
 	exit 0
@@ -207,7 +279,7 @@ TAGS=${TAGS:-seccomp}
 [ "$(id -u)" = 0 ] || die "needs root (apt-get, the guest's files)"
 
 cache=${JOBRUN_VM_DIR:-/var/cache/jobrun-vm}
-timeout=${JOBRUN_VM_TIMEOUT:-1500}
+timeout=${JOBRUN_VM_TIMEOUT:-1080}
 mkdir -p "$cache"
 
 # Debian packages: qemu, kmod (depmod for the guest's modules), busybox-static
@@ -376,7 +448,7 @@ if ((${#runs[@]})); then
 fi
 if [ "${JOBRUN_VM_SYSTEMD:-1}" = 1 ]; then
 	timeout=${JOBRUN_VM_SYSTEMD_TIMEOUT:-600}
-	boot "systemd, jobrun local under Delegate=yes" "jobrun.root=$sysroot systemd.show_status=false"
+	boot "systemd: jobrun local and the deploy units under Delegate=yes" "jobrun.root=$sysroot systemd.show_status=false"
 	if [ "$(cat "$work/status-systemd" 2>/dev/null)" != done ]; then
 		log "the systemd guest did not finish ($(cat "$work/status-systemd" 2>/dev/null || echo no status)): the lane fails"
 		ok=
