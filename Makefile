@@ -6,7 +6,7 @@ BIN     ?= bin/jobrun
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 export CGO_ENABLED := 1
 
-.PHONY: build test demo fuzz bench bench-report bench-docs lint deps clean
+.PHONY: build test test-vm demo fuzz bench bench-report bench-docs lint deps clean
 
 ## build: jobrun, and next to it the launcher (the static init of its job
 ## containers) and the starter (which starts them). First the Debian
@@ -20,6 +20,12 @@ build:
 ## test: install what is missing, start the services, lint and run every test.
 test:
 	TAGS='$(TAGS)' scripts/test.sh
+
+## test-vm: the container tests that differ between cgroup hierarchies and
+## kernels, in a qemu guest on Debian 12's 6.1 kernel with cgroup v2
+## (scripts/test-vm.sh says which).
+test-vm:
+	TAGS='$(TAGS)' scripts/test-vm.sh
 
 ## demo: build jobrun and run a real example job (scripts/demo.sh installs
 ## what it uses besides: scripts/deps.sh demo).

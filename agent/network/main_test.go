@@ -375,7 +375,7 @@ func startHelper(t *testing.T, dir string, env ...string) *exec.Cmd {
 // destroys a job's veth pair with its namespace, in the background), and
 // reports whether it went.
 func waitNoLink(name string) bool {
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(testenv.Scale(5 * time.Second)); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if _, err := netlink.LinkByName(name); err != nil {
 			return true
 		}
@@ -404,7 +404,7 @@ func hasLink(name string) bool {
 // the greeting.
 func hostConnect(t *testing.T, addr netip.AddrPort) bool {
 	t.Helper()
-	c, err := net.DialTimeout("tcp4", addr.String(), 2*time.Second)
+	c, err := net.DialTimeout("tcp4", addr.String(), testenv.Scale(2*time.Second))
 	if err != nil {
 		t.Logf("host dial %s: %v", addr, err)
 		return false

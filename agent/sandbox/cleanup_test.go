@@ -13,6 +13,8 @@ import (
 
 	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/cgroups/manager"
+
+	"github.com/jobrun/jobrun/internal/testenv"
 )
 
 // TestKilledAgent kills a process in the middle of a job, then checks that
@@ -47,7 +49,7 @@ func TestKilledAgent(t *testing.T) {
 	cmd.Wait()
 
 	// The job's init, and with it its pid namespace, dies with its parent.
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(testenv.Scale(10 * time.Second))
 	for alive(initPid) {
 		if time.Now().After(deadline) {
 			t.Fatalf("container init %d outlived the killed agent", initPid)
@@ -57,7 +59,7 @@ func TestKilledAgent(t *testing.T) {
 
 	// What is left: state, files and the cgroup.
 	left := []string{filepath.Join(rt.runc, "orphaned"), filepath.Join(rt.files, "orphaned")}
-	cg, err := manager.New(&cgroups.Cgroup{Path: cgroupPath("orphaned"), Resources: &cgroups.Resources{}})
+	cg, err := manager.New(&cgroups.Cgroup{Path: cgroupPath(rt.cgroups, "orphaned"), Resources: &cgroups.Resources{}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -63,5 +63,8 @@
 //	<run>/runc/<id>/        libcontainer's state
 //	<run>/containers/<id>/  lock, hosts, hostname, resolv.conf
 //
-// Cgroups are named /jobrun-<id> in every hierarchy.
+// Cgroups are named jobrun-<id>: /jobrun-<id> in every hierarchy on
+// cgroup v1 and where the agent is in cgroup v2's root; beside the
+// agent's own leaf in its delegated cgroup v2 subtree (systemd's
+// Delegate=yes) otherwise (cgroupbase.go).
 package sandbox

@@ -96,9 +96,10 @@ func swapAccounting() bool {
 }
 
 // ociSpec builds the OCI runtime spec of the container. files holds the
-// per-container /etc files (hosts, hostname, resolv.conf); initBin is the
+// per-container /etc files (hosts, hostname, resolv.conf); cgroupParent
+// is the cgroup the container's goes under (cgroupPath); initBin is the
 // host path of the launcher, the container's static init.
-func ociSpec(s *Spec, files, initBin string) (*specs.Spec, error) {
+func ociSpec(s *Spec, cgroupParent, files, initBin string) (*specs.Spec, error) {
 	caps := defaultCaps
 	if s.Privileged {
 		var err error
@@ -179,7 +180,7 @@ func ociSpec(s *Spec, files, initBin string) (*specs.Spec, error) {
 		},
 		Mounts: mounts,
 		Linux: &specs.Linux{
-			CgroupsPath: cgroupPath(s.ID),
+			CgroupsPath: cgroupPath(cgroupParent, s.ID),
 			Namespaces:  ns,
 			Resources:   resources(s),
 		},

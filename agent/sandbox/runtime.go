@@ -41,8 +41,10 @@ type Runtime struct {
 	launcher string
 	log      hclog.Logger
 	starter  *spawner
-	warm     *warmer
-	filters  *filterCache
+	// cgroups is the cgroup jobs' cgroups go under (cgroupBase).
+	cgroups string
+	warm    *warmer
+	filters *filterCache
 	// seccompInInit leaves compiling the seccomp filter to each
 	// container's setup process, as libcontainer does by itself;
 	// waitFilters makes Start wait for a filter being compiled instead
@@ -87,6 +89,11 @@ func New(stateDir string, log hclog.Logger) (*Runtime, error) {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("sandbox runtime dir: %w", err)
 		}
+	}
+	// Before the starter and the warmer: on a delegated cgroup v2
+	// subtree this process moves into its leaf, and they follow it.
+	if rt.cgroups, err = cgroupBase(log); err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
 	}
 	if rt.launcher, err = findHelper(launcherName, true); err != nil {
 		return nil, err
@@ -207,7 +214,7 @@ func (rt *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) 
 		}
 		c.spec.caTargets = s.caTargets
 	}
-	spec, err := ociSpec(&s, c.files, rt.launcher)
+	spec, err := ociSpec(&s, rt.cgroups, c.files, rt.launcher)
 	if err != nil {
 		return nil, err
 	}
@@ -413,7 +420,7 @@ func (rt *Runtime) Cleanup(ctx context.Context) error {
 // remove kills and removes the container id, whose lock the caller holds.
 func (rt *Runtime) remove(ctx context.Context, id string) error {
 	var errs []error
-	cg, err := manager.New(&cgroups.Cgroup{Path: cgroupPath(id), Resources: &cgroups.Resources{}})
+	cg, err := manager.New(&cgroups.Cgroup{Path: cgroupPath(rt.cgroups, id), Resources: &cgroups.Resources{}})
 	if err != nil {
 		return fmt.Errorf("remove container %s: cgroup manager: %w", id, err)
 	}

@@ -111,7 +111,7 @@ func defaultSeccomp(launcher string, compat32 bool) (*configs.Seccomp, error) {
 	if err := s.validate(); err != nil {
 		return nil, err
 	}
-	spec, err := ociSpec(&s, "/", launcher)
+	spec, err := ociSpec(&s, "/", "/", launcher)
 	if err != nil {
 		return nil, err
 	}

@@ -154,7 +154,7 @@ func TestFilterFlags(t *testing.T) {
 	if err := s.validate(); err != nil {
 		t.Fatal(err)
 	}
-	spec, err := ociSpec(&s, t.TempDir(), "/bin/true")
+	spec, err := ociSpec(&s, "/", t.TempDir(), "/bin/true")
 	if err != nil {
 		t.Fatal(err)
 	}

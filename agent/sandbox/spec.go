@@ -194,9 +194,10 @@ func (s *Spec) validate() error {
 	return nil
 }
 
-// cgroupPath is the container's cgroup in every hierarchy. It is a direct
-// child of the root, so creating it leaves no parent behind, and its name
+// cgroupPath is the container's cgroup in every hierarchy: a direct child
+// of parent (the Runtime's cgroupBase: the root, or the agent's delegated
+// cgroup v2 subtree), so creating it leaves no parent behind, and its name
 // marks it as jobrun's for humans and for the leak checker.
-func cgroupPath(id string) string {
-	return "/jobrun-" + id
+func cgroupPath(parent, id string) string {
+	return path.Join(parent, "jobrun-"+id)
 }

@@ -11,7 +11,7 @@ import (
 
 // waitFor polls cond for up to a few seconds.
 func waitFor(cond func() bool) bool {
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+	for deadline := time.Now().Add(testenv.Scale(5 * time.Second)); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
 		if cond() {
 			return true
 		}

@@ -46,9 +46,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jobrun/jobrun/internal/testenv"
 )
 
-// defaultSettle is how long Check waits for asynchronous teardown to finish.
+// defaultSettle is how long Check waits for asynchronous teardown to
+// finish, stretched by a slow lane's JOBRUN_TEST_TIMESCALE.
 const defaultSettle = 5 * time.Second
 
 // Snapshot is the recorded state of everything in scope (see the package doc).
@@ -83,7 +86,7 @@ type state struct {
 // compared too.
 func Take(t testing.TB, stateDir string, also ...string) *Snapshot {
 	t.Helper()
-	s := &Snapshot{settle: defaultSettle}
+	s := &Snapshot{settle: testenv.Scale(defaultSettle)}
 	var err error
 	if s.stateDir, err = canonical(stateDir); err != nil {
 		t.Fatalf("leakcheck: %v", err)
