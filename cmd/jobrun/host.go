@@ -31,7 +31,15 @@ type hostOptions struct {
 	artifacts string // local artifact store directory
 	logLimit  string
 	caFile    string // --ca-file: replaces the config's ca_file
+	// artifactLimit is --artifact-limit: the most bytes of artifacts one
+	// job may store; "0" means no cap.
+	artifactLimit string
 }
+
+// defaultArtifactLimit is the agent's and `jobrun local`'s cap on one
+// job's artifacts: the server's default --artifact-quota per attempt, so a
+// job over it fails on the agent before uploading, not at the server.
+const defaultArtifactLimit = "10GiB"
 
 // stateDir makes the state dir absolute and creates it.
 func (g *globals) absStateDir() (string, error) {
@@ -107,6 +115,11 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 	if o.logLimit != "" {
 		if r.LogLimit, err = units.ParseSize(o.logLimit); err != nil {
 			return nil, &usageError{fmt.Errorf("--log-limit: %w", err)}
+		}
+	}
+	if o.artifactLimit != "" {
+		if r.ArtifactLimit, err = units.ParseSize(o.artifactLimit); err != nil {
+			return nil, &usageError{fmt.Errorf("--artifact-limit: %w", err)}
 		}
 	}
 	if !o.noCache {
