@@ -62,7 +62,7 @@ the agent leaves the pool. A second signal cancels the running jobs at once.`,
 	fl.BoolVar(&f.noCache, "no-cache", false, "give every cache an empty directory that is thrown away")
 	fl.StringVar(&f.logLimit, "log-limit", "64MiB", "most output kept per job")
 	fl.StringVar(&f.artLimit, "artifact-limit", defaultArtifactLimit, "most bytes of artifacts one job may store; the job fails over it (0: no cap)")
-	fl.StringVar(&f.artifacts, "artifacts", "", "the server's artifact store, to write to it directly: s3://BUCKET[/PREFIX]?endpoint=HOST:PORT (keys in JOBRUN_S3_ACCESS_KEY, JOBRUN_S3_SECRET_KEY) or a directory it shares; empty uploads through the server")
+	fl.StringVar(&f.artifacts, "artifacts", "", "the server's artifact store, to write to it directly: s3://BUCKET[/PREFIX]?endpoint=HOST:PORT (TLS; add &insecure=true, or give http://HOST:PORT, for a plain-HTTP MinIO; keys in JOBRUN_S3_ACCESS_KEY, JOBRUN_S3_SECRET_KEY) or a directory it shares; empty uploads through the server")
 	fl.StringVar(&f.metrics, "metrics-listen", "", "address to serve Prometheus metrics on at /metrics (running jobs, image pulls, unpack time, cache volumes and bytes); off when empty")
 	return cmd
 }
