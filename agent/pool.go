@@ -442,7 +442,7 @@ func (p *Pool) runJob(ctx context.Context, lease *api.Lease, job *jobs.Job, rep 
 	own := artifacts.Ref{Repo: lease.Repo, Run: lease.Run, Job: job.ID, Attempt: lease.Attempt.Attempt}
 	j := &Job{
 		Job: job, Repo: lease.Repo, Run: lease.Run, Attempt: lease.Attempt.Attempt,
-		Source: src.source(), BaseDir: src.dir, Clean: src.rev != "", Rev: src.rev,
+		Source: src.source(), BaseDir: src.dir, FileDir: jobFileDir(lease.File), Clean: src.rev != "", Rev: src.rev,
 		Env: lease.Env, Secrets: secrets, Untrusted: lease.Untrusted,
 		ArtifactStore: p.Artifacts,
 	}

@@ -87,6 +87,11 @@ type Job struct {
 	// job file's directory, against which oci-layout: references resolve.
 	Source  string
 	BaseDir string
+	// FileDir, if set, is the job file's directory in a checked-out
+	// workspace (the pool's jobs): a relative oci-layout: reference is
+	// then taken from there inside the workspace, and refused if it
+	// leaves it; BaseDir is not used for it.
+	FileDir string
 	// Clean exports Rev of Source's repository instead of a copy-on-write
 	// view of the directory, leaving uncommitted files out.
 	Clean bool
@@ -157,7 +162,13 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 	}
 
 	l.notice("", "image "+j.Image)
-	img, err := r.Images.Resolve(ctx, j.Image, j.BaseDir)
+	ref := j.Image
+	if j.FileDir != "" {
+		if ref, err = workspaceLayout(ref, ws.Path(), j.FileDir); err != nil {
+			return errored(res, err)
+		}
+	}
+	img, err := r.Images.Resolve(ctx, ref, j.BaseDir)
 	if err != nil {
 		return errored(res, err)
 	}
