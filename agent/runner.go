@@ -37,6 +37,9 @@ type Runner struct {
 	Artifacts artifacts.Store
 	// WorkDir holds the jobs' workspaces and scratch directories.
 	WorkDir string
+	// PullPolicy is when a job whose file says no `pull` asks the
+	// registry for its image; empty means the image store's.
+	PullPolicy image.Policy
 	// LogLimit caps each job's output in bytes; zero means no cap.
 	LogLimit int64
 	// ArtifactLimit caps the bytes one job may store; zero means no cap.
@@ -162,13 +165,7 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 	}
 
 	l.notice("", "image "+j.Image)
-	ref := j.Image
-	if j.FileDir != "" {
-		if ref, err = workspaceLayout(ref, ws.Path(), j.FileDir); err != nil {
-			return errored(res, err)
-		}
-	}
-	img, err := r.Images.Resolve(ctx, ref, j.BaseDir)
+	img, err := r.resolveImage(ctx, j, j.Image, ws.Path())
 	if err != nil {
 		return errored(res, err)
 	}
@@ -201,7 +198,7 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 			return errored(res, err)
 		}
 		joinNetwork(&spec, net, j.Services)
-		svcs, err = r.startServices(ctx, j, net, l, &td)
+		svcs, err = r.startServices(ctx, j, ws.Path(), net, l, &td)
 		if err != nil {
 			return errored(res, err)
 		}

@@ -71,6 +71,10 @@ func (p *parser) evalJob(rj *rawJob, m matrix, combo map[string]string) *pending
 			p.errorf(a["image"].Expr.Range(), "Invalid image", "image %q is not an image reference, like \"golang:1.26\".", s)
 		}
 	}
+	if x := a["pull"]; x != nil {
+		s, _ := e.oneOf(x.Expr, "pull", string(PullAlways), string(PullIfMissing), string(PullNever))
+		j.Pull = Pull(s)
+	}
 	if x := a["agent"]; x != nil {
 		items, _ := e.strList(x.Expr, "agent")
 		j.Agent = strs(items)

@@ -8,6 +8,8 @@
 //	  insecure = true                 # plain HTTP; only for hosts listed here
 //	}
 //	ca_file = "/etc/ssl/certs/ca-certificates.crt"  # CAs every job trusts too
+//	pull    = "always"    # when jobs' images are checked at the registry:
+//	                      # always (the default), if-missing or never
 //	network {
 //	  allow_host = false              # let jobs ask for network = "host"
 //	  subnet     = "10.213.0.0/16"    # the jobs' bridge network
@@ -44,6 +46,9 @@ type Config struct {
 	// TLS-intercepting proxy's CA. A relative path is relative to the
 	// config file's directory.
 	CAFile string
+	// Pull is the pull policy of jobs whose file sets none: "always",
+	// "if-missing" or "never"; empty means the command's default.
+	Pull string
 }
 
 // Network configures jobs' networking.
@@ -93,6 +98,7 @@ type fileSchema struct {
 		Deny      *[]string `hcl:"deny,optional"`
 	} `hcl:"network,block"`
 	CAFile string `hcl:"ca_file,optional"`
+	Pull   string `hcl:"pull,optional"`
 }
 
 // Load reads the file at path. A missing file gives the defaults; a bad one
@@ -136,6 +142,12 @@ func Parse(filename string, src []byte) (*Config, error) {
 		if !filepath.IsAbs(c.CAFile) {
 			c.CAFile = filepath.Join(filepath.Dir(filename), c.CAFile)
 		}
+	}
+	switch s.Pull {
+	case "", "always", "if-missing", "never":
+		c.Pull = s.Pull
+	default:
+		return nil, fmt.Errorf("%s: pull %q: want \"always\", \"if-missing\" or \"never\"", filename, s.Pull)
 	}
 	if n := s.Network; n != nil {
 		c.Network.AllowHost = n.AllowHost

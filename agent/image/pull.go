@@ -40,6 +40,18 @@ type Credential struct {
 // directory may have changed, but its blobs and layers are stored once; a
 // relative PATH is taken from base (the job file's directory).
 func (s *Store) Resolve(ctx context.Context, ref, base string, creds ...Credential) (*Image, error) {
+	return s.ResolvePolicy(ctx, ref, base, s.opts.Policy, creds...)
+}
+
+// ResolvePolicy is Resolve under policy p instead of the store's (a job's
+// own pull policy); an empty p is the store's.
+func (s *Store) ResolvePolicy(ctx context.Context, ref, base string, p Policy, creds ...Credential) (*Image, error) {
+	if p == "" {
+		p = s.opts.Policy
+	}
+	if err := p.Check(); err != nil {
+		return nil, err
+	}
 	if strings.HasPrefix(ref, LayoutPrefix) {
 		l, err := parseLayout(ref, base)
 		if err != nil {
@@ -52,11 +64,11 @@ func (s *Store) Resolve(ctx context.Context, ref, base string, creds ...Credenti
 		return nil, err
 	}
 	img, err := s.local(r)
-	if err == nil && s.opts.Policy != Always {
+	if err == nil && p != Always {
 		s.touch(img)
 		return img, nil
 	}
-	if s.opts.Policy == Never {
+	if p == Never {
 		return nil, fmt.Errorf("image %s is not in the store, and the pull policy is %q", r, Never)
 	}
 	if img != nil && s.current(ctx, r, img, creds) {

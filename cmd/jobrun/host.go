@@ -34,6 +34,9 @@ type hostOptions struct {
 	// artifactLimit is --artifact-limit: the most bytes of artifacts one
 	// job may store; "0" means no cap.
 	artifactLimit string
+	// pull is --pull: the pull policy of jobs that set none; empty means
+	// the config's pull, else always.
+	pull string
 }
 
 // defaultArtifactLimit is the agent's and `jobrun local`'s cap on one
@@ -112,6 +115,9 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 	r := &agent.Runner{Images: images, Sandbox: sb, WorkDir: filepath.Join(dir, "work"), Log: g.log,
 		Network: nm, AllowHostNetwork: cfg.Network.AllowHost}
 	r.CACerts = cas
+	if r.PullPolicy, err = pullPolicy(o.pull, cfg.Pull); err != nil {
+		return nil, err
+	}
 	if o.logLimit != "" {
 		if r.LogLimit, err = units.ParseSize(o.logLimit); err != nil {
 			return nil, &usageError{fmt.Errorf("--log-limit: %w", err)}
@@ -181,4 +187,20 @@ func readCAs(configured, flag string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return b, nil
+}
+
+// pullPolicy is --pull (flag), else the config's pull, else always: a
+// moved tag (a new myorg/ci:latest) is pulled, as CI runners do.
+func pullPolicy(flag, configured string) (image.Policy, error) {
+	p := image.Policy(flag)
+	if p == "" {
+		p = image.Policy(configured)
+	}
+	if p == "" {
+		return image.Always, nil
+	}
+	if err := p.Check(); err != nil {
+		return "", &usageError{fmt.Errorf("--pull: %w", err)}
+	}
+	return p, nil
 }
