@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"fmt"
+	"strings"
 
 	"github.com/jobrun/jobrun/agent/image"
 )
@@ -22,5 +24,37 @@ func (r *Runner) resolveImage(ctx context.Context, j *Job, ref, ws string) (*ima
 	if p == "" {
 		p = r.PullPolicy
 	}
-	return r.Images.ResolvePolicy(ctx, ref, j.BaseDir, p)
+	var creds []image.Credential
+	if c, ok := j.imageCredential(ref); ok {
+		creds = append(creds, c)
+	}
+	return r.Images.ResolvePolicy(ctx, ref, j.BaseDir, p, creds...)
+}
+
+// imageCredential is the job's registry login (its image_credentials
+// secret, USER:PASSWORD) for ref's registry, if ref is on the registry of
+// the job's image.
+func (j *Job) imageCredential(ref string) (image.Credential, bool) {
+	if j.ImageLogin == "" {
+		return image.Credential{}, false
+	}
+	own, err := image.ParseRef(j.Image)
+	if err != nil {
+		return image.Credential{}, false
+	}
+	r, err := image.ParseRef(ref)
+	if err != nil || r.Context().RegistryStr() != own.Context().RegistryStr() {
+		return image.Credential{}, false
+	}
+	user, pw, _ := strings.Cut(j.ImageLogin, ":")
+	return image.Credential{Registry: own.Context().RegistryStr(), Username: user, Password: pw}, true
+}
+
+// checkImageLogin refuses a login that is not USER:PASSWORD, without
+// showing it.
+func checkImageLogin(job, secret, v string) error {
+	if user, pw, ok := strings.Cut(v, ":"); !ok || user == "" || pw == "" {
+		return fmt.Errorf("job %q: secret %s (image_credentials) is not USER:PASSWORD", job, secret)
+	}
+	return nil
 }

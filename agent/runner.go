@@ -103,6 +103,10 @@ type Job struct {
 	Env map[string]string
 	// Secrets are put in the environment and masked in every log line.
 	Secrets map[string]string
+	// ImageLogin is the value of the job's image_credentials secret
+	// (USER:PASSWORD), offered to the registry of its image; masked too,
+	// never in the environment.
+	ImageLogin string
 	// Untrusted runs (pull requests from forks) get private caches.
 	Untrusted bool
 	// NeedAttempts are the attempts of the jobs whose artifacts this job
@@ -138,7 +142,12 @@ func (r *Runner) artifactStore(j *Job) artifacts.Store {
 // made: container, caches, snapshot, workspace.
 func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 	start := time.Now()
-	l := newJobLog(j.Name, sink, secretValues(j.Secrets), r.LogLimit)
+	masked := secretValues(j.Secrets)
+	if j.ImageLogin != "" {
+		_, pw, _ := strings.Cut(j.ImageLogin, ":")
+		masked = append(masked, j.ImageLogin, pw)
+	}
+	l := newJobLog(j.Name, sink, masked, r.LogLimit)
 	res = Result{Job: j.Name}
 	jc := *j // this run's instance name is ours, not the caller's
 	j = &jc
@@ -152,6 +161,11 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 	}()
 	if err := r.checkNetwork(j.Job); err != nil {
 		return errored(res, err)
+	}
+	if j.ImageLogin != "" {
+		if err := checkImageLogin(j.Name, j.ImageCredentials, j.ImageLogin); err != nil {
+			return errored(res, err)
+		}
 	}
 	jn := r.startNetwork(ctx, j, &td)
 

@@ -75,6 +75,15 @@ func (p *parser) evalJob(rj *rawJob, m matrix, combo map[string]string) *pending
 		s, _ := e.oneOf(x.Expr, "pull", string(PullAlways), string(PullIfMissing), string(PullNever))
 		j.Pull = Pull(s)
 	}
+	if x := a["image_credentials"]; x != nil {
+		if s, ok := e.str(x.Expr, "image_credentials"); ok {
+			if err := checkEnvName(s); err != nil {
+				p.errorf(x.Expr.Range(), "Invalid secret name", "image_credentials: %s", err)
+			} else {
+				j.ImageCredentials = s
+			}
+		}
+	}
 	if x := a["agent"]; x != nil {
 		items, _ := e.strList(x.Expr, "agent")
 		j.Agent = strs(items)

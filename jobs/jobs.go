@@ -87,6 +87,10 @@ type Job struct {
 	// Pull is when the agent asks the registry for the image (its tag's
 	// digest); empty means the agent's setting.
 	Pull Pull
+	// ImageCredentials names the secret holding the login ("USER:PASSWORD")
+	// for the registry of Image; empty means the agent's own. It is not
+	// put in the job's environment.
+	ImageCredentials string
 	// Agent lists the labels an agent must carry to run the job.
 	Agent []string
 	// Needs are the expanded names of the jobs that must succeed first.

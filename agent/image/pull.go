@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -155,7 +156,7 @@ func explain(err error) error {
 	hint := ""
 	switch {
 	case te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden || hasCode(te, transport.UnauthorizedErrorCode, transport.DeniedErrorCode):
-		hint = "access denied: check the registry login (~/.docker/config.json or the job's registry secrets)"
+		hint = "access denied: check the registry login (the job's image_credentials, the agent config's registry username, or ~/.docker/config.json)"
 	case hasCode(te, transport.NameUnknownErrorCode):
 		hint = "no such repository"
 	case te.StatusCode == http.StatusNotFound || hasCode(te, transport.ManifestUnknownErrorCode):
@@ -218,6 +219,15 @@ func mirrorRef(r Ref, mirror string, insecure bool) (name.Reference, error) {
 }
 
 func (s *Store) remoteOptions(ctx context.Context, creds []Credential) []remote.Option {
+	// A job's own login first, then the agent config's.
+	if cfg := s.opts.Config; cfg != nil {
+		creds = slices.Clone(creds)
+		for host, r := range cfg.Registries {
+			if r.Username != "" {
+				creds = append(creds, Credential{Registry: host, Username: r.Username, Password: string(r.Password)})
+			}
+		}
+	}
 	return []remote.Option{
 		remote.WithContext(ctx),
 		remote.WithAuthFromKeychain(keychain(creds)),
