@@ -52,3 +52,19 @@ func inside(root, path string) bool {
 func jobFileDir(file string) string {
 	return filepath.Join(".", filepath.Dir(filepath.Clean("/"+file)))
 }
+
+// forgetWorkspaceImage has td forget img's record when it was imported
+// from inside the workspace ws: its name is a path that ends with the job,
+// so the record would only pile up. Its layers stay for Prune.
+func (r *Runner) forgetWorkspaceImage(img *image.Image, ws string, td *teardown) {
+	path, _, ok := image.SplitLayout(img.Ref)
+	if !ok {
+		return
+	}
+	root, err := filepath.EvalSymlinks(ws)
+	if err != nil || !inside(root, path) {
+		return
+	}
+	ref := img.Ref
+	td.add(func() error { return r.Images.Remove(ref) })
+}

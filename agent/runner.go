@@ -183,6 +183,7 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 	if err != nil {
 		return errored(res, err)
 	}
+	r.forgetWorkspaceImage(img, ws.Path(), &td)
 	snap, err := r.Images.Snapshot(ctx, img, j.instance)
 	if err != nil {
 		return errored(res, err)

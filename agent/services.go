@@ -40,6 +40,7 @@ func (r *Runner) startServices(ctx context.Context, j *Job, ws string, n *networ
 		if err != nil {
 			return svcs, fmt.Errorf("service %s: %w", s.Name, err)
 		}
+		r.forgetWorkspaceImage(img, ws, td)
 		id := Instance(j.ID + "-" + s.Name)
 		snap, err := r.Images.Snapshot(ctx, img, id)
 		if err != nil {

@@ -64,7 +64,8 @@ job "symlink" {
 	cloneURL := gittest.Serve(t, filepath.Dir(bare), "") + "/" + filepath.Base(bare)
 
 	p := startPool(t, bin, "10s")
-	a := p.startAgent(t, bin, agentHost(t), "layout-agent")
+	h := agentHost(t)
+	a := p.startAgent(t, bin, h, "layout-agent")
 	logs := p.logs(map[string]*daemon{"agent": a})
 	run, err := p.c.CreateRun(ctx, api.NewRun{Repo: "layouts", Branch: "main", Commit: head, CloneURL: cloneURL,
 		File: "ci/.ci.hcl", Source: source})
@@ -94,4 +95,12 @@ job "symlink" {
 		t.Errorf("run log:\n%s", l)
 	}
 	a.stop(t)
+	// The checkout's image is forgotten with the job: no record of a path
+	// under work/ piles up in the store.
+	recs, _ := filepath.Glob(filepath.Join(h.state, "images", "images", "*.json"))
+	for _, rec := range recs {
+		if b, _ := os.ReadFile(rec); strings.Contains(string(b), "/work/") {
+			t.Errorf("image record %s names a job's workspace: %s", rec, b)
+		}
+	}
 }
