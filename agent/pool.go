@@ -424,6 +424,10 @@ func (p *Pool) run(ctx context.Context, lease *api.Lease, log hclog.Logger) {
 // runJob prepares the job's source and runs it.
 func (p *Pool) runJob(ctx context.Context, lease *api.Lease, job *jobs.Job, rep *reporter, gone func()) Result {
 	secrets, err := leaseSecrets(job, lease)
+	var login string
+	if err == nil {
+		login, err = leaseImageLogin(job, lease)
+	}
 	if err != nil {
 		rep.notice(err.Error())
 		return Result{Job: job.Name, Status: Errored, Reason: err.Error()}
@@ -442,8 +446,8 @@ func (p *Pool) runJob(ctx context.Context, lease *api.Lease, job *jobs.Job, rep 
 	own := artifacts.Ref{Repo: lease.Repo, Run: lease.Run, Job: job.ID, Attempt: lease.Attempt.Attempt}
 	j := &Job{
 		Job: job, Repo: lease.Repo, Run: lease.Run, Attempt: lease.Attempt.Attempt,
-		Source: src.source(), BaseDir: src.dir, Clean: src.rev != "", Rev: src.rev,
-		Env: lease.Env, Secrets: secrets, Mask: lease.Mask, Untrusted: lease.Untrusted,
+		Source: src.source(), BaseDir: src.dir, FileDir: jobFileDir(lease.File), Clean: src.rev != "", Rev: src.rev,
+		Env: lease.Env, Secrets: secrets, Mask: lease.Mask, ImageLogin: login, Untrusted: lease.Untrusted,
 		ArtifactStore: p.Artifacts,
 	}
 	if p.Artifacts == nil {
@@ -470,6 +474,21 @@ func leaseSecrets(job *jobs.Job, lease *api.Lease) (map[string]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// leaseImageLogin is the value of the job's image_credentials secret, sent
+// beside its other secrets but kept out of its environment. An untrusted
+// run gets none and pulls without it.
+func leaseImageLogin(job *jobs.Job, lease *api.Lease) (string, error) {
+	name := job.ImageCredentials
+	if name == "" {
+		return "", nil
+	}
+	v, ok := lease.Secrets[name]
+	if !ok && !lease.Untrusted {
+		return "", fmt.Errorf("job %q needs secret %s (image_credentials), which the scheduler did not send: store it for repository %s", job.Name, name, lease.Repo)
+	}
+	return v, nil
 }
 
 // jobSource is the directory a leased job's workspace is made from: a

@@ -37,6 +37,9 @@ type Runner struct {
 	Artifacts artifacts.Store
 	// WorkDir holds the jobs' workspaces and scratch directories.
 	WorkDir string
+	// PullPolicy is when a job whose file says no `pull` asks the
+	// registry for its image; empty means the image store's.
+	PullPolicy image.Policy
 	// LogLimit caps each job's output in bytes; zero means no cap.
 	LogLimit int64
 	// ArtifactLimit caps the bytes one job may store; zero means no cap.
@@ -87,6 +90,11 @@ type Job struct {
 	// job file's directory, against which oci-layout: references resolve.
 	Source  string
 	BaseDir string
+	// FileDir, if set, is the job file's directory in a checked-out
+	// workspace (the pool's jobs): a relative oci-layout: reference is
+	// then taken from there inside the workspace, and refused if it
+	// leaves it; BaseDir is not used for it.
+	FileDir string
 	// Clean exports Rev of Source's repository instead of a copy-on-write
 	// view of the directory, leaving uncommitted files out.
 	Clean bool
@@ -99,6 +107,10 @@ type Job struct {
 	// its environment: the run's secrets this job does not name, which
 	// may reach it through an artifact.
 	Mask []string
+	// ImageLogin is the value of the job's image_credentials secret
+	// (USER:PASSWORD), offered to the registry of its image; masked too,
+	// never in the environment.
+	ImageLogin string
 	// Untrusted runs (pull requests from forks) get private caches.
 	Untrusted bool
 	// NeedAttempts are the attempts of the jobs whose artifacts this job
@@ -134,7 +146,12 @@ func (r *Runner) artifactStore(j *Job) artifacts.Store {
 // made: container, caches, snapshot, workspace.
 func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 	start := time.Now()
-	l := newJobLog(j.Name, sink, append(secretValues(j.Secrets), j.Mask...), r.LogLimit)
+	masked := append(secretValues(j.Secrets), j.Mask...)
+	if j.ImageLogin != "" {
+		_, pw, _ := strings.Cut(j.ImageLogin, ":")
+		masked = append(masked, j.ImageLogin, pw)
+	}
+	l := newJobLog(j.Name, sink, masked, r.LogLimit)
 	res = Result{Job: j.Name}
 	jc := *j // this run's instance name is ours, not the caller's
 	j = &jc
@@ -162,6 +179,11 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 	if err := r.checkNetwork(j.Job); err != nil {
 		return errored(res, err)
 	}
+	if j.ImageLogin != "" {
+		if err := checkImageLogin(j.Name, j.ImageCredentials, j.ImageLogin); err != nil {
+			return errored(res, err)
+		}
+	}
 	jn := r.startNetwork(ctx, j, &td)
 
 	ws, err := r.workspace(clk.ctx, j)
@@ -176,10 +198,11 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 
 	l.notice("", "image "+j.Image)
 	phase = "pulling image " + j.Image
-	img, err := r.Images.Resolve(clk.ctx, j.Image, j.BaseDir)
+	img, err := r.resolveImage(clk.ctx, j, j.Image, ws.Path())
 	if err != nil {
 		return prepFailed(err)
 	}
+	r.forgetWorkspaceImage(img, ws.Path(), &td)
 	snap, err := r.Images.Snapshot(clk.ctx, img, j.instance)
 	if err != nil {
 		return prepFailed(err)
@@ -212,7 +235,7 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 		}
 		joinNetwork(&spec, net, j.Services)
 		phase = "starting services"
-		svcs, err = r.startServices(clk.ctx, j, net, l, &td)
+		svcs, err = r.startServices(clk.ctx, j, ws.Path(), net, l, &td)
 		if err != nil {
 			return prepFailed(err)
 		}

@@ -33,13 +33,14 @@ type service struct {
 // service's command (or the image's cmd). Their output goes to the job's
 // log as the pseudo-step "service NAME", kept apart from the steps'. Each
 // is stopped and destroyed by td.
-func (r *Runner) startServices(ctx context.Context, j *Job, n *network.Net, l *jobLog, td *teardown) ([]*service, error) {
+func (r *Runner) startServices(ctx context.Context, j *Job, ws string, n *network.Net, l *jobLog, td *teardown) ([]*service, error) {
 	var svcs []*service
 	for _, s := range j.Services {
-		img, err := r.Images.Resolve(ctx, s.Image, j.BaseDir)
+		img, err := r.resolveImage(ctx, j, s.Image, ws)
 		if err != nil {
 			return svcs, fmt.Errorf("service %s: %w", s.Name, err)
 		}
+		r.forgetWorkspaceImage(img, ws, td)
 		id := Instance(j.ID + "-" + s.Name)
 		snap, err := r.Images.Snapshot(ctx, img, id)
 		if err != nil {

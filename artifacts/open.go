@@ -9,7 +9,8 @@ import (
 )
 
 // Open opens the store a command's --artifacts names: an S3 bucket as
-// s3://BUCKET[/PREFIX]?endpoint=HOST:PORT (keys from the environment, see
+// s3://BUCKET[/PREFIX]?endpoint=HOST:PORT (over TLS unless
+// &insecure=true or an http:// endpoint; keys from the environment; see
 // s3client.ParseURL), or else a local directory.
 func Open(ctx context.Context, spec string, getenv func(string) string) (Store, error) {
 	if strings.HasPrefix(spec, "s3://") {

@@ -71,6 +71,19 @@ func (p *parser) evalJob(rj *rawJob, m matrix, combo map[string]string) *pending
 			p.errorf(a["image"].Expr.Range(), "Invalid image", "image %q is not an image reference, like \"golang:1.26\".", s)
 		}
 	}
+	if x := a["pull"]; x != nil {
+		s, _ := e.oneOf(x.Expr, "pull", string(PullAlways), string(PullIfMissing), string(PullNever))
+		j.Pull = Pull(s)
+	}
+	if x := a["image_credentials"]; x != nil {
+		if s, ok := e.str(x.Expr, "image_credentials"); ok {
+			if err := checkEnvName(s); err != nil {
+				p.errorf(x.Expr.Range(), "Invalid secret name", "image_credentials: %s", err)
+			} else {
+				j.ImageCredentials = s
+			}
+		}
+	}
 	if x := a["agent"]; x != nil {
 		items, _ := e.strList(x.Expr, "agent")
 		j.Agent = strs(items)

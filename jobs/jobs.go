@@ -84,6 +84,13 @@ type Job struct {
 	Matrix map[string]string
 	// Image is the OCI image reference the job runs in.
 	Image string
+	// Pull is when the agent asks the registry for the image (its tag's
+	// digest); empty means the agent's setting.
+	Pull Pull
+	// ImageCredentials names the secret holding the login ("USER:PASSWORD")
+	// for the registry of Image; empty means the agent's own. It is not
+	// put in the job's environment.
+	ImageCredentials string
 	// Agent lists the labels an agent must carry to run the job.
 	Agent []string
 	// Needs are the expanded names of the jobs that must succeed first.
@@ -193,6 +200,20 @@ type Artifacts struct {
 	Required  bool
 	DeclRange hcl.Range
 }
+
+// Pull is a job's image pull policy.
+type Pull string
+
+// The pull policies.
+const (
+	// PullAlways checks the tag's digest at the registry (one HEAD) and
+	// pulls when it moved.
+	PullAlways Pull = "always"
+	// PullIfMissing pulls only an image the agent does not have.
+	PullIfMissing Pull = "if-missing"
+	// PullNever uses the agent's images only.
+	PullNever Pull = "never"
+)
 
 // Network is a job's network mode.
 type Network string

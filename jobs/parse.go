@@ -26,7 +26,7 @@ var (
 		OnCron:        {Attributes: []hcl.AttributeSchema{{Name: "schedule"}, {Name: "branch"}}},
 	}
 	jobSchema = &hcl.BodySchema{
-		Attributes: attrs("image", "agent", "needs", "timeout", "env", "network", "secrets", "concurrency"),
+		Attributes: attrs("image", "pull", "image_credentials", "agent", "needs", "timeout", "env", "network", "secrets", "concurrency"),
 		Blocks: []hcl.BlockHeaderSchema{
 			{Type: "resources"}, {Type: "cache", LabelNames: []string{"name"}},
 			{Type: "step", LabelNames: []string{"name"}}, {Type: "artifacts"}, {Type: "matrix"},
@@ -34,7 +34,7 @@ var (
 		},
 	}
 	defaultsSchema = &hcl.BodySchema{
-		Attributes: attrs("image", "agent", "timeout", "env", "network", "secrets"),
+		Attributes: attrs("image", "pull", "image_credentials", "agent", "timeout", "env", "network", "secrets"),
 		Blocks:     []hcl.BlockHeaderSchema{{Type: "resources"}, {Type: "cache", LabelNames: []string{"name"}}},
 	}
 	resourcesSchema = &hcl.BodySchema{Attributes: attrs("cpus", "memory", "pids")}

@@ -54,14 +54,22 @@ func Run(ctx context.Context, plan []*jobs.Job, opts Options) []agent.Result {
 	Schedule(ctx, tasks, opts.Parallel, func(ctx context.Context, name string) bool {
 		j := byName[name]
 		var res agent.Result
-		if secrets, err := jobSecrets(j, opts.Secrets); err != nil {
+		secrets, err := jobSecrets(j, opts.Secrets)
+		var login string
+		if err == nil && j.ImageCredentials != "" {
+			var ok bool
+			if login, ok = opts.Secrets[j.ImageCredentials]; !ok {
+				err = fmt.Errorf("job %q needs secret %s (image_credentials): pass it with --secret %s=USER:PASSWORD or --secret %s", j.Name, j.ImageCredentials, j.ImageCredentials, j.ImageCredentials)
+			}
+		}
+		if err != nil {
 			res = agent.Result{Job: name, Status: agent.Errored, Reason: err.Error()}
 			opts.Sink.Event(agent.Event{Time: time.Now(), Kind: agent.JobFinished, Job: name, Result: &res})
 		} else {
 			res = opts.Runner.Run(ctx, &agent.Job{
 				Job: j, Repo: repo, Run: run, Attempt: 1,
 				Source: opts.Source, BaseDir: opts.BaseDir, Clean: opts.Clean,
-				Env: opts.Env, Secrets: secrets, Mask: mask, NeedAttempts: needAttempts(j, byName),
+				Env: opts.Env, Secrets: secrets, Mask: mask, ImageLogin: login, NeedAttempts: needAttempts(j, byName),
 			}, opts.Sink)
 		}
 		mu.Lock()

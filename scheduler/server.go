@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -259,7 +260,7 @@ func plan(nr api.NewRun) ([]Planned, string) {
 	}
 	out := make([]Planned, 0, len(sel))
 	for _, j := range sel {
-		out = append(out, Planned{Name: j.Name, Key: j.ID, Labels: j.Agent, Needs: j.Needs, Secrets: j.Secrets,
+		out = append(out, Planned{Name: j.Name, Key: j.ID, Labels: j.Agent, Needs: j.Needs, Secrets: plannedSecrets(j),
 			Concurrency: j.Concurrency})
 	}
 	return out, ""
@@ -334,4 +335,13 @@ func httpStatus(err error) int {
 		return http.StatusBadRequest
 	}
 	return http.StatusInternalServerError
+}
+
+// plannedSecrets are the secrets a job's lease carries: those it names,
+// and its image_credentials, which the agent keeps out of its environment.
+func plannedSecrets(j *jobs.Job) []string {
+	if j.ImageCredentials == "" || slices.Contains(j.Secrets, j.ImageCredentials) {
+		return j.Secrets
+	}
+	return append(slices.Clone(j.Secrets), j.ImageCredentials)
 }

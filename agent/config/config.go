@@ -7,7 +7,14 @@
 //	registry "127.0.0.1:5000" {
 //	  insecure = true                 # plain HTTP; only for hosts listed here
 //	}
+//	registry "ghcr.io" {
+//	  username      = "ci"            # a login for pulls from this host,
+//	  password_file = "ghcr.pass"     # its password read from a file (relative:
+//	                                  # to this file) or from password_env = "VAR"
+//	}
 //	ca_file = "/etc/ssl/certs/ca-certificates.crt"  # CAs every job trusts too
+//	pull    = "always"    # when jobs' images are checked at the registry:
+//	                      # always (the default), if-missing or never
 //	network {
 //	  allow_host = false              # let jobs ask for network = "host"
 //	  subnet     = "10.213.0.0/16"    # the jobs' bridge network
@@ -44,6 +51,9 @@ type Config struct {
 	// TLS-intercepting proxy's CA. A relative path is relative to the
 	// config file's directory.
 	CAFile string
+	// Pull is the pull policy of jobs whose file sets none: "always",
+	// "if-missing" or "never"; empty means the command's default.
+	Pull string
 }
 
 // Network configures jobs' networking.
@@ -66,7 +76,19 @@ type Registry struct {
 	Mirrors []string
 	// Insecure allows plain HTTP to this host.
 	Insecure bool
+	// Username and Password, if set, log in to this host for pulls.
+	Username string
+	Password Secret
 }
+
+// Secret is a password from the config: it prints as "***".
+type Secret string
+
+// String hides the secret.
+func (Secret) String() string { return "***" }
+
+// GoString hides the secret.
+func (Secret) GoString() string { return `"***"` }
 
 // Registry returns the settings of host; "index.docker.io" and
 // "registry-1.docker.io" are "docker.io".
@@ -86,6 +108,9 @@ type fileSchema struct {
 		Host     string   `hcl:"host,label"`
 		Mirrors  []string `hcl:"mirrors,optional"`
 		Insecure bool     `hcl:"insecure,optional"`
+		Username string   `hcl:"username,optional"`
+		PassFile string   `hcl:"password_file,optional"`
+		PassEnv  string   `hcl:"password_env,optional"`
 	} `hcl:"registry,block"`
 	Network *struct {
 		AllowHost bool      `hcl:"allow_host,optional"`
@@ -93,6 +118,7 @@ type fileSchema struct {
 		Deny      *[]string `hcl:"deny,optional"`
 	} `hcl:"network,block"`
 	CAFile string `hcl:"ca_file,optional"`
+	Pull   string `hcl:"pull,optional"`
 }
 
 // Load reads the file at path. A missing file gives the defaults; a bad one
@@ -129,13 +155,25 @@ func Parse(filename string, src []byte) (*Config, error) {
 		if _, dup := c.Registries[r.Host]; dup {
 			return nil, fmt.Errorf("%s: registry %q is configured twice", filename, r.Host)
 		}
-		c.Registries[r.Host] = Registry{Mirrors: r.Mirrors, Insecure: r.Insecure}
+		reg := Registry{Mirrors: r.Mirrors, Insecure: r.Insecure, Username: r.Username}
+		pw, err := password(filename, r.Host, r.Username, r.PassFile, r.PassEnv)
+		if err != nil {
+			return nil, err
+		}
+		reg.Password = pw
+		c.Registries[r.Host] = reg
 	}
 	if s.CAFile != "" {
 		c.CAFile = s.CAFile
 		if !filepath.IsAbs(c.CAFile) {
 			c.CAFile = filepath.Join(filepath.Dir(filename), c.CAFile)
 		}
+	}
+	switch s.Pull {
+	case "", "always", "if-missing", "never":
+		c.Pull = s.Pull
+	default:
+		return nil, fmt.Errorf("%s: pull %q: want \"always\", \"if-missing\" or \"never\"", filename, s.Pull)
 	}
 	if n := s.Network; n != nil {
 		c.Network.AllowHost = n.AllowHost
@@ -211,4 +249,37 @@ func diagError(diags hcl.Diagnostics) error {
 		msgs = append(msgs, m)
 	}
 	return errors.New("config: " + strings.Join(msgs, "; "))
+}
+
+// password reads a registry's password from its file or environment
+// variable; errors name the file or variable, never the password.
+func password(filename, host, user, file, env string) (Secret, error) {
+	switch {
+	case user == "" && file == "" && env == "":
+		return "", nil
+	case user == "":
+		return "", fmt.Errorf("%s: registry %q: a password without a username", filename, host)
+	case file != "" && env != "":
+		return "", fmt.Errorf("%s: registry %q: password_file and password_env both set; want one", filename, host)
+	case file != "":
+		if !filepath.IsAbs(file) {
+			file = filepath.Join(filepath.Dir(filename), file)
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("%s: registry %q: password_file: %w", filename, host, err)
+		}
+		pw := strings.TrimRight(string(b), "\r\n")
+		if pw == "" {
+			return "", fmt.Errorf("%s: registry %q: password_file %s is empty", filename, host, file)
+		}
+		return Secret(pw), nil
+	case env != "":
+		pw := os.Getenv(env)
+		if pw == "" {
+			return "", fmt.Errorf("%s: registry %q: password_env: $%s is empty or unset", filename, host, env)
+		}
+		return Secret(pw), nil
+	}
+	return "", fmt.Errorf("%s: registry %q: username %q without password_file or password_env", filename, host, user)
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -40,6 +41,18 @@ type Credential struct {
 // directory may have changed, but its blobs and layers are stored once; a
 // relative PATH is taken from base (the job file's directory).
 func (s *Store) Resolve(ctx context.Context, ref, base string, creds ...Credential) (*Image, error) {
+	return s.ResolvePolicy(ctx, ref, base, s.opts.Policy, creds...)
+}
+
+// ResolvePolicy is Resolve under policy p instead of the store's (a job's
+// own pull policy); an empty p is the store's.
+func (s *Store) ResolvePolicy(ctx context.Context, ref, base string, p Policy, creds ...Credential) (*Image, error) {
+	if p == "" {
+		p = s.opts.Policy
+	}
+	if err := p.Check(); err != nil {
+		return nil, err
+	}
 	if strings.HasPrefix(ref, LayoutPrefix) {
 		l, err := parseLayout(ref, base)
 		if err != nil {
@@ -52,11 +65,11 @@ func (s *Store) Resolve(ctx context.Context, ref, base string, creds ...Credenti
 		return nil, err
 	}
 	img, err := s.local(r)
-	if err == nil && s.opts.Policy != Always {
+	if err == nil && p != Always {
 		s.touch(img)
 		return img, nil
 	}
-	if s.opts.Policy == Never {
+	if p == Never {
 		return nil, fmt.Errorf("image %s is not in the store, and the pull policy is %q", r, Never)
 	}
 	if img != nil && s.current(ctx, r, img, creds) {
@@ -143,7 +156,7 @@ func explain(err error) error {
 	hint := ""
 	switch {
 	case te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden || hasCode(te, transport.UnauthorizedErrorCode, transport.DeniedErrorCode):
-		hint = "access denied: check the registry login (~/.docker/config.json or the job's registry secrets)"
+		hint = "access denied: check the registry login (the job's image_credentials, the agent config's registry username, or ~/.docker/config.json)"
 	case hasCode(te, transport.NameUnknownErrorCode):
 		hint = "no such repository"
 	case te.StatusCode == http.StatusNotFound || hasCode(te, transport.ManifestUnknownErrorCode):
@@ -206,6 +219,15 @@ func mirrorRef(r Ref, mirror string, insecure bool) (name.Reference, error) {
 }
 
 func (s *Store) remoteOptions(ctx context.Context, creds []Credential) []remote.Option {
+	// A job's own login first, then the agent config's.
+	if cfg := s.opts.Config; cfg != nil {
+		creds = slices.Clone(creds)
+		for host, r := range cfg.Registries {
+			if r.Username != "" {
+				creds = append(creds, Credential{Registry: host, Username: r.Username, Password: string(r.Password)})
+			}
+		}
+	}
 	return []remote.Option{
 		remote.WithContext(ctx),
 		remote.WithAuthFromKeychain(keychain(creds)),

@@ -49,16 +49,26 @@ type layoutRef struct {
 	tag string
 }
 
+// SplitLayout splits an oci-layout:PATH[:tag] reference into its PATH, as
+// written, and its tag; ok is false for other references.
+func SplitLayout(ref string) (path, tag string, ok bool) {
+	rest, ok := strings.CutPrefix(ref, LayoutPrefix)
+	if !ok {
+		return "", "", false
+	}
+	path = rest
+	if i := strings.LastIndex(rest, ":"); i > 0 && !strings.Contains(rest[i+1:], "/") {
+		path, tag = rest[:i], rest[i+1:]
+	}
+	return path, tag, true
+}
+
 // parseLayout splits oci-layout:PATH[:tag]; a relative PATH is taken from
 // base (the job file's directory).
 func parseLayout(s, base string) (layoutRef, error) {
-	rest := strings.TrimPrefix(s, LayoutPrefix)
-	if rest == "" {
+	dir, tag, ok := SplitLayout(s)
+	if !ok || dir == "" {
 		return layoutRef{}, fmt.Errorf("image %q: want oci-layout:PATH[:tag]", s)
-	}
-	dir, tag := rest, ""
-	if i := strings.LastIndex(rest, ":"); i > 0 && !strings.Contains(rest[i+1:], "/") {
-		dir, tag = rest[:i], rest[i+1:]
 	}
 	if !filepath.IsAbs(dir) {
 		dir = filepath.Join(base, dir)

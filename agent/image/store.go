@@ -59,6 +59,15 @@ const (
 	Never Policy = "never"
 )
 
+// Check says whether p is a known policy.
+func (p Policy) Check() error {
+	switch p {
+	case IfMissing, Always, Never:
+		return nil
+	}
+	return fmt.Errorf("unknown pull policy %q (want %s, %s or %s)", string(p), Always, IfMissing, Never)
+}
+
 // Options configure a Store.
 type Options struct {
 	// Config holds registry mirrors and insecure hosts; nil means none.
@@ -147,12 +156,11 @@ func Open(dir string, opts Options) (*Store, error) {
 	if !filepath.IsAbs(dir) {
 		return nil, fmt.Errorf("image store %q: not an absolute path", dir)
 	}
-	switch opts.Policy {
-	case "":
+	if opts.Policy == "" {
 		opts.Policy = IfMissing
-	case IfMissing, Always, Never:
-	default:
-		return nil, fmt.Errorf("image store: unknown pull policy %q (want %s, %s or %s)", opts.Policy, IfMissing, Always, Never)
+	}
+	if err := opts.Policy.Check(); err != nil {
+		return nil, fmt.Errorf("image store: %w", err)
 	}
 	if opts.Jobs <= 0 {
 		opts.Jobs = 3

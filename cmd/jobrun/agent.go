@@ -33,6 +33,8 @@ type agentFlags struct {
 	logLimit     string
 	metrics      string
 	artifacts    string
+	artLimit     string
+	pull         string
 }
 
 func newAgentCmd(g *globals) *cobra.Command {
@@ -60,7 +62,9 @@ the agent leaves the pool. A second signal cancels the running jobs at once.`,
 	fl.DurationVar(&f.drainTimeout, "drain-timeout", 10*time.Minute, "on SIGTERM, how long running jobs may go on before they are cancelled")
 	fl.BoolVar(&f.noCache, "no-cache", false, "give every cache an empty directory that is thrown away")
 	fl.StringVar(&f.logLimit, "log-limit", "64MiB", "most output kept per job")
-	fl.StringVar(&f.artifacts, "artifacts", "", "the server's artifact store, to write to it directly: s3://BUCKET[/PREFIX]?endpoint=HOST:PORT (keys in JOBRUN_S3_ACCESS_KEY, JOBRUN_S3_SECRET_KEY) or a directory it shares; empty uploads through the server")
+	fl.StringVar(&f.pull, "pull", "", "when a job's image is checked at the registry, for jobs whose file sets no pull: always (a HEAD per tag; pulls when it moved), if-missing or never; default the config's pull, else always")
+	fl.StringVar(&f.artLimit, "artifact-limit", defaultArtifactLimit, "most bytes of artifacts one job may store; the job fails over it (0: no cap)")
+	fl.StringVar(&f.artifacts, "artifacts", "", "the server's artifact store, to write to it directly: s3://BUCKET[/PREFIX]?endpoint=HOST:PORT (TLS; add &insecure=true, or give http://HOST:PORT, for a plain-HTTP MinIO; keys in JOBRUN_S3_ACCESS_KEY, JOBRUN_S3_SECRET_KEY) or a directory it shares; empty uploads through the server")
 	fl.StringVar(&f.metrics, "metrics-listen", "", "address to serve Prometheus metrics on at /metrics (running jobs, image pulls, unpack time, cache volumes and bytes); off when empty")
 	return cmd
 }
@@ -86,7 +90,7 @@ func runAgent(cmd *cobra.Command, g *globals, f *agentFlags) error {
 	}
 	// The pool's jobs store their artifacts through the scheduler; the
 	// host's local store is only the Runner's default and stays empty.
-	h, err := openHost(cmd.Context(), g, hostOptions{noCache: f.noCache, artifacts: filepath.Join(dir, "artifacts"), logLimit: f.logLimit}, cmd.ErrOrStderr())
+	h, err := openHost(cmd.Context(), g, hostOptions{noCache: f.noCache, artifacts: filepath.Join(dir, "artifacts"), logLimit: f.logLimit, artifactLimit: f.artLimit, pull: f.pull}, cmd.ErrOrStderr())
 	if err != nil {
 		return err
 	}

@@ -31,7 +31,18 @@ type hostOptions struct {
 	artifacts string // local artifact store directory
 	logLimit  string
 	caFile    string // --ca-file: replaces the config's ca_file
+	// artifactLimit is --artifact-limit: the most bytes of artifacts one
+	// job may store; "0" means no cap.
+	artifactLimit string
+	// pull is --pull: the pull policy of jobs that set none; empty means
+	// the config's pull, else always.
+	pull string
 }
+
+// defaultArtifactLimit is the agent's and `jobrun local`'s cap on one
+// job's artifacts: the server's default --artifact-quota per attempt, so a
+// job over it fails on the agent before uploading, not at the server.
+const defaultArtifactLimit = "10GiB"
 
 // stateDir makes the state dir absolute and creates it.
 func (g *globals) absStateDir() (string, error) {
@@ -104,9 +115,17 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 	r := &agent.Runner{Images: images, Sandbox: sb, WorkDir: filepath.Join(dir, "work"), Log: g.log,
 		Network: nm, AllowHostNetwork: cfg.Network.AllowHost}
 	r.CACerts = cas
+	if r.PullPolicy, err = pullPolicy(o.pull, cfg.Pull); err != nil {
+		return nil, err
+	}
 	if o.logLimit != "" {
 		if r.LogLimit, err = units.ParseSize(o.logLimit); err != nil {
 			return nil, &usageError{fmt.Errorf("--log-limit: %w", err)}
+		}
+	}
+	if o.artifactLimit != "" {
+		if r.ArtifactLimit, err = units.ParseSize(o.artifactLimit); err != nil {
+			return nil, &usageError{fmt.Errorf("--artifact-limit: %w", err)}
 		}
 	}
 	if !o.noCache {
@@ -168,4 +187,20 @@ func readCAs(configured, flag string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return b, nil
+}
+
+// pullPolicy is --pull (flag), else the config's pull, else always: a
+// moved tag (a new myorg/ci:latest) is pulled, as CI runners do.
+func pullPolicy(flag, configured string) (image.Policy, error) {
+	p := image.Policy(flag)
+	if p == "" {
+		p = image.Policy(configured)
+	}
+	if p == "" {
+		return image.Always, nil
+	}
+	if err := p.Check(); err != nil {
+		return "", &usageError{fmt.Errorf("--pull: %w", err)}
+	}
+	return p, nil
 }

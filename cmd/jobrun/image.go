@@ -30,8 +30,10 @@ func newImagePullCmd(g *globals) *cobra.Command {
 		Short: "Pull images from their registry (through the configured mirrors) into the store",
 		Long: `Pull images by reference, as Docker names them (busybox, golang:1.26,
 ghcr.io/o/r@sha256:...), or oci-layout:PATH[:tag]. Blobs already in the store
-are not downloaded again. Credentials come from ~/.docker/config.json, or
-from --user and --password (env JOBRUN_IMAGE_PULL_PASSWORD) for every host named.`,
+are not downloaded again. Credentials come from --user and --password (env
+JOBRUN_IMAGE_PULL_PASSWORD) for every host named, then from the config's
+registry logins (username, password_file or password_env), then from
+~/.docker/config.json.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, _, err := g.openImages(cmd.ErrOrStderr())

@@ -34,6 +34,8 @@ type localFlags struct {
 	keep      bool
 	shell     bool
 	caFile    string
+	artLimit  string
+	pull      string
 }
 
 func newLocalCmd(g *globals) *cobra.Command {
@@ -69,6 +71,8 @@ kills them at once. Either way nothing is left behind.`,
 	fl.StringVar(&f.logLimit, "log-limit", "64MiB", "most output kept per job")
 	fl.BoolVar(&f.keep, "keep", false, "keep a failed job's container until Ctrl-C, and print how to enter it")
 	fl.BoolVar(&f.shell, "shell-on-failure", false, "open a shell in a failed job's container, in its state at the failure; clean up on exit")
+	fl.StringVar(&f.pull, "pull", "", "when a job's image is checked at the registry, for jobs whose file sets no pull: always (a HEAD per tag; pulls when it moved), if-missing or never; default the config's pull, else always")
+	fl.StringVar(&f.artLimit, "artifact-limit", defaultArtifactLimit, "most bytes of artifacts one job may store; the job fails over it (0: no cap)")
 	fl.StringVar(&f.caFile, "ca-file", "", "PEM file of CA certificates every job trusts on top of its image's (the host's bundle, a proxy's CA); replaces the config's ca_file")
 	return cmd
 }
@@ -94,7 +98,7 @@ func runLocal(cmd *cobra.Command, g *globals, f *localFlags, file string) error 
 			return &exitError{code: 1, msg: err.Error()}
 		}
 	}
-	host, err := openHost(cmd.Context(), g, hostOptions{noCache: f.noCache, artifacts: f.artifacts, logLimit: f.logLimit, caFile: f.caFile}, cmd.ErrOrStderr())
+	host, err := openHost(cmd.Context(), g, hostOptions{noCache: f.noCache, artifacts: f.artifacts, logLimit: f.logLimit, caFile: f.caFile, artifactLimit: f.artLimit, pull: f.pull}, cmd.ErrOrStderr())
 	if err != nil {
 		return err
 	}

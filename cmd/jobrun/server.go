@@ -65,7 +65,7 @@ func newServerCmd(g *globals) *cobra.Command {
 	fl.DurationVar(&f.leaseTimeout, "lease-timeout", 30*time.Second, "how long a job stays leased to an agent that stopped heartbeating")
 	fl.DurationVar(&f.affinityWait, "affinity-wait", 2*time.Second, "how long a job waits for the agent that last ran its branch")
 	fl.IntVar(&f.maxAttempts, "max-attempts", 3, "leases of a job before a lost lease fails it")
-	fl.StringVar(&f.artifacts, "artifacts", "", "artifact store: a directory (default STATE_DIR/artifacts) or s3://BUCKET[/PREFIX]?endpoint=HOST:PORT (keys in JOBRUN_S3_ACCESS_KEY, JOBRUN_S3_SECRET_KEY)")
+	fl.StringVar(&f.artifacts, "artifacts", "", "artifact store: a directory (default STATE_DIR/artifacts) or s3://BUCKET[/PREFIX]?endpoint=HOST:PORT (TLS; add &insecure=true, or give http://HOST:PORT, for a plain-HTTP MinIO; keys in JOBRUN_S3_ACCESS_KEY, JOBRUN_S3_SECRET_KEY)")
 	fl.BoolVar(&f.supersedeRunning, "supersede-running", false, "a new run of a branch also cancels the running jobs of older runs")
 	fl.StringVar(&f.publicURL, "public-url", "", "the server's URL as users reach it, for the links in commit statuses (https://ci.example.com)")
 	fl.DurationVar(&f.cronWindow, "cron-window", time.Hour, "how far back a cron tick missed while no server ran still fires (once)")

@@ -16,7 +16,7 @@ import (
 // Config names a bucket on an S3-compatible server.
 type Config struct {
 	// Endpoint is host:port, or a URL (http:// or https://, which then
-	// decides Secure).
+	// decides Secure, whatever Secure says).
 	Endpoint  string
 	Bucket    string
 	AccessKey string
@@ -95,10 +95,15 @@ func EnsureBucket(ctx context.Context, cl *minio.Client, c Config) error {
 	return nil
 }
 
-// ParseURL reads a bucket from s3://BUCKET[/PREFIX]?endpoint=E[&region=R],
-// the form the commands take. The keys come from the environment,
-// JOBRUN_S3_ACCESS_KEY and JOBRUN_S3_SECRET_KEY, or else AWS_ACCESS_KEY_ID
-// and AWS_SECRET_ACCESS_KEY, so they stay out of process listings.
+// ParseURL reads a bucket from
+// s3://BUCKET[/PREFIX]?endpoint=E[&region=R][&insecure=true], the form the
+// commands take. E is HOST:PORT, spoken to over TLS, or a URL whose scheme
+// says: https:// for TLS, http:// for plain HTTP. insecure=true also means
+// plain HTTP with a bare HOST:PORT (a local MinIO); plain HTTP is never
+// the default, since the keys sign every request and the objects travel
+// in clear. The keys come from the environment, JOBRUN_S3_ACCESS_KEY and
+// JOBRUN_S3_SECRET_KEY, or else AWS_ACCESS_KEY_ID and
+// AWS_SECRET_ACCESS_KEY, so they stay out of process listings.
 func ParseURL(raw string, getenv func(string) string) (Config, error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme != "s3" || u.Host == "" {
@@ -106,13 +111,27 @@ func ParseURL(raw string, getenv func(string) string) (Config, error) {
 	}
 	q := u.Query()
 	for k := range q {
-		if k != "endpoint" && k != "region" {
-			return Config{}, fmt.Errorf("%q: unknown parameter %q (want endpoint, region)", raw, k)
+		if k != "endpoint" && k != "region" && k != "insecure" {
+			return Config{}, fmt.Errorf("%q: unknown parameter %q (want endpoint, region, insecure)", raw, k)
 		}
 	}
-	c := Config{Bucket: u.Host, Prefix: strings.Trim(u.Path, "/"), Endpoint: q.Get("endpoint"), Region: q.Get("region")}
+	c := Config{Bucket: u.Host, Prefix: strings.Trim(u.Path, "/"), Endpoint: q.Get("endpoint"), Region: q.Get("region"), Secure: true}
 	if c.Endpoint == "" {
 		c.Endpoint = "https://s3.amazonaws.com"
+	}
+	insecure := false
+	switch v := q.Get("insecure"); v {
+	case "", "false":
+	case "true":
+		insecure = true
+	default:
+		return Config{}, fmt.Errorf("%q: insecure=%q: want true or false", raw, v)
+	}
+	switch {
+	case strings.HasPrefix(c.Endpoint, "https://") && insecure:
+		return Config{}, fmt.Errorf("%q: insecure=true contradicts the https:// endpoint", raw)
+	case strings.HasPrefix(c.Endpoint, "http://") || insecure:
+		c.Secure = false
 	}
 	c.AccessKey, c.SecretKey = getenv("JOBRUN_S3_ACCESS_KEY"), getenv("JOBRUN_S3_SECRET_KEY")
 	if c.AccessKey == "" {
