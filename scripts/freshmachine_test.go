@@ -114,6 +114,16 @@ func newFreshRoot(t *testing.T) *freshRoot {
 	if n < 100 {
 		t.Fatalf("copied %d files of the tree", n)
 	}
+	// The tree's parents made in the upper dir hide the root's own (an
+	// upper dir's mode wins in the overlay): give them the root's modes,
+	// so a clone under /tmp leaves the root's /tmp world-writable.
+	for d := filepath.Dir(repo); d != "/"; d = filepath.Dir(d) {
+		if fi, err := os.Stat(filepath.Join(lower, d)); err == nil && fi.IsDir() {
+			if err := os.Chmod(filepath.Join(r.upper, d), fi.Mode()&(os.ModePerm|os.ModeSticky|os.ModeSetgid)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	git := func(args ...string) {
 		cmd := exec.Command("git", append([]string{"-c", "user.name=fresh", "-c", "user.email=fresh@example.com"}, args...)...)
 		cmd.Dir = dst
