@@ -47,6 +47,9 @@ type Runner struct {
 	// --shell-on-failure` opens a shell there, --keep waits. Teardown
 	// follows when it returns.
 	Inspect func(ctx context.Context, job string, c *sandbox.Container)
+	// AfterJob, if set, is called when a job is over and torn down (its
+	// caches and snapshot released): the Housekeeper's Kick.
+	AfterJob func()
 	// Network makes the jobs' bridge networks (network = "bridge", the
 	// default, and service containers); nil refuses such jobs.
 	Network *network.Manager
@@ -141,6 +144,9 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 		td.run(l, r.log())
 		res.Duration = time.Since(start)
 		l.emit(Event{Kind: JobFinished, Result: &res})
+		if r.AfterJob != nil {
+			r.AfterJob()
+		}
 	}()
 	if err := r.checkNetwork(j.Job); err != nil {
 		return errored(res, err)
@@ -162,6 +168,14 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 		return errored(res, err)
 	}
 	snap, err := r.Images.Snapshot(ctx, img, j.instance)
+	if err != nil && ctx.Err() == nil {
+		// A budget sweep may have evicted the image between Resolve and
+		// Snapshot: eviction must not fail the job, so resolve (pull)
+		// it again, once.
+		if img, err = r.Images.Resolve(ctx, j.Image, j.BaseDir); err == nil {
+			snap, err = r.Images.Snapshot(ctx, img, j.instance)
+		}
+	}
 	if err != nil {
 		return errored(res, err)
 	}
