@@ -126,3 +126,49 @@ func TestCacheFollowsBranchAcrossAgents(t *testing.T) {
 		t.Errorf("after the trusted run the bucket holds %v, want deps twice (changed) and fresh once", got)
 	}
 }
+
+// TestLocalCacheRemoteReadOnlyByDefault: `jobrun local --cache-remote`
+// restores a cache another host saved, and never uploads, even when the
+// job changed it, unless --cache-upload is given (the positive control).
+func TestLocalCacheRemoteReadOnlyByDefault(t *testing.T) {
+	cfg := miniotest.Config(t)
+	t.Setenv("JOBRUN_S3_ACCESS_KEY", cfg.AccessKey)
+	t.Setenv("JOBRUN_S3_SECRET_KEY", cfg.SecretKey)
+	remote := "s3://" + cfg.Bucket + "/local?endpoint=" + url.QueryEscape(cfg.Endpoint)
+	file := project(t, `
+job "deps" {
+  image   = "IMAGE"
+  network = "none"
+  cache "deps" {
+    path = "/deps"
+    key  = "v1"
+  }
+  step "deps" { run = "if [ -e /deps/warm ]; then echo CACHE-HIT; date >> /deps/changes; else echo CACHE-MISS; echo x > /deps/warm; fi" }
+}
+`, map[string]string{})
+	count := func() int { return len(miniotest.Objects(t, cfg)) }
+
+	first, second := newTestHost(t), newTestHost(t)
+	r := first.local(t, file, "--cache-remote", remote, "--cache-upload")
+	if r.code != 0 || !strings.Contains(r.out, "CACHE-MISS") || count() != 1 {
+		t.Fatalf("warming with --cache-upload: exit %d, %d objects", r.code, count())
+	}
+	r = second.local(t, file, "--cache-remote", remote)
+	if r.code != 0 || !strings.Contains(r.out, "CACHE-HIT") || !strings.Contains(r.out, "cache deps: restored from remote in ") {
+		t.Fatalf("second host: exit %d, want a restore and a hit", r.code)
+	}
+	if n := count(); n != 1 {
+		t.Errorf("a read-only run changed the bucket: %d objects", n)
+	}
+	r = second.local(t, file, "--cache-remote", remote, "--cache-upload")
+	if r.code != 0 || !strings.Contains(r.out, "CACHE-HIT") {
+		t.Fatalf("with --cache-upload: exit %d", r.code)
+	}
+	if n := count(); n != 2 {
+		t.Errorf("--cache-upload did not save the changed cache: %d objects, want 2", n)
+	}
+	r = second.local(t, file, "--cache-remote", "https://"+cfg.Bucket+"/local")
+	if r.code == 0 || !strings.Contains(r.err, "cache remote") {
+		t.Errorf("a bad --cache-remote: exit %d, %q; want an error naming the cache remote", r.code, r.err)
+	}
+}
