@@ -78,7 +78,7 @@ func (r *Runner) acquireCache(ctx context.Context, j *Job, name, sharing string,
 		state = "warm"
 	}
 	if rs, ok := v.Restored(); ok {
-		l.notice("", fmt.Sprintf("cache %s: restored from remote in %.1f s (%s)", name, rs.Took.Seconds(), units.FormatSize(rs.Size)))
+		l.notice("", fmt.Sprintf("cache %s: restored from remote in %.2f s (%s)", name, rs.Took.Seconds(), units.FormatSize(rs.Size)))
 	}
 	l.notice("", fmt.Sprintf("cache %s: %s (%s)", name, state, v.Sharing()))
 	return &volume{v: v, hit: v.Hit()}, nil
