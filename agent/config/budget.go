@@ -62,13 +62,13 @@ type Budget struct {
 	MinFree Space
 }
 
-// Defaults: an agent left with them never fills its disk with caches or
-// images. Each store keeps at most a fifth of the filesystem, and both
-// give space back while a tenth of it is not free.
-var (
-	DefaultCacheBudget = Budget{Limit: Space{Percent: 20}, MinFree: Space{Percent: 10}}
-	DefaultImageBudget = Budget{Limit: Space{Percent: 20}, MinFree: Space{Percent: 10}}
-)
+// DefaultBudget is a store's budget when the config sets none: an agent
+// left with it never fills its disk with caches or images. Each store
+// keeps at most a fifth of the filesystem, and both give space back while
+// less than a tenth of it is free.
+func DefaultBudget() Budget {
+	return Budget{Limit: Space{Percent: 20}, MinFree: Space{Percent: 10}}
+}
 
 // Effective is the most bytes the store may keep now, given the filesystem's
 // total size, its available bytes and the store's use. It is at least 0.

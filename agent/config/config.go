@@ -181,10 +181,10 @@ func Parse(filename string, src []byte) (*Config, error) {
 			return nil, fmt.Errorf("%s: cache: remote %q: want s3://BUCKET[/PREFIX]?endpoint=HOST:PORT", filename, r)
 		}
 	}
-	if c.Cache.Budget, err = cs.budget(filename, "cache", DefaultCacheBudget); err != nil {
+	if c.Cache.Budget, err = cs.budget(filename, "cache", DefaultBudget()); err != nil {
 		return nil, err
 	}
-	if c.Image.Budget, err = s.Image.budget(filename, "image", DefaultImageBudget); err != nil {
+	if c.Image.Budget, err = s.Image.budget(filename, "image", DefaultBudget()); err != nil {
 		return nil, err
 	}
 	if n := s.Network; n != nil {
@@ -248,8 +248,8 @@ func checkMirrors(f *hcl.File, s fileSchema) error {
 func defaults() *Config {
 	return &Config{
 		Registries: map[string]Registry{},
-		Cache:      Cache{Budget: DefaultCacheBudget},
-		Image:      Image{Budget: DefaultImageBudget},
+		Cache:      Cache{Budget: DefaultBudget()},
+		Image:      Image{Budget: DefaultBudget()},
 	}
 }
 

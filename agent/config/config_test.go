@@ -104,7 +104,7 @@ image {
 	if c.Cache.Budget != want || c.Cache.Remote != "s3://jobrun-cache/ci?endpoint=minio.internal:9000" {
 		t.Errorf("cache = %+v", c.Cache)
 	}
-	if want := (Budget{Limit: Space{Percent: 30}, MinFree: DefaultImageBudget.MinFree}); c.Image.Budget != want {
+	if want := (Budget{Limit: Space{Percent: 30}, MinFree: DefaultBudget().MinFree}); c.Image.Budget != want {
 		t.Errorf("image budget = %+v, want %+v", c.Image.Budget, want)
 	}
 	// No file, no blocks: the defaults, which bound both stores.
@@ -112,7 +112,7 @@ image {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.Cache.Budget != DefaultCacheBudget || d.Image.Budget != DefaultImageBudget || d.Cache.Budget.Limit.Percent == 0 || d.Cache.Budget.MinFree.Percent == 0 {
+	if d.Cache.Budget != DefaultBudget() || d.Image.Budget != DefaultBudget() || d.Cache.Budget.Limit.Percent == 0 || d.Cache.Budget.MinFree.Percent == 0 {
 		t.Errorf("defaults: %+v %+v", d.Cache, d.Image)
 	}
 	for src, msg := range map[string]string{
