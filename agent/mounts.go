@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/jobrun/jobrun/internal/units"
 	"sort"
 	"strconv"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/jobrun/jobrun/agent/sandbox"
 	"github.com/jobrun/jobrun/artifacts"
 	"github.com/jobrun/jobrun/cache"
+	"github.com/jobrun/jobrun/internal/units"
 	"github.com/jobrun/jobrun/jobs"
 )
 
