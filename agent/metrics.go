@@ -20,6 +20,8 @@ type Metrics struct {
 	jobs    *prometheus.CounterVec
 	fetches *prometheus.CounterVec
 	unpack  prometheus.Histogram
+	evicts  *prometheus.CounterVec
+	freed   *prometheus.CounterVec
 }
 
 // NewMetrics makes an agent's metrics.
@@ -43,8 +45,18 @@ func NewMetrics() *Metrics {
 			Help:    "Time to unpack one image layer.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 2.5, 10), // 10ms .. ~38s
 		}),
+		evicts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jobrun_agent_evictions_total",
+			Help: "Cache volumes and images evicted to keep within the disk budgets, by store (cache, image).",
+		}, []string{"store"}),
+		freed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jobrun_agent_evicted_bytes_total",
+			Help: "Bytes freed on disk by budget evictions, by store (cache, image).",
+		}, []string{"store"}),
 	}
-	m.reg.MustRegister(m.running, m.jobs, m.fetches, m.unpack,
+	m.evicts.WithLabelValues("cache")
+	m.evicts.WithLabelValues("image")
+	m.reg.MustRegister(m.running, m.jobs, m.fetches, m.unpack, m.evicts, m.freed,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -110,5 +122,14 @@ func (m *Metrics) jobEnded(st Status) {
 	if m != nil {
 		m.running.Dec()
 		m.jobs.WithLabelValues(string(st)).Inc()
+	}
+}
+
+// evicted counts n entries of store evicted, freeing bytes; a nil
+// *Metrics counts nothing.
+func (m *Metrics) evicted(store string, n int, bytes int64) {
+	if m != nil {
+		m.evicts.WithLabelValues(store).Add(float64(n))
+		m.freed.WithLabelValues(store).Add(float64(bytes))
 	}
 }

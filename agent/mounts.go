@@ -11,6 +11,7 @@ import (
 	"github.com/jobrun/jobrun/agent/sandbox"
 	"github.com/jobrun/jobrun/artifacts"
 	"github.com/jobrun/jobrun/cache"
+	"github.com/jobrun/jobrun/internal/units"
 	"github.com/jobrun/jobrun/jobs"
 )
 
@@ -75,6 +76,9 @@ func (r *Runner) acquireCache(ctx context.Context, j *Job, name, sharing string,
 	state := "cold"
 	if v.Hit() {
 		state = "warm"
+	}
+	if rs, ok := v.Restored(); ok {
+		l.notice("", fmt.Sprintf("cache %s: restored from remote in %.2f s (%s)", name, rs.Took.Seconds(), units.FormatSize(rs.Size)))
 	}
 	l.notice("", fmt.Sprintf("cache %s: %s (%s)", name, state, v.Sharing()))
 	return &volume{v: v, hit: v.Hit()}, nil

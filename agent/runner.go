@@ -50,6 +50,9 @@ type Runner struct {
 	// --shell-on-failure` opens a shell there, --keep waits. Teardown
 	// follows when it returns.
 	Inspect func(ctx context.Context, job string, c *sandbox.Container)
+	// AfterJob, if set, is called when a job is over and torn down (its
+	// caches and snapshot released): the Housekeeper's Kick.
+	AfterJob func()
 	// Network makes the jobs' bridge networks (network = "bridge", the
 	// default, and service containers); nil refuses such jobs.
 	Network *network.Manager
@@ -162,6 +165,9 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 		td.run(l, r.log())
 		res.Duration = time.Since(start)
 		l.emit(Event{Kind: JobFinished, Result: &res})
+		if r.AfterJob != nil {
+			r.AfterJob()
+		}
 	}()
 	// The job's timeout runs from here: everything below is under it but
 	// the teardown.
@@ -204,6 +210,14 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 	}
 	r.forgetWorkspaceImage(img, ws.Path(), &td)
 	snap, err := r.Images.Snapshot(clk.ctx, img, j.instance)
+	if err != nil && clk.ctx.Err() == nil {
+		// A budget sweep may have evicted the image between Resolve and
+		// Snapshot: eviction must not fail the job, so resolve (pull)
+		// it again, once.
+		if img, err = r.resolveImage(clk.ctx, j, j.Image, ws.Path()); err == nil {
+			snap, err = r.Images.Snapshot(clk.ctx, img, j.instance)
+		}
+	}
 	if err != nil {
 		return prepFailed(err)
 	}

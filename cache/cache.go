@@ -75,6 +75,9 @@ type Options struct {
 	// Remote, if set, restores missing volumes from and saves them to an
 	// S3-compatible bucket.
 	Remote *Remote
+	// ReadOnly restores from the Remote but never uploads to it, whatever
+	// the Requests say.
+	ReadOnly bool
 }
 
 // Manager owns the cache volumes under one directory. Several Managers, in
@@ -84,6 +87,8 @@ type Manager struct {
 	budget int64
 	log    hclog.Logger
 	remote *remote
+	// readOnly: never upload (Options.ReadOnly).
+	readOnly bool
 }
 
 // Open returns a Manager for the volumes under dir (STATE_DIR/caches),
@@ -100,7 +105,7 @@ func Open(dir string, opts Options) (*Manager, error) {
 			return nil, fmt.Errorf("cache dir: %w", err)
 		}
 	}
-	m := &Manager{dir: filepath.Clean(dir), budget: opts.Budget, log: opts.Logger}
+	m := &Manager{dir: filepath.Clean(dir), budget: opts.Budget, log: opts.Logger, readOnly: opts.ReadOnly}
 	if m.log == nil {
 		m.log = hclog.NewNullLogger()
 	}
@@ -199,6 +204,9 @@ func safeName(s string, max int) string {
 	}
 	return out
 }
+
+// Dir is the directory the volumes are under.
+func (m *Manager) Dir() string { return m.dir }
 
 func (m *Manager) guardPath(id string) string { return filepath.Join(m.dir, "locks", id+".lock") }
 func (m *Manager) volDir(id string) string    { return filepath.Join(m.dir, "vols", id) }

@@ -114,6 +114,10 @@ func (r *remote) upload(ctx context.Context, id, src, digest string) error {
 		ContentType:  "application/zstd",
 		UserMetadata: map[string]string{digestMeta: digest},
 		PartSize:     16 << 20,
+		// Parts of the stream go up 4 at a time (64 MiB of buffers),
+		// as a multipart upload of a known size would.
+		ConcurrentStreamParts: true,
+		NumThreads:            4,
 	})
 	pr.CloseWithError(errors.New("upload ended")) // stop the writer if PutObject gave up early
 	if err != nil {

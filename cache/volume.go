@@ -24,7 +24,21 @@ type Volume struct {
 	excl    *lockfile.Lock
 	priv    *overlay
 	done    bool
+	restore Restore
 }
+
+// Restore says how a volume missing on this host was filled from the
+// remote.
+type Restore struct {
+	// Took is the time from the first request to the last file written.
+	Took time.Duration
+	// Size is the restored content's size on disk.
+	Size int64
+}
+
+// Restored reports whether this Acquire restored the volume from the
+// remote, and how.
+func (v *Volume) Restored() (Restore, bool) { return v.restore, v.restore.Took > 0 }
 
 // Path is the host directory to mount into the job.
 func (v *Volume) Path() string { return v.path }
@@ -80,7 +94,7 @@ func (m *Manager) register(ctx context.Context, v *Volume) error {
 	md, err := m.readMeta(v.id)
 	_, statErr := os.Stat(m.dataDir(v.id))
 	if err != nil || statErr != nil {
-		md, err = m.create(ctx, v.id, v.req)
+		md, err = m.create(ctx, v.id, v.req, &v.restore)
 		if err != nil {
 			return err
 		}
@@ -104,7 +118,7 @@ func (m *Manager) register(ctx context.Context, v *Volume) error {
 
 // create makes volume id, filling it from the remote when it has a copy.
 // A restore interrupted by a crash leaves data.partial, never data.
-func (m *Manager) create(ctx context.Context, id string, req Request) (meta, error) {
+func (m *Manager) create(ctx context.Context, id string, req Request, rs *Restore) (meta, error) {
 	md := meta{Repo: req.Repo, Name: req.Name, Key: req.Key, Created: time.Now()}
 	partial := filepath.Join(m.volDir(id), "data.partial")
 	// A data dir without metadata was never handed out (the metadata is
@@ -118,6 +132,7 @@ func (m *Manager) create(ctx context.Context, id string, req Request) (meta, err
 		return md, fmt.Errorf("cache %s: %w", id, err)
 	}
 	if m.remote != nil {
+		start := time.Now()
 		ok, err := m.remote.restore(ctx, id, partial)
 		switch {
 		case err != nil:
@@ -133,6 +148,7 @@ func (m *Manager) create(ctx context.Context, id string, req Request) (meta, err
 				return md, err
 			}
 			md.Size, md.Digest, md.RemoteDigest = u.size, u.digest, u.digest
+			*rs = Restore{Took: max(time.Since(start), time.Nanosecond), Size: u.size}
 		}
 	}
 	if err := os.Rename(partial, m.dataDir(id)); err != nil {
@@ -197,7 +213,7 @@ func (v *Volume) Release(ctx context.Context, ok bool) error {
 		}
 	}
 	var remoteDigest string
-	if u != nil && ok && v.req.Upload && v.m.remote != nil {
+	if u != nil && ok && v.req.Upload && v.m.remote != nil && !v.m.readOnly {
 		d, err := v.m.save(ctx, v.id, *u)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("cache %q: save to remote %s: %w", v.req.Name, v.m.remote.cfg.Endpoint, err))

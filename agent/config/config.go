@@ -20,6 +20,15 @@
 //	  subnet     = "10.213.0.0/16"    # the jobs' bridge network
 //	  deny       = ["169.254.169.254/32", "10.0.0.0/8"]  # replaces the default list
 //	}
+//	cache {
+//	  budget   = "50GiB"  # or "20%" of the state dir's filesystem (the default)
+//	  min_free = "5GiB"   # shrink below budget while less is free (default "10%")
+//	  remote   = "s3://jobrun-cache/ci?endpoint=minio.internal:9000"  # shared by the pool
+//	}
+//	image {
+//	  budget   = "30GiB"  # default "20%"
+//	  min_free = "5GiB"   # default "10%"
+//	}
 //
 // A missing file means the defaults. Sections for other parts of the agent
 // are added as blocks of their own.
@@ -54,6 +63,26 @@ type Config struct {
 	// Pull is the pull policy of jobs whose file sets none: "always",
 	// "if-missing" or "never"; empty means the command's default.
 	Pull string
+	// Cache configures the dependency caches.
+	Cache Cache
+	// Image configures the image store.
+	Image Image
+}
+
+// Cache configures the dependency caches.
+type Cache struct {
+	// Budget bounds their size on disk.
+	Budget Budget
+	// Remote, if set, is the bucket the pool's agents share volumes
+	// through, as an s3:// URL like an artifact store's (keys come from
+	// the environment when it is opened).
+	Remote string
+}
+
+// Image configures the image store.
+type Image struct {
+	// Budget bounds its size on disk.
+	Budget Budget
 }
 
 // Network configures jobs' networking.
@@ -119,6 +148,12 @@ type fileSchema struct {
 	} `hcl:"network,block"`
 	CAFile string `hcl:"ca_file,optional"`
 	Pull   string `hcl:"pull,optional"`
+	Cache  *struct {
+		Budget  string `hcl:"budget,optional"`
+		MinFree string `hcl:"min_free,optional"`
+		Remote  string `hcl:"remote,optional"`
+	} `hcl:"cache,block"`
+	Image *storeSchema `hcl:"image,block"`
 }
 
 // Load reads the file at path. A missing file gives the defaults; a bad one
@@ -126,7 +161,7 @@ type fileSchema struct {
 func Load(path string) (*Config, error) {
 	src, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return &Config{Registries: map[string]Registry{}}, nil
+		return defaults(), nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -147,7 +182,7 @@ func Parse(filename string, src []byte) (*Config, error) {
 	if err := checkMirrors(f, s); err != nil {
 		return nil, err
 	}
-	c := &Config{Registries: map[string]Registry{}}
+	c := defaults()
 	for _, r := range s.Registries {
 		if r.Host == "" || strings.ContainsAny(r.Host, "/ ") {
 			return nil, fmt.Errorf("%s: registry %q: want a host name, with an optional :port", filename, r.Host)
@@ -174,6 +209,21 @@ func Parse(filename string, src []byte) (*Config, error) {
 		c.Pull = s.Pull
 	default:
 		return nil, fmt.Errorf("%s: pull %q: want \"always\", \"if-missing\" or \"never\"", filename, s.Pull)
+	}
+	var err error
+	var cs *storeSchema
+	if s.Cache != nil {
+		cs = &storeSchema{Budget: s.Cache.Budget, MinFree: s.Cache.MinFree}
+		c.Cache.Remote = s.Cache.Remote
+		if r := c.Cache.Remote; r != "" && !strings.HasPrefix(r, "s3://") {
+			return nil, fmt.Errorf("%s: cache: remote %q: want s3://BUCKET[/PREFIX]?endpoint=HOST:PORT", filename, r)
+		}
+	}
+	if c.Cache.Budget, err = cs.budget(filename, "cache", DefaultBudget()); err != nil {
+		return nil, err
+	}
+	if c.Image.Budget, err = s.Image.budget(filename, "image", DefaultBudget()); err != nil {
+		return nil, err
 	}
 	if n := s.Network; n != nil {
 		c.Network.AllowHost = n.AllowHost
@@ -231,6 +281,14 @@ func checkMirrors(f *hcl.File, s fileSchema) error {
 		}
 	}
 	return nil
+}
+
+func defaults() *Config {
+	return &Config{
+		Registries: map[string]Registry{},
+		Cache:      Cache{Budget: DefaultBudget()},
+		Image:      Image{Budget: DefaultBudget()},
+	}
 }
 
 func diagError(diags hcl.Diagnostics) error {

@@ -85,3 +85,58 @@ network {
 		}
 	}
 }
+
+func TestBudgetsAndCacheRemote(t *testing.T) {
+	c, err := Parse("config.hcl", []byte(`
+cache {
+  budget   = "50GiB"
+  min_free = "5%"
+  remote   = "s3://jobrun-cache/ci?endpoint=minio.internal:9000"
+}
+image {
+  budget = "30%"
+}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Budget{Limit: Space{Bytes: 50 << 30}, MinFree: Space{Percent: 5}}
+	if c.Cache.Budget != want || c.Cache.Remote != "s3://jobrun-cache/ci?endpoint=minio.internal:9000" {
+		t.Errorf("cache = %+v", c.Cache)
+	}
+	if want := (Budget{Limit: Space{Percent: 30}, MinFree: DefaultBudget().MinFree}); c.Image.Budget != want {
+		t.Errorf("image budget = %+v, want %+v", c.Image.Budget, want)
+	}
+	// No file, no blocks: the defaults, which bound both stores.
+	d, err := Parse("config.hcl", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Cache.Budget != DefaultBudget() || d.Image.Budget != DefaultBudget() || d.Cache.Budget.Limit.Percent == 0 || d.Cache.Budget.MinFree.Percent == 0 {
+		t.Errorf("defaults: %+v %+v", d.Cache, d.Image)
+	}
+	for src, msg := range map[string]string{
+		`cache { budget = "lots" }`:       `config.hcl: cache: budget: invalid size "lots"`,
+		`cache { budget = "120%" }`:       `config.hcl: cache: budget: invalid percentage "120%"`,
+		`image { min_free = "0" }`:        `config.hcl: image: min_free: invalid size "0"`,
+		`cache { remote = "http://x/y" }`: `config.hcl: cache: remote "http://x/y": want s3://`,
+		`cache { budgte = "1GiB" }`:       `Unsupported argument`,
+	} {
+		if _, err := Parse("config.hcl", []byte(src)); err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("%s: got %v, want %q", src, err, msg)
+		}
+	}
+}
+
+func TestBudgetEffective(t *testing.T) {
+	b := Budget{Limit: Space{Percent: 20}, MinFree: Space{Bytes: 100}}
+	for _, c := range []struct{ total, avail, used, want int64 }{
+		{1000, 500, 50, 200}, // plenty free: the limit
+		{1000, 60, 150, 110}, // 40 short of the floor: shrink by 40
+		{1000, 0, 50, 0},     // more short than the store holds
+	} {
+		if got := b.Effective(c.total, c.avail, c.used); got != c.want {
+			t.Errorf("Effective(%d, %d, %d) = %d, want %d", c.total, c.avail, c.used, got, c.want)
+		}
+	}
+}

@@ -65,7 +65,7 @@ the agent leaves the pool. A second signal cancels the running jobs at once.`,
 	fl.StringVar(&f.pull, "pull", "", "when a job's image is checked at the registry, for jobs whose file sets no pull: always (a HEAD per tag; pulls when it moved), if-missing or never; default the config's pull, else always")
 	fl.StringVar(&f.artLimit, "artifact-limit", defaultArtifactLimit, "most bytes of artifacts one job may store; the job fails over it (0: no cap)")
 	fl.StringVar(&f.artifacts, "artifacts", "", "the server's artifact store, to write to it directly: s3://BUCKET[/PREFIX]?endpoint=HOST:PORT (TLS; add &insecure=true, or give http://HOST:PORT, for a plain-HTTP MinIO; keys in JOBRUN_S3_ACCESS_KEY, JOBRUN_S3_SECRET_KEY) or a directory it shares; empty uploads through the server")
-	fl.StringVar(&f.metrics, "metrics-listen", "", "address to serve Prometheus metrics on at /metrics (running jobs, image pulls, unpack time, cache volumes and bytes); off when empty")
+	fl.StringVar(&f.metrics, "metrics-listen", "", "address to serve Prometheus metrics on at /metrics (running jobs, image pulls, unpack time, cache volumes and bytes, budget evictions); off when empty")
 	return cmd
 }
 
@@ -122,6 +122,12 @@ func runAgent(cmd *cobra.Command, g *globals, f *agentFlags) error {
 		}
 		defer stop()
 	}
+	// Eviction runs after each job and on a timer, beside the jobs.
+	h.keeper.Metrics = pool.Metrics
+	h.runner.AfterJob = h.keeper.Kick
+	kctx, stopKeeper := context.WithCancel(context.WithoutCancel(cmd.Context()))
+	defer stopKeeper()
+	go h.keeper.Run(kctx, agent.DefaultSweepInterval)
 	if err := pool.Cleanup(cmd.Context()); err != nil {
 		g.log.Warn("start-up cleanup", "error", err)
 	}

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/jobrun/jobrun/agent"
 	"github.com/jobrun/jobrun/agent/config"
 	"github.com/jobrun/jobrun/agent/image"
@@ -17,6 +19,7 @@ import (
 	"github.com/jobrun/jobrun/agent/workspace"
 	"github.com/jobrun/jobrun/artifacts"
 	"github.com/jobrun/jobrun/cache"
+	"github.com/jobrun/jobrun/internal/s3client"
 	"github.com/jobrun/jobrun/internal/units"
 )
 
@@ -24,6 +27,8 @@ import (
 type host struct {
 	runner  *agent.Runner
 	sandbox *sandbox.Runtime
+	// keeper keeps the caches and images within their budgets.
+	keeper *agent.Housekeeper
 }
 
 type hostOptions struct {
@@ -37,6 +42,63 @@ type hostOptions struct {
 	// pull is --pull: the pull policy of jobs that set none; empty means
 	// the config's pull, else always.
 	pull string
+	// Flags replacing the config's cache and image sections; "" keeps it.
+	cacheBudget, imageBudget, minFree string
+	cacheRemote                       string
+	// cacheReadOnly restores from the remote but never uploads (jobrun
+	// local without --cache-upload).
+	cacheReadOnly bool
+}
+
+// budgets applies the flags to the config's budgets and remote.
+func (o hostOptions) budgets(cfg *config.Config) error {
+	for _, f := range []struct {
+		flag, val string
+		dst       *config.Space
+	}{
+		{"--cache-budget", o.cacheBudget, &cfg.Cache.Budget.Limit},
+		{"--image-budget", o.imageBudget, &cfg.Image.Budget.Limit},
+		{"--min-free", o.minFree, &cfg.Cache.Budget.MinFree},
+		{"--min-free", o.minFree, &cfg.Image.Budget.MinFree},
+	} {
+		if f.val == "" {
+			continue
+		}
+		sp, err := config.ParseSpace(f.val)
+		if err != nil {
+			return &usageError{fmt.Errorf("%s: %w", f.flag, err)}
+		}
+		*f.dst = sp
+	}
+	if o.cacheRemote != "" {
+		cfg.Cache.Remote = o.cacheRemote
+	}
+	return nil
+}
+
+// cacheOptions are the cache manager's options from the config: its
+// remote, with keys from the environment.
+func cacheOptions(ctx context.Context, cfg *config.Config, readOnly bool, log hclog.Logger) (cache.Options, error) {
+	opts := cache.Options{Logger: log, ReadOnly: readOnly}
+	if cfg.Cache.Remote == "" {
+		return opts, nil
+	}
+	rc, err := s3client.ParseURL(cfg.Cache.Remote, os.Getenv)
+	if err != nil {
+		return opts, fmt.Errorf("cache remote: %w", err)
+	}
+	if !readOnly {
+		// Like the artifact store: the first agent makes the bucket.
+		c, err := s3client.New(rc)
+		if err != nil {
+			return opts, fmt.Errorf("cache remote: %w", err)
+		}
+		if err := s3client.EnsureBucket(ctx, c, rc); err != nil {
+			return opts, fmt.Errorf("cache remote: %w", err)
+		}
+	}
+	opts.Remote = &rc
+	return opts, nil
 }
 
 // defaultArtifactLimit is the agent's and `jobrun local`'s cap on one
@@ -95,6 +157,9 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 	if err != nil {
 		return nil, err
 	}
+	if err := o.budgets(cfg); err != nil {
+		return nil, err
+	}
 	cas, err := readCAs(cfg.CAFile, o.caFile)
 	if err != nil {
 		return nil, err
@@ -129,7 +194,11 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 		}
 	}
 	if !o.noCache {
-		if r.Caches, err = cache.Open(filepath.Join(dir, "caches"), cache.Options{Logger: g.log.Named("cache")}); err != nil {
+		copts, err := cacheOptions(ctx, cfg, o.cacheReadOnly, g.log.Named("cache"))
+		if err != nil {
+			return nil, err
+		}
+		if r.Caches, err = cache.Open(filepath.Join(dir, "caches"), copts); err != nil {
 			return nil, err
 		}
 	}
@@ -164,7 +233,12 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 			g.log.Warn("start-up cleanup", "error", err)
 		}
 	}
-	return &host{runner: r, sandbox: sb}, nil
+	keeper := &agent.Housekeeper{Caches: r.Caches, Images: images, CacheBudget: cfg.Cache.Budget,
+		ImageBudget: cfg.Image.Budget, Log: g.log.Named("budget")}
+	if err := keeper.Sweep(ctx); err != nil {
+		g.log.Warn("start-up disk budget sweep", "error", err)
+	}
+	return &host{runner: r, sandbox: sb, keeper: keeper}, nil
 }
 
 // Close stops the host's container starter and removes the jobs' bridge

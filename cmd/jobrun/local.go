@@ -36,6 +36,10 @@ type localFlags struct {
 	caFile    string
 	artLimit  string
 	pull      string
+	// Disk budgets and the shared cache remote (see hostOptions).
+	cacheBudget, imageBudget, minFree string
+	cacheRemote                       string
+	cacheUpload                       bool
 }
 
 func newLocalCmd(g *globals) *cobra.Command {
@@ -74,6 +78,11 @@ kills them at once. Either way nothing is left behind.`,
 	fl.StringVar(&f.pull, "pull", "", "when a job's image is checked at the registry, for jobs whose file sets no pull: always (a HEAD per tag; pulls when it moved), if-missing or never; default the config's pull, else always")
 	fl.StringVar(&f.artLimit, "artifact-limit", defaultArtifactLimit, "most bytes of artifacts one job may store; the job fails over it (0: no cap)")
 	fl.StringVar(&f.caFile, "ca-file", "", "PEM file of CA certificates every job trusts on top of its image's (the host's bundle, a proxy's CA); replaces the config's ca_file")
+	fl.StringVar(&f.cacheBudget, "cache-budget", "", "most disk the caches keep: a size (50GiB) or a percentage of the state dir's filesystem (20%); replaces the config's cache budget")
+	fl.StringVar(&f.imageBudget, "image-budget", "", "most disk the image store keeps, as --cache-budget; replaces the config's image budget")
+	fl.StringVar(&f.minFree, "min-free", "", "free space (size or percentage) the caches and images shrink to keep on the state dir's filesystem; replaces the config's min_free")
+	fl.StringVar(&f.cacheRemote, "cache-remote", "", "restore caches missing here from the pool's bucket: s3://BUCKET[/PREFIX]?endpoint=HOST:PORT (keys in JOBRUN_S3_ACCESS_KEY, JOBRUN_S3_SECRET_KEY); replaces the config's cache remote; read-only unless --cache-upload")
+	fl.BoolVar(&f.cacheUpload, "cache-upload", false, "let successful jobs upload changed caches to the cache remote")
 	return cmd
 }
 
@@ -98,11 +107,20 @@ func runLocal(cmd *cobra.Command, g *globals, f *localFlags, file string) error 
 			return &exitError{code: 1, msg: err.Error()}
 		}
 	}
-	host, err := openHost(cmd.Context(), g, hostOptions{noCache: f.noCache, artifacts: f.artifacts, logLimit: f.logLimit, caFile: f.caFile, artifactLimit: f.artLimit, pull: f.pull}, cmd.ErrOrStderr())
+	host, err := openHost(cmd.Context(), g, hostOptions{noCache: f.noCache, artifacts: f.artifacts, logLimit: f.logLimit, caFile: f.caFile, artifactLimit: f.artLimit, pull: f.pull,
+		cacheBudget: f.cacheBudget, imageBudget: f.imageBudget, minFree: f.minFree,
+		cacheRemote: f.cacheRemote, cacheReadOnly: !f.cacheUpload}, cmd.ErrOrStderr())
 	if err != nil {
 		return err
 	}
 	defer host.Close()
+	// Each job's end brings the stores back within their budgets before
+	// the next job starts; a sweep's failure is only logged.
+	host.runner.AfterJob = func() {
+		if err := host.keeper.Sweep(context.WithoutCancel(cmd.Context())); err != nil {
+			g.log.Warn("disk budget sweep", "error", err)
+		}
+	}
 
 	host.runner.Inspect = inspector(f, cmd.ErrOrStderr())
 	ctx, force := interrupts(cmd.Context(), cmd.ErrOrStderr(), host.runner)

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Cache sharing through a local MinIO: package cache's Remote (a volume
+# saved as one zstd tar stream by a trusted job's Release, restored by the
+# Acquire of a host that lacks it, streamed, no temporary archive) against
+# MinIO's own client `mc mirror` of the same tree, up and down, in the same
+# run, on the same server and data:
+#   - 1 GiB of random data in ten files
+#   - with SMALL=1, also 100,000 files of 1-5 KiB (about 300 MB)
+# Each case runs REPS times per tool, alternating; the median is reported
+# with MiB/s and the ratio jobrun/mc (time; below 1: jobrun is faster).
+# jobrun's times are the save (Release) and restore (Acquire) calls alone;
+# mc's are wall times of the command. It starts its own MinIO (the pinned
+# binary from scripts/deps.sh) unless JOBRUN_TEST_MINIO is set.
+# usage: bench/cacheremote/run.sh   (env REPS, default 3; SMALL=1)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export PATH=$(go env GOPATH)/bin:$PATH
+REPS=${REPS:-3}
+work=$(mktemp -d /tmp/jobrun-bench-cacheremote.XXXXXX)
+minio_pid=
+cleanup() {
+	if [ -n "$minio_pid" ]; then kill "$minio_pid" 2>/dev/null || true; wait "$minio_pid" 2>/dev/null || true; fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+if [ -z "${JOBRUN_TEST_MINIO:-}" ]; then
+	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null || echo $((30000 + RANDOM % 20000)))
+	export JOBRUN_TEST_MINIO=http://127.0.0.1:$port JOBRUN_TEST_MINIO_ACCESS_KEY=bench JOBRUN_TEST_MINIO_SECRET_KEY=bench-secret-$RANDOM$RANDOM
+	MINIO_ROOT_USER=$JOBRUN_TEST_MINIO_ACCESS_KEY MINIO_ROOT_PASSWORD=$JOBRUN_TEST_MINIO_SECRET_KEY MINIO_BROWSER=off MINIO_UPDATE=off \
+		minio server --quiet --address "127.0.0.1:$port" "$work/minio" >"$work/minio.log" 2>&1 &
+	minio_pid=$!
+	for _ in $(seq 1 200); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+		sleep 0.05
+	done
+fi
+export AWS_ACCESS_KEY_ID=$JOBRUN_TEST_MINIO_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$JOBRUN_TEST_MINIO_SECRET_KEY
+bucket=bench-$RANDOM$RANDOM
+export MC_CONFIG_DIR=$work/mc
+mc alias set bench "$JOBRUN_TEST_MINIO" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >/dev/null
+mc mb "bench/$bucket" >/dev/null
+CGO_ENABLED=1 go build -tags seccomp -o "$work/cacheremote-bench" ./bench/cacheremote
+b() { "$work/cacheremote-bench" -endpoint "$JOBRUN_TEST_MINIO" -bucket "$bucket" "$@"; }
+
+echo "minio: $(sed -n 's/^MINIO_VERSION=//p' scripts/deps.sh) (github.com/minio/minio)"
+echo "mc:    $(sed -n 's/^MC_VERSION=//p' scripts/deps.sh) (github.com/minio/mc)"
+echo "load:  $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
+b -make-big "$work/big"
+if [ "${SMALL:-}" = 1 ]; then b -make-small "$work/small"; fi
+sync
+
+now() { date +%s.%N; }
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+row() { # NAME BYTES JOBRUN_TIMES MC_TIMES
+	local jm mm
+	jm=$(printf '%s\n' $3 | median)
+	mm=$(printf '%s\n' $4 | median)
+	printf '%-32s jobrun %7.2fs %8.1f MiB/s | mc %7.2fs %8.1f MiB/s | jobrun/mc time ratio %.2f\n' \
+		"$1" "$jm" "$(echo "$2 / 1048576 / $jm" | bc -l)" "$mm" "$(echo "$2 / 1048576 / $mm" | bc -l)" "$(echo "$jm / $mm" | bc -l)"
+	echo "  runs: jobrun $3; mc $4"
+}
+
+# bench NAME DIR: saves and restores with both tools REPS times, alternating.
+bench() {
+	local name=$1 dir=$2 bytes js=() jr=() ms=() mr=() t0 t1
+	bytes=$(du -sb --apparent-size "$dir" | cut -f1)
+	for i in $(seq 1 "$REPS"); do
+		js+=("$(b -mode save -state "$work/a/caches" -src "$dir" -key "$i")")
+		jr+=("$(b -mode restore -state "$work/b/caches" -key "$i")")
+		rm -rf "$work/a" "$work/b"
+		t0=$(now)
+		mc mirror --quiet "$dir" "bench/$bucket/mc/$i" >/dev/null
+		t1=$(now)
+		ms+=("$(echo "$t1 - $t0" | bc -l)")
+		t0=$(now)
+		mc mirror --quiet "bench/$bucket/mc/$i" "$work/down" >/dev/null
+		t1=$(now)
+		mr+=("$(echo "$t1 - $t0" | bc -l)")
+		rm -rf "$work/down"
+		mc rm --recursive --force "bench/$bucket/" >/dev/null # keep the disk small
+	done
+	row "$name: save (upload)" "$bytes" "${js[*]}" "${ms[*]}"
+	row "$name: restore (download)" "$bytes" "${jr[*]}" "${mr[*]}"
+}
+
+echo "== median of $REPS runs each"
+bench "1 GiB in ten files" "$work/big"
+if [ "${SMALL:-}" = 1 ]; then bench "100,000 small files" "$work/small"; fi
+mc rb --force "bench/$bucket" >/dev/null
