@@ -22,6 +22,7 @@ import (
 func main() {
 	var cfg s3client.Config
 	var state, src, key, mode, makeBig, makeSmall string
+	var bigMiB int
 	flag.StringVar(&cfg.Endpoint, "endpoint", "", "S3 endpoint URL")
 	flag.StringVar(&cfg.Bucket, "bucket", "bench", "bucket")
 	flag.StringVar(&cfg.Prefix, "prefix", "caches", "object prefix")
@@ -29,7 +30,8 @@ func main() {
 	flag.StringVar(&src, "src", "", "save: the directory to save as the volume's content")
 	flag.StringVar(&key, "key", "1", "the cache key")
 	flag.StringVar(&mode, "mode", "", "save or restore")
-	flag.StringVar(&makeBig, "make-big", "", "only create 1 GiB of random data in ten files in this directory")
+	flag.StringVar(&makeBig, "make-big", "", "only create -big-mib MiB of random data in ten files in this directory")
+	flag.IntVar(&bigMiB, "big-mib", 1024, "with -make-big: how many MiB in all")
 	flag.StringVar(&makeSmall, "make-small", "", "only create 100,000 files of 1-5 KiB (about 300 MB) in this directory")
 	flag.Parse()
 	cfg.AccessKey = os.Getenv("AWS_ACCESS_KEY_ID")
@@ -37,7 +39,7 @@ func main() {
 	var err error
 	switch {
 	case makeBig != "":
-		err = bigFiles(makeBig)
+		err = bigFiles(makeBig, bigMiB)
 	case makeSmall != "":
 		err = smallFiles(makeSmall, 100000)
 	case mode == "save":
@@ -101,7 +103,7 @@ func restore(cfg s3client.Config, state, key string) error {
 	return v.Release(ctx, false)
 }
 
-func bigFiles(dir string) error {
+func bigFiles(dir string, mib int) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -116,7 +118,7 @@ func bigFiles(dir string) error {
 			return err
 		}
 		buf := make([]byte, 1<<20)
-		for range 1024 / 10 {
+		for range max(mib/10, 1) {
 			if _, err := f.Read(buf); err != nil {
 				return err
 			}
