@@ -29,17 +29,19 @@ func main() {
 	flag.StringVar(&src, "src", "", "save: the directory to save as the volume's content")
 	flag.StringVar(&key, "key", "1", "the cache key")
 	flag.StringVar(&mode, "mode", "", "save or restore")
-	flag.StringVar(&makeBig, "make-big", "", "only create 1 GiB of random data in ten files in this directory")
-	flag.StringVar(&makeSmall, "make-small", "", "only create 100,000 files of 1-5 KiB (about 300 MB) in this directory")
+	flag.StringVar(&makeBig, "make-big", "", "only create -big-mib MiB of random data in ten files in this directory")
+	flag.StringVar(&makeSmall, "make-small", "", "only create -small-files files of 1-5 KiB in this directory")
+	bigMiB := flag.Int("big-mib", 1024, "-make-big: MiB in all (at least 10)")
+	nSmall := flag.Int("small-files", 100000, "-make-small: how many files")
 	flag.Parse()
 	cfg.AccessKey = os.Getenv("AWS_ACCESS_KEY_ID")
 	cfg.SecretKey = os.Getenv("AWS_SECRET_ACCESS_KEY")
 	var err error
 	switch {
 	case makeBig != "":
-		err = bigFiles(makeBig)
+		err = bigFiles(makeBig, *bigMiB)
 	case makeSmall != "":
-		err = smallFiles(makeSmall, 100000)
+		err = smallFiles(makeSmall, *nSmall)
 	case mode == "save":
 		err = save(cfg, state, src, key)
 	case mode == "restore":
@@ -101,7 +103,11 @@ func restore(cfg s3client.Config, state, key string) error {
 	return v.Release(ctx, false)
 }
 
-func bigFiles(dir string) error {
+// bigFiles writes ten files of random data, mib MiB in all, into dir.
+func bigFiles(dir string, mib int) error {
+	if mib < 10 {
+		return fmt.Errorf("-big-mib %d: want at least 10", mib)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -116,7 +122,7 @@ func bigFiles(dir string) error {
 			return err
 		}
 		buf := make([]byte, 1<<20)
-		for range 1024 / 10 {
+		for range mib / 10 {
 			if _, err := f.Read(buf); err != nil {
 				return err
 			}
