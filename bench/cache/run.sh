@@ -54,8 +54,8 @@ cp -al "$src" "$work/golang" 2>/dev/null || cp -a "$src" "$work/golang"
 image=oci-layout:$work/golang:$tag
 
 # The binary lives away from the state dir, as an installed jobrun does.
-CGO_ENABLED=1 go build -tags seccomp -o "$work/bin/jobrun" ./cmd/jobrun
-scripts/helpers.sh "$work/bin"
+bench_build ./cmd/jobrun "$work/bin/jobrun"
+bench_helpers "$work/bin"
 
 proj=$work/proj
 mkdir -p "$proj"

@@ -52,7 +52,7 @@ bucket=bench-$RANDOM$RANDOM
 export MC_CONFIG_DIR=$work/mc
 mc alias set bench "$JOBRUN_TEST_MINIO" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >/dev/null
 mc mb "bench/$bucket" >/dev/null
-CGO_ENABLED=1 go build -tags seccomp -o "$work/cacheremote-bench" ./bench/cacheremote
+bench_build ./bench/cacheremote "$work/cacheremote-bench"
 b() { "$work/cacheremote-bench" -endpoint "$JOBRUN_TEST_MINIO" -bucket "$bucket" "$@"; }
 
 echo "minio: $(sed -n 's/^MINIO_VERSION=//p' scripts/deps.sh) (github.com/minio/minio)"
