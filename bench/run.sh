@@ -16,7 +16,8 @@
 # env: BENCH_OUT (default bench/out); TINY=1 a few rounds each (the test's
 #      mode); BENCH_NO_DEPS=1 skips scripts/deps.sh; BENCH_NOTE a line for
 #      the report (e.g. on the machine's load); BENCH_DIR, default bench:
-#      where the benches' directories are.
+#      where the benches' directories are; BENCH_BIN: a directory with
+#      jobrun, its helpers and the benches' commands already built.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -57,9 +58,24 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-go build -o "$tools/benchresult" ./bench/internal/result/benchresult || exit 1
-go build -o "$tools/report" ./bench/report || exit 1
-export BENCHRESULT=$tools/benchresult
+# One build of jobrun, its helpers and every bench's command for all
+# benches (bench/lib.sh's bench_build links them from BENCH_BIN), unless
+# the caller made BENCH_BIN already.
+if [ -z "${BENCH_BIN:-}" ]; then
+	export BENCH_BIN=$tools/bin
+	mkdir -p "$BENCH_BIN"
+	if [ "$dir" = bench ]; then
+		CGO_ENABLED=1 go build -tags seccomp -o "$BENCH_BIN/" ./cmd/jobrun ./bench/... || exit 1
+		scripts/helpers.sh "$BENCH_BIN" || exit 1
+	fi
+fi
+# The report and benchresult: from BENCH_BIN, else built here.
+report=$BENCH_BIN/report
+export BENCHRESULT=$BENCH_BIN/benchresult
+if [ ! -x "$report" ] || [ ! -x "$BENCHRESULT" ]; then
+	go build -o "$tools/" ./bench/internal/result/benchresult ./bench/report || exit 1
+	report=$tools/report BENCHRESULT=$tools/benchresult
+fi
 
 if [ -z "${JOBRUN_TEST_POSTGRES:-}" ] || [ -z "${JOBRUN_TEST_MINIO:-}" ]; then
 	svc=$(mktemp -d /tmp/jobrun-bench-services.XXXXXX)
@@ -88,16 +104,16 @@ fl=$(
 	IFS=,
 	echo "${failed[*]}"
 )
-report=ok
-if "$tools/report" -in "$BENCH_OUT" -out "$BENCH_OUT" -failed "$fl" -note "${BENCH_NOTE:-}"; then
+ok=1
+if "$report" -in "$BENCH_OUT" -out "$BENCH_OUT" -failed "$fl" -note "${BENCH_NOTE:-}"; then
 	echo "report: $BENCH_OUT/REPORT.md, $BENCH_OUT/report.html"
 else
 	echo "bench/run.sh: the report failed" >&2
-	report=
+	ok=
 fi
 if ((${#failed[@]} > 0)); then
 	echo "${#failed[@]} of ${#names[@]} benches failed: ${failed[*]}" >&2
 	exit 1
 fi
-[ -n "$report" ] || exit 1
+[ -n "$ok" ] || exit 1
 echo "all ${#names[@]} benches ran"

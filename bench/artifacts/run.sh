@@ -48,7 +48,7 @@ bucket=bench-$RANDOM$RANDOM
 export MC_CONFIG_DIR=$work/mc
 mc alias set bench "$JOBRUN_TEST_MINIO" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >/dev/null
 mc mb "bench/$bucket" >/dev/null
-CGO_ENABLED=1 go build -tags seccomp -o "$work/artifacts-bench" ./bench/artifacts
+bench_build ./bench/artifacts "$work/artifacts-bench"
 
 # go install builds report no version; the pins live in scripts/deps.sh.
 echo "minio: $(sed -n 's/^MINIO_VERSION=//p' scripts/deps.sh) (github.com/minio/minio)"

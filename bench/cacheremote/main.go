@@ -22,7 +22,6 @@ import (
 func main() {
 	var cfg s3client.Config
 	var state, src, key, mode, makeBig, makeSmall string
-	var bigMiB int
 	flag.StringVar(&cfg.Endpoint, "endpoint", "", "S3 endpoint URL")
 	flag.StringVar(&cfg.Bucket, "bucket", "bench", "bucket")
 	flag.StringVar(&cfg.Prefix, "prefix", "caches", "object prefix")
@@ -31,17 +30,18 @@ func main() {
 	flag.StringVar(&key, "key", "1", "the cache key")
 	flag.StringVar(&mode, "mode", "", "save or restore")
 	flag.StringVar(&makeBig, "make-big", "", "only create -big-mib MiB of random data in ten files in this directory")
-	flag.IntVar(&bigMiB, "big-mib", 1024, "with -make-big: how many MiB in all")
-	flag.StringVar(&makeSmall, "make-small", "", "only create 100,000 files of 1-5 KiB (about 300 MB) in this directory")
+	flag.StringVar(&makeSmall, "make-small", "", "only create -small-files files of 1-5 KiB in this directory")
+	bigMiB := flag.Int("big-mib", 1024, "-make-big: MiB in all (at least 10)")
+	nSmall := flag.Int("small-files", 100000, "-make-small: how many files")
 	flag.Parse()
 	cfg.AccessKey = os.Getenv("AWS_ACCESS_KEY_ID")
 	cfg.SecretKey = os.Getenv("AWS_SECRET_ACCESS_KEY")
 	var err error
 	switch {
 	case makeBig != "":
-		err = bigFiles(makeBig, bigMiB)
+		err = bigFiles(makeBig, *bigMiB)
 	case makeSmall != "":
-		err = smallFiles(makeSmall, 100000)
+		err = smallFiles(makeSmall, *nSmall)
 	case mode == "save":
 		err = save(cfg, state, src, key)
 	case mode == "restore":
@@ -103,7 +103,11 @@ func restore(cfg s3client.Config, state, key string) error {
 	return v.Release(ctx, false)
 }
 
+// bigFiles writes ten files of random data, mib MiB in all, into dir.
 func bigFiles(dir string, mib int) error {
+	if mib < 10 {
+		return fmt.Errorf("-big-mib %d: want at least 10", mib)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -118,7 +122,7 @@ func bigFiles(dir string, mib int) error {
 			return err
 		}
 		buf := make([]byte, 1<<20)
-		for range max(mib/10, 1) {
+		for range mib / 10 {
 			if _, err := f.Read(buf); err != nil {
 				return err
 			}

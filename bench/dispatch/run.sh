@@ -30,7 +30,8 @@ db=jobrun_bench_dispatch_$RANDOM
 psql "$JOBRUN_TEST_POSTGRES" -qc "CREATE DATABASE $db"
 trap 'psql "$JOBRUN_TEST_POSTGRES" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true; cleanup' EXIT
 pg=$(echo "$JOBRUN_TEST_POSTGRES" | sed -E "s#/[^/?]*(\?|$)#/$db\1#")
-CGO_ENABLED=1 go build -tags seccomp -o "$work/dispatch-bench" ./bench/dispatch
+. bench/lib.sh
+bench_build ./bench/dispatch "$work/dispatch-bench"
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores; postgres: $(psql "$JOBRUN_TEST_POSTGRES" -Atc 'SHOW server_version')"
 out=${BENCH_OUT:-bench/out}
 mkdir -p "$out"

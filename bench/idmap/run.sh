@@ -16,7 +16,8 @@ if [ "$(id -u)" != 0 ]; then
 fi
 bin=$(mktemp -d /tmp/jobrun-bench-idmap-bin.XXXXXX)
 trap 'rm -rf "$bin"' EXIT
-CGO_ENABLED=1 go build -tags seccomp -o "$bin/idmap-bench" ./bench/idmap
+. bench/lib.sh
+bench_build ./bench/idmap "$bin/idmap-bench"
 if [ -n "${TINY:-}" ]; then
 	: "${N:=5}"
 fi

@@ -20,7 +20,8 @@ if [ -z "${JOBRUN_TEST_IMAGES:-}" ]; then
 fi
 bin=$(mktemp -d /tmp/jobrun-bench-image-bin.XXXXXX)
 trap 'rm -rf "$bin"' EXIT
-CGO_ENABLED=1 go build -tags seccomp -o "$bin/image-bench" ./bench/image
+. bench/lib.sh
+bench_build ./bench/image "$bin/image-bench"
 img=debian-go tag=1.26
 if [ -n "${TINY:-}" ]; then
 	img=busybox tag=latest

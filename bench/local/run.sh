@@ -53,8 +53,8 @@ res=$work/result.json
 	"Wall time of \`jobrun local examples/hello/.ci.hcl\` (one echo step, image warm) against \`podman run --rm\` of the same command on the same image (runc, --network none)"
 
 # The binary lives away from the state dir, as an installed jobrun does.
-CGO_ENABLED=1 go build -tags seccomp -o "$work/bin/jobrun" ./cmd/jobrun
-scripts/helpers.sh "$work/bin"
+bench_build ./cmd/jobrun "$work/bin/jobrun"
+bench_helpers "$work/bin"
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 mkdir -p "$work/registry"

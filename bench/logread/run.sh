@@ -11,12 +11,13 @@ cd "$(dirname "$0")/../.."
 export PATH=$(go env GOPATH)/bin:$PATH
 work=$(mktemp -d /tmp/jobrun-bench-logread.XXXXXX)
 trap 'rm -rf "$work"' EXIT
+. bench/lib.sh
 bin=${1:-}
 if [ -z "$bin" ]; then
 	bin=$work/jobrun
-	CGO_ENABLED=1 go build -tags seccomp -o "$bin" ./cmd/jobrun
+	bench_build ./cmd/jobrun "$bin"
 fi
-CGO_ENABLED=1 go build -tags seccomp -o "$work/logread-bench" ./bench/logread
+bench_build ./bench/logread "$work/logread-bench"
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
 out=${BENCH_OUT:-bench/out}
 mkdir -p "$out"

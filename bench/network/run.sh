@@ -13,10 +13,11 @@ fi
 bin=$(mktemp -d /tmp/jobrun-bench-network-bin.XXXXXX)
 trap 'rm -rf "$bin"' EXIT
 # The binary lives in its own directory, as an installed jobrun does.
-CGO_ENABLED=1 go build -tags seccomp -o "$bin/network-bench" ./bench/network
+. bench/lib.sh
+bench_build ./bench/network "$bin/network-bench"
 # The containers' init and starter, found next to the binary as next to
 # jobrun.
-scripts/helpers.sh "$bin"
+bench_helpers "$bin"
 if [ -n "${TINY:-}" ]; then
 	: "${N:=3}"
 fi

@@ -15,10 +15,11 @@ fi
 bin=$(mktemp -d /tmp/jobrun-bench-sandbox-bin.XXXXXX)
 trap 'rm -rf "$bin"' EXIT
 # The binary lives in its own directory, as an installed jobrun does.
-CGO_ENABLED=1 go build -tags seccomp -o "$bin/sandbox-bench" ./bench/sandbox
+. bench/lib.sh
+bench_build ./bench/sandbox "$bin/sandbox-bench"
 # The containers' init and starter, found next to the binary as next to
 # jobrun.
-scripts/helpers.sh "$bin"
+bench_helpers "$bin"
 if [ -n "${TINY:-}" ]; then
 	: "${N:=4}" "${PODMAN_N:=2}"
 fi

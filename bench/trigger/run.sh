@@ -24,9 +24,10 @@ images=$(scripts/testimages.sh)
 eval "$images"
 work=$(mktemp -d /tmp/jobrun-bench-trigger.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-CGO_ENABLED=1 go build -tags seccomp -o "$work/bin/jobrun" ./cmd/jobrun
-scripts/helpers.sh "$work/bin"
-CGO_ENABLED=1 go build -tags seccomp -o "$work/trigger-bench" ./bench/trigger
+. bench/lib.sh
+bench_build ./cmd/jobrun "$work/bin/jobrun"
+bench_helpers "$work/bin"
+bench_build ./bench/trigger "$work/trigger-bench"
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
 PATH="$work/bin:$PATH" "$work/trigger-bench" -jobrun "$work/bin/jobrun" \
 	-image "oci-layout:$JOBRUN_TEST_IMAGES_BUSYBOX:latest" -pushes "$N" -baseline "${BASELINE:-30}" -json "$out/trigger.json"
