@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -333,6 +334,10 @@ func httpStatus(err error) int {
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, artifacts.ErrInvalidPath):
 		return http.StatusBadRequest
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.Canceled):
+		// The client sent too slowly for the route's deadline, or went
+		// away: its fault, not the server's.
+		return http.StatusRequestTimeout
 	}
 	return http.StatusInternalServerError
 }

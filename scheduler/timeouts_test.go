@@ -3,10 +3,13 @@ package scheduler
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -15,8 +18,12 @@ import (
 )
 
 // shortTimeouts make the server drop a stalled client in a test's time.
+// Progress is longer than Read and Write, so that the paced upload of
+// TestSlowBodyIsDropped is not cut on a busy machine (a 64 KiB step of it
+// once took over 300 ms in CI), while a trickle of a byte every 20 ms
+// still never makes a step's progress.
 var shortTimeouts = Timeouts{ReadHeader: time.Second, Read: 300 * time.Millisecond, Write: 300 * time.Millisecond,
-	Idle: time.Second, Progress: 300 * time.Millisecond}
+	Idle: time.Second, Progress: 2 * time.Second}
 
 // serveTimed starts a Server over st behind the http.Server it configures
 // (HTTPServer, as `jobrun server` runs it), with short timeouts.
@@ -145,5 +152,20 @@ func TestLongStreamOutlivesTimeouts(t *testing.T) {
 	}
 	if l, err := lines.ReadString('\n'); err != nil || !strings.HasSuffix(l, " after a second\n") {
 		t.Fatalf("followed log after a second: %q %v", l, err)
+	}
+}
+
+// TestSlowClientIsNotAServerError: an upload cut by its deadline, or by
+// the client going away, is the client's doing: 408, not a 500 with an
+// ERROR line in the server's log. The control: any other error stays 500.
+func TestSlowClientIsNotAServerError(t *testing.T) {
+	for err, want := range map[error]int{
+		fmt.Errorf("read body: %w", os.ErrDeadlineExceeded): http.StatusRequestTimeout,
+		fmt.Errorf("put: %w", context.Canceled):             http.StatusRequestTimeout,
+		errors.New("disk full"):                             http.StatusInternalServerError,
+	} {
+		if got := httpStatus(err); got != want {
+			t.Errorf("httpStatus(%v) = %d, want %d", err, got, want)
+		}
 	}
 }

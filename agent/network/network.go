@@ -56,6 +56,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/jobrun/jobrun/internal/lockfile"
+	"github.com/jobrun/jobrun/internal/nldump"
 	"github.com/jobrun/jobrun/internal/owner"
 )
 
@@ -327,7 +328,7 @@ func ensureBridge(name string, gw netip.Prefix) error {
 	if _, ok := br.(*netlink.Bridge); !ok {
 		return fmt.Errorf("bridge %s: a %s link of that name exists", name, br.Type())
 	}
-	addrs, err := netlink.AddrList(br, netlink.FAMILY_V4)
+	addrs, err := nldump.Retry(func() ([]netlink.Addr, error) { return netlink.AddrList(br, netlink.FAMILY_V4) })
 	if err != nil {
 		return fmt.Errorf("bridge %s: list addresses: %w", name, err)
 	}
@@ -354,7 +355,7 @@ func ensureBridge(name string, gw netip.Prefix) error {
 // has: jobs' traffic would go to the wrong place, or the host's would go
 // to jobs.
 func checkOverlap(subnet netip.Prefix) error {
-	routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+	routes, err := nldump.Retry(func() ([]netlink.Route, error) { return netlink.RouteList(nil, netlink.FAMILY_V4) })
 	if err != nil {
 		return fmt.Errorf("list routes: %w", err)
 	}
@@ -382,7 +383,7 @@ func checkOverlap(subnet netip.Prefix) error {
 // packets leave through: a job with a larger one would send packets the
 // uplink must fragment or drop. 1500 if there is no default route.
 func uplinkMTU() int {
-	routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+	routes, err := nldump.Retry(func() ([]netlink.Route, error) { return netlink.RouteList(nil, netlink.FAMILY_V4) })
 	if err != nil {
 		return 1500
 	}

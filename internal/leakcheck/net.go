@@ -12,6 +12,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/jobrun/jobrun/internal/nldump"
 	"github.com/jobrun/jobrun/internal/owner"
 )
 
@@ -38,7 +39,7 @@ func readNet(stateDir string, nsfs []string) (netState, error) {
 		// nftables rules: a test without root has none to leak.
 		return st, nil
 	}
-	links, err := netlink.LinkList()
+	links, err := nldump.Retry(netlink.LinkList)
 	if err != nil {
 		return st, fmt.Errorf("list links: %w", err)
 	}
@@ -48,7 +49,7 @@ func readNet(stateDir string, nsfs []string) (netState, error) {
 			continue
 		}
 		st.links[fmt.Sprintf("%s (%s, %q)", a.Name, l.Type(), a.Alias)]++
-		addrs, err := netlink.AddrList(l, netlink.FAMILY_V4)
+		addrs, err := nldump.Retry(func() ([]netlink.Addr, error) { return netlink.AddrList(l, netlink.FAMILY_V4) })
 		if err != nil {
 			continue // the link went away meanwhile
 		}
@@ -81,12 +82,12 @@ func nsAddrs(path string, out map[string]int) error {
 		return err
 	}
 	defer h.Close()
-	links, err := h.LinkList()
+	links, err := nldump.Retry(h.LinkList)
 	if err != nil {
 		return err
 	}
 	for _, l := range links {
-		addrs, err := h.AddrList(l, netlink.FAMILY_V4)
+		addrs, err := nldump.Retry(func() ([]netlink.Addr, error) { return h.AddrList(l, netlink.FAMILY_V4) })
 		if err != nil {
 			return err
 		}
