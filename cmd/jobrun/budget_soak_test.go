@@ -258,6 +258,26 @@ func TestAgentBudgetSoak(t *testing.T) {
 	if imageEvictions == 0 {
 		t.Errorf("the agent evicted no image%s", logs())
 	}
+	// An evicted volume leaves nothing behind, its guard lock file
+	// included: every lock names a volume still kept (and some are).
+	vols, err := os.ReadDir(filepath.Join(caches, "vols"))
+	if err != nil || len(vols) == 0 {
+		t.Errorf("the caches dir keeps no volume (%v)", err)
+	}
+	kept := map[string]bool{}
+	for _, v := range vols {
+		kept[v.Name()] = true
+	}
+	locks, _ := os.ReadDir(filepath.Join(caches, "locks"))
+	var orphans []string
+	for _, l := range locks {
+		if !kept[strings.TrimSuffix(l.Name(), ".lock")] {
+			orphans = append(orphans, l.Name())
+		}
+	}
+	if len(orphans) > 0 {
+		t.Errorf("%d lock files of evicted volumes left behind (%d volumes kept), e.g. %s", len(orphans), len(vols), orphans[0])
+	}
 	if samples < 10 {
 		t.Errorf("only %d samples of disk use", samples)
 	}
