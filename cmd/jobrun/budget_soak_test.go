@@ -100,13 +100,20 @@ func imageStore(t *testing.T, refs ...string) (disk, entries int64) {
 			t.Fatalf("resolve %s: %v", ref, err)
 		}
 	}
+	return onDisk(dir), storeEntries(dir)
+}
+
+// storeEntries is what an image store's budget counts: its blobs,
+// unpacked layers and flattened trees.
+func storeEntries(dir string) int64 {
+	var n int64
 	for _, sub := range []string{"blobs/sha256", "layers", "flat"} {
 		des, _ := os.ReadDir(filepath.Join(dir, sub))
 		for _, de := range des {
-			entries += onDisk(filepath.Join(dir, sub, de.Name()))
+			n += onDisk(filepath.Join(dir, sub, de.Name()))
 		}
 	}
-	return onDisk(dir), entries
+	return n
 }
 
 // TestAgentBudgetSoak: one real agent whose config.hcl sets small cache
@@ -234,7 +241,6 @@ func TestAgentBudgetSoak(t *testing.T) {
 	cacheBound := int64(cacheBudget + 2*blob + (cacheBudget/blob+2)*perVolume)
 	imageBound := imageBudget + 2*oneImage
 	mu.Lock()
-	defer mu.Unlock()
 	t.Logf("soak: %d jobs in %s; %d samples; caches max %d bytes (budget %d, bound %d); images max %d bytes (budget %d, one image %d, bound %d)",
 		jobs, elapsed.Round(time.Millisecond), samples, maxCache, cacheBudget, cacheBound, maxImage, imageBudget, oneImage, imageBound)
 	if maxCache > cacheBound {
@@ -243,6 +249,7 @@ func TestAgentBudgetSoak(t *testing.T) {
 	if maxImage > imageBound {
 		t.Errorf("the image store reached %d bytes on disk, over the bound %d (budget %d)", maxImage, imageBound, imageBudget)
 	}
+	mu.Unlock()
 	// Positive controls: far more was written than the budgets hold, so
 	// the bounds held because eviction ran.
 	if written := int64(jobs * blob); written <= 3*cacheBudget {
@@ -258,6 +265,43 @@ func TestAgentBudgetSoak(t *testing.T) {
 	if imageEvictions == 0 {
 		t.Errorf("the agent evicted no image%s", logs())
 	}
+	// At rest, after the last job's sweep, both stores fit their budgets,
+	// counted as the sweeps count, and on disk hold no more than that and
+	// the stores' own bookkeeping: nothing piles up over 200 jobs. (Polled
+	// because the last sweep runs beside the run's end; the deadline only
+	// bounds the wait.)
+	var cacheData, imageData int64
+	for end := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		cacheData, imageData = 0, storeEntries(images)
+		vs, _ := os.ReadDir(filepath.Join(caches, "vols"))
+		for _, v := range vs {
+			cacheData += onDisk(filepath.Join(caches, "vols", v.Name(), "data"))
+		}
+		if cacheData <= cacheBudget && imageData <= imageBudget || time.Now().After(end) {
+			break
+		}
+	}
+	if cacheData > cacheBudget || imageData > imageBudget {
+		t.Errorf("at rest: caches hold %d bytes of data (budget %d), images %d bytes (budget %d)", cacheData, cacheBudget, imageData, imageBudget)
+	}
+	cacheRest, imageRest := onDisk(caches), onDisk(images)
+	// Bookkeeping: the caches dir and its locks, private and vols dirs;
+	// per volume its directory, users directory and metadata. The image
+	// store's is what a store with one image has besides the image, and
+	// a block for each of its directories (blobs, blobs/sha256, layers,
+	// flat, images, locks, tmp), which keep blocks they grew while two
+	// images were in.
+	cacheRestBound := cacheData + 4*4096 + int64(cacheBudget/blob+1)*perVolume
+	imageRestBound := imageData + max(diskA-entA, diskB-entB) + 7*4096
+	t.Logf("soak: at rest caches %d bytes on disk (%d data, bound %d), images %d (%d counted, bound %d)",
+		cacheRest, cacheData, cacheRestBound, imageRest, imageData, imageRestBound)
+	if cacheRest > cacheRestBound {
+		t.Errorf("at rest the caches dir holds %d bytes, over %d: something piles up", cacheRest, cacheRestBound)
+	}
+	if imageRest > imageRestBound {
+		t.Errorf("at rest the image store holds %d bytes, over %d: something piles up", imageRest, imageRestBound)
+	}
+
 	// An evicted volume leaves nothing behind, its guard lock file
 	// included: every lock names a volume still kept (and some are).
 	vols, err := os.ReadDir(filepath.Join(caches, "vols"))
