@@ -230,9 +230,10 @@ func TestAgentBudgetSoak(t *testing.T) {
 	// coalesce, so at a sample the caches hold at most: the budget, the
 	// job just finished whose sweep is still due, and the live job — two
 	// jobs' worth of data over the budget. On top of that, each volume's
-	// directories and metadata are not in its measured size: at most one
-	// 4 KiB block each for the volume, its data and its metadata, for the
-	// volumes the budget keeps plus the two.
+	// bookkeeping is not in its measured size (that is its data
+	// directory's): one 4 KiB block each for the volume's directory, its
+	// users directory and meta.json, for the volumes the budget keeps
+	// plus the two.
 	// The image store is bounded the same way: after a sweep it fits the
 	// budget (one image fits, and the live one is never evicted), and
 	// between sweeps the finished job's image and the next one's may both
