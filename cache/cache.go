@@ -6,7 +6,8 @@
 // Layout under the cache directory (STATE_DIR/caches):
 //
 //	locks/ID.lock          guard: held while a volume is created, restored,
-//	                       registered, released or evicted (never removed)
+//	                       registered, released or evicted; unlinked
+//	                       while held when its volume is evicted
 //	vols/ID/meta.json      size, digest, last use (written atomically)
 //	vols/ID/data/          the cache content, mounted into jobs
 //	vols/ID/users/N.lock   one lock per live user: eviction skips a volume

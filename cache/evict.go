@@ -101,20 +101,25 @@ func (m *Manager) evict(id string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	defer g.Release()
 	if m.inUse(id) {
+		g.Release()
 		return false, nil
 	}
 	// Rename first so a crash mid-removal leaves no half volume that
 	// looks whole.
 	trash := filepath.Join(m.dir, "vols", id+".evicting")
 	if err := os.RemoveAll(trash); err != nil { // left by a crashed eviction
+		g.Release()
 		return false, fmt.Errorf("evict cache %s: %w", id, err)
 	}
 	if err := os.Rename(m.volDir(id), trash); err != nil {
+		g.Release()
 		return false, fmt.Errorf("evict cache %s: %w", id, err)
 	}
-	if err := os.RemoveAll(trash); err != nil {
+	// The volume is gone: its guard goes too, unlinked while held (a
+	// waiter that opened it retries on the path; see lockfile), or every
+	// key ever used would leave a lock file behind.
+	if err := errors.Join(os.RemoveAll(trash), removeLock(g, m.guardPath(id))); err != nil {
 		return true, fmt.Errorf("evict cache %s: %w", id, err)
 	}
 	return true, nil
