@@ -75,7 +75,22 @@ mkdir -p /root/dev/pts /root/dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666 devpts /root/dev/pts
 mount -t tmpfs -o mode=1777 shm /root/dev/shm
 mount -t tmpfs -o mode=0755 run /root/run
+# A repository under /tmp (a CI clone) would be hidden by the guest's own
+# /tmp: carry its view across that tmpfs.
+repo=${script%/scripts/*}
+case $repo in
+/tmp/*)
+	mkdir -p /rw/repo
+	mount --bind "/root$repo" /rw/repo || fail "keep $repo"
+	;;
+esac
 mount -t tmpfs -o mode=1777 tmp /root/tmp
+case $repo in
+/tmp/*)
+	mkdir -p "/root$repo"
+	mount --move /rw/repo "/root$repo" || fail "put $repo back"
+	;;
+esac
 mount -t cgroup2 none /root/sys/fs/cgroup || fail "mount cgroup2"
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=1048576 out "/root$out" || fail "mount the output dir"
 # pid 1 shares its root with the kernel's helper threads: after this chroot
