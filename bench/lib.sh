@@ -40,3 +40,38 @@ bench_helpers() {
 		scripts/helpers.sh "$1"
 	fi
 }
+
+# bench_minio DIR: the MinIO and bucket the S3 benches write to. Uses the
+# one the test services started (JOBRUN_TEST_MINIO), else starts its own
+# with its data in DIR/minio (minio_pid; bench_stop_minio stops it).
+# Exports AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY and MC_CONFIG_DIR=DIR/mc,
+# makes the mc alias "bench" and a new bucket, named in $bucket.
+minio_pid=
+bench_minio() {
+	if [ -z "${JOBRUN_TEST_MINIO:-}" ]; then
+		# Only MinIO is needed, so start it alone, as scripts/services.sh does.
+		local port
+		port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null || echo $((30000 + RANDOM % 20000)))
+		export JOBRUN_TEST_MINIO=http://127.0.0.1:$port JOBRUN_TEST_MINIO_ACCESS_KEY=bench JOBRUN_TEST_MINIO_SECRET_KEY=bench-secret-$RANDOM$RANDOM
+		MINIO_ROOT_USER=$JOBRUN_TEST_MINIO_ACCESS_KEY MINIO_ROOT_PASSWORD=$JOBRUN_TEST_MINIO_SECRET_KEY MINIO_BROWSER=off MINIO_UPDATE=off \
+			minio server --quiet --address "127.0.0.1:$port" "$1/minio" >"$1/minio.log" 2>&1 &
+		minio_pid=$!
+		for _ in $(seq 1 200); do
+			(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+			sleep 0.05
+		done
+	fi
+	export AWS_ACCESS_KEY_ID=$JOBRUN_TEST_MINIO_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$JOBRUN_TEST_MINIO_SECRET_KEY
+	bucket=bench-$RANDOM$RANDOM
+	export MC_CONFIG_DIR=$1/mc
+	mc alias set bench "$JOBRUN_TEST_MINIO" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >/dev/null
+	mc mb "bench/$bucket" >/dev/null
+}
+
+# bench_stop_minio stops the MinIO bench_minio started, if it started one.
+bench_stop_minio() {
+	if [ -n "$minio_pid" ]; then
+		kill "$minio_pid" 2>/dev/null || true
+		wait "$minio_pid" 2>/dev/null || true
+	fi
+}

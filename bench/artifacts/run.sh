@@ -19,9 +19,8 @@ if [ -n "${TINY:-}" ]; then
 fi
 REPS=${REPS:-3} BIG_MB=${BIG_MB:-1024} SMALL_FILES=${SMALL_FILES:-10000}
 work=$(mktemp -d /tmp/jobrun-bench-artifacts.XXXXXX)
-minio_pid=
 cleanup() {
-	if [ -n "$minio_pid" ]; then kill "$minio_pid" 2>/dev/null || true; wait "$minio_pid" 2>/dev/null || true; fi
+	bench_stop_minio
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -31,23 +30,7 @@ res=$work/result.json
 "$BENCHRESULT" new -param reps="$REPS" -param "big file MiB=$BIG_MB" -param "small files=$SMALL_FILES" "$res" artifacts \
 	"Artifact upload to a local MinIO: jobrun's S3 store (Collect + parallel Upload + sha256 manifest) against MinIO's client \`mc cp\`, same server and data"
 
-if [ -z "${JOBRUN_TEST_MINIO:-}" ]; then
-	# Only MinIO is needed, so start it alone, as scripts/services.sh does.
-	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null || echo $((30000 + RANDOM % 20000)))
-	export JOBRUN_TEST_MINIO=http://127.0.0.1:$port JOBRUN_TEST_MINIO_ACCESS_KEY=bench JOBRUN_TEST_MINIO_SECRET_KEY=bench-secret-$RANDOM$RANDOM
-	MINIO_ROOT_USER=$JOBRUN_TEST_MINIO_ACCESS_KEY MINIO_ROOT_PASSWORD=$JOBRUN_TEST_MINIO_SECRET_KEY MINIO_BROWSER=off MINIO_UPDATE=off \
-		minio server --quiet --address "127.0.0.1:$port" "$work/minio" >"$work/minio.log" 2>&1 &
-	minio_pid=$!
-	for _ in $(seq 1 200); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-		sleep 0.05
-	done
-fi
-export AWS_ACCESS_KEY_ID=$JOBRUN_TEST_MINIO_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$JOBRUN_TEST_MINIO_SECRET_KEY
-bucket=bench-$RANDOM$RANDOM
-export MC_CONFIG_DIR=$work/mc
-mc alias set bench "$JOBRUN_TEST_MINIO" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >/dev/null
-mc mb "bench/$bucket" >/dev/null
+bench_minio "$work"
 bench_build ./bench/artifacts "$work/artifacts-bench"
 
 # go install builds report no version; the pins live in scripts/deps.sh.

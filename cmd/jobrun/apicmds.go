@@ -31,6 +31,17 @@ func idArg(what, s string) (int64, error) {
 	return id, nil
 }
 
+// idClient parses a command's RUN-ID or JOB-ID argument (what names
+// which) and makes the API client.
+func (f *clientFlags) idClient(g *globals, what, arg string) (int64, *api.Client, error) {
+	id, err := idArg(what, arg)
+	if err != nil {
+		return 0, nil, err
+	}
+	c, err := f.client(g)
+	return id, c, err
+}
+
 // notFound turns the API's 404 for a run or job into "no run N".
 func notFound(err error, what string, id int64) error {
 	if api.IsStatus(err, http.StatusNotFound) {
@@ -97,11 +108,7 @@ func newRunCmd(g *globals) *cobra.Command {
 		Short: "Show a run and its jobs (their ids are what logs, cancel and retry take)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := idArg("run", args[0])
-			if err != nil {
-				return err
-			}
-			c, err := f.client(g)
+			id, c, err := f.idClient(g, "run", args[0])
 			if err != nil {
 				return err
 			}
@@ -138,11 +145,7 @@ func newLogsCmd(g *globals) *cobra.Command {
 		Short: "Print a job's log (its latest attempt); with -f, follow it until the job ends",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := idArg("job", args[0])
-			if err != nil {
-				return err
-			}
-			c, err := f.client(g)
+			id, c, err := f.idClient(g, "job", args[0])
 			if err != nil {
 				return err
 			}
@@ -190,11 +193,7 @@ func newJobActionCmd(g *globals, name, short string, do func(context.Context, *a
 		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := idArg("job", args[0])
-			if err != nil {
-				return err
-			}
-			c, err := f.client(g)
+			id, c, err := f.idClient(g, "job", args[0])
 			if err != nil {
 				return err
 			}
