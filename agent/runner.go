@@ -224,7 +224,7 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 	td.add(snap.Remove)
 
 	phase = "acquiring caches"
-	vols, mounts, err := r.acquireCaches(clk.ctx, j, ws.Path(), l)
+	vols, mounts, err := r.acquireCaches(clk.ctx, j, ws.Path(), nil, l)
 	for _, v := range vols {
 		td.add(v.release)
 		res.Caches++
@@ -370,7 +370,7 @@ func (r *Runner) workspace(ctx context.Context, j *Job) (*workspace.Workspace, e
 		ws, _, err := workspace.Checkout(ctx, base, j.instance, j.Source, rev)
 		return ws, err
 	}
-	return workspace.Overlay(ctx, base, j.instance, j.Source)
+	return workspace.Overlay(ctx, base, j.instance, j.Source, nil)
 }
 
 // limitText says what limits a job runs under, for its log.

@@ -98,6 +98,10 @@ type Mount struct {
 	// owned by the resolved Spec.User before the container starts, so a
 	// non-root image user can write it.
 	Chown bool
+	// IDMap binds Source idmapped into a Spec.UserNS job (libcontainer's
+	// "idmap" option): for plain host directories shared between jobs,
+	// whose files on disk are owned by container ids.
+	IDMap bool
 }
 
 // Resources are a container's cgroup limits. Zero means unlimited.
