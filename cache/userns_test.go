@@ -16,6 +16,7 @@ import (
 	"github.com/jobrun/jobrun/internal/leakcheck"
 	"github.com/jobrun/jobrun/internal/mount"
 	"github.com/jobrun/jobrun/internal/testenv"
+	"golang.org/x/sys/unix"
 )
 
 // The two ranges the tests give jobs, as agent/idrange would.
@@ -409,4 +410,56 @@ func TestRestoreDropsSetuid(t *testing.T) {
 	if got := fi.Mode(); got != 0o755 {
 		t.Errorf("restored tool is %s, want %s", got, fs.FileMode(0o755))
 	}
+}
+
+// Cleanup removes a dead process's private overlay made for a range, and
+// an idmapped view of a volume that a crash left mounted half-way through
+// making one, without reaching the volume's data through it.
+func TestCleanupPrivateForRange(t *testing.T) {
+	testenv.RequireRoot(t)
+	m, dir := newManager(t, Options{})
+	v := acquire(t, m, Request{Repo: "r", Name: "n"})
+	writeFile(t, filepath.Join(v.Path(), "keep"), "x")
+	release(t, v, true)
+	data := m.dataDir(v.ID())
+	snap := leakcheck.Take(t, dir)
+
+	h := startHolderEnv(t, dir, []string{"JOBRUN_CACHE_HELPER_USERNS=1"}, "private")
+	wantOwner(t, filepath.Join(h.paths[0], "keep"), rangeA.UID)
+	mustRunAs(t, rangeA.UID, h.paths[0], "echo x > new")
+	// A process killed between mounting the idmapped view and the overlay.
+	half := filepath.Join(m.dir, "private", v.ID()+"-half")
+	lower := filepath.Join(half, "lower", "0")
+	if err := os.MkdirAll(lower, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// As idmap.MountOverlay makes it: the volume's directory, read-only.
+	if err := idmap.Mount(newUserns(t, rangeB), m.volDir(v.ID()), lower, unix.MOUNT_ATTR_RDONLY); err != nil {
+		t.Fatal(err)
+	}
+	// Its lock file, made first, is no longer held.
+	if err := os.WriteFile(half+".lock", nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.cmd.Process.Kill()
+	h.cmd.Wait()
+	if !mount.IsMountpoint(h.paths[0]) {
+		t.Fatal("the kill itself removed the mount; the test proves nothing")
+	}
+	if err := m.Cleanup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{h.paths[0], lower} {
+		if mount.IsMountpoint(p) {
+			t.Errorf("%s still mounted after Cleanup", p)
+		}
+	}
+	if got := readFile(t, filepath.Join(data, "keep")); got != "x" {
+		t.Errorf("Cleanup reached the volume: keep reads %q", got)
+	}
+	if _, err := os.Stat(half); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("half-made overlay %s left: %v", half, err)
+	}
+	assertNoRangeIDs(t, dir, rangeA, rangeB)
+	snap.Check(t)
 }
