@@ -9,6 +9,7 @@ import (
 
 	"github.com/jobrun/jobrun/agent/image"
 	"github.com/jobrun/jobrun/agent/sandbox"
+	"github.com/jobrun/jobrun/agent/workspace"
 	"github.com/jobrun/jobrun/artifacts"
 	"github.com/jobrun/jobrun/cache"
 	"github.com/jobrun/jobrun/internal/idmap"
@@ -161,6 +162,15 @@ func (r *Runner) fetchNeeds(ctx context.Context, j *Job, ws string, l *jobLog) e
 			continue // the needed job stored no artifacts
 		}
 		if err != nil {
+			return fmt.Errorf("artifacts of %s: %w", need.ID, err)
+		}
+		paths := make([]string, len(m.Files))
+		for i, f := range m.Files {
+			paths[i] = f.Path
+		}
+		// In a range's overlay they belong to the job's root, not the
+		// host's (which the job would see as the overflow id).
+		if err := workspace.Adopt(ws, paths); err != nil {
 			return fmt.Errorf("artifacts of %s: %w", need.ID, err)
 		}
 		l.notice("", fmt.Sprintf("artifacts of %s: %d files", need.ID, len(m.Files)))

@@ -287,3 +287,77 @@ func TestCleanupRangeWorkspaces(t *testing.T) {
 	}
 	assertNoRangeIDs(t, src)
 }
+
+// The artifacts of needed jobs, which the agent places in the workspace
+// as the host's root, belong to the job's root once adopted: in a range's
+// overlay, the job can change and delete them.
+func TestAdoptNeededArtifacts(t *testing.T) {
+	testenv.RequireRoot(t)
+	ctx := context.Background()
+	src, base := t.TempDir(), t.TempDir()
+	newSource(t, src)
+	// What a needed job stored.
+	built := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(built, "dist/bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(built, "dist/bin/app"), []byte("app"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	c, err := artifacts.Collect(ctx, built, []string{"dist/"}, artifacts.CollectOptions{Required: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := artifacts.NewLocal(filepath.Join(t.TempDir(), "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := artifacts.Ref{Repo: "example.com/app", Run: "1", Job: "build", Attempt: 1}
+	if _, err := artifacts.Upload(ctx, st, ref, c, artifacts.UploadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, u := range []*idmap.Userns{nil, newUserns(t, rangeA)} {
+		w, err := Overlay(ctx, base, "job", src, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := artifacts.Fetch(ctx, st, ref, w.Path())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var paths []string
+		for _, f := range m.Files {
+			paths = append(paths, f.Path)
+		}
+		if u != nil {
+			// The negative case: as fetched, the job's root cannot
+			// delete them.
+			if out, err := runAs(t, rangeA.UID, w.Path(), "rm -rf dist"); err == nil {
+				t.Fatalf("the job's root deleted root's files before Adopt; the test proves nothing: %s", out)
+			}
+		}
+		if err := Adopt(w.Path(), paths); err != nil {
+			t.Fatal(err)
+		}
+		owner := uint32(0)
+		if u != nil {
+			owner = rangeA.UID
+		}
+		for _, p := range []string{"dist", "dist/bin", "dist/bin/app"} {
+			wantOwner(t, filepath.Join(w.Path(), p), owner)
+		}
+		wantOwner(t, filepath.Join(w.Path(), "own"), owner+5) // not the agent's: left alone
+		if fi, err := os.Stat(filepath.Join(w.Path(), "dist/bin/app")); err != nil || fi.Mode().Perm() != 0o750 {
+			t.Errorf("adopted artifact: %v, %v; want mode 0750", fi, err)
+		}
+		if u != nil {
+			mustRunAs(t, rangeA.UID, w.Path(), "echo more >> dist/bin/app && rm -rf dist")
+		}
+		if err := w.Remove(); err != nil {
+			t.Fatal(err)
+		}
+		assertGone(t, base)
+	}
+	assertNoRangeIDs(t, src)
+}
