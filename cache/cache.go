@@ -16,6 +16,9 @@
 //	vols/ID/exclusive.lock held by the one user of a "locked" volume
 //	private/N.lock         held by the owner of a private overlay
 //	private/N/{upper,work,merged}
+//	private/N/lower/       for a job in a user namespace: the idmapped
+//	                       view of the data, mounted only while the
+//	                       overlay is made
 //
 // ID is a readable prefix of the repository and cache name plus a hash of
 // repository, name and key, so no repository can name another's volume.
