@@ -178,7 +178,12 @@ func TestOverlayForRange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wb, err := Overlay(context.Background(), base, "job-b", src, ub)
+	// A job file's directory reached through a symbolic link.
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(src, link); err != nil {
+		t.Fatal(err)
+	}
+	wb, err := Overlay(context.Background(), base, "job-b", link, ub)
 	if err != nil {
 		t.Fatal(err)
 	}

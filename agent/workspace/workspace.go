@@ -91,7 +91,12 @@ func Overlay(ctx context.Context, base, name, src string, u *idmap.Userns) (*Wor
 func (w *Workspace) mount(lower string, u *idmap.Userns) error {
 	upper, work, merged := filepath.Join(w.dir, "upper"), filepath.Join(w.dir, "work"), filepath.Join(w.dir, "merged")
 	if u != nil {
-		return idmap.MountOverlay(u, []string{lower}, upper, work, merged, filepath.Join(w.dir, "lower"), 0)
+		// The idmapped view is of a directory, not of a link to one.
+		real, err := filepath.EvalSymlinks(lower)
+		if err != nil {
+			return fmt.Errorf("workspace: %w", err)
+		}
+		return idmap.MountOverlay(u, []string{real}, upper, work, merged, filepath.Join(w.dir, "lower"), 0)
 	}
 	return mount.Overlay(merged, []string{lower}, upper, work, 0)
 }
