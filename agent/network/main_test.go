@@ -35,6 +35,9 @@ func TestMain(m *testing.M) {
 		helper()
 		return
 	}
+	if p := os.Getenv(probeEnv); p != "" {
+		os.Exit(probe(p))
+	}
 	os.Exit(run(m))
 }
 

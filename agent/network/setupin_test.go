@@ -3,6 +3,7 @@ package network
 import (
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -180,7 +181,7 @@ var mountSysfs = []string{"unshare", "--mount", "--", "/bin/sh", "-c",
 // namespace gets Docker's sysctls and the host keeps its own; the job's
 // root can mount a sysfs of the namespace, which it cannot for one owned
 // by the host's user namespace (Setup's: the EPERM of issue 17); a
-// non-root user of the job binds port 80. Teardown leaves the caller's
+// non-root user of the job binds port 80 and pings. Teardown leaves the caller's
 // namespaces, and nothing else: no address in them, no veth, no rule,
 // no lease.
 func TestSetupInJobUserns(t *testing.T) {
@@ -259,14 +260,17 @@ func TestSetupInJobUserns(t *testing.T) {
 		t.Errorf("control: the job's root mounted a sysfs of a network namespace the host's user namespace owns (or failed otherwise): %s", o)
 	}
 
-	// A non-root user of the job binds port 80 (the host's start is
-	// above it: the control).
-	bind := []string{"/usr/bin/python3", "-c", "import socket; socket.socket().bind(('0.0.0.0', 80))"}
-	if _, ok := inUserNet(t, user, n.Path, "1000", bind...); !ok {
-		t.Error("user 1000 of the job cannot bind port 80 in the job's namespace")
-	}
-	if _, ok := inUserNet(t, user, inet, "1000", bind...); ok {
-		t.Error("control: user 1000 of the job bound port 80 in a namespace without the job's sysctls")
+	// A non-root user of the job binds port 80 and opens an ICMP echo
+	// socket (ping without CAP_NET_RAW). The control: neither in a
+	// namespace with the kernel's defaults.
+	bin := probeBinary(t)
+	for _, p := range []string{"bind80", "icmp"} {
+		if _, ok := inUserNet(t, user, n.Path, "1000", "env", probeEnv+"="+p, bin); !ok {
+			t.Errorf("user 1000 of the job: %s fails in the job's namespace", p)
+		}
+		if _, ok := inUserNet(t, user, inet, "1000", "env", probeEnv+"="+p, bin); ok {
+			t.Errorf("control: user 1000 of the job: %s works in a namespace without the job's sysctls", p)
+		}
 	}
 
 	if err := c.Destroy(); err != nil {
@@ -397,4 +401,61 @@ func TestCleanupSetupInAfterCrash(t *testing.T) {
 		}
 	}
 	all.Check(t)
+}
+
+// probeEnv makes the test binary try what a job's sysctls allow an
+// unprivileged process, and exit 0 if it may: "bind80" (a TCP listener on
+// port 80) or "icmp" (an ICMP echo socket, which ping without CAP_NET_RAW
+// uses).
+const probeEnv = "JOBRUN_NETWORK_TEST_PROBE"
+
+func probe(what string) int {
+	var err error
+	switch what {
+	case "bind80":
+		var ln net.Listener
+		if ln, err = net.Listen("tcp4", "0.0.0.0:80"); err == nil {
+			ln.Close()
+		}
+	case "icmp":
+		var fd int
+		if fd, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, unix.IPPROTO_ICMP); err == nil {
+			unix.Close(fd)
+		}
+	default:
+		err = fmt.Errorf("unknown probe %q", what)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "probe %s as uid %d: %v\n", what, os.Getuid(), err)
+		return 1
+	}
+	fmt.Printf("probe %s as uid %d: ok\n", what, os.Getuid())
+	return 0
+}
+
+// probeBinary copies the test binary where any user may run it (the
+// build's own dir is root's only), for the probes above.
+func probeBinary(t *testing.T) string {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "network-probe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "probe")
+	if err := os.WriteFile(p, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
