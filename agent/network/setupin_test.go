@@ -15,6 +15,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/jobrun/jobrun/internal/leakcheck"
 	"github.com/jobrun/jobrun/internal/testenv"
 )
@@ -280,9 +282,13 @@ func TestSetupInJobUserns(t *testing.T) {
 	if err := n.Teardown(); err != nil {
 		t.Fatal(err)
 	}
-	// Deleted by Teardown itself, not by the kernel later: the caller's
-	// namespace lives on.
-	if hasLink(veth) {
+	// Unreachable at once (the server in the namespace still listens),
+	// and the veth pair deleted (the caller's namespace lives on: not by
+	// the kernel with it).
+	if hostConnect(t, at) {
+		t.Errorf("the job's address %s still answers after Teardown", at)
+	}
+	if !waitNoLink(veth) {
 		t.Errorf("veth %s left after Teardown", veth)
 	}
 	if !ownerIs(t, netns, user) {
@@ -294,6 +300,49 @@ func TestSetupInJobUserns(t *testing.T) {
 	}
 	rmUserNet(t, jobNS)
 	all.Check(t)
+}
+
+// TestSetupInSameIDAfterTeardown: a job of the same id (so the same veth
+// name) set up in another namespace right after Teardown, while the old
+// pair is being deleted in the background, keeps its own pair, and
+// reaches the internet stand-in.
+func TestSetupInSameIDAfterTeardown(t *testing.T) {
+	f := newFixture(t)
+	m := f.manager(nil)
+	inet, inetAddr := internet(t)
+	out := serve(t, inet, inetAddr.String()+":0")
+	dir := filepath.Join(t.TempDir(), "ns")
+	var old int
+	for i := range 2 {
+		_, netns := userNet(t, filepath.Join(dir, fmt.Sprint(i)))
+		n, err := m.SetupIn(t.Context(), "again", netns)
+		if err != nil {
+			t.Fatalf("SetupIn %d: %v", i, err)
+		}
+		l, err := netlink.LinkByName(vethName(m.tag, "again"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			old = l.Attrs().Index
+			if err := n.Teardown(); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		defer n.Teardown()
+		m.unlinking.Wait()
+		if l, err := netlink.LinkByName(vethName(m.tag, "again")); err != nil || l.Attrs().Index == old {
+			t.Fatalf("the new job's veth after the old one's deletion: %v, %v (old index %d)", l, err, old)
+		}
+		c := f.job(n)
+		if !connect(t, c, out) {
+			t.Errorf("the new job cannot reach %s", out)
+		}
+		if err := c.Destroy(); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // TestSetupSysctls: Setup's own namespace gets Docker's sysctls too, and
