@@ -541,8 +541,8 @@ func lingering(name, alias string) bool {
 // job's address and routes in there; Teardown takes it down at once (the
 // address unreachable) and leaves the deletion, which waits for RCU grace
 // periods, running when it returns (Close waits for it). The bridge and
-// the table stay for the next job (Manager.Close removes them). Every step is tried; calling it
-// again does nothing. The job's containers must be gone: they hold the
+// the table stay for the next job (Manager.Close removes them). Every
+// step is tried; calling it again does nothing. The job's containers must be gone: they hold the
 // namespace, and with it the veth pair, while they live.
 func (n *Net) Teardown() error {
 	if n.lock == nil {
@@ -633,7 +633,9 @@ func (m *Manager) remove(ctx context.Context, id, comment string) error {
 }
 
 // unlink takes the link name down and deletes it in the background
-// (Close waits for that), logging a failure: Cleanup deletes what is left.
+// (Close waits for that), logging a failure: the pair, down and without
+// a lease, then goes with the caller's namespace, or with the next Setup
+// of the same id (see lingering).
 func (m *Manager) unlink(name string) error {
 	l, err := netlink.LinkByName(name)
 	if err != nil {

@@ -2,6 +2,7 @@ package network
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 
@@ -14,7 +15,10 @@ import (
 
 // checkGivenNetNS refuses a namespace SetupIn was given unless it is a
 // network namespace, not the one this process (the host) is in, and
-// empty: loopback only. Anything else is a caller's mistake that would
+// unused: no link but loopback is up or has an address. (A new namespace
+// may hold links already, down and without addresses: the fallback
+// devices, such as tunl0 or sit0, that tunnel modules loaded on the host
+// add to every namespace.) Anything else is a caller's mistake that would
 // otherwise put a job's address, routes and sysctls where they do not
 // belong.
 func checkGivenNetNS(path string) error {
@@ -52,8 +56,19 @@ func checkGivenNetNS(path string) error {
 		return fmt.Errorf("links in %s: %w", path, err)
 	}
 	for _, l := range links {
-		if l.Attrs().Name != "lo" {
-			return fmt.Errorf("network namespace %s is not empty: it has the link %s", path, l.Attrs().Name)
+		a := l.Attrs()
+		if a.Name == "lo" {
+			continue
+		}
+		if a.Flags&net.FlagUp != 0 {
+			return fmt.Errorf("network namespace %s is in use: its link %s is up", path, a.Name)
+		}
+		addrs, err := nldump.Retry(func() ([]netlink.Addr, error) { return h.AddrList(l, netlink.FAMILY_ALL) })
+		if err != nil {
+			return fmt.Errorf("addresses in %s: %w", path, err)
+		}
+		if len(addrs) > 0 {
+			return fmt.Errorf("network namespace %s is in use: its link %s has the address %s", path, a.Name, addrs[0].IPNet)
 		}
 	}
 	return nil

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 
 	"github.com/jobrun/jobrun/internal/leakcheck"
 	"github.com/jobrun/jobrun/internal/testenv"
@@ -223,6 +224,9 @@ func TestSetupInJobUserns(t *testing.T) {
 	if !hostConnect(t, at) {
 		t.Errorf("the job's server at its address %s does not answer the host", at)
 	}
+	if err := n.Probe(t.Context(), int(job.Port())); err != nil {
+		t.Errorf("Probe (a service's readiness) of the job's server: %v", err)
+	}
 	c := f.job(n)
 	if !connect(t, c, at) {
 		t.Errorf("the job's server at its address %s does not answer the job", at)
@@ -355,9 +359,11 @@ func TestSetupSysctls(t *testing.T) {
 }
 
 // TestSetupInRefuses: SetupIn refuses, with an error naming the path and
-// leaving nothing, what is not an empty network namespace of its own: a
+// leaving nothing, what is not an unused network namespace of its own: a
 // plain file, a user namespace, the host's network namespace, a network
-// namespace with a link in it. The positive control: an empty one works.
+// namespace with a link up in it, or one with an address. The positive control: a new one works,
+// also with a link in it that is down and has no address, as the
+// fallback devices of tunnel modules are.
 func TestSetupInRefuses(t *testing.T) {
 	f := newFixture(t)
 	m := f.manager(nil)
@@ -366,11 +372,29 @@ func TestSetupInRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	busy, _ := internet(t)
+	addressed := filepath.Join(t.TempDir(), "addressed")
+	if err := makeNetNS(addressed); err != nil {
+		t.Fatal(err)
+	}
+	defer removeNetNS(addressed)
+	if err := inNetNS(addressed, func() error {
+		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "old0"}, PeerName: "old1"}); err != nil {
+			return err
+		}
+		l, err := netlink.LinkByName("old0")
+		if err != nil {
+			return err
+		}
+		return netlink.AddrAdd(l, &netlink.Addr{IPNet: ipNet(netip.MustParsePrefix("198.18.252.1/24"))})
+	}); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct{ path, want string }{
 		{plain, "is not a network namespace"},
 		{"/proc/self/ns/user", "is not a network namespace"},
 		{"/proc/self/ns/net", "is the host's own"},
-		{busy, "is not empty: it has the link eth0"},
+		{busy, "is in use: its link eth0 is up"},
+		{addressed, "is in use: its link old0 has the address 198.18.252.1/24"},
 		{"relative/net", "want an absolute path"},
 		{filepath.Join(t.TempDir(), "missing"), "no such file"},
 	} {
@@ -387,6 +411,19 @@ func TestSetupInRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer removeNetNS(empty)
+	ns, err := netns.GetFromPath(empty)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "tunl0"}, PeerName: "sit0"}); err != nil {
+		t.Fatal(err)
+	}
 	n, err := m.SetupIn(t.Context(), "refused", empty)
 	if err != nil {
 		t.Fatalf("positive control: SetupIn on an empty namespace: %v", err)
