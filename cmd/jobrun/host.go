@@ -174,8 +174,13 @@ func (g *globals) openImagesConfig(progress io.Writer) (*image.Store, string, *c
 	if err != nil {
 		return nil, "", nil, err
 	}
-	st, err := image.Open(filepath.Join(dir, "images"), image.Options{Config: cfg, Log: g.log, Progress: progress})
+	st, err := g.openStore(dir, cfg, progress)
 	return st, dir, cfg, err
+}
+
+// openStore opens the image store of the state dir.
+func (g *globals) openStore(dir string, cfg *config.Config, progress io.Writer) (*image.Store, error) {
+	return image.Open(filepath.Join(dir, "images"), image.Options{Config: cfg, Log: g.log, Progress: progress})
 }
 
 // openHost opens every store of the state dir and removes what killed
@@ -184,7 +189,11 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 	if os.Geteuid() != 0 {
 		return nil, errors.New("running jobs needs root (namespaces, mounts and cgroups)")
 	}
-	images, dir, cfg, err := g.openImagesConfig(progress)
+	dir, err := g.absStateDir()
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := g.loadConfig(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -199,9 +208,13 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 	if err != nil {
 		return nil, err
 	}
-	// Once, before anything runs: a host that cannot give jobs user
+	// Once, before anything is made: a host that cannot give jobs user
 	// namespaces says so here, not in every job.
 	ids, mode, err := openUserns(ctx, us, progress)
+	if err != nil {
+		return nil, err
+	}
+	images, err := g.openStore(dir, cfg, progress)
 	if err != nil {
 		return nil, err
 	}
