@@ -221,26 +221,7 @@ func TestUsernsProbeFailure(t *testing.T) {
 // the test made are removed again.
 func TestAgentUsernsOnThisHost(t *testing.T) {
 	testenv.RequireRoot(t)
-	before := map[string][]byte{}
-	for _, f := range []string{"/etc/subuid", "/etc/subgid"} {
-		b, err := os.ReadFile(f)
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			t.Fatal(err)
-		}
-		before[f] = b
-	}
-	if exec.Command("id", "-u", idrange.DefaultUser).Run() != nil {
-		t.Cleanup(func() {
-			if out, err := exec.Command("userdel", idrange.DefaultUser).CombinedOutput(); err != nil {
-				t.Errorf("userdel: %v: %s", err, out)
-			}
-			for f, b := range before {
-				if err := os.WriteFile(f, b, 0o644); err != nil {
-					t.Error(err)
-				}
-			}
-		})
-	}
+	restoreHostIDs(t)
 	bin := buildJobrun(t)
 	p := startPool(t, bin, "30s")
 	a := p.startAgent(t, bin, agentHost(t), "host-agent", "--jobs", "3")
@@ -253,5 +234,60 @@ func TestAgentUsernsOnThisHost(t *testing.T) {
 	}
 	if b, _ := os.ReadFile("/etc/subuid"); !regexp.MustCompile(`(?m)^jobrun:\d+:\d+$`).Match(b) {
 		t.Errorf("/etc/subuid has no jobrun entry:\n%s", b)
+	}
+}
+
+// restoreHostIDs removes, when t ends, the jobrun user and the host's
+// /etc/subuid and /etc/subgid entries that t made; a host that had the
+// user keeps everything.
+func restoreHostIDs(t *testing.T) {
+	t.Helper()
+	before := map[string][]byte{}
+	for _, f := range []string{"/etc/subuid", "/etc/subgid"} {
+		b, err := os.ReadFile(f)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+		before[f] = b
+	}
+	if exec.Command("id", "-u", idrange.DefaultUser).Run() == nil {
+		return
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("userdel", idrange.DefaultUser).CombinedOutput(); err != nil {
+			t.Errorf("userdel: %v: %s", err, out)
+		}
+		for f, b := range before {
+			if err := os.WriteFile(f, b, 0o644); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+}
+
+// TestLocalRefusesUnmappableImage: with user namespaces, a job whose image
+// has a file owned by a uid they cannot map fails before it starts, saying
+// which file and what to do; with --userns off it runs.
+func TestLocalRefusesUnmappableImage(t *testing.T) {
+	restoreHostIDs(t)
+	img := derivedImage(t, strings.TrimSuffix(strings.TrimPrefix(busybox(t), "oci-layout:"), ":latest"),
+		[]layerFile{{name: "opt", dir: true}, {name: "opt/tool", body: "x", uid: 100000, gid: 100}})
+	file := project(t, `
+job "high" {
+  image   = "`+img+`"
+  network = "none"
+  step "s" { run = "echo step-ran; stat -c %u:%g /opt/tool" }
+}
+`, map[string]string{})
+	h := newTestHost(t)
+	r := h.local(t, file)
+	want := regexp.MustCompile(`layer sha256:[0-9a-f]{64} \(2 of 2\) has /opt/tool owned by 100000:100; a job's user namespace maps ids 0-65535 only: rebuild the image`)
+	if r.code != 1 || strings.Contains(r.out, "step-ran") || !want.MatchString(r.out+r.err) ||
+		!strings.HasPrefix(r.out, "user namespaces: on (") {
+		t.Errorf("userns on: exit %d, want 1 and %s before any step", r.code, want)
+	}
+	r = h.local(t, file, "--userns", "off")
+	if r.code != 0 || !strings.Contains(r.out, "step-ran") || !strings.Contains(r.out, "100000:100") {
+		t.Errorf("--userns off: exit %d, want the step run", r.code)
 	}
 }
