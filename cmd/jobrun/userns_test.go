@@ -291,3 +291,33 @@ job "high" {
 		t.Errorf("--userns off: exit %d, want the step run", r.code)
 	}
 }
+
+// TestUsernsConfigBadValue: a userns other than "on" or "off" stops the
+// agent and `jobrun local` at the config's file:line:col, before the
+// state dir is touched.
+func TestUsernsConfigBadValue(t *testing.T) {
+	testenv.RequireRoot(t)
+	state := t.TempDir()
+	cfg := filepath.Join(t.TempDir(), "agent.hcl")
+	if err := os.WriteFile(cfg, []byte("pull = \"always\"\nuserns = \"no\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	job := filepath.Join(t.TempDir(), ".ci.hcl")
+	if err := os.WriteFile(job, []byte("job \"a\" {\n  image = \"busybox\"\n  step \"s\" { run = \"true\" }\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := "jobrun: config: " + cfg + `:2:10: userns "no": want "on"`
+	for _, args := range [][]string{
+		{"agent", "--server", "http://127.0.0.1:1", "--token", "x"},
+		{"local", job},
+	} {
+		var out, errb bytes.Buffer
+		code := run(context.Background(), append([]string{"--state-dir", state, "--config", cfg}, args...), &out, &errb)
+		if code != 1 || !strings.HasPrefix(errb.String(), want) {
+			t.Errorf("%s: exit %d, stderr %q; want %q", args[0], code, errb.String(), want)
+		}
+	}
+	if ents, _ := os.ReadDir(state); len(ents) != 0 {
+		t.Errorf("the state dir was touched: %v", ents)
+	}
+}
