@@ -34,6 +34,10 @@ func (r *Runner) resolveImage(ctx context.Context, j *Job, ref, ws string) (*ima
 		return nil, err
 	}
 	if err := r.checkImageIDs(img); err != nil {
+		if fromWorkspace(img.Ref, ws) {
+			// As forgetWorkspaceImage would at teardown.
+			r.Images.Remove(img.Ref)
+		}
 		return nil, err
 	}
 	return img, nil
