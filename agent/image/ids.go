@@ -129,15 +129,15 @@ func (s *Store) CheckIDs(img *Image, size uint32) error {
 		return fmt.Errorf("image %s: %w; %s", img.Ref, err, fix)
 	}
 	for i, l := range img.Layers {
-		b, err := os.ReadFile(s.idsPath(l.DiffID))
-		var ids layerIDs
+		ids, ok := s.recordedIDs(l.DiffID)
 		switch {
-		case err == nil && json.Unmarshal(b, &ids) == nil:
+		case ok:
 		case img.Flat != "":
 			// The layers of a flattened image are not unpacked on
 			// their own: check the merged tree.
 			return s.checkFlat(img, limit, fix)
 		default:
+			var err error
 			if ids, err = s.ids(l.DiffID, s.layerPath(l.DiffID)); err != nil {
 				return fmt.Errorf("image %s: layer %s: %w", img.Ref, short(l.Digest), err)
 			}
@@ -148,6 +148,20 @@ func (s *Store) CheckIDs(img *Image, size uint32) error {
 		}
 	}
 	return nil
+}
+
+// recordedIDs is the record of the layer diffID, if there is one.
+func (s *Store) recordedIDs(diffID string) (layerIDs, bool) {
+	if v, ok := s.idsSeen.Load(diffID); ok {
+		return v.(layerIDs), true
+	}
+	var ids layerIDs
+	b, err := os.ReadFile(s.idsPath(diffID))
+	if err != nil || json.Unmarshal(b, &ids) != nil {
+		return ids, false
+	}
+	s.idsSeen.Store(diffID, ids)
+	return ids, true
 }
 
 // checkFlat checks the merged directory of a flattened image whose layers

@@ -39,7 +39,7 @@ func TestCheckIDsRefusesUnmappableOwners(t *testing.T) {
 			top := img.Layers[1]
 			want := regexp.QuoteMeta(fmt.Sprintf("image %s: layer %s (2 of 2) has %s; a job's user namespace maps ids 0-65535 only: rebuild the image with its files owned by ids below 65536", img.Ref, top.Digest, c.want)) +
 				`.*userns = "off" in the agent config, jobrun local --userns off\)$`
-			check := func(what string) {
+			check := func(s *Store, what string) {
 				t.Helper()
 				if err := s.CheckIDs(img, 65536); err == nil || !regexp.MustCompile(want).MatchString(err.Error()) {
 					t.Errorf("%s: %v, want %s", what, err, want)
@@ -48,7 +48,7 @@ func TestCheckIDsRefusesUnmappableOwners(t *testing.T) {
 			if _, err := os.Stat(s.idsPath(top.DiffID)); err != nil {
 				t.Fatalf("no record written at unpack: %v", err)
 			}
-			check("recorded at unpack")
+			check(s, "recorded at unpack")
 			// A store from before the records: the layers are scanned
 			// once and recorded.
 			for _, l := range img.Layers {
@@ -56,11 +56,12 @@ func TestCheckIDsRefusesUnmappableOwners(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			check("scanned")
+			old := reopen(t, s)
+			check(old, "scanned")
 			if _, err := os.Stat(s.idsPath(top.DiffID)); err != nil {
 				t.Errorf("the scan was not recorded: %v", err)
 			}
-			check("recorded by the scan")
+			check(reopen(t, s), "recorded by the scan")
 			// A bigger map takes it.
 			if err := s.CheckIDs(img, 1<<20); err != nil {
 				t.Errorf("size 1<<20: %v", err)
@@ -80,7 +81,7 @@ func TestCheckIDsRefusesUnmappableOwners(t *testing.T) {
 	if err := os.Remove(s.idsPath(img.Layers[0].DiffID)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.CheckIDs(img, 65536); err != nil {
+	if err := reopen(t, s).CheckIDs(img, 65536); err != nil {
 		t.Errorf("ok image, scanned: %v", err)
 	}
 	if err := s.CheckIDs(img, 65535); err == nil || !strings.Contains(err.Error(), "has /home/u owned by 65535:65535") {
@@ -101,6 +102,17 @@ func TestCheckIDsRefusesUnmappableOwners(t *testing.T) {
 	if err := s.CheckIDs(img, 65536); err == nil || !strings.Contains(err.Error(), `image `+img.Ref+`: its config runs as user "70000:0"; a job's user namespace maps ids 0-65535 only`) {
 		t.Errorf("user 70000: %v", err)
 	}
+}
+
+// reopen opens s's directory again, as a restarted agent does: nothing
+// of s's memory is kept.
+func reopen(t *testing.T, s *Store) *Store {
+	t.Helper()
+	s2, err := Open(s.Dir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s2
 }
 
 // TestCheckIDsFlattened: a flattened image is checked by the records of
@@ -133,6 +145,7 @@ func TestCheckIDsFlattened(t *testing.T) {
 	for _, l := range got.Layers {
 		os.Remove(s.idsPath(l.DiffID))
 	}
+	s = reopen(t, s)
 	want = fmt.Sprintf("image %s: one of its 62 layers (merged in %s) has /f30 owned by 100000:0;", got.Ref, filepath.Join(s.Dir(), "flat", got.Flat))
 	if err := s.CheckIDs(got, 65536); err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("flattened, scanned: %v, want %q", err, want)
@@ -175,5 +188,24 @@ func TestPruneRemovesIDRecords(t *testing.T) {
 	}
 	if err := s.CheckIDs(keep, 65536); err != nil {
 		t.Error(err)
+	}
+}
+
+// BenchmarkCheckIDs is the per-job cost of the check on a 20-layer image
+// whose records were written at unpack.
+func BenchmarkCheckIDs(b *testing.B) {
+	var layers []v1.Layer
+	for i := range 20 {
+		layers = append(layers, layerOf(b, entry{name: fmt.Sprintf("f%d", i), body: "x", uid: i}))
+	}
+	s, _ := newStore(b, Options{})
+	img, err := s.Resolve(context.Background(), writeLayout(b, imageOf(b, layers...), "bench"), "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if err := s.CheckIDs(img, 65536); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

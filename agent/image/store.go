@@ -108,6 +108,10 @@ type Store struct {
 	inflight map[string]*call // downloads and unpacks under way, by key
 
 	observer Observer // see SetObserver; nil for none
+
+	// idsSeen caches id records (layerIDs by key) read by CheckIDs: a
+	// DiffID names a layer's content, so a record never changes.
+	idsSeen sync.Map
 }
 
 // Image is an image in the store.
