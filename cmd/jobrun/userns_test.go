@@ -118,6 +118,18 @@ job "b" {
 	if r.code != 0 || strings.Contains(r.err, "warning") || !strings.HasPrefix(r.out, "user namespaces: off: --userns off\n") {
 		t.Errorf("--userns off: exit %d, stderr %q, stdout %q", r.code, r.err, r.out)
 	}
+	// The config's userns is the default; --userns replaces it.
+	if err := os.WriteFile(filepath.Join(h.state, "config.hcl"), []byte("userns = \"off\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = h.local(t, file)
+	if want := `user namespaces: off: userns = "off" in ` + filepath.Join(h.state, "config.hcl") + "\n"; r.code != 0 || strings.Contains(r.err, "warning") || !strings.HasPrefix(r.out, want) {
+		t.Errorf("config userns = off: exit %d, stderr %q, stdout %q; want %q first", r.code, r.err, r.out, want)
+	}
+	r = h.local(t, file, "--userns", "on")
+	if r.code != 0 || strings.Count(r.err, "jobrun: warning:") != 1 || !strings.Contains(r.err, "(ramfs) does not take idmapped mounts") {
+		t.Errorf("--userns on over the config's off: exit %d, stderr %q", r.code, r.err)
+	}
 	r = h.local(t, file, "--userns", "maybe")
 	if r.code != 2 || !strings.Contains(r.err, `--userns "maybe": want on or off`) {
 		t.Errorf("--userns maybe: exit %d, stderr %q", r.code, r.err)
