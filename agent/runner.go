@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/jobrun/jobrun/agent/idrange"
 	"github.com/jobrun/jobrun/agent/image"
 	"github.com/jobrun/jobrun/agent/network"
 	"github.com/jobrun/jobrun/agent/sandbox"
@@ -66,6 +67,11 @@ type Runner struct {
 	// ServiceTimeout is how long a service gets to accept connections on
 	// its port; zero means a minute.
 	ServiceTimeout time.Duration
+	// IDs hands out the host id ranges jobs' user namespaces map their ids
+	// 0-65535 onto, one per running job; nil runs jobs without user
+	// namespaces (the agent config's userns = "off"): a job's root is then
+	// the host's root behind capabilities and seccomp.
+	IDs *idrange.Pool
 
 	live sync.Map // *sandbox.Container of running jobs, for KillAll
 }
