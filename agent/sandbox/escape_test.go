@@ -46,13 +46,13 @@ func escapes(t *testing.T, userns bool) {
 	self := os.Getpid()
 
 	type probe struct {
-		name       string
-		args       string
-		job, priv  string // exact outputs expected
+		name      string
+		args      string
+		job, priv string // exact outputs expected
 		// usernsJob, if set, is the job's expected output in a user
 		// namespace: where the kernel refuses earlier (a host root file
 		// is nobody's to the range's root) with another errno.
-		usernsJob string
+		usernsJob  string
 		privNotOut string // for priv: any output but this one
 	}
 	probes := []probe{
