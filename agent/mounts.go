@@ -48,7 +48,9 @@ func (r *Runner) acquireCaches(ctx context.Context, j *Job, ws string, l *jobLog
 		} else {
 			src = v.tmp.dir
 		}
-		mounts = append(mounts, sandbox.Mount{Source: src, Target: c.Path, Chown: true})
+		// Idmapped in a user namespace: a volume is shared by jobs of
+		// every range and stays owned by container ids on disk.
+		mounts = append(mounts, sandbox.Mount{Source: src, Target: c.Path, Chown: true, IDMap: true})
 	}
 	return vols, mounts, nil
 }
@@ -92,13 +94,17 @@ func (r *Runner) spec(j *Job, img *image.Image, rootfs, ws string, mounts []sand
 		Hostname:  j.ID,
 		Rootfs:    rootfs,
 		Workspace: ws,
-		Mounts:    mounts,
-		Env:       r.withCAEnv(environment(img.Config.Env, j), j.Job.Env, j.Env, j.Secrets),
-		CACerts:   r.CACerts,
-		CABundles: imageCABundles(img.Config.Env),
-		User:      img.Config.User,
-		Resources: sandbox.Resources{CPUs: j.Resources.CPUs, Memory: j.Resources.Memory, Pids: j.Resources.Pids},
-		Network:   string(j.Network),
+		// The workspace is a host directory in no range (idmapped in a
+		// user namespace): what the job writes there is owned by
+		// container ids, as without one.
+		WorkspaceIDMap: true,
+		Mounts:         mounts,
+		Env:            r.withCAEnv(environment(img.Config.Env, j), j.Job.Env, j.Env, j.Secrets),
+		CACerts:        r.CACerts,
+		CABundles:      imageCABundles(img.Config.Env),
+		User:           img.Config.User,
+		Resources:      sandbox.Resources{CPUs: j.Resources.CPUs, Memory: j.Resources.Memory, Pids: j.Resources.Pids},
+		Network:        string(j.Network),
 		// Docker's profile allows the 32-bit system call tables
 		// (i386 and x32 on amd64): 32-bit binaries run, as there.
 		Compat32: true,

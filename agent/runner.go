@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/jobrun/jobrun/agent/idrange"
 	"github.com/jobrun/jobrun/agent/image"
 	"github.com/jobrun/jobrun/agent/network"
 	"github.com/jobrun/jobrun/agent/sandbox"
@@ -66,6 +67,12 @@ type Runner struct {
 	// ServiceTimeout is how long a service gets to accept connections on
 	// its port; zero means a minute.
 	ServiceTimeout time.Duration
+	// IDs, if set, gives each job (with its services) a user namespace
+	// of its own: container ids 0-65535 on a host id range leased from
+	// the pool for the job's lifetime, its root filesystem and mounts
+	// idmapped onto it (see sandbox.Spec.UserNS). Nil: jobs run without
+	// user namespaces (userns = "off").
+	IDs *idrange.Pool
 
 	live sync.Map // *sandbox.Container of running jobs, for KillAll
 }
@@ -190,7 +197,11 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 			return errored(res, err)
 		}
 	}
-	jn := r.startNetwork(ctx, j, &td)
+	ns, err := r.namespaces(clk.ctx, j, &td, &phase)
+	if err != nil {
+		return prepFailed(err)
+	}
+	jn := r.startNetwork(ctx, j, ns, &td)
 
 	ws, err := r.workspace(clk.ctx, j)
 	if err != nil {
@@ -209,13 +220,13 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 		return prepFailed(err)
 	}
 	r.forgetWorkspaceImage(img, ws.Path(), &td)
-	snap, err := r.Images.Snapshot(clk.ctx, img, j.instance)
+	snap, err := r.Images.SnapshotFor(clk.ctx, img, j.instance, ns.Userns())
 	if err != nil && clk.ctx.Err() == nil {
 		// A budget sweep may have evicted the image between Resolve and
 		// Snapshot: eviction must not fail the job, so resolve (pull)
 		// it again, once.
 		if img, err = r.resolveImage(clk.ctx, j, j.Image, ws.Path()); err == nil {
-			snap, err = r.Images.Snapshot(clk.ctx, img, j.instance)
+			snap, err = r.Images.SnapshotFor(clk.ctx, img, j.instance, ns.Userns())
 		}
 	}
 	if err != nil {
@@ -240,6 +251,7 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 		l.notice("", "limits: "+limits)
 	}
 	spec := r.spec(j, img, snap.Rootfs(), ws.Path(), mounts)
+	spec.UserNS = ns.UserPath()
 	var svcs []*service
 	var net *network.Net
 	if jn != nil {
@@ -249,7 +261,7 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 		}
 		joinNetwork(&spec, net, j.Services)
 		phase = "starting services"
-		svcs, err = r.startServices(clk.ctx, j, ws.Path(), net, l, &td)
+		svcs, err = r.startServices(clk.ctx, j, ws.Path(), ns, net, l, &td)
 		if err != nil {
 			return prepFailed(err)
 		}
@@ -307,6 +319,30 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 		}
 	}
 	return res
+}
+
+// namespaces leases an id range for j and makes its user namespace (with
+// a network namespace in it for a bridge job), both undone by td after
+// everything added later (containers, mounts, the network) is gone, the
+// lease last. Waiting for a range is under the job's timeout (ctx). Nil
+// without Runner.IDs.
+func (r *Runner) namespaces(ctx context.Context, j *Job, td *teardown, phase *string) (*sandbox.Namespaces, error) {
+	if r.IDs == nil {
+		return nil, nil
+	}
+	*phase = "waiting for a free id range"
+	lease, err := r.IDs.Wait(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("job %q: %w", j.Name, err)
+	}
+	td.add(lease.Release)
+	*phase = "setting up"
+	ns, err := r.Sandbox.NewNamespaces(j.instance, lease.Mapping(), j.Network == jobs.NetworkBridge)
+	if err != nil {
+		return nil, fmt.Errorf("job %q: %w", j.Name, err)
+	}
+	td.add(ns.Close)
+	return ns, nil
 }
 
 // teardown undoes what a job made, last made first. Every error is

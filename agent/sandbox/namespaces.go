@@ -92,21 +92,32 @@ func bindNS(src, target string) error {
 	return nil
 }
 
-// UserPath is the user namespace's nsfs bind mount: Spec.UserNS.
-func (ns *Namespaces) UserPath() string { return filepath.Join(ns.dir, "user") }
+// UserPath is the user namespace's nsfs bind mount: Spec.UserNS. It is
+// "" for nil Namespaces (a job without a user namespace).
+func (ns *Namespaces) UserPath() string {
+	if ns == nil {
+		return ""
+	}
+	return filepath.Join(ns.dir, "user")
+}
 
 // NetPath is the network namespace's nsfs bind mount, or "" if there is
 // none: Spec.NetNS once the network is configured in it.
 func (ns *Namespaces) NetPath() string {
-	if !ns.net {
+	if ns == nil || !ns.net {
 		return ""
 	}
 	return filepath.Join(ns.dir, "net")
 }
 
 // Userns is an open handle of the user namespace, for idmapped mounts;
-// valid until Close.
-func (ns *Namespaces) Userns() *idmap.Userns { return ns.u }
+// valid until Close. It is nil for nil Namespaces.
+func (ns *Namespaces) Userns() *idmap.Userns {
+	if ns == nil {
+		return nil
+	}
+	return ns.u
+}
 
 // Mapping is the user namespace's id mapping.
 func (ns *Namespaces) Mapping() idmap.Mapping { return ns.u.Mapping() }

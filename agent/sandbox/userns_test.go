@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jobrun/jobrun/internal/idmap"
 	"github.com/jobrun/jobrun/internal/leakcheck"
@@ -340,3 +341,74 @@ type recorder struct {
 func (r *recorder) Helper() {}
 
 func (r *recorder) Errorf(format string, args ...any) { r.msg += fmt.Sprintf(format, args...) }
+
+// TestUsernsLimitsAndKillStillWork: in a user namespace the job's cgroup
+// still limits memory and reports the OOM kill, a timed-out step's
+// processes (setsid'd ones and one ignoring SIGTERM included) all die,
+// the pids limit holds, and Destroy kills the rest.
+func TestUsernsLimitsAndKillStillWork(t *testing.T) {
+	rt, _ := newRuntime(t)
+	ns, rfs := jobNS(t, rt, "userns-limits", rangeA, false, rootfs(t))
+	c := start(t, rt, Spec{ID: "userns-limits", Rootfs: rfs, UserNS: ns.UserPath(),
+		Resources: Resources{Memory: 64 << 20, Pids: 64}, StopGrace: 200 * time.Millisecond})
+	if exit, out, _ := sh(t, c, Process{}, `probe alloc 16M`); !exit.Success() || out != "ok\n" {
+		t.Fatalf("control (16 MiB): %s %q", exit, out)
+	}
+	exit, _, _ := sh(t, c, Process{}, `exec probe alloc 256M`)
+	if want := "out of memory (limit 64 MiB)"; !exit.OOMKilled || exit.String() != want {
+		t.Errorf("256 MiB: %q, want %q", exit, want)
+	}
+	exit, _, _ = sh(t, c, Process{Timeout: time.Second},
+		`setsid sleep 1000 & (setsid sh -c 'trap "" TERM; while :; do sleep 1; done' &) ; sleep 1000`)
+	if want := "timed out after 1s"; exit.String() != want {
+		t.Errorf("timeout: %q, want %q", exit, want)
+	}
+	onlyInit(t, c)
+	exit, _, _ = sh(t, c, Process{Timeout: time.Minute}, `i=0; while [ $i -lt 200 ]; do sleep 1000 & i=$((i+1)); done`)
+	if !exit.PidsLimit {
+		t.Errorf("fork loop: %s", exit)
+	}
+	if exit, out, _ := sh(t, c, Process{}, `echo alive`); !exit.Success() || out != "alive\n" {
+		t.Errorf("after the kills: %s %q", exit, out)
+	}
+}
+
+// TestUsernsNsenterEntersJob: `nsenter --target PID --all`, what --keep
+// prints, enters the job's user namespace with the rest: root there is
+// the range's, in the container's root and hostname.
+func TestUsernsNsenterEntersJob(t *testing.T) {
+	testenv.RequireTool(t, "nsenter")
+	rt, _ := newRuntime(t)
+	ns, rfs := jobNS(t, rt, "userns-keep", rangeA, false, rootfs(t))
+	c := start(t, rt, Spec{ID: "userns-keep", Rootfs: rfs, UserNS: ns.UserPath()})
+	out, err := exec.Command("nsenter", "--target", strconv.Itoa(c.Pid()), "--all", "--", "/bin/sh", "-c",
+		"id -u; hostname; cat /proc/self/uid_map; ls /dev/.jobrun").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	want := fmt.Sprintf("0 userns-keep 0 %d 65536 init", rangeA.UID)
+	if got := strings.Join(strings.Fields(string(out)), " "); got != want {
+		t.Errorf("nsenter: %q, want %q", got, want)
+	}
+}
+
+// TestUsernsNetNSOwnedByJob: a job joining a network namespace made in
+// its user namespace (NewNamespaces with net) mounts its own sysfs and
+// sees that namespace's devices; its /dev devices work.
+func TestUsernsNetNSOwnedByJob(t *testing.T) {
+	rt, _ := newRuntime(t)
+	ns, rfs := jobNS(t, rt, "userns-net", rangeA, true, rootfs(t))
+	c := start(t, rt, Spec{ID: "userns-net", Rootfs: rfs, UserNS: ns.UserPath(), NetNS: ns.NetPath()})
+	exit, out, errOut := sh(t, c, Process{}, `ls /sys/class/net; echo x > /dev/null; head -c 4 /dev/zero | wc -c; head -c 4 /dev/urandom | wc -c; readlink /proc/self/ns/net`)
+	if !exit.Success() {
+		t.Fatalf("%s: %s", exit, errOut)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(ns.NetPath(), &st); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("lo 4 4 net:[%d]", st.Ino)
+	if got := strings.Join(strings.Fields(out), " "); got != want {
+		t.Errorf("%q, want %q", got, want)
+	}
+}
