@@ -49,8 +49,12 @@ func (r *Runner) acquireCaches(ctx context.Context, j *Job, ws string, l *jobLog
 			src = v.tmp.dir
 		}
 		// Idmapped in a user namespace: a volume is shared by jobs of
-		// every range and stays owned by container ids on disk.
-		mounts = append(mounts, sandbox.Mount{Source: src, Target: c.Path, Chown: true, IDMap: true})
+		// every range and stays owned by container ids on disk. A
+		// private one is an overlay, which cannot be idmapped: chowned
+		// to the range instead (interim, uns-core: the cache package
+		// builds it over an idmapped lower in its own change).
+		idmapped := v.v == nil || v.v.Sharing() != cache.Private
+		mounts = append(mounts, sandbox.Mount{Source: src, Target: c.Path, Chown: true, IDMap: idmapped})
 	}
 	return vols, mounts, nil
 }
@@ -94,17 +98,13 @@ func (r *Runner) spec(j *Job, img *image.Image, rootfs, ws string, mounts []sand
 		Hostname:  j.ID,
 		Rootfs:    rootfs,
 		Workspace: ws,
-		// The workspace is a host directory in no range (idmapped in a
-		// user namespace): what the job writes there is owned by
-		// container ids, as without one.
-		WorkspaceIDMap: true,
-		Mounts:         mounts,
-		Env:            r.withCAEnv(environment(img.Config.Env, j), j.Job.Env, j.Env, j.Secrets),
-		CACerts:        r.CACerts,
-		CABundles:      imageCABundles(img.Config.Env),
-		User:           img.Config.User,
-		Resources:      sandbox.Resources{CPUs: j.Resources.CPUs, Memory: j.Resources.Memory, Pids: j.Resources.Pids},
-		Network:        string(j.Network),
+		Mounts:    mounts,
+		Env:       r.withCAEnv(environment(img.Config.Env, j), j.Job.Env, j.Env, j.Secrets),
+		CACerts:   r.CACerts,
+		CABundles: imageCABundles(img.Config.Env),
+		User:      img.Config.User,
+		Resources: sandbox.Resources{CPUs: j.Resources.CPUs, Memory: j.Resources.Memory, Pids: j.Resources.Pids},
+		Network:   string(j.Network),
 		// Docker's profile allows the 32-bit system call tables
 		// (i386 and x32 on amd64): 32-bit binaries run, as there.
 		Compat32: true,

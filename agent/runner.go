@@ -203,7 +203,7 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 	}
 	jn := r.startNetwork(ctx, j, ns, &td)
 
-	ws, err := r.workspace(clk.ctx, j)
+	ws, wsIDMap, err := r.workspaceFor(clk.ctx, j, ns)
 	if err != nil {
 		return prepFailed(err)
 	}
@@ -251,7 +251,7 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 		l.notice("", "limits: "+limits)
 	}
 	spec := r.spec(j, img, snap.Rootfs(), ws.Path(), mounts)
-	spec.UserNS = ns.UserPath()
+	spec.UserNS, spec.WorkspaceIDMap = ns.UserPath(), wsIDMap
 	var svcs []*service
 	var net *network.Net
 	if jn != nil {
