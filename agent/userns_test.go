@@ -8,12 +8,14 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/jobrun/jobrun/agent/idrange"
 	"github.com/jobrun/jobrun/agent/image"
 	"github.com/jobrun/jobrun/agent/network"
 	"github.com/jobrun/jobrun/agent/sandbox"
+	"github.com/jobrun/jobrun/cache"
 	"github.com/jobrun/jobrun/internal/leakcheck"
 	"github.com/jobrun/jobrun/internal/testenv"
 	"github.com/jobrun/jobrun/jobs"
@@ -25,9 +27,10 @@ const firstRange = 3_300_000_000
 
 // usernsRunner returns a Runner on a fresh state dir whose jobs run in user
 // namespaces, on a pool of n ranges of its own (an etc/subuid and
-// etc/subgid of a test root), with a bridge network; when the test ends
-// it checks that nothing is left behind.
-func usernsRunner(t *testing.T, n int) *Runner {
+// etc/subgid of a test root), with a bridge network and, if caches, a
+// cache manager; when the test ends it checks that nothing is left behind
+// but cache volumes.
+func usernsRunner(t *testing.T, n int, caches bool) *Runner {
 	t.Helper()
 	testenv.RequireRoot(t)
 	dir := t.TempDir()
@@ -70,13 +73,25 @@ func usernsRunner(t *testing.T, n int) *Runner {
 	}
 	t.Cleanup(func() { nm.Close() })
 	r := &Runner{Images: images, Sandbox: sb, WorkDir: filepath.Join(state, "work"), Network: nm, IDs: ids}
+	var also []string
+	if caches {
+		if r.Caches, err = cache.Open(filepath.Join(state, "caches"), cache.Options{}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// A first job pulls the image and makes the stores' directories,
 	// which stay; the leak check starts after it.
-	f := parseJobs(t, busybox(t), `job "warm" {
+	warm := `job "warm" {
   image   = "IMAGE"
   network = "none"
   step "x" { run = "true" }
-}`)
+}`
+	if caches {
+		// The test's cache volume exists before the leak check too.
+		warm = strings.Replace(warm, "step", `cache "c" { path = "/cache" }
+  step`, 1)
+	}
+	f := parseJobs(t, busybox(t), warm)
 	var ev events
 	if res := r.Run(context.Background(), job(t, f, "warm"), &ev); res.Status != Succeeded {
 		t.Fatalf("warm-up job: %s %s\n%s", res.Status, res.Reason, ev.text())
@@ -85,7 +100,7 @@ func usernsRunner(t *testing.T, n int) *Runner {
 	if err != nil {
 		t.Fatal(err)
 	}
-	snap := leakcheck.Take(t, state, run)
+	snap := leakcheck.Take(t, state, append(also, run)...)
 	t.Cleanup(func() { snap.Check(t) })
 	return r
 }
@@ -157,7 +172,7 @@ func initUID(t *testing.T, c *sandbox.Container) string {
 // host, the range's first uid, never 0. A third job, while both ranges are
 // held, waits for one and fails clearly when its timeout ends.
 func TestUsernsJobsGetDisjointRanges(t *testing.T) {
-	r := usernsRunner(t, 2)
+	r := usernsRunner(t, 2, false)
 	f := parseJobs(t, busybox(t), `
 job "a" {
   image   = "IMAGE"
@@ -216,5 +231,105 @@ job "c" {
 	}
 	if strings.Contains(c.text(), "MUST-NOT-RUN") {
 		t.Error("c ran without a range")
+	}
+}
+
+// TestUsernsBridgeServiceOnPort80: a bridge job in a user namespace (its
+// network namespace owned by the job's, so the container mounts its own
+// sysfs) reaches its service on port 80, a root service binding a low
+// port in the job's namespace; the service runs in the job's range too.
+func TestUsernsBridgeServiceOnPort80(t *testing.T) {
+	r := usernsRunner(t, 1, false)
+	f := parseJobs(t, busybox(t), `
+job "web" {
+  image = "IMAGE"
+  service "svc" {
+    image   = "IMAGE"
+    command = ["sh", "-c", "mkdir -p /www && echo hello-from-svc > /www/index.html && httpd -f -p 80 -h /www"]
+    port    = 80
+  }
+  step "get" { run = "wget -qO- http://svc:80/ && cat /proc/self/uid_map && ls /sys/class/net" }
+}
+`)
+	var ev events
+	res := r.Run(context.Background(), job(t, f, "web"), &ev)
+	out := ev.text()
+	if res.Status != Succeeded {
+		t.Fatalf("%s %s\n%s", res.Status, res.Reason, out)
+	}
+	want := fmt.Sprintf("hello-from-svc\n0 %d %d", firstRange, idrange.Size)
+	if got := strings.Join(strings.Fields(out), " "); !strings.Contains(got, strings.Join(strings.Fields(want), " ")) || !strings.Contains(got, "eth0") {
+		t.Errorf("output %q, want %q and eth0", out, want)
+	}
+}
+
+// TestUsernsCacheSharedAcrossRanges: a shared cache volume (a plain
+// directory, mounted idmapped) written by a job in one range, as root and
+// as a non-root user, is hit and extended by a job in another range; on
+// the host its files belong to container ids, not to a range.
+func TestUsernsCacheSharedAcrossRanges(t *testing.T) {
+	r := usernsRunner(t, 2, true)
+	f := parseJobs(t, busybox(t), `
+job "a" {
+  image   = "IMAGE"
+  network = "none"
+  cache "c" { path = "/cache" }
+  step "w" { run = "echo a >> /cache/log && mkdir /cache/u && chown 1000:1000 /cache/u && su -s /bin/sh -c 'echo u > /cache/u/f' nobody || true; cat /proc/self/uid_map; exit 1" }
+}
+job "b" {
+  image   = "IMAGE"
+  network = "none"
+  cache "c" { path = "/cache" }
+  step "r" { run = "cat /cache/log && echo b >> /cache/log && cat /proc/self/uid_map" }
+}
+`)
+	var a, b events
+	// b runs while a holds its range: another range.
+	var resB Result
+	r.Inspect = func(ctx context.Context, name string, _ *sandbox.Container) {
+		if name == "a" {
+			resB = r.Run(ctx, job(t, f, "b"), &b)
+		}
+	}
+	r.Run(context.Background(), job(t, f, "a"), &a)
+	if resB.Status != Succeeded {
+		t.Fatalf("b: %s %s\n%s\na:\n%s", resB.Status, resB.Reason, b.text(), a.text())
+	}
+	if !strings.Contains(b.text(), "a\n") {
+		t.Errorf("b did not read a's write: %q", b.text())
+	}
+	if strings.Contains(a.text(), fmt.Sprintf("0 %d", firstRange)) == strings.Contains(b.text(), fmt.Sprintf("0 %d", firstRange)) {
+		t.Errorf("a and b in the same range:\n%s\n%s", a.text(), b.text())
+	}
+	var seen int
+	var logs []string
+	filepath.WalkDir(filepath.Join(filepath.Dir(r.WorkDir), "caches"), func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.Name() != "log" && d.Name() != "u" {
+			return nil
+		}
+		seen++
+		logs = append(logs, p)
+		fi, _ := d.Info()
+		st := fi.Sys().(*syscall.Stat_t)
+		want := uint32(0)
+		if d.Name() == "u" {
+			want = 1000
+		}
+		if st.Uid != want || st.Gid != want {
+			t.Errorf("%s on the host: %d:%d, want %d", p, st.Uid, st.Gid, want)
+		}
+		if d.Name() == "log" {
+			if bs, _ := os.ReadFile(p); string(bs) != "a\nb\n" {
+				t.Errorf("log: %q", bs)
+			}
+		}
+		return nil
+	})
+	if seen != 2 {
+		t.Errorf("found %d of the cache's files on the host", seen)
+	}
+	// The volume as the warm-up job left it, for the leak check.
+	for _, p := range logs {
+		os.RemoveAll(p)
 	}
 }
