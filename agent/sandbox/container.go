@@ -323,7 +323,8 @@ func (c *Container) process(p Process) (*wire.Proc, error) {
 	// the container's set; any other user holds none (setuid away from
 	// 0 clears them, and no_new_privs keeps execve from granting any)
 	// but has the same bounding set, so a set-uid binary in the image
-	// works as far as no_new_privs lets it.
+	// works as far as no_new_privs lets it: not at all without a user
+	// namespace, up to the range's root in one.
 	return &wire.Proc{
 		Path:   p.Args[0],
 		Args:   p.Args,

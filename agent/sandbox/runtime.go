@@ -29,6 +29,7 @@ import (
 //
 //	<run>/runc/<id>/          libcontainer's state of a container
 //	<run>/containers/<id>/    our files: lock, hosts, hostname, resolv.conf
+//	<run>/ns/<id>/            a job's namespaces (Namespaces), ns/<id>.lock
 //
 // Several processes may share a state dir (and so a run dir): each live
 // container holds the flock on containers/<id>/lock, and Cleanup removes
