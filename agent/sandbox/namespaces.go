@@ -10,6 +10,8 @@ import (
 	"github.com/jobrun/jobrun/internal/idmap"
 	"github.com/jobrun/jobrun/internal/lockfile"
 	"github.com/jobrun/jobrun/internal/mount"
+	"github.com/opencontainers/runc/libcontainer/configs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -25,6 +27,7 @@ import (
 // idmapped with Userns. Close takes them down once nothing uses them;
 // Runtime.Cleanup removes those whose holder died.
 type Namespaces struct {
+	rt   *Runtime
 	dir  string
 	lock *lockfile.Lock
 	u    *idmap.Userns
@@ -43,7 +46,7 @@ func (rt *Runtime) NewNamespaces(id string, m idmap.Mapping, net bool) (_ *Names
 	if err := os.MkdirAll(base, 0o700); err != nil {
 		return nil, fmt.Errorf("namespaces of %s: %w", id, err)
 	}
-	ns := &Namespaces{dir: filepath.Join(base, id), net: net}
+	ns := &Namespaces{rt: rt, dir: filepath.Join(base, id), net: net}
 	if ns.lock, err = lockfile.TryAcquire(ns.dir + ".lock"); err != nil {
 		return nil, fmt.Errorf("namespaces of %s: in use: %w", id, err)
 	}
@@ -76,7 +79,42 @@ func (rt *Runtime) NewNamespaces(id string, m idmap.Mapping, net bool) (_ *Names
 	if err := bindNS(ns.u.Path(), ns.UserPath()); err != nil {
 		return nil, fmt.Errorf("namespaces of %s: %w", id, err)
 	}
+	rt.mappings.Store(ns.UserPath(), m)
 	return ns, nil
+}
+
+// knownMapping spares libcontainer reading the mapping of the user
+// namespace at path (a process forked into it, 1.5 ms) when it is one
+// NewNamespaces made: spec then asks for a user namespace with that
+// mapping, and the returned func turns the converted config into what
+// joining path gives (the namespace's path, idmapped mounts through it),
+// as specconv would have made it. For another path it changes nothing.
+func (rt *Runtime) knownMapping(spec *specs.Spec, path string) func(*configs.Config) {
+	v, ok := rt.mappings.Load(path)
+	if path == "" || !ok {
+		return func(*configs.Config) {}
+	}
+	m := v.(idmap.Mapping)
+	for i, n := range spec.Linux.Namespaces {
+		if n.Type == specs.UserNamespace {
+			spec.Linux.Namespaces[i].Path = ""
+		}
+	}
+	spec.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: m.UID, Size: m.Size}}
+	spec.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: m.GID, Size: m.Size}}
+	return func(cfg *configs.Config) {
+		for i, n := range cfg.Namespaces {
+			if n.Type == configs.NEWUSER {
+				cfg.Namespaces[i].Path = path
+			}
+		}
+		for _, mnt := range cfg.Mounts {
+			if mnt.IDMapping != nil {
+				mnt.IDMapping.UserNSPath = path
+				mnt.IDMapping.UIDMappings, mnt.IDMapping.GIDMappings = nil, nil
+			}
+		}
+	}
 }
 
 // bindNS bind-mounts the namespace file src (/proc/self/fd/N of an open
@@ -128,6 +166,7 @@ func (ns *Namespaces) Close() error {
 	if ns == nil || ns.lock == nil {
 		return nil
 	}
+	ns.rt.mappings.Delete(ns.UserPath())
 	err := removeNamespaces(ns.dir)
 	if err == nil {
 		os.Remove(ns.dir + ".lock") // while still holding it, see lockfile.Release

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -46,6 +47,9 @@ type Runtime struct {
 	cgroups string
 	warm    *warmer
 	filters *filterCache
+	// mappings are the id mappings of the user namespaces NewNamespaces
+	// made and has not closed, by their UserPath.
+	mappings sync.Map
 	// seccompInInit leaves compiling the seccomp filter to each
 	// container's setup process, as libcontainer does by itself;
 	// waitFilters makes Start wait for a filter being compiled instead
@@ -216,10 +220,12 @@ func (rt *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) 
 	if err != nil {
 		return nil, err
 	}
+	fix := rt.knownMapping(spec, s.UserNS)
 	cfg, err := libcontainerConfig(&s, spec)
 	if err != nil {
 		return nil, err
 	}
+	fix(cfg)
 	// Host ids of the container's root: in a user namespace the range's
 	// first, which must own what the container's root writes.
 	rootUID, rootGID := 0, 0

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"github.com/jobrun/jobrun/internal/leakcheck"
 	"github.com/jobrun/jobrun/internal/lockfile"
 	"github.com/jobrun/jobrun/internal/testenv"
+	"github.com/opencontainers/runc/libcontainer/configs"
 	"golang.org/x/sys/unix"
 )
 
@@ -410,5 +412,50 @@ func TestUsernsNetNSOwnedByJob(t *testing.T) {
 	want := fmt.Sprintf("lo 4 4 net:[%d]", st.Ino)
 	if got := strings.Join(strings.Fields(out), " "); got != want {
 		t.Errorf("%q, want %q", got, want)
+	}
+}
+
+// TestUsernsKnownMappingIsSpecconvs: the config of a container joining a
+// user namespace the Runtime made (its mapping known, no process forked
+// to read it) is the one specconv makes reading the mapping from the
+// namespace, idmapped mounts included.
+func TestUsernsKnownMappingIsSpecconvs(t *testing.T) {
+	rt, _ := newRuntime(t)
+	ns, err := rt.NewNamespaces("known", rangeA, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	cfgJSON := func(known bool) string {
+		s := Spec{ID: "known", Rootfs: "/nonexistent", UserNS: ns.UserPath(), Workspace: "/ws", WorkspaceIDMap: true,
+			Mounts: []Mount{{Source: "/c", Target: "/c", IDMap: true}, {Source: "/d", Target: "/d"}}}
+		if err := s.validate(); err != nil {
+			t.Fatal(err)
+		}
+		spec, err := ociSpec(&s, "/", "/files", "/init")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fix := func(*configs.Config) {}
+		if known {
+			fix = rt.knownMapping(spec, s.UserNS)
+		}
+		cfg, err := libcontainerConfig(&s, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fix(cfg)
+		b, err := json.MarshalIndent(cfg, "", " ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	slow, fast := cfgJSON(false), cfgJSON(true)
+	if fast != slow {
+		t.Errorf("config with the known mapping:\n%s\nspecconv's:\n%s", fast, slow)
+	}
+	if !strings.Contains(fast, ns.UserPath()) {
+		t.Errorf("config does not name the namespace: %s", fast)
 	}
 }
