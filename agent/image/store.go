@@ -192,6 +192,12 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := os.MkdirAll(s.snaps, 0o700); err != nil {
 		return nil, fmt.Errorf("image store: %w", err)
 	}
+	// A job in a user namespace (SnapshotFor) is set up as its range's
+	// root, which must get through to its rootfs, never list what is
+	// there.
+	if err := os.Chmod(s.snaps, 0o711); err != nil {
+		return nil, fmt.Errorf("image store: %w", err)
+	}
 	return s, nil
 }
 
