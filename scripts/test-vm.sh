@@ -8,7 +8,7 @@
 # The guest (qemu TCG: nested KVM is unusably slow on the CI machines) boots
 # the package's vmlinuz into a busybox-static initramfs (scripts/vm-init.sh)
 # that mounts the host's / read-only over 9p with a tmpfs overlay and
-# chroots there, so it runs the host's binaries and the test binaries built
+# switches its root there, so it runs the host's binaries and the test binaries built
 # here (`go test -c`). The kernel's modules are bound at /lib/modules, an
 # ext4 scratch disk (virtio-blk, a sparse image made here with mkfs.ext4,
 # one per guest and run) holds TMPDIR and so every state dir, the systemd
@@ -116,7 +116,7 @@ guest_subids() {
 	! getent passwd $u
 }
 if [ "${1:-}" = guest ]; then
-	# vm-init.sh chroots here with the output dir at the same path as on
+	# vm-init.sh switches its root here with the output dir at the same path as on
 	# the host; its env file says the rest.
 	out=$(sed -n 's/.*jobrun\.out=\([^ ]*\).*/\1/p' /proc/cmdline)
 	# shellcheck disable=SC1091
