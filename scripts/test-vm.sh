@@ -48,7 +48,8 @@ set -euo pipefail
 #
 # This list is the one place to add tests: a package already listed gets
 # its new tests by a wider pattern, a new package by a new line (it is
-# built with `go test -c` and run from its own directory).
+# built with `go test -c` and run from its own directory). One package
+# alone, quickly: JOBRUN_VM_RUN=idmap JOBRUN_VM_SYSTEMD=0 make test-vm.
 SUBSET=(
 	"agent/sandbox|^(TestPidsLimit|TestMemoryLimit|TestCPULimit|TestTimeoutKillsEverything|TestCancel|TestFailedStartLeavesNothing|TestKilledAgent|TestWarmer|TestExitCodes|TestParallelJobs|TestMounts|TestCgroupDelegation|TestCgroupUndelegated)$"
 	"agent/network|^(TestOutbound|TestIsolation|TestTeardown|TestCleanupAfterCrash)$"
