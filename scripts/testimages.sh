@@ -43,6 +43,11 @@
 # python on a fresh machine) and are checked with `umoci stat`. Layers are
 # reproducible: sorted, mtime 0, numeric owners, gzip without names or times.
 #
+# debian-sudo's layer is made on an overlay over the minbase root (left as
+# it is): sudo's .deb comes from this machine's apt (`apt-get download`, so
+# its package lists must be there), dpkg, useradd and dpkg-deb run in a
+# chroot, and the overlay's upper dir, whiteouts as .wh. files, is the layer.
+#
 # Idempotent and cheap to rerun: a finished set is kept under a stamp of this
 # script and its inputs (busybox, Go, the debootstrap root) and reused; the
 # debootstrap root and the big layers are cached on their own, since they are
