@@ -6,6 +6,18 @@
 //   - jobrun: sandbox.Start + Exec("true") + Destroy on the rootfs dir;
 //   - jobrun+overlay: the same on a fresh overlay mount of the rootfs per
 //     run (mounted and removed inside the timing), as a job snapshot is;
+//   - jobrun snapshot: a job's root without a user namespace (`userns =
+//     "off"`), all inside the timing: image.Store.Snapshot of the same
+//     rootfs imported as a one-layer image, the container on it, then
+//     Snapshot.Remove;
+//   - jobrun+userns: a job's root and namespaces in a user namespace (the
+//     default), all inside the timing: an id range leased from an
+//     idrange.Pool (on a throwaway root: its own etc/passwd, subuid,
+//     subgid and lock dir), Runtime.NewNamespaces (no network namespace,
+//     as for a job without network), image.Store.SnapshotFor with its user
+//     namespace (an overlay over the idmapped layer), the container
+//     joining it (Spec.UserNS), then Snapshot.Remove, Namespaces.Close
+//     and Lease.Release;
 //   - runc run: Debian's runc CLI on a bundle from `runc spec` (which has
 //     no seccomp filter), its state root on a tmpfs as /run/runc is on a
 //     standard host (jobrun keeps its containers' runtime state in memory
@@ -15,7 +27,8 @@
 //     with nofile and nproc ulimits lowered to 1024: podman's defaults are
 //     higher than this machine allows without CAP_SYS_RESOURCE.
 //
-// It prints the median of each and the ratio to `runc run`; then the same
+// It prints the median of each and the ratio to `runc run`, and what the
+// user namespace adds (jobrun+userns minus jobrun snapshot); then the same
 // for a job of five steps (one container, five processes) against five
 // `runc run`s, and the phases of a jobrun run.
 // usage (as root): sandbox-bench [-n N] [-podman-n N]
@@ -62,7 +75,7 @@ type tool struct {
 }
 
 func run(n, podmanN int, out string) error {
-	res := result.New("sandbox", "A container's start + run `true` + teardown on one busybox rootfs: jobrun's sandbox against `runc run` and `podman run --rm`; a 5-step job against five `runc run`s")
+	res := result.New("sandbox", "A container's start + run `true` + teardown on one busybox rootfs: jobrun's sandbox (also on a job's snapshot, without and with a user namespace) against `runc run` and `podman run --rm`; a 5-step job against five `runc run`s")
 	res.Param("n", n)
 	res.Param("podman-n", podmanN)
 	work, err := os.MkdirTemp("", "jobrun-bench-sandbox")
@@ -70,8 +83,17 @@ func run(n, podmanN int, out string) error {
 		return err
 	}
 	defer os.RemoveAll(work)
+	// A job in a user namespace is set up as its range's root, which must
+	// get through to the snapshots below (never list them).
+	if err := os.Chmod(work, 0o711); err != nil {
+		return err
+	}
 	root := filepath.Join(work, "rootfs")
 	if err := busybox(root); err != nil {
+		return err
+	}
+	uj, err := newUsernsJobs(work, root)
+	if err != nil {
 		return err
 	}
 	rt, err := sandbox.New(filepath.Join(work, "state"), hclog.NewNullLogger())
@@ -132,6 +154,12 @@ func run(n, podmanN int, out string) error {
 				err = rerr
 			}
 			return err
+		}},
+		{name: "jobrun snapshot", runs: n, once: func(i int) error {
+			return uj.run(ctx, rt, fmt.Sprintf("bench-snap-%d", i), false)
+		}},
+		{name: "jobrun+userns", runs: n, once: func(i int) error {
+			return uj.run(ctx, rt, fmt.Sprintf("bench-uns-%d", i), true)
 		}},
 		{name: "runc run", runs: n, once: func(i int) error {
 			return quiet(exec.Command("runc", "--root", runcRoot, "run", "--bundle", bundle, fmt.Sprintf("bench-runc-%d", i)))
@@ -205,11 +233,16 @@ func run(n, podmanN int, out string) error {
 		}
 	}
 	fmt.Printf("start + run `true` + destroy, busybox rootfs, median of N runs\n")
-	table(single, single[2])
+	runc := find(single, "runc run")
+	table(single, runc)
+	snap, uns := find(single, "jobrun snapshot"), find(single, "jobrun+userns")
+	fmt.Printf("user namespace adds (median jobrun+userns - jobrun snapshot): %s; jobrun+userns ÷ runc run: %.2fx\n",
+		ms(median(uns.d)-median(snap.d)), float64(median(uns.d))/float64(median(runc.d)))
 	fmt.Printf("\na job of %d steps: one container, %d processes (jobrun) against %d x `runc run` with seccomp\n", steps, steps, steps)
 	table(multi, multi[1])
 	fmt.Printf("jobrun phases (median): start %s, exec `true` %s, destroy %s\n",
 		ms(median(phases[0])), ms(median(phases[1])), ms(median(phases[2])))
+	uj.printPhases()
 	if out == "" {
 		return nil
 	}
@@ -224,7 +257,18 @@ func run(n, podmanN int, out string) error {
 	for i, name := range []string{"start", "exec `true`", "destroy"} {
 		res.Durations("jobrun phases", name, phases[i]).Chart = "bars"
 	}
+	uj.results(res, find(single, "jobrun snapshot"), find(single, "jobrun+userns"))
 	return res.Write(out)
+}
+
+// find returns the tool named name.
+func find(tools []*tool, name string) *tool {
+	for _, t := range tools {
+		if t.name == name {
+			return t
+		}
+	}
+	panic("sandbox-bench: no tool " + name)
 }
 
 // table prints each tool's timings and its ratio to ref's median.
