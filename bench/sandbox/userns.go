@@ -170,4 +170,3 @@ func (u *usernsJobs) results(res *result.File, snap, uns *tool) {
 		}
 	}
 }
-
