@@ -3,7 +3,11 @@
 # step, image warm in the store) against `podman run --rm` of the same
 # command on the same image, in the same run, alternating round by round so
 # that load from other processes hits both alike. Prints the medians and the
-# ratio jobrun/podman (target: at most 0.5).
+# ratio jobrun/podman (target: at most 0.5). jobrun runs twice a round: with
+# --userns on (the default: the job in a user namespace of an id range
+# leased from the host's jobrun entries in /etc/subuid and /etc/subgid) and
+# with --userns off (the job's root is the host's root, as before user
+# namespaces), both compared with podman; it also prints what on adds.
 #
 # The job file runs as written: its image `busybox` comes from a local
 # docker-registry set up as docker.io's mirror in a --config file, filled
@@ -37,6 +41,9 @@ images=$(scripts/testimages.sh)
 eval "$images"
 
 work=$(mktemp -d /tmp/jobrun-bench-local.XXXXXX)
+# mktemp's 0700 would stop a job's range root on its way to the state
+# dir's snapshots (it must get through, never list).
+chmod 711 "$work"
 reg_pid=
 podman=(podman --root "$work/podman/root" --runroot "$work/podman/run" --runtime runc)
 cleanup() {
@@ -50,7 +57,7 @@ trap cleanup EXIT
 bench_result_tool "$work"
 res=$work/result.json
 "$BENCHRESULT" new -param rounds="$N" "$res" local \
-	"Wall time of \`jobrun local examples/hello/.ci.hcl\` (one echo step, image warm) against \`podman run --rm\` of the same command on the same image (runc, --network none)"
+	"Wall time of \`jobrun local examples/hello/.ci.hcl\` (one echo step, image warm; --userns on, the default, and off) against \`podman run --rm\` of the same command on the same image (runc, --network none)"
 
 # The binary lives away from the state dir, as an installed jobrun does.
 bench_build ./cmd/jobrun "$work/bin/jobrun"
@@ -93,13 +100,18 @@ step=$(sed -n 's/^[[:space:]]*run[[:space:]]*=[[:space:]]*"\(.*\)"[[:space:]]*$/
 	exit 1
 }
 want="hello from jobrun on Linux"
-jobrun_cmd=("$work/bin/jobrun" local --state-dir "$work/state" --config "$work/config.hcl" --artifacts "$work/artifacts" "$file")
+jobrun_cmd=("$work/bin/jobrun" local --state-dir "$work/state" --config "$work/config.hcl" --artifacts "$work/artifacts" --userns on "$file")
+jobrun_off_cmd=("$work/bin/jobrun" local --state-dir "$work/state" --config "$work/config.hcl" --artifacts "$work/artifacts" --userns off "$file")
 podman_cmd=("${podman[@]}" run --rm --network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024
 	"127.0.0.1:$port/library/busybox:latest" sh -c "$step")
 
 # Warm-up, untimed: jobrun pulls the image through the mirror into its store;
 # podman pulls it into its storage.
 "${jobrun_cmd[@]}" >"$work/out" 2>&1 || {
+	cat "$work/out" >&2
+	exit 1
+}
+"${jobrun_off_cmd[@]}" >"$work/out" 2>&1 || {
 	cat "$work/out" >&2
 	exit 1
 }
@@ -129,25 +141,40 @@ timed() {
 	echo $((t1 - t0)) >>"$work/$name.us"
 }
 for i in $(seq 1 "$N"); do
-	# Alternate which goes first, so neither always follows the other.
-	if ((i % 2)); then
+	# Rotate which goes first, so none always follows another.
+	case $((i % 3)) in
+	1)
 		timed jobrun "${jobrun_cmd[@]}"
+		timed jobrun-off "${jobrun_off_cmd[@]}"
 		timed podman "${podman_cmd[@]}"
-	else
+		;;
+	2)
+		timed jobrun-off "${jobrun_off_cmd[@]}"
 		timed podman "${podman_cmd[@]}"
 		timed jobrun "${jobrun_cmd[@]}"
-	fi
+		;;
+	0)
+		timed podman "${podman_cmd[@]}"
+		timed jobrun "${jobrun_cmd[@]}"
+		timed jobrun-off "${jobrun_off_cmd[@]}"
+		;;
+	esac
 done
 
 # median FILE: the median of the numbers in FILE, in microseconds.
 median() { sort -n "$1" | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : int((a[NR / 2] + a[NR / 2 + 1]) / 2)}'; }
 quartiles() { sort -n "$1" | awk '{a[NR] = $1} END {printf "%.1f..%.1f ms", a[int((NR + 3) / 4)] / 1000, a[int((3 * NR + 3) / 4)] / 1000}'; }
 jm=$(median "$work/jobrun.us")
+om=$(median "$work/jobrun-off.us")
 pm=$(median "$work/podman.us")
-echo "jobrun local $file vs podman run --rm (runc, --network none), same busybox image, warm; $N rounds, alternating"
-printf '%-36s median %7.1f ms  (quartiles %s)\n' "jobrun local" "$(echo "$jm / 1000" | bc -l)" "$(quartiles "$work/jobrun.us")"
+echo "jobrun local $file vs podman run --rm (runc, --network none), same busybox image, warm; $N rounds, rotating; load $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-36s median %7.1f ms  (quartiles %s)\n' "jobrun local --userns on" "$(echo "$jm / 1000" | bc -l)" "$(quartiles "$work/jobrun.us")"
+printf '%-36s median %7.1f ms  (quartiles %s)\n' "jobrun local --userns off" "$(echo "$om / 1000" | bc -l)" "$(quartiles "$work/jobrun-off.us")"
 printf '%-36s median %7.1f ms  (quartiles %s)\n' "podman run --rm" "$(echo "$pm / 1000" | bc -l)" "$(quartiles "$work/podman.us")"
-printf 'ratio jobrun/podman: %.2fx (target <= 0.5x)\n' "$(echo "$jm / $pm" | bc -l)"
+printf 'ratio jobrun/podman: on %.2fx, off %.2fx (target <= 0.5x); on - off: %.1f ms\n' "$(echo "$jm / $pm" | bc -l)" "$(echo "$om / $pm" | bc -l)" "$(echo "($jm - $om) / 1000" | bc -l)"
 "$BENCHRESULT" add -scale 0.001 -peer "podman run --rm" -target 'ratio<=0.5' "$res" "hello job wall time" "jobrun local" ms <"$work/jobrun.us"
+"$BENCHRESULT" add -scale 0.001 -peer "podman run --rm" -target 'ratio<=0.5' "$res" "hello job wall time" "jobrun local --userns off" ms <"$work/jobrun-off.us"
 "$BENCHRESULT" add -scale 0.001 "$res" "hello job wall time" "podman run --rm" ms <"$work/podman.us"
+"$BENCHRESULT" add -scale 0.001 -peer "jobrun local --userns off" "$res" "hello job, userns on vs off" "jobrun local --userns on" ms <"$work/jobrun.us"
+"$BENCHRESULT" add -scale 0.001 "$res" "hello job, userns on vs off" "jobrun local --userns off" ms <"$work/jobrun-off.us"
 "$BENCHRESULT" finish "$res" "$BENCH_OUT/local.json"
