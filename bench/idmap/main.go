@@ -7,14 +7,28 @@
 //     made once (as a range slot could keep one), upper owned by the range;
 //   - one-shot: a user namespace, the layers' idmapped mount, the overlay,
 //     the idmapped mount taken off again, and at the end the removal;
-//   - userns: making and dropping the user namespace alone.
+//   - userns: making and dropping the user namespace alone;
+//
+// and, as a job gets its root from jobrun's image store (a synthetic image
+// of that many small layers, imported from an OCI layout):
+//
+//   - Snapshot: image.Store.Snapshot + Snapshot.Remove, a job's root with
+//     `userns = "off"`;
+//   - SnapshotFor: image.Store.SnapshotFor with a user namespace made once
+//     before (as Runtime.NewNamespaces makes a job's, timed apart as
+//     "userns alone") + Snapshot.Remove: the idmapped mount of each layer,
+//     the overlay over them and its upper and work given to the range.
 //
 // It prints medians and the difference to plain and, with -json, writes
 // every round's time (package bench/internal/result): one metric per layer
-// count, each idmapped variant compared with plain. Needs root.
+// count, each idmapped variant compared with plain, and one per layer
+// count for the store's snapshots, SnapshotFor compared with Snapshot.
+// Needs root.
 package main
 
 import (
+	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -22,6 +36,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/jobrun/jobrun/agent/image"
+	"github.com/jobrun/jobrun/bench/internal/ocilayout"
 	"github.com/jobrun/jobrun/bench/internal/result"
 	"github.com/jobrun/jobrun/internal/idmap"
 	"github.com/jobrun/jobrun/internal/mount"
@@ -32,7 +48,7 @@ func main() {
 	rounds := flag.Int("n", 200, "rounds per variant and layer count")
 	out := flag.String("json", "", "write the figures to this file (package bench/internal/result)")
 	flag.Parse()
-	res := result.New("idmap", "What idmapping adds to a job's root, by number of image layers: a plain overlay (today's image snapshot) against one on a kept idmapped view of the layers and one with its own user namespace and idmapped mount (and the user namespace alone), alternating round by round")
+	res := result.New("idmap", "What idmapping adds to a job's root, by number of image layers: a plain overlay (today's image snapshot) against one on a kept idmapped view of the layers and one with its own user namespace and idmapped mount (and the user namespace alone); the image store's Snapshot (userns off) against SnapshotFor (userns on); alternating round by round")
 	res.Param("rounds", *rounds)
 	res.Param("work", *work)
 	err := run(res, *work, *rounds)
@@ -47,7 +63,7 @@ func main() {
 
 // tools names the variants, in the order run measures them; the first,
 // plain, is every other's peer.
-var tools = []string{"plain overlay", "kept idmapped view", "one-shot userns+idmap", "userns alone"}
+var tools = []string{"plain overlay", "kept idmapped view", "one-shot userns+idmap", "userns alone", "Snapshot", "SnapshotFor"}
 
 func run(res *result.File, work string, rounds int) error {
 	if rounds < 1 {
@@ -59,7 +75,7 @@ func run(res *result.File, work string, rounds int) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	fmt.Printf("%-7s %10s %10s %10s %10s %14s %14s\n", "layers", "plain", "kept", "one-shot", "userns", "kept-plain", "one-shot-plain")
+	fmt.Printf("%-7s %10s %10s %10s %10s %14s %14s %10s %12s %10s\n", "layers", "plain", "kept", "one-shot", "userns", "kept-plain", "one-shot-plain", "Snapshot", "SnapshotFor", "For-Snap")
 	for _, n := range []int{1, 5, 20} {
 		lowers, err := makeLayers(filepath.Join(dir, fmt.Sprint(n), "layers"), n)
 		if err != nil {
@@ -72,6 +88,14 @@ func run(res *result.File, work string, rounds int) error {
 		}
 		kept, err := idmap.NewLayers(u, filepath.Join(dir, fmt.Sprint(n), "mapped"))
 		u.Close()
+		if err != nil {
+			return err
+		}
+		st, img, err := storeImage(filepath.Join(dir, fmt.Sprint(n), "store"), n)
+		if err != nil {
+			return err
+		}
+		ju, err := idmap.NewUserns(m)
 		if err != nil {
 			return err
 		}
@@ -103,6 +127,20 @@ func run(res *result.File, work string, rounds int) error {
 				}
 				return u.Close()
 			},
+			func() error {
+				sn, err := st.Snapshot(context.Background(), img, "job")
+				if err != nil {
+					return err
+				}
+				return sn.Remove()
+			},
+			func() error {
+				sn, err := st.SnapshotFor(context.Background(), img, "job", ju)
+				if err != nil {
+					return err
+				}
+				return sn.Remove()
+			},
 		}
 		times := make([][]time.Duration, len(variants))
 		for range rounds {
@@ -110,33 +148,78 @@ func run(res *result.File, work string, rounds int) error {
 				t0 := time.Now()
 				if err := v(); err != nil {
 					kept.Close()
-					return err
+					ju.Close()
+					return fmt.Errorf("%s, %d layers: %w", tools[i], n, err)
 				}
 				times[i] = append(times[i], time.Since(t0))
 			}
 		}
-		if err := kept.Close(); err != nil {
+		if err := errors.Join(kept.Close(), ju.Close()); err != nil {
 			return err
 		}
 		metric := fmt.Sprintf("job root, %d layers", n)
 		if n == 1 {
 			metric = "job root, 1 layer"
 		}
+		snapMetric := fmt.Sprintf("job snapshot, %d layers", n)
+		if n == 1 {
+			snapMetric = "job snapshot, 1 layer"
+		}
+		if img.Flat != "" {
+			// Too many layers for one overlay mount's options (with the
+			// idmapped views' longer paths, see image.Store's fits): the
+			// store unpacked them into one at import, and that one is
+			// what every job's snapshot is made of.
+			snapMetric += " (flattened by the store)"
+		}
 		for i, t := range times {
-			res.Durations(metric, tools[i], t)
+			if i >= 4 {
+				res.Durations(snapMetric, tools[i], t)
+			} else {
+				res.Durations(metric, tools[i], t)
+			}
 		}
 		res.Compare(metric, tools[0])
+		res.Compare(snapMetric, tools[4])
 		med := make([]time.Duration, len(times))
 		for i, t := range times {
 			slices.Sort(t)
 			med[i] = t[len(t)/2]
 		}
-		fmt.Printf("%-7d %10s %10s %10s %10s %14s %14s\n", n, ms(med[0]), ms(med[1]), ms(med[2]), ms(med[3]), ms(med[1]-med[0]), ms(med[2]-med[0]))
+		fmt.Printf("%-7d %10s %10s %10s %10s %14s %14s %10s %12s %10s\n", n, ms(med[0]), ms(med[1]), ms(med[2]), ms(med[3]), ms(med[1]-med[0]), ms(med[2]-med[0]), ms(med[4]), ms(med[5]), ms(med[5]-med[4]))
 	}
 	return nil
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
+
+// storeImage opens an image store in dir and imports into it a synthetic
+// image of n small layers (ocilayout.SmallLayer) from an OCI layout. The
+// store flattens an image with too many layers for one overlay mount
+// (img.Flat): 20 are too many.
+func storeImage(dir string, n int) (*image.Store, *image.Image, error) {
+	var layers [][]byte
+	for i := range n {
+		l, err := ocilayout.SmallLayer(i)
+		if err != nil {
+			return nil, nil, err
+		}
+		layers = append(layers, l)
+	}
+	ref, err := ocilayout.Write(filepath.Join(dir, "layout"), "bench", layers)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := image.Open(filepath.Join(dir, "images"), image.Options{})
+	if err != nil {
+		return nil, nil, err
+	}
+	img, err := st.Resolve(context.Background(), ref, "")
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, img, nil
+}
 
 // makeLayers makes n small layers in dir, root-owned as unpacked.
 func makeLayers(dir string, n int) ([]string, error) {
