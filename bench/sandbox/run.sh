@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Container start + run `true` + teardown on one busybox rootfs: jobrun's
 # sandbox (in process, seccomp on; also with a fresh overlay snapshot per
-# run) against `runc run` (Debian's runc CLI) and `podman --runtime runc
-# run --rm`, alternating round by round; prints medians and ratios to runc.
+# run, and on a job's image snapshot without and with a user namespace:
+# see README.md for what each includes) against `runc run` (Debian's runc
+# CLI) and `podman --runtime runc run --rm`, alternating round by round;
+# prints medians and ratios to runc.
 # Writes $BENCH_OUT/sandbox.json (default bench/out).
 # Needs root. usage: bench/sandbox/run.sh   (env N, default 200; PODMAN_N,
 # default 30; TINY=1: 4 and 2)
