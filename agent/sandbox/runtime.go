@@ -95,6 +95,11 @@ func New(stateDir string, log hclog.Logger) (*Runtime, error) {
 			return nil, fmt.Errorf("sandbox runtime dir: %w", err)
 		}
 	}
+	// The way to a container's files (hosts, hostname, resolv.conf)
+	// is traversable, never listable, by a job's range (see Start).
+	if err := os.Chmod(rt.files, 0o711); err != nil {
+		return nil, fmt.Errorf("sandbox runtime dir: %w", err)
+	}
 	// Before the starter and the warmer: on a delegated cgroup v2
 	// subtree this process moves into its leaf, and they follow it.
 	if rt.cgroups, err = cgroupBase(log); err != nil {
@@ -206,6 +211,14 @@ func (rt *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) 
 	}()
 	if c.user, err = ResolveUser(s.Rootfs, s.User); err != nil {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+	}
+	if s.UserNS != "" {
+		// Traversable by the range's root, as its way there (see
+		// makeRunDir): libcontainer then binds the files from inside
+		// the namespace instead of asking the host for each.
+		if err := os.Chmod(c.files, 0o711); err != nil {
+			return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+		}
 	}
 	if err := writeEtc(c.files, &s); err != nil {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
