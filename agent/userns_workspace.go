@@ -8,6 +8,8 @@ import (
 
 	"github.com/jobrun/jobrun/agent/sandbox"
 	"github.com/jobrun/jobrun/internal/idmap"
+	"github.com/jobrun/jobrun/internal/lockfile"
+	"github.com/jobrun/jobrun/internal/mount"
 )
 
 // jobWorkspace is what a job's workspace gives the runner: the directory
@@ -26,10 +28,56 @@ type jobWorkspace interface {
 // Interim (uns-core): workspace.Overlay takes the job's user namespace in
 // the workspace package's own change (with its crash clean-up and copy
 // fallback); this stands in for it until then.
-type rangeWorkspace struct{ o *idmap.Overlay }
+type rangeWorkspace struct {
+	o    *idmap.Overlay
+	dir  string
+	lock *lockfile.Lock // dir.lock, held while live: CleanupScratch
+}
 
-func (w *rangeWorkspace) Path() string  { return w.o.Rootfs() }
-func (w *rangeWorkspace) Remove() error { return w.o.Remove() }
+func (w *rangeWorkspace) Path() string { return w.o.Rootfs() }
+
+// Remove takes the overlay down, then its lock. Calling it again does
+// nothing.
+func (w *rangeWorkspace) Remove() error {
+	if w.lock == nil {
+		return nil
+	}
+	if err := w.o.Remove(); err != nil {
+		return fmt.Errorf("remove workspace: %w", err)
+	}
+	os.Remove(w.dir + ".lock") // while still holding it, see lockfile.Release
+	err := w.lock.Release()
+	w.lock = nil
+	return err
+}
+
+// rangeWorkspaces is where rangeWorkspace overlays live.
+func rangeWorkspaces(workDir string) string { return filepath.Join(workDir, "workspaces-userns") }
+
+// cleanupRangeWorkspaces removes the range workspaces of dead processes:
+// their overlay and the idmapped views of their source a kill may have
+// left under it.
+func cleanupRangeWorkspaces(ctx context.Context, workDir string) error {
+	return lockfile.Sweep(ctx, rangeWorkspaces(workDir), func(dir string, l *lockfile.Lock) error {
+		defer l.Release()
+		mounts := []string{filepath.Join(dir, "rootfs")}
+		if ents, err := os.ReadDir(filepath.Join(dir, "lower")); err == nil {
+			for _, e := range ents {
+				mounts = append(mounts, filepath.Join(dir, "lower", e.Name()))
+			}
+		}
+		for _, m := range mounts {
+			if err := mount.Unmount(m); err != nil {
+				return fmt.Errorf("workspace %s: %w", dir, err)
+			}
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("workspace %s: %w", dir, err)
+		}
+		os.Remove(dir + ".lock")
+		return nil
+	})
+}
 
 // workspaceFor makes j's workspace: a plain directory (a clean export,
 // mounted idmapped in a user namespace) or a copy-on-write view of its
@@ -42,13 +90,16 @@ func (r *Runner) workspaceFor(ctx context.Context, j *Job, ns *sandbox.Namespace
 		}
 		return ws, true, nil
 	}
-	base := filepath.Join(r.WorkDir, "workspaces-userns")
-	if err := os.MkdirAll(base, 0o711); err != nil {
-		return nil, false, fmt.Errorf("workspace: %w", err)
-	}
-	o, err := idmap.NewOverlay(ns.Userns(), []string{j.Source}, filepath.Join(base, j.instance))
+	dir := filepath.Join(rangeWorkspaces(r.WorkDir), j.instance)
+	lock, err := lockfile.TryAcquire(dir + ".lock")
 	if err != nil {
 		return nil, false, fmt.Errorf("workspace: %w", err)
 	}
-	return &rangeWorkspace{o}, false, nil
+	o, err := idmap.NewOverlay(ns.Userns(), []string{j.Source}, dir)
+	if err != nil {
+		os.Remove(dir + ".lock")
+		lock.Release()
+		return nil, false, fmt.Errorf("workspace: %w", err)
+	}
+	return &rangeWorkspace{o: o, dir: dir, lock: lock}, false, nil
 }
