@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -457,5 +458,36 @@ func TestUsernsKnownMappingIsSpecconvs(t *testing.T) {
 	}
 	if !strings.Contains(fast, ns.UserPath()) {
 		t.Errorf("config does not name the namespace: %s", fast)
+	}
+}
+
+// TestUsernsHostNetwork: a job in a user namespace with the host's
+// network (network = "host") starts, its /sys the host's bound in, and
+// sees the host's interfaces.
+func TestUsernsHostNetwork(t *testing.T) {
+	rt, _ := newRuntime(t)
+	ns, rfs := jobNS(t, rt, "userns-hostnet", rangeA, false, rootfs(t))
+	c := start(t, rt, Spec{ID: "userns-hostnet", Rootfs: rfs, UserNS: ns.UserPath(), Network: "host"})
+	exit, out, errOut := sh(t, c, Process{}, `ls /sys/class/net`)
+	if !exit.Success() {
+		t.Fatalf("%s: %s", exit, errOut)
+	}
+	// The host's default route's interface, which other tests leave be.
+	routes, err := os.ReadFile("/proc/net/route")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uplink := ""
+	for _, l := range strings.Split(string(routes), "\n") {
+		if f := strings.Fields(l); len(f) > 1 && f[1] == "00000000" {
+			uplink = f[0]
+			break
+		}
+	}
+	if uplink == "" {
+		uplink = "lo" // a host without a default route: weaker, still the host's
+	}
+	if !slices.Contains(strings.Fields(out), uplink) {
+		t.Errorf("the job sees interfaces %q, not the host's %s", out, uplink)
 	}
 }
