@@ -9,8 +9,10 @@ import (
 
 	"github.com/jobrun/jobrun/agent/image"
 	"github.com/jobrun/jobrun/agent/sandbox"
+	"github.com/jobrun/jobrun/agent/workspace"
 	"github.com/jobrun/jobrun/artifacts"
 	"github.com/jobrun/jobrun/cache"
+	"github.com/jobrun/jobrun/internal/idmap"
 	"github.com/jobrun/jobrun/internal/units"
 	"github.com/jobrun/jobrun/jobs"
 )
@@ -32,34 +34,32 @@ func (v *volume) release() error {
 }
 
 // acquireCaches gets each of the job's caches, evaluating keys such as
-// hashfiles("go.sum") against the workspace.
-func (r *Runner) acquireCaches(ctx context.Context, j *Job, ws string, l *jobLog) ([]*volume, []sandbox.Mount, error) {
+// hashfiles("go.sum") against the workspace. u is the job's user
+// namespace, nil for a job without one: a plain directory (a shared or
+// locked volume, a scratch dir) is then bound idmapped, and a private
+// volume is an overlay already built for the range, bound as it is.
+func (r *Runner) acquireCaches(ctx context.Context, j *Job, ws string, u *idmap.Userns, l *jobLog) ([]*volume, []sandbox.Mount, error) {
 	var vols []*volume
 	var mounts []sandbox.Mount
 	for _, c := range j.Caches {
-		v, err := r.acquireCache(ctx, j, c.Name, string(c.Sharing), func() (string, error) { return c.EvalKey(ws) }, l)
+		v, err := r.acquireCache(ctx, j, c.Name, string(c.Sharing), func() (string, error) { return c.EvalKey(ws) }, u, l)
 		if err != nil {
 			return vols, nil, fmt.Errorf("cache %q: %w", c.Name, err)
 		}
 		vols = append(vols, v)
 		var src string
+		plain := true // a scratch dir, a shared or locked volume
 		if v.v != nil {
-			src = v.v.Path()
+			src, plain = v.v.Path(), v.v.Sharing() != cache.Private
 		} else {
 			src = v.tmp.dir
 		}
-		// Idmapped in a user namespace: a volume is shared by jobs of
-		// every range and stays owned by container ids on disk. A
-		// private one is an overlay, which cannot be idmapped: chowned
-		// to the range instead (interim, uns-core: the cache package
-		// builds it over an idmapped lower in its own change).
-		idmapped := v.v == nil || v.v.Sharing() != cache.Private
-		mounts = append(mounts, sandbox.Mount{Source: src, Target: c.Path, Chown: true, IDMap: idmapped})
+		mounts = append(mounts, sandbox.Mount{Source: src, Target: c.Path, Chown: true, IDMap: u != nil && plain})
 	}
 	return vols, mounts, nil
 }
 
-func (r *Runner) acquireCache(ctx context.Context, j *Job, name, sharing string, key func() (string, error), l *jobLog) (*volume, error) {
+func (r *Runner) acquireCache(ctx context.Context, j *Job, name, sharing string, key func() (string, error), u *idmap.Userns, l *jobLog) (*volume, error) {
 	if r.Caches == nil {
 		s, err := newScratch(r.WorkDir)
 		if err != nil {
@@ -73,7 +73,7 @@ func (r *Runner) acquireCache(ctx context.Context, j *Job, name, sharing string,
 	}
 	v, err := r.Caches.Acquire(ctx, cache.Request{
 		Repo: j.Repo, Name: name, Key: k, Sharing: cache.Sharing(sharing),
-		Untrusted: j.Untrusted, Upload: !j.Untrusted,
+		Untrusted: j.Untrusted, Upload: !j.Untrusted, Userns: u,
 		Wait: func(msg string) { l.notice("", msg) },
 	})
 	if err != nil {
@@ -162,6 +162,15 @@ func (r *Runner) fetchNeeds(ctx context.Context, j *Job, ws string, l *jobLog) e
 			continue // the needed job stored no artifacts
 		}
 		if err != nil {
+			return fmt.Errorf("artifacts of %s: %w", need.ID, err)
+		}
+		paths := make([]string, len(m.Files))
+		for i, f := range m.Files {
+			paths[i] = f.Path
+		}
+		// In a range's overlay they belong to the job's root, not the
+		// host's (which the job would see as the overflow id).
+		if err := workspace.Adopt(ws, paths); err != nil {
 			return fmt.Errorf("artifacts of %s: %w", need.ID, err)
 		}
 		l.notice("", fmt.Sprintf("artifacts of %s: %d files", need.ID, len(m.Files)))

@@ -22,6 +22,7 @@ import (
 	"github.com/jobrun/jobrun/agent/workspace"
 	"github.com/jobrun/jobrun/artifacts"
 	"github.com/jobrun/jobrun/cache"
+	"github.com/jobrun/jobrun/internal/idmap"
 	"github.com/jobrun/jobrun/internal/units"
 	"github.com/jobrun/jobrun/jobs"
 )
@@ -203,7 +204,7 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 	}
 	jn := r.startNetwork(ctx, j, ns, &td)
 
-	ws, wsIDMap, err := r.workspaceFor(clk.ctx, j, ns)
+	ws, wsIDMap, err := r.workspace(clk.ctx, j, ns.Userns())
 	if err != nil {
 		return prepFailed(err)
 	}
@@ -235,7 +236,7 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 	td.add(snap.Remove)
 
 	phase = "acquiring caches"
-	vols, mounts, err := r.acquireCaches(clk.ctx, j, ws.Path(), l)
+	vols, mounts, err := r.acquireCaches(clk.ctx, j, ws.Path(), ns.Userns(), l)
 	for _, v := range vols {
 		td.add(v.release)
 		res.Caches++
@@ -393,10 +394,22 @@ func secretValues(m map[string]string) []string {
 	return v
 }
 
-func (r *Runner) workspace(ctx context.Context, j *Job) (*workspace.Workspace, error) {
+// workspace makes j's workspace: a clean export of its source (a plain
+// directory, which a job in a user namespace gets idmapped) or a
+// copy-on-write view of it (built for the job's range when u is set:
+// an overlay over an idmapped source, mounted as it is). It reports
+// whether the container mounts it idmapped.
+func (r *Runner) workspace(ctx context.Context, j *Job, u *idmap.Userns) (*workspace.Workspace, bool, error) {
 	base := filepath.Join(r.WorkDir, "workspaces")
 	if err := os.MkdirAll(base, 0o700); err != nil {
-		return nil, fmt.Errorf("workspace: %w", err)
+		return nil, false, fmt.Errorf("workspace: %w", err)
+	}
+	if u != nil {
+		// The job's root (a range id) must pass through to the
+		// overlay it is given; it may not list the others.
+		if err := os.Chmod(base, 0o711); err != nil {
+			return nil, false, fmt.Errorf("workspace: %w", err)
+		}
 	}
 	if j.Clean {
 		rev := j.Rev
@@ -404,9 +417,10 @@ func (r *Runner) workspace(ctx context.Context, j *Job) (*workspace.Workspace, e
 			rev = "HEAD"
 		}
 		ws, _, err := workspace.Checkout(ctx, base, j.instance, j.Source, rev)
-		return ws, err
+		return ws, true, err
 	}
-	return workspace.Overlay(ctx, base, j.instance, j.Source)
+	ws, err := workspace.Overlay(ctx, base, j.instance, j.Source, u)
+	return ws, false, err
 }
 
 // limitText says what limits a job runs under, for its log.

@@ -62,8 +62,5 @@ func CleanupScratch(ctx context.Context, workDir string) error {
 	if err != nil {
 		return fmt.Errorf("scratch dirs cleanup: %w", err)
 	}
-	if err := cleanupRangeWorkspaces(ctx, workDir); err != nil {
-		return fmt.Errorf("workspaces cleanup: %w", err)
-	}
 	return nil
 }

@@ -337,40 +337,6 @@ job "b" {
 	}
 }
 
-// TestUsernsWorkspaceCleanup: a range workspace a killed process left
-// (its lock free, its overlay mounted) goes with CleanupScratch; a live
-// one stays.
-func TestUsernsWorkspaceCleanup(t *testing.T) {
-	r := usernsRunner(t, 2, false, "")
-	ns, err := r.Sandbox.NewNamespaces("ws-cleanup", idrange.Range{UID: firstRange, GID: firstRange}.Mapping(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	src := t.TempDir()
-	live, _, err := r.workspaceFor(context.Background(), &Job{Job: &jobs.Job{}, Source: src, instance: "live"}, ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead, _, err := r.workspaceFor(context.Background(), &Job{Job: &jobs.Job{}, Source: src, instance: "dead"}, ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead.(*rangeWorkspace).lock.Release() // its process died
-	if err := CleanupScratch(context.Background(), r.WorkDir); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(dead.Path()); !os.IsNotExist(err) {
-		t.Errorf("dead workspace still there: %v", err)
-	}
-	if _, err := os.Stat(live.Path()); err != nil {
-		t.Errorf("live workspace removed: %v", err)
-	}
-	if err := live.Remove(); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestUsernsDebianPackaging: in a Debian image in a user namespace,
 // `dpkg -i` of a local package with files owned by a non-root user
 // installs them with that owner, and apt's privilege drop to _apt works.

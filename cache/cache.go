@@ -3,7 +3,8 @@
 // locked to one job at a time, or mounted privately as a copy-on-write
 // overlay that is discarded afterwards (always, for untrusted runs).
 //
-// Layout under the cache directory (STATE_DIR/caches):
+// Layout under the cache directory (STATE_DIR/caches, 0700 like locks,
+// vols and private: no one but root reaches a volume on the host):
 //
 //	locks/ID.lock          guard: held while a volume is created, restored,
 //	                       registered, released or evicted; unlinked
@@ -15,6 +16,9 @@
 //	vols/ID/exclusive.lock held by the one user of a "locked" volume
 //	private/N.lock         held by the owner of a private overlay
 //	private/N/{upper,work,merged}
+//	private/N/lower/       for a job in a user namespace: the idmapped
+//	                       view of the data, mounted only while the
+//	                       overlay is made
 //
 // ID is a readable prefix of the repository and cache name plus a hash of
 // repository, name and key, so no repository can name another's volume.
@@ -37,6 +41,7 @@ import (
 	"unicode"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/jobrun/jobrun/internal/idmap"
 	"github.com/jobrun/jobrun/internal/lockfile"
 )
 
@@ -101,8 +106,15 @@ func Open(dir string, opts Options) (*Manager, error) {
 	if opts.Budget < 0 {
 		return nil, fmt.Errorf("cache budget %d: must not be negative", opts.Budget)
 	}
-	for _, d := range []string{"locks", "vols", "private"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+	// Only root may reach a volume on the host: a job's root may leave a
+	// setuid file owned by host root in a shared volume (its root is the
+	// range's root, which a volume's idmapped bind maps to 0 on disk).
+	for _, d := range []string{"", "locks", "vols", "private"} {
+		p := filepath.Join(dir, d)
+		if err := os.MkdirAll(p, 0o700); err != nil {
+			return nil, fmt.Errorf("cache dir: %w", err)
+		}
+		if err := os.Chmod(p, 0o700); err != nil {
 			return nil, fmt.Errorf("cache dir: %w", err)
 		}
 	}
@@ -139,6 +151,15 @@ type Request struct {
 	// Wait, if set, is called once when a locked volume is busy, so the
 	// job's log can say why it waits.
 	Wait func(msg string)
+	// Userns is the user namespace of a job whose root is a host id range;
+	// nil for a job without one. A shared or locked volume is the same
+	// directory either way (Path, owned by the container's ids on disk:
+	// the runner binds it idmapped). A private volume's overlay then has an
+	// idmapped view of the data as its lower layer and an upper owned by
+	// the range's root, so the job writes to it as it would without a
+	// namespace, and nothing owned by a range id stays on the host once it
+	// is released (the upper goes with it). The runner binds it as it is.
+	Userns *idmap.Userns
 }
 
 func (r Request) validate() error {

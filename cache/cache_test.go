@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jobrun/jobrun/internal/idmap"
 	"github.com/jobrun/jobrun/internal/leakcheck"
 	"github.com/jobrun/jobrun/internal/mount"
 	"github.com/jobrun/jobrun/internal/testenv"
@@ -239,9 +240,16 @@ func helperProcess(dir string) {
 		fmt.Println("error:", err)
 		os.Exit(1)
 	}
+	var u *idmap.Userns
+	if os.Getenv("JOBRUN_CACHE_HELPER_USERNS") != "" {
+		if u, err = idmap.NewUserns(rangeA); err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+	}
 	var vols []*Volume
 	for _, mode := range strings.Split(os.Getenv("JOBRUN_CACHE_HELPER_MODES"), ",") {
-		v, err := m.Acquire(context.Background(), Request{Repo: "r", Name: "n", Sharing: Sharing(mode)})
+		v, err := m.Acquire(context.Background(), Request{Repo: "r", Name: "n", Sharing: Sharing(mode), Userns: u})
 		if err != nil {
 			fmt.Println("error:", err)
 			os.Exit(1)
@@ -270,8 +278,15 @@ type holder struct {
 // holds them until stop or kill.
 func startHolder(t *testing.T, dir string, modes ...string) *holder {
 	t.Helper()
+	return startHolderEnv(t, dir, nil, modes...)
+}
+
+// startHolderEnv is startHolder with more environment for the child.
+func startHolderEnv(t *testing.T, dir string, env []string, modes ...string) *holder {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "JOBRUN_CACHE_HELPER_DIR="+dir, "JOBRUN_CACHE_HELPER_MODES="+strings.Join(modes, ","))
+	cmd.Env = append(cmd.Env, env...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

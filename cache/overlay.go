@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jobrun/jobrun/internal/idmap"
 	"github.com/jobrun/jobrun/internal/lockfile"
 	"github.com/jobrun/jobrun/internal/mount"
 	"golang.org/x/sys/unix"
@@ -15,7 +16,11 @@ import (
 
 // overlay is a private, copy-on-write view of a volume: the shared data
 // directory is the read-only lower layer, and the job's writes go to a
-// fresh upper directory that is removed with the mount.
+// fresh upper directory that is removed with the mount. For a job in a
+// user namespace the lower is an idmapped view of the data (its files show
+// as the range's ids) and the upper belongs to the range's root; the
+// idmapped mount is made under private/N/lower and comes off once the
+// overlay holds it.
 type overlay struct {
 	dir     string // private/N
 	lockDir string // private/N.lock
@@ -23,10 +28,11 @@ type overlay struct {
 	merged  string
 }
 
-// mountPrivate mounts an overlay of volume id's data. The owner lock is
-// taken before the directory exists, so Cleanup never mistakes a private
-// overlay being set up for one left by a dead process.
-func (m *Manager) mountPrivate(id string) (*overlay, error) {
+// mountPrivate mounts an overlay of volume id's data, for u's range if u
+// is set. The owner lock is taken before the directory exists, so Cleanup
+// never mistakes a private overlay being set up for one left by a dead
+// process.
+func (m *Manager) mountPrivate(id string, u *idmap.Userns) (*overlay, error) {
 	n := id + "-" + nonce()
 	o := &overlay{
 		dir:     filepath.Join(m.dir, "private", n),
@@ -43,15 +49,30 @@ func (m *Manager) mountPrivate(id string) (*overlay, error) {
 			return nil, errors.Join(fmt.Errorf("private overlay: %w", err), o.remove())
 		}
 	}
-	if err := mount.Overlay(o.merged, []string{m.dataDir(id)}, upper, work, unix.MS_NODEV|unix.MS_NOSUID); err != nil {
+	const flags = unix.MS_NODEV | unix.MS_NOSUID
+	if u != nil {
+		err = idmap.MountOverlay(u, []string{m.dataDir(id)}, upper, work, o.merged, o.lower(), flags)
+	} else {
+		err = mount.Overlay(o.merged, []string{m.dataDir(id)}, upper, work, flags)
+	}
+	if err != nil {
 		return nil, errors.Join(fmt.Errorf("private overlay: %w", err), o.remove())
 	}
 	return o, nil
 }
 
-// remove unmounts the overlay and deletes its directories and lock.
+// lower is where the idmapped view of the data is mounted while the
+// overlay is made.
+func (o *overlay) lower() string { return filepath.Join(o.dir, "lower") }
+
+// remove unmounts the overlay and deletes its directories and lock. An
+// idmapped lower that a crash left mounted comes off first: the deletion
+// must never reach the volume's data through it.
 func (o *overlay) remove() error {
 	err := mount.Unmount(o.merged)
+	if err == nil {
+		err = idmap.RemoveLowers(o.lower())
+	}
 	if err == nil {
 		err = os.RemoveAll(o.dir)
 	}

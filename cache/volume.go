@@ -77,7 +77,7 @@ func (m *Manager) Acquire(ctx context.Context, req Request) (*Volume, error) {
 	case Locked:
 		setupErr = v.lockExclusive(ctx)
 	case Private:
-		v.priv, setupErr = m.mountPrivate(v.id)
+		v.priv, setupErr = m.mountPrivate(v.id, req.Userns)
 		if setupErr == nil {
 			v.path = v.priv.merged
 		}
@@ -127,6 +127,9 @@ func (m *Manager) create(ctx context.Context, id string, req Request, rs *Restor
 		if err := os.RemoveAll(d); err != nil {
 			return md, fmt.Errorf("cache %s: %w", id, err)
 		}
+	}
+	if err := os.MkdirAll(m.volDir(id), 0o700); err != nil {
+		return md, fmt.Errorf("cache %s: %w", id, err)
 	}
 	if err := os.MkdirAll(partial, 0o755); err != nil {
 		return md, fmt.Errorf("cache %s: %w", id, err)

@@ -35,6 +35,9 @@ func TestMain(m *testing.M) {
 		helper()
 		return
 	}
+	if p := os.Getenv(probeEnv); p != "" {
+		os.Exit(probe(p))
+	}
 	os.Exit(run(m))
 }
 
@@ -326,10 +329,13 @@ func busybox(t *testing.T) string {
 
 // helperEnv makes the test binary a process that sets up a job's network
 // in the state dir it names, prints "ready ADDR" and waits to be killed.
-// helperHostEnv, if set, is "BRIDGE DIR SUBNET" for a private host side.
+// helperHostEnv, if set, is "BRIDGE DIR SUBNET" for a private host side;
+// helperNetNSEnv, if set, the namespace to set the network up in
+// (SetupIn).
 const (
-	helperEnv     = "JOBRUN_NETWORK_TEST_HELPER"
-	helperHostEnv = "JOBRUN_NETWORK_TEST_HELPER_HOST"
+	helperEnv      = "JOBRUN_NETWORK_TEST_HELPER"
+	helperHostEnv  = "JOBRUN_NETWORK_TEST_HELPER_HOST"
+	helperNetNSEnv = "JOBRUN_NETWORK_TEST_HELPER_NETNS"
 )
 
 func helper() {
@@ -340,7 +346,12 @@ func helper() {
 	m, err := New(o)
 	if err == nil {
 		var n *Net
-		if n, err = m.Setup(context.Background(), "crashed"); err == nil {
+		if ns := os.Getenv(helperNetNSEnv); ns != "" {
+			n, err = m.SetupIn(context.Background(), "crashed", ns)
+		} else {
+			n, err = m.Setup(context.Background(), "crashed")
+		}
+		if err == nil {
 			fmt.Printf("ready %s\n", n.Addr)
 			select {}
 		}

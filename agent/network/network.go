@@ -7,15 +7,22 @@
 // Links and addresses are made with netlink, rules with nftables' netlink
 // API; nothing shells out to ip or nft.
 //
-// A Manager (New) serves one state dir. Setup makes a job's network,
-// Net.Teardown removes exactly what Setup made, Close removes the host side
-// (bridge and table) when no job holds a lease any more, and Cleanup
-// removes what a killed process left behind: only jobs whose lock is free.
+// A Manager (New) serves one state dir. Setup makes a job's network in a
+// namespace of its own; SetupIn does the same in an empty namespace the
+// caller made and keeps (one owned by the job's user namespace, so that
+// the job's root may mount a sysfs of it). Net.Teardown removes exactly
+// what Setup or SetupIn made, Close removes the host side (bridge and
+// table) when no job holds a lease any more, and Cleanup removes what a
+// killed process left behind: only jobs whose lock is free. Every job's
+// namespace gets Docker's net.ipv4.ip_unprivileged_port_start=0 and
+// ping_group_range (see setSysctls); the host's sysctls are not touched
+// but for IP forwarding.
 //
 // Where things live:
 //
 //	STATE/network/ID/lock        held while the job's network lives
-//	STATE/network/ID/netns       the job's namespace, bind-mounted (nsfs)
+//	STATE/network/ID/netns       the job's namespace, bind-mounted (nsfs);
+//	                             Setup's only (SetupIn's is the caller's)
 //	Dir/lock, Dir/leases         host-wide: the addresses leased to jobs
 //	Dir/users                    held shared by each live Manager that
 //	                             has made a network (see Close)
@@ -54,6 +61,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/jobrun/jobrun/internal/lockfile"
 	"github.com/jobrun/jobrun/internal/nldump"
@@ -115,6 +123,9 @@ type Manager struct {
 	// lease: while any live Manager holds one, the bridge and the table
 	// stay (see removeHostIfIdle). Nil before: Close has nothing to do.
 	user *lockfile.Lock
+	// unlinking counts the veth pairs of SetupIn's jobs that Teardown
+	// left being deleted; Close waits for them.
+	unlinking sync.WaitGroup
 }
 
 // New returns a Manager for o. It changes nothing on the host until the
@@ -168,7 +179,11 @@ type Net struct {
 	m    *Manager
 	id   string
 	lock *lockfile.Lock
-	// Path is the job's network namespace, for sandbox.Spec.NetNS.
+	// given is whether the namespace is the caller's (SetupIn), which
+	// Teardown leaves in place.
+	given bool
+	// Path is the job's network namespace, for sandbox.Spec.NetNS: the
+	// one Setup made, or the one SetupIn was given.
 	Path string
 	// Addr is the job's address and Gateway the bridge's.
 	Addr, Gateway netip.Addr
@@ -182,15 +197,42 @@ type Net struct {
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
 
 // Setup makes the network of the job id (a container instance name,
-// unique on the host while it runs). Teardown undoes it; on error nothing
+// unique on the host while it runs) in a network namespace of its own,
+// owned by the host's user namespace. Teardown undoes it; on error nothing
 // is left.
-func (m *Manager) Setup(ctx context.Context, id string) (_ *Net, err error) {
+func (m *Manager) Setup(ctx context.Context, id string) (*Net, error) {
+	return m.setup(ctx, id, "")
+}
+
+// SetupIn makes the network of the job id, as Setup does, in the existing,
+// empty network namespace at netns (an nsfs bind mount of the caller's,
+// typically of a namespace owned by the job's user namespace, so that the
+// job's root may mount a sysfs of it). Teardown removes everything but
+// that namespace, which stays the caller's to remove, and so does Cleanup
+// for a dead process's job. A path that is not an empty network namespace
+// other than the host's is refused.
+func (m *Manager) SetupIn(ctx context.Context, id, netns string) (*Net, error) {
+	if netns == "" {
+		return nil, fmt.Errorf("network %s: no network namespace given", id)
+	}
+	return m.setup(ctx, id, netns)
+}
+
+// setup is Setup in a namespace of its own if given is "", SetupIn in the
+// one at given otherwise.
+func (m *Manager) setup(ctx context.Context, id, given string) (_ *Net, err error) {
 	if !idPattern.MatchString(id) {
 		return nil, fmt.Errorf("network %q: want 1 to 63 letters, digits or \"-\"", id)
 	}
 	begin := time.Now()
 	dir := filepath.Join(m.jobs, id)
 	n := &Net{m: m, id: id, Path: filepath.Join(dir, "netns"), Gateway: m.gw, Comment: RuleComment(m.tag, id)}
+	if given != "" {
+		n.Path, n.given = given, true
+		if err := checkGivenNetNS(given); err != nil {
+			return nil, fmt.Errorf("network %s: %w", id, err)
+		}
+	}
 	if n.lock, err = lockfile.TryAcquire(filepath.Join(dir, "lock")); errors.Is(err, lockfile.ErrLocked) {
 		return nil, fmt.Errorf("network %s: in use: %w", id, err)
 	} else if err != nil {
@@ -210,10 +252,15 @@ func (m *Manager) Setup(ctx context.Context, id string) (_ *Net, err error) {
 	if n.Addr, err = m.lease(ctx, id, filepath.Join(dir, "lock")); err != nil {
 		return nil, err
 	}
-	if err := makeNetNS(n.Path); err != nil {
-		return nil, err
+	if !n.given {
+		if err := makeNetNS(n.Path); err != nil {
+			return nil, err
+		}
 	}
 	if err := m.link(n); err != nil {
+		return nil, err
+	}
+	if err := setSysctls(n.Path); err != nil {
 		return nil, err
 	}
 	if err := addJobRules(m.table, n.Comment, n.Addr, m.o.Deny); err != nil {
@@ -489,15 +536,19 @@ func lingering(name, alias string) bool {
 }
 
 // Teardown removes the job's network: its rules, its namespace (and with
-// it the veth pair) and its lease. The bridge and the table stay for the
-// next job (Manager.Close removes them). Every step is tried; calling it
-// again does nothing. The job's containers must be gone: they hold the
+// it the veth pair) and its lease. A namespace given to SetupIn stays, the
+// caller's to remove: the veth pair is deleted instead, and with it the
+// job's address and routes in there; Teardown takes it down at once (the
+// address unreachable) and leaves the deletion, which waits for RCU grace
+// periods, running when it returns (Close waits for it). The bridge and
+// the table stay for the next job (Manager.Close removes them). Every
+// step is tried; calling it again does nothing. The job's containers must be gone: they hold the
 // namespace, and with it the veth pair, while they live.
 func (n *Net) Teardown() error {
 	if n.lock == nil {
 		return nil
 	}
-	err := n.m.teardown(context.Background(), n.id, n.Comment)
+	err := n.m.teardown(context.Background(), n.id, n.Comment, n.given)
 	n.lock.Release()
 	n.lock = nil
 	if err != nil {
@@ -516,18 +567,28 @@ func (n *Net) Teardown() error {
 //     RCU grace periods the unregistering waits for. The host end has no
 //     address and is an isolated bridge port, so while it lingers it
 //     reaches nothing, and the lease can go at once: a new job on the
-//     same address has its own veth;
+//     same address has its own veth. A namespace given to SetupIn
+//     (given) outlives this, so there the host end is taken down (out of
+//     the bridge's forwarding, ~0.1 ms: the old address answers no ARP
+//     and the lease may go at once) while the rules go, and the pair is
+//     deleted in the background (12 to 30 ms), by index, so that a new
+//     job of the same id and veth name is never the one deleted;
 //   - the rules go in one nftables transaction (any deletion waits for an
 //     RCU grace period, 10 to 15 ms here), while the namespace is
 //     unmounted;
 //   - the lease goes last, once the rules that name its address are gone,
 //     so a new job on that address never meets them.
-func (m *Manager) teardown(ctx context.Context, id, comment string) error {
+func (m *Manager) teardown(ctx context.Context, id, comment string, given bool) error {
 	dir := filepath.Join(m.jobs, id)
 	var rulesErr error
 	var wg sync.WaitGroup
 	wg.Go(func() { rulesErr = delJobRules(m.table, comment) })
-	nsErr := removeNetNS(filepath.Join(dir, "netns"))
+	var nsErr error
+	if given {
+		nsErr = m.unlink(vethName(m.tag, id))
+	} else {
+		nsErr = removeNetNS(filepath.Join(dir, "netns"))
+	}
 	wg.Wait()
 	if err := errors.Join(rulesErr, nsErr); err != nil {
 		// The lease stays: its rules may still name its address. Cleanup
@@ -543,7 +604,10 @@ func (m *Manager) teardown(ctx context.Context, id, comment string) error {
 
 // remove deletes what Setup made for id, whose lock the caller holds, for
 // Cleanup: unlike teardown it deletes the veth itself, in case something
-// else still holds the namespace of a dead process's job.
+// else still holds the namespace of a dead process's job. A job of SetupIn
+// has no STATE/network/ID/netns: its namespace, wherever it is (gone, or
+// still bound by a caller that is to remove it), is never touched, and
+// deleting the veth removes the job's address and routes from it.
 func (m *Manager) remove(ctx context.Context, id, comment string) error {
 	var errs []error
 	if err := delJobRules(m.table, comment); err != nil {
@@ -568,6 +632,30 @@ func (m *Manager) remove(ctx context.Context, id, comment string) error {
 	return errors.Join(errs...)
 }
 
+// unlink takes the link name down and deletes it in the background
+// (Close waits for that), logging a failure: the pair, down and without
+// a lease, then goes with the caller's namespace, or with the next Setup
+// of the same id (see lingering).
+func (m *Manager) unlink(name string) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return nil
+		}
+		return fmt.Errorf("veth %s: %w", name, err)
+	}
+	if err := netlink.LinkSetDown(l); err != nil && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("veth %s: down: %w", name, err)
+	}
+	m.unlinking.Go(func() {
+		if err := netlink.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
+			m.o.Log.Error("delete a torn-down job's veth", "veth", name, "error", err)
+		}
+	})
+	return nil
+}
+
 func delLink(name string) error {
 	l, err := netlink.LinkByName(name)
 	if err != nil {
@@ -577,7 +665,9 @@ func delLink(name string) error {
 		}
 		return fmt.Errorf("veth %s: %w", name, err)
 	}
-	if err := netlink.LinkDel(l); err != nil {
+	// ENODEV: gone meanwhile (a torn-down job's, deleted in the
+	// background or with its namespace).
+	if err := netlink.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
 		return fmt.Errorf("delete veth %s: %w", name, err)
 	}
 	return nil
@@ -626,6 +716,7 @@ func (m *Manager) release(ctx context.Context, drop func(lease) bool) error {
 // The Manager's jobs must be torn down. A Manager that never made a
 // network changes nothing.
 func (m *Manager) Close() error {
+	m.unlinking.Wait()
 	m.mu.Lock()
 	u := m.user
 	m.user = nil

@@ -7,11 +7,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // copyTree copies src into the existing directory dst, keeping modes and
-// symlinks as they are. Device files, sockets and fifos are skipped: a
-// workspace has no use for them.
+// symlinks as they are, and owners when run as root (the copy then shows
+// to a job as src would through an overlay). Device files, sockets and
+// fifos are skipped: a workspace has no use for them.
 func copyTree(ctx context.Context, src, dst string) error {
 	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -31,19 +33,31 @@ func copyTree(ctx context.Context, src, dst string) error {
 		}
 		switch mode := info.Mode(); {
 		case mode.IsDir():
-			return os.Mkdir(to, mode.Perm())
+			err = os.Mkdir(to, mode.Perm())
 		case mode&fs.ModeSymlink != 0:
-			target, err := os.Readlink(p)
-			if err != nil {
-				return err
+			var target string
+			if target, err = os.Readlink(p); err == nil {
+				err = os.Symlink(target, to)
 			}
-			return os.Symlink(target, to)
 		case mode.IsRegular():
-			return copyFile(p, to, mode.Perm())
+			err = copyFile(p, to, mode.Perm())
 		default:
 			return nil
 		}
+		if err != nil {
+			return err
+		}
+		return keepOwner(to, info)
 	})
+}
+
+// keepOwner gives to the owner of the file info describes, when root.
+func keepOwner(to string, info fs.FileInfo) error {
+	st, ok := info.Sys().(*syscall.Stat_t)
+	if !ok || os.Geteuid() != 0 {
+		return nil
+	}
+	return os.Lchown(to, int(st.Uid), int(st.Gid))
 }
 
 func copyFile(src, dst string, perm fs.FileMode) error {

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/jobrun/jobrun/git"
+	"github.com/jobrun/jobrun/internal/idmap"
 	"github.com/jobrun/jobrun/internal/lockfile"
 	"github.com/jobrun/jobrun/internal/mount"
 )
@@ -38,7 +39,16 @@ func (w *Workspace) Path() string { return w.path }
 // sees src's files, and what it writes lands in a private upper directory
 // that Remove discards. Where overlayfs cannot stack on src, it falls back
 // to a copy.
-func Overlay(ctx context.Context, base, name, src string) (*Workspace, error) {
+//
+// u is the job's user namespace, nil for a job without one. With it, the
+// overlay's lower is an idmapped view of src (src's files show as the
+// range's ids, so the job's root owns what the host's root owns) and the
+// upper belongs to the range's root: the runner binds the workspace as it
+// is. Where src cannot be idmapped or stacked on, src is copied (owned by
+// the host's root, as without a namespace) and the same overlay is made
+// over an idmapped view of the copy: never a chowned copy. Nothing owned by
+// a range id stays on the host after Remove.
+func Overlay(ctx context.Context, base, name, src string, u *idmap.Userns) (*Workspace, error) {
 	w, err := create(base, name)
 	if err != nil {
 		return nil, err
@@ -49,12 +59,23 @@ func Overlay(ctx context.Context, base, name, src string) (*Workspace, error) {
 			return nil, w.fail(err)
 		}
 	}
-	err = mount.Overlay(merged, []string{src}, filepath.Join(w.dir, "upper"), filepath.Join(w.dir, "work"), 0)
+	err = w.mount(src, u)
 	switch {
 	case err == nil:
 		w.mounted = true
-	case errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENODEV):
-		// src on overlayfs or another filesystem overlay cannot stack on.
+	case cannotStack(err) && u != nil:
+		copied := filepath.Join(w.dir, "copy")
+		if err := os.Mkdir(copied, 0o755); err != nil {
+			return nil, w.fail(err)
+		}
+		if err := copyTree(ctx, src, copied); err != nil {
+			return nil, w.fail(fmt.Errorf("copy %s: %w", src, err))
+		}
+		if err := w.mount(copied, u); err != nil {
+			return nil, w.fail(fmt.Errorf("workspace over a copy of %s: %w", src, err))
+		}
+		w.mounted = true
+	case cannotStack(err):
 		if err := copyTree(ctx, src, merged); err != nil {
 			return nil, w.fail(fmt.Errorf("copy %s: %w", src, err))
 		}
@@ -63,6 +84,28 @@ func Overlay(ctx context.Context, base, name, src string) (*Workspace, error) {
 	}
 	w.path = merged
 	return w, nil
+}
+
+// mount mounts the overlay of lower on w.dir/merged, for u's range if u is
+// set (the idmapped view of lower is made under w.dir/lower).
+func (w *Workspace) mount(lower string, u *idmap.Userns) error {
+	upper, work, merged := filepath.Join(w.dir, "upper"), filepath.Join(w.dir, "work"), filepath.Join(w.dir, "merged")
+	if u != nil {
+		// The idmapped view is of a directory, not of a link to one.
+		real, err := filepath.EvalSymlinks(lower)
+		if err != nil {
+			return fmt.Errorf("workspace: %w", err)
+		}
+		return idmap.MountOverlay(u, []string{real}, upper, work, merged, filepath.Join(w.dir, "lower"), 0)
+	}
+	return mount.Overlay(merged, []string{lower}, upper, work, 0)
+}
+
+// cannotStack reports whether err says src is on a filesystem overlayfs
+// cannot stack on (overlayfs itself, say) or that cannot be idmapped.
+func cannotStack(err error) bool {
+	return errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENODEV) ||
+		errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS)
 }
 
 // Checkout exports rev of the repository containing dir under base: only
@@ -178,6 +221,11 @@ func (w *Workspace) Remove() error {
 			return fmt.Errorf("remove workspace %s: %w", w.dir, err)
 		}
 		w.mounted = false
+	}
+	// An idmapped view of the source that a crash left mounted comes off
+	// before anything is deleted: deletion must never reach the source.
+	if err := idmap.RemoveLowers(filepath.Join(w.dir, "lower")); err != nil {
+		return fmt.Errorf("remove workspace %s: %w", w.dir, err)
 	}
 	if err := os.RemoveAll(w.dir); err != nil {
 		return fmt.Errorf("remove workspace %s: %w", w.dir, err)

@@ -42,7 +42,7 @@ func TestOverlayLeavesSourceUntouched(t *testing.T) {
 	src, base := t.TempDir(), t.TempDir()
 	os.WriteFile(filepath.Join(src, "a"), []byte("original"), 0o644)
 
-	w, err := Overlay(context.Background(), base, "job-1", src)
+	w, err := Overlay(context.Background(), base, "job-1", src, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestOverlayLeavesSourceUntouched(t *testing.T) {
 		t.Errorf("job's new file reached the source: %v", err)
 	}
 	// The same name cannot be taken twice while live.
-	if _, err := Overlay(context.Background(), base, "job-1", src); err == nil {
+	if _, err := Overlay(context.Background(), base, "job-1", src, nil); err == nil {
 		t.Error("second workspace with a live name succeeded")
 	}
 	if err := w.Remove(); err != nil {
@@ -77,11 +77,11 @@ func TestOverlayLeavesSourceUntouched(t *testing.T) {
 func TestCleanupRemovesOnlyDeadWorkspaces(t *testing.T) {
 	testenv.RequireRoot(t)
 	src, base := t.TempDir(), t.TempDir()
-	live, err := Overlay(context.Background(), base, "live", src)
+	live, err := Overlay(context.Background(), base, "live", src, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dead, err := Overlay(context.Background(), base, "dead", src)
+	dead, err := Overlay(context.Background(), base, "dead", src, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +164,7 @@ func TestCopyTree(t *testing.T) {
 
 func TestBadNames(t *testing.T) {
 	for _, n := range []string{"", ".", "..", "a/b"} {
-		if _, err := Overlay(context.Background(), t.TempDir(), n, t.TempDir()); err == nil {
+		if _, err := Overlay(context.Background(), t.TempDir(), n, t.TempDir(), nil); err == nil {
 			t.Errorf("name %q accepted", n)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/google/nftables/userdata"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/jobrun/jobrun/internal/nldump"
 	"github.com/jobrun/jobrun/internal/owner"
@@ -21,8 +22,9 @@ import (
 //
 //   - links whose interface alias starts with "jobrun TAG " (the host end
 //     of a job's veth pair), and the addresses on them;
-//   - network namespaces: nsfs mounts under the state dir, and the links
-//     and addresses inside them;
+//   - network namespaces: nsfs mounts of them under the state dir, and the
+//     addresses inside them (other namespaces' nsfs mounts, such as a
+//     job's user namespace, are mounts like any other);
 //   - nftables rules, in any table, whose comment starts with "jobrun TAG ".
 //
 // Shared resources (the bridge, the base rules of the jobrun table) carry
@@ -58,6 +60,9 @@ func readNet(stateDir string, nsfs []string) (netState, error) {
 		}
 	}
 	for _, p := range nsfs {
+		if !isNetNS(p) {
+			continue // a job's user namespace, say: a mount like any other
+		}
 		st.netns[p]++
 		if err := nsAddrs(p, st.addrs); err != nil {
 			st.addrs[fmt.Sprintf("unreadable netns %s: %v", p, err)]++
@@ -67,6 +72,19 @@ func readNet(stateDir string, nsfs []string) (netState, error) {
 		return st, err
 	}
 	return st, nil
+}
+
+// isNetNS reports whether the nsfs file at path is a network namespace,
+// or may be: one that cannot be asked is counted, and its addresses
+// reported unreadable.
+func isNetNS(path string) bool {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return true
+	}
+	defer unix.Close(fd)
+	typ, err := unix.IoctlRetInt(fd, unix.NS_GET_NSTYPE)
+	return err != nil || typ == unix.CLONE_NEWNET
 }
 
 // nsAddrs adds the IPv4 addresses inside the namespace at path, but

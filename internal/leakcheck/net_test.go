@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/nftables"
@@ -127,4 +130,47 @@ func ipNet(t *testing.T, s string) *net.IPNet {
 	}
 	n.IP = ip
 	return n
+}
+
+// TestUserNS: a user namespace bound under the state dir (a job's, as the
+// sandbox holds it) is a leak, named as the nsfs mount it is, not as a
+// network namespace (whose addresses it would fail to read). Positive
+// control: a network namespace bound beside it is named as one.
+func TestUserNS(t *testing.T) {
+	testenv.RequireRoot(t)
+	dir := t.TempDir()
+	s := Take(t, dir)
+	cmd := exec.Command("/bin/cat")
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: 300000, Size: 65536}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: 300000, Size: 65536}},
+	}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { in.Close(); cmd.Wait() }()
+	for _, ns := range []string{"user", "net"} {
+		path := filepath.Join(dir, ns)
+		if err := os.WriteFile(path, nil, 0o444); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Mount(fmt.Sprintf("/proc/%d/ns/%s", cmd.Process.Pid, ns), path, "", unix.MS_BIND, ""); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { unix.Unmount(path, unix.MNT_DETACH) })
+	}
+	user := filepath.Join(dir, "user")
+	expectLeak(t, s, "new mount (1): "+user+" (nsfs")
+	expectLeak(t, s, "new netns (1): "+filepath.Join(dir, "net"))
+	s.settle = 0
+	r := &recorder{TB: t}
+	s.Check(r)
+	if msg := strings.Join(r.msgs, "\n"); strings.Contains(msg, "netns "+user) || strings.Contains(msg, "netns (1): "+user) {
+		t.Errorf("the user namespace is reported as a network namespace:\n%s", msg)
+	}
 }
