@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -20,6 +21,7 @@ import (
 	_ "github.com/opencontainers/cgroups/devices"
 	"github.com/opencontainers/cgroups/manager"
 	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/configs"
 	"github.com/opencontainers/runc/libcontainer/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -258,15 +260,21 @@ func (rt *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) 
 	}
 	premakeMountpoints(spec, rootUID, rootGID)
 	filter := &wire.Filter{}
-	if cfg.Seccomp != nil && !rt.seccompInInit && s.UserNS == "" {
+	if cfg.Seccomp != nil && !rt.seccompInInit {
 		// The launcher loads the compiled filter before it starts any
 		// step; see seccomp.go. Until it is compiled, and if it cannot
-		// be, libcontainer compiles it. Without no_new_privs (a user
-		// namespace) loading one needs CAP_SYS_ADMIN, which the
-		// launcher lacks: libcontainer loads it then, before it drops
-		// the capabilities.
+		// be, libcontainer compiles it.
 		if f := rt.filters.filter(cfg.Seccomp, rt.waitFilters); f != nil {
 			filter, cfg.Seccomp = f, nil
+			if s.UserNS != "" {
+				// Without no_new_privs (a user namespace) loading a
+				// filter needs CAP_SYS_ADMIN: the launcher gets it in
+				// the job's namespace for that, and drops it from
+				// every set, the bounding set included, before any
+				// step (TestUsernsStepsNeverHoldSysAdmin). The seccomp
+				// profile was made without it.
+				cfg.Capabilities = withSysAdmin(cfg.Capabilities)
+			}
 		}
 	}
 	c.cfg = cfg
@@ -416,6 +424,20 @@ func writeEtc(dir string, s *Spec) error {
 		}
 	}
 	return nil
+}
+
+// withSysAdmin is caps with CAP_SYS_ADMIN in the bounding, effective and
+// permitted sets (a copy).
+func withSysAdmin(caps *configs.Capabilities) *configs.Capabilities {
+	c := *caps
+	add := func(set []string) []string {
+		if slices.Contains(set, "CAP_SYS_ADMIN") {
+			return set
+		}
+		return append(slices.Clone(set), "CAP_SYS_ADMIN")
+	}
+	c.Bounding, c.Effective, c.Permitted = add(c.Bounding), add(c.Effective), add(c.Permitted)
+	return &c
 }
 
 // chownEtc gives the container's /etc files in dir to its root's host

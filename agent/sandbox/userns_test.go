@@ -491,3 +491,36 @@ func TestUsernsHostNetwork(t *testing.T) {
 		t.Errorf("the job sees interfaces %q, not the host's %s", out, uplink)
 	}
 }
+
+// TestUsernsStepsNeverHoldSysAdmin: the launcher of a job in a user
+// namespace loads the seccomp filter with CAP_SYS_ADMIN and drops it
+// before any step: the launcher and every step hold exactly the
+// capabilities a job without a user namespace holds (the control), and
+// the filter is in place.
+func TestUsernsStepsNeverHoldSysAdmin(t *testing.T) {
+	rt, _ := newRuntime(t)
+	root := rootfs(t)
+	ns, rfs := jobNS(t, rt, "userns-caps", rangeA, false, root)
+	script := `for p in 1 self; do grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|Seccomp):' /proc/$p/status; done`
+	var outs []string
+	for _, s := range []Spec{
+		{ID: "userns-caps", Rootfs: rfs, UserNS: ns.UserPath()},
+		{ID: "userns-caps-off", Rootfs: root},
+	} {
+		c := start(t, rt, s)
+		exit, out, errOut := sh(t, c, Process{}, script)
+		if !exit.Success() {
+			t.Fatalf("%s: %s: %s", s.ID, exit, errOut)
+		}
+		outs = append(outs, out)
+		if strings.Contains(out, "Seccomp:\t0") {
+			t.Errorf("%s: a process without the filter:\n%s", s.ID, out)
+		}
+	}
+	if outs[0] != outs[1] {
+		t.Errorf("in a user namespace:\n%s\nwithout:\n%s", outs[0], outs[1])
+	}
+	if !strings.Contains(outs[0], "CapBnd:\t00000000a80405fb") {
+		t.Errorf("bounding set:\n%s", outs[0])
+	}
+}
