@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/jobrun/jobrun/agent/sandbox/internal/wire"
 	"github.com/jobrun/jobrun/internal/lockfile"
+	"github.com/jobrun/jobrun/internal/mount"
 	"github.com/opencontainers/cgroups"
 	// Registers the devices cgroup driver; without it device rules fail.
 	_ "github.com/opencontainers/cgroups/devices"
@@ -235,6 +236,13 @@ func (rt *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) 
 	if err != nil {
 		return nil, err
 	}
+	if s.UserNS != "" {
+		// libcontainer reaches the root from inside the namespace: by
+		// a path the range may traverse, whatever the state dir's.
+		if spec.Root.Path, err = bindRoot(s.Rootfs, c.files); err != nil {
+			return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+		}
+	}
 	fix := rt.knownMapping(spec, s.UserNS)
 	cfg, err := libcontainerConfig(&s, spec)
 	if err != nil {
@@ -426,6 +434,41 @@ func writeEtc(dir string, s *Spec) error {
 	return nil
 }
 
+// bindRoot binds the directory src (a container's rootfs) at rootfs in
+// files, the container's files dir, and returns that path: the way to it
+// is traversable by a job's range (see makeRunDir), where the way to a
+// snapshot in the state dir may not be (a state dir under a 0700 home).
+func bindRoot(src, files string) (string, error) {
+	p := filepath.Join(files, "rootfs")
+	if err := os.Mkdir(p, 0o755); err != nil {
+		return "", fmt.Errorf("bind rootfs: %w", err)
+	}
+	if err := unix.Mount(src, p, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		os.Remove(p)
+		return "", fmt.Errorf("bind rootfs %s: %w", src, err)
+	}
+	// No copy of it in the mount namespaces that share /run's.
+	if err := unix.Mount("", p, "", unix.MS_PRIVATE|unix.MS_REC, ""); err != nil {
+		return "", errors.Join(fmt.Errorf("bind rootfs %s: make private: %w", src, err), unbindRoot(files))
+	}
+	return p, nil
+}
+
+// unbindRoot undoes bindRoot. It fails rather than leave a root bound
+// where a recursive removal of files would reach it.
+func unbindRoot(files string) error {
+	p := filepath.Join(files, "rootfs")
+	if err := mount.Unmount(p); err != nil {
+		return fmt.Errorf("unbind rootfs: %w", err)
+	}
+	// Remove, not RemoveAll: a directory with anything in it is still
+	// a root.
+	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("unbind rootfs: %w", err)
+	}
+	return nil
+}
+
 // withSysAdmin is caps with CAP_SYS_ADMIN in the bounding, effective and
 // permitted sets (a copy).
 func withSysAdmin(caps *configs.Capabilities) *configs.Capabilities {
@@ -528,6 +571,10 @@ func (rt *Runtime) remove(ctx context.Context, id string) error {
 	}
 	if err := cg.Destroy(); err != nil {
 		errs = append(errs, fmt.Errorf("remove container %s: cgroup: %w", id, err))
+	}
+	if err := unbindRoot(filepath.Join(rt.files, id)); err != nil {
+		// Never recurse into a root still bound there.
+		return errors.Join(append(errs, fmt.Errorf("remove container %s: %w", id, err))...)
 	}
 	if err := os.RemoveAll(filepath.Join(rt.files, id)); err != nil {
 		errs = append(errs, fmt.Errorf("remove container %s: %w", id, err))

@@ -524,3 +524,40 @@ func TestUsernsStepsNeverHoldSysAdmin(t *testing.T) {
 		t.Errorf("bounding set:\n%s", outs[0])
 	}
 }
+
+// TestUsernsRootUnderPrivateDir: a job's root in a directory its range
+// cannot traverse (a state dir under a 0700 home) still starts: the
+// Runtime binds it where the range can reach it, and takes the bind off
+// with the container.
+func TestUsernsRootUnderPrivateDir(t *testing.T) {
+	rt, _ := newRuntime(t)
+	ns, err := rt.NewNamespaces("userns-private", rangeA, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	private := t.TempDir()
+	if err := os.Chmod(private, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	o, err := idmap.NewOverlay(ns.Userns(), []string{rootfs(t)}, filepath.Join(private, "snap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Remove()
+	c, err := rt.Start(context.Background(), Spec{ID: "userns-private", Rootfs: o.Rootfs(), UserNS: ns.UserPath()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exit, out, _ := sh(t, c, Process{}, `echo x > /tmp/x && id -u`)
+	if !exit.Success() || out != "0\n" {
+		t.Errorf("%s %q", exit, out)
+	}
+	if err := c.Destroy(); err != nil {
+		t.Fatal(err)
+	}
+	// The root is untouched by the teardown of its bind.
+	if b, err := os.ReadFile(filepath.Join(o.Rootfs(), "tmp/x")); err != nil || string(b) != "x\n" {
+		t.Errorf("root after destroy: %q, %v", b, err)
+	}
+}
