@@ -72,7 +72,8 @@
 // memory, in the run dir of the state dir (RunDir):
 //
 //	<run>/runc/<id>/        libcontainer's state
-//	<run>/containers/<id>/  lock, hosts, hostname, resolv.conf
+//	<run>/containers/<id>/  lock, hosts, hostname, resolv.conf (and, in
+//	                        a user namespace, rootfs: the root bound)
 //	<run>/ns/<id>/          a job's user (and network) namespace binds
 //
 // Cgroups are named jobrun-<id>: /jobrun-<id> in every hierarchy on
