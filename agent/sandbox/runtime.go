@@ -483,11 +483,13 @@ func withSysAdmin(caps *configs.Capabilities) *configs.Capabilities {
 	return &c
 }
 
-// chownEtc gives the container's /etc files in dir to its root's host
-// ids: they are bound read-write, and a job's root may edit /etc/hosts.
+// chownEtc gives the container's files in dir to its root's host ids, as
+// they are without a user namespace: a job's root may edit /etc/hosts,
+// and writing the CA bundle fails as read-only, not as someone else's.
 func chownEtc(dir string, uid, gid int) error {
-	for _, name := range []string{"hosts", "hostname", "resolv.conf"} {
-		if err := os.Chown(filepath.Join(dir, name), uid, gid); err != nil {
+	for _, name := range []string{"hosts", "hostname", "resolv.conf", caBundleFile, caExtraFile} {
+		err := os.Chown(filepath.Join(dir, name), uid, gid)
+		if err != nil && !(errors.Is(err, os.ErrNotExist) && (name == caBundleFile || name == caExtraFile)) {
 			return fmt.Errorf("chown %s: %w", name, err)
 		}
 	}
