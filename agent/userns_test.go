@@ -373,3 +373,46 @@ job "deb" {
 		}
 	}
 }
+
+// TestUsernsSudoFromImageUser: in the debian-sudo image (user builder,
+// passwordless sudo), a job in a user namespace runs sudo (no
+// no_new_privs): root by it, `dpkg -i` of a package whose files are
+// builder's, and `apt-get update` with apt's drop to _apt. The control,
+// the same job without a user namespace, cannot sudo (no_new_privs).
+func TestUsernsSudoFromImageUser(t *testing.T) {
+	img := testenv.Image(t, testenv.DebianSudo)
+	r := usernsRunner(t, 1, false, img)
+	f := parseJobs(t, img, `
+job "sudo" {
+  image   = "IMAGE"
+  network = "none"
+  step "s" {
+    run = <<-EOT
+      echo "user $(id -u)"
+      echo "sudo $(sudo -n id -u)"
+      sudo -n dpkg -i /opt/test.deb >/dev/null
+      echo "owner $(stat -c %u:%g /opt/jobrun-test)"
+      sudo -n apt-get update >/dev/null 2>&1 && echo "apt ok"
+    EOT
+  }
+}
+`)
+	var ev events
+	res := r.Run(context.Background(), job(t, f, "sudo"), &ev)
+	out := ev.text()
+	if res.Status != Succeeded {
+		t.Fatalf("%s %s\n%s", res.Status, res.Reason, out)
+	}
+	for _, want := range []string{"user 1000", "sudo 0", "owner 1000:1000", "apt ok"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	// The control: without a user namespace no_new_privs stops sudo.
+	r.IDs = nil
+	var off events
+	r.Run(context.Background(), job(t, f, "sudo"), &off)
+	if out := off.text(); !strings.Contains(out, "user 1000") || strings.Contains(out, "sudo 0") {
+		t.Errorf("without a user namespace, want the step run and sudo refused:\n%s", out)
+	}
+}
