@@ -215,14 +215,6 @@ func (rt *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) 
 	if c.user, err = ResolveUser(s.Rootfs, s.User); err != nil {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
-	if s.UserNS != "" {
-		// Traversable by the range's root, as its way there (see
-		// makeRunDir): libcontainer then binds the files from inside
-		// the namespace instead of asking the host for each.
-		if err := os.Chmod(c.files, 0o711); err != nil {
-			return nil, fmt.Errorf("start container %s: %w", s.ID, err)
-		}
-	}
 	if err := writeEtc(c.files, &s); err != nil {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
@@ -260,6 +252,13 @@ func (rt *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) 
 			return nil, fmt.Errorf("start container %s: user namespace %s: %w", s.ID, s.UserNS, err)
 		}
 		if err := chownEtc(c.files, rootUID, rootGID); err != nil {
+			return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+		}
+		// The files dir, with the root bound in it, is the range's
+		// root's to traverse (libcontainer binds from inside the
+		// namespace), nobody else's: not another range's, not a host
+		// user's.
+		if err := os.Chown(c.files, rootUID, rootGID); err != nil {
 			return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 		}
 	}

@@ -265,8 +265,20 @@ func TestUsernsJobCannotSignalOtherRange(t *testing.T) {
 	root := rootfs(t)
 	nsA, rfsA := jobNS(t, rt, "userns-a", rangeA, false, root)
 	nsB, rfsB := jobNS(t, rt, "userns-b", rangeB, false, root)
-	start(t, rt, Spec{ID: "userns-a", Rootfs: rfsA, UserNS: nsA.UserPath()})
+	a := start(t, rt, Spec{ID: "userns-a", Rootfs: rfsA, UserNS: nsA.UserPath()})
 	b := start(t, rt, Spec{ID: "userns-b", Rootfs: rfsB, UserNS: nsB.UserPath()})
+	// A's files dir (its /etc files, its root bound) is A's root's
+	// alone: B's root cannot get in.
+	for _, tc := range []struct {
+		ns   *Namespaces
+		want string
+	}{{nsA, "userns-a"}, {nsB, "denied"}} {
+		out, _ := exec.Command("nsenter", "--user="+tc.ns.UserPath(), "--", "/bin/busybox", "sh", "-c",
+			"cat "+filepath.Join(a.files, "hostname")+" 2>/dev/null || echo denied").CombinedOutput()
+		if got := strings.TrimSpace(string(out)); got != tc.want {
+			t.Errorf("A's hostname file read as root of %s: %q, want %q", tc.ns.UserPath(), got, tc.want)
+		}
+	}
 	probe := filepath.Join(t.TempDir(), "probe")
 	copyFile(t, probeBin, probe)
 	traversable(t, filepath.Dir(probe))
