@@ -28,9 +28,9 @@ const firstRange = 3_300_000_000
 // usernsRunner returns a Runner on a fresh state dir whose jobs run in user
 // namespaces, on a pool of n ranges of its own (an etc/subuid and
 // etc/subgid of a test root), with a bridge network and, if caches, a
-// cache manager; when the test ends it checks that nothing is left behind
+// cache manager, and img (busybox if empty) pulled; when the test ends it checks that nothing is left behind
 // but cache volumes.
-func usernsRunner(t *testing.T, n int, caches bool) *Runner {
+func usernsRunner(t *testing.T, n int, caches bool, img string) *Runner {
 	t.Helper()
 	testenv.RequireRoot(t)
 	dir := t.TempDir()
@@ -91,7 +91,10 @@ func usernsRunner(t *testing.T, n int, caches bool) *Runner {
 		warm = strings.Replace(warm, "step", `cache "c" { path = "/cache" }
   step`, 1)
 	}
-	f := parseJobs(t, busybox(t), warm)
+	if img == "" {
+		img = busybox(t)
+	}
+	f := parseJobs(t, img, warm)
 	var ev events
 	if res := r.Run(context.Background(), job(t, f, "warm"), &ev); res.Status != Succeeded {
 		t.Fatalf("warm-up job: %s %s\n%s", res.Status, res.Reason, ev.text())
@@ -172,7 +175,7 @@ func initUID(t *testing.T, c *sandbox.Container) string {
 // host, the range's first uid, never 0. A third job, while both ranges are
 // held, waits for one and fails clearly when its timeout ends.
 func TestUsernsJobsGetDisjointRanges(t *testing.T) {
-	r := usernsRunner(t, 2, false)
+	r := usernsRunner(t, 2, false, "")
 	f := parseJobs(t, busybox(t), `
 job "a" {
   image   = "IMAGE"
@@ -239,7 +242,7 @@ job "c" {
 // sysfs) reaches its service on port 80, a root service binding a low
 // port in the job's namespace; the service runs in the job's range too.
 func TestUsernsBridgeServiceOnPort80(t *testing.T) {
-	r := usernsRunner(t, 1, false)
+	r := usernsRunner(t, 1, false, "")
 	f := parseJobs(t, busybox(t), `
 job "web" {
   image = "IMAGE"
@@ -268,7 +271,7 @@ job "web" {
 // as a non-root user, is hit and extended by a job in another range; on
 // the host its files belong to container ids, not to a range.
 func TestUsernsCacheSharedAcrossRanges(t *testing.T) {
-	r := usernsRunner(t, 2, true)
+	r := usernsRunner(t, 2, true, "")
 	f := parseJobs(t, busybox(t), `
 job "a" {
   image   = "IMAGE"
@@ -331,5 +334,85 @@ job "b" {
 	// The volume as the warm-up job left it, for the leak check.
 	for _, p := range logs {
 		os.RemoveAll(p)
+	}
+}
+
+// TestUsernsDebianPackaging: in a Debian image in a user namespace,
+// `dpkg -i` of a local package with files owned by a non-root user
+// installs them with that owner, and apt's privilege drop to _apt works.
+func TestUsernsDebianPackaging(t *testing.T) {
+	img := "oci-layout:" + testenv.RequireEnv(t, "JOBRUN_TEST_IMAGES_DEBIAN", "the debian test image of scripts/testimages.sh") + ":bookworm"
+	r := usernsRunner(t, 1, false, img)
+	f := parseJobs(t, img, `
+job "deb" {
+  image   = "IMAGE"
+  network = "none"
+  step "dpkg" {
+    run = <<-EOT
+      mkdir -p /tmp/pkg/DEBIAN /tmp/pkg/opt/demo
+      printf 'Package: demo\nVersion: 1\nArchitecture: all\nMaintainer: t <t@example.com>\nDescription: d\n' > /tmp/pkg/DEBIAN/control
+      echo hi > /tmp/pkg/opt/demo/file
+      chown -R 1000:1000 /tmp/pkg/opt/demo
+      dpkg-deb --build /tmp/pkg /tmp/demo.deb >/dev/null
+      dpkg -i /tmp/demo.deb >/dev/null
+      echo "owner $(stat -c %u:%g /opt/demo/file)"
+      echo "apt $(/usr/lib/apt/apt-helper drop-privs -- id -un)"
+    EOT
+  }
+}
+`)
+	var ev events
+	res := r.Run(context.Background(), job(t, f, "deb"), &ev)
+	out := ev.text()
+	if res.Status != Succeeded {
+		t.Fatalf("%s %s\n%s", res.Status, res.Reason, out)
+	}
+	for _, want := range []string{"owner 1000:1000", "apt _apt"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestUsernsSudoFromImageUser: in the debian-sudo image (user builder,
+// passwordless sudo), a job in a user namespace runs sudo (no
+// no_new_privs): root by it, `dpkg -i` of a package whose files are
+// builder's, and `apt-get update` with apt's drop to _apt. The control,
+// the same job without a user namespace, cannot sudo (no_new_privs).
+func TestUsernsSudoFromImageUser(t *testing.T) {
+	img := testenv.Image(t, testenv.DebianSudo)
+	r := usernsRunner(t, 1, false, img)
+	f := parseJobs(t, img, `
+job "sudo" {
+  image   = "IMAGE"
+  network = "none"
+  step "s" {
+    run = <<-EOT
+      echo "user $(id -u)"
+      echo "sudo $(sudo -n id -u)"
+      sudo -n dpkg -i /opt/test.deb >/dev/null
+      echo "owner $(stat -c %u:%g /opt/jobrun-test)"
+      sudo -n apt-get update >/dev/null 2>&1 && echo "apt ok"
+    EOT
+  }
+}
+`)
+	var ev events
+	res := r.Run(context.Background(), job(t, f, "sudo"), &ev)
+	out := ev.text()
+	if res.Status != Succeeded {
+		t.Fatalf("%s %s\n%s", res.Status, res.Reason, out)
+	}
+	for _, want := range []string{"user 1000", "sudo 0", "owner 1000:1000", "apt ok"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	// The control: without a user namespace no_new_privs stops sudo.
+	r.IDs = nil
+	var off events
+	r.Run(context.Background(), job(t, f, "sudo"), &off)
+	if out := off.text(); !strings.Contains(out, "user 1000") || strings.Contains(out, "sudo 0") {
+		t.Errorf("without a user namespace, want the step run and sudo refused:\n%s", out)
 	}
 }

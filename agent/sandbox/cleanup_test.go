@@ -15,18 +15,37 @@ import (
 	"github.com/opencontainers/cgroups/manager"
 
 	"github.com/jobrun/jobrun/internal/testenv"
+	"golang.org/x/sys/unix"
 )
 
 // TestKilledAgent kills a process in the middle of a job, then checks that
 // the job's processes died with it (the init's parent-death signal) and
 // that Cleanup removes what it left, without touching a live container.
-func TestKilledAgent(t *testing.T) {
+func TestKilledAgent(t *testing.T) { killedAgent(t, false) }
+
+// TestKilledAgentUserns is TestKilledAgent with the killed process's job
+// in a user namespace: its init dies too, and Cleanup also removes its
+// namespaces and the bind of its root.
+func TestKilledAgentUserns(t *testing.T) { killedAgent(t, true) }
+
+func killedAgent(t *testing.T, userns bool) {
 	rt, stateDir := newRuntime(t)
 	root := rootfs(t)
 	live := start(t, rt, Spec{ID: "live", Rootfs: root})
 
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"="+stateDir+":"+root)
+	if userns {
+		cmd.Env = append(cmd.Env, helperUsernsEnv+"=1")
+		// The root the helper's job had: the image store's to remove.
+		snap := filepath.Join(stateDir, "snap-orphaned")
+		t.Cleanup(func() {
+			if err := unix.Unmount(filepath.Join(snap, "rootfs"), 0); err != nil {
+				t.Errorf("unmount the helper's root: %v", err)
+			}
+			os.RemoveAll(snap)
+		})
+	}
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -59,6 +78,9 @@ func TestKilledAgent(t *testing.T) {
 
 	// What is left: state, files and the cgroup.
 	left := []string{filepath.Join(rt.runc, "orphaned"), filepath.Join(rt.files, "orphaned")}
+	if userns {
+		left = append(left, filepath.Join(rt.run, "ns", "orphaned", "user"), filepath.Join(rt.files, "orphaned", "rootfs", "bin"))
+	}
 	cg, err := manager.New(&cgroups.Cgroup{Path: cgroupPath(rt.cgroups, "orphaned"), Resources: &cgroups.Resources{}})
 	if err != nil {
 		t.Fatal(err)

@@ -552,7 +552,10 @@ func (c *Container) Destroy() error {
 	if c.ctl != nil {
 		c.ctl.Close()
 	}
-	if err := os.RemoveAll(c.files); err != nil {
+	if err := unbindRoot(c.files); err != nil {
+		// Never recurse into a root still bound there.
+		errs = append(errs, err)
+	} else if err := os.RemoveAll(c.files); err != nil {
 		errs = append(errs, err)
 	}
 	if c.lock != nil {

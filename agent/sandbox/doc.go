@@ -38,9 +38,10 @@
 // range on the host, the rootfs is one built for the range on idmapped
 // layers (image.Store.SnapshotFor), Mount.IDMap and Spec.WorkspaceIDMap
 // bind plain host directories idmapped, and no_new_privs is off (set-uid
-// binaries reach the range's root, no further), with the seccomp filter
-// loaded by libcontainer. Without it root is host root and no_new_privs
-// is on. The rootfs is pivot_root'ed; the workspace
+// binaries reach the range's root, no further); the launcher then loads
+// the seccomp filter with CAP_SYS_ADMIN, given to it for that, and drops
+// it from every set before any step. Without it root is host root and
+// no_new_privs is on. The rootfs is pivot_root'ed; the workspace
 // is bound at /workspace and caches where asked, all bind mounts nosuid
 // and nodev; /proc, a minimal /dev, /dev/shm (size-limited), /dev/mqueue,
 // read-only /sys and /sys/fs/cgroup, and per-container /etc/hosts,
@@ -71,7 +72,8 @@
 // memory, in the run dir of the state dir (RunDir):
 //
 //	<run>/runc/<id>/        libcontainer's state
-//	<run>/containers/<id>/  lock, hosts, hostname, resolv.conf
+//	<run>/containers/<id>/  lock, hosts, hostname, resolv.conf (and, in
+//	                        a user namespace, rootfs: the root bound)
 //	<run>/ns/<id>/          a job's user (and network) namespace binds
 //
 // Cgroups are named jobrun-<id>: /jobrun-<id> in every hierarchy on

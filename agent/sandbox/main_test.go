@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/jobrun/jobrun/internal/idmap"
 	"github.com/jobrun/jobrun/internal/leakcheck"
 	"github.com/jobrun/jobrun/internal/testenv"
 )
@@ -204,8 +205,12 @@ func sh(t *testing.T, c *Container, p Process, script string) (*Exit, string, st
 	return exit, stdout.String(), stderr.String()
 }
 
-// helperEnv makes the test binary act as a helper process (see helper).
-const helperEnv = "JOBRUN_SANDBOX_TEST_HELPER"
+// helperEnv makes the test binary act as a helper process (see helper);
+// with helperUsernsEnv set too, its job is in a user namespace.
+const (
+	helperEnv       = "JOBRUN_SANDBOX_TEST_HELPER"
+	helperUsernsEnv = "JOBRUN_SANDBOX_TEST_HELPER_USERNS"
+)
 
 // helper starts a container in the state dir and rootfs named by
 // helperEnv ("STATEDIR:ROOTFS"), runs a daemonised process in it, prints
@@ -220,7 +225,21 @@ func helper() {
 	if err != nil {
 		fail(err)
 	}
-	c, err := rt.Start(context.Background(), Spec{ID: "orphaned", Rootfs: root})
+	spec := Spec{ID: "orphaned", Rootfs: root}
+	if os.Getenv(helperUsernsEnv) != "" {
+		// A job in a user namespace: its namespaces and an idmapped
+		// root in the state dir (snap-orphaned), left for the test.
+		ns, err := rt.NewNamespaces("orphaned", rangeB, false)
+		if err != nil {
+			fail(err)
+		}
+		o, err := idmap.NewOverlay(ns.Userns(), []string{root}, filepath.Join(stateDir, "snap-orphaned"))
+		if err != nil {
+			fail(err)
+		}
+		spec.Rootfs, spec.UserNS = o.Rootfs(), ns.UserPath()
+	}
+	c, err := rt.Start(context.Background(), spec)
 	if err != nil {
 		fail(err)
 	}

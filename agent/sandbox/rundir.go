@@ -70,6 +70,22 @@ func makeRunDir(dir, stateDir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("sandbox runtime dir: %w", err)
 	}
+	// A job in a user namespace is set up as its range's root, which
+	// gets through to its container's files, never lists anything: the
+	// dir and jobrun's dirs above it are 0711.
+	chain := []string{dir}
+	for _, b := range runBases {
+		if strings.HasPrefix(dir, b.top+"/") {
+			for d := filepath.Dir(dir); len(d) >= len(b.top); d = filepath.Dir(d) {
+				chain = append(chain, d)
+			}
+		}
+	}
+	for _, d := range chain {
+		if err := os.Chmod(d, 0o711); err != nil {
+			return fmt.Errorf("sandbox runtime dir: %w", err)
+		}
+	}
 	abs, _ := filepath.Abs(stateDir)
 	note := filepath.Join(dir, "state-dir")
 	if b, err := os.ReadFile(note); err != nil || string(b) != abs+"\n" {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -15,11 +16,13 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/jobrun/jobrun/agent/sandbox/internal/wire"
 	"github.com/jobrun/jobrun/internal/lockfile"
+	"github.com/jobrun/jobrun/internal/mount"
 	"github.com/opencontainers/cgroups"
 	// Registers the devices cgroup driver; without it device rules fail.
 	_ "github.com/opencontainers/cgroups/devices"
 	"github.com/opencontainers/cgroups/manager"
 	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/configs"
 	"github.com/opencontainers/runc/libcontainer/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -94,6 +97,11 @@ func New(stateDir string, log hclog.Logger) (*Runtime, error) {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("sandbox runtime dir: %w", err)
 		}
+	}
+	// The way to a container's files (hosts, hostname, resolv.conf)
+	// is traversable, never listable, by a job's range (see Start).
+	if err := os.Chmod(rt.files, 0o711); err != nil {
+		return nil, fmt.Errorf("sandbox runtime dir: %w", err)
 	}
 	// Before the starter and the warmer: on a delegated cgroup v2
 	// subtree this process moves into its leaf, and they follow it.
@@ -220,6 +228,13 @@ func (rt *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) 
 	if err != nil {
 		return nil, err
 	}
+	if s.UserNS != "" {
+		// libcontainer reaches the root from inside the namespace: by
+		// a path the range may traverse, whatever the state dir's.
+		if spec.Root.Path, err = bindRoot(s.Rootfs, c.files); err != nil {
+			return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+		}
+	}
 	fix := rt.knownMapping(spec, s.UserNS)
 	cfg, err := libcontainerConfig(&s, spec)
 	if err != nil {
@@ -239,21 +254,34 @@ func (rt *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) 
 		if err := chownEtc(c.files, rootUID, rootGID); err != nil {
 			return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 		}
+		// The files dir, with the root bound in it, is the range's
+		// root's to traverse (libcontainer binds from inside the
+		// namespace), nobody else's: not another range's, not a host
+		// user's.
+		if err := os.Chown(c.files, rootUID, rootGID); err != nil {
+			return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+		}
 	}
 	if err := c.chownMounts(cfg); err != nil {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
 	premakeMountpoints(spec, rootUID, rootGID)
 	filter := &wire.Filter{}
-	if cfg.Seccomp != nil && !rt.seccompInInit && s.UserNS == "" {
+	if cfg.Seccomp != nil && !rt.seccompInInit {
 		// The launcher loads the compiled filter before it starts any
 		// step; see seccomp.go. Until it is compiled, and if it cannot
-		// be, libcontainer compiles it. Without no_new_privs (a user
-		// namespace) loading one needs CAP_SYS_ADMIN, which the
-		// launcher lacks: libcontainer loads it then, before it drops
-		// the capabilities.
+		// be, libcontainer compiles it.
 		if f := rt.filters.filter(cfg.Seccomp, rt.waitFilters); f != nil {
 			filter, cfg.Seccomp = f, nil
+			if s.UserNS != "" {
+				// Without no_new_privs (a user namespace) loading a
+				// filter needs CAP_SYS_ADMIN: the launcher gets it in
+				// the job's namespace for that, and drops it from
+				// every set, the bounding set included, before any
+				// step (TestUsernsStepsNeverHoldSysAdmin). The seccomp
+				// profile was made without it.
+				cfg.Capabilities = withSysAdmin(cfg.Capabilities)
+			}
 		}
 	}
 	c.cfg = cfg
@@ -405,11 +433,62 @@ func writeEtc(dir string, s *Spec) error {
 	return nil
 }
 
-// chownEtc gives the container's /etc files in dir to its root's host
-// ids: they are bound read-write, and a job's root may edit /etc/hosts.
+// bindRoot binds the directory src (a container's rootfs) at rootfs in
+// files, the container's files dir, and returns that path: the way to it
+// is traversable by a job's range (see makeRunDir), where the way to a
+// snapshot in the state dir may not be (a state dir under a 0700 home).
+func bindRoot(src, files string) (string, error) {
+	p := filepath.Join(files, "rootfs")
+	if err := os.Mkdir(p, 0o755); err != nil {
+		return "", fmt.Errorf("bind rootfs: %w", err)
+	}
+	if err := unix.Mount(src, p, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		os.Remove(p)
+		return "", fmt.Errorf("bind rootfs %s: %w", src, err)
+	}
+	// No copy of it in the mount namespaces that share /run's.
+	if err := unix.Mount("", p, "", unix.MS_PRIVATE|unix.MS_REC, ""); err != nil {
+		return "", errors.Join(fmt.Errorf("bind rootfs %s: make private: %w", src, err), unbindRoot(files))
+	}
+	return p, nil
+}
+
+// unbindRoot undoes bindRoot. It fails rather than leave a root bound
+// where a recursive removal of files would reach it.
+func unbindRoot(files string) error {
+	p := filepath.Join(files, "rootfs")
+	if err := mount.Unmount(p); err != nil {
+		return fmt.Errorf("unbind rootfs: %w", err)
+	}
+	// Remove, not RemoveAll: a directory with anything in it is still
+	// a root.
+	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("unbind rootfs: %w", err)
+	}
+	return nil
+}
+
+// withSysAdmin is caps with CAP_SYS_ADMIN in the bounding, effective and
+// permitted sets (a copy).
+func withSysAdmin(caps *configs.Capabilities) *configs.Capabilities {
+	c := *caps
+	add := func(set []string) []string {
+		if slices.Contains(set, "CAP_SYS_ADMIN") {
+			return set
+		}
+		return append(slices.Clone(set), "CAP_SYS_ADMIN")
+	}
+	c.Bounding, c.Effective, c.Permitted = add(c.Bounding), add(c.Effective), add(c.Permitted)
+	return &c
+}
+
+// chownEtc gives the container's files in dir to its root's host ids, as
+// they are without a user namespace: a job's root may edit /etc/hosts,
+// and writing the CA bundle fails as read-only, not as someone else's.
 func chownEtc(dir string, uid, gid int) error {
-	for _, name := range []string{"hosts", "hostname", "resolv.conf"} {
-		if err := os.Chown(filepath.Join(dir, name), uid, gid); err != nil {
+	for _, name := range []string{"hosts", "hostname", "resolv.conf", caBundleFile, caExtraFile} {
+		err := os.Chown(filepath.Join(dir, name), uid, gid)
+		if err != nil && !(errors.Is(err, os.ErrNotExist) && (name == caBundleFile || name == caExtraFile)) {
 			return fmt.Errorf("chown %s: %w", name, err)
 		}
 	}
@@ -493,6 +572,10 @@ func (rt *Runtime) remove(ctx context.Context, id string) error {
 	}
 	if err := cg.Destroy(); err != nil {
 		errs = append(errs, fmt.Errorf("remove container %s: cgroup: %w", id, err))
+	}
+	if err := unbindRoot(filepath.Join(rt.files, id)); err != nil {
+		// Never recurse into a root still bound there.
+		return errors.Join(append(errs, fmt.Errorf("remove container %s: %w", id, err))...)
 	}
 	if err := os.RemoveAll(filepath.Join(rt.files, id)); err != nil {
 		errs = append(errs, fmt.Errorf("remove container %s: %w", id, err))

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -264,8 +265,20 @@ func TestUsernsJobCannotSignalOtherRange(t *testing.T) {
 	root := rootfs(t)
 	nsA, rfsA := jobNS(t, rt, "userns-a", rangeA, false, root)
 	nsB, rfsB := jobNS(t, rt, "userns-b", rangeB, false, root)
-	start(t, rt, Spec{ID: "userns-a", Rootfs: rfsA, UserNS: nsA.UserPath()})
+	a := start(t, rt, Spec{ID: "userns-a", Rootfs: rfsA, UserNS: nsA.UserPath()})
 	b := start(t, rt, Spec{ID: "userns-b", Rootfs: rfsB, UserNS: nsB.UserPath()})
+	// A's files dir (its /etc files, its root bound) is A's root's
+	// alone: B's root cannot get in.
+	for _, tc := range []struct {
+		ns   *Namespaces
+		want string
+	}{{nsA, "userns-a"}, {nsB, "denied"}} {
+		out, _ := exec.Command("nsenter", "--user="+tc.ns.UserPath(), "--", "/bin/busybox", "sh", "-c",
+			"cat "+filepath.Join(a.files, "hostname")+" 2>/dev/null || echo denied").CombinedOutput()
+		if got := strings.TrimSpace(string(out)); got != tc.want {
+			t.Errorf("A's hostname file read as root of %s: %q, want %q", tc.ns.UserPath(), got, tc.want)
+		}
+	}
 	probe := filepath.Join(t.TempDir(), "probe")
 	copyFile(t, probeBin, probe)
 	traversable(t, filepath.Dir(probe))
@@ -457,5 +470,106 @@ func TestUsernsKnownMappingIsSpecconvs(t *testing.T) {
 	}
 	if !strings.Contains(fast, ns.UserPath()) {
 		t.Errorf("config does not name the namespace: %s", fast)
+	}
+}
+
+// TestUsernsHostNetwork: a job in a user namespace with the host's
+// network (network = "host") starts, its /sys the host's bound in, and
+// sees the host's interfaces.
+func TestUsernsHostNetwork(t *testing.T) {
+	rt, _ := newRuntime(t)
+	ns, rfs := jobNS(t, rt, "userns-hostnet", rangeA, false, rootfs(t))
+	c := start(t, rt, Spec{ID: "userns-hostnet", Rootfs: rfs, UserNS: ns.UserPath(), Network: "host"})
+	exit, out, errOut := sh(t, c, Process{}, `ls /sys/class/net`)
+	if !exit.Success() {
+		t.Fatalf("%s: %s", exit, errOut)
+	}
+	// The host's default route's interface, which other tests leave be.
+	routes, err := os.ReadFile("/proc/net/route")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uplink := ""
+	for _, l := range strings.Split(string(routes), "\n") {
+		if f := strings.Fields(l); len(f) > 1 && f[1] == "00000000" {
+			uplink = f[0]
+			break
+		}
+	}
+	if uplink == "" {
+		uplink = "lo" // a host without a default route: weaker, still the host's
+	}
+	if !slices.Contains(strings.Fields(out), uplink) {
+		t.Errorf("the job sees interfaces %q, not the host's %s", out, uplink)
+	}
+}
+
+// TestUsernsStepsNeverHoldSysAdmin: the launcher of a job in a user
+// namespace loads the seccomp filter with CAP_SYS_ADMIN and drops it
+// before any step: the launcher and every step hold exactly the
+// capabilities a job without a user namespace holds (the control), and
+// the filter is in place.
+func TestUsernsStepsNeverHoldSysAdmin(t *testing.T) {
+	rt, _ := newRuntime(t)
+	root := rootfs(t)
+	ns, rfs := jobNS(t, rt, "userns-caps", rangeA, false, root)
+	script := `for p in 1 self; do grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|Seccomp):' /proc/$p/status; done`
+	var outs []string
+	for _, s := range []Spec{
+		{ID: "userns-caps", Rootfs: rfs, UserNS: ns.UserPath()},
+		{ID: "userns-caps-off", Rootfs: root},
+	} {
+		c := start(t, rt, s)
+		exit, out, errOut := sh(t, c, Process{}, script)
+		if !exit.Success() {
+			t.Fatalf("%s: %s: %s", s.ID, exit, errOut)
+		}
+		outs = append(outs, out)
+		if strings.Contains(out, "Seccomp:\t0") {
+			t.Errorf("%s: a process without the filter:\n%s", s.ID, out)
+		}
+	}
+	if outs[0] != outs[1] {
+		t.Errorf("in a user namespace:\n%s\nwithout:\n%s", outs[0], outs[1])
+	}
+	if !strings.Contains(outs[0], "CapBnd:\t00000000a80405fb") {
+		t.Errorf("bounding set:\n%s", outs[0])
+	}
+}
+
+// TestUsernsRootUnderPrivateDir: a job's root in a directory its range
+// cannot traverse (a state dir under a 0700 home) still starts: the
+// Runtime binds it where the range can reach it, and takes the bind off
+// with the container.
+func TestUsernsRootUnderPrivateDir(t *testing.T) {
+	rt, _ := newRuntime(t)
+	ns, err := rt.NewNamespaces("userns-private", rangeA, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	private := t.TempDir()
+	if err := os.Chmod(private, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	o, err := idmap.NewOverlay(ns.Userns(), []string{rootfs(t)}, filepath.Join(private, "snap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Remove()
+	c, err := rt.Start(context.Background(), Spec{ID: "userns-private", Rootfs: o.Rootfs(), UserNS: ns.UserPath()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exit, out, _ := sh(t, c, Process{}, `echo x > /tmp/x && id -u`)
+	if !exit.Success() || out != "0\n" {
+		t.Errorf("%s %q", exit, out)
+	}
+	if err := c.Destroy(); err != nil {
+		t.Fatal(err)
+	}
+	// The root is untouched by the teardown of its bind.
+	if b, err := os.ReadFile(filepath.Join(o.Rootfs(), "tmp/x")); err != nil || string(b) != "x\n" {
+		t.Errorf("root after destroy: %q, %v", b, err)
 	}
 }

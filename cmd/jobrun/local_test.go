@@ -640,7 +640,7 @@ job "long" {
 	cmd.Process.Signal(syscall.SIGKILL)
 	go io.Copy(io.Discard, stdout)
 	cmd.Wait()
-	left, _ := filepath.Glob(filepath.Join(h.state, "network", "*", "netns"))
+	left, _ := filepath.Glob(filepath.Join(h.state, "network", "*", "lock"))
 	if len(left) == 0 {
 		t.Fatal("the killed jobrun left no network behind: the test proves nothing")
 	}

@@ -13,7 +13,8 @@
  *   cc -static -O2 -Wall -Wextra -Werror -o jobrun-launcher launcher.c
  *
  * It loads the container's seccomp filter into itself before it does
- * anything else, then starts each step the agent asks for as its own
+ * anything else (and, without no_new_privs, a user namespace's container,
+ * then drops the CAP_SYS_ADMIN it was given for that), then starts each step the agent asks for as its own
  * child, with the step's user, groups, environment, working directory and
  * stdio, and reports how the step ended. Steps so inherit the container's
  * namespaces, cgroup, seccomp filter, no_new_privs and capability bounding
@@ -36,6 +37,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <poll.h>
@@ -395,6 +397,31 @@ static char *load_filter(const unsigned char *prog, size_t len, uint32_t flags)
 	return NULL;
 }
 
+/* drop_sys_admin takes CAP_SYS_ADMIN out of every capability set of this
+ * process, the bounding set included, so no step can ever hold it. In a
+ * user namespace (no no_new_privs) loading a seccomp filter needs
+ * CAP_SYS_ADMIN: the agent gives it to this process for that alone. */
+static char *drop_sys_admin(void)
+{
+	char buf[128];
+	if (prctl(PR_CAPBSET_DROP, CAP_SYS_ADMIN, 0, 0, 0) < 0)
+		return cat("drop CAP_SYS_ADMIN from the bounding set: ", errstr(errno, buf), NULL);
+	struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
+	struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+	if (syscall(SYS_capget, &hdr, data) < 0)
+		return cat("read capabilities: ", errstr(errno, buf), NULL);
+	uint32_t bit = 1u << (CAP_SYS_ADMIN % 32);
+	int i = CAP_SYS_ADMIN / 32;
+	data[i].effective &= ~bit;
+	data[i].permitted &= ~bit;
+	data[i].inheritable &= ~bit;
+	if (syscall(SYS_capset, &hdr, data) < 0)
+		return cat("drop CAP_SYS_ADMIN: ", errstr(errno, buf), NULL);
+	if (prctl(PR_CAPBSET_READ, CAP_SYS_ADMIN, 0, 0, 0) != 0)
+		return cat("CAP_SYS_ADMIN still in the bounding set", NULL);
+	return NULL;
+}
+
 /* setup reads the Setup message and loads its seccomp filter (if any).
  * Nothing the agent asks for runs before the filter is in place. It
  * returns NULL or why it failed. */
@@ -414,6 +441,11 @@ static char *setup(void)
 		err = cat("decode filter: truncated", NULL);
 	else if (len > 5)
 		err = load_filter(msg + 5, len - 5, u32_at(msg + 1));
+	/* A filtered container without no_new_privs is a user namespace's:
+	 * its CAP_SYS_ADMIN was for loading the filter only (see sandbox's
+	 * Start). A privileged one has no filter and keeps its capabilities. */
+	if (!err && len > 5 && prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) == 0)
+		err = drop_sys_admin();
 	free(msg);
 	return err;
 }
