@@ -51,15 +51,19 @@ set -euo pipefail
 # built with `go test -c` and run from its own directory). One package
 # alone, quickly: JOBRUN_VM_RUN=idmap JOBRUN_VM_SYSTEMD=0 make test-vm.
 SUBSET=(
-	"agent/sandbox|^(TestPidsLimit|TestMemoryLimit|TestCPULimit|TestTimeoutKillsEverything|TestCancel|TestFailedStartLeavesNothing|TestKilledAgent|TestWarmer|TestExitCodes|TestParallelJobs|TestMounts|TestCgroupDelegation|TestCgroupUndelegated)$"
-	"agent/network|^(TestOutbound|TestIsolation|TestTeardown|TestCleanupAfterCrash)$"
-	"agent/image|^(TestSnapshotLifecycle|TestCleanupAfterCrash)$"
+	"agent/sandbox|^(TestPidsLimit|TestMemoryLimit|TestCPULimit|TestTimeoutKillsEverything|TestCancel|TestFailedStartLeavesNothing|TestKilledAgent|TestWarmer|TestExitCodes|TestParallelJobs|TestMounts|TestCgroupDelegation|TestCgroupUndelegated|TestUsernsStepRunsAsRangeRoot|TestUsernsChownAnyID|TestUsernsSetuidWorks|TestUsernsRootCannotReadHostRootFile|TestUsernsJobCannotSignalOtherRange|TestNamespacesCleanup|TestUsernsLimitsAndKillStillWork|TestUsernsNsenterEntersJob|TestUsernsNetNSOwnedByJob|TestEscapesUserns|TestUsernsStepsNeverHoldSysAdmin|TestKilledAgentUserns)$"
+	"agent/network|^(TestOutbound|TestIsolation|TestTeardown|TestCleanupAfterCrash|TestSetupInJobUserns|TestSetupSysctls)$"
+	"agent/image|^(TestSnapshotLifecycle|TestCleanupAfterCrash|TestSnapshotForShiftsOwnersWithoutChown|TestCheckIDsRefusesUnmappableOwners)$"
 	"internal/leakcheck|^(TestCgroup|TestCgroupScope|TestMount|TestLink|TestNetNS)$"
 	"cmd/jobrun|^(TestLocalDAGAndMatrix|TestLocalLimitsAndUnsupported|TestLocalServices|TestLocalKilledMidJob)$"
 	# #17, user namespaces: the probe (ext4 passes, tmpfs names 6.3), the
 	# idmapped mounts and overlays, the id ranges (useradd, subuid and
-	# subgid in the guest's writable /etc). Jobs in a user namespace
-	# (agent/sandbox, agent, cmd/jobrun) go in the patterns above.
+	# subgid in the guest's writable /etc), jobs in a user namespace
+	# (the sandbox's Userns tests above; cmd/jobrun's jobs run in one by
+	# default), caches and workspaces built for a range.
+	"agent|^(TestUsernsJobsGetDisjointRanges|TestUsernsBridgeServiceOnPort80|TestUsernsCacheSharedAcrossRanges|TestUsernsDebianPackaging|TestUsernsSudoFromImageUser)$"
+	"cache|^(TestPrivateOverlayForRange|TestSharedVolumeAcrossRanges|TestSetuidInCacheReachableByRootOnly)$"
+	"agent/workspace|^(TestOverlayForRange)$"
 	"internal/idmap|."
 	"agent/idrange|."
 )

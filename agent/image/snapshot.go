@@ -28,8 +28,12 @@ func (sn *Snapshot) Rootfs() string { return filepath.Join(sn.dir, "rootfs") }
 
 const (
 	// MaxSnapshotID is the longest snapshot id; the store decides whether
-	// an image must be flattened assuming ids this long.
-	MaxSnapshotID = 128
+	// an image must be flattened assuming ids this long. A snapshot is
+	// named by its container (a job's instance, a service's), whose id the
+	// sandbox takes up to 63 bytes long; every byte more here is one less
+	// per layer in the overlay's one page of options, twice over with
+	// SnapshotFor's idmapped lower paths.
+	MaxSnapshotID = 63
 )
 
 // topFirst reverses lowers (bottom first, as images list them) into the
@@ -50,7 +54,8 @@ func mountData(lowers []string, dir string) string {
 // fits reports whether an overlay of lowers fits in one mount for any
 // snapshot id, with the layers as they are (Snapshot) or through their
 // idmapped view in the snapshot's dir (SnapshotFor: SNAPSHOTS/id/lower/N/
-// in front of each layer's name, see idmap.NewOverlay).
+// in front of each layer's name, see idmap.NewOverlay). With the default
+// state dir, images of up to 22 layers fit.
 func (s *Store) fits(lowers []string) bool {
 	dir := filepath.Join(s.snaps, strings.Repeat("x", MaxSnapshotID))
 	mapped := make([]string, len(lowers))

@@ -308,3 +308,24 @@ func TestTestImages(t *testing.T) {
 		}
 	}
 }
+
+// TestTwentyLayersNeedNoFlattening: an image of 20 layers in a store under
+// the default state dir is snapshotted as it is, its idmapped lower paths
+// included (a snapshot id is a container's, at most 63 bytes); 60 layers
+// are flattened (the control).
+func TestTwentyLayersNeedNoFlattening(t *testing.T) {
+	s := &Store{dir: "/var/lib/jobrun/images", snaps: "/var/lib/jobrun/snapshots"}
+	layers := func(n int) []string {
+		var l []string
+		for range n {
+			l = append(l, filepath.Join(s.dir, "layers", strings.Repeat("a", 64)))
+		}
+		return l
+	}
+	if !s.fits(layers(20)) {
+		t.Error("20 layers do not fit one overlay mount: such images would be flattened")
+	}
+	if s.fits(layers(60)) {
+		t.Error("60 layers fit one overlay mount: the check measures nothing")
+	}
+}
