@@ -87,6 +87,9 @@ kills them at once. Either way nothing is left behind.`,
 }
 
 func runLocal(cmd *cobra.Command, g *globals, f *localFlags, file string) error {
+	if done, err := rootlessReexec(cmd, g); done { // without root: rootless.go
+		return err
+	}
 	out := cmd.OutOrStdout()
 	env, err := keyValues(f.env, "--env", false)
 	if err != nil {
@@ -106,6 +109,9 @@ func runLocal(cmd *cobra.Command, g *globals, f *localFlags, file string) error 
 		if plan, err = wf.Select(f.jobs...); err != nil {
 			return &exitError{code: 1, msg: err.Error()}
 		}
+	}
+	if err := rootlessCheck(plan); err != nil {
+		return &exitError{code: 1, msg: err.Error()}
 	}
 	host, err := openHost(cmd.Context(), g, hostOptions{noCache: f.noCache, artifacts: f.artifacts, logLimit: f.logLimit, caFile: f.caFile, artifactLimit: f.artLimit, pull: f.pull,
 		cacheBudget: f.cacheBudget, imageBudget: f.imageBudget, minFree: f.minFree,
@@ -136,6 +142,7 @@ func runLocal(cmd *cobra.Command, g *globals, f *localFlags, file string) error 
 	printer.Close()
 	fmt.Fprintln(out)
 	local.Summary(out, results)
+	rootlessLimits(out, plan)
 	fmt.Fprintf(out, "\nartifacts: %s\n", f.artifacts)
 	for _, r := range results {
 		if r.Status != agent.Succeeded {
