@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/jobrun/jobrun/agent/sandbox"
 	"github.com/jobrun/jobrun/internal/rootless"
@@ -118,9 +119,22 @@ func rootlessReexec(cmd *cobra.Command, g *globals) (bool, error) {
 		// The jobs' containers die with their parent (ParentDeathSignal);
 		// this makes a killed jobrun take its namespace with it.
 		Pdeathsig: syscall.SIGKILL,
+		// The child has a process group of its own, in the terminal's
+		// foreground if there is one: a Ctrl-C reaches it once, never
+		// this process, and it can read the terminal (--shell-on-failure).
+		// A SIGINT or SIGTERM sent to this process is passed on.
+		Setpgid: true,
 	}
-	// SIGINT from the terminal reaches the child too (same process
-	// group): the child alone counts them. SIGTERM is passed on.
+	tty := isTTY(os.Stdin)
+	if tty {
+		child.SysProcAttr.Foreground, child.SysProcAttr.Ctty = true, int(os.Stdin.Fd())
+		defer func() {
+			// Take the terminal back for the shell that waits for us.
+			signal.Ignore(syscall.SIGTTOU)
+			_ = unix.IoctlSetPointerInt(int(os.Stdin.Fd()), unix.TIOCSPGRP, syscall.Getpgrp())
+			signal.Reset(syscall.SIGTTOU)
+		}()
+	}
 	sig := make(chan os.Signal, 4)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sig)
@@ -154,9 +168,7 @@ func rootlessReexec(cmd *cobra.Command, g *globals) (bool, error) {
 	for {
 		select {
 		case s := <-sig:
-			if s == syscall.SIGTERM {
-				_ = child.Process.Signal(s)
-			}
+			_ = child.Process.Signal(s)
 		case err := <-done:
 			var ee *exec.ExitError
 			if errors.As(err, &ee) {
@@ -290,4 +302,10 @@ func rootlessLimits(w io.Writer, plan []*jobs.Job) {
 			fmt.Fprintf(w, "  %s: %s\n", j.Name, strings.Join(l, ", "))
 		}
 	}
+}
+
+// isTTY reports whether f is a terminal.
+func isTTY(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }

@@ -1,0 +1,443 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jobrun/jobrun/internal/leakcheck"
+	"github.com/jobrun/jobrun/internal/rootless"
+	"github.com/jobrun/jobrun/internal/testenv"
+)
+
+// rlUser is a real unprivileged user made for one test (issue #18), with
+// or without subordinate id ranges, and removed after it.
+type rlUser struct {
+	name     string
+	uid, gid int
+	home     string
+	sub      rootless.Range // zero without ranges
+	bin      string         // jobrun and its helpers, in a directory the user can read
+	project  string         // a directory of the user's for job files
+}
+
+// newRLUser makes the user. Its processes are checked when the test ends:
+// none may be left, its own or its subordinate ids'.
+func newRLUser(t *testing.T, ranges bool) *rlUser {
+	t.Helper()
+	testenv.RequireRoot(t)
+	testenv.RequireTool(t, "newuidmap")
+	testenv.RequireTool(t, "newgidmap")
+	testenv.RequireTool(t, "useradd")
+	name := fmt.Sprintf("jrl%d", os.Getpid()%100000)
+	if !ranges {
+		name += "n"
+	}
+	// useradd gives a new user ranges of its own unless told not to.
+	if out, err := exec.Command("useradd", "-m", "-s", "/bin/sh", "-K", "SUB_UID_COUNT=0", "-K", "SUB_GID_COUNT=0", name).CombinedOutput(); err != nil {
+		t.Fatalf("useradd: %v\n%s", err, out)
+	}
+	u := &rlUser{name: name}
+	t.Cleanup(func() {
+		if out, err := exec.Command("userdel", "-r", name).CombinedOutput(); err != nil {
+			t.Errorf("userdel: %v\n%s", err, out)
+		}
+		for _, f := range []string{"/etc/subuid", "/etc/subgid"} {
+			if r, _ := rootless.SubIDs(f, name, u.uid); len(r) > 0 {
+				t.Errorf("%s still has %s's ranges %v", f, name, r)
+			}
+		}
+	})
+	pu, err := user.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.uid, _ = strconv.Atoi(pu.Uid)
+	u.gid, _ = strconv.Atoi(pu.Gid)
+	u.home = pu.HomeDir
+	if ranges {
+		r, err := rootless.FreeRange(65536, "/etc/subuid", "/etc/subgid")
+		if err != nil {
+			t.Fatal(err)
+		}
+		span := fmt.Sprintf("%d-%d", r.Start, r.Start+r.Count-1)
+		if out, err := exec.Command("usermod", "--add-subuids", span, "--add-subgids", span, name).CombinedOutput(); err != nil {
+			t.Fatalf("usermod: %v\n%s", err, out)
+		}
+		u.sub = r
+	}
+	t.Cleanup(func() {
+		if left := u.procs(); len(left) > 0 {
+			t.Errorf("processes of %s left: %v", name, left)
+		}
+	})
+
+	// jobrun and its helpers where the user can run them.
+	u.bin = filepath.Join(u.home, "bin")
+	if err := os.MkdirAll(u.bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(buildJobrun(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(u.bin, "jobrun"), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := testenv.InstallHelpers(u.bin); err != nil {
+		t.Fatal(err)
+	}
+	u.project = filepath.Join(u.home, "project")
+	return u
+}
+
+// procs lists the processes running as the user or as one of its
+// subordinate ids.
+func (u *rlUser) procs() []string {
+	ents, _ := os.ReadDir("/proc")
+	var out []string
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		uid, ok := procUID(e.Name())
+		if ok && (uid == u.uid || u.sub.Count > 0 && uid >= int(u.sub.Start) && uid < int(u.sub.Start+u.sub.Count)) {
+			cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+			out = append(out, e.Name()+":"+strings.ReplaceAll(string(cmd), "\x00", " "))
+		}
+	}
+	return out
+}
+
+// procUID is the real uid of process pid, from the host.
+func procUID(pid string) (int, bool) {
+	b, err := os.ReadFile(filepath.Join("/proc", pid, "status"))
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "Uid:" {
+			n, err := strconv.Atoi(f[1])
+			return n, err == nil
+		}
+	}
+	return 0, false
+}
+
+// write puts a job file in the user's project directory, owned by the
+// user (a workspace's files are the user's, as on a laptop).
+func (u *rlUser) write(t *testing.T, ci string) string {
+	t.Helper()
+	if err := os.MkdirAll(u.project, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(u.project, ".ci.hcl")
+	if err := os.WriteFile(file, []byte(strings.ReplaceAll(ci, "IMAGE", busybox(t))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{u.project, file} {
+		if err := os.Chown(p, u.uid, u.gid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return file
+}
+
+// command is jobrun run as the user, with a clean environment: HOME, PATH
+// and nothing of XDG's, so the defaults apply (~/.local/share/jobrun, a
+// runtime dir under /tmp).
+func (u *rlUser) command(args ...string) *exec.Cmd {
+	cmd := exec.Command(filepath.Join(u.bin, "jobrun"), args...)
+	cmd.Dir = u.project
+	cmd.Env = []string{"HOME=" + u.home, "USER=" + u.name, "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "NO_COLOR=1"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(u.uid), Gid: uint32(u.gid), Groups: []uint32{}}}
+	return cmd
+}
+
+// local runs `jobrun local` as the user on file.
+func (u *rlUser) local(t *testing.T, file string, args ...string) localRun {
+	t.Helper()
+	cmd := u.command(append([]string{"local", "--artifacts", filepath.Join(u.home, "artifacts"), file}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("as %s: jobrun local %s: exit %d\n%s%s", u.name, file, code, out.String(), errb.String())
+	return localRun{out.String(), errb.String(), code}
+}
+
+// stateDir is the user's default state dir.
+func (u *rlUser) stateDir() string { return filepath.Join(u.home, ".local", "share", "jobrun") }
+
+// runDir is the user's runtime dir for jobrun's containers (no
+// XDG_RUNTIME_DIR: the private one under /tmp).
+func (u *rlUser) runDir() string {
+	return filepath.Join(os.TempDir(), "jobrun-run-"+strconv.Itoa(u.uid))
+}
+
+// checkLeaks takes a leak checker snapshot of the user's state dir now
+// (after a first run made it) and checks it when the test ends, with the
+// user's runtime dir holding no container.
+func (u *rlUser) checkLeaks(t *testing.T) {
+	t.Helper()
+	for _, d := range []string{"snapshots", "work/workspaces", "caches/private"} {
+		leaks := leakcheck.Take(t, filepath.Join(u.stateDir(), d))
+		t.Cleanup(func() { leaks.Check(t) })
+	}
+	t.Cleanup(func() {
+		var left []string
+		filepath.WalkDir(u.runDir(), func(p string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				left = append(left, p)
+			}
+			return nil
+		})
+		if len(left) > 0 {
+			t.Errorf("runtime state left: %v", left)
+		}
+		os.RemoveAll(u.runDir())
+		b, _ := os.ReadFile("/proc/self/mountinfo")
+		if strings.Contains(string(b), u.home) {
+			t.Errorf("mounts left under %s on the host:\n%s", u.home, b)
+		}
+	})
+}
+
+// summary is the summary table of a run, without the columns that differ
+// between runs (duration) and between root and a user (CPU and PEAK MEM,
+// which need a cgroup).
+func summary(t *testing.T, out string) []string {
+	t.Helper()
+	var rows []string
+	in := false
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "JOB ") {
+			in = true
+			continue
+		}
+		if !in {
+			continue
+		}
+		if strings.TrimSpace(line) == "" {
+			break
+		}
+		c := regexp.MustCompile(`\s{2,}`).Split(strings.TrimRight(line, " "), -1)
+		if len(c) < 7 {
+			t.Fatalf("summary row %q", line)
+		}
+		rows = append(rows, strings.Join(append([]string{c[0], c[1], c[5], c[6]}, c[7:]...), " | "))
+	}
+	if len(rows) == 0 {
+		t.Fatalf("no summary in:\n%s", out)
+	}
+	return rows
+}
+
+// example is the example's job file for the user's test, with busybox the
+// test image and network "none" (bridge needs root for now).
+func example(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("../../examples", name, ".ci.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.ReplaceAll(string(b), `image = "busybox"`, "image = \"IMAGE\"\n  network = \"none\"")
+}
+
+// TestRootlessHello runs the hello and matrix examples as an ordinary user
+// with subordinate ranges: the same summary as root's, the image in the
+// user's state dir, the job root in its namespace and the user on the
+// host, nothing left behind.
+func TestRootlessHello(t *testing.T) {
+	u := newRLUser(t, true)
+	for _, ex := range []string{"hello", "matrix"} {
+		t.Run(ex, func(t *testing.T) {
+			file := u.write(t, example(t, ex))
+			r := u.local(t, file)
+			if r.code != 0 {
+				t.Fatalf("as %s: exit %d", u.name, r.code)
+			}
+			u.checkLeaks(t)
+			// Root's run of the same file, for the summary.
+			h := newTestHost(t)
+			root := h.local(t, file)
+			if root.code != 0 {
+				t.Fatalf("as root: exit %d", root.code)
+			}
+			if got, want := summary(t, r.out), summary(t, root.out); strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Errorf("summary as %s:\n%s\nas root:\n%s", u.name, strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+			if !strings.Contains(r.out, "limits not enforced: ") || strings.Contains(root.out, "limits not enforced") {
+				t.Error("only the user's run says limits are not enforced")
+			}
+			// A second run finds the image unpacked in the user's store.
+			again := u.local(t, file)
+			if again.code != 0 || strings.Contains(again.out, "done in") {
+				t.Errorf("second run: exit %d, or it unpacked a layer again", again.code)
+			}
+		})
+	}
+	layers, _ := filepath.Glob(filepath.Join(u.stateDir(), "images", "layers", "*"))
+	if len(layers) == 0 {
+		t.Errorf("no layer in the user's store %s", u.stateDir())
+	}
+	for _, l := range layers {
+		var st syscall.Stat_t
+		if err := syscall.Stat(l, &st); err != nil || int(st.Uid) != u.uid {
+			t.Errorf("layer %s: not the user's (%v, uid %d)", l, err, st.Uid)
+		}
+	}
+}
+
+// TestRootlessIDs checks whose the job's processes are: root in the job,
+// the user itself on the host (the namespace's 0 is the user's uid), and a
+// subordinate id for the image's other users.
+func TestRootlessIDs(t *testing.T) {
+	u := newRLUser(t, true)
+	file := u.write(t, `
+job "ids" {
+  image = "IMAGE"
+  network = "none"
+  step "probe" { run = "echo uid=$(id -u); sleep 4242 || true; su -s /bin/sh nobody -c 'sleep 4243' || true; echo done" }
+}
+`)
+	cmd := u.command("local", "--artifacts", filepath.Join(u.home, "artifacts"), file)
+	stdout, _ := cmd.StdoutPipe()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	var mu sync.Mutex
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			mu.Lock()
+			fmt.Fprintln(&out, sc.Text())
+			mu.Unlock()
+		}
+		io.Copy(io.Discard, stdout)
+	}()
+	// From the host: the sleeps' owners; each is killed once seen.
+	// The namespace maps 0 to the user and 1.. to the range: busybox's
+	// nobody, 65534, is the range's 65533rd id.
+	want := map[string]int{"4242": u.uid, "4243": int(u.sub.Start) + 65534 - 1}
+	for _, arg := range []string{"4242", "4243"} {
+		pid, uid := waitSleep(t, arg, 60*time.Second)
+		if pid == 0 {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("no sleep %s seen from the host:\n%s\n%s", arg, out.String(), stderr.String())
+		}
+		if uid != want[arg] {
+			t.Errorf("sleep %s runs as host uid %d, want %d", arg, uid, want[arg])
+		}
+		syscall.Kill(pid, syscall.SIGTERM)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("jobrun: %v\n%s\n%s", err, out.String(), stderr.String())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(out.String(), "| uid=0") {
+		t.Errorf("the job's id -u is not 0:\n%s", out.String())
+	}
+}
+
+// waitSleep finds the process `sleep ARG` and its host uid.
+func waitSleep(t *testing.T, arg string, d time.Duration) (int, int) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		ents, _ := os.ReadDir("/proc")
+		for _, e := range ents {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil {
+				continue
+			}
+			b, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+			if string(b) == "sleep\x00"+arg+"\x00" {
+				if uid, ok := procUID(e.Name()); ok {
+					return pid, uid
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return 0, 0
+}
+
+// TestRootlessNoSubIDs: a user without subordinate ranges gets one message
+// with the exact usermod line, and nothing runs.
+func TestRootlessNoSubIDs(t *testing.T) {
+	u := newRLUser(t, false)
+	file := u.write(t, example(t, "hello"))
+	r := u.local(t, file)
+	if r.code != 1 {
+		t.Errorf("exit %d, want 1", r.code)
+	}
+	re := regexp.MustCompile(`(?m)^  sudo usermod --add-subuids (\d+)-(\d+) --add-subgids (\d+)-(\d+) ` + u.name + `$`)
+	m := re.FindStringSubmatch(r.err)
+	if m == nil || m[1] != m[3] || m[2] != m[4] {
+		t.Fatalf("no usermod line for %s in:\n%s", u.name, r.err)
+	}
+	start, _ := strconv.Atoi(m[1])
+	end, _ := strconv.Atoi(m[2])
+	if end-start+1 != 65536 {
+		t.Errorf("proposed range %d-%d is not 65536 ids", start, end)
+	}
+	// The proposal is free: no user's range overlaps it.
+	for _, f := range []string{"/etc/subuid", "/etc/subgid"} {
+		b, _ := os.ReadFile(f)
+		for _, line := range strings.Split(string(b), "\n") {
+			p := strings.Split(line, ":")
+			if len(p) != 3 {
+				continue
+			}
+			s, _ := strconv.Atoi(p[1])
+			n, _ := strconv.Atoi(p[2])
+			if s <= end && start < s+n {
+				t.Errorf("proposed range %d-%d overlaps %s's in %s", start, end, p[0], f)
+			}
+		}
+	}
+	if strings.Count(r.err, "jobrun:") != 1 {
+		t.Errorf("want one message, got:\n%s", r.err)
+	}
+	if _, err := os.Stat(u.stateDir()); err == nil {
+		t.Errorf("state dir %s made though nothing ran", u.stateDir())
+	}
+}
+
+// TestRootlessBridgeNotYet: a bridge job without root fails before it
+// starts, naming the job and the issue.
+func TestRootlessBridgeNotYet(t *testing.T) {
+	u := newRLUser(t, true)
+	file := u.write(t, `
+job "net" {
+  image = "IMAGE"
+  step "s" { run = "true" }
+}
+`)
+	r := u.local(t, file)
+	if r.code != 1 || !strings.Contains(r.err, `network = "bridge"`) || !strings.Contains(r.err, `job "net"`) || !strings.Contains(r.err, "issue #18") {
+		t.Errorf("exit %d, stderr:\n%s", r.code, r.err)
+	}
+}
