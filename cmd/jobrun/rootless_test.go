@@ -441,3 +441,85 @@ job "net" {
 		t.Errorf("exit %d, stderr:\n%s", r.code, r.err)
 	}
 }
+
+// TestRootlessInterruptAndTimeout: without cgroups, a job's pid namespace
+// still takes every process down, daemons included, at a timeout and at
+// Ctrl-C (SIGINT to jobrun, as a script sends it: passed on to the child
+// in the namespace).
+func TestRootlessInterruptAndTimeout(t *testing.T) {
+	u := newRLUser(t, true)
+	file := u.write(t, `
+job "slow" {
+  image = "IMAGE"
+  network = "none"
+  timeout = "2s"
+  step "hang" { run = "setsid sleep 301 & (sleep 302 &); sleep 303" }
+}
+`)
+	r := u.local(t, file)
+	if r.code != 1 || !strings.Contains(r.out, "timed out after 2s") {
+		t.Errorf("timeout: exit %d", r.code)
+	}
+	u.checkLeaks(t)
+	if left := u.procs(); len(left) > 0 {
+		t.Errorf("after the timeout: %v", left)
+	}
+
+	file = u.write(t, `
+job "long" {
+  image = "IMAGE"
+  network = "none"
+  step "sleep" { run = "echo sleeping; setsid sleep 304 & sleep 305" }
+}
+`)
+	cmd := u.command("local", "--artifacts", filepath.Join(u.home, "artifacts"), file)
+	stdout, _ := cmd.StdoutPipe()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	var mu sync.Mutex
+	started := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		once := sync.Once{}
+		for sc.Scan() {
+			mu.Lock()
+			fmt.Fprintln(&out, sc.Text())
+			mu.Unlock()
+			if strings.Contains(sc.Text(), "| sleeping") {
+				once.Do(func() { close(started) })
+			}
+		}
+		io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case <-started:
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("the job never started:\n%s", stderr.String())
+	}
+	if pid, _ := waitSleep(t, "304", 10*time.Second); pid == 0 {
+		t.Error("the daemon never ran")
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+			t.Errorf("jobrun exited with %v, want exit status 1", err)
+		}
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("jobrun did not stop after SIGINT")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	order(t, out.String(), `sleep ■ cancelled`, `long +cancelled`)
+	if left := u.procs(); len(left) > 0 {
+		t.Errorf("after Ctrl-C: %v", left)
+	}
+}
