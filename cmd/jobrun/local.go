@@ -110,7 +110,7 @@ func runLocal(cmd *cobra.Command, g *globals, f *localFlags, file string) error 
 			return &exitError{code: 1, msg: err.Error()}
 		}
 	}
-	if err := rootlessCheck(plan); err != nil {
+	if err := rootlessCheck(g, plan); err != nil {
 		return &exitError{code: 1, msg: err.Error()}
 	}
 	host, err := openHost(cmd.Context(), g, hostOptions{noCache: f.noCache, artifacts: f.artifacts, logLimit: f.logLimit, caFile: f.caFile, artifactLimit: f.artLimit, pull: f.pull,

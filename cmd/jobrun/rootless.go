@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/jobrun/jobrun/agent/sandbox"
+	"github.com/jobrun/jobrun/internal/mount"
 	"github.com/jobrun/jobrun/internal/rootless"
 	"github.com/jobrun/jobrun/internal/units"
 	"github.com/jobrun/jobrun/jobs"
@@ -255,12 +256,21 @@ func ownDir(dir string) bool {
 	return fi.IsDir() && ok && int(st.Uid) == os.Getuid() && fi.Mode().Perm()&0o022 == 0
 }
 
-// rootlessCheck refuses, before anything runs, the jobs that jobrun
-// without root cannot run yet: bridge networking (and so services) needs
-// pasta or slirp4netns, which is issue #18's next step.
-func rootlessCheck(plan []*jobs.Job) error {
+// rootlessCheck refuses, before anything runs, what jobrun without root
+// cannot do: overlays where the kernel or the state dir's filesystem
+// cannot have them in a user namespace, and, not yet, bridge networking
+// (and so services), which needs pasta or slirp4netns: issue #18's next
+// step.
+func rootlessCheck(g *globals, plan []*jobs.Job) error {
 	if !rootlessChild() {
 		return nil
+	}
+	dir, err := g.absStateDir()
+	if err != nil {
+		return err
+	}
+	if err := mount.ProbeUserOverlay(dir); err != nil {
+		return fmt.Errorf("running jobs without root: %w", err)
 	}
 	var names []string
 	for _, j := range plan {
