@@ -31,26 +31,6 @@ func InUserNS() bool {
 	return !(len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295")
 }
 
-// HostUID returns the host uid that uid 0 of this process's user
-// namespace maps to, or -1 if none does; in the initial namespace, 0.
-func HostUID() int {
-	b, err := os.ReadFile("/proc/self/uid_map")
-	if err != nil {
-		return -1
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 3 && f[0] == "0" {
-			n, err := strconv.Atoi(f[1])
-			if err != nil {
-				return -1
-			}
-			return n
-		}
-	}
-	return -1
-}
-
 // Range is one subordinate id range: Count ids from Start.
 type Range struct {
 	Start, Count uint32
