@@ -87,9 +87,6 @@ kills them at once. Either way nothing is left behind.`,
 }
 
 func runLocal(cmd *cobra.Command, g *globals, f *localFlags, file string) error {
-	if done, err := rootlessReexec(cmd, g); done { // without root: rootless.go
-		return err
-	}
 	out := cmd.OutOrStdout()
 	env, err := keyValues(f.env, "--env", false)
 	if err != nil {

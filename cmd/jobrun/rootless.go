@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -71,6 +72,21 @@ func rootlessWait() {
 // started: root of the user's namespace.
 func rootlessChild() bool {
 	return os.Getenv(rootlessStageEnv) == "run" && os.Geteuid() == 0 && rootless.InUserNS()
+}
+
+// rootlessCommand runs the commands that work on the state dir (local,
+// image, cache) again in the user's namespace when jobrun runs without
+// root, and then ends with the child's exit code; others run as they are.
+func rootlessCommand(cmd *cobra.Command, g *globals) error {
+	path := strings.Fields(cmd.CommandPath())
+	if len(path) < 2 || !slices.Contains([]string{"local", "image", "cache"}, path[1]) {
+		return nil
+	}
+	done, err := rootlessReexec(cmd, g)
+	if done && err == nil {
+		return &exitError{code: 0}
+	}
+	return err
 }
 
 // rootlessReexec runs this command again in a user namespace when jobrun

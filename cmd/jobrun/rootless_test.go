@@ -523,3 +523,50 @@ job "long" {
 		t.Errorf("after Ctrl-C: %v", left)
 	}
 }
+
+// TestRootlessImageCommands: `jobrun image` works on the user's store
+// without root, run in the user's namespace like local: a layer whose
+// files belong to a subordinate id (busybox-user's /home/builder, 1000 in
+// the image) is listed, then removed by rm and prune.
+func TestRootlessImageCommands(t *testing.T) {
+	u := newRLUser(t, true)
+	ref := "oci-layout:" + filepath.Join(testenv.RequireEnv(t, "JOBRUN_TEST_IMAGES", "test images built by scripts/testimages.sh"), "busybox-user") + ":latest"
+	file := u.write(t, `
+job "user" {
+  image = "`+ref+`"
+  network = "none"
+  step "who" { run = "id -u; ls -ln /home" }
+}
+`)
+	if r := u.local(t, file); r.code != 0 || !strings.Contains(r.out, "| 1000") {
+		t.Fatalf("exit %d", r.code)
+	}
+	ranged := func() []string {
+		var out []string
+		filepath.WalkDir(u.stateDir(), func(p string, d os.DirEntry, err error) error {
+			var st syscall.Stat_t
+			if err == nil && syscall.Lstat(p, &st) == nil && int(st.Uid) == int(u.sub.Start)+1000-1 {
+				out = append(out, p)
+			}
+			return nil
+		})
+		return out
+	}
+	if len(ranged()) == 0 {
+		t.Fatal("no file of the image's user 1000 on disk as the range's id")
+	}
+	for _, args := range [][]string{{"image", "ls"}, {"image", "rm", ref}, {"image", "prune"}} {
+		cmd := u.command(args...)
+		out, err := cmd.CombinedOutput()
+		t.Logf("as %s: jobrun %s:\n%s", u.name, strings.Join(args, " "), out)
+		if err != nil {
+			t.Fatalf("jobrun %s: %v", strings.Join(args, " "), err)
+		}
+		if args[1] == "ls" && !strings.Contains(string(out), ref) {
+			t.Errorf("image ls lacks %s", ref)
+		}
+	}
+	if left := ranged(); len(left) > 0 {
+		t.Errorf("files of the range left after rm and prune: %v", left)
+	}
+}
