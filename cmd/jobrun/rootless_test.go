@@ -350,6 +350,12 @@ job "ids" {
 		if uid != want[arg] {
 			t.Errorf("sleep %s runs as host uid %d, want %d", arg, uid, want[arg])
 		}
+		// Its capabilities are over the user's namespace, not the host's.
+		own, _ := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "ns", "user"))
+		host, _ := os.Readlink("/proc/1/ns/user")
+		if own == "" || own == host {
+			t.Errorf("sleep %s is in user namespace %q, the host's is %q", arg, own, host)
+		}
 		syscall.Kill(pid, syscall.SIGTERM)
 	}
 	if err := cmd.Wait(); err != nil {
@@ -568,5 +574,37 @@ job "user" {
 	}
 	if left := ranged(); len(left) > 0 {
 		t.Errorf("files of the range left after rm and prune: %v", left)
+	}
+}
+
+// TestRootlessJobConfined: a job without root sees none of the host's
+// processes and none of the user's files outside its workspace, though it
+// runs as the user's uid on the host, and cannot mount or make a user
+// namespace of its own. Positive controls: it sees its own processes and
+// its workspace.
+func TestRootlessJobConfined(t *testing.T) {
+	u := newRLUser(t, true)
+	secret := filepath.Join(u.home, "secret.txt")
+	if err := os.WriteFile(secret, []byte("TOPSECRET-rootless\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Chown(secret, u.uid, u.gid)
+	file := u.write(t, `
+job "confined" {
+  image = "IMAGE"
+  network = "none"
+  step "procs" { run = "sleep 100 & ps -o pid,args; test $(ls -d /proc/[0-9]* | wc -l) -le 6 && ! ps -o args | grep -q '[j]obrun local' && kill %1 && echo procs-ok" }
+  step "files" { run = "echo 'PLANT''ED' > /tmp/p && grep -rqs PLANTED /tmp && rm /tmp/p && test -f /workspace/.ci.hcl && test ! -e `+u.home+` && ! grep -rqs 'TOPSECRET-root''less' /bin /etc /home /root /tmp /var /workspace /mnt && echo files-ok" }
+  step "mount" { run = "! mount -t tmpfs none /mnt 2>/dev/null && ! unshare -U true 2>/dev/null && ! unshare -m true 2>/dev/null && echo mount-ok" }
+}
+`)
+	r := u.local(t, file)
+	if r.code != 0 {
+		t.Fatalf("exit %d", r.code)
+	}
+	for _, ok := range []string{"| procs-ok", "| files-ok", "| mount-ok"} {
+		if !strings.Contains(r.out, ok) {
+			t.Errorf("no %q", ok)
+		}
 	}
 }
