@@ -66,14 +66,12 @@ func rootlessRunDir(stateDir string) (string, bool, error) {
 
 // rootlessSpec takes out of spec what a user namespace's root cannot have:
 // the cgroup and its limits (see RootlessLimitsReason), and the cgroup file
-// system (the job has no cgroup of its own to see).
+// system (the job has no cgroup of its own to see). The cgroup namespace
+// stays: it is the user's, so `nsenter --all` (--keep) can enter it.
 func rootlessSpec(spec *specs.Spec) {
 	spec.Mounts = slices.DeleteFunc(spec.Mounts, func(m specs.Mount) bool { return m.Destination == "/sys/fs/cgroup" })
 	spec.Linux.CgroupsPath = ""
 	spec.Linux.Resources = &specs.LinuxResources{}
-	spec.Linux.Namespaces = slices.DeleteFunc(spec.Linux.Namespaces, func(n specs.LinuxNamespace) bool {
-		return n.Type == specs.CgroupNamespace
-	})
 }
 
 // rootlessConfig makes libcontainer ignore the cgroups it cannot make (the

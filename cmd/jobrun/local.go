@@ -164,7 +164,7 @@ func inspector(f *localFlags, w io.Writer) func(context.Context, string, *sandbo
 			c.Exec(ctx, sandbox.Process{Args: []string{"/bin/sh", "-i"}, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
 			return
 		}
-		fmt.Fprintf(w, "jobrun: %s failed; its container is kept. Enter it with:\n  nsenter --target %d --all /bin/sh\nIts workspace is /workspace. Press Ctrl-C to clean up.\n", job, c.Pid())
+		fmt.Fprintf(w, "jobrun: %s failed; its container is kept. Enter it with:\n  %s\nIts workspace is /workspace. Press Ctrl-C to clean up.\n", job, enterCommand(c.Pid()))
 		<-ctx.Done()
 	}
 }

@@ -335,3 +335,14 @@ func isTTY(f *os.File) bool {
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
 }
+
+// enterCommand is the command that enters a kept container (--keep). As
+// root: all its namespaces. Without root the container shares the host's
+// time namespace, which only the host's root may enter, so it names the
+// others, the user namespace first.
+func enterCommand(pid int) string {
+	if rootlessChild() {
+		return fmt.Sprintf("nsenter --target %d --user --mount --uts --ipc --net --pid --cgroup /bin/sh", pid)
+	}
+	return fmt.Sprintf("nsenter --target %d --all /bin/sh", pid)
+}

@@ -608,3 +608,53 @@ job "confined" {
 		}
 	}
 }
+
+// TestRootlessKeep: --keep without root prints a command that the user,
+// without root, can enter the kept container with; Ctrl-C then cleans up.
+func TestRootlessKeep(t *testing.T) {
+	u := newRLUser(t, true)
+	file := u.write(t, `
+job "broken" {
+  image = "IMAGE"
+  network = "none"
+  step "break" { run = "echo state-at-failure > /workspace/marker; exit 9" }
+}
+`)
+	cmd := u.command("local", "--keep", "--artifacts", filepath.Join(u.home, "artifacts"), file)
+	stderr, _ := cmd.StderrPipe()
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	enter := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if l := strings.TrimSpace(sc.Text()); strings.HasPrefix(l, "nsenter ") {
+				enter <- l
+			}
+		}
+	}()
+	var line string
+	select {
+	case line = <-enter:
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("no nsenter line:\n%s", out.String())
+	}
+	f := strings.Fields(line)
+	in := exec.Command(f[0], append(f[1:], "-c", "cat /workspace/marker; id -u")...)
+	in.Env = []string{"PATH=/usr/bin:/bin:/usr/sbin:/sbin"}
+	in.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(u.uid), Gid: uint32(u.gid), Groups: []uint32{}}}
+	got, err := in.CombinedOutput()
+	if err != nil || string(got) != "state-at-failure\n0\n" {
+		t.Errorf("as %s: %s: %v\n%s", u.name, line, err, got)
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	if err := cmd.Wait(); err == nil {
+		t.Error("jobrun succeeded with a failed job")
+	}
+	u.checkLeaks(t)
+}
