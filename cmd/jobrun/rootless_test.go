@@ -82,6 +82,9 @@ func newRLUser(t *testing.T, ranges bool) *rlUser {
 		if left := u.procs(); len(left) > 0 {
 			t.Errorf("processes of %s left: %v", name, left)
 		}
+		// The runtime dir stays between runs, as podman's does; the
+		// next test's user may get the same uid.
+		os.RemoveAll(u.runDir())
 	})
 
 	// jobrun and its helpers where the user can run them.
