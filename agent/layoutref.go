@@ -57,14 +57,20 @@ func jobFileDir(file string) string {
 // from inside the workspace ws: its name is a path that ends with the job,
 // so the record would only pile up. Its layers stay for Prune.
 func (r *Runner) forgetWorkspaceImage(img *image.Image, ws string, td *teardown) {
-	path, _, ok := image.SplitLayout(img.Ref)
-	if !ok {
-		return
-	}
-	root, err := filepath.EvalSymlinks(ws)
-	if err != nil || !inside(root, path) {
+	if !fromWorkspace(img.Ref, ws) {
 		return
 	}
 	ref := img.Ref
 	td.add(func() error { return r.Images.Remove(ref) })
+}
+
+// fromWorkspace reports whether ref names an image imported from a layout
+// inside the workspace ws.
+func fromWorkspace(ref, ws string) bool {
+	path, _, ok := image.SplitLayout(ref)
+	if !ok {
+		return false
+	}
+	root, err := filepath.EvalSymlinks(ws)
+	return err == nil && inside(root, path)
 }

@@ -36,13 +36,21 @@ type jobNet struct {
 // startNetwork starts making j's bridge network, if it has one, and adds
 // its teardown (after whatever is added later, so after the containers
 // that use it are gone).
-func (r *Runner) startNetwork(ctx context.Context, j *Job, td *teardown) *jobNet {
+//
+// In a user namespace (ns set) the network is configured in the network
+// namespace ns holds, owned by the job's user namespace, so that the
+// job's root may mount its sysfs.
+func (r *Runner) startNetwork(ctx context.Context, j *Job, ns *sandbox.Namespaces, td *teardown) *jobNet {
 	if j.Network != jobs.NetworkBridge {
 		return nil
 	}
 	jn := &jobNet{done: make(chan struct{})}
 	go func() {
 		defer close(jn.done)
+		if p := ns.NetPath(); p != "" {
+			jn.net, jn.err = r.Network.SetupIn(ctx, j.instance, p)
+			return
+		}
 		jn.net, jn.err = r.Network.Setup(ctx, j.instance)
 	}()
 	td.add(func() error {

@@ -12,7 +12,8 @@ import (
 // job j whose workspace is ws: a relative oci-layout: path of a checked-out
 // job is taken from the checkout (see workspaceLayout), the job's pull
 // policy wins over the Runner's, and the job's registry login is offered
-// beside the agent's.
+// beside the agent's. With user namespaces, an image with files owned by
+// ids they cannot map is refused here, before anything starts.
 func (r *Runner) resolveImage(ctx context.Context, j *Job, ref, ws string) (*image.Image, error) {
 	if j.FileDir != "" {
 		var err error
@@ -28,7 +29,18 @@ func (r *Runner) resolveImage(ctx context.Context, j *Job, ref, ws string) (*ima
 	if c, ok := j.imageCredential(ref); ok {
 		creds = append(creds, c)
 	}
-	return r.Images.ResolvePolicy(ctx, ref, j.BaseDir, p, creds...)
+	img, err := r.Images.ResolvePolicy(ctx, ref, j.BaseDir, p, creds...)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.checkImageIDs(img); err != nil {
+		if fromWorkspace(img.Ref, ws) {
+			// As forgetWorkspaceImage would at teardown.
+			r.Images.Remove(img.Ref)
+		}
+		return nil, err
+	}
+	return img, nil
 }
 
 // imageCredential is the job's registry login (its image_credentials

@@ -15,12 +15,14 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/jobrun/jobrun/agent/idrange"
 	"github.com/jobrun/jobrun/agent/image"
 	"github.com/jobrun/jobrun/agent/network"
 	"github.com/jobrun/jobrun/agent/sandbox"
 	"github.com/jobrun/jobrun/agent/workspace"
 	"github.com/jobrun/jobrun/artifacts"
 	"github.com/jobrun/jobrun/cache"
+	"github.com/jobrun/jobrun/internal/idmap"
 	"github.com/jobrun/jobrun/internal/units"
 	"github.com/jobrun/jobrun/jobs"
 )
@@ -66,6 +68,12 @@ type Runner struct {
 	// ServiceTimeout is how long a service gets to accept connections on
 	// its port; zero means a minute.
 	ServiceTimeout time.Duration
+	// IDs, if set, gives each job (with its services) a user namespace
+	// of its own: container ids 0-65535 on a host id range leased from
+	// the pool for the job's lifetime, its root filesystem and mounts
+	// idmapped onto it (see sandbox.Spec.UserNS). Nil: jobs run without
+	// user namespaces (userns = "off").
+	IDs *idrange.Pool
 
 	live sync.Map // *sandbox.Container of running jobs, for KillAll
 }
@@ -190,9 +198,13 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 			return errored(res, err)
 		}
 	}
-	jn := r.startNetwork(ctx, j, &td)
+	ns, err := r.namespaces(clk.ctx, j, &td, &phase)
+	if err != nil {
+		return prepFailed(err)
+	}
+	jn := r.startNetwork(ctx, j, ns, &td)
 
-	ws, err := r.workspace(clk.ctx, j)
+	ws, wsIDMap, err := r.workspace(clk.ctx, j, ns.Userns())
 	if err != nil {
 		return prepFailed(err)
 	}
@@ -209,13 +221,13 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 		return prepFailed(err)
 	}
 	r.forgetWorkspaceImage(img, ws.Path(), &td)
-	snap, err := r.Images.Snapshot(clk.ctx, img, j.instance)
+	snap, err := r.Images.SnapshotFor(clk.ctx, img, j.instance, ns.Userns())
 	if err != nil && clk.ctx.Err() == nil {
 		// A budget sweep may have evicted the image between Resolve and
 		// Snapshot: eviction must not fail the job, so resolve (pull)
 		// it again, once.
 		if img, err = r.resolveImage(clk.ctx, j, j.Image, ws.Path()); err == nil {
-			snap, err = r.Images.Snapshot(clk.ctx, img, j.instance)
+			snap, err = r.Images.SnapshotFor(clk.ctx, img, j.instance, ns.Userns())
 		}
 	}
 	if err != nil {
@@ -224,7 +236,7 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 	td.add(snap.Remove)
 
 	phase = "acquiring caches"
-	vols, mounts, err := r.acquireCaches(clk.ctx, j, ws.Path(), nil, l)
+	vols, mounts, err := r.acquireCaches(clk.ctx, j, ws.Path(), ns.Userns(), l)
 	for _, v := range vols {
 		td.add(v.release)
 		res.Caches++
@@ -240,6 +252,7 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 		l.notice("", "limits: "+limits)
 	}
 	spec := r.spec(j, img, snap.Rootfs(), ws.Path(), mounts)
+	spec.UserNS, spec.WorkspaceIDMap = ns.UserPath(), wsIDMap
 	var svcs []*service
 	var net *network.Net
 	if jn != nil {
@@ -249,7 +262,7 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 		}
 		joinNetwork(&spec, net, j.Services)
 		phase = "starting services"
-		svcs, err = r.startServices(clk.ctx, j, ws.Path(), net, l, &td)
+		svcs, err = r.startServices(clk.ctx, j, ws.Path(), ns, net, l, &td)
 		if err != nil {
 			return prepFailed(err)
 		}
@@ -309,6 +322,30 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 	return res
 }
 
+// namespaces leases an id range for j and makes its user namespace (with
+// a network namespace in it for a bridge job), both undone by td after
+// everything added later (containers, mounts, the network) is gone, the
+// lease last. Waiting for a range is under the job's timeout (ctx). Nil
+// without Runner.IDs.
+func (r *Runner) namespaces(ctx context.Context, j *Job, td *teardown, phase *string) (*sandbox.Namespaces, error) {
+	if r.IDs == nil {
+		return nil, nil
+	}
+	*phase = "waiting for a free id range"
+	lease, err := r.IDs.Wait(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("job %q: %w", j.Name, err)
+	}
+	td.add(lease.Release)
+	*phase = "setting up"
+	ns, err := r.Sandbox.NewNamespaces(j.instance, lease.Mapping(), j.Network == jobs.NetworkBridge)
+	if err != nil {
+		return nil, fmt.Errorf("job %q: %w", j.Name, err)
+	}
+	td.add(ns.Close)
+	return ns, nil
+}
+
 // teardown undoes what a job made, last made first. Every error is
 // reported; none hides another or stops the rest.
 type teardown []func() error
@@ -357,10 +394,22 @@ func secretValues(m map[string]string) []string {
 	return v
 }
 
-func (r *Runner) workspace(ctx context.Context, j *Job) (*workspace.Workspace, error) {
+// workspace makes j's workspace: a clean export of its source (a plain
+// directory, which a job in a user namespace gets idmapped) or a
+// copy-on-write view of it (built for the job's range when u is set:
+// an overlay over an idmapped source, mounted as it is). It reports
+// whether the container mounts it idmapped.
+func (r *Runner) workspace(ctx context.Context, j *Job, u *idmap.Userns) (*workspace.Workspace, bool, error) {
 	base := filepath.Join(r.WorkDir, "workspaces")
 	if err := os.MkdirAll(base, 0o700); err != nil {
-		return nil, fmt.Errorf("workspace: %w", err)
+		return nil, false, fmt.Errorf("workspace: %w", err)
+	}
+	if u != nil {
+		// The job's root (a range id) must pass through to the
+		// overlay it is given; it may not list the others.
+		if err := os.Chmod(base, 0o711); err != nil {
+			return nil, false, fmt.Errorf("workspace: %w", err)
+		}
 	}
 	if j.Clean {
 		rev := j.Rev
@@ -368,9 +417,10 @@ func (r *Runner) workspace(ctx context.Context, j *Job) (*workspace.Workspace, e
 			rev = "HEAD"
 		}
 		ws, _, err := workspace.Checkout(ctx, base, j.instance, j.Source, rev)
-		return ws, err
+		return ws, true, err
 	}
-	return workspace.Overlay(ctx, base, j.instance, j.Source, nil)
+	ws, err := workspace.Overlay(ctx, base, j.instance, j.Source, u)
+	return ws, false, err
 }
 
 // limitText says what limits a job runs under, for its log.

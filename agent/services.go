@@ -33,7 +33,7 @@ type service struct {
 // service's command (or the image's cmd). Their output goes to the job's
 // log as the pseudo-step "service NAME", kept apart from the steps'. Each
 // is stopped and destroyed by td.
-func (r *Runner) startServices(ctx context.Context, j *Job, ws string, n *network.Net, l *jobLog, td *teardown) ([]*service, error) {
+func (r *Runner) startServices(ctx context.Context, j *Job, ws string, ns *sandbox.Namespaces, n *network.Net, l *jobLog, td *teardown) ([]*service, error) {
 	var svcs []*service
 	for _, s := range j.Services {
 		img, err := r.resolveImage(ctx, j, s.Image, ws)
@@ -42,7 +42,9 @@ func (r *Runner) startServices(ctx context.Context, j *Job, ws string, n *networ
 		}
 		r.forgetWorkspaceImage(img, ws, td)
 		id := Instance(j.ID + "-" + s.Name)
-		snap, err := r.Images.Snapshot(ctx, img, id)
+		// In the job's user namespace, with its range: a service is
+		// part of the job.
+		snap, err := r.Images.SnapshotFor(ctx, img, id, ns.Userns())
 		if err != nil {
 			return svcs, fmt.Errorf("service %s: %w", s.Name, err)
 		}
@@ -62,6 +64,7 @@ func (r *Runner) startServices(ctx context.Context, j *Job, ws string, n *networ
 			CACerts:  r.CACerts,
 			User:     img.Config.User,
 			Cwd:      img.Config.WorkingDir,
+			UserNS:   ns.UserPath(),
 			Compat32: true, // as the job's container, and Docker
 			// Each service is bounded by the job's limits, in a cgroup
 			// of its own (v1 or v2, as the job's), and its usage is

@@ -8,12 +8,15 @@
 # The guest (qemu TCG: nested KVM is unusably slow on the CI machines) boots
 # the package's vmlinuz into a busybox-static initramfs (scripts/vm-init.sh)
 # that mounts the host's / read-only over 9p with a tmpfs overlay and
-# chroots there, so it runs the host's binaries and the test binaries built
+# switches its root there, so it runs the host's binaries and the test binaries built
 # here (`go test -c`). The kernel's modules are bound at /lib/modules, an
-# ext4 scratch disk (virtio-blk) holds TMPDIR and so every state dir (an
-# overlay's upper dir cannot sit on overlayfs; idmapped mounts need ext4 on
-# 6.1), and a writable 9p share carries the tests' JSON and the guest's
-# status back.
+# ext4 scratch disk (virtio-blk, a sparse image made here with mkfs.ext4,
+# one per guest and run) holds TMPDIR and so every state dir, the systemd
+# guest's /var/lib/jobrun too (an overlay's upper dir cannot sit on
+# overlayfs; idmapped mounts need ext4 on 6.1, tmpfs takes them from 6.3),
+# and a writable 9p share carries the tests' JSON and the guest's status
+# back. The root's /etc is writable (the tmpfs overlay): useradd and
+# /etc/subuid, /etc/subgid work as on a machine, and vanish with the guest.
 #
 # Everything the tests wait for is scaled by JOBRUN_TEST_TIMESCALE
 # (internal/testenv.Scale): TCG runs about 20x slower than the host.
@@ -35,16 +38,30 @@
 #        scripts/test-vm.sh guest      (inside the guest; vm-init.sh runs it)
 set -euo pipefail
 
-# The subset: package, -run pattern. What differs between hierarchies and
-# kernels: the container's cgroup (limits, OOM, pids, freeze and kill,
-# stats, the attach warmer, start-up clean-up), bridge networking, overlay
-# snapshots on ext4, the leak checker's cgroup scan, `jobrun local` end to end.
+# The subset: package, -run pattern (a Go regexp matched against each
+# test's name, as `go test -run` takes it; "." runs every test of the
+# package). What differs between hierarchies and kernels: the container's
+# cgroup (limits, OOM, pids, freeze and kill, stats, the attach warmer,
+# start-up clean-up), bridge networking, overlay snapshots on ext4, the leak
+# checker's cgroup scan, `jobrun local` end to end, and user namespaces with
+# idmapped layers (6.1 takes idmapped mounts on ext4, not on tmpfs).
+#
+# This list is the one place to add tests: a package already listed gets
+# its new tests by a wider pattern, a new package by a new line (it is
+# built with `go test -c` and run from its own directory). One package
+# alone, quickly: JOBRUN_VM_RUN=idmap JOBRUN_VM_SYSTEMD=0 make test-vm.
 SUBSET=(
 	"agent/sandbox|^(TestPidsLimit|TestMemoryLimit|TestCPULimit|TestTimeoutKillsEverything|TestCancel|TestFailedStartLeavesNothing|TestKilledAgent|TestWarmer|TestExitCodes|TestParallelJobs|TestMounts|TestCgroupDelegation|TestCgroupUndelegated)$"
 	"agent/network|^(TestOutbound|TestIsolation|TestTeardown|TestCleanupAfterCrash)$"
 	"agent/image|^(TestSnapshotLifecycle|TestCleanupAfterCrash)$"
 	"internal/leakcheck|^(TestCgroup|TestCgroupScope|TestMount|TestLink|TestNetNS)$"
 	"cmd/jobrun|^(TestLocalDAGAndMatrix|TestLocalLimitsAndUnsupported|TestLocalServices|TestLocalKilledMidJob)$"
+	# #17, user namespaces: the probe (ext4 passes, tmpfs names 6.3), the
+	# idmapped mounts and overlays, the id ranges (useradd, subuid and
+	# subgid in the guest's writable /etc). Jobs in a user namespace
+	# (agent/sandbox, agent, cmd/jobrun) go in the patterns above.
+	"internal/idmap|."
+	"agent/idrange|."
 )
 TIMESCALE=${JOBRUN_TEST_TIMESCALE:-20}
 
@@ -54,9 +71,53 @@ die() {
 	exit 1
 }
 
+# The guests' own checks, reported as tests of package $pkg in test2json's
+# events: json ACTION TEST OUTPUT appends one event, check NAME COMMAND...
+# runs one test with its output in the report.
+json() { printf '{"Action":"%s","Package":"%s","Test":"%s","Output":"%s"}\n' "$1" "$pkg" "$2" "$3" >>"$out/test.json"; }
+check() {
+	local name=$1 o rc
+	shift
+	json run "$name" ""
+	o=$("$@" 2>&1)
+	rc=$?
+	case $name in *Placed | *BesideLeaf | *InAgentUnit | *Ext4) echo "$o" >&2 ;; esac
+	while IFS= read -r line; do
+		line=${line//\\/\\\\}
+		line=${line//\"/\\\"}
+		json output "$name" "    ${line//	/ }\\n"
+	done <<<"$o"
+	if [ "$rc" = 0 ]; then json pass "$name" ""; else json fail "$name" ""; fi
+	return "$rc"
+}
+
 # ---------------------------------------------------------------- guest side
+# guest_ext4: TMPDIR is on the ext4 scratch disk.
+guest_ext4() {
+	local fs
+	fs=$(stat -f -c %T "$TMPDIR")
+	echo "TMPDIR=$TMPDIR on ${fs}: $(df -h "$TMPDIR" | sed -n 2p)"
+	[ "$fs" = ext2/ext3 ] # how stat names ext4's magic
+}
+# guest_subids: the guest's /etc takes a system user and subordinate ids,
+# as agent/idrange creates them (the user and entries are removed after).
+guest_subids() {
+	local u=jobrun-vm-check f
+	for f in /etc/subuid /etc/subgid; do
+		[ -f $f ] || : >>$f || return 1
+		cp -p $f $f.vm-check || return 1
+	done
+	ls -l /etc/passwd /etc/subuid /etc/subgid
+	useradd --system --no-create-home --shell /usr/sbin/nologin --user-group $u || return 1
+	echo "useradd: $(getent passwd $u)"
+	echo "$u:4000000000:65536" >>/etc/subuid && echo "$u:4000000000:65536" >>/etc/subgid || return 1
+	grep -H "^$u:" /etc/subuid /etc/subgid || return 1
+	userdel $u || return 1
+	for f in /etc/subuid /etc/subgid; do mv $f.vm-check $f || return 1; done
+	! getent passwd $u
+}
 if [ "${1:-}" = guest ]; then
-	# vm-init.sh chroots here with the output dir at the same path as on
+	# vm-init.sh switches its root here with the output dir at the same path as on
 	# the host; its env file says the rest.
 	out=$(sed -n 's/.*jobrun\.out=\([^ ]*\).*/\1/p' /proc/cmdline)
 	# shellcheck disable=SC1091
@@ -75,20 +136,29 @@ if [ "${1:-}" = guest ]; then
 	mkdir -p /lib/modules
 	mount --bind "$KERNEL/lib/modules" /lib/modules
 	echo /sbin/modprobe >/proc/sys/kernel/modprobe
-	modprobe -a virtio_blk ext4 || {
-		status "failed: modprobe virtio_blk ext4"
-		exit 1
-	}
+	# The scratch disk (ext4 and virtio_blk came in with the initramfs)
+	# holds TMPDIR, so every t.TempDir() and the state dirs made in one:
+	# idmapped mounts need ext4 on 6.1 (tmpfs takes them from 6.3).
 	mkdir -p /scratch
 	mount -t ext4 /dev/vda /scratch || {
 		status "failed: mount the scratch disk"
 		exit 1
 	}
 	mkdir -p /scratch/tmp
+	chmod 1777 /scratch/tmp
 	export TMPDIR=/scratch/tmp
 	ip link set lo up
 	echo "cgroup: $(cat /sys/fs/cgroup/cgroup.controllers)" >&2
 	echo "kernel: $(uname -r)" >&2
+	# What the tests take for granted in this root (the host's, overlaid
+	# on a tmpfs): state on ext4, and an /etc where agent/idrange.Open can
+	# create its user (useradd) and add subuid and subgid entries.
+	pkg=test-vm-guest
+	json start "" ""
+	ok=pass
+	check TestGuestStateOnExt4 guest_ext4 || ok=fail
+	check TestGuestUseraddAndSubIDs guest_subids || ok=fail
+	json $ok "" ""
 	for entry in "${RUNS[@]}"; do
 		pkg=${entry%%|*}
 		pattern=${entry#*|}
@@ -121,28 +191,16 @@ if [ "${1:-}" = systemd-guest ]; then
 	trap finish EXIT
 	status started
 	pkg=systemd-guest
-	json() { printf '{"Action":"%s","Package":"%s","Test":"%s","Output":"%s"}\n' "$1" "$pkg" "$2" "$3" >>"$out/test.json"; }
-	# check NAME COMMAND...: one test, its output in the report.
-	check() {
-		local name=$1 o rc
-		shift
-		json run "$name" ""
-		o=$("$@" 2>&1)
-		rc=$?
-		case $name in *Placed | *BesideLeaf | *InAgentUnit) echo "$o" >&2 ;; esac
-		while IFS= read -r line; do
-			line=${line//\\/\\\\}
-			line=${line//\"/\\\"}
-			json output "$name" "    ${line//	/ }\\n"
-		done <<<"$o"
-		if [ "$rc" = 0 ]; then json pass "$name" ""; else json fail "$name" ""; fi
-		return "$rc"
-	}
 	echo "systemd $(systemctl --version | sed -n 1p), cgroup: $(cat /sys/fs/cgroup/cgroup.controllers)" >&2
 	state=/var/lib/jobrun
 	mkdir -p $state /run/lane
-	# Not on the overlay root: overlay upper dirs cannot sit on overlayfs.
-	mount -t tmpfs -o mode=0700 state $state
+	# Not on the overlay root (overlay upper dirs cannot sit on overlayfs)
+	# and not on tmpfs (6.1 idmaps ext4, not tmpfs): the scratch disk.
+	mount -t ext4 /dev/vda $state || {
+		status "failed: mount the scratch disk"
+		exit 1
+	}
+	chmod 0700 $state
 	image="oci-layout:/host$JOBRUN_TEST_IMAGES/busybox:latest"
 	cat >/run/lane/.ci.hcl <<EOT
 job "hog" {
@@ -333,7 +391,7 @@ if [ ! -f "$initrd" ]; then
 	cp /bin/busybox "$t/bin/busybox"
 	cp scripts/vm-init.sh "$t/init"
 	chmod 755 "$t/init"
-	for m in virtio virtio_ring virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci netfs fscache 9pnet 9pnet_virtio 9p overlay; do
+	for m in $(sed -n 's/^mods="\(.*\)"$/\1/p' scripts/vm-init.sh); do
 		f=$(find "$kdir/lib/modules/$kver/kernel" -name "$m.ko" | head -n1)
 		[ -n "$f" ] || die "no module $m.ko in $kpkg"
 		cp "$f" "$t/mods/"
@@ -409,9 +467,14 @@ done
 	env | grep -E '^(JOBRUN_TEST_IMAGES[A-Z_]*|JOBRUN_VM_FAIL_DEMO)=' | sed 's/^/export /'
 } >"$work/env"
 
-# The scratch disk: sparse, so its size costs nothing until written.
-truncate -s 32G "$work/scratch.img"
-mkfs.ext4 -q -F -E lazy_itable_init=1,lazy_journal_init=1 "$work/scratch.img"
+# scratch NAME makes a scratch disk, an ext4 image file, and prints its
+# qemu -drive: sparse, so its size costs nothing until written; made on the
+# host (mkfs.ext4 here, lazy init: milliseconds), one per guest.
+scratch() {
+	truncate -s 32G "$work/$1.img"
+	mkfs.ext4 -q -F -E lazy_itable_init=1,lazy_journal_init=1 "$work/$1.img"
+	echo "file=$work/$1.img,if=virtio,format=raw,cache=unsafe"
+}
 
 # boot NAME APPEND [QEMU ARGS...] boots a guest and waits for it, or kills
 # it after the timeout; qrc is qemu's exit (124: killed).
@@ -440,7 +503,7 @@ boot() {
 : >"$work/test.json"
 ok=1
 if ((${#runs[@]})); then
-	boot "tests" "" -drive "file=$work/scratch.img,if=virtio,format=raw,cache=unsafe"
+	boot "tests" "" -drive "$(scratch scratch)"
 	if [ "$(cat "$work/status" 2>/dev/null)" != done ]; then
 		log "the guest did not finish its tests ($(cat "$work/status" 2>/dev/null || echo no status)): the lane fails"
 		ok=
@@ -448,7 +511,8 @@ if ((${#runs[@]})); then
 fi
 if [ "${JOBRUN_VM_SYSTEMD:-1}" = 1 ]; then
 	timeout=${JOBRUN_VM_SYSTEMD_TIMEOUT:-600}
-	boot "systemd: jobrun local and the deploy units under Delegate=yes" "jobrun.root=$sysroot systemd.show_status=false"
+	boot "systemd: jobrun local and the deploy units under Delegate=yes" "jobrun.root=$sysroot systemd.show_status=false" \
+		-drive "$(scratch scratch-systemd)"
 	if [ "$(cat "$work/status-systemd" 2>/dev/null)" != done ]; then
 		log "the systemd guest did not finish ($(cat "$work/status-systemd" 2>/dev/null || echo no status)): the lane fails"
 		ok=

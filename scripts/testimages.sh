@@ -19,8 +19,22 @@
 #                                wants (gcc, make, pkg-config, libseccomp-dev,
 #                                ca-certificates), plus Go (the Dockerfile's build
 #                                stage, as golang:1.26-bookworm with libseccomp-dev)
-#   JOBRUN_TEST_IMAGES_BUSYBOX, _BUSYBOX_USER, _GOLANG, _DEBIAN, _DEBIAN_BUILD
-#                                the layout paths
+#     DIR/debian-sudo:latest     the debian image plus one layer: Debian's sudo
+#                                (apt-get download, dpkg -i), a user builder
+#                                1000:1000 (home /home/builder, bash) with
+#                                passwordless sudo (/etc/sudoers.d/builder), and
+#                                /opt/test.deb (package jobrun-test, built with
+#                                dpkg-deb: /opt/jobrun-test owned by builder,
+#                                0750, with a file owned by builder:builder)
+#                                in a flat apt repository /opt (/opt/Packages),
+#                                the image's only apt source (file:, trusted):
+#                                `sudo apt-get update` and `sudo apt-get install
+#                                jobrun-test` work offline, apt's file method
+#                                running as _apt. User builder, WorkingDir
+#                                /home/builder (user-namespace tests: sudo,
+#                                setuid, dpkg -i, apt's privilege drop)
+#   JOBRUN_TEST_IMAGES_BUSYBOX, _BUSYBOX_USER, _GOLANG, _DEBIAN, _DEBIAN_BUILD,
+#   _DEBIAN_SUDO                 the layout paths
 #   JOBRUN_TEST_ROOT_MINBASE=DIR the debootstrap minbase root itself (read
 #                                only: a fresh Debian machine, for tests that
 #                                put an overlay on it, scripts/freshmachine_test.go)
@@ -28,6 +42,11 @@
 # The layouts are written by plain bash, tar, gzip -n and sha256sum (no jq or
 # python on a fresh machine) and are checked with `umoci stat`. Layers are
 # reproducible: sorted, mtime 0, numeric owners, gzip without names or times.
+#
+# debian-sudo's layer is made on an overlay over the minbase root (left as
+# it is): sudo's .deb comes from this machine's apt (`apt-get download`, so
+# its package lists must be there), dpkg, useradd and dpkg-deb run in a
+# chroot, and the overlay's upper dir, whiteouts as .wh. files, is the layer.
 #
 # Idempotent and cheap to rerun: a finished set is kept under a stamp of this
 # script and its inputs (busybox, Go, the debootstrap root) and reused; the
@@ -53,7 +72,7 @@ die() {
 	exit 1
 }
 [ "$(id -u)" = 0 ] || die "needs root (debootstrap, file ownership in layers)"
-for t in busybox debootstrap flock tar gzip sha256sum awk; do
+for t in busybox debootstrap flock tar gzip sha256sum awk apt-get apt-cache; do
 	command -v "$t" >/dev/null || die "needs $t (scripts/deps.sh installs it)"
 done
 [ -x "$goroot/bin/go" ] || die "needs the Go toolchain in $goroot"
@@ -100,6 +119,11 @@ mkdir -p "$cache"
 exec 9>"$cache/.lock"
 flock 9 # one builder per machine; the others wait and reuse its result
 
+# The sudo package the debian-sudo image installs: the version this
+# machine's apt would fetch (a point release makes a new layer).
+sudo_version=$(apt-cache policy sudo 2>/dev/null | awk '/Candidate:/ { print $2; exit }')
+case $sudo_version in "" | "(none)") die "apt knows no sudo package (apt-get update?)" ;; esac
+
 # The debootstrap roots, cached by suite, variant, mirror and extra packages:
 # minbase, and minbase with what building jobrun needs (cgo and libseccomp).
 build_packages=gcc,libc6-dev,make,pkg-config,libseccomp-dev,ca-certificates # scripts/deps.sh build
@@ -107,7 +131,7 @@ root=$cache/debootstrap-$suite-minbase-$(echo "$m" | sha256sum | cut -c1-8)
 build_root=$cache/debootstrap-$suite-build-$(echo "$m $build_packages" | sha256sum | cut -c1-8)
 stamp=$({
 	cat "$self"
-	echo "$busybox_version|$go_version|$arch|$root|$build_root"
+	echo "$busybox_version|$go_version|$arch|$root|$build_root|$sudo_version"
 	# A host Go toolchain updated in place has a new VERSION; this catches
 	# a rebuilt one of the same version too.
 	stat -c '%Y %s' "$goroot/bin/go" "$(command -v busybox)"
@@ -122,6 +146,7 @@ exports() {
 		echo "export JOBRUN_TEST_IMAGES_GOLANG=$out/golang"
 		echo "export JOBRUN_TEST_IMAGES_DEBIAN=$out/debian"
 		echo "export JOBRUN_TEST_IMAGES_DEBIAN_BUILD=$out/debian-build"
+		echo "export JOBRUN_TEST_IMAGES_DEBIAN_SUDO=$out/debian-sudo"
 		echo "export JOBRUN_TEST_ROOT_MINBASE=$root"
 	} >&3
 }
@@ -132,7 +157,8 @@ if [ -f "$out/.done" ]; then
 fi
 
 tmp=$(mktemp -d "$cache/.build.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+# An overlay left mounted by a failed build (sudo_upper) goes first.
+trap 'umount "$tmp/sudo/mnt" 2>/dev/null; rm -rf "$tmp"' EXIT
 
 # debootstrap_root DIR [--include=PKGS] makes the minbase root DIR once.
 debootstrap_root() {
@@ -332,6 +358,85 @@ buildbase=$(cached_layer buildroot "$build_root" --anchored --exclude='dev/*' --
 	-C "$build_root" $(cd "$build_root" && ls -A))
 echo "debootstrap --variant=minbase --include=$build_packages $suite $m" >"$buildbase.by"
 image "$tmp/out/debian-build" latest "" /go bash "${goenv[@]}" -- "$buildbase" "$golayer"
+
+log "debian-sudo ($suite minbase + sudo $sudo_version, user builder, /opt/test.deb)"
+# sudo_upper DIR installs sudo and adds builder and the test package on an
+# overlay over the minbase root (left as it is) and turns the overlay's
+# upper dir DIR/upper into a layer's tree: whiteouts as .wh. files.
+sudo_upper() {
+	local d=$1 mnt=$1/mnt f
+	mkdir -p "$d"/{upper,work,mnt,debs}
+	(cd "$d/debs" && apt-get download -qq "sudo=$sudo_version" >"$d/apt.log" 2>&1) || {
+		cat "$d/apt.log"
+		die "apt-get download sudo=$sudo_version failed (log above)"
+	}
+	mount -t overlay -o "lowerdir=$root,upperdir=$d/upper,workdir=$d/work" debian-sudo "$mnt"
+	mkdir "$mnt/tmp/debs"
+	cp "$d"/debs/*.deb "$mnt/tmp/debs/"
+	chroot "$mnt" sh -c 'dpkg -i /tmp/debs/*.deb' >"$d/dpkg.log" 2>&1 || {
+		cat "$d/dpkg.log"
+		die "dpkg -i sudo in the debian-sudo root failed (log above)"
+	}
+	chroot "$mnt" useradd --create-home --uid 1000 --user-group --shell /bin/bash builder
+	echo 'builder ALL=(ALL:ALL) NOPASSWD: ALL' >"$mnt/etc/sudoers.d/builder"
+	chmod 0440 "$mnt/etc/sudoers.d/builder"
+	chroot "$mnt" visudo -cq -f /etc/sudoers.d/builder || die "visudo rejects /etc/sudoers.d/builder"
+	# The test package, built in the root so its owner is builder by
+	# name too: a dir and a file owned by a non-root user.
+	local p=$mnt/tmp/pkg
+	mkdir -p "$p/DEBIAN" "$p/opt/jobrun-test"
+	cat >"$p/DEBIAN/control" <<-EOT
+		Package: jobrun-test
+		Version: 1.0
+		Architecture: all
+		Maintainer: jobrun <jobrun@localhost>
+		Description: jobrun's test package: files owned by a non-root user
+	EOT
+	echo "owned by builder" >"$p/opt/jobrun-test/owned"
+	chown -R 1000:1000 "$p/opt/jobrun-test"
+	chmod 0750 "$p/opt/jobrun-test"
+	chmod 0640 "$p/opt/jobrun-test/owned"
+	find "$p" -exec touch -h -d @0 {} +
+	chroot "$mnt" env SOURCE_DATE_EPOCH=0 dpkg-deb -Zgzip --build /tmp/pkg /opt/test.deb >/dev/null
+	chroot "$mnt" sh -ec 'cd /opt
+		{ dpkg-deb -f test.deb; echo "Filename: ./test.deb"; echo "Size: $(stat -c %s test.deb)"
+		  echo "SHA256: $(sha256sum test.deb | cut -d" " -f1)"; echo; } >Packages'
+	echo "deb [trusted=yes] file:/opt ./" >"$mnt/etc/apt/sources.list"
+	# Does apt read the repository (as _apt)? Then back to no lists.
+	chroot "$mnt" apt-get update -qq >"$d/apt.log" 2>&1 &&
+		chroot "$mnt" apt-get install --simulate -qq jobrun-test >>"$d/apt.log" 2>&1 || {
+		cat "$d/apt.log"
+		die "apt-get update from file:/opt in the debian-sudo root failed (log above)"
+	}
+	rm -rf "$mnt/tmp/debs" "$mnt/tmp/pkg" "$mnt"/var/lib/apt/lists/* "$mnt"/var/cache/apt/*.bin \
+		"$mnt"/var/log/*.log "$mnt"/var/log/apt/* "$mnt"/var/cache/debconf/*-old
+	umount "$mnt"
+	# overlayfs's whiteouts (0:0 character devices) are .wh. files in a
+	# layer; an opaque directory (a directory removed and made again)
+	# has no place here.
+	find "$d/upper" -type c | while read -r f; do
+		[ "$(stat -c %t:%T "$f")" = 0:0 ] || die "a device in the debian-sudo layer: $f"
+		rm "$f"
+		: >"$(dirname "$f")/.wh.$(basename "$f")"
+	done
+	if command -v getfattr >/dev/null && getfattr -R -m trusted.overlay.opaque --absolute-names "$d/upper" 2>/dev/null | grep -q opaque; then
+		die "an opaque directory in the debian-sudo layer"
+	fi
+}
+sudokey=$(printf '%s\n' "$root" "$sudo_version" "$(declare -f sudo_upper tar_layer)" | sha256sum | cut -c1-16)
+sudolayer=$cache/layers/sudo-$sudokey
+if [ ! -f "$sudolayer.done" ]; then
+	log "layer sudo (cached as $sudolayer)"
+	sudo_upper "$tmp/sudo"
+	tar_layer "$tmp/sudo-layer" -C "$tmp/sudo/upper" $(cd "$tmp/sudo/upper" && ls -A)
+	mkdir -p "$cache/layers"
+	rm -f "$cache/layers/sudo-"*
+	mv "$tmp/sudo-layer.tar.gz" "$sudolayer.tar.gz"
+	mv "$tmp/sudo-layer.diffid" "$sudolayer.diffid"
+	touch "$sudolayer.done"
+fi
+echo "sudo $sudo_version, user builder (1000, passwordless sudo), /opt/test.deb in a file: apt repository" >"$sudolayer.by"
+image "$tmp/out/debian-sudo" latest builder /home/builder bash "PATH=$path_default" -- "$base" "$sudolayer"
 
 touch "$tmp/out/.done"
 mv "$tmp/out" "$out"

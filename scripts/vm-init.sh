@@ -1,7 +1,8 @@
 #!/bin/busybox sh
 # /init of the test guest's initramfs (scripts/test-vm.sh builds it): loads
-# the modules that reach the host's root, mounts it read-only over 9p with a
-# tmpfs overlay on top, and runs the lane's guest script in a chroot there.
+# the modules that reach the host's root and the ext4 scratch disk, mounts
+# the root read-only over 9p with a tmpfs overlay on top (a writable /etc:
+# useradd, subuid), and runs the lane's guest script there as pid 1.
 # With jobrun.root=DIR it boots DIR of the host (a debootstrap root with
 # systemd) instead: overlaid the same way, the host's / at /host, the
 # guest script as a unit, systemd as pid 1.
@@ -19,7 +20,10 @@ fail() {
 }
 
 # Dependencies load in whatever order: retry until every module is in.
-mods="virtio virtio_ring virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci netfs fscache 9pnet 9pnet_virtio 9p overlay"
+# The ones that reach the host's root over 9p, then the scratch disk's
+# (virtio_blk, ext4 and crc32c for its metadata checksums), which the
+# systemd guest's root has no modules for. test-vm.sh copies this list.
+mods="virtio virtio_ring virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci netfs fscache 9pnet 9pnet_virtio 9p overlay virtio_blk crc16 mbcache jbd2 crc32c_generic ext4"
 for try in 1 2 3 4 5 6 7 8 9 10; do
 	left=""
 	for m in $mods; do
@@ -93,6 +97,7 @@ case $repo in
 esac
 mount -t cgroup2 none /root/sys/fs/cgroup || fail "mount cgroup2"
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=1048576 out "/root$out" || fail "mount the output dir"
-# pid 1 shares its root with the kernel's helper threads: after this chroot
-# the kernel's module requests run the host's modprobe over /lib/modules.
-exec chroot /root /bin/bash "$script" guest
+# switch_root, not chroot: the kernel refuses a user namespace to a
+# chrooted process (EPERM), and the root moved onto / is also where the
+# kernel's helper threads run the host's modprobe over /lib/modules.
+exec switch_root /root /bin/bash "$script" guest

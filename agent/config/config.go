@@ -29,6 +29,8 @@
 //	  budget   = "30GiB"  # default "20%"
 //	  min_free = "5GiB"   # default "10%"
 //	}
+//	userns = "on"   # each job in a user namespace of its own id range (the
+//	                # default); "off": a job's root is the host's root
 //
 // A missing file means the defaults. Sections for other parts of the agent
 // are added as blocks of their own.
@@ -67,7 +69,17 @@ type Config struct {
 	Cache Cache
 	// Image configures the image store.
 	Image Image
+	// Userns is "on" (the default): every job runs in a user namespace
+	// mapping its ids 0-65535 onto a host range of its own; or "off": a
+	// job's root is the host's root, behind capabilities and seccomp.
+	Userns string
 }
+
+// Userns values.
+const (
+	UsernsOn  = "on"
+	UsernsOff = "off"
+)
 
 // Cache configures the dependency caches.
 type Cache struct {
@@ -153,7 +165,8 @@ type fileSchema struct {
 		MinFree string `hcl:"min_free,optional"`
 		Remote  string `hcl:"remote,optional"`
 	} `hcl:"cache,block"`
-	Image *storeSchema `hcl:"image,block"`
+	Image  *storeSchema `hcl:"image,block"`
+	Userns string       `hcl:"userns,optional"`
 }
 
 // Load reads the file at path. A missing file gives the defaults; a bad one
@@ -179,7 +192,8 @@ func Parse(filename string, src []byte) (*Config, error) {
 	if diags.HasErrors() {
 		return nil, diagError(diags)
 	}
-	if err := checkMirrors(f, s); err != nil {
+	err := checkMirrors(f, s)
+	if err != nil {
 		return nil, err
 	}
 	c := defaults()
@@ -210,7 +224,9 @@ func Parse(filename string, src []byte) (*Config, error) {
 	default:
 		return nil, fmt.Errorf("%s: pull %q: want \"always\", \"if-missing\" or \"never\"", filename, s.Pull)
 	}
-	var err error
+	if c.Userns, err = userns(f, s.Userns); err != nil {
+		return nil, err
+	}
 	var cs *storeSchema
 	if s.Cache != nil {
 		cs = &storeSchema{Budget: s.Cache.Budget, MinFree: s.Cache.MinFree}
@@ -283,8 +299,28 @@ func checkMirrors(f *hcl.File, s fileSchema) error {
 	return nil
 }
 
+// userns checks the userns attribute's value v, pointing at it when it
+// is neither "on" nor "off".
+func userns(f *hcl.File, v string) (string, error) {
+	switch v {
+	case "":
+		return UsernsOn, nil
+	case UsernsOn, UsernsOff:
+		return v, nil
+	}
+	where := ""
+	if body, ok := f.Body.(*hclsyntax.Body); ok {
+		if a, ok := body.Attributes["userns"]; ok {
+			r := a.Expr.Range()
+			where = fmt.Sprintf("%s:%d:%d: ", r.Filename, r.Start.Line, r.Start.Column)
+		}
+	}
+	return "", fmt.Errorf("config: %suserns %q: want \"on\" (each job in a user namespace of its own) or \"off\" (a job's root is the host's root)", where, v)
+}
+
 func defaults() *Config {
 	return &Config{
+		Userns:     UsernsOn,
 		Registries: map[string]Registry{},
 		Cache:      Cache{Budget: DefaultBudget()},
 		Image:      Image{Budget: DefaultBudget()},

@@ -11,7 +11,8 @@
 // shares (/run/jobrun/idrange), so a block is held by one live job at a
 // time, and the kernel drops the lock of a holder that dies.
 //
-// Not yet wired into jobs: nothing in the agent or `jobrun local` calls it.
+// `jobrun agent` and `jobrun local` open the pool at start (sized for their
+// job slots) and hand it to the Runner as agent.Runner.IDs.
 package idrange
 
 import (

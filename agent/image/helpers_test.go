@@ -46,6 +46,8 @@ type entry struct {
 	body string
 	link string
 	mode int64
+	uid  int
+	gid  int
 }
 
 // layerOf makes a gzip layer (Docker media type) from entries.
@@ -54,7 +56,7 @@ func layerOf(t testing.TB, entries ...entry) v1.Layer {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, e := range entries {
-		h := &tar.Header{Name: e.name, Typeflag: e.typ, Linkname: e.link, Mode: e.mode, ModTime: time.Unix(1e9, 0)}
+		h := &tar.Header{Name: e.name, Typeflag: e.typ, Linkname: e.link, Mode: e.mode, Uid: e.uid, Gid: e.gid, ModTime: time.Unix(1e9, 0)}
 		if h.Typeflag == 0 {
 			h.Typeflag = tar.TypeReg
 		}

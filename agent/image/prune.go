@@ -57,7 +57,7 @@ func (s *Store) Prune(ctx context.Context, budget int64) (*PruneResult, error) {
 			keep[e] = true
 		}
 	}
-	for _, sub := range []string{"layers", "flat", "blobs/sha256"} {
+	for _, sub := range []string{"layers", "flat", "blobs/sha256", "ids"} {
 		if err := s.sweep(ctx, sub, keep, du, res); err != nil {
 			return res, fmt.Errorf("prune: %w", err)
 		}
@@ -74,13 +74,13 @@ func (s *Store) Prune(ctx context.Context, budget int64) (*PruneResult, error) {
 func (s *Store) entries(img *Image) []string {
 	out := []string{"blobs/sha256/" + hexOf(img.Manifest), "blobs/sha256/" + hexOf(img.ConfigDigest)}
 	for _, l := range img.Layers {
-		out = append(out, "blobs/sha256/"+hexOf(l.Digest))
+		out = append(out, "blobs/sha256/"+hexOf(l.Digest), "ids/"+hexOf(l.DiffID)+".json")
 		if img.Flat == "" {
 			out = append(out, "layers/"+hexOf(l.DiffID))
 		}
 	}
 	if img.Flat != "" {
-		out = append(out, "flat/"+img.Flat)
+		out = append(out, "flat/"+img.Flat, "ids/flat-"+img.Flat+".json")
 	}
 	return out
 }
@@ -178,9 +178,10 @@ func (s *Store) sweep(ctx context.Context, sub string, keep map[string]bool, du 
 			return err
 		}
 		res.Freed += n
-		if sub == "blobs/sha256" {
+		switch sub {
+		case "blobs/sha256":
 			res.Blobs++
-		} else {
+		case "layers", "flat":
 			res.Layers++
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/jobrun/jobrun/internal/idmap"
 	"github.com/jobrun/jobrun/internal/lockfile"
 	"github.com/jobrun/jobrun/internal/mount"
 )
@@ -47,9 +48,16 @@ func mountData(lowers []string, dir string) string {
 }
 
 // fits reports whether an overlay of lowers fits in one mount for any
-// snapshot id.
+// snapshot id, with the layers as they are (Snapshot) or through their
+// idmapped view in the snapshot's dir (SnapshotFor: SNAPSHOTS/id/lower/N/
+// in front of each layer's name, see idmap.NewOverlay).
 func (s *Store) fits(lowers []string) bool {
-	return len(mountData(lowers, filepath.Join(s.snaps, strings.Repeat("x", MaxSnapshotID)))) < mount.MaxData
+	dir := filepath.Join(s.snaps, strings.Repeat("x", MaxSnapshotID))
+	mapped := make([]string, len(lowers))
+	for i, l := range lowers {
+		mapped[i] = filepath.Join(dir, "lower", "0", filepath.Base(l))
+	}
+	return len(mountData(lowers, dir)) < mount.MaxData && len(mountData(mapped, dir)) < mount.MaxData
 }
 
 // Snapshot mounts a fresh snapshot of img named id (a plain name of at most
@@ -57,6 +65,16 @@ func (s *Store) fits(lowers []string) bool {
 // SNAPSHOTS/id/rootfs. Only its own upper and work directories are ever
 // written or deleted; the layers are shared and read-only.
 func (s *Store) Snapshot(ctx context.Context, img *Image, id string) (*Snapshot, error) {
+	return s.SnapshotFor(ctx, img, id, nil)
+}
+
+// SnapshotFor is Snapshot for a job in the user namespace u (nil: none,
+// Snapshot): the overlay's lower layers are idmapped views of the layers
+// through u's mapping (idmap.NewOverlay), its upper and work directories
+// belong to the range's root, and its directory is traversable (0711) by
+// the range, as the path from the state dir down to it must be. Files
+// show owned by the range's ids; no layer is written or chowned.
+func (s *Store) SnapshotFor(ctx context.Context, img *Image, id string, u *idmap.Userns) (*Snapshot, error) {
 	if id == "" || len(id) > MaxSnapshotID || strings.ContainsAny(id, "/:,\x00") || id == "." || id == ".." || strings.HasSuffix(id, ".lock") {
 		return nil, fmt.Errorf("snapshot %q: want a plain file name of at most %d bytes without ':' or ','", id, MaxSnapshotID)
 	}
@@ -90,13 +108,21 @@ func (s *Store) Snapshot(ctx context.Context, img *Image, id string) (*Snapshot,
 			return nil, fmt.Errorf("snapshot %s: %w", id, err)
 		}
 	}
-	if err := sn.mount(s, lowers); err != nil {
+	if err := sn.mount(s, lowers, u); err != nil {
 		return nil, errors.Join(fmt.Errorf("snapshot of %s: %w", img.Ref, err), sn.Remove())
 	}
 	return sn, nil
 }
 
-func (sn *Snapshot) mount(s *Store, lowers []string) error {
+func (sn *Snapshot) mount(s *Store, lowers []string, u *idmap.Userns) error {
+	if u != nil {
+		// Its dir, 0711, with upper, work and the mounted rootfs.
+		if _, err := idmap.NewOverlay(u, topFirst(lowers), sn.dir); err != nil {
+			return err
+		}
+		sn.mounted = true
+		return sn.writeLowers(s, lowers)
+	}
 	if err := os.Mkdir(sn.dir, 0o700); err != nil {
 		return err
 	}
@@ -105,7 +131,19 @@ func (sn *Snapshot) mount(s *Store, lowers []string) error {
 			return err
 		}
 	}
-	// Prune reads which directories a live snapshot uses from here.
+	if err := sn.writeLowers(s, lowers); err != nil {
+		return err
+	}
+	if err := mount.Overlay(sn.Rootfs(), topFirst(lowers), filepath.Join(sn.dir, "upper"), filepath.Join(sn.dir, "work"), 0); err != nil {
+		return err
+	}
+	sn.mounted = true
+	return nil
+}
+
+// writeLowers records the layers the snapshot uses: Prune reads them from
+// here.
+func (sn *Snapshot) writeLowers(s *Store, lowers []string) error {
 	var rel []string
 	for _, l := range lowers {
 		r, err := filepath.Rel(s.dir, l)
@@ -114,14 +152,7 @@ func (sn *Snapshot) mount(s *Store, lowers []string) error {
 		}
 		rel = append(rel, r)
 	}
-	if err := os.WriteFile(filepath.Join(sn.dir, "lowers"), []byte(strings.Join(rel, "\n")+"\n"), 0o600); err != nil {
-		return err
-	}
-	if err := mount.Overlay(sn.Rootfs(), topFirst(lowers), filepath.Join(sn.dir, "upper"), filepath.Join(sn.dir, "work"), 0); err != nil {
-		return err
-	}
-	sn.mounted = true
-	return nil
+	return os.WriteFile(filepath.Join(sn.dir, "lowers"), []byte(strings.Join(rel, "\n")+"\n"), 0o600)
 }
 
 // Remove unmounts the snapshot and deletes its upper and work directories.
@@ -151,6 +182,20 @@ func (sn *Snapshot) clear() error {
 	// write whiteouts, or worse, through to a bind mount inside it.
 	if mount.IsMountpoint(sn.Rootfs()) {
 		return fmt.Errorf("%s is still mounted", sn.Rootfs())
+	}
+	// The idmapped views of the layers a SnapshotFor killed while making
+	// its overlay left (idmap.NewOverlay's dir/lower/N): they show the
+	// layers themselves.
+	lower := filepath.Join(sn.dir, "lower")
+	ents, _ := os.ReadDir(lower)
+	for _, e := range ents {
+		p := filepath.Join(lower, e.Name())
+		if err := mount.Unmount(p); err != nil {
+			return err
+		}
+		if mount.IsMountpoint(p) {
+			return fmt.Errorf("%s is still mounted", p)
+		}
 	}
 	return removeTree(sn.dir)
 }

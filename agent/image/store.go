@@ -10,6 +10,8 @@
 //	flat/HEX            images with too many layers for one overlay mount,
 //	                    merged into one directory (HEX: of the DiffID chain)
 //	images/HEX.json     one record per image reference (HEX: sha256 of the name)
+//	ids/HEX.json        the highest uid or gid a layer's files are owned by
+//	                    (HEX: its DiffID), written as it is unpacked
 //	locks/              per-blob and per-layer download/unpack locks
 //	tmp/                downloads and unpacks in progress
 //	gc.lock             shared by pulls and snapshots, exclusive for prune
@@ -106,6 +108,10 @@ type Store struct {
 	inflight map[string]*call // downloads and unpacks under way, by key
 
 	observer Observer // see SetObserver; nil for none
+
+	// idsSeen caches id records (layerIDs by key) read by CheckIDs: a
+	// DiffID names a layer's content, so a record never changes.
+	idsSeen sync.Map
 }
 
 // Image is an image in the store.
@@ -178,12 +184,18 @@ func Open(dir string, opts Options) (*Store, error) {
 	if s.snaps == "" {
 		s.snaps = filepath.Join(filepath.Dir(dir), "snapshots")
 	}
-	for _, d := range []string{"blobs/sha256", "layers", "flat", "images", "locks", "tmp"} {
+	for _, d := range []string{"blobs/sha256", "layers", "flat", "images", "ids", "locks", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
 			return nil, fmt.Errorf("image store: %w", err)
 		}
 	}
 	if err := os.MkdirAll(s.snaps, 0o700); err != nil {
+		return nil, fmt.Errorf("image store: %w", err)
+	}
+	// A job in a user namespace (SnapshotFor) is set up as its range's
+	// root, which must get through to its rootfs, never list what is
+	// there.
+	if err := os.Chmod(s.snaps, 0o711); err != nil {
 		return nil, fmt.Errorf("image store: %w", err)
 	}
 	return s, nil

@@ -79,10 +79,16 @@ func (s *Store) unpackInto(ctx context.Context, dst string, layers []Layer, form
 		return err
 	}
 	for _, l := range layers {
-		if err := s.unpackLayer(ctx, root, l, format); err != nil {
+		ids, err := s.unpackLayer(ctx, root, l, format)
+		if err != nil {
 			if len(layers) > 1 {
 				return fmt.Errorf("layer %s: %w", short(l.Digest), err)
 			}
+			return err
+		}
+		// Verified: recorded by DiffID before the layer is in place, so
+		// an unpacked layer has its record.
+		if err := s.putIDs(l.DiffID, ids); err != nil {
 			return err
 		}
 	}
@@ -95,44 +101,48 @@ func (s *Store) unpackInto(ctx context.Context, dst string, layers []Layer, form
 	return syncDir(filepath.Dir(dst))
 }
 
-func (s *Store) unpackLayer(ctx context.Context, root string, l Layer, format layer.OnDiskFormat) error {
+// unpackLayer applies layer l to root and returns the ids its files are
+// owned by.
+func (s *Store) unpackLayer(ctx context.Context, root string, l Layer, format layer.OnDiskFormat) (layerIDs, error) {
+	var ids layerIDs
 	f, err := os.Open(s.blobPath(l.Digest))
 	if err != nil {
-		return err
+		return ids, err
 	}
 	defer f.Close()
 	r, err := decompress(bufio.NewReaderSize(ctxReader{ctx, f}, 1<<20))
 	if err != nil {
-		return fmt.Errorf("decompress: %w", err)
+		return ids, fmt.Errorf("decompress: %w", err)
 	}
 	defer r.Close()
 	h := sha256.New()
 	// Decompression and the DiffID hash run a little ahead, on another core.
 	tee := newReadAhead(io.TeeReader(r, h))
 	defer tee.Close()
-	if err := untar(root, tee, format); err != nil {
+	if err := untar(root, tee, format, &ids); err != nil {
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return ids, ctx.Err()
 		}
-		return err
+		return ids, err
 	}
 	// The tar reader stops at the end-of-archive marker; the DiffID covers
 	// the whole stream, padding included.
 	if _, err := io.Copy(io.Discard, tee); err != nil {
-		return fmt.Errorf("decompress: %w", err)
+		return ids, fmt.Errorf("decompress: %w", err)
 	}
 	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != l.DiffID {
-		return fmt.Errorf("uncompressed content has digest %s, but the image config says %s: corrupt layer", got, l.DiffID)
+		return ids, fmt.Errorf("uncompressed content has digest %s, but the image config says %s: corrupt layer", got, l.DiffID)
 	}
-	return nil
+	return ids, nil
 }
 
 // untar applies one layer's tar stream to root with umoci, refusing
 // entries that try to leave the root instead of quietly clamping them:
 // names with "..", and paths that pass through a symlink the layer itself
 // made (a tar of a real tree never does; a hostile one does it to write
-// through an absolute or escaping link target).
-func untar(root string, r io.Reader, format layer.OnDiskFormat) error {
+// through an absolute or escaping link target). It counts the entries'
+// owners in ids.
+func untar(root string, r io.Reader, format layer.OnDiskFormat, ids *layerIDs) error {
 	te := layer.NewTarExtractor(&layer.UnpackOptions{OnDiskFormat: format})
 	tr := tar.NewReader(r)
 	links := map[string]bool{}
@@ -150,6 +160,7 @@ func untar(root string, r io.Reader, format layer.OnDiskFormat) error {
 		if err := te.UnpackEntry(root, hdr, tr); err != nil {
 			return fmt.Errorf("unpack %s: %w", hdr.Name, err)
 		}
+		ids.addHeader(hdr)
 	}
 }
 

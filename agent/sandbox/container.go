@@ -323,7 +323,8 @@ func (c *Container) process(p Process) (*wire.Proc, error) {
 	// the container's set; any other user holds none (setuid away from
 	// 0 clears them, and no_new_privs keeps execve from granting any)
 	// but has the same bounding set, so a set-uid binary in the image
-	// works as far as no_new_privs lets it.
+	// works as far as no_new_privs lets it: not at all without a user
+	// namespace, up to the range's root in one.
 	return &wire.Proc{
 		Path:   p.Args[0],
 		Args:   p.Args,
@@ -582,19 +583,35 @@ func (c *Container) killInit() error {
 }
 
 // chownMounts gives the workspace and the mounts marked Chown to the
-// container's user.
-func (c *Container) chownMounts() error {
-	dirs := []string{}
+// container's user: to its container ids without a user namespace and
+// for idmapped mounts (the mapping shifts them), to its host ids in the
+// job's range for what was built for the range (cfg's mapping).
+func (c *Container) chownMounts(cfg *configs.Config) error {
+	type dir struct {
+		path  string
+		idmap bool
+	}
+	var dirs []dir
 	if c.spec.Workspace != "" {
-		dirs = append(dirs, c.spec.Workspace)
+		dirs = append(dirs, dir{c.spec.Workspace, c.spec.WorkspaceIDMap})
 	}
 	for _, m := range c.spec.Mounts {
 		if m.Chown {
-			dirs = append(dirs, m.Source)
+			dirs = append(dirs, dir{m.Source, m.IDMap})
 		}
 	}
 	for _, d := range dirs {
-		if err := Chown(d, c.user.UID, c.user.GID); err != nil {
+		uid, gid := c.user.UID, c.user.GID
+		if c.spec.UserNS != "" && !d.idmap {
+			var err error
+			if uid, err = cfg.HostUID(uid); err == nil {
+				gid, err = cfg.HostGID(gid)
+			}
+			if err != nil {
+				return fmt.Errorf("chown %s: user %d:%d in the job's range: %w", d.path, c.user.UID, c.user.GID, err)
+			}
+		}
+		if err := Chown(d.path, uid, gid); err != nil {
 			return err
 		}
 	}

@@ -31,12 +31,22 @@
 // # Isolation
 //
 // New mount, pid, ipc, uts (hostname = id), cgroup and, unless Network is
-// "host", network namespaces. The rootfs is pivot_root'ed; the workspace
+// "host", network namespaces. With Spec.UserNS the container joins the
+// job's user namespace (made by Runtime.NewNamespaces, with the network
+// namespace it owns for a bridge job, and held by nsfs binds in the run
+// dir) and makes the others inside it: root is the first id of the job's
+// range on the host, the rootfs is one built for the range on idmapped
+// layers (image.Store.SnapshotFor), Mount.IDMap and Spec.WorkspaceIDMap
+// bind plain host directories idmapped, and no_new_privs is off (set-uid
+// binaries reach the range's root, no further), with the seccomp filter
+// loaded by libcontainer. Without it root is host root and no_new_privs
+// is on. The rootfs is pivot_root'ed; the workspace
 // is bound at /workspace and caches where asked, all bind mounts nosuid
 // and nodev; /proc, a minimal /dev, /dev/shm (size-limited), /dev/mqueue,
 // read-only /sys and /sys/fs/cgroup, and per-container /etc/hosts,
 // /etc/hostname and /etc/resolv.conf. Docker's default capabilities minus
-// CAP_NET_RAW (none at all for a non-root step user), no_new_privs,
+// CAP_NET_RAW (none at all for a non-root step user), no_new_privs
+// (without a user namespace),
 // Docker's masked and read-only paths, Docker's default seccomp profile
 // (native architecture only unless Spec.Compat32; compiled by libcontainer
 // once per Runtime and loaded by the launcher, see seccomp.go), and the
@@ -62,6 +72,7 @@
 //
 //	<run>/runc/<id>/        libcontainer's state
 //	<run>/containers/<id>/  lock, hosts, hostname, resolv.conf
+//	<run>/ns/<id>/          a job's user (and network) namespace binds
 //
 // Cgroups are named jobrun-<id>: /jobrun-<id> in every hierarchy on
 // cgroup v1 and where the agent is in cgroup v2's root; beside the

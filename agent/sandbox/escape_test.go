@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/jobrun/jobrun/internal/idmap"
 )
 
 // TestEscapes runs a battery of escape attempts inside a default job
@@ -15,15 +17,28 @@ import (
 // same probes in a deliberately privileged container, where each must
 // succeed, so a probe that is broken or missing a tool can never pass as
 // "blocked".
-func TestEscapes(t *testing.T) {
+func TestEscapes(t *testing.T) { escapes(t, false) }
+
+// TestEscapesUserns is the battery with the job (and the other job, the
+// ptrace target) each in a user namespace of its own range.
+func TestEscapesUserns(t *testing.T) { escapes(t, true) }
+
+func escapes(t *testing.T, userns bool) {
 	rt, stateDir := newRuntime(t)
 	root := rootfs(t)
 	hostname, err := os.Hostname()
 	if err != nil {
 		t.Fatal(err)
 	}
+	jobSpec := func(id string, m idmap.Mapping) Spec {
+		if !userns {
+			return Spec{ID: id, Rootfs: root}
+		}
+		ns, rfs := jobNS(t, rt, id, m, false, root)
+		return Spec{ID: id, Rootfs: rfs, UserNS: ns.UserPath()}
+	}
 	// The target of the ptrace probe: PID 1 of another job.
-	other := start(t, rt, Spec{ID: "other-job", Rootfs: root})
+	other := start(t, rt, jobSpec("other-job", rangeB))
 	// A file in the agent's state dir the job must not reach.
 	secret := filepath.Join(stateDir, "secret")
 	write(t, secret, "s")
@@ -31,9 +46,13 @@ func TestEscapes(t *testing.T) {
 	self := os.Getpid()
 
 	type probe struct {
-		name       string
-		args       string
-		job, priv  string // exact outputs expected
+		name      string
+		args      string
+		job, priv string // exact outputs expected
+		// usernsJob, if set, is the job's expected output in a user
+		// namespace: where the kernel refuses earlier (a host root file
+		// is nobody's to the range's root) with another errno.
+		usernsJob  string
 		privNotOut string // for priv: any output but this one
 	}
 	probes := []probe{
@@ -51,13 +70,13 @@ func TestEscapes(t *testing.T) {
 		{name: "reach state dir through /proc", args: fmt.Sprintf("stat /proc/%d/root%s", self, secret), job: "ENOENT", priv: "ok"},
 		// /proc/sys stands for all read-only proc paths; domainname is
 		// only opened, never written.
-		{name: "write /proc/sys", args: "open-write /proc/sys/kernel/domainname", job: "EROFS", priv: "ok"},
+		{name: "write /proc/sys", args: "open-write /proc/sys/kernel/domainname", job: "EROFS", priv: "ok", usernsJob: "EACCES"},
 	}
 	// Probes of files this kernel may lack: the real file where the host
 	// has it, and in any case one that exists from the same list, so the
 	// mechanism (a read-only or a masked path) is always exercised.
 	if exists("/proc/sysrq-trigger") {
-		probes = append(probes, probe{name: "write sysrq-trigger", args: "open-write /proc/sysrq-trigger", job: "EROFS", priv: "ok"})
+		probes = append(probes, probe{name: "write sysrq-trigger", args: "open-write /proc/sysrq-trigger", job: "EROFS", priv: "ok", usernsJob: "EACCES"})
 	} else {
 		t.Log("host kernel has no /proc/sysrq-trigger; read-only /proc paths tested on /proc/sys")
 		probes = append(probes, probe{name: "write sysrq-trigger (absent on host)", args: "open-write /proc/sysrq-trigger", job: "ENOENT", priv: "ENOENT"})
@@ -79,13 +98,17 @@ func TestEscapes(t *testing.T) {
 	}
 	probes = append(probes, probe{name: "read masked " + masked, args: "read " + masked, job: "eof", priv: "ok"})
 
-	job := start(t, rt, Spec{ID: "escape-job", Rootfs: root})
+	job := start(t, rt, jobSpec("escape-job", rangeA))
 	priv := start(t, rt, Spec{ID: "escape-priv", Rootfs: root, Privileged: true})
 	for _, p := range probes {
 		t.Run(p.name, func(t *testing.T) {
+			want := p.job
+			if userns && p.usernsJob != "" {
+				want = p.usernsJob
+			}
 			exit, out, errOut := sh(t, job, Process{}, "probe "+p.args)
-			if got := strings.TrimSpace(out); !exit.Success() || got != p.job {
-				t.Errorf("job container: %s, got %q (stderr %q), want %q", exit, got, errOut, p.job)
+			if got := strings.TrimSpace(out); !exit.Success() || got != want {
+				t.Errorf("job container: %s, got %q (stderr %q), want %q", exit, got, errOut, want)
 			}
 			exit, out, errOut = sh(t, priv, Process{}, "probe "+p.args)
 			got := strings.TrimSpace(out)

@@ -114,6 +114,14 @@ func ociSpec(s *Spec, cgroupParent, files, initBin string) (*specs.Spec, error) 
 		}
 		return append(o, extra...)
 	}
+	// idmapped binds a plain host directory shared between jobs through
+	// the joined user namespace (libcontainer takes its mapping).
+	idmapped := func(opts []string, idmap bool) []string {
+		if idmap && s.UserNS != "" {
+			return append(opts, "idmap")
+		}
+		return opts
+	}
 	mounts := []specs.Mount{
 		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
 		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
@@ -140,7 +148,7 @@ func ociSpec(s *Spec, cgroupParent, files, initBin string) (*specs.Spec, error) 
 		specs.Mount{Destination: "/etc/resolv.conf", Type: "bind", Source: filepath.Join(files, "resolv.conf"), Options: bindOpts(false, "noexec")},
 	)
 	if s.Workspace != "" {
-		mounts = append(mounts, specs.Mount{Destination: workspacePath, Type: "bind", Source: s.Workspace, Options: bindOpts(false)})
+		mounts = append(mounts, specs.Mount{Destination: workspacePath, Type: "bind", Source: s.Workspace, Options: idmapped(bindOpts(false), s.WorkspaceIDMap)})
 	}
 	if len(s.CACerts) > 0 {
 		ca := filepath.Join(files, caBundleFile)
@@ -150,7 +158,7 @@ func ociSpec(s *Spec, cgroupParent, files, initBin string) (*specs.Spec, error) 
 		mounts = append(mounts, specs.Mount{Destination: CAExtraPath, Type: "bind", Source: filepath.Join(files, caExtraFile), Options: bindOpts(true, "noexec")})
 	}
 	for _, m := range s.Mounts {
-		mounts = append(mounts, specs.Mount{Destination: m.Target, Type: "bind", Source: m.Source, Options: bindOpts(m.ReadOnly, m.Options...)})
+		mounts = append(mounts, specs.Mount{Destination: m.Target, Type: "bind", Source: m.Source, Options: idmapped(bindOpts(m.ReadOnly, m.Options...), m.IDMap)})
 	}
 
 	ns := []specs.LinuxNamespace{{Type: specs.MountNamespace}, {Type: specs.CgroupNamespace}}
@@ -164,6 +172,13 @@ func ociSpec(s *Spec, cgroupParent, files, initBin string) (*specs.Spec, error) 
 		// makes one and brings its loopback device up.
 		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: s.NetNS})
 	}
+	if s.UserNS != "" {
+		// Joined by path: libcontainer reads the mapping from the
+		// namespace (no UIDMappings here, it would refuse a mismatch)
+		// and makes the other namespaces inside it, so they are owned
+		// by it.
+		ns = append(ns, specs.LinuxNamespace{Type: specs.UserNamespace, Path: s.UserNS})
+	}
 
 	spec := &specs.Spec{
 		Version: specs.Version,
@@ -176,7 +191,9 @@ func ociSpec(s *Spec, cgroupParent, files, initBin string) (*specs.Spec, error) 
 				Effective: caps,
 				Permitted: caps,
 			},
-			NoNewPrivileges: !s.Privileged,
+			// In a user namespace execve may raise a step to the
+			// range's root (sudo, set-uid binaries), never further.
+			NoNewPrivileges: !s.Privileged && s.UserNS == "",
 		},
 		Mounts: mounts,
 		Linux: &specs.Linux{

@@ -87,7 +87,7 @@ func makeRunDir(dir, stateDir string) error {
 // another Runtime on the same state dir may still be using it, and
 // os.Remove removes only empty directories.
 func removeRunDir(dir string) {
-	for _, d := range []string{"runc", "containers"} {
+	for _, d := range []string{"runc", "containers", "ns"} {
 		if err := os.Remove(filepath.Join(dir, d)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return
 		}

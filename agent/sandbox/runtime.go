@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -30,6 +31,7 @@ import (
 //
 //	<run>/runc/<id>/          libcontainer's state of a container
 //	<run>/containers/<id>/    our files: lock, hosts, hostname, resolv.conf
+//	<run>/ns/<id>/            a job's namespaces (Namespaces), ns/<id>.lock
 //
 // Several processes may share a state dir (and so a run dir): each live
 // container holds the flock on containers/<id>/lock, and Cleanup removes
@@ -46,6 +48,9 @@ type Runtime struct {
 	cgroups string
 	warm    *warmer
 	filters *filterCache
+	// mappings are the id mappings of the user namespaces NewNamespaces
+	// made and has not closed, by their UserPath.
+	mappings sync.Map
 	// seccompInInit leaves compiling the seccomp filter to each
 	// container's setup process, as libcontainer does by itself;
 	// waitFilters makes Start wait for a filter being compiled instead
@@ -215,9 +220,6 @@ func (rt *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) 
 	if c.user, err = ResolveUser(s.Rootfs, s.User); err != nil {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
-	if err := c.chownMounts(); err != nil {
-		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
-	}
 	if err := writeEtc(c.files, &s); err != nil {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
@@ -234,7 +236,7 @@ func (rt *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) 
 	if rt.rootless {
 		rootlessSpec(spec)
 	}
-	premakeMountpoints(spec)
+	fix := rt.knownMapping(spec, s.UserNS)
 	cfg, err := libcontainerConfig(&s, spec)
 	if err != nil {
 		return nil, err
@@ -242,11 +244,33 @@ func (rt *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) 
 	if rt.rootless {
 		rootlessConfig(cfg)
 	}
+	fix(cfg)
+	// Host ids of the container's root: in a user namespace the range's
+	// first, which must own what the container's root writes.
+	rootUID, rootGID := 0, 0
+	if s.UserNS != "" {
+		if rootUID, err = cfg.HostRootUID(); err == nil {
+			rootGID, err = cfg.HostRootGID()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("start container %s: user namespace %s: %w", s.ID, s.UserNS, err)
+		}
+		if err := chownEtc(c.files, rootUID, rootGID); err != nil {
+			return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+		}
+	}
+	if err := c.chownMounts(cfg); err != nil {
+		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+	}
+	premakeMountpoints(spec, rootUID, rootGID)
 	filter := &wire.Filter{}
-	if cfg.Seccomp != nil && !rt.seccompInInit {
+	if cfg.Seccomp != nil && !rt.seccompInInit && s.UserNS == "" {
 		// The launcher loads the compiled filter before it starts any
 		// step; see seccomp.go. Until it is compiled, and if it cannot
-		// be, libcontainer compiles it.
+		// be, libcontainer compiles it. Without no_new_privs (a user
+		// namespace) loading one needs CAP_SYS_ADMIN, which the
+		// launcher lacks: libcontainer loads it then, before it drops
+		// the capabilities.
 		if f := rt.filters.filter(cfg.Seccomp, rt.waitFilters); f != nil {
 			filter, cfg.Seccomp = f, nil
 		}
@@ -287,8 +311,9 @@ func (rt *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) 
 // path through a symbolic link or another file system is left to
 // libcontainer's own careful handling, and so are mount points in the
 // container's /dev, a tmpfs of its own. Existing ones are not opened for
-// writing, which would copy them up in an overlay.
-func premakeMountpoints(spec *specs.Spec) {
+// writing, which would copy them up in an overlay. What it makes is owned
+// by uid:gid, the host ids of the container's root.
+func premakeMountpoints(spec *specs.Spec, uid, gid int) {
 	root, err := unix.Open(spec.Root.Path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return
@@ -307,7 +332,7 @@ func premakeMountpoints(spec *specs.Spec) {
 			continue
 		}
 		dir, name := filepath.Split(rel)
-		dfd, err := mkdirAllIn(root, dir)
+		dfd, err := mkdirAllIn(root, dir, uid, gid)
 		if err != nil {
 			continue
 		}
@@ -315,9 +340,14 @@ func premakeMountpoints(spec *specs.Spec) {
 		switch {
 		case unix.Fstatat(dfd, name, &have, unix.AT_SYMLINK_NOFOLLOW) == nil:
 		case st.IsDir():
-			_ = unix.Mkdirat(dfd, name, 0o755)
+			if unix.Mkdirat(dfd, name, 0o755) == nil && uid != 0 {
+				_ = unix.Fchownat(dfd, name, uid, gid, unix.AT_SYMLINK_NOFOLLOW)
+			}
 		default:
 			if fd, err := unix.Openat(dfd, name, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644); err == nil {
+				if uid != 0 {
+					_ = unix.Fchown(fd, uid, gid)
+				}
 				unix.Close(fd)
 			}
 		}
@@ -327,7 +357,8 @@ func premakeMountpoints(spec *specs.Spec) {
 
 // mkdirAllIn creates the directory path rel below the directory open at
 // root, refusing symbolic links and mount crossings, and returns it open.
-func mkdirAllIn(root int, rel string) (int, error) {
+// Directories it makes are owned by uid:gid.
+func mkdirAllIn(root int, rel string, uid, gid int) (int, error) {
 	fd, err := unix.Dup(root)
 	if err != nil {
 		return -1, err
@@ -336,9 +367,16 @@ func mkdirAllIn(root int, rel string) (int, error) {
 		if c == "" {
 			continue
 		}
-		if err := unix.Mkdirat(fd, c, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+		err := unix.Mkdirat(fd, c, 0o755)
+		if err != nil && !errors.Is(err, unix.EEXIST) {
 			unix.Close(fd)
 			return -1, err
+		}
+		if err == nil && uid != 0 {
+			if err := unix.Fchownat(fd, c, uid, gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+				unix.Close(fd)
+				return -1, err
+			}
 		}
 		next, err := unix.Openat2(fd, c, &unix.OpenHow{
 			Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
@@ -383,6 +421,17 @@ func writeEtc(dir string, s *Spec) error {
 	} {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
 			return fmt.Errorf("write %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// chownEtc gives the container's /etc files in dir to its root's host
+// ids: they are bound read-write, and a job's root may edit /etc/hosts.
+func chownEtc(dir string, uid, gid int) error {
+	for _, name := range []string{"hosts", "hostname", "resolv.conf"} {
+		if err := os.Chown(filepath.Join(dir, name), uid, gid); err != nil {
+			return fmt.Errorf("chown %s: %w", name, err)
 		}
 	}
 	return nil
@@ -434,6 +483,11 @@ func (rt *Runtime) Cleanup(ctx context.Context) error {
 				errs = append(errs, err)
 			}
 		}
+	}
+	// After the containers: a dead job's namespaces go once nothing of
+	// it uses them.
+	if err := rt.cleanupNamespaces(ctx); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

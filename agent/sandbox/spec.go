@@ -23,6 +23,11 @@ type Spec struct {
 	Rootfs string
 	// Workspace, if set, is bind-mounted read-write at /workspace.
 	Workspace string
+	// WorkspaceIDMap mounts Workspace idmapped through UserNS (a plain
+	// host directory, owned by container ids on disk); without it, in
+	// user-namespace mode, the workspace is one already built for the
+	// range (an overlay whose upper the range owns). See Mount.IDMap.
+	WorkspaceIDMap bool
 	// Mounts are further bind mounts: cache volumes and the like.
 	Mounts []Mount
 	// Env is every step's base environment (the image's merged with the
@@ -73,6 +78,16 @@ type Spec struct {
 	// names in SSL_CERT_FILE and the like), so pointing those variables
 	// at the new bundle loses none of its certificates.
 	CABundles []string
+	// UserNS, if set, is the path of the job's user namespace (an nsfs
+	// bind mount, Namespaces.UserPath), which the container joins, with
+	// the mapping it holds: root in the container is the first id of the
+	// job's range on the host, never host root. Its other namespaces
+	// (NetNS included, if set) must be owned by it. Steps may then gain
+	// privileges by execve (no no_new_privs: sudo and set-uid binaries
+	// work, up to the range's root). The rootfs must be built for the
+	// range (image.Store.SnapshotFor). Empty: no user namespace, root is
+	// host root (behind capabilities and seccomp) and no_new_privs is set.
+	UserNS string
 	// Privileged turns the isolation off: all capabilities, no seccomp
 	// filter, no masked or read-only paths, all devices, and the host's
 	// pid, ipc and uts namespaces. Tests use it as the positive control of
@@ -96,11 +111,17 @@ type Mount struct {
 	Options []string
 	// Chown makes Source (recursively, without following symbolic links)
 	// owned by the resolved Spec.User before the container starts, so a
-	// non-root image user can write it.
+	// non-root image user can write it: by the user's container ids if
+	// there is no user namespace or with IDMap, by their host ids in the
+	// job's range otherwise.
 	Chown bool
-	// IDMap binds Source idmapped into a Spec.UserNS job (libcontainer's
-	// "idmap" option): for plain host directories shared between jobs,
-	// whose files on disk are owned by container ids.
+	// IDMap mounts Source idmapped through Spec.UserNS (libcontainer's
+	// "idmap" bind option): a plain host directory shared between jobs,
+	// in no range (a shared cache volume), whose files a job's root reads
+	// and writes as its own and which stays owned by container ids on
+	// disk. Without it, in user-namespace mode, Source is one built for
+	// the range (an overlay over idmapped lowers, upper owned by the
+	// range). No effect without Spec.UserNS.
 	IDMap bool
 }
 
@@ -161,6 +182,12 @@ func (s *Spec) validate() error {
 	case "none", "host":
 	default:
 		return fmt.Errorf("container %s: network %q: want \"none\" or \"host\"", s.ID, s.Network)
+	}
+	if s.UserNS != "" && !path.IsAbs(s.UserNS) {
+		return fmt.Errorf("container %s: user namespace %q is not an absolute path", s.ID, s.UserNS)
+	}
+	if s.UserNS != "" && s.Privileged {
+		return fmt.Errorf("container %s: a privileged container cannot have a user namespace", s.ID)
 	}
 	if s.NetNS != "" && (s.Network != "none" || !path.IsAbs(s.NetNS)) {
 		return fmt.Errorf("container %s: network namespace %q: want an absolute path, with network \"none\"", s.ID, s.NetNS)

@@ -48,7 +48,17 @@ once, and run them as 'jobrun local' would, streaming their logs back.
 
 SIGTERM (or Ctrl-C) drains: no new jobs are leased, the running ones finish
 (or are cancelled after --drain-timeout), their results are reported, and
-the agent leaves the pool. A second signal cancels the running jobs at once.`,
+the agent leaves the pool. A second signal cancels the running jobs at once.
+
+Each job runs in a user namespace of its own: its ids 0-65535 map onto a
+host id range no other running job holds, taken from the /etc/subuid and
+/etc/subgid entries of the jobrun user (created, with entries for --jobs
+ranges, when missing), so a job's root is nobody on the host. The agent
+checks at start that the kernel and the state dir's filesystem can give a
+job its root filesystem without chown (idmapped mounts) and refuses to start
+if not. userns = "off" in the config runs jobs without user namespaces: a
+job's root is then the host's root behind capabilities and seccomp, and
+no_new_privs is set, so sudo and setuid programs do not work in jobs.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runAgent(cmd, g, f) },
 	}
@@ -90,7 +100,8 @@ func runAgent(cmd *cobra.Command, g *globals, f *agentFlags) error {
 	}
 	// The pool's jobs store their artifacts through the scheduler; the
 	// host's local store is only the Runner's default and stays empty.
-	h, err := openHost(cmd.Context(), g, hostOptions{noCache: f.noCache, artifacts: filepath.Join(dir, "artifacts"), logLimit: f.logLimit, artifactLimit: f.artLimit, pull: f.pull}, cmd.ErrOrStderr())
+	h, err := openHost(cmd.Context(), g, hostOptions{noCache: f.noCache, artifacts: filepath.Join(dir, "artifacts"), logLimit: f.logLimit, artifactLimit: f.artLimit, pull: f.pull,
+		slots: f.jobs}, cmd.ErrOrStderr())
 	if err != nil {
 		return err
 	}
@@ -100,6 +111,7 @@ func runAgent(cmd *cobra.Command, g *globals, f *agentFlags) error {
 	if err := h.sandbox.Ready(); err != nil {
 		return err
 	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "jobrun: agent %s: %s\n", f.name, h.userns)
 	pool := &agent.Pool{
 		Client:    &api.Client{Servers: servers, HTTP: &http.Client{}},
 		PoolToken: f.token,

@@ -105,6 +105,7 @@ func (ca *testCA) serve(t *testing.T, h http.Handler) *httptest.Server {
 type layerFile struct {
 	name, body, from, link string
 	dir                    bool
+	uid, gid               int
 }
 
 // derivedImage writes an OCI layout of the base layout's image plus one
@@ -131,7 +132,7 @@ func derivedImage(t *testing.T, base string, files []layerFile, env ...string) s
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, f := range files {
-		h := &tar.Header{Name: strings.TrimPrefix(f.name, "/"), Mode: 0o644, ModTime: time.Unix(1e9, 0), Typeflag: tar.TypeReg}
+		h := &tar.Header{Name: strings.TrimPrefix(f.name, "/"), Mode: 0o644, ModTime: time.Unix(1e9, 0), Typeflag: tar.TypeReg, Uid: f.uid, Gid: f.gid}
 		body := []byte(f.body)
 		switch {
 		case f.dir:

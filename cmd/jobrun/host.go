@@ -29,6 +29,8 @@ type host struct {
 	sandbox *sandbox.Runtime
 	// keeper keeps the caches and images within their budgets.
 	keeper *agent.Housekeeper
+	// userns says whether jobs run in user namespaces, and why not.
+	userns string
 }
 
 type hostOptions struct {
@@ -48,6 +50,34 @@ type hostOptions struct {
 	// cacheReadOnly restores from the remote but never uploads (jobrun
 	// local without --cache-upload).
 	cacheReadOnly bool
+	// userns is --userns of `jobrun local`: "on" or "off"; empty means
+	// the config's userns.
+	userns string
+	// slots is how many jobs run at once: the id ranges to hold.
+	slots int
+	// local runs jobs without user namespaces after a warning when the
+	// host cannot give them; the agent refuses to start.
+	local bool
+}
+
+// usernsSetup is how o and the config ask for user namespaces.
+func (o hostOptions) usernsSetup(cfg *config.Config, configPath, stateDir string) (usernsSetup, error) {
+	s := usernsSetup{mode: cfg.Userns, why: fmt.Sprintf("userns = %q in %s", cfg.Userns, configPath),
+		howOff: fmt.Sprintf("userns = \"off\" in %s", configPath), stateDir: stateDir, slots: o.slots, fallback: o.local}
+	if o.local {
+		s.howOff = "--userns off"
+	}
+	switch o.userns {
+	case "":
+	case config.UsernsOn, config.UsernsOff:
+		s.mode, s.why = o.userns, "--userns "+o.userns
+	default:
+		return s, &usageError{fmt.Errorf("--userns %q: want on or off", o.userns)}
+	}
+	if rootlessChild() { // without root: rootless.go
+		s.mode, s.why = config.UsernsOff, rootlessUsernsWhy
+	}
+	return s, nil
 }
 
 // budgets applies the flags to the config's budgets and remote.
@@ -120,11 +150,15 @@ func (g *globals) absStateDir() (string, error) {
 
 // loadConfig reads --config, by default STATE_DIR/config.hcl.
 func (g *globals) loadConfig(stateDir string) (*config.Config, error) {
-	path := g.config
-	if path == "" {
-		path = filepath.Join(stateDir, "config.hcl")
+	return config.Load(g.configPath(stateDir))
+}
+
+// configPath is --config, by default STATE_DIR/config.hcl.
+func (g *globals) configPath(stateDir string) string {
+	if g.config != "" {
+		return g.config
 	}
-	return config.Load(path)
+	return filepath.Join(stateDir, "config.hcl")
 }
 
 // openImages opens the image store of the state dir.
@@ -143,8 +177,13 @@ func (g *globals) openImagesConfig(progress io.Writer) (*image.Store, string, *c
 	if err != nil {
 		return nil, "", nil, err
 	}
-	st, err := image.Open(filepath.Join(dir, "images"), image.Options{Config: cfg, Log: g.log, Progress: progress})
+	st, err := g.openStore(dir, cfg, progress)
 	return st, dir, cfg, err
+}
+
+// openStore opens the image store of the state dir.
+func (g *globals) openStore(dir string, cfg *config.Config, progress io.Writer) (*image.Store, error) {
+	return image.Open(filepath.Join(dir, "images"), image.Options{Config: cfg, Log: g.log, Progress: progress})
 }
 
 // openHost opens every store of the state dir and removes what killed
@@ -153,7 +192,11 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 	if os.Geteuid() != 0 {
 		return nil, errors.New("running jobs needs root (namespaces, mounts and cgroups)")
 	}
-	images, dir, cfg, err := g.openImagesConfig(progress)
+	dir, err := g.absStateDir()
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := g.loadConfig(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -161,6 +204,20 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 		return nil, err
 	}
 	cas, err := readCAs(cfg.CAFile, o.caFile)
+	if err != nil {
+		return nil, err
+	}
+	us, err := o.usernsSetup(cfg, g.configPath(dir), dir)
+	if err != nil {
+		return nil, err
+	}
+	// Once, before anything is made: a host that cannot give jobs user
+	// namespaces says so here, not in every job.
+	ids, mode, err := openUserns(ctx, us, progress)
+	if err != nil {
+		return nil, err
+	}
+	images, err := g.openStore(dir, cfg, progress)
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +237,7 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 		}
 	}
 	r := &agent.Runner{Images: images, Sandbox: sb, WorkDir: filepath.Join(dir, "work"), Log: g.log,
-		Network: nm, AllowHostNetwork: cfg.Network.AllowHost}
+		Network: nm, AllowHostNetwork: cfg.Network.AllowHost, IDs: ids}
 	r.CACerts = cas
 	if r.PullPolicy, err = pullPolicy(o.pull, cfg.Pull); err != nil {
 		return nil, err
@@ -243,7 +300,7 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 	if err := keeper.Sweep(ctx); err != nil {
 		g.log.Warn("start-up disk budget sweep", "error", err)
 	}
-	return &host{runner: r, sandbox: sb, keeper: keeper}, nil
+	return &host{runner: r, sandbox: sb, keeper: keeper, userns: mode}, nil
 }
 
 // Close stops the host's container starter and removes the jobs' bridge

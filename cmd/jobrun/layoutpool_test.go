@@ -33,6 +33,13 @@ func TestAgentRelativeLayoutFromCheckout(t *testing.T) {
 	if out, err := exec.Command("cp", "-r", busyboxDir, filepath.Join(w.Dir, "ci", "images", "busybox")).CombinedOutput(); err != nil {
 		t.Fatalf("cp: %v %s", err, out)
 	}
+	// An image the jobs' user namespaces cannot map is refused, and
+	// forgotten like the others.
+	high := derivedImage(t, busyboxDir, []layerFile{{name: "opt", dir: true}, {name: "opt/x", body: "x", uid: 100000}})
+	high = strings.TrimSuffix(strings.TrimPrefix(high, "oci-layout:"), ":latest")
+	if out, err := exec.Command("cp", "-r", high, filepath.Join(w.Dir, "ci", "images", "high")).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
 	if err := os.Symlink(busyboxDir, filepath.Join(w.Dir, "ci", "link")); err != nil {
 		t.Fatal(err)
 	}
@@ -56,6 +63,12 @@ job "symlink" {
   network = "none"
   step "x" { run = "echo escaped" }
 }
+job "highids" {
+  image   = "oci-layout:images/high:latest"
+  agent   = ["e2e"]
+  network = "none"
+  step "x" { run = "echo unmappable-ran" }
+}
 `
 	w.Git("add", "-A")
 	head := w.Commit("layouts", map[string]string{"ci/.ci.hcl": source})
@@ -73,7 +86,7 @@ job "symlink" {
 		t.Fatal(err)
 	}
 	r := waitRunDone(t, p.c, run.ID, logs)
-	want := map[string]string{"relative": api.Succeeded, "dotdot": api.Errored, "symlink": api.Errored}
+	want := map[string]string{"relative": api.Succeeded, "dotdot": api.Errored, "symlink": api.Errored, "highids": api.Errored}
 	for _, rj := range r.Jobs {
 		j, err := p.c.Job(ctx, rj.ID)
 		if err != nil {
@@ -87,11 +100,17 @@ job "symlink" {
 		if j.Status != want[j.Name] {
 			t.Errorf("job %s: %s (%s), want %s%s", j.Name, j.Status, reason, want[j.Name], logs())
 		}
+		if j.Name == "highids" {
+			if !strings.Contains(reason, "has /opt/x owned by 100000:0; a job's user namespace maps ids 0-65535 only") {
+				t.Errorf("job highids: reason %q does not name the unmappable file", reason)
+			}
+			continue
+		}
 		if j.Name != "relative" && !strings.Contains(reason, "leaves the checkout") {
 			t.Errorf("job %s: reason %q does not say the path leaves the checkout", j.Name, reason)
 		}
 	}
-	if l := runLog(t, p.c, r); !strings.Contains(l, "from-the-checkout") || strings.Contains(l, "escaped") {
+	if l := runLog(t, p.c, r); !strings.Contains(l, "from-the-checkout") || strings.Contains(l, "escaped") || strings.Contains(l, "unmappable-ran") {
 		t.Errorf("run log:\n%s", l)
 	}
 	a.stop(t)

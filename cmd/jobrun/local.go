@@ -40,6 +40,7 @@ type localFlags struct {
 	cacheBudget, imageBudget, minFree string
 	cacheRemote                       string
 	cacheUpload                       bool
+	userns                            string
 }
 
 func newLocalCmd(g *globals) *cobra.Command {
@@ -54,7 +55,15 @@ files. With --clean, it is HEAD of the repository instead.
 
 The first Ctrl-C cancels the running jobs cleanly (no further step runs, not
 even if = "always" ones; those do run after a job's timeout); a second one
-kills them at once. Either way nothing is left behind.`,
+kills them at once. Either way nothing is left behind.
+
+Each job runs in a user namespace of its own, its root mapped onto a host id
+range of the jobrun user's /etc/subuid and /etc/subgid entries (created when
+missing, one range per --parallel job). On a kernel or state dir filesystem
+that cannot give a job its root without chown (idmapped mounts), jobs run
+without, after one warning naming what is missing. --userns off runs them
+without user namespaces: a job's root is the host's root behind
+capabilities and seccomp, and sudo and setuid programs do not work.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			file := ".ci.hcl"
@@ -83,6 +92,7 @@ kills them at once. Either way nothing is left behind.`,
 	fl.StringVar(&f.minFree, "min-free", "", "free space (size or percentage) the caches and images shrink to keep on the state dir's filesystem; replaces the config's min_free")
 	fl.StringVar(&f.cacheRemote, "cache-remote", "", "restore caches missing here from the pool's bucket: s3://BUCKET[/PREFIX]?endpoint=HOST:PORT (keys in JOBRUN_S3_ACCESS_KEY, JOBRUN_S3_SECRET_KEY); replaces the config's cache remote; read-only unless --cache-upload")
 	fl.BoolVar(&f.cacheUpload, "cache-upload", false, "let successful jobs upload changed caches to the cache remote")
+	fl.StringVar(&f.userns, "userns", "", "on: each job in a user namespace of its own id range; off: a job's root is the host's root; default the config's userns, else on")
 	return cmd
 }
 
@@ -112,7 +122,8 @@ func runLocal(cmd *cobra.Command, g *globals, f *localFlags, file string) error 
 	}
 	host, err := openHost(cmd.Context(), g, hostOptions{noCache: f.noCache, artifacts: f.artifacts, logLimit: f.logLimit, caFile: f.caFile, artifactLimit: f.artLimit, pull: f.pull,
 		cacheBudget: f.cacheBudget, imageBudget: f.imageBudget, minFree: f.minFree,
-		cacheRemote: f.cacheRemote, cacheReadOnly: !f.cacheUpload}, cmd.ErrOrStderr())
+		cacheRemote: f.cacheRemote, cacheReadOnly: !f.cacheUpload,
+		userns: f.userns, slots: f.parallel, local: true}, cmd.ErrOrStderr())
 	if err != nil {
 		return err
 	}
@@ -128,6 +139,7 @@ func runLocal(cmd *cobra.Command, g *globals, f *localFlags, file string) error 
 	host.runner.Inspect = inspector(f, cmd.ErrOrStderr())
 	ctx, force := interrupts(cmd.Context(), cmd.ErrOrStderr(), host.runner)
 	defer force()
+	fmt.Fprintln(out, host.userns)
 	tty := isTerminal(out)
 	printer := local.NewPrinter(out, tty)
 	base := filepath.Dir(file)

@@ -346,3 +346,8 @@ func enterCommand(pid int) string {
 	}
 	return fmt.Sprintf("nsenter --target %d --all /bin/sh", pid)
 }
+
+// rootlessUsernsWhy is why jobs get no user namespace of their own without
+// root: every job runs in the user's, made by rootlessReexec (one range
+// for all of a user's jobs); ranges per job within it are issue #18's.
+const rootlessUsernsWhy = "jobrun runs without root: every job runs in your user namespace (you are its root, your subordinate ids the rest)"

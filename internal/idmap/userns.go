@@ -9,9 +9,8 @@
 // stopped before it runs a single instruction and is killed as soon as its
 // namespace file is open; the open file keeps the namespace. Mounts made
 // with it keep their own reference, so a Userns can be closed once its
-// mounts are made.
-//
-// Not yet wired into jobs: the image store and sandbox do not call it.
+// mounts are made. The sandbox keeps a job's namespaces held by nsfs bind
+// mounts (sandbox.Runtime.NewNamespaces) and builds its root on Overlay.
 package idmap
 
 import (
@@ -48,40 +47,83 @@ type Userns struct {
 // NewUserns makes a user namespace with mapping m. Close it when its
 // mounts are made.
 func NewUserns(m Mapping) (*Userns, error) {
+	u, _, err := newNamespaces(m, false)
+	return u, err
+}
+
+// NewUsernsNet makes a user namespace with mapping m and a network
+// namespace owned by it (one process cloned into both), for a job whose
+// containers join both: root in the job then holds CAP_SYS_ADMIN over its
+// network namespace and can mount its sysfs. The network namespace has a
+// loopback device, down. The caller closes both files.
+func NewUsernsNet(m Mapping) (*Userns, *os.File, error) {
+	return newNamespaces(m, true)
+}
+
+func newNamespaces(m Mapping, net bool) (*Userns, *os.File, error) {
 	if err := m.check(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	maps := func(host uint32) []syscall.SysProcIDMap {
 		return []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(host), Size: int(m.Size)}}
+	}
+	flags := uintptr(syscall.CLONE_NEWUSER)
+	if net {
+		flags |= syscall.CLONE_NEWNET
 	}
 	// Ptrace stops the child at its execve, before any code of the new
 	// program runs; it never gets further.
 	p, err := os.StartProcess("/proc/self/exe", []string{"jobrun-userns"}, &os.ProcAttr{
 		Sys: &syscall.SysProcAttr{
-			Cloneflags:  syscall.CLONE_NEWUSER,
+			Cloneflags:  flags,
 			UidMappings: maps(m.UID),
 			GidMappings: maps(m.GID),
-			Ptrace:      true,
-			Pdeathsig:   syscall.SIGKILL,
+			// Steps switch groups (setgroups) as in any container.
+			GidMappingsEnableSetgroups: true,
+			Ptrace:                     true,
+			Pdeathsig:                  syscall.SIGKILL,
 		},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("make user namespace (%s): %w", m, err)
+		return nil, nil, fmt.Errorf("make user namespace (%s): %w", m, err)
 	}
 	// The child is ours and not yet waited for, so its pid cannot name
-	// another process while we open its namespace.
+	// another process while we open its namespaces.
 	f, err := os.Open(fmt.Sprintf("/proc/%d/ns/user", p.Pid))
+	var nf *os.File
+	if err == nil && net {
+		if nf, err = os.Open(fmt.Sprintf("/proc/%d/ns/net", p.Pid)); err != nil {
+			f.Close()
+		}
+	}
 	kerr := p.Kill()
 	_, werr := p.Wait()
 	if err != nil {
-		return nil, fmt.Errorf("make user namespace (%s): %w", m, err)
+		return nil, nil, fmt.Errorf("make user namespace (%s): %w", m, err)
 	}
 	if err := errors.Join(kerr, werr); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("make user namespace (%s): end its process: %w", m, err)
+		if nf != nil {
+			nf.Close()
+		}
+		return nil, nil, fmt.Errorf("make user namespace (%s): end its process: %w", m, err)
+	}
+	return &Userns{f: f, m: m}, nf, nil
+}
+
+// OpenUserns opens the user namespace at path (an nsfs file, such as a
+// bind mount of one) as a Userns with mapping m, which the caller knows
+// it holds.
+func OpenUserns(path string, m Mapping) (*Userns, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open user namespace: %w", err)
 	}
 	return &Userns{f: f, m: m}, nil
 }
+
+// Path is a path of the namespace while u is open: /proc/self/fd/N.
+func (u *Userns) Path() string { return fmt.Sprintf("/proc/self/fd/%d", u.f.Fd()) }
 
 // Mapping is the namespace's mapping.
 func (u *Userns) Mapping() Mapping { return u.m }

@@ -51,6 +51,8 @@ func main() {
 		out, _ = os.Hostname()
 	case "alloc":
 		out = alloc(arg)
+	case "euid":
+		out = fmt.Sprint(os.Geteuid())
 	case "true":
 		out = "ok"
 	default:
