@@ -158,6 +158,11 @@ func rootlessReexec(cmd *cobra.Command, g *globals) (bool, error) {
 	if err := child.Start(); err != nil {
 		r.Close()
 		w.Close()
+		if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.ENOSPC) {
+			return true, fmt.Errorf("running jobs without root: this host does not let users make user namespaces (%w): "+
+				"sysctl user.max_user_namespaces must be above 0, kernel.unprivileged_userns_clone 1 where it exists, "+
+				"and where kernel.apparmor_restrict_unprivileged_userns is 1 (Ubuntu 24.04) jobrun needs an AppArmor profile with \"userns,\"", err)
+		}
 		return true, fmt.Errorf("running jobs without root: start in a user namespace: %w", err)
 	}
 	r.Close()

@@ -668,3 +668,35 @@ job "broken" {
 	}
 	u.checkLeaks(t)
 }
+
+// TestRootlessXDGDirs: with XDG_DATA_HOME and XDG_RUNTIME_DIR set, the
+// state and the runtime state go there, and nothing to the defaults.
+func TestRootlessXDGDirs(t *testing.T) {
+	u := newRLUser(t, true)
+	data, run := filepath.Join(u.home, "data"), filepath.Join(u.home, "run")
+	for _, d := range []string{data, run} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		os.Chown(d, u.uid, u.gid)
+	}
+	file := u.write(t, example(t, "hello"))
+	cmd := u.command("local", "--artifacts", filepath.Join(u.home, "artifacts"), file)
+	cmd.Env = append(cmd.Env, "XDG_DATA_HOME="+data, "XDG_RUNTIME_DIR="+run)
+	out, err := cmd.CombinedOutput()
+	t.Logf("%s", out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if layers, _ := filepath.Glob(filepath.Join(data, "jobrun", "images", "layers", "*")); len(layers) == 0 {
+		t.Errorf("no layer under %s", data)
+	}
+	if _, err := os.Stat(filepath.Join(run, "jobrun", "sandbox")); err != nil {
+		t.Errorf("runtime dir: %v", err)
+	}
+	for _, d := range []string{u.stateDir(), u.runDir()} {
+		if _, err := os.Stat(d); err == nil {
+			t.Errorf("%s made though XDG dirs are set", d)
+		}
+	}
+}
