@@ -45,6 +45,8 @@ TEST_PACKAGES=(
 	hyperfine
 	systemd                                   # systemd-analyze verify of examples/deploy
 	chromium                                  # headless browser for the web UI tests (chromedp)
+	uidmap                                    # newuidmap/newgidmap: jobrun local without root (#18)
+	passt slirp4netns fuse-overlayfs          # rootless networking and overlays (#18, next steps)
 )
 
 log() { printf 'deps: %s\n' "$*" >&2; }

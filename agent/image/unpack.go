@@ -37,7 +37,7 @@ func (s *Store) unpack(ctx context.Context, l Layer) (bool, error) {
 				return nil
 			}
 			done = true
-			return s.unpackInto(ctx, dst, []Layer{l}, layer.OverlayfsRootfs{})
+			return s.unpackInto(ctx, dst, []Layer{l}, layerFormat())
 		})
 	})
 	return done, err

@@ -37,6 +37,9 @@ func RunDir(stateDir string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("sandbox state dir %s: %w", stateDir, err)
 	}
+	if d, ok, err := rootlessRunDir(abs); ok {
+		return d, err
+	}
 	sum := sha256.Sum256([]byte(abs))
 	for _, b := range runBases {
 		if inMemory(b.fs) {

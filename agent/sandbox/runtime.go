@@ -17,6 +17,7 @@ import (
 	"github.com/jobrun/jobrun/agent/sandbox/internal/wire"
 	"github.com/jobrun/jobrun/internal/lockfile"
 	"github.com/jobrun/jobrun/internal/mount"
+	"github.com/jobrun/jobrun/internal/rootless"
 	"github.com/opencontainers/cgroups"
 	// Registers the devices cgroup driver; without it device rules fail.
 	_ "github.com/opencontainers/cgroups/devices"
@@ -58,6 +59,9 @@ type Runtime struct {
 	// waitFilters makes Start wait for a filter being compiled instead
 	// (tests compare the two).
 	seccompInInit, waitFilters bool
+	// rootless: this process is root of a user namespace of an
+	// unprivileged user's, not the host's root (rootless.go).
+	rootless bool
 }
 
 // New returns a Runtime for stateDir, which it creates, and starts getting
@@ -105,7 +109,13 @@ func New(stateDir string, log hclog.Logger) (*Runtime, error) {
 	}
 	// Before the starter and the warmer: on a delegated cgroup v2
 	// subtree this process moves into its leaf, and they follow it.
-	if rt.cgroups, err = cgroupBase(log); err != nil {
+	rt.rootless = rootless.InUserNS()
+	if rt.rootless {
+		rt.cgroups = "/"
+		// The filter cache reads compiled filters back with ptrace,
+		// which needs the host's CAP_SYS_ADMIN.
+		rt.seccompInInit = true
+	} else if rt.cgroups, err = cgroupBase(log); err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
 	if rt.launcher, err = findHelper(launcherName, true); err != nil {
@@ -120,6 +130,9 @@ func New(stateDir string, log hclog.Logger) (*Runtime, error) {
 	// with the 32-bit tables that jobs get) while the first job gets its
 	// image and workspace ready.
 	for _, compat := range []bool{false, true} {
+		if rt.seccompInInit {
+			break
+		}
 		if cfg, err := defaultSeccomp(rt.launcher, compat); err == nil {
 			rt.filters.filter(cfg, false)
 		}
@@ -235,10 +248,16 @@ func (rt *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) 
 			return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 		}
 	}
+	if rt.rootless {
+		rootlessSpec(spec)
+	}
 	fix := rt.knownMapping(spec, s.UserNS)
 	cfg, err := libcontainerConfig(&s, spec)
 	if err != nil {
 		return nil, err
+	}
+	if rt.rootless {
+		rootlessConfig(cfg)
 	}
 	fix(cfg)
 	// Host ids of the container's root: in a user namespace the range's
@@ -288,7 +307,9 @@ func (rt *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) 
 	// The same cgroups as the starter's libcontainer makes from cfg;
 	// from here on Destroy removes them, and the state dir, whatever the
 	// starter got to.
-	if c.cg, err = manager.New(cfg.Cgroups); err != nil {
+	if rt.rootless {
+		c.cg = &pidnsGroup{c: c}
+	} else if c.cg, err = manager.New(cfg.Cgroups); err != nil {
 		return nil, fmt.Errorf("start container %s: cgroup manager: %w", s.ID, err)
 	}
 	// The launcher's control socket, its fd 3.
@@ -553,7 +574,11 @@ func (rt *Runtime) Cleanup(ctx context.Context) error {
 // remove kills and removes the container id, whose lock the caller holds.
 func (rt *Runtime) remove(ctx context.Context, id string) error {
 	var errs []error
-	cg, err := manager.New(&cgroups.Cgroup{Path: cgroupPath(rt.cgroups, id), Resources: &cgroups.Resources{}})
+	var cg cgroups.Manager = &pidnsGroup{c: &Container{}}
+	var err error
+	if !rt.rootless {
+		cg, err = manager.New(&cgroups.Cgroup{Path: cgroupPath(rt.cgroups, id), Resources: &cgroups.Resources{}})
+	}
 	if err != nil {
 		return fmt.Errorf("remove container %s: cgroup manager: %w", id, err)
 	}

@@ -74,6 +74,9 @@ func (o hostOptions) usernsSetup(cfg *config.Config, configPath, stateDir string
 	default:
 		return s, &usageError{fmt.Errorf("--userns %q: want on or off", o.userns)}
 	}
+	if rootlessChild() { // without root: rootless.go
+		s.mode, s.why = config.UsernsOff, rootlessUsernsWhy
+	}
 	return s, nil
 }
 
@@ -227,9 +230,11 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 			sb.Close()
 		}
 	}()
-	nm, err := network.New(network.Options{StateDir: dir, Subnet: cfg.Network.Subnet, Deny: cfg.Network.Deny, Log: g.log.Named("network")})
-	if err != nil {
-		return nil, err
+	var nm *network.Manager
+	if !rootlessChild() { // without root: no bridge networking yet (rootless.go)
+		if nm, err = network.New(network.Options{StateDir: dir, Subnet: cfg.Network.Subnet, Deny: cfg.Network.Deny, Log: g.log.Named("network")}); err != nil {
+			return nil, err
+		}
 	}
 	r := &agent.Runner{Images: images, Sandbox: sb, WorkDir: filepath.Join(dir, "work"), Log: g.log,
 		Network: nm, AllowHostNetwork: cfg.Network.AllowHost, IDs: ids}
@@ -269,9 +274,12 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 		return nil, err
 	}
 	cleanups := []func(context.Context) error{
-		images.Cleanup, sb.Cleanup, nm.Cleanup,
+		images.Cleanup, sb.Cleanup,
 		func(ctx context.Context) error { return workspace.Cleanup(ctx, filepath.Join(r.WorkDir, "workspaces")) },
 		func(ctx context.Context) error { return agent.CleanupScratch(ctx, r.WorkDir) },
+	}
+	if nm != nil {
+		cleanups = append(cleanups, nm.Cleanup)
 	}
 	if r.Caches != nil {
 		cleanups = append(cleanups, r.Caches.Cleanup)
@@ -298,7 +306,12 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 // Close stops the host's container starter and removes the jobs' bridge
 // and firewall table if no job on the host needs them; its jobs must be
 // over.
-func (h *host) Close() error { return errors.Join(h.sandbox.Close(), h.runner.Network.Close()) }
+func (h *host) Close() error {
+	if h.runner.Network == nil {
+		return h.sandbox.Close()
+	}
+	return errors.Join(h.sandbox.Close(), h.runner.Network.Close())
+}
 
 // readCAs reads the CA certificates of --ca-file (flag), else of the
 // config's ca_file; with neither, jobs trust their images' CAs only.

@@ -117,6 +117,9 @@ func runLocal(cmd *cobra.Command, g *globals, f *localFlags, file string) error 
 			return &exitError{code: 1, msg: err.Error()}
 		}
 	}
+	if err := rootlessCheck(g, plan); err != nil {
+		return &exitError{code: 1, msg: err.Error()}
+	}
 	host, err := openHost(cmd.Context(), g, hostOptions{noCache: f.noCache, artifacts: f.artifacts, logLimit: f.logLimit, caFile: f.caFile, artifactLimit: f.artLimit, pull: f.pull,
 		cacheBudget: f.cacheBudget, imageBudget: f.imageBudget, minFree: f.minFree,
 		cacheRemote: f.cacheRemote, cacheReadOnly: !f.cacheUpload,
@@ -148,6 +151,7 @@ func runLocal(cmd *cobra.Command, g *globals, f *localFlags, file string) error 
 	printer.Close()
 	fmt.Fprintln(out)
 	local.Summary(out, results)
+	rootlessLimits(out, plan)
 	fmt.Fprintf(out, "\nartifacts: %s\n", f.artifacts)
 	for _, r := range results {
 		if r.Status != agent.Succeeded {
@@ -172,7 +176,7 @@ func inspector(f *localFlags, w io.Writer) func(context.Context, string, *sandbo
 			c.Exec(ctx, sandbox.Process{Args: []string{"/bin/sh", "-i"}, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
 			return
 		}
-		fmt.Fprintf(w, "jobrun: %s failed; its container is kept. Enter it with:\n  nsenter --target %d --all /bin/sh\nIts workspace is /workspace. Press Ctrl-C to clean up.\n", job, c.Pid())
+		fmt.Fprintf(w, "jobrun: %s failed; its container is kept. Enter it with:\n  %s\nIts workspace is /workspace. Press Ctrl-C to clean up.\n", job, enterCommand(c.Pid()))
 		<-ctx.Done()
 	}
 }

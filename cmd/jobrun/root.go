@@ -62,7 +62,7 @@ func newRootCmd() *cobra.Command {
 				return &usageError{fmt.Errorf("invalid --log-level %q: want trace, debug, info, warn or error", g.logLevel)}
 			}
 			g.log = hclog.New(&hclog.LoggerOptions{Name: "jobrun", Level: level, Output: os.Stderr})
-			return nil
+			return rootlessCommand(cmd, g) // without root: rootless.go
 		},
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })

@@ -33,7 +33,7 @@ func escape(p string) string {
 // Overlay mounts an overlay of lowers (top layer first) with upper and work
 // on target. flags are mount flags such as unix.MS_NOSUID|unix.MS_NODEV.
 func Overlay(target string, lowers []string, upper, work string, flags uintptr) error {
-	data := OverlayData(lowers, upper, work)
+	data := OverlayData(lowers, upper, work) + userXattr()
 	if len(data)+len(",volatile") >= MaxData {
 		return fmt.Errorf("mount overlay on %s: %d lower directories need %d bytes of options, the kernel takes %d",
 			target, len(lowers), len(data), MaxData-1)

@@ -1,0 +1,358 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/jobrun/jobrun/agent/sandbox"
+	"github.com/jobrun/jobrun/internal/mount"
+	"github.com/jobrun/jobrun/internal/rootless"
+	"github.com/jobrun/jobrun/internal/units"
+	"github.com/jobrun/jobrun/jobs"
+)
+
+// Running jobs without root (issue #18). An unprivileged `jobrun local`
+// re-executes itself in a new user and mount namespace in which it is
+// root: the user's own uid is 0 there and their subordinate ranges
+// (/etc/subuid, /etc/subgid) are 1 and up, written by shadow's setuid
+// newuidmap and newgidmap, as rootless podman and buildah do. jobrun has
+// no setuid binary and no daemon of its own.
+//
+// The child cannot be given the mapping before it runs (only the parent,
+// through newuidmap, can write it once the child exists), and an execve
+// before the mapping leaves it without capabilities; so it starts in
+// stage "wait", blocks until the parent has written both maps, and
+// executes itself again in stage "run", now as the namespace's root with
+// its full capability set.
+
+// rootlessStageEnv carries the child's stage; it is jobrun's own, never a
+// job's.
+const rootlessStageEnv = "JOBRUN_ROOTLESS_STAGE"
+
+// rootlessReady is the child's file descriptor that reads EOF once the
+// maps are written (its first ExtraFiles entry).
+const rootlessReady = 3
+
+func init() { rootlessWait() }
+
+// rootlessWait is the child's stage "wait": it runs before main, waits for
+// the parent's maps, then executes the same command again as root in the
+// namespace. Elsewhere it does nothing.
+func rootlessWait() {
+	if os.Getenv(rootlessStageEnv) != "wait" {
+		return
+	}
+	f := os.NewFile(rootlessReady, "rootless-ready")
+	ok, _ := io.ReadAll(f)
+	f.Close()
+	if string(ok) != "mapped" {
+		fmt.Fprintln(os.Stderr, "jobrun: the user namespace was not set up; see the message above")
+		os.Exit(1)
+	}
+	os.Setenv(rootlessStageEnv, "run")
+	err := syscall.Exec("/proc/self/exe", os.Args, os.Environ())
+	fmt.Fprintln(os.Stderr, "jobrun: re-execute in the user namespace:", err)
+	os.Exit(1)
+}
+
+// rootlessChild reports whether this process is the child rootlessReexec
+// started: root of the user's namespace.
+func rootlessChild() bool {
+	return os.Getenv(rootlessStageEnv) == "run" && os.Geteuid() == 0 && rootless.InUserNS()
+}
+
+// rootlessCommand runs the commands that work on the state dir (local,
+// image, cache) again in the user's namespace when jobrun runs without
+// root, and then ends with the child's exit code; others run as they are.
+func rootlessCommand(cmd *cobra.Command, g *globals) error {
+	path := strings.Fields(cmd.CommandPath())
+	if len(path) < 2 || !slices.Contains([]string{"local", "image", "cache"}, path[1]) {
+		return nil
+	}
+	done, err := rootlessReexec(cmd, g)
+	if done && err == nil {
+		return &exitError{code: 0}
+	}
+	return err
+}
+
+// rootlessReexec runs this command again in a user namespace when jobrun
+// runs without root; it reports whether it did (then err is the child's
+// outcome). As root, or already in the namespace, it does nothing.
+func rootlessReexec(cmd *cobra.Command, g *globals) (bool, error) {
+	if os.Geteuid() == 0 {
+		return false, nil
+	}
+	u, err := user.Current()
+	if err != nil {
+		return true, fmt.Errorf("running jobs without root: who am I: %w", err)
+	}
+	uid := os.Getuid()
+	uids, err := rootless.SubIDs("/etc/subuid", u.Username, uid)
+	if err != nil {
+		return true, err
+	}
+	gids, err := rootless.SubIDs("/etc/subgid", u.Username, uid)
+	if err != nil {
+		return true, err
+	}
+	if len(uids) == 0 || len(gids) == 0 {
+		return true, noSubIDsError(u.Username)
+	}
+	newuidmap, err1 := exec.LookPath("newuidmap")
+	newgidmap, err2 := exec.LookPath("newgidmap")
+	if err1 != nil || err2 != nil {
+		return true, errors.New("running jobs without root needs newuidmap and newgidmap (Debian/Ubuntu: apt install uidmap; Fedora: shadow-utils)")
+	}
+	env, err := rootlessEnv(cmd, g, u)
+	if err != nil {
+		return true, err
+	}
+
+	r, w, err := os.Pipe()
+	if err != nil {
+		return true, err
+	}
+	child := exec.Command("/proc/self/exe", os.Args[1:]...)
+	child.Args[0] = os.Args[0]
+	child.Env = append(env, rootlessStageEnv+"=wait")
+	child.Stdin, child.Stdout, child.Stderr = os.Stdin, os.Stdout, os.Stderr
+	child.ExtraFiles = []*os.File{r}
+	child.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS,
+		// The jobs' containers die with their parent (ParentDeathSignal);
+		// this makes a killed jobrun take its namespace with it.
+		Pdeathsig: syscall.SIGKILL,
+		// The child has a process group of its own, in the terminal's
+		// foreground if there is one: a Ctrl-C reaches it once, never
+		// this process, and it can read the terminal (--shell-on-failure).
+		// A SIGINT or SIGTERM sent to this process is passed on.
+		Setpgid: true,
+	}
+	tty := isTTY(os.Stdin)
+	if tty {
+		child.SysProcAttr.Foreground, child.SysProcAttr.Ctty = true, int(os.Stdin.Fd())
+		defer func() {
+			// Take the terminal back for the shell that waits for us.
+			signal.Ignore(syscall.SIGTTOU)
+			_ = unix.IoctlSetPointerInt(int(os.Stdin.Fd()), unix.TIOCSPGRP, syscall.Getpgrp())
+			signal.Reset(syscall.SIGTTOU)
+		}()
+	}
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	if err := child.Start(); err != nil {
+		r.Close()
+		w.Close()
+		if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.ENOSPC) {
+			return true, fmt.Errorf("running jobs without root: this host does not let users make user namespaces (%w): "+
+				"sysctl user.max_user_namespaces must be above 0, kernel.unprivileged_userns_clone 1 where it exists, "+
+				"and where kernel.apparmor_restrict_unprivileged_userns is 1 (Ubuntu 24.04) jobrun needs an AppArmor profile with \"userns,\"", err)
+		}
+		return true, fmt.Errorf("running jobs without root: start in a user namespace: %w", err)
+	}
+	r.Close()
+	pid := strconv.Itoa(child.Process.Pid)
+	for _, m := range []struct {
+		bin    string
+		own    int
+		ranges []rootless.Range
+	}{{newuidmap, uid, uids}, {newgidmap, os.Getgid(), gids}} {
+		out, err := exec.Command(m.bin, append([]string{pid}, rootless.MapArgs(m.own, m.ranges)...)...).CombinedOutput()
+		if err != nil {
+			w.Close()
+			_ = child.Wait()
+			return true, fmt.Errorf("running jobs without root: %s %s: %s: %w", filepath.Base(m.bin), strings.Join(rootless.MapArgs(m.own, m.ranges), " "), strings.TrimSpace(string(out)), err)
+		}
+	}
+	if _, err := w.WriteString("mapped"); err != nil {
+		w.Close()
+		_ = child.Wait()
+		return true, fmt.Errorf("running jobs without root: %w", err)
+	}
+	w.Close()
+	done := make(chan error, 1)
+	go func() { done <- child.Wait() }()
+	for {
+		select {
+		case s := <-sig:
+			_ = child.Process.Signal(s)
+		case err := <-done:
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+					return true, &exitError{code: 128 + int(ws.Signal())}
+				}
+				return true, &exitError{code: ee.ExitCode()}
+			}
+			return true, err
+		}
+	}
+}
+
+// noSubIDsError is the one message a user without subordinate ranges gets:
+// the exact command that gives them some.
+func noSubIDsError(name string) error {
+	line := "usermod --add-subuids 100000-165535 --add-subgids 100000-165535 " + name
+	if r, err := rootless.FreeRange(65536, "/etc/subuid", "/etc/subgid"); err == nil {
+		span := fmt.Sprintf("%d-%d", r.Start, uint64(r.Start)+uint64(r.Count)-1)
+		line = fmt.Sprintf("usermod --add-subuids %s --add-subgids %s %s", span, span, name)
+	}
+	return fmt.Errorf("running jobs without root needs subordinate user and group ids for %s in /etc/subuid and /etc/subgid; an administrator adds them with:\n  sudo %s", name, line)
+}
+
+// rootlessEnv is the child's environment: this one, with the per-user
+// state dir ($XDG_DATA_HOME/jobrun, else ~/.local/share/jobrun) unless
+// --state-dir or its variable names one, and a runtime dir
+// ($XDG_RUNTIME_DIR, else a private one under /tmp).
+func rootlessEnv(cmd *cobra.Command, g *globals, u *user.User) ([]string, error) {
+	env := os.Environ()
+	if !stateDirSet(cmd) {
+		dir, err := userStateDir(u)
+		if err != nil {
+			return nil, err
+		}
+		env = append(env, "JOBRUN_STATE_DIR="+dir)
+	}
+	if rd := os.Getenv("XDG_RUNTIME_DIR"); rd == "" || !ownDir(rd) {
+		dir := filepath.Join(os.TempDir(), "jobrun-run-"+strconv.Itoa(os.Getuid()))
+		if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("runtime dir: %w", err)
+		}
+		if !ownDir(dir) {
+			return nil, fmt.Errorf("runtime dir: %s is not a directory only you can write; remove it", dir)
+		}
+		env = append(env, "XDG_RUNTIME_DIR="+dir)
+	}
+	return env, nil
+}
+
+// stateDirSet reports whether --state-dir or JOBRUN_STATE_DIR names the
+// state dir.
+func stateDirSet(cmd *cobra.Command) bool {
+	if f := cmd.Flag("state-dir"); f != nil && f.Changed {
+		return true
+	}
+	_, ok := os.LookupEnv("JOBRUN_STATE_DIR")
+	return ok
+}
+
+// userStateDir is $XDG_DATA_HOME/jobrun, else ~/.local/share/jobrun.
+func userStateDir(u *user.User) (string, error) {
+	if d := os.Getenv("XDG_DATA_HOME"); filepath.IsAbs(d) {
+		return filepath.Join(d, "jobrun"), nil
+	}
+	home := os.Getenv("HOME")
+	if home == "" {
+		home = u.HomeDir
+	}
+	if home == "" {
+		return "", errors.New("running jobs without root: no HOME or XDG_DATA_HOME for the state dir; pass --state-dir")
+	}
+	return filepath.Join(home, ".local", "share", "jobrun"), nil
+}
+
+// ownDir reports whether dir is a directory of this user's that nobody
+// else can write.
+func ownDir(dir string) bool {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return fi.IsDir() && ok && int(st.Uid) == os.Getuid() && fi.Mode().Perm()&0o022 == 0
+}
+
+// rootlessCheck refuses, before anything runs, what jobrun without root
+// cannot do: overlays where the kernel or the state dir's filesystem
+// cannot have them in a user namespace, and, not yet, bridge networking
+// (and so services), which needs pasta or slirp4netns: issue #18's next
+// step.
+func rootlessCheck(g *globals, plan []*jobs.Job) error {
+	if !rootlessChild() {
+		return nil
+	}
+	dir, err := g.absStateDir()
+	if err != nil {
+		return err
+	}
+	if err := mount.ProbeUserOverlay(dir); err != nil {
+		return fmt.Errorf("running jobs without root: %w", err)
+	}
+	var names []string
+	for _, j := range plan {
+		if j.Network == jobs.NetworkBridge {
+			names = append(names, strconv.Quote(j.Name))
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	return fmt.Errorf("without root, network = \"bridge\" (the default) is not supported yet (issue #18: pasta/slirp4netns); "+
+		"set network = \"none\" in job %s, or run as root", strings.Join(names, ", "))
+}
+
+// rootlessLimits says after the summary which limits jobrun without root
+// did not enforce, per job, and why; and that CPU and memory were not
+// measured.
+func rootlessLimits(w io.Writer, plan []*jobs.Job) {
+	if !rootlessChild() {
+		return
+	}
+	why := sandbox.RootlessLimitsReason()
+	if why == "" {
+		return
+	}
+	fmt.Fprintf(w, "\nlimits not enforced: %s; CPU and PEAK MEM not measured\n", why)
+	for _, j := range plan {
+		var l []string
+		if r := j.Resources; r.CPUs > 0 {
+			l = append(l, "cpus = "+strconv.FormatFloat(r.CPUs, 'f', -1, 64))
+		}
+		if r := j.Resources; r.Memory > 0 {
+			l = append(l, "memory = "+units.FormatSize(r.Memory))
+		}
+		if r := j.Resources; r.Pids > 0 {
+			l = append(l, "pids = "+strconv.FormatInt(r.Pids, 10))
+		}
+		if len(l) > 0 {
+			fmt.Fprintf(w, "  %s: %s\n", j.Name, strings.Join(l, ", "))
+		}
+	}
+}
+
+// isTTY reports whether f is a terminal.
+func isTTY(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// enterCommand is the command that enters a kept container (--keep). As
+// root: all its namespaces. Without root the container shares the host's
+// time namespace, which only the host's root may enter, so it names the
+// others, the user namespace first.
+func enterCommand(pid int) string {
+	if rootlessChild() {
+		return fmt.Sprintf("nsenter --target %d --user --mount --uts --ipc --net --pid --cgroup /bin/sh", pid)
+	}
+	return fmt.Sprintf("nsenter --target %d --all /bin/sh", pid)
+}
+
+// rootlessUsernsWhy is why jobs get no user namespace of their own without
+// root: every job runs in the user's, made by rootlessReexec (one range
+// for all of a user's jobs); ranges per job within it are issue #18's.
+const rootlessUsernsWhy = "jobrun runs without root: every job runs in your user namespace (you are its root, your subordinate ids the rest)"

@@ -1,0 +1,52 @@
+package mount
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/jobrun/jobrun/internal/rootless"
+)
+
+// userXattr is the overlay option for a jobrun without root (in a user
+// namespace of its own, issue #18): overlayfs then keeps and reads its
+// metadata (opaque dirs, redirects) in user.overlay.* xattrs, as the
+// image store unpacked the layers, because trusted.* ones are the host
+// root's only. The kernel allows overlayfs in a user namespace from 5.11.
+func userXattr() string {
+	if rootless.InUserNS() {
+		return ",userxattr"
+	}
+	return ""
+}
+
+// ProbeUserOverlay checks, in a temporary directory under dir, that this
+// process (root of a user namespace) can mount an overlay with userxattr
+// there: Linux 5.11 or later, and a filesystem under dir that takes
+// user.* xattrs. The error says what is missing.
+func ProbeUserOverlay(dir string) error {
+	tmp, err := os.MkdirTemp(dir, ".overlay-probe-")
+	if err != nil {
+		return fmt.Errorf("overlay probe: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	var ds []string
+	for _, d := range []string{"lower", "upper", "work", "merged"} {
+		ds = append(ds, filepath.Join(tmp, d))
+		if err := os.Mkdir(ds[len(ds)-1], 0o700); err != nil {
+			return fmt.Errorf("overlay probe: %w", err)
+		}
+	}
+	if err := unix.Setxattr(ds[0], "user.jobrun.probe", []byte("1"), 0); err != nil {
+		return fmt.Errorf("the file system of %s takes no user.* xattrs (%w): jobrun without root keeps overlay metadata in them; use a state dir on ext4, xfs or btrfs (--state-dir)", dir, err)
+	}
+	err = unix.Mount("overlay", ds[3], "overlay", 0, OverlayData(ds[:1], ds[1], ds[2])+",userxattr")
+	if err != nil {
+		var u unix.Utsname
+		_ = unix.Uname(&u)
+		return fmt.Errorf("this kernel (%s) does not mount overlayfs in a user namespace (%w): jobrun without root needs Linux 5.11 or later (fuse-overlayfs is not supported yet, issue #18)", unix.ByteSliceToString(u.Release[:]), err)
+	}
+	return Unmount(ds[3])
+}
