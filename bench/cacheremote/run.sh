@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Cache sharing through a local MinIO: package cache's Remote (a volume
-# saved as one zstd tar stream by a trusted job's Release, restored by the
+# saved as one S2-compressed tar stream by a trusted job's Release, restored by the
 # Acquire of a host that lacks it, streamed, no temporary archive) against
 # MinIO's own client `mc mirror` of the same tree, up and down, in the same
 # run, on the same server and data:
@@ -33,7 +33,7 @@ trap cleanup EXIT
 bench_result_tool "$work"
 res=$work/result.json
 "$BENCHRESULT" new -param reps="$REPS" -param "big MiB=$BIG_MB" -param "small files=${SMALL:+$SMALL_FILES}" "$res" cacheremote \
-	"Cache sharing through a local MinIO: package cache's Remote (one zstd tar stream, saved by Release, restored by Acquire) against MinIO's client \`mc mirror\` of the same tree, same server and data"
+	"Cache sharing through a local MinIO: package cache's Remote (one S2-compressed tar stream, saved by Release, restored by Acquire) against MinIO's client \`mc mirror\` of the same tree, same server and data"
 
 bench_minio "$work"
 bench_build ./bench/cacheremote "$work/cacheremote-bench"
