@@ -7,7 +7,8 @@
 #   - BIG_MB (default 1024) MiB of random data in ten files
 #   - with SMALL=1, also SMALL_FILES (default 100,000) files of 1-5 KiB
 #     (about 300 MB)
-# Each case runs REPS times per tool, alternating; the median is reported
+# Each case runs REPS times per tool, alternating, and which tool goes
+# first alternates from one rep to the next; the median is reported
 # with MiB/s and the ratio jobrun/mc (time; below 1: jobrun is faster).
 # jobrun's times are the save (Release) and restore (Acquire) calls alone;
 # mc's are wall times of the command. It starts its own MinIO (the pinned
@@ -61,10 +62,12 @@ row() { # NAME BYTES JOBRUN_TIMES MC_TIMES
 bench() {
 	local name=$1 dir=$2 bytes js=() jr=() ms=() mr=() t0 t1
 	bytes=$(du -sb --apparent-size "$dir" | cut -f1)
-	for i in $(seq 1 "$REPS"); do
+	ours() {
 		js+=("$(b -mode save -state "$work/a/caches" -src "$dir" -key "$i")")
 		jr+=("$(b -mode restore -state "$work/b/caches" -key "$i")")
 		rm -rf "$work/a" "$work/b"
+	}
+	theirs() {
 		t0=$(now)
 		mc mirror --quiet "$dir" "bench/$bucket/mc/$i" >/dev/null
 		t1=$(now)
@@ -74,6 +77,11 @@ bench() {
 		t1=$(now)
 		mr+=("$(echo "$t1 - $t0" | bc -l)")
 		rm -rf "$work/down"
+	}
+	for i in $(seq 1 "$REPS"); do
+		# Who goes first alternates, so neither tool always inherits
+		# the other's page cache and dirty pages.
+		if [ $((i % 2)) = 1 ]; then ours; theirs; else theirs; ours; fi
 		mc rm --recursive --force "bench/$bucket/" >/dev/null # keep the disk small
 	done
 	row "$name: save (upload)" "$bytes" "${js[*]}" "${ms[*]}"
