@@ -23,8 +23,8 @@
 // ID is a readable prefix of the repository and cache name plus a hash of
 // repository, name and key, so no repository can name another's volume.
 //
-// With a Remote, a volume missing locally is restored from the newest zstd
-// tar archive of the same ID in a bucket, and a successful trusted job
+// With a Remote, a volume missing locally is restored from the newest
+// archive (a tar stream, S2-compressed) of the same ID in a bucket, and a successful trusted job
 // uploads the volume again when its content changed.
 package cache
 

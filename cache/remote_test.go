@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"github.com/jobrun/jobrun/internal/miniotest"
-	"github.com/klauspost/compress/zstd"
-	"github.com/minio/minio-go/v7"
 )
 
 func TestRemoteRestoreAndUploadOnlyWhenChanged(t *testing.T) {
@@ -36,7 +34,7 @@ func TestRemoteRestoreAndUploadOnlyWhenChanged(t *testing.T) {
 	os.Symlink("../mod/cache", filepath.Join(v.Path(), "bin/link"))
 	release(t, v, true)
 	objs := miniotest.Objects(t, cfg)
-	if len(objs) != 1 || !strings.HasPrefix(objs[0], "caches/"+id+"/") || !strings.HasSuffix(objs[0], ".tar.zst") {
+	if len(objs) != 1 || !strings.HasPrefix(objs[0], "caches/"+id+"/") || !strings.HasSuffix(objs[0], suffixS2) {
 		t.Fatalf("after first upload, bucket holds %v", objs)
 	}
 
@@ -111,7 +109,6 @@ func TestRemoteRejectsTarSlip(t *testing.T) {
 	outside := t.TempDir()
 	req := Request{Repo: "r", Name: "n"}
 	id := VolumeID(req.Repo, req.Name, req.Key)
-	cl := miniotest.Client(t, cfg)
 	cases := []struct {
 		name    string
 		entries []tar.Header
@@ -124,41 +121,39 @@ func TestRemoteRejectsTarSlip(t *testing.T) {
 		}},
 	}
 	for i, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			var buf bytes.Buffer
-			zw, _ := zstd.NewWriter(&buf)
-			tw := tar.NewWriter(zw)
-			for _, h := range tc.entries {
-				h.Mode = 0o644
-				if h.Typeflag == tar.TypeReg {
-					h.Size = 4
+		for _, suffix := range []string{suffixS2, suffixZstd} {
+			t.Run(tc.name+suffix, func(t *testing.T) {
+				var tb bytes.Buffer
+				tw := tar.NewWriter(&tb)
+				for _, h := range tc.entries {
+					h.Mode = 0o644
+					if h.Typeflag == tar.TypeReg {
+						h.Size = 4
+					}
+					if err := tw.WriteHeader(&h); err != nil {
+						t.Fatal(err)
+					}
+					if h.Typeflag == tar.TypeReg {
+						tw.Write([]byte("evil"))
+					}
 				}
-				if err := tw.WriteHeader(&h); err != nil {
-					t.Fatal(err)
+				tw.Close()
+				key := fmt.Sprintf("%s/%020d%s", id, time.Now().UnixNano()+int64(i), suffix)
+				putArchive(t, cfg, key, tb.Bytes())
+				m, _ := newManager(t, Options{Remote: &cfg})
+				v := acquire(t, m, req)
+				if v.Hit() || !isEmptyDir(v.Path()) {
+					t.Errorf("a malicious archive was restored (Hit=%v)", v.Hit())
 				}
-				if h.Typeflag == tar.TypeReg {
-					tw.Write([]byte("evil"))
+				release(t, v, false)
+				if ents, _ := os.ReadDir(outside); len(ents) != 0 {
+					t.Fatalf("extraction wrote outside the volume: %v", ents)
 				}
-			}
-			tw.Close()
-			zw.Close()
-			key := fmt.Sprintf("%s/%020d.tar.zst", id, time.Now().UnixNano()+int64(i))
-			if _, err := cl.PutObject(context.Background(), cfg.Bucket, key, &buf, int64(buf.Len()), minio.PutObjectOptions{}); err != nil {
-				t.Fatal(err)
-			}
-			m, _ := newManager(t, Options{Remote: &cfg})
-			v := acquire(t, m, req)
-			if v.Hit() || !isEmptyDir(v.Path()) {
-				t.Errorf("a malicious archive was restored (Hit=%v)", v.Hit())
-			}
-			release(t, v, false)
-			if ents, _ := os.ReadDir(outside); len(ents) != 0 {
-				t.Fatalf("extraction wrote outside the volume: %v", ents)
-			}
-			if _, err := os.Stat(filepath.Join(m.dir, "vols", "escaped")); err == nil {
-				t.Fatal("extraction wrote outside the volume data")
-			}
-		})
+				if _, err := os.Stat(filepath.Join(m.dir, "vols", "escaped")); err == nil {
+					t.Fatal("extraction wrote outside the volume data")
+				}
+			})
+		}
 	}
 }
 

@@ -24,6 +24,7 @@ func archive(ctx context.Context, src string, w io.Writer) error {
 	}
 	defer root.Close()
 	tw := tar.NewWriter(w)
+	buf := make([]byte, 1<<20)
 	err = fs.WalkDir(root.FS(), ".", func(name string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -34,7 +35,7 @@ func archive(ctx context.Context, src string, w io.Writer) error {
 		if name == "." {
 			return nil
 		}
-		return archiveEntry(root, tw, name, d)
+		return archiveEntry(root, tw, name, d, buf)
 	})
 	if err != nil {
 		return fmt.Errorf("archive %s: %w", src, err)
@@ -42,7 +43,9 @@ func archive(ctx context.Context, src string, w io.Writer) error {
 	return tw.Close()
 }
 
-func archiveEntry(root *os.Root, tw *tar.Writer, name string, d fs.DirEntry) error {
+// archiveEntry writes one entry; buf is the copy buffer for file data
+// (large, so a big file takes few read calls).
+func archiveEntry(root *os.Root, tw *tar.Writer, name string, d fs.DirEntry, buf []byte) error {
 	fi, err := d.Info()
 	if err != nil {
 		return err
@@ -72,7 +75,11 @@ func archiveEntry(root *os.Root, tw *tar.Writer, name string, d fs.DirEntry) err
 		if err := tw.WriteHeader(header(fi, tar.TypeReg, name, "")); err != nil {
 			return err
 		}
-		if _, err := io.CopyN(tw, f, fi.Size()); err != nil {
+		n, err := io.CopyBuffer(tw, io.LimitReader(f, fi.Size()), buf)
+		if err == nil && n < fi.Size() {
+			err = io.EOF // shrank while archived, as io.CopyN reports it
+		}
+		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		return nil
@@ -120,7 +127,9 @@ func extract(ctx context.Context, r io.Reader, dst string) (int, error) {
 		return 0, err
 	}
 	defer root.Close()
-	tr := tar.NewReader(r)
+	tail := &zeroTail{r: r}
+	tr := tar.NewReader(tail)
+	buf := make([]byte, 1<<20)
 	n := 0
 	for {
 		if err := ctx.Err(); err != nil {
@@ -128,6 +137,12 @@ func extract(ctx context.Context, r io.Reader, dst string) (int, error) {
 		}
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
+			if tail.zeros < 2*512 {
+				// archive/tar takes a stream that stops between two
+				// entries for a whole one; only the end-of-archive
+				// marker, two zero blocks, says the archive is complete.
+				return n, fmt.Errorf("archive cut short after %d entries: no end-of-archive marker", n)
+			}
 			return n, nil
 		}
 		if err != nil {
@@ -140,7 +155,7 @@ func extract(ctx context.Context, r io.Reader, dst string) (int, error) {
 		if name == "." {
 			continue
 		}
-		if err := extractEntry(root, tr, h, name); err != nil {
+		if err := extractEntry(root, tr, h, name, buf); err != nil {
 			return n, fmt.Errorf("extract %s: %w", h.Name, err)
 		}
 		n++
@@ -159,7 +174,9 @@ func entryName(name string) (string, error) {
 	return path.Clean(name), nil
 }
 
-func extractEntry(root *os.Root, tr *tar.Reader, h *tar.Header, name string) error {
+// extractEntry writes one entry; buf is the copy buffer for file data
+// (large, so a big file takes few write calls).
+func extractEntry(root *os.Root, tr *tar.Reader, h *tar.Header, name string, buf []byte) error {
 	mode := fs.FileMode(h.Mode).Perm()
 	if dir := path.Dir(name); dir != "." {
 		if err := root.MkdirAll(dir, 0o755); err != nil {
@@ -182,7 +199,8 @@ func extractEntry(root *os.Root, tr *tar.Reader, h *tar.Header, name string) err
 		if err != nil {
 			return err
 		}
-		_, err = io.Copy(f, tr)
+		// Hide File.ReadFrom, which would copy through 32 KiB.
+		_, err = io.CopyBuffer(struct{ io.Writer }{f}, tr, buf)
 		if err == nil {
 			err = f.Chmod(fs.FileMode(h.Mode) & (fs.ModePerm))
 		}
@@ -206,4 +224,27 @@ func chown(root *os.Root, name string, h *tar.Header) error {
 		return nil
 	}
 	return root.Lchown(name, h.Uid, h.Gid)
+}
+
+// zeroTail counts the zero bytes at the end of what has been read through
+// it so far, looking back only from the end of each read (cheap: file
+// data rarely ends in zeros), so extract can tell a complete tar stream,
+// which ends with two zero blocks, from one cut between entries.
+type zeroTail struct {
+	r     io.Reader
+	zeros int
+}
+
+func (z *zeroTail) Read(p []byte) (int, error) {
+	n, err := z.r.Read(p)
+	k := 0
+	for k < n && p[n-1-k] == 0 {
+		k++
+	}
+	if k == n {
+		z.zeros += n
+	} else {
+		z.zeros = k
+	}
+	return n, err
 }

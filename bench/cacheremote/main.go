@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"time"
 
 	"github.com/jobrun/jobrun/cache"
@@ -33,7 +34,19 @@ func main() {
 	flag.StringVar(&makeSmall, "make-small", "", "only create -small-files files of 1-5 KiB in this directory")
 	bigMiB := flag.Int("big-mib", 1024, "-make-big: MiB in all (at least 10)")
 	nSmall := flag.Int("small-files", 100000, "-make-small: how many files")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the save or restore to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "cacheremote-bench:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	cfg.AccessKey = os.Getenv("AWS_ACCESS_KEY_ID")
 	cfg.SecretKey = os.Getenv("AWS_SECRET_ACCESS_KEY")
 	var err error
@@ -50,6 +63,7 @@ func main() {
 		err = fmt.Errorf("want -mode save or restore, or -make-big/-make-small")
 	}
 	if err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "cacheremote-bench:", err)
 		os.Exit(1)
 	}

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Cache sharing through a local MinIO: package cache's Remote (a volume
-# saved as one zstd tar stream by a trusted job's Release, restored by the
+# saved as one S2-compressed tar stream by a trusted job's Release, restored by the
 # Acquire of a host that lacks it, streamed, no temporary archive) against
 # MinIO's own client `mc mirror` of the same tree, up and down, in the same
 # run, on the same server and data:
 #   - BIG_MB (default 1024) MiB of random data in ten files
 #   - with SMALL=1, also SMALL_FILES (default 100,000) files of 1-5 KiB
 #     (about 300 MB)
-# Each case runs REPS times per tool, alternating; the median is reported
+# Each case runs REPS times per tool, alternating, and which tool goes
+# first alternates from one rep to the next; the median is reported
 # with MiB/s and the ratio jobrun/mc (time; below 1: jobrun is faster).
 # jobrun's times are the save (Release) and restore (Acquire) calls alone;
 # mc's are wall times of the command. It starts its own MinIO (the pinned
@@ -33,7 +34,7 @@ trap cleanup EXIT
 bench_result_tool "$work"
 res=$work/result.json
 "$BENCHRESULT" new -param reps="$REPS" -param "big MiB=$BIG_MB" -param "small files=${SMALL:+$SMALL_FILES}" "$res" cacheremote \
-	"Cache sharing through a local MinIO: package cache's Remote (one zstd tar stream, saved by Release, restored by Acquire) against MinIO's client \`mc mirror\` of the same tree, same server and data"
+	"Cache sharing through a local MinIO: package cache's Remote (one S2-compressed tar stream, saved by Release, restored by Acquire) against MinIO's client \`mc mirror\` of the same tree, same server and data"
 
 bench_minio "$work"
 bench_build ./bench/cacheremote "$work/cacheremote-bench"
@@ -61,10 +62,12 @@ row() { # NAME BYTES JOBRUN_TIMES MC_TIMES
 bench() {
 	local name=$1 dir=$2 bytes js=() jr=() ms=() mr=() t0 t1
 	bytes=$(du -sb --apparent-size "$dir" | cut -f1)
-	for i in $(seq 1 "$REPS"); do
+	ours() {
 		js+=("$(b -mode save -state "$work/a/caches" -src "$dir" -key "$i")")
 		jr+=("$(b -mode restore -state "$work/b/caches" -key "$i")")
 		rm -rf "$work/a" "$work/b"
+	}
+	theirs() {
 		t0=$(now)
 		mc mirror --quiet "$dir" "bench/$bucket/mc/$i" >/dev/null
 		t1=$(now)
@@ -74,6 +77,11 @@ bench() {
 		t1=$(now)
 		mr+=("$(echo "$t1 - $t0" | bc -l)")
 		rm -rf "$work/down"
+	}
+	for i in $(seq 1 "$REPS"); do
+		# Who goes first alternates, so neither tool always inherits
+		# the other's page cache and dirty pages.
+		if [ $((i % 2)) = 1 ]; then ours; theirs; else theirs; ours; fi
 		mc rm --recursive --force "bench/$bucket/" >/dev/null # keep the disk small
 	done
 	row "$name: save (upload)" "$bytes" "${js[*]}" "${ms[*]}"

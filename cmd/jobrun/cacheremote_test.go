@@ -84,7 +84,7 @@ func TestCacheFollowsBranchAcrossAgents(t *testing.T) {
 	archives := func() []string {
 		var out []string
 		for _, o := range miniotest.Objects(t, cfg) {
-			if strings.HasSuffix(o, ".tar.zst") {
+			if strings.HasSuffix(o, ".tar.s2") {
 				out = append(out, o)
 			}
 		}
