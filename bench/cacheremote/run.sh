@@ -63,15 +63,22 @@ bench() {
 	local name=$1 dir=$2 bytes js=() jr=() ms=() mr=() t0 t1
 	bytes=$(du -sb --apparent-size "$dir" | cut -f1)
 	ours() {
+		sync
 		js+=("$(b -mode save -state "$work/a/caches" -src "$dir" -key "$i")")
+		# The save wrote the volume (a copy of the tree) on this host
+		# first, mc's reads it only: write those dirty pages back before
+		# the restore, untimed, as before mc's.
+		sync
 		jr+=("$(b -mode restore -state "$work/b/caches" -key "$i")")
 		rm -rf "$work/a" "$work/b"
 	}
 	theirs() {
+		sync
 		t0=$(now)
 		mc mirror --quiet "$dir" "bench/$bucket/mc/$i" >/dev/null
 		t1=$(now)
 		ms+=("$(echo "$t1 - $t0" | bc -l)")
+		sync
 		t0=$(now)
 		mc mirror --quiet "bench/$bucket/mc/$i" "$work/down" >/dev/null
 		t1=$(now)
