@@ -101,6 +101,9 @@ func swapAccounting() bool {
 // host path of the launcher, the container's static init.
 func ociSpec(s *Spec, cgroupParent, files, initBin string) (*specs.Spec, error) {
 	caps := defaultCaps
+	if s.Builder {
+		caps = builderCaps()
+	}
 	if s.Privileged {
 		var err error
 		if caps, err = allCaps(); err != nil {
@@ -204,9 +207,14 @@ func ociSpec(s *Spec, cgroupParent, files, initBin string) (*specs.Spec, error) 
 	}
 	if !s.Privileged {
 		spec.Hostname = s.Hostname
-		spec.Linux.MaskedPaths = maskedPaths
 		spec.Linux.ReadonlyPaths = readonlyPaths
-		sc, err := seccomp.GetDefaultProfile(spec)
+		getProfile := seccomp.GetDefaultProfile
+		if s.Builder {
+			getProfile = builderSeccomp // and no masks: see builder.go
+		} else {
+			spec.Linux.MaskedPaths = maskedPaths
+		}
+		sc, err := getProfile(spec)
 		if err != nil {
 			return nil, fmt.Errorf("container %s: seccomp profile: %w", s.ID, err)
 		}

@@ -1,0 +1,76 @@
+package sandbox
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/jobrun/jobrun/internal/testenv"
+)
+
+// buildScript builds a two-stage Dockerfile with buildah as the job's
+// root, its storage on /var/lib/containers (a cache volume's place): the
+// first stage adds a user and a set-uid file, the second copies them and
+// checks both; `buildah images` then lists the image.
+const buildScript = `set -e
+mkdir -p /tmp/ctx/root/bin
+cp /bin/busybox /tmp/ctx/root/bin/busybox
+cat >/tmp/ctx/Dockerfile <<'END'
+FROM scratch AS base
+COPY root/ /
+RUN ["/bin/busybox", "sh", "-c", "/bin/busybox mkdir -p /sbin /usr/bin /usr/sbin /etc /home /tmp && /bin/busybox --install -s && echo root:x:0:0::/root:/bin/sh >/etc/passwd && echo root:x:0: >/etc/group && echo app:x:1001:1001::/home/app:/bin/sh >>/etc/passwd && echo app:x:1001: >>/etc/group && mkdir /home/app && cp /bin/busybox /bin/suid && chmod 4755 /bin/suid && chown app:app /home/app"]
+FROM scratch
+COPY --from=base / /
+RUN ["/bin/sh", "-c", "test -u /bin/suid && id app && test $(stat -c %u /home/app) = 1001"]
+END
+buildah --storage-driver overlay build --isolation chroot -t localhost/built:1 /tmp/ctx
+buildah --storage-driver overlay images --format '{{.Name}}:{{.Tag}}'
+`
+
+// builderRoot is a Debian root with buildah and busybox-static, from
+// scripts/testimages.sh.
+func builderRoot(t *testing.T) string {
+	return testenv.RequireEnv(t, "JOBRUN_TEST_ROOT_BUILDAH", "the Debian root with buildah of scripts/testimages.sh")
+}
+
+func TestBuilderBuildsImage(t *testing.T) {
+	rt, _ := newRuntime(t)
+	ns, rfs := jobNS(t, rt, "builder-job", rangeA, false, builderRoot(t))
+	storage := t.TempDir()
+	traversable(t, storage)
+	c := start(t, rt, Spec{ID: "builder-job", Rootfs: rfs, UserNS: ns.UserPath(), Builder: true,
+		Mounts: []Mount{{Source: storage, Target: "/var/lib/containers", IDMap: true}}})
+	exit, out, errOut := sh(t, c, Process{}, buildScript)
+	if !exit.Success() {
+		t.Fatalf("build: %s\nstdout:\n%s\nstderr:\n%s", exit, out, errOut)
+	}
+	if !strings.Contains(out, "localhost/built:1") {
+		t.Errorf("buildah images lists no localhost/built:1:\n%s", out)
+	}
+}
+
+// TestBuilderNeedsBuilder is the positive control's pair: the same build
+// in a default container of a user namespace fails (buildah cannot mount
+// its storage).
+func TestBuilderNeedsBuilder(t *testing.T) {
+	rt, _ := newRuntime(t)
+	ns, rfs := jobNS(t, rt, "nobuilder-job", rangeA, false, builderRoot(t))
+	storage := t.TempDir()
+	traversable(t, storage)
+	c := start(t, rt, Spec{ID: "nobuilder-job", Rootfs: rfs, UserNS: ns.UserPath(),
+		Mounts: []Mount{{Source: storage, Target: "/var/lib/containers", IDMap: true}}})
+	exit, out, errOut := sh(t, c, Process{}, buildScript)
+	if exit.Success() {
+		t.Fatalf("build without Builder succeeded:\n%s", out)
+	}
+	t.Logf("without Builder: %s: %s", exit, errOut)
+}
+
+// TestBuilderNeedsUserns: a building container without a user namespace
+// would hold the host's CAP_SYS_ADMIN; validate refuses it, naming the option.
+func TestBuilderNeedsUserns(t *testing.T) {
+	s := Spec{ID: "builder-host", Rootfs: "/nonexistent", Builder: true}
+	err := s.validate()
+	if err == nil || !strings.Contains(err.Error(), "builds_images") {
+		t.Fatalf("Check = %v, want an error naming builds_images", err)
+	}
+}
