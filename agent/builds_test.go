@@ -1,0 +1,113 @@
+package agent
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/jobrun/jobrun/internal/testenv"
+)
+
+// buildJob builds a two-stage Dockerfile with buildah, its storage on the
+// cache volume "c" (shared: a plain directory, idmapped; never a private
+// one, see sandbox/builder.go). The first stage adds a user and a set-uid
+// file, the second copies and checks them; `buildah images` lists the
+// result. BUILDS stands for the builds_images line.
+const buildJob = `
+job "build" {
+  image   = "IMAGE"
+  network = "none"
+  BUILDS
+  cache "c" { path = "/var/lib/containers" }
+  step "build" {
+    run = <<-EOT
+      set -e
+      mkdir -p /tmp/ctx/root/bin
+      cp /bin/busybox /tmp/ctx/root/bin/busybox
+      cat >/tmp/ctx/Dockerfile <<'END'
+      FROM scratch AS base
+      COPY root/ /
+      RUN ["/bin/busybox", "sh", "-c", "/bin/busybox mkdir -p /sbin /usr/bin /usr/sbin /etc /home/app /tmp && /bin/busybox --install -s && echo root:x:0:0::/root:/bin/sh >/etc/passwd && echo app:x:1001:1001::/home/app:/bin/sh >>/etc/passwd && echo app:x:1001: >/etc/group && chown app:app /home/app && cp /bin/busybox /bin/suid && chmod 4755 /bin/suid"]
+      FROM scratch
+      COPY --from=base / /
+      RUN ["/bin/sh", "-c", "test -u /bin/suid && id app && test $(stat -c %u /home/app) = 1001"]
+      END
+      buildah build --layers --isolation chroot -t localhost/built:1 /tmp/ctx
+      buildah images --format 'image {{.Name}}:{{.Tag}}'
+    EOT
+  }
+}
+`
+
+func buildahImage(t *testing.T) string {
+	return "oci-layout:" + testenv.RequireEnv(t, "JOBRUN_TEST_IMAGES_DEBIAN_BUILDAH", "the debian-buildah test image of scripts/testimages.sh") + ":latest"
+}
+
+// TestBuildsImagesBuildahBuilds: a job with builds_images = true builds a
+// multi-stage Dockerfile with RUN steps (a user, a set-uid file) with
+// buildah as its root, and `buildah images` lists the image. Its pair,
+// the same job without the option, fails, and buildah says why.
+func TestBuildsImagesBuildahBuilds(t *testing.T) {
+	img := buildahImage(t)
+	r := usernsRunner(t, 1, true, img)
+	for _, tc := range []struct {
+		builds string
+		ok     bool
+	}{{"builds_images = true", true}, {"", false}} {
+		f := parseJobs(t, img, strings.Replace(buildJob, "BUILDS", tc.builds, 1))
+		var ev events
+		res := r.Run(context.Background(), job(t, f, "build"), &ev)
+		out := ev.text()
+		if !tc.ok {
+			if res.Status == Succeeded {
+				t.Errorf("without builds_images: the build succeeded:\n%s", out)
+			}
+			if !strings.Contains(out, "builds_images = true") {
+				t.Errorf("without builds_images: no notice naming it:\n%s", out)
+			}
+			continue
+		}
+		if res.Status != Succeeded {
+			t.Fatalf("%s %s\n%s", res.Status, res.Reason, out)
+		}
+		if !listed(out, "localhost/built:1") {
+			t.Errorf("buildah images lists no localhost/built:1:\n%s", out)
+		}
+		// The second build of the same Dockerfile, in a new job, takes
+		// its RUN steps' layers from the cache volume.
+		var again events
+		if res := r.Run(context.Background(), job(t, f, "build"), &again); res.Status != Succeeded {
+			t.Fatalf("second build: %s %s\n%s", res.Status, res.Reason, again.text())
+		}
+		if n := strings.Count(again.text(), "Using cache"); n < 2 {
+			t.Errorf("second build used the layer cache %d times, want 2 (its RUN steps):\n%s", n, again.text())
+		}
+	}
+	// The builder's storage is on the cache volume (that is its point);
+	// take it away so the volume is as the warm-up job left it for the
+	// leak check (which checks that no mount, process or namespace of
+	// the builder is left).
+	data, err := filepath.Glob(filepath.Join(filepath.Dir(r.WorkDir), "caches", "vols", "*", "data", "*"))
+	if err != nil || !slices.ContainsFunc(data, func(p string) bool { return filepath.Base(p) == "storage" }) {
+		t.Fatalf("no builder storage on the cache volume: %v %v", data, err)
+	}
+	for _, p := range data {
+		if err := os.RemoveAll(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// listed reports whether out has the line "image REF" (buildah images
+// pads its columns).
+func listed(out, ref string) bool {
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == "image" && f[1] == ref {
+			return true
+		}
+	}
+	return false
+}
