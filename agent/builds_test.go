@@ -111,3 +111,39 @@ func listed(out, ref string) bool {
 	}
 	return false
 }
+
+// TestBuildsImagesRefusedWithoutUserns: on a runner without user
+// namespaces (userns = "off"), a job with builds_images = true is refused
+// before anything starts, naming the option; the same job without it runs
+// there (the control).
+func TestBuildsImagesRefusedWithoutUserns(t *testing.T) {
+	r := usernsRunner(t, 1, false, busybox(t))
+	r.IDs = nil // userns = "off"
+	for _, tc := range []struct {
+		builds string
+		want   Status
+	}{{"builds_images = true", Errored}, {"", Succeeded}} {
+		f := parseJobs(t, busybox(t), `
+job "j" {
+  image   = "IMAGE"
+  network = "none"
+  `+tc.builds+`
+  step "s" { run = "true" }
+}`)
+		var ev events
+		res := r.Run(context.Background(), job(t, f, "j"), &ev)
+		if res.Status != tc.want {
+			t.Fatalf("%q: %s %s, want %s\n%s", tc.builds, res.Status, res.Reason, tc.want, ev.text())
+		}
+		if tc.want == Errored {
+			if !strings.Contains(res.Reason, "builds_images") || !strings.Contains(res.Reason, "user namespaces") {
+				t.Errorf("reason %q names neither builds_images nor user namespaces", res.Reason)
+			}
+		}
+		// The job log's first notice after the checks names the image:
+		// the refused job never got that far, the control did.
+		if got := strings.Contains(ev.text(), "image oci-layout:"); got != (tc.want == Succeeded) {
+			t.Errorf("%q: image resolved = %v:\n%s", tc.builds, got, ev.text())
+		}
+	}
+}
