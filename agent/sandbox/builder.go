@@ -13,54 +13,71 @@ import (
 // side with a default container in a user namespace:
 //
 //	                  default                    building
-//	capabilities      defaultCaps                defaultCaps + CAP_SYS_ADMIN
-//	seccomp           Docker's default           Docker's default with
+//	capabilities      defaultCaps                defaultCaps (no CAP_SYS_ADMIN)
+//	seccomp           Docker's default           Docker's default as with
 //	                                             CAP_SYS_ADMIN, less
 //	                                             builderDenied
 //	masked paths      maskedPaths                none
-//	read-only paths   readonlyPaths              readonlyPaths
+//	read-only paths   readonlyPaths              none
 //	no_new_privs      off (on with userns off)   off
 //
-// Each relaxation and the builder step that needs it:
+// What the builders need, measured with Debian's buildah 1.28 (`buildah
+// build --isolation chroot` of a multi-stage Dockerfile with RUN steps,
+// TestBuilderBuildsImage): buildah, root without CAP_SYS_ADMIN, takes its
+// rootless path: it unshares a user namespace of its own under the job's
+// (the job's root holds CAP_SETUID and CAP_SETGID over the job's 65536 ids,
+// so it writes the nested uid_map and gid_map itself: no newuidmap, no
+// setuid helper) and, as that namespace's root, mounts its overlay storage
+// and each RUN step's /proc, /sys and /dev in mount namespaces of its own.
+// So the job keeps Docker's capability set: CAP_SYS_ADMIN over the job's
+// namespaces stays dropped (TestUsernsStepsNeverHoldSysAdmin), and a mount
+// made straight in the job's mount namespace still fails (escape battery);
+// the runtime's mounts (/sys read-only, /etc/hosts, the init) are locked
+// in every nested namespace the job makes: it cannot take them off or
+// remount them read-write (TestEscapesBuilder). Each relaxation:
 //
-//   - CAP_SYS_ADMIN: buildah running as root (the job's) does not take its
-//     rootless path; it mounts the layers of its overlay storage, the
-//     bind mounts of a RUN step and the RUN step's own /proc, /sys and
-//     /dev itself, and unshares mount, pid, uts and ipc namespaces for
-//     the step (buildah --isolation chroot). The capability is held in the
-//     job's user namespace only: it covers the namespaces that namespace
-//     owns (the job's mount, pid, uts, ipc, cgroup and network ones) and
-//     nothing owned by the host's; a kernel check against the initial
-//     namespace (loading modules, raw I/O, host sysctls, devices, the
-//     host's mounts) still fails.
-//   - seccomp: the rules Docker's profile opens with CAP_SYS_ADMIN are
-//     mount and umount (old and new mount API: fsopen, fsconfig, fsmount,
-//     move_mount, open_tree, fspick, mount_setattr), unshare, setns, clone
-//     with namespace flags and clone3 (namespaces for a RUN step, nested
-//     user namespaces for podman's rootless mode), sethostname and
-//     setdomainname (the RUN step's uts namespace). builderDenied closes
-//     the rest of that set again, which no builder needs: bpf,
-//     perf_event_open, fanotify_init, lookup_dcookie, quotactl,
-//     quotactl_fd, syslog and the lsm_* calls.
-//   - masked paths: a fresh procfs (the RUN step's) may be mounted only
-//     where the kernel sees the container's /proc fully visible, with
-//     nothing mounted over any of its files (fs/namespace.c,
-//     mnt_already_visible); a masked /proc makes that mount EPERM. The
-//     /proc is the job's own pid namespace's, and what the masks hide is
-//     guarded in a user namespace by the kernel itself: /proc/kcore needs
-//     CAP_SYS_RAWIO in the host's namespace, /proc/keys lists only keys
-//     the range may see, /proc/timer_list and /proc/sched_debug are root
-//     only on this kernel (0400) and host root is not the job's root, and
-//     /proc/acpi, /proc/asound, /proc/scsi and /proc/interrupts are
-//     read-only descriptions of the hardware (0444 on the host for every
-//     user). /sys/firmware and powercap are root-only files of the host's
-//     root, nobody's in the range. The read-only paths stay, but with
-//     CAP_SYS_ADMIN over its own mount namespace the job may remount
-//     them: /proc/sys's host-wide files and /proc/sysrq-trigger belong to
-//     host root, which the job's root is not (EACCES, escape battery).
+//   - seccomp: the rules Docker's profile opens only with CAP_SYS_ADMIN, so
+//     that the kernel, not the filter, decides by the namespace's owner:
+//     unshare, setns, clone with namespace flags and clone3 (the nested
+//     user namespace and a RUN step's namespaces), mount and umount (old
+//     and new mount API: fsopen, fsconfig, fsmount, move_mount, open_tree,
+//     fspick, mount_setattr), inside the nested namespaces, and
+//     sethostname and setdomainname (a RUN step's uts namespace).
+//     builderDenied closes the rest of that set again, which no builder
+//     needs: bpf, perf_event_open, fanotify_init, lookup_dcookie,
+//     quotactl, quotactl_fd, syslog and the lsm_* calls. The filter
+//     holds in every nested namespace too (it is inherited).
+//   - masked and read-only paths: a fresh procfs (a RUN step's, in
+//     nested user and pid namespaces) may be mounted only where the
+//     kernel sees the container's /proc fully visible, nothing mounted
+//     over any of its files or non-empty directories (fs/namespace.c,
+//     mnt_already_visible); a masked file or a read-only bind over
+//     /proc/sys makes that mount EPERM. This /proc is the job's own pid namespace's, and
+//     what the masks hide is guarded in a user namespace by the kernel
+//     itself: /proc/kcore needs CAP_SYS_RAWIO in the host's namespace
+//     (EPERM, escape battery), /proc/keys lists only keys the range may
+//     see, /proc/timer_list and /proc/sched_debug are host root's alone
+//     (0400; the job's root is not host root), and /proc/acpi,
+//     /proc/asound, /proc/scsi and /proc/interrupts are read-only
+//     descriptions of the hardware that every user on the host reads.
+//     /sys/firmware and powercap are host root's files, nobody's in the
+//     range. Of the read-only paths, /proc/sys's host-wide files,
+//     /proc/sysrq-trigger, /proc/irq, /proc/bus and /proc/fs belong to
+//     host root, which the job's root is not: writes fail with EACCES
+//     (escape battery: /proc/sys/kernel/domainname); what becomes
+//     writable is the sysctls of namespaces the job owns (its network
+//     namespace's net.*), as under rootless podman.
 //
-// A building container must have a user namespace (Spec.validate refuses it
-// otherwise): without one, CAP_SYS_ADMIN is the host's.
+// Builder storage goes on a shared or locked cache volume (a plain
+// directory, idmapped), never on the job's root or a private cache: an
+// overlay's upper dir cannot sit on another overlay (the job's root, or a
+// private volume, which is an overlay over the volume's data), and the
+// private volume's outer overlay would read the builder's whiteouts (0:0
+// character devices) as deletions of its own.
+//
+// A building container must have a user namespace (Spec.validate refuses
+// it otherwise): without one the job's root is host root, and nested
+// namespaces and mounts would be the host's.
 var builderDenied = []string{
 	"bpf",
 	"fanotify_init",
@@ -74,16 +91,17 @@ var builderDenied = []string{
 	"syslog",
 }
 
-// builderCaps is a building container's capability set.
-func builderCaps() []string {
-	return append(slices.Clone(defaultCaps), "CAP_SYS_ADMIN")
-}
-
-// builderSeccomp is a building container's filter for spec (whose
-// capabilities are builderCaps): Docker's default with CAP_SYS_ADMIN,
-// less the system calls of builderDenied.
+// builderSeccomp is a building container's filter for spec: Docker's
+// default as if its capabilities held CAP_SYS_ADMIN (they do not), less
+// the system calls of builderDenied.
 func builderSeccomp(spec *specs.Spec) (*specs.LinuxSeccomp, error) {
-	sc, err := seccomp.GetDefaultProfile(spec)
+	caps := *spec.Process.Capabilities
+	caps.Bounding = append(slices.Clone(caps.Bounding), "CAP_SYS_ADMIN")
+	as := *spec
+	proc := *spec.Process
+	proc.Capabilities = &caps
+	as.Process = &proc
+	sc, err := seccomp.GetDefaultProfile(&as)
 	if err != nil {
 		return nil, fmt.Errorf("builder seccomp profile: %w", err)
 	}

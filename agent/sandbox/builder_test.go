@@ -1,10 +1,12 @@
 package sandbox
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/jobrun/jobrun/internal/testenv"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // buildScript builds a two-stage Dockerfile with buildah as the job's
@@ -72,5 +74,64 @@ func TestBuilderNeedsUserns(t *testing.T) {
 	err := s.validate()
 	if err == nil || !strings.Contains(err.Error(), "builds_images") {
 		t.Fatalf("Check = %v, want an error naming builds_images", err)
+	}
+}
+
+// TestBuilderStepsNeverHoldSysAdmin: a building job's steps have the
+// default capability sets (CAP_SYS_ADMIN is for the nested namespaces
+// they make, never the job's) and the seccomp filter.
+func TestBuilderStepsNeverHoldSysAdmin(t *testing.T) {
+	rt, _ := newRuntime(t)
+	ns, rfs := jobNS(t, rt, "builder-caps", rangeA, false, rootfs(t))
+	c := start(t, rt, Spec{ID: "builder-caps", Rootfs: rfs, UserNS: ns.UserPath(), Builder: true})
+	exit, out, errOut := sh(t, c, Process{}, `grep -E '^(Cap(Prm|Eff|Bnd)|Seccomp):' /proc/self/status`)
+	if !exit.Success() {
+		t.Fatalf("%s: %s", exit, errOut)
+	}
+	for _, want := range []string{"CapPrm:\t00000000a80405fb", "CapEff:\t00000000a80405fb", "CapBnd:\t00000000a80405fb", "Seccomp:\t2"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in:\n%s", want, out)
+		}
+	}
+}
+
+// TestBuilderSeccompProfile: the building profile allows what builders
+// need and none of builderDenied; the default profile allows neither
+// (the control).
+func TestBuilderSeccompProfile(t *testing.T) {
+	spec, err := ociSpec(&Spec{ID: "p", Rootfs: "/r", UserNS: "/ns", Builder: true}, "jobrun", "/files", "/init")
+	if err != nil {
+		t.Fatal(err)
+	}
+	def, err := ociSpec(&Spec{ID: "p", Rootfs: "/r", UserNS: "/ns"}, "jobrun", "/files", "/init")
+	if err != nil {
+		t.Fatal(err)
+	}
+	allowed := func(s *specs.Spec, name string) bool {
+		for _, r := range s.Linux.Seccomp.Syscalls {
+			if r.Action == specs.ActAllow && len(r.Args) == 0 && slices.Contains(r.Names, name) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, n := range []string{"unshare", "setns", "mount", "umount2", "clone", "clone3", "fsopen", "move_mount"} {
+		if !allowed(spec, n) {
+			t.Errorf("building profile does not allow %s", n)
+		}
+		if allowed(def, n) {
+			t.Errorf("default profile allows %s", n)
+		}
+	}
+	for _, n := range builderDenied {
+		if allowed(spec, n) {
+			t.Errorf("building profile allows %s", n)
+		}
+	}
+	if len(spec.Linux.MaskedPaths)+len(spec.Linux.ReadonlyPaths) != 0 || len(def.Linux.MaskedPaths) == 0 || len(def.Linux.ReadonlyPaths) == 0 {
+		t.Errorf("masked/read-only paths: building %v %v, default %v %v", spec.Linux.MaskedPaths, spec.Linux.ReadonlyPaths, def.Linux.MaskedPaths, def.Linux.ReadonlyPaths)
+	}
+	if !slices.Equal(spec.Process.Capabilities.Bounding, def.Process.Capabilities.Bounding) {
+		t.Errorf("capabilities: building %v, default %v", spec.Process.Capabilities.Bounding, def.Process.Capabilities.Bounding)
 	}
 }

@@ -101,9 +101,6 @@ func swapAccounting() bool {
 // host path of the launcher, the container's static init.
 func ociSpec(s *Spec, cgroupParent, files, initBin string) (*specs.Spec, error) {
 	caps := defaultCaps
-	if s.Builder {
-		caps = builderCaps()
-	}
 	if s.Privileged {
 		var err error
 		if caps, err = allCaps(); err != nil {
@@ -207,12 +204,12 @@ func ociSpec(s *Spec, cgroupParent, files, initBin string) (*specs.Spec, error) 
 	}
 	if !s.Privileged {
 		spec.Hostname = s.Hostname
-		spec.Linux.ReadonlyPaths = readonlyPaths
 		getProfile := seccomp.GetDefaultProfile
 		if s.Builder {
-			getProfile = builderSeccomp // and no masks: see builder.go
+			getProfile = builderSeccomp // no masks: see builder.go
 		} else {
 			spec.Linux.MaskedPaths = maskedPaths
+			spec.Linux.ReadonlyPaths = readonlyPaths
 		}
 		sc, err := getProfile(spec)
 		if err != nil {

@@ -94,10 +94,10 @@ type Spec struct {
 	// every escape probe; jobs must never get it.
 	Privileged bool
 	// Builder lets the container build images with rootless builders
-	// (buildah, podman build) inside its user namespace: CAP_SYS_ADMIN
-	// over the namespaces the job owns, the seccomp rules that go with it
-	// (mounts, nested namespaces) and an unmasked /proc; builder.go
-	// lists and justifies each. Needs UserNS.
+	// (buildah, podman build) inside its user namespace: nested user
+	// namespaces, and mounts in them, through the seccomp filter, and an
+	// unmasked /proc; its capabilities stay. builder.go lists and
+	// justifies each. Needs UserNS.
 	Builder bool
 
 	caTargets []string // set by Start: where the CA bundle goes
