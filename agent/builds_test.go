@@ -15,7 +15,8 @@ import (
 // cache volume "c" (shared: a plain directory, idmapped; never a private
 // one, see sandbox/builder.go). The first stage adds a user and a set-uid
 // file, the second copies and checks them; `buildah images` lists the
-// result. BUILDS stands for the builds_images line.
+// result. BUILDS stands for the builds_images line, BUILD for the
+// builder's commands (builders).
 const buildJob = `
 job "build" {
   image   = "IMAGE"
@@ -29,35 +30,51 @@ job "build" {
       cp /bin/busybox /tmp/ctx/root/bin/busybox
       cat >/tmp/ctx/Dockerfile <<'END'
       FROM scratch AS base
+      LABEL builder=BUILDER
       COPY root/ /
       RUN ["/bin/busybox", "sh", "-c", "/bin/busybox mkdir -p /sbin /usr/bin /usr/sbin /etc /home/app /tmp && /bin/busybox --install -s && echo root:x:0:0::/root:/bin/sh >/etc/passwd && echo app:x:1001:1001::/home/app:/bin/sh >>/etc/passwd && echo app:x:1001: >/etc/group && chown app:app /home/app && cp /bin/busybox /bin/suid && chmod 4755 /bin/suid"]
       FROM scratch
+      LABEL builder=BUILDER
       COPY --from=base / /
       RUN ["/bin/sh", "-c", "test -u /bin/suid && id app && test $(stat -c %u /home/app) = 1001"]
       END
-      buildah build --layers --isolation chroot -t localhost/built:1 /tmp/ctx
-      buildah images --format 'image {{.Name}}:{{.Tag}}'
+      BUILD
     EOT
   }
 }
 `
 
+// builders are the build and list commands of each builder. podman maps
+// its nested user namespace from /etc/subuid (newuidmap): the job's root
+// gives itself its other 65535 ids.
+var builders = map[string]string{
+	"buildah": `buildah build --layers --isolation chroot -t localhost/built:1 /tmp/ctx
+      buildah images --format 'image {{.Name}}:{{.Tag}}'`,
+	"podman": `echo root:1:65535 >/etc/subuid; echo root:1:65535 >/etc/subgid
+      podman build --isolation chroot --cgroup-manager cgroupfs -t localhost/built:1 /tmp/ctx
+      podman images --format 'image {{.Repository}}:{{.Tag}}'`,
+}
+
 func buildahImage(t *testing.T) string {
 	return "oci-layout:" + testenv.RequireEnv(t, "JOBRUN_TEST_IMAGES_DEBIAN_BUILDAH", "the debian-buildah test image of scripts/testimages.sh") + ":latest"
 }
 
-// TestBuildsImagesBuildahBuilds: a job with builds_images = true builds a
+// TestBuildsImagesBuilds: a job with builds_images = true builds a
 // multi-stage Dockerfile with RUN steps (a user, a set-uid file) with
-// buildah as its root, and `buildah images` lists the image. Its pair,
+// buildah, and with podman, as its root, and the builder lists the image;
+// a second build takes the RUN steps' layers from the cache volume. Its pair,
 // the same job without the option, fails, and buildah says why.
-func TestBuildsImagesBuildahBuilds(t *testing.T) {
+func TestBuildsImagesBuilds(t *testing.T) {
 	img := buildahImage(t)
 	r := usernsRunner(t, 1, true, img)
 	for _, tc := range []struct {
-		builds string
-		ok     bool
-	}{{"builds_images = true", true}, {"", false}} {
-		f := parseJobs(t, img, strings.Replace(buildJob, "BUILDS", tc.builds, 1))
+		builder, builds string
+		ok              bool
+	}{{"buildah", "builds_images = true", true}, {"podman", "builds_images = true", true}, {"buildah", "", false}} {
+		// The label keeps one builder's layers from the other's cache:
+		// each runs the RUN steps for real once.
+		src := strings.NewReplacer("BUILDS", tc.builds, "BUILDER", tc.builder, "BUILD", builders[tc.builder]).Replace(buildJob)
+		f := parseJobs(t, img, src)
 		var ev events
 		res := r.Run(context.Background(), job(t, f, "build"), &ev)
 		out := ev.text()
@@ -71,19 +88,22 @@ func TestBuildsImagesBuildahBuilds(t *testing.T) {
 			continue
 		}
 		if res.Status != Succeeded {
-			t.Fatalf("%s %s\n%s", res.Status, res.Reason, out)
+			t.Fatalf("%s: %s %s\n%s", tc.builder, res.Status, res.Reason, out)
 		}
 		if !listed(out, "localhost/built:1") {
-			t.Errorf("buildah images lists no localhost/built:1:\n%s", out)
+			t.Errorf("%s lists no localhost/built:1:\n%s", tc.builder, out)
+		}
+		if !strings.Contains(out, "uid=1001(app)") {
+			t.Errorf("%s: the second stage's RUN step did not run:\n%s", tc.builder, out)
 		}
 		// The second build of the same Dockerfile, in a new job, takes
 		// its RUN steps' layers from the cache volume.
 		var again events
 		if res := r.Run(context.Background(), job(t, f, "build"), &again); res.Status != Succeeded {
-			t.Fatalf("second build: %s %s\n%s", res.Status, res.Reason, again.text())
+			t.Fatalf("%s: second build: %s %s\n%s", tc.builder, res.Status, res.Reason, again.text())
 		}
 		if n := strings.Count(again.text(), "Using cache"); n < 2 {
-			t.Errorf("second build used the layer cache %d times, want 2 (its RUN steps):\n%s", n, again.text())
+			t.Errorf("%s: second build used the layer cache %d times, want 2 (its RUN steps):\n%s", tc.builder, n, again.text())
 		}
 	}
 	// The builder's storage is on the cache volume (that is its point);

@@ -9,11 +9,26 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-// buildScript builds a two-stage Dockerfile with buildah as the job's
-// root, its storage on /var/lib/containers (a cache volume's place): the
-// first stage adds a user and a set-uid file, the second copies them and
-// checks both; `buildah images` then lists the image.
-const buildScript = `set -e
+// buildScript builds a two-stage Dockerfile with builder ("buildah" or
+// "podman") as the job's root, its storage on /var/lib/containers (a
+// cache volume's place): the first stage adds a user and a set-uid file,
+// the second copies them and checks both; the builder's image list
+// (lines "image NAME:TAG") then lists the image. podman, unlike buildah,
+// maps its nested user namespace from /etc/subuid and /etc/subgid (with
+// the set-uid newuidmap, which works without no_new_privs): the job's
+// root gives itself its other 65535 ids.
+func buildScript(builder string) string {
+	run := `buildah --storage-driver overlay build --isolation chroot -t localhost/built:1 /tmp/ctx
+buildah --storage-driver overlay images --format 'image {{.Name}}:{{.Tag}}'
+`
+	if builder == "podman" {
+		run = `echo root:1:65535 >/etc/subuid
+echo root:1:65535 >/etc/subgid
+podman build --isolation chroot --cgroup-manager cgroupfs -t localhost/built:1 /tmp/ctx
+podman images --format 'image {{.Repository}}:{{.Tag}}'
+`
+	}
+	return `set -e
 mkdir -p /tmp/ctx/root/bin
 cp /bin/busybox /tmp/ctx/root/bin/busybox
 cat >/tmp/ctx/Dockerfile <<'END'
@@ -24,29 +39,34 @@ FROM scratch
 COPY --from=base / /
 RUN ["/bin/sh", "-c", "test -u /bin/suid && id app && test $(stat -c %u /home/app) = 1001"]
 END
-buildah --storage-driver overlay build --isolation chroot -t localhost/built:1 /tmp/ctx
-buildah --storage-driver overlay images --format '{{.Name}}:{{.Tag}}'
-`
+` + run
+}
 
-// builderRoot is a Debian root with buildah and busybox-static, from
+// builderRoot is a Debian root with buildah, podman and busybox-static, from
 // scripts/testimages.sh.
 func builderRoot(t *testing.T) string {
 	return testenv.RequireEnv(t, "JOBRUN_TEST_ROOT_BUILDAH", "the Debian root with buildah of scripts/testimages.sh")
 }
 
 func TestBuilderBuildsImage(t *testing.T) {
-	rt, _ := newRuntime(t)
-	ns, rfs := jobNS(t, rt, "builder-job", rangeA, false, builderRoot(t))
-	storage := t.TempDir()
-	traversable(t, storage)
-	c := start(t, rt, Spec{ID: "builder-job", Rootfs: rfs, UserNS: ns.UserPath(), Builder: true,
-		Mounts: []Mount{{Source: storage, Target: "/var/lib/containers", IDMap: true}}})
-	exit, out, errOut := sh(t, c, Process{}, buildScript)
-	if !exit.Success() {
-		t.Fatalf("build: %s\nstdout:\n%s\nstderr:\n%s", exit, out, errOut)
-	}
-	if !strings.Contains(out, "localhost/built:1") {
-		t.Errorf("buildah images lists no localhost/built:1:\n%s", out)
+	for _, builder := range []string{"buildah", "podman"} {
+		t.Run(builder, func(t *testing.T) {
+			rt, _ := newRuntime(t)
+			id := builder + "-job"
+			ns, rfs := jobNS(t, rt, id, rangeA, false, builderRoot(t))
+			storage := t.TempDir()
+			traversable(t, storage)
+			c := start(t, rt, Spec{ID: id, Rootfs: rfs, UserNS: ns.UserPath(), Builder: true,
+				Env:    []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"},
+				Mounts: []Mount{{Source: storage, Target: "/var/lib/containers", IDMap: true}}})
+			exit, out, errOut := sh(t, c, Process{}, buildScript(builder))
+			if !exit.Success() {
+				t.Fatalf("build: %s\nstdout:\n%s\nstderr:\n%s", exit, out, errOut)
+			}
+			if !strings.Contains(strings.Join(strings.Fields(out), " "), "image localhost/built:1") {
+				t.Errorf("%s lists no localhost/built:1:\n%s", builder, out)
+			}
+		})
 	}
 }
 
@@ -60,7 +80,7 @@ func TestBuilderNeedsBuilder(t *testing.T) {
 	traversable(t, storage)
 	c := start(t, rt, Spec{ID: "nobuilder-job", Rootfs: rfs, UserNS: ns.UserPath(),
 		Mounts: []Mount{{Source: storage, Target: "/var/lib/containers", IDMap: true}}})
-	exit, out, errOut := sh(t, c, Process{}, buildScript)
+	exit, out, errOut := sh(t, c, Process{}, buildScript("buildah"))
 	if exit.Success() {
 		t.Fatalf("build without Builder succeeded:\n%s", out)
 	}
