@@ -29,7 +29,12 @@ import (
 // so it writes the nested uid_map and gid_map itself: no newuidmap, no
 // setuid helper) and, as that namespace's root, mounts its overlay storage
 // and each RUN step's /proc, /sys and /dev in mount namespaces of its own.
-// So the job keeps Docker's capability set: CAP_SYS_ADMIN over the job's
+// podman build (4.3) takes the same path and maps its nested namespace from
+// /etc/subuid and /etc/subgid through the set-uid newuidmap (which works:
+// no no_new_privs), so the job gives its root the other 65535 ids there
+// first (`root:1:65535`); with its default isolation crun's pivot_root
+// fails with EPERM inside the nested namespaces, and `--isolation chroot`
+// (buildah's, as above) works. So the job keeps Docker's capability set: CAP_SYS_ADMIN over the job's
 // namespaces stays dropped (TestUsernsStepsNeverHoldSysAdmin), and a mount
 // made straight in the job's mount namespace still fails (escape battery);
 // the runtime's mounts (/sys read-only, /etc/hosts, the init) are locked
