@@ -155,8 +155,11 @@ func escapes(t *testing.T, userns, builder bool) {
 	t.Run("nested namespaces", func(t *testing.T) {
 		// In a nested user and mount namespace a building job mounts
 		// (tmpfs, a procfs of a nested pid namespace) but cannot take off or
-		// loosen the runtime's mounts (locked there), and its procfs
-		// shows no host process.
+		// loosen the runtime's mounts (locked there), its procfs shows
+		// no host process; a bind of its root without the mounts on it
+		// (which would show what lies under them) is refused (EINVAL:
+		// locked children), and a recursive one holds only the job's
+		// own tree: no state dir, nothing of the host's /proc.
 		script := fmt.Sprintf(`unshare -r -m -p -f sh -c '
 mkdir -p /tmp/m /tmp/p
 mount -t tmpfs x /tmp/m && echo mounted
@@ -164,8 +167,13 @@ umount /etc/hosts 2>/dev/null && echo hosts-gone || echo hosts-locked
 mount -o remount,rw /sys 2>/dev/null && echo sys-rw || echo sys-locked
 mount -t proc proc /tmp/p && echo proc-mounted
 test -e /tmp/p/%d && echo host-pid || echo no-host-pid
-' 2>&1`, self)
-		want := "mounted hosts-locked sys-locked proc-mounted no-host-pid"
+mkdir -p /tmp/r /tmp/rr
+mount --bind / /tmp/r 2>/dev/null && echo root-bound || echo root-locked
+mount --rbind / /tmp/rr && echo root-rbound
+test -e /tmp/rr%s && echo state-dir || echo no-state-dir
+test -e /tmp/rr/proc/%d && echo host-proc || echo no-host-proc
+' 2>&1`, self, secret, self)
+		want := "mounted hosts-locked sys-locked proc-mounted no-host-pid root-locked root-rbound no-state-dir no-host-proc"
 		_, out, _ := sh(t, job, Process{}, script)
 		got := strings.Join(strings.Fields(out), " ")
 		switch {
