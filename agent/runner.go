@@ -193,6 +193,9 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 	if err := r.checkNetwork(j.Job); err != nil {
 		return errored(res, err)
 	}
+	if err := r.checkBuildsImages(j.Job); err != nil {
+		return errored(res, err)
+	}
 	if j.ImageLogin != "" {
 		if err := checkImageLogin(j.Name, j.ImageCredentials, j.ImageLogin); err != nil {
 			return errored(res, err)
@@ -253,6 +256,7 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 	}
 	spec := r.spec(j, img, snap.Rootfs(), ws.Path(), mounts)
 	spec.UserNS, spec.WorkspaceIDMap = ns.UserPath(), wsIDMap
+	spec.Builder = j.BuildsImages
 	var svcs []*service
 	var net *network.Net
 	if jn != nil {

@@ -44,6 +44,9 @@ func (r *Runner) steps(jc *jobClock, j *Job, c *sandbox.Container, l *jobLog) ([
 			continue
 		}
 		sr := r.step(run, c, s, l)
+		if hint := buildsImagesHint(j.Job, s, sr); hint != "" {
+			l.notice(s.Name, hint)
+		}
 		results = append(results, sr)
 		l.emit(Event{Kind: StepFinished, Step: s.Name, StepResult: &sr})
 		if sr.Status != Succeeded && !sr.AllowedFailure && status == Succeeded {

@@ -122,6 +122,9 @@ func (p *parser) evalJob(rj *rawJob, m matrix, combo map[string]string) *pending
 	if x := a["concurrency"]; x != nil {
 		j.Concurrency, _ = e.str(x.Expr, "concurrency")
 	}
+	if x := a["builds_images"]; x != nil {
+		j.BuildsImages, _ = e.boolean(x.Expr, "builds_images")
+	}
 	j.Resources = p.resources(e, rj.resources)
 	for _, c := range rj.caches {
 		if cache, ok := p.cache(e, c); ok {

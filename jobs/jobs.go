@@ -112,6 +112,12 @@ type Job struct {
 	// group runs at a time (in `jobrun local` within the run; on a pool
 	// across the repository's runs). Empty means no group.
 	Concurrency string
+	// BuildsImages lets the job build container images with rootless
+	// builders (buildah, podman build): inside its own user namespace it
+	// may make nested user namespaces, mounts and a procfs of its own
+	// (see agent/sandbox/builder.go). Runners without user namespaces
+	// refuse such a job before it starts.
+	BuildsImages bool
 	// DeclRange is the job block's header, for diagnostics about the job.
 	DeclRange hcl.Range
 }

@@ -26,7 +26,7 @@ var (
 		OnCron:        {Attributes: []hcl.AttributeSchema{{Name: "schedule"}, {Name: "branch"}}},
 	}
 	jobSchema = &hcl.BodySchema{
-		Attributes: attrs("image", "pull", "image_credentials", "agent", "needs", "timeout", "env", "network", "secrets", "concurrency"),
+		Attributes: attrs("image", "pull", "image_credentials", "agent", "needs", "timeout", "env", "network", "secrets", "concurrency", "builds_images"),
 		Blocks: []hcl.BlockHeaderSchema{
 			{Type: "resources"}, {Type: "cache", LabelNames: []string{"name"}},
 			{Type: "step", LabelNames: []string{"name"}}, {Type: "artifacts"}, {Type: "matrix"},

@@ -33,11 +33,17 @@
 #                                running as _apt. User builder, WorkingDir
 #                                /home/builder (user-namespace tests: sudo,
 #                                setuid, dpkg -i, apt's privilege drop)
+#     DIR/debian-buildah:latest  debootstrap minbase with Debian's buildah,
+#                                podman and busybox-static (no recommends):
+#                                image builders for jobs with builds_images
+#                                = true
 #   JOBRUN_TEST_IMAGES_BUSYBOX, _BUSYBOX_USER, _GOLANG, _DEBIAN, _DEBIAN_BUILD,
-#   _DEBIAN_SUDO                 the layout paths
+#   _DEBIAN_SUDO, _DEBIAN_BUILDAH the layout paths
 #   JOBRUN_TEST_ROOT_MINBASE=DIR the debootstrap minbase root itself (read
 #                                only: a fresh Debian machine, for tests that
 #                                put an overlay on it, scripts/freshmachine_test.go)
+#   JOBRUN_TEST_ROOT_BUILDAH=DIR the debian-buildah image's root (read only:
+#                                agent/sandbox's builder tests)
 #
 # The layouts are written by plain bash, tar, gzip -n and sha256sum (no jq or
 # python on a fresh machine) and are checked with `umoci stat`. Layers are
@@ -124,14 +130,24 @@ flock 9 # one builder per machine; the others wait and reuse its result
 sudo_version=$(apt-cache policy sudo 2>/dev/null | awk '/Candidate:/ { print $2; exit }')
 case $sudo_version in "" | "(none)") die "apt knows no sudo package (apt-get update?)" ;; esac
 
+# The buildah and podman packages the debian-buildah image installs (with their
+# dependencies, by apt in a chroot over the minbase root, from this
+# machine's package lists; the .debs stay in $cache/debs-buildah, so a
+# rebuild is offline).
+buildah_version=$(apt-cache policy buildah 2>/dev/null | awk '/Candidate:/ { print $2; exit }')
+case $buildah_version in "" | "(none)") die "apt knows no buildah package (apt-get update?)" ;; esac
+podman_version=$(apt-cache policy podman 2>/dev/null | awk '/Candidate:/ { print $2; exit }')
+case $podman_version in "" | "(none)") die "apt knows no podman package (apt-get update?)" ;; esac
+
 # The debootstrap roots, cached by suite, variant, mirror and extra packages:
 # minbase, and minbase with what building jobrun needs (cgo and libseccomp).
 build_packages=gcc,libc6-dev,make,pkg-config,libseccomp-dev,ca-certificates # scripts/deps.sh build
 root=$cache/debootstrap-$suite-minbase-$(echo "$m" | sha256sum | cut -c1-8)
 build_root=$cache/debootstrap-$suite-build-$(echo "$m $build_packages" | sha256sum | cut -c1-8)
+buildah_root=$cache/root-$suite-buildah-$(echo "$m $buildah_version $podman_version" | sha256sum | cut -c1-8)
 stamp=$({
 	cat "$self"
-	echo "$busybox_version|$go_version|$arch|$root|$build_root|$sudo_version"
+	echo "$busybox_version|$go_version|$arch|$root|$build_root|$sudo_version|$buildah_root"
 	# A host Go toolchain updated in place has a new VERSION; this catches
 	# a rebuilt one of the same version too.
 	stat -c '%Y %s' "$goroot/bin/go" "$(command -v busybox)"
@@ -147,7 +163,9 @@ exports() {
 		echo "export JOBRUN_TEST_IMAGES_DEBIAN=$out/debian"
 		echo "export JOBRUN_TEST_IMAGES_DEBIAN_BUILD=$out/debian-build"
 		echo "export JOBRUN_TEST_IMAGES_DEBIAN_SUDO=$out/debian-sudo"
+		echo "export JOBRUN_TEST_IMAGES_DEBIAN_BUILDAH=$out/debian-buildah"
 		echo "export JOBRUN_TEST_ROOT_MINBASE=$root"
+		echo "export JOBRUN_TEST_ROOT_BUILDAH=$buildah_root"
 	} >&3
 }
 if [ -f "$out/.done" ]; then
@@ -157,8 +175,10 @@ if [ -f "$out/.done" ]; then
 fi
 
 tmp=$(mktemp -d "$cache/.build.XXXXXX")
-# An overlay left mounted by a failed build (sudo_upper) goes first.
-trap 'umount "$tmp/sudo/mnt" 2>/dev/null; rm -rf "$tmp"' EXIT
+# An overlay or apt binds left mounted by a failed build (sudo_upper,
+# buildah_root_make) go first; none is the usual case, and under set -e a
+# failed umount would end the trap (exit 32) before the temp dir goes.
+trap 'umount "$tmp/sudo/mnt" "$buildah_root.tmp/var/cache/apt/archives" "$buildah_root.tmp/var/lib/apt/lists" 2>/dev/null || true; rm -rf "$tmp"' EXIT
 
 # debootstrap_root DIR [--include=PKGS] makes the minbase root DIR once.
 debootstrap_root() {
@@ -180,6 +200,35 @@ debootstrap_root() {
 }
 debootstrap_root "$root"
 debootstrap_root "$build_root" --include="$build_packages"
+
+# buildah_root_make makes $buildah_root once: a copy of the minbase root
+# with buildah, podman and busybox-static installed by apt in a chroot, from this
+# machine's package lists (bound read-only) and sources.
+buildah_root_make() {
+	[ ! -f "$buildah_root.done" ] || return 0
+	local d=$buildah_root.tmp debs=$cache/debs-buildah
+	log "root with buildah $buildah_version and podman $podman_version (cached as $buildah_root)"
+	rm -rf "$d"
+	cp -a "$root" "$d"
+	mkdir -p "$debs/partial" "$d/var/lib/apt/lists"
+	rm -f "$d/etc/apt/sources.list" "$d"/etc/apt/sources.list.d/*
+	cp -a /etc/apt/sources.list* "$d/etc/apt/"
+	mount --bind -o ro /var/lib/apt/lists "$d/var/lib/apt/lists"
+	mount --bind "$debs" "$d/var/cache/apt/archives"
+	chroot "$d" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		-o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache= \
+		"buildah=$buildah_version" "podman=$podman_version" busybox-static >"$tmp/buildah.log" 2>&1 || {
+		umount "$d/var/cache/apt/archives" "$d/var/lib/apt/lists"
+		cat "$tmp/buildah.log"
+		die "apt-get install buildah podman in the debian-buildah root failed (log above)"
+	}
+	umount "$d/var/cache/apt/archives" "$d/var/lib/apt/lists"
+	rm -rf "$d"/etc/apt/sources.list* "$d"/var/log/*.log "$d"/var/log/apt/* "$d"/var/cache/debconf/*-old
+	cp -a "$root/etc/apt/sources.list"* "$d/etc/apt/" 2>/dev/null || true
+	mv "$d" "$buildah_root"
+	touch "$buildah_root.done"
+}
+buildah_root_make
 
 # tar_layer OUT [tar options and members...] writes the reproducible layer
 # OUT.tar.gz and its DiffID (sha256 of the uncompressed tar) to OUT.diffid.
@@ -437,6 +486,12 @@ if [ ! -f "$sudolayer.done" ]; then
 fi
 echo "sudo $sudo_version, user builder (1000, passwordless sudo), /opt/test.deb in a file: apt repository" >"$sudolayer.by"
 image "$tmp/out/debian-sudo" latest builder /home/builder bash "PATH=$path_default" -- "$base" "$sudolayer"
+
+log "debian-buildah ($suite minbase + buildah $buildah_version, podman $podman_version)"
+buildahlayer=$(cached_layer buildah "$buildah_root" --anchored --exclude='dev/*' --exclude='proc/*' --exclude='sys/*' \
+	-C "$buildah_root" $(cd "$buildah_root" && ls -A))
+echo "debootstrap --variant=minbase $suite $m; apt-get install --no-install-recommends buildah=$buildah_version podman=$podman_version busybox-static" >"$buildahlayer.by"
+image "$tmp/out/debian-buildah" latest "" "" bash "PATH=$path_default" -- "$buildahlayer"
 
 touch "$tmp/out/.done"
 mv "$tmp/out" "$out"

@@ -17,13 +17,19 @@ import (
 // same probes in a deliberately privileged container, where each must
 // succeed, so a probe that is broken or missing a tool can never pass as
 // "blocked".
-func TestEscapes(t *testing.T) { escapes(t, false) }
+func TestEscapes(t *testing.T) { escapes(t, false, false) }
 
 // TestEscapesUserns is the battery with the job (and the other job, the
 // ptrace target) each in a user namespace of its own range.
-func TestEscapesUserns(t *testing.T) { escapes(t, true) }
+func TestEscapesUserns(t *testing.T) { escapes(t, true, false) }
 
-func escapes(t *testing.T, userns bool) {
+// TestEscapesBuilder is the battery with the job a building one
+// (Spec.Builder): mounts and nested user namespaces are allowed by design,
+// host files, other jobs, the state dir and the host's mounts stay out of
+// reach.
+func TestEscapesBuilder(t *testing.T) { escapes(t, true, true) }
+
+func escapes(t *testing.T, userns, builder bool) {
 	rt, stateDir := newRuntime(t)
 	root := rootfs(t)
 	hostname, err := os.Hostname()
@@ -35,7 +41,7 @@ func escapes(t *testing.T, userns bool) {
 			return Spec{ID: id, Rootfs: root}
 		}
 		ns, rfs := jobNS(t, rt, id, m, false, root)
-		return Spec{ID: id, Rootfs: rfs, UserNS: ns.UserPath()}
+		return Spec{ID: id, Rootfs: rfs, UserNS: ns.UserPath(), Builder: builder && id == "escape-job"}
 	}
 	// The target of the ptrace probe: PID 1 of another job.
 	other := start(t, rt, jobSpec("other-job", rangeB))
@@ -52,13 +58,19 @@ func escapes(t *testing.T, userns bool) {
 		// usernsJob, if set, is the job's expected output in a user
 		// namespace: where the kernel refuses earlier (a host root file
 		// is nobody's to the range's root) with another errno.
-		usernsJob  string
+		usernsJob string
+		// builderJob, if set, is the job's expected output when it
+		// builds images (else usernsJob, else job): what builder.go
+		// allows by design, and /proc unmasked.
+		builderJob string
 		privNotOut string // for priv: any output but this one
 	}
 	probes := []probe{
+		// A building job mounts in nested namespaces only (see the
+		// nested subtest), never straight in the job's.
 		{name: "mount", args: "mount", job: "EPERM", priv: "ok"},
 		{name: "mknod block device", args: "mknod-block /tmp/blk", job: "EPERM", priv: "ok"},
-		{name: "unshare user namespace", args: "unshare-user", job: "EPERM", priv: "ok"},
+		{name: "unshare user namespace", args: "unshare-user", job: "EPERM", priv: "ok", builderJob: "ok"},
 		// Blocked, both calls fail before the kernel looks at the image.
 		// Allowed, they get past the permission checks: ENOSYS on a
 		// kernel without module support (like this test machine's),
@@ -82,7 +94,9 @@ func escapes(t *testing.T, userns bool) {
 		probes = append(probes, probe{name: "write sysrq-trigger (absent on host)", args: "open-write /proc/sysrq-trigger", job: "ENOENT", priv: "ENOENT"})
 	}
 	if exists("/proc/kcore") {
-		probes = append(probes, probe{name: "read kcore", args: "read /proc/kcore", job: "eof", priv: "ok"})
+		// Unmasked in a building job, the kernel refuses it: it wants
+		// CAP_SYS_RAWIO in the host's namespace.
+		probes = append(probes, probe{name: "read kcore", args: "read /proc/kcore", job: "eof", priv: "ok", builderJob: "EPERM"})
 	} else {
 		probes = append(probes, probe{name: "read kcore (absent on host)", args: "read /proc/kcore", job: "ENOENT", priv: "ENOENT"})
 	}
@@ -96,7 +110,9 @@ func escapes(t *testing.T, userns bool) {
 	if masked == "" {
 		t.Fatal("no masked /proc file exists on this host to test masking with")
 	}
-	probes = append(probes, probe{name: "read masked " + masked, args: "read " + masked, job: "eof", priv: "ok"})
+	// A building job's /proc is unmasked: the file is the host's
+	// description of its hardware, readable by every user (builder.go).
+	probes = append(probes, probe{name: "read masked " + masked, args: "read " + masked, job: "eof", priv: "ok", builderJob: "ok"})
 
 	job := start(t, rt, jobSpec("escape-job", rangeA))
 	priv := start(t, rt, Spec{ID: "escape-priv", Rootfs: root, Privileged: true})
@@ -105,6 +121,9 @@ func escapes(t *testing.T, userns bool) {
 			want := p.job
 			if userns && p.usernsJob != "" {
 				want = p.usernsJob
+			}
+			if builder && p.builderJob != "" {
+				want = p.builderJob
 			}
 			exit, out, errOut := sh(t, job, Process{}, "probe "+p.args)
 			if got := strings.TrimSpace(out); !exit.Success() || got != want {
@@ -131,6 +150,37 @@ func escapes(t *testing.T, userns bool) {
 		}
 		if _, out, _ := sh(t, priv, Process{}, "probe hostname"); strings.TrimSpace(out) != hostname {
 			t.Errorf("privileged control sees hostname %q, want the host's %q", out, hostname)
+		}
+	})
+	t.Run("nested namespaces", func(t *testing.T) {
+		// In a nested user and mount namespace a building job mounts
+		// (tmpfs, a procfs of a nested pid namespace) but cannot take off or
+		// loosen the runtime's mounts (locked there), its procfs shows
+		// no host process; a bind of its root without the mounts on it
+		// (which would show what lies under them) is refused (EINVAL:
+		// locked children), and a recursive one holds only the job's
+		// own tree: no state dir, nothing of the host's /proc.
+		script := fmt.Sprintf(`unshare -r -m -p -f sh -c '
+mkdir -p /tmp/m /tmp/p
+mount -t tmpfs x /tmp/m && echo mounted
+umount /etc/hosts 2>/dev/null && echo hosts-gone || echo hosts-locked
+mount -o remount,rw /sys 2>/dev/null && echo sys-rw || echo sys-locked
+mount -t proc proc /tmp/p && echo proc-mounted
+test -e /tmp/p/%d && echo host-pid || echo no-host-pid
+mkdir -p /tmp/r /tmp/rr
+mount --bind / /tmp/r 2>/dev/null && echo root-bound || echo root-locked
+mount --rbind / /tmp/rr && echo root-rbound
+test -e /tmp/rr%s && echo state-dir || echo no-state-dir
+test -e /tmp/rr/proc/%d && echo host-proc || echo no-host-proc
+' 2>&1`, self, secret, self)
+		want := "mounted hosts-locked sys-locked proc-mounted no-host-pid root-locked root-rbound no-state-dir no-host-proc"
+		_, out, _ := sh(t, job, Process{}, script)
+		got := strings.Join(strings.Fields(out), " ")
+		switch {
+		case builder && got != want:
+			t.Errorf("building job: got %q, want %q", got, want)
+		case !builder && strings.Contains(got, "mounted"):
+			t.Errorf("job mounts in a nested namespace: %q", got)
 		}
 	})
 	t.Run("network none", func(t *testing.T) {

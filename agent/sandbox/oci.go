@@ -204,9 +204,14 @@ func ociSpec(s *Spec, cgroupParent, files, initBin string) (*specs.Spec, error) 
 	}
 	if !s.Privileged {
 		spec.Hostname = s.Hostname
-		spec.Linux.MaskedPaths = maskedPaths
-		spec.Linux.ReadonlyPaths = readonlyPaths
-		sc, err := seccomp.GetDefaultProfile(spec)
+		getProfile := seccomp.GetDefaultProfile
+		if s.Builder {
+			getProfile = builderSeccomp // no masks: see builder.go
+		} else {
+			spec.Linux.MaskedPaths = maskedPaths
+			spec.Linux.ReadonlyPaths = readonlyPaths
+		}
+		sc, err := getProfile(spec)
 		if err != nil {
 			return nil, fmt.Errorf("container %s: seccomp profile: %w", s.ID, err)
 		}

@@ -93,6 +93,12 @@ type Spec struct {
 	// pid, ipc and uts namespaces. Tests use it as the positive control of
 	// every escape probe; jobs must never get it.
 	Privileged bool
+	// Builder lets the container build images with rootless builders
+	// (buildah, podman build) inside its user namespace: nested user
+	// namespaces, and mounts in them, through the seccomp filter, and an
+	// unmasked /proc; its capabilities stay. builder.go lists and
+	// justifies each. Needs UserNS.
+	Builder bool
 
 	caTargets []string // set by Start: where the CA bundle goes
 }
@@ -185,6 +191,9 @@ func (s *Spec) validate() error {
 	}
 	if s.UserNS != "" && !path.IsAbs(s.UserNS) {
 		return fmt.Errorf("container %s: user namespace %q is not an absolute path", s.ID, s.UserNS)
+	}
+	if s.Builder && s.UserNS == "" {
+		return fmt.Errorf("container %s: builds images (builds_images) only in a user namespace; this runner has none (userns = \"off\" or rootless)", s.ID)
 	}
 	if s.UserNS != "" && s.Privileged {
 		return fmt.Errorf("container %s: a privileged container cannot have a user namespace", s.ID)
