@@ -105,6 +105,13 @@ func usernsRunner(t *testing.T, n int, caches bool, img string) *Runner {
 	}
 	snap := leakcheck.Take(t, state, append(also, run)...)
 	t.Cleanup(func() { snap.Check(t) })
+	// Before the check (cleanups run last first): the store's kept
+	// idmapped views of the layers, one per range, come off.
+	t.Cleanup(func() {
+		if err := images.Close(); err != nil {
+			t.Error(err)
+		}
+	})
 	return r
 }
 

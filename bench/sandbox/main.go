@@ -100,6 +100,7 @@ func run(n, podmanN int, out, only string) error {
 	if err != nil {
 		return err
 	}
+	defer uj.store.Close() // its kept idmapped views of the layers
 	rt, err := sandbox.New(filepath.Join(work, "state"), hclog.NewNullLogger())
 	if err != nil {
 		return err
