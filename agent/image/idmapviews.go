@@ -28,10 +28,9 @@ import (
 // (DIR/idmapped/<process>.lock) while the Store is open: Cleanup takes off
 // the views of a process that died with its Store open.
 type idmapViews struct {
-	dir    string // DIR/idmapped/<process>, made with the first view
-	lock   *lockfile.Lock
-	byMap  map[idmap.Mapping]*idmap.Layers
-	closed bool
+	dir   string // DIR/idmapped/<process>, made with the first view
+	lock  *lockfile.Lock
+	byMap map[idmap.Mapping]*idmap.Layers
 }
 
 // viewsBase is where every process's views of the store live.
@@ -42,9 +41,6 @@ func (s *Store) view(u *idmap.Userns) (*idmap.Layers, error) {
 	s.viewsMu.Lock()
 	defer s.viewsMu.Unlock()
 	v := &s.views
-	if v.closed {
-		return nil, errors.New("image store closed")
-	}
 	if l := v.byMap[u.Mapping()]; l != nil {
 		return l, nil
 	}
@@ -77,16 +73,12 @@ func (s *Store) view(u *idmap.Userns) (*idmap.Layers, error) {
 
 // Close takes off the idmapped views of the layers SnapshotFor kept (live
 // snapshots keep working: their overlays hold their own clones). Call it
-// when the store's last job is done; a store is not used after Close.
-// Calling it again does nothing.
+// when the store's last job is done. The store stays usable: a later
+// SnapshotFor makes its range's view again. Calling it again does nothing.
 func (s *Store) Close() error {
 	s.viewsMu.Lock()
 	defer s.viewsMu.Unlock()
 	v := &s.views
-	if v.closed {
-		return nil
-	}
-	v.closed = true
 	if v.dir == "" {
 		return nil
 	}
@@ -107,7 +99,9 @@ func (s *Store) Close() error {
 		return fmt.Errorf("close image store: %w", err)
 	}
 	os.Remove(v.dir + ".lock") // while still holding it, see lockfile.Release
-	return v.lock.Release()
+	err := v.lock.Release()
+	*v = idmapViews{}
+	return err
 }
 
 // cleanupViews takes off the views of processes that died with their
