@@ -24,7 +24,7 @@ static int jobrun_idmap_hold(void *arg) {
 	for (;;) {
 		sigset_t all;
 		sigfillset(&all);
-		syscall(SYS_rt_sigsuspend, &all, sizeof(long) * 1);
+		syscall(SYS_rt_sigsuspend, &all, _NSIG / 8);
 	}
 	return 0;
 }
