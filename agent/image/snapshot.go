@@ -53,14 +53,15 @@ func mountData(lowers []string, dir string) string {
 
 // fits reports whether an overlay of lowers fits in one mount for any
 // snapshot id, with the layers as they are (Snapshot) or through their
-// idmapped view in the snapshot's dir (SnapshotFor: SNAPSHOTS/id/lower/N/
-// in front of each layer's name, see idmap.NewOverlay). With the default
-// state dir, images of up to 22 layers fit.
+// idmapped view (SnapshotFor: the store's kept view of the range,
+// DIR/idmapped/<process>/<n>/ in front of each layer's name, see
+// idmapviews.go). With the default state dir, images of up to 22 layers
+// fit.
 func (s *Store) fits(lowers []string) bool {
 	dir := filepath.Join(s.snaps, strings.Repeat("x", MaxSnapshotID))
 	mapped := make([]string, len(lowers))
 	for i, l := range lowers {
-		mapped[i] = filepath.Join(dir, "lower", "0", filepath.Base(l))
+		mapped[i] = filepath.Join(s.viewsBase(), strings.Repeat("x", 16), "9999", filepath.Base(l))
 	}
 	return len(mountData(lowers, dir)) < mount.MaxData && len(mountData(mapped, dir)) < mount.MaxData
 }
@@ -75,7 +76,7 @@ func (s *Store) Snapshot(ctx context.Context, img *Image, id string) (*Snapshot,
 
 // SnapshotFor is Snapshot for a job in the user namespace u (nil: none,
 // Snapshot): the overlay's lower layers are idmapped views of the layers
-// through u's mapping (idmap.NewOverlay), its upper and work directories
+// through u's mapping (the store's kept view for the range, idmapviews.go), its upper and work directories
 // belong to the range's root, and its directory is traversable (0711) by
 // the range, as the path from the state dir down to it must be. Files
 // show owned by the range's ids; no layer is written or chowned.
@@ -121,8 +122,13 @@ func (s *Store) SnapshotFor(ctx context.Context, img *Image, id string, u *idmap
 
 func (sn *Snapshot) mount(s *Store, lowers []string, u *idmap.Userns) error {
 	if u != nil {
-		// Its dir, 0711, with upper, work and the mounted rootfs.
-		if _, err := idmap.NewOverlay(u, topFirst(lowers), sn.dir); err != nil {
+		// Its dir, 0711, with upper, work and the mounted rootfs, on the
+		// range's kept view of the layers.
+		l, err := s.view(u)
+		if err != nil {
+			return err
+		}
+		if _, err := l.Overlay(topFirst(lowers), sn.dir); err != nil {
 			return err
 		}
 		sn.mounted = true
@@ -221,6 +227,9 @@ func (s *Store) Cleanup(ctx context.Context) error {
 	})
 	if err != nil {
 		errs = append(errs, fmt.Errorf("snapshot cleanup: %w", err))
+	}
+	if err := s.cleanupViews(ctx); err != nil {
+		errs = append(errs, err)
 	}
 	// With the gc lock exclusive, no pull or import is writing to tmp/.
 	if gc, err := lockfile.TryAcquire(s.gcLock()); err == nil {

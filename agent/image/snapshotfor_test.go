@@ -87,5 +87,8 @@ func TestSnapshotForShiftsOwnersWithoutChown(t *testing.T) {
 	if mount.IsMountpoint(sn.Rootfs()) {
 		t.Error("still mounted")
 	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
 	leaks.Check(t)
 }

@@ -112,6 +112,11 @@ type Store struct {
 	// idsSeen caches id records (layerIDs by key) read by CheckIDs: a
 	// DiffID names a layer's content, so a record never changes.
 	idsSeen sync.Map
+
+	// views are SnapshotFor's kept idmapped views of the layers, one per
+	// id range (idmapviews.go).
+	viewsMu sync.Mutex
+	views   idmapViews
 }
 
 // Image is an image in the store.
@@ -184,7 +189,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if s.snaps == "" {
 		s.snaps = filepath.Join(filepath.Dir(dir), "snapshots")
 	}
-	for _, d := range []string{"blobs/sha256", "layers", "flat", "images", "ids", "locks", "tmp"} {
+	for _, d := range []string{"blobs/sha256", "layers", "flat", "images", "ids", "locks", "tmp", "idmapped"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
 			return nil, fmt.Errorf("image store: %w", err)
 		}

@@ -148,13 +148,14 @@ func run(res *result.File, work string, rounds int) error {
 				t0 := time.Now()
 				if err := v(); err != nil {
 					kept.Close()
+					st.Close()
 					ju.Close()
 					return fmt.Errorf("%s, %d layers: %w", tools[i], n, err)
 				}
 				times[i] = append(times[i], time.Since(t0))
 			}
 		}
-		if err := errors.Join(kept.Close(), ju.Close()); err != nil {
+		if err := errors.Join(kept.Close(), ju.Close(), st.Close()); err != nil {
 			return err
 		}
 		metric := fmt.Sprintf("job root, %d layers", n)

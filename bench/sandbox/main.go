@@ -60,8 +60,12 @@ func main() {
 	n := flag.Int("n", 200, "runs per tool")
 	podmanN := flag.Int("podman-n", 30, "runs of podman (slow)")
 	out := flag.String("json", "", "write the figures to this file (package bench/internal/result)")
+	only := flag.String("only", "", "run only these tools (comma-separated names, e.g. \"jobrun snapshot,jobrun+userns,runc run\"), print their medians, write no JSON: for perf stat/record of one variant")
 	flag.Parse()
-	if err := run(*n, *podmanN, *out); err != nil {
+	if *only != "" {
+		*out = ""
+	}
+	if err := run(*n, *podmanN, *out, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "sandbox-bench:", err)
 		os.Exit(1)
 	}
@@ -74,7 +78,7 @@ type tool struct {
 	d    []time.Duration
 }
 
-func run(n, podmanN int, out string) error {
+func run(n, podmanN int, out, only string) error {
 	res := result.New("sandbox", "A container's start + run `true` + teardown on one busybox rootfs: jobrun's sandbox (also on a job's snapshot, without and with a user namespace) against `runc run` and `podman run --rm`; a 5-step job against five `runc run`s")
 	res.Param("n", n)
 	res.Param("podman-n", podmanN)
@@ -96,6 +100,7 @@ func run(n, podmanN int, out string) error {
 	if err != nil {
 		return err
 	}
+	defer uj.store.Close() // its kept idmapped views of the layers
 	rt, err := sandbox.New(filepath.Join(work, "state"), hclog.NewNullLogger())
 	if err != nil {
 		return err
@@ -205,6 +210,13 @@ func run(n, podmanN int, out string) error {
 	}
 	single := tools
 	tools = append(slices.Clone(single), multi...)
+	if only != "" {
+		names := strings.Split(only, ",")
+		tools = slices.DeleteFunc(tools, func(t *tool) bool { return !slices.Contains(names, t.name) })
+		if len(tools) != len(names) {
+			return fmt.Errorf("-only %q: a name is not a tool's", only)
+		}
+	}
 	// One warm-up run each, then rounds alternating the tools, so that a
 	// machine busy with other work slows all of them alike; in a new
 	// order each round, since a tool pays for the kernel's deferred
@@ -231,6 +243,13 @@ func run(n, podmanN int, out string) error {
 		if !ran {
 			break
 		}
+	}
+	if only != "" {
+		for _, t := range tools {
+			fmt.Printf("%-20s p50 %s p10 %s\n", t.name, ms(median(t.d)), ms(pct(t.d, 10)))
+		}
+		uj.printPhases()
+		return nil
 	}
 	fmt.Printf("start + run `true` + destroy, busybox rootfs, median of N runs\n")
 	runc := find(single, "runc run")

@@ -307,10 +307,12 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 // and firewall table if no job on the host needs them; its jobs must be
 // over.
 func (h *host) Close() error {
+	// The image store's idmapped views of the layers (kept per id range)
+	// come off with it.
 	if h.runner.Network == nil {
-		return h.sandbox.Close()
+		return errors.Join(h.sandbox.Close(), h.runner.Images.Close())
 	}
-	return errors.Join(h.sandbox.Close(), h.runner.Network.Close())
+	return errors.Join(h.sandbox.Close(), h.runner.Network.Close(), h.runner.Images.Close())
 }
 
 // readCAs reads the CA certificates of --ca-file (flag), else of the

@@ -5,8 +5,9 @@
 // namespace (Linux 5.12 for idmapped mounts, 5.19 for overlayfs to take
 // them as lower layers).
 //
-// A user namespace holding the mapping is made by a child process that is
-// stopped before it runs a single instruction and is killed as soon as its
+// A user namespace holding the mapping is made by a child process that
+// does nothing (a clone sharing the agent's memory, every signal blocked;
+// without cgo a fork stopped at its exec) and is killed as soon as its
 // namespace file is open; the open file keeps the namespace. Mounts made
 // with it keep their own reference, so a Userns can be closed once its
 // mounts are made. The sandbox keeps a job's namespaces held by nsfs bind
@@ -14,9 +15,9 @@
 package idmap
 
 import (
-	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"syscall"
 )
 
@@ -64,49 +65,37 @@ func newNamespaces(m Mapping, net bool) (*Userns, *os.File, error) {
 	if err := m.check(); err != nil {
 		return nil, nil, err
 	}
-	maps := func(host uint32) []syscall.SysProcIDMap {
-		return []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(host), Size: int(m.Size)}}
-	}
 	flags := uintptr(syscall.CLONE_NEWUSER)
 	if net {
 		flags |= syscall.CLONE_NEWNET
 	}
-	// Ptrace stops the child at its execve, before any code of the new
-	// program runs; it never gets further.
-	p, err := os.StartProcess("/proc/self/exe", []string{"jobrun-userns"}, &os.ProcAttr{
-		Sys: &syscall.SysProcAttr{
-			Cloneflags:  flags,
-			UidMappings: maps(m.UID),
-			GidMappings: maps(m.GID),
-			// Steps switch groups (setgroups) as in any container.
-			GidMappingsEnableSetgroups: true,
-			Ptrace:                     true,
-			Pdeathsig:                  syscall.SIGKILL,
-		},
-	})
+	// The holder dies with the thread that made it (PR_SET_PDEATHSIG):
+	// keep this one until it is killed.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	pid, end, err := startHolder(m, flags)
 	if err != nil {
 		return nil, nil, fmt.Errorf("make user namespace (%s): %w", m, err)
 	}
-	// The child is ours and not yet waited for, so its pid cannot name
+	// The holder is ours and not yet waited for, so its pid cannot name
 	// another process while we open its namespaces.
-	f, err := os.Open(fmt.Sprintf("/proc/%d/ns/user", p.Pid))
+	f, err := os.Open(fmt.Sprintf("/proc/%d/ns/user", pid))
 	var nf *os.File
 	if err == nil && net {
-		if nf, err = os.Open(fmt.Sprintf("/proc/%d/ns/net", p.Pid)); err != nil {
+		if nf, err = os.Open(fmt.Sprintf("/proc/%d/ns/net", pid)); err != nil {
 			f.Close()
 		}
 	}
-	kerr := p.Kill()
-	_, werr := p.Wait()
+	eerr := end()
 	if err != nil {
 		return nil, nil, fmt.Errorf("make user namespace (%s): %w", m, err)
 	}
-	if err := errors.Join(kerr, werr); err != nil {
+	if eerr != nil {
 		f.Close()
 		if nf != nil {
 			nf.Close()
 		}
-		return nil, nil, fmt.Errorf("make user namespace (%s): end its process: %w", m, err)
+		return nil, nil, fmt.Errorf("make user namespace (%s): end its process: %w", m, eerr)
 	}
 	return &Userns{f: f, m: m}, nf, nil
 }
