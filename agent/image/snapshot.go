@@ -55,7 +55,7 @@ func mountData(lowers []string, dir string) string {
 // snapshot id, with the layers as they are (Snapshot) or through their
 // idmapped view (SnapshotFor: the store's kept view of the range,
 // DIR/idmapped/<process>/<n>/ in front of each layer's name, see
-// idmapviews.go). With the default state dir, images of up to 22 layers
+// idmapviews.go). With the default state dir, images of up to 32 layers
 // fit.
 func (s *Store) fits(lowers []string) bool {
 	dir := filepath.Join(s.snaps, strings.Repeat("x", MaxSnapshotID))
