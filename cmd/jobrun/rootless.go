@@ -279,9 +279,7 @@ func ownDir(dir string) bool {
 
 // rootlessCheck refuses, before anything runs, what jobrun without root
 // cannot do: overlays where the kernel or the state dir's filesystem
-// cannot have them in a user namespace, and, not yet, bridge networking
-// (and so services), which needs pasta or slirp4netns: issue #18's next
-// step.
+// cannot have them in a user namespace.
 func rootlessCheck(g *globals, plan []*jobs.Job) error {
 	if !rootlessChild() {
 		return nil
@@ -293,17 +291,7 @@ func rootlessCheck(g *globals, plan []*jobs.Job) error {
 	if err := mount.ProbeUserOverlay(dir); err != nil {
 		return fmt.Errorf("running jobs without root: %w", err)
 	}
-	var names []string
-	for _, j := range plan {
-		if j.Network == jobs.NetworkBridge {
-			names = append(names, strconv.Quote(j.Name))
-		}
-	}
-	if len(names) == 0 {
-		return nil
-	}
-	return fmt.Errorf("without root, network = \"bridge\" (the default) is not supported yet (issue #18: pasta/slirp4netns); "+
-		"set network = \"none\" in job %s, or run as root", strings.Join(names, ", "))
+	return nil
 }
 
 // rootlessLimits says after the summary which limits jobrun without root
