@@ -8,13 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
-	"golang.org/x/sys/unix"
 
 	"github.com/jobrun/jobrun/internal/lockfile"
 )
@@ -77,7 +77,7 @@ func (m *Manager) setupRootless(ctx context.Context, id string) (_ *Net, err err
 	if err := makeNetNS(n.Path); err != nil {
 		return nil, err
 	}
-	if err := setSysctls(n.Path); err != nil {
+	if err := rootlessSysctls(n.Path); err != nil {
 		return nil, err
 	}
 	if err := addDenyRules(n.Path, m.o.Deny); err != nil {
@@ -200,12 +200,16 @@ func addDenyRules(path string, deny []netip.Prefix) error {
 	if len(deny) == 0 {
 		return nil
 	}
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("open network namespace %s: %w", path, err)
-	}
-	defer unix.Close(fd)
-	c, err := nftables.New(nftables.WithNetNSFd(fd))
+	// The netlink socket is made on inNetNS's thread, so in the
+	// namespace (nftables' WithNetNSFd needs CAP_SYS_ADMIN over the
+	// host's namespace to go back).
+	return inNetNS(path, func() error {
+		return denyRules(path, deny)
+	})
+}
+
+func denyRules(path string, deny []netip.Prefix) error {
+	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
@@ -220,4 +224,38 @@ func addDenyRules(path string, deny []netip.Prefix) error {
 		return fmt.Errorf("nftables: deny-list in %s: %w", path, err)
 	}
 	return nil
+}
+
+// rootlessSysctls is setSysctls in rootless mode: the same unprivileged
+// ports, and ping for every group this namespace maps (the kernel refuses
+// a range that names unmapped groups, as setSysctls's whole range).
+func rootlessSysctls(path string) error {
+	b, err := os.ReadFile("/proc/self/gid_map")
+	if err != nil {
+		return fmt.Errorf("sysctls: %w", err)
+	}
+	var top uint64
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 {
+			continue
+		}
+		in, err1 := strconv.ParseUint(f[0], 10, 32)
+		n, err2 := strconv.ParseUint(f[2], 10, 32)
+		if err1 == nil && err2 == nil && n > 0 && in+n-1 > top {
+			top = in + n - 1
+		}
+	}
+	sysctls := []struct{ name, value string }{
+		{"net/ipv4/ip_unprivileged_port_start", "0"},
+		{"net/ipv4/ping_group_range", fmt.Sprintf("0 %d", top)},
+	}
+	return inNetNS(path, func() error {
+		for _, s := range sysctls {
+			if err := os.WriteFile("/proc/sys/"+s.name, []byte(s.value+"\n"), 0o644); err != nil {
+				return fmt.Errorf("sysctl %s in %s: %w", s.name, path, err)
+			}
+		}
+		return nil
+	})
 }

@@ -28,25 +28,29 @@ func tunForUsers(t *testing.T) {
 	}
 }
 
-// hostAddrs puts addrs on a dummy link of the host's, removed when the test
-// ends, so that a server of the host's listens on non-loopback addresses
-// a job would reach through pasta: one ordinary, one the metadata
-// service's.
+// hostAddrs puts addrs on the host's loopback link (this kernel has no
+// dummy links), removed when the test ends, so that a server of the
+// host's listens on non-loopback addresses a job would reach through
+// pasta: one ordinary, one the metadata service's.
 func hostAddrs(t *testing.T, addrs ...string) {
 	t.Helper()
 	testenv.RequireTool(t, "ip")
-	name := fmt.Sprintf("jrlnet%d", os.Getpid()%10000)
-	run := func(args ...string) {
+	run := func(args ...string) error {
 		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+			return fmt.Errorf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
+		return nil
 	}
-	run("link", "add", name, "type", "dummy")
-	t.Cleanup(func() { run("link", "del", name) })
 	for _, a := range addrs {
-		run("addr", "add", a+"/32", "dev", name)
+		if err := run("addr", "add", a+"/32", "dev", "lo"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := run("addr", "del", a+"/32", "dev", "lo"); err != nil {
+				t.Error(err)
+			}
+		})
 	}
-	run("link", "set", name, "up")
 }
 
 // hostServer serves "from-host" on every address of the host's, port
@@ -77,9 +81,9 @@ func TestRootlessBridgeDenyAndNoHostLoopback(t *testing.T) {
 	file := u.write(t, fmt.Sprintf(`
 job "net" {
   image = "IMAGE"
-  step "egress" { run = "wget -q -T 5 -O - http://198.51.100.7:%[1]d/ && echo" }
-  step "metadata" { run = "if wget -q -T 3 -O - http://169.254.169.254:%[1]d/; then echo; echo METADATA-REACHED; else echo METADATA-REFUSED; fi" }
-  step "loopback" { run = "if wget -q -T 3 -O - http://127.0.0.1:%[1]d/; then echo; echo LOOPBACK-REACHED; exit 1; else echo LOOPBACK-REFUSED; fi" }
+  step "egress" { run = "timeout 5 wget -q -O - http://198.51.100.7:%[1]d/ && echo" }
+  step "metadata" { run = "if timeout 5 wget -q -O - http://169.254.169.254:%[1]d/; then echo; echo METADATA-REACHED; else echo METADATA-REFUSED; fi" }
+  step "loopback" { run = "if timeout 5 wget -q -O - http://127.0.0.1:%[1]d/; then echo; echo LOOPBACK-REACHED; exit 1; else echo LOOPBACK-REFUSED; fi" }
 }
 `, port))
 	r := u.local(t, file)
