@@ -70,7 +70,9 @@ func hostServer(t *testing.T) int {
 // TestRootlessBridgeDenyAndNoHostLoopback: a rootless bridge job reaches a
 // server of the host's on an ordinary address (egress through pasta) but
 // neither the same server at the metadata address (the deny-list, enforced
-// in the job's namespace) nor at the host's 127.0.0.1. The control: with
+// in the job's namespace) nor the host's loopback, at 127.0.0.1 or at the
+// gateway's address (which pasta maps to the host's loopback unless told
+// not to). The control: with
 // deny = [] in the config the metadata address answers, so it is the rule
 // that refused it. Nothing of the user's is left: no pasta, no namespace.
 func TestRootlessBridgeDenyAndNoHostLoopback(t *testing.T) {
@@ -84,6 +86,7 @@ job "net" {
   step "egress" { run = "timeout 5 wget -q -O - http://198.51.100.7:%[1]d/ && echo" }
   step "metadata" { run = "if timeout 5 wget -q -O - http://169.254.169.254:%[1]d/; then echo; echo METADATA-REACHED; else echo METADATA-REFUSED; fi" }
   step "loopback" { run = "if timeout 5 wget -q -O - http://127.0.0.1:%[1]d/; then echo; echo LOOPBACK-REACHED; exit 1; else echo LOOPBACK-REFUSED; fi" }
+  step "gateway" { run = "gw=$(ip route | awk '/^default/ {print $3}'); echo gateway $gw; if timeout 5 wget -q -O - http://$gw:%[1]d/; then echo; echo GATEWAY-REACHED; exit 1; else echo GATEWAY-REFUSED; fi" }
 }
 `, port))
 	r := u.local(t, file)
@@ -94,8 +97,8 @@ job "net" {
 	if !strings.Contains(r.out, "METADATA-REFUSED") || strings.Contains(r.out, "METADATA-REACHED") {
 		t.Errorf("the metadata address was not refused:\n%s", r.out)
 	}
-	if !strings.Contains(r.out, "LOOPBACK-REFUSED") {
-		t.Errorf("the host's loopback was not refused:\n%s", r.out)
+	if !strings.Contains(r.out, "LOOPBACK-REFUSED") || !strings.Contains(r.out, "GATEWAY-REFUSED") {
+		t.Errorf("the host's loopback was not refused, at 127.0.0.1 or at the gateway's address:\n%s", r.out)
 	}
 	netDir := filepath.Join(u.stateDir(), "network")
 	if ents, _ := os.ReadDir(netDir); len(ents) > 0 {
