@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"fmt"
 	"net"
 	"net/http"
@@ -8,7 +10,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/jobrun/jobrun/internal/testenv"
 )
@@ -142,5 +146,84 @@ job "svc" {
 	u.checkLeaks(t)
 	if r.code != 0 || !strings.Contains(r.out, "BY-NAME-OK") || !strings.Contains(r.out, "LOCALHOST-OK") {
 		t.Errorf("exit %d\n%s%s", r.code, r.out, r.err)
+	}
+}
+
+// TestRootlessBridgeKilledLeavesNoPasta: jobrun killed outright (SIGKILL,
+// no teardown) during a bridge job takes the job's pasta with it, and the
+// next run removes the namespace's directory it left. The control: pasta
+// ran while the job did.
+func TestRootlessBridgeKilledLeavesNoPasta(t *testing.T) {
+	tunForUsers(t)
+	u := newRLUser(t, true)
+	file := u.write(t, `
+job "long" {
+  image = "IMAGE"
+  step "sleep" { run = "echo sleeping; sleep 306" }
+}
+`)
+	cmd := u.command("local", "--artifacts", filepath.Join(u.home, "artifacts"), file)
+	stdout, _ := cmd.StdoutPipe()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		once := sync.Once{}
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "| sleeping") {
+				once.Do(func() { close(started) })
+			}
+		}
+	}()
+	select {
+	case <-started:
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("the job never started:\n%s", stderr.String())
+	}
+	pasta := func() []string {
+		var ps []string
+		for _, p := range u.procs() {
+			if strings.Contains(p, "pasta") {
+				ps = append(ps, p)
+			}
+		}
+		return ps
+	}
+	if len(pasta()) == 0 {
+		t.Errorf("no pasta of %s's while the bridge job ran: %v", u.name, u.procs())
+	}
+	t.Log("killing jobrun")
+	cmd.Process.Kill()
+	cmd.Wait()
+	t.Log("jobrun gone")
+	// The kernel delivers the parent-death signals on its own; wait for
+	// them, boundedly.
+	for deadline := time.Now().Add(30 * time.Second); len(u.procs()) > 0 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if left := u.procs(); len(left) > 0 {
+		t.Fatalf("after SIGKILL: %v", left)
+	}
+	t.Log("no process left")
+
+	// The next run's cleanup removes the dead job's network directory.
+	file = u.write(t, `
+job "quick" {
+  image = "IMAGE"
+  step "s" { run = "true" }
+}
+`)
+	if r := u.local(t, file); r.code != 0 {
+		t.Fatalf("next run: exit %d", r.code)
+	}
+	netDir := filepath.Join(u.stateDir(), "network")
+	if ents, _ := os.ReadDir(netDir); len(ents) > 0 {
+		t.Errorf("%s left after the next run: %v", netDir, ents)
 	}
 }
