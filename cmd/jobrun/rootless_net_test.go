@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"net"
 	"net/http"
@@ -164,8 +163,14 @@ job "long" {
 `)
 	cmd := u.command("local", "--artifacts", filepath.Join(u.home, "artifacts"), file)
 	stdout, _ := cmd.StdoutPipe()
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	// A file, not a pipe: Wait would wait for the job's processes, which
+	// hold it, to close it.
+	stderr, err := os.CreateTemp(t.TempDir(), "stderr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stderr.Close()
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +189,8 @@ job "long" {
 	case <-time.After(60 * time.Second):
 		cmd.Process.Kill()
 		cmd.Wait()
-		t.Fatalf("the job never started:\n%s", stderr.String())
+		b, _ := os.ReadFile(stderr.Name())
+		t.Fatalf("the job never started:\n%s", b)
 	}
 	pasta := func() []string {
 		var ps []string
