@@ -108,7 +108,11 @@ type Options struct {
 	// ResolvConf is the file the jobs' DNS resolvers come from;
 	// /etc/resolv.conf if empty.
 	ResolvConf string
-	Log        hclog.Logger
+	// Rootless makes jobs' networks without root (rootless.go): a
+	// namespace per job connected by pasta, the deny-list enforced inside
+	// it; no bridge, no host firewall, no leases.
+	Rootless bool
+	Log      hclog.Logger
 }
 
 // Manager makes and removes jobs' networks. It is safe for concurrent use.
@@ -192,6 +196,8 @@ type Net struct {
 	ResolvConf string
 	// Comment marks the job's firewall rules (see RuleComment).
 	Comment string
+	// pasta carries a rootless job's traffic (rootless.go).
+	pasta *pastaProc
 }
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
@@ -201,6 +207,12 @@ var idPattern = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?
 // owned by the host's user namespace. Teardown undoes it; on error nothing
 // is left.
 func (m *Manager) Setup(ctx context.Context, id string) (*Net, error) {
+	if m.o.Rootless {
+		if !idPattern.MatchString(id) {
+			return nil, fmt.Errorf("network %q: want 1 to 63 letters, digits or \"-\"", id)
+		}
+		return m.setupRootless(ctx, id)
+	}
 	return m.setup(ctx, id, "")
 }
 
@@ -214,6 +226,9 @@ func (m *Manager) Setup(ctx context.Context, id string) (*Net, error) {
 func (m *Manager) SetupIn(ctx context.Context, id, netns string) (*Net, error) {
 	if netns == "" {
 		return nil, fmt.Errorf("network %s: no network namespace given", id)
+	}
+	if m.o.Rootless {
+		return nil, fmt.Errorf("network %s: without root, a job's network is made in a namespace of its own (Setup)", id)
 	}
 	return m.setup(ctx, id, netns)
 }
@@ -548,6 +563,15 @@ func (n *Net) Teardown() error {
 	if n.lock == nil {
 		return nil
 	}
+	if n.m.o.Rootless {
+		err := n.teardownRootless()
+		n.lock.Release()
+		n.lock = nil
+		if err != nil {
+			return fmt.Errorf("network %s: teardown: %w", n.id, err)
+		}
+		return nil
+	}
 	err := n.m.teardown(context.Background(), n.id, n.Comment, n.given)
 	n.lock.Release()
 	n.lock = nil
@@ -791,6 +815,9 @@ func delBridge(name string) error {
 // of live processes are not touched. With no lease left and no live
 // Manager using them, the bridge and the table go.
 func (m *Manager) Cleanup(ctx context.Context) error {
+	if m.o.Rootless {
+		return m.cleanupRootless(ctx)
+	}
 	ents, err := os.ReadDir(m.jobs)
 	if err != nil {
 		return fmt.Errorf("network cleanup: %w", err)

@@ -230,11 +230,12 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 			sb.Close()
 		}
 	}()
-	var nm *network.Manager
-	if !rootlessChild() { // without root: no bridge networking yet (rootless.go)
-		if nm, err = network.New(network.Options{StateDir: dir, Subnet: cfg.Network.Subnet, Deny: cfg.Network.Deny, Log: g.log.Named("network")}); err != nil {
-			return nil, err
-		}
+	// Without root, jobs' networks are namespaces connected by pasta
+	// (agent/network/rootless.go).
+	nm, err := network.New(network.Options{StateDir: dir, Subnet: cfg.Network.Subnet, Deny: cfg.Network.Deny,
+		Rootless: rootlessChild(), Log: g.log.Named("network")})
+	if err != nil {
+		return nil, err
 	}
 	r := &agent.Runner{Images: images, Sandbox: sb, WorkDir: filepath.Join(dir, "work"), Log: g.log,
 		Network: nm, AllowHostNetwork: cfg.Network.AllowHost, IDs: ids}

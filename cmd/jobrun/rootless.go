@@ -46,7 +46,32 @@ const rootlessStageEnv = "JOBRUN_ROOTLESS_STAGE"
 // maps are written (its first ExtraFiles entry).
 const rootlessReady = 3
 
-func init() { rootlessWait() }
+func init() {
+	rootlessWait()
+	rootlessRearm()
+}
+
+// rootlessRearm is the start of the child's stage "run": the parent-death
+// signal rootlessReexec asked for is cleared by the execve that gave this
+// process its capabilities in the namespace, so it is asked for again; a
+// parent already gone (killed between the two) ends this process too.
+func rootlessRearm() {
+	if os.Getenv(rootlessStageEnv) != "run" {
+		return
+	}
+	ppid := os.Getenv(rootlessParentEnv)
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0, 0, 0); err != nil {
+		fmt.Fprintln(os.Stderr, "jobrun: parent-death signal:", err)
+		os.Exit(1)
+	}
+	if strconv.Itoa(os.Getppid()) != ppid {
+		os.Exit(1)
+	}
+}
+
+// rootlessParentEnv carries the pid of the process that made the
+// namespace, which the child checks is still its parent.
+const rootlessParentEnv = "JOBRUN_ROOTLESS_PARENT"
 
 // rootlessWait is the child's stage "wait": it runs before main, waits for
 // the parent's maps, then executes the same command again as root in the
@@ -128,7 +153,7 @@ func rootlessReexec(cmd *cobra.Command, g *globals) (bool, error) {
 	}
 	child := exec.Command("/proc/self/exe", os.Args[1:]...)
 	child.Args[0] = os.Args[0]
-	child.Env = append(env, rootlessStageEnv+"=wait")
+	child.Env = append(env, rootlessStageEnv+"=wait", rootlessParentEnv+"="+strconv.Itoa(os.Getpid()))
 	child.Stdin, child.Stdout, child.Stderr = os.Stdin, os.Stdout, os.Stderr
 	child.ExtraFiles = []*os.File{r}
 	child.SysProcAttr = &syscall.SysProcAttr{
@@ -279,9 +304,7 @@ func ownDir(dir string) bool {
 
 // rootlessCheck refuses, before anything runs, what jobrun without root
 // cannot do: overlays where the kernel or the state dir's filesystem
-// cannot have them in a user namespace, and, not yet, bridge networking
-// (and so services), which needs pasta or slirp4netns: issue #18's next
-// step.
+// cannot have them in a user namespace.
 func rootlessCheck(g *globals, plan []*jobs.Job) error {
 	if !rootlessChild() {
 		return nil
@@ -293,17 +316,7 @@ func rootlessCheck(g *globals, plan []*jobs.Job) error {
 	if err := mount.ProbeUserOverlay(dir); err != nil {
 		return fmt.Errorf("running jobs without root: %w", err)
 	}
-	var names []string
-	for _, j := range plan {
-		if j.Network == jobs.NetworkBridge {
-			names = append(names, strconv.Quote(j.Name))
-		}
-	}
-	if len(names) == 0 {
-		return nil
-	}
-	return fmt.Errorf("without root, network = \"bridge\" (the default) is not supported yet (issue #18: pasta/slirp4netns); "+
-		"set network = \"none\" in job %s, or run as root", strings.Join(names, ", "))
+	return nil
 }
 
 // rootlessLimits says after the summary which limits jobrun without root

@@ -442,22 +442,6 @@ func TestRootlessNoSubIDs(t *testing.T) {
 	}
 }
 
-// TestRootlessBridgeNotYet: a bridge job without root fails before it
-// starts, naming the job and the issue.
-func TestRootlessBridgeNotYet(t *testing.T) {
-	u := newRLUser(t, true)
-	file := u.write(t, `
-job "net" {
-  image = "IMAGE"
-  step "s" { run = "true" }
-}
-`)
-	r := u.local(t, file)
-	if r.code != 1 || !strings.Contains(r.err, `network = "bridge"`) || !strings.Contains(r.err, `job "net"`) || !strings.Contains(r.err, "issue #18") {
-		t.Errorf("exit %d, stderr:\n%s", r.code, r.err)
-	}
-}
-
 // TestRootlessInterruptAndTimeout: without cgroups, a job's pid namespace
 // still takes every process down, daemons included, at a timeout and at
 // Ctrl-C (SIGINT to jobrun, as a script sends it: passed on to the child
