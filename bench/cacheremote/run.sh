@@ -62,43 +62,33 @@ row() { # NAME BYTES JOBRUN_TIMES MC_TIMES
 bench() {
 	local name=$1 dir=$2 bytes js=() jr=() ms=() mr=() t0 t1
 	bytes=$(du -sb --apparent-size "$dir" | cut -f1)
-	save_ours() {
+	ours() {
 		sync
 		js+=("$(b -mode save -state "$work/a/caches" -src "$dir" -key "$i")")
+		# The save wrote the volume (a copy of the tree) on this host
+		# first, mc's reads it only: write those dirty pages back before
+		# the restore, untimed, as before mc's.
+		sync
+		jr+=("$(b -mode restore -state "$work/b/caches" -key "$i")")
+		rm -rf "$work/a" "$work/b"
 	}
-	save_theirs() {
+	theirs() {
 		sync
 		t0=$(now)
 		mc mirror --quiet "$dir" "bench/$bucket/mc/$i" >/dev/null
 		t1=$(now)
 		ms+=("$(echo "$t1 - $t0" | bc -l)")
-	}
-	restore_ours() {
-		sync
-		jr+=("$(b -mode restore -state "$work/b/caches" -key "$i")")
-	}
-	restore_theirs() {
 		sync
 		t0=$(now)
 		mc mirror --quiet "bench/$bucket/mc/$i" "$work/down" >/dev/null
 		t1=$(now)
 		mr+=("$(echo "$t1 - $t0" | bc -l)")
+		rm -rf "$work/down"
 	}
 	for i in $(seq 1 "$REPS"); do
-		# Both uploads, then both downloads, then the clean-up: each
-		# restore follows the same steps, so both start from the same
-		# memory. On this VM a page-cache write into memory freed
-		# seconds earlier (reported to the host by free page reporting)
-		# costs about 2.5 s more system time per GiB than one into
-		# memory freed just before; with each tool's restore right after
-		# its own upload and the previous round's deletions, the restore
-		# after the longer upload paid it. Who goes first alternates.
-		if [ $((i % 2)) = 1 ]; then
-			save_ours; save_theirs; restore_ours; restore_theirs
-		else
-			save_theirs; save_ours; restore_theirs; restore_ours
-		fi
-		rm -rf "$work/a" "$work/b" "$work/down"
+		# Who goes first alternates, so neither tool always inherits
+		# the other's page cache and dirty pages.
+		if [ $((i % 2)) = 1 ]; then ours; theirs; else theirs; ours; fi
 		mc rm --recursive --force "bench/$bucket/" >/dev/null # keep the disk small
 	done
 	row "$name: save (upload)" "$bytes" "${js[*]}" "${ms[*]}"
