@@ -16,6 +16,7 @@ import (
 	"runtime/pprof"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/jobrun/jobrun/cache"
 	"github.com/jobrun/jobrun/internal/s3client"
 )
@@ -35,6 +36,7 @@ func main() {
 	bigMiB := flag.Int("big-mib", 1024, "-make-big: MiB in all (at least 10)")
 	nSmall := flag.Int("small-files", 100000, "-make-small: how many files")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the save or restore to this file")
+	verbose := flag.Bool("v", false, "log the cache's restores and uploads to stderr")
 	flag.Parse()
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -47,6 +49,10 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	var log hclog.Logger
+	if *verbose {
+		log = hclog.New(&hclog.LoggerOptions{Output: os.Stderr, Level: hclog.Debug})
+	}
 	cfg.AccessKey = os.Getenv("AWS_ACCESS_KEY_ID")
 	cfg.SecretKey = os.Getenv("AWS_SECRET_ACCESS_KEY")
 	var err error
@@ -56,9 +62,9 @@ func main() {
 	case makeSmall != "":
 		err = smallFiles(makeSmall, *nSmall)
 	case mode == "save":
-		err = save(cfg, state, src, key)
+		err = save(cfg, log, state, src, key)
 	case mode == "restore":
-		err = restore(cfg, state, key)
+		err = restore(cfg, log, state, key)
 	default:
 		err = fmt.Errorf("want -mode save or restore, or -make-big/-make-small")
 	}
@@ -75,9 +81,9 @@ func req(key string, upload bool) cache.Request {
 
 // save fills a new volume with src's files (hard links: not timed) and
 // times its Release by a successful trusted job: measure and upload.
-func save(cfg s3client.Config, state, src, key string) error {
+func save(cfg s3client.Config, log hclog.Logger, state, src, key string) error {
 	ctx := context.Background()
-	m, err := cache.Open(state, cache.Options{Remote: &cfg})
+	m, err := cache.Open(state, cache.Options{Remote: &cfg, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -98,9 +104,9 @@ func save(cfg s3client.Config, state, src, key string) error {
 
 // restore times the Acquire of a volume missing on this host: the newest
 // archive streamed from the bucket into place.
-func restore(cfg s3client.Config, state, key string) error {
+func restore(cfg s3client.Config, log hclog.Logger, state, key string) error {
 	ctx := context.Background()
-	m, err := cache.Open(state, cache.Options{Remote: &cfg, ReadOnly: true})
+	m, err := cache.Open(state, cache.Options{Remote: &cfg, ReadOnly: true, Logger: log})
 	if err != nil {
 		return err
 	}
