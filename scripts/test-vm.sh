@@ -23,7 +23,7 @@
 #
 # Environment:
 #   JOBRUN_VM_DIR       cache of the kernel and initramfs (default /var/cache/jobrun-vm)
-#   JOBRUN_VM_TIMEOUT   seconds before the tests guest is killed (default 1080)
+#   JOBRUN_VM_TIMEOUT   seconds before the tests guest is killed (default 2400: its user-namespace tests take some 10 minutes under TCG)
 #   JOBRUN_VM_CPUS, JOBRUN_VM_MEM   guest cpus (default 2) and MiB (default 4096)
 #   JOBRUN_VM_FAIL_DEMO=1   also runs a test that fails on purpose, to show
 #                           that a failure inside the guest makes the lane red
@@ -341,7 +341,7 @@ TAGS=${TAGS:-seccomp}
 [ "$(id -u)" = 0 ] || die "needs root (apt-get, the guest's files)"
 
 cache=${JOBRUN_VM_DIR:-/var/cache/jobrun-vm}
-timeout=${JOBRUN_VM_TIMEOUT:-1080}
+timeout=${JOBRUN_VM_TIMEOUT:-2400}
 mkdir -p "$cache"
 
 # Debian packages: qemu, kmod (depmod for the guest's modules), busybox-static
