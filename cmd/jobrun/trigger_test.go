@@ -21,6 +21,7 @@ import (
 
 	"github.com/jobrun/jobrun/api"
 	"github.com/jobrun/jobrun/internal/gittest"
+	"github.com/jobrun/jobrun/internal/testenv"
 	"github.com/jobrun/jobrun/jobs"
 	"github.com/jobrun/jobrun/scheduler/webhook"
 )
@@ -51,7 +52,10 @@ func startDaemon(t *testing.T, bin string, want *regexp.Regexp, args ...string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := d.cmd.Start(); err != nil {
+	// Tied to the test binary: a daemon a timed-out run could not stop
+	// would outlive it, with its jobs.
+	wait, err := testenv.StartChild(d.cmd)
+	if err != nil {
 		t.Fatal(err)
 	}
 	found := make(chan string, 1)
@@ -68,7 +72,7 @@ func startDaemon(t *testing.T, bin string, want *regexp.Regexp, args ...string) 
 				}
 			}
 		}
-		d.done <- d.cmd.Wait()
+		d.done <- wait()
 	}()
 	t.Cleanup(func() { d.stop(t) })
 	select {
