@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/jobrun/jobrun/internal/idmap"
+	"github.com/jobrun/jobrun/internal/idmap/idmaptest"
 	"github.com/jobrun/jobrun/internal/leakcheck"
 	"github.com/jobrun/jobrun/internal/mount"
 	"github.com/jobrun/jobrun/internal/testenv"
@@ -24,90 +25,6 @@ var (
 	rangeA = idmap.Mapping{UID: 300000, GID: 300000, Size: 65536}
 	rangeB = idmap.Mapping{UID: 400000, GID: 400000, Size: 65536}
 )
-
-func newUserns(t *testing.T, m idmap.Mapping) *idmap.Userns {
-	t.Helper()
-	u, err := idmap.NewUserns(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { u.Close() })
-	return u
-}
-
-// runAs runs a shell script as host uid and gid id, in dir. The process
-// gets dir as an open file, not by its path: like a container's process,
-// it need not be able to reach dir from the host's root.
-func runAs(t *testing.T, id uint32, dir, script string) (string, error) {
-	t.Helper()
-	f, err := os.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	cmd := exec.Command("/bin/sh", "-c", "cd /proc/self/fd/3 && "+script)
-	cmd.ExtraFiles = []*os.File{f}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: id, Gid: id}}
-	out, err := cmd.CombinedOutput()
-	return string(out), err
-}
-
-func mustRunAs(t *testing.T, id uint32, dir, script string) string {
-	t.Helper()
-	out, err := runAs(t, id, dir, script)
-	if err != nil {
-		t.Fatalf("as %d in %s: %s: %v\n%s", id, dir, script, err, out)
-	}
-	return out
-}
-
-func owner(t *testing.T, p string) (uid, gid uint32) {
-	t.Helper()
-	fi, err := os.Lstat(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := fi.Sys().(*syscall.Stat_t)
-	return st.Uid, st.Gid
-}
-
-func wantOwner(t *testing.T, p string, id uint32) {
-	t.Helper()
-	if uid, gid := owner(t, p); uid != id || gid != id {
-		t.Errorf("%s owned by %d:%d, want %d:%d", p, uid, gid, id, id)
-	}
-}
-
-// assertNoRangeIDs fails t for every file under dir owned by an id of
-// the ranges: nothing a job leaves on the host may belong to one.
-func assertNoRangeIDs(t *testing.T, dir string, ranges ...idmap.Mapping) {
-	t.Helper()
-	in := func(id uint32) bool {
-		for _, m := range ranges {
-			if id >= m.UID && id < m.UID+m.Size || id >= m.GID && id < m.GID+m.Size {
-				return true
-			}
-		}
-		return false
-	}
-	n := 0
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		n++
-		if uid, gid := owner(t, p); in(uid) || in(gid) {
-			t.Errorf("%s is owned by range id %d:%d", p, uid, gid)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n < 2 {
-		t.Fatalf("walked %d files under %s; the check proves nothing", n, dir)
-	}
-}
 
 // bindFor is what the runner's idmapped bind of a shared volume gives a
 // job in u's range: the volume's directory seen through the mapping.
@@ -144,7 +61,7 @@ func TestPrivateOverlayForRange(t *testing.T) {
 	data := m.dataDir(v.ID())
 
 	snap := leakcheck.Take(t, dir)
-	ua, ub := newUserns(t, rangeA), newUserns(t, rangeB)
+	ua, ub := idmaptest.NewUserns(t, rangeA), idmaptest.NewUserns(t, rangeB)
 	for _, req := range []Request{
 		{Repo: "r", Name: "gomod", Sharing: Private},
 		{Repo: "r", Name: "gomod", Untrusted: true},
@@ -159,23 +76,23 @@ func TestPrivateOverlayForRange(t *testing.T) {
 		}
 		// From the host, the overlay shows the volume's files as the
 		// range's ids, and its upper belongs to the range's root.
-		wantOwner(t, filepath.Join(pa.Path(), "mod/a.txt"), rangeA.UID)
-		wantOwner(t, filepath.Join(pa.Path(), "user/b.txt"), rangeA.UID+5)
-		wantOwner(t, filepath.Join(pb.Path(), "mod/a.txt"), rangeB.UID)
-		wantOwner(t, filepath.Join(filepath.Dir(pa.Path()), "upper"), rangeA.UID)
+		idmaptest.WantOwner(t, filepath.Join(pa.Path(), "mod/a.txt"), rangeA.UID)
+		idmaptest.WantOwner(t, filepath.Join(pa.Path(), "user/b.txt"), rangeA.UID+5)
+		idmaptest.WantOwner(t, filepath.Join(pb.Path(), "mod/a.txt"), rangeB.UID)
+		idmaptest.WantOwner(t, filepath.Join(filepath.Dir(pa.Path()), "upper"), rangeA.UID)
 		if !mountHasOpts(t, pa.Path(), "nosuid", "nodev") {
 			t.Errorf("private overlay %s is not nosuid,nodev", pa.Path())
 		}
 
 		// The range's user 5 writes its directory; the range's root
 		// changes a root-owned file and makes one.
-		mustRunAs(t, rangeA.UID+5, pa.Path(), "echo mine > user/new.txt && echo changed > user/b.txt")
-		mustRunAs(t, rangeA.UID, pa.Path(), "echo poisoned > mod/a.txt && echo x > evil")
+		idmaptest.MustRunAs(t, rangeA.UID+5, pa.Path(), "echo mine > user/new.txt && echo changed > user/b.txt")
+		idmaptest.MustRunAs(t, rangeA.UID, pa.Path(), "echo poisoned > mod/a.txt && echo x > evil")
 		upper := filepath.Join(filepath.Dir(pa.Path()), "upper")
-		wantOwner(t, filepath.Join(upper, "user/new.txt"), rangeA.UID+5)
-		wantOwner(t, filepath.Join(upper, "mod/a.txt"), rangeA.UID)
+		idmaptest.WantOwner(t, filepath.Join(upper, "user/new.txt"), rangeA.UID+5)
+		idmaptest.WantOwner(t, filepath.Join(upper, "mod/a.txt"), rangeA.UID)
 		// Another range's user 5 is a stranger to range A's files.
-		if out, err := runAs(t, rangeB.UID+5, pa.Path(), "echo x > user/other.txt"); err == nil {
+		if out, err := idmaptest.RunAs(t, rangeB.UID+5, pa.Path(), "echo x > user/other.txt"); err == nil {
 			t.Errorf("range B's user wrote range A's user's directory: %s", out)
 		}
 		// Range B's view and the volume are untouched.
@@ -190,12 +107,12 @@ func TestPrivateOverlayForRange(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(data, "evil")); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("a private write reached the volume: %v", err)
 		}
-		wantOwner(t, filepath.Join(data, "mod/a.txt"), 0)
-		wantOwner(t, filepath.Join(data, "user/b.txt"), 5)
+		idmaptest.WantOwner(t, filepath.Join(data, "mod/a.txt"), 0)
+		idmaptest.WantOwner(t, filepath.Join(data, "user/b.txt"), 5)
 		release(t, pa, true)
 		release(t, pb, true)
 	}
-	assertNoRangeIDs(t, dir, rangeA, rangeB)
+	idmaptest.AssertNoRangeIDs(t, dir, rangeA, rangeB)
 	snap.Check(t)
 }
 
@@ -231,7 +148,7 @@ func mountHasOpts(t *testing.T, target string, opts ...string) bool {
 func TestSharedVolumeAcrossRanges(t *testing.T) {
 	testenv.RequireRoot(t)
 	m, dir := newManager(t, Options{})
-	ua, ub := newUserns(t, rangeA), newUserns(t, rangeB)
+	ua, ub := idmaptest.NewUserns(t, rangeA), idmaptest.NewUserns(t, rangeB)
 	for _, sharing := range []Sharing{Shared, Locked} {
 		req := Request{Repo: "r", Name: "deps-" + string(sharing), Sharing: sharing, Userns: ua}
 		a := acquire(t, m, req)
@@ -239,15 +156,15 @@ func TestSharedVolumeAcrossRanges(t *testing.T) {
 			t.Fatalf("%s: first use: hit %v at %s; want a cold volume at its data dir", sharing, a.Hit(), a.Path())
 		}
 		bind := bindFor(t, ua, a.Path())
-		mustRunAs(t, rangeA.UID, bind, "mkdir -p pkg/src && echo v1 > pkg/mod.txt")
+		idmaptest.MustRunAs(t, rangeA.UID, bind, "mkdir -p pkg/src && echo v1 > pkg/mod.txt")
 		// The job's root gives a directory to its user 5 (a host process
 		// without the namespace needs root for that: chown to the host id).
 		if err := os.Chown(filepath.Join(bind, "pkg/src"), int(rangeA.UID+5), int(rangeA.GID+5)); err != nil {
 			t.Fatal(err)
 		}
-		mustRunAs(t, rangeA.UID+5, bind, "echo built > pkg/src/out.o")
-		wantOwner(t, filepath.Join(a.Path(), "pkg/mod.txt"), 0)
-		wantOwner(t, filepath.Join(a.Path(), "pkg/src/out.o"), 5)
+		idmaptest.MustRunAs(t, rangeA.UID+5, bind, "echo built > pkg/src/out.o")
+		idmaptest.WantOwner(t, filepath.Join(a.Path(), "pkg/mod.txt"), 0)
+		idmaptest.WantOwner(t, filepath.Join(a.Path(), "pkg/src/out.o"), 5)
 		release(t, a, true)
 
 		req.Userns = ub
@@ -256,43 +173,28 @@ func TestSharedVolumeAcrossRanges(t *testing.T) {
 			t.Errorf("%s: a cache warmed by range A is cold for range B", sharing)
 		}
 		bind = bindFor(t, ub, b.Path())
-		wantOwner(t, filepath.Join(bind, "pkg/mod.txt"), rangeB.UID)
-		wantOwner(t, filepath.Join(bind, "pkg/src/out.o"), rangeB.UID+5)
-		if got := mustRunAs(t, rangeB.UID+5, bind, "cat pkg/mod.txt pkg/src/out.o && echo more > pkg/src/more.o"); got != "v1\nbuilt\n" {
+		idmaptest.WantOwner(t, filepath.Join(bind, "pkg/mod.txt"), rangeB.UID)
+		idmaptest.WantOwner(t, filepath.Join(bind, "pkg/src/out.o"), rangeB.UID+5)
+		if got := idmaptest.MustRunAs(t, rangeB.UID+5, bind, "cat pkg/mod.txt pkg/src/out.o && echo more > pkg/src/more.o"); got != "v1\nbuilt\n" {
 			t.Errorf("%s: range B reads %q", sharing, got)
 		}
-		mustRunAs(t, rangeB.UID, bind, "echo v2 >> pkg/mod.txt")
-		wantOwner(t, filepath.Join(b.Path(), "pkg/src/more.o"), 5)
+		idmaptest.MustRunAs(t, rangeB.UID, bind, "echo v2 >> pkg/mod.txt")
+		idmaptest.WantOwner(t, filepath.Join(b.Path(), "pkg/src/more.o"), 5)
 		if got := readFile(t, filepath.Join(b.Path(), "pkg/mod.txt")); got != "v1\nv2\n" {
 			t.Errorf("%s: range B's extension reads %q on disk", sharing, got)
 		}
 		// Positive control for the mapping: outside its range, root's
 		// own file is the overflow id and not writable.
-		if out, err := runAs(t, rangeA.UID, bind, "echo x >> pkg/mod.txt"); err == nil {
+		if out, err := idmaptest.RunAs(t, rangeA.UID, bind, "echo x >> pkg/mod.txt"); err == nil {
 			t.Errorf("%s: range A's root wrote through range B's bind: %s", sharing, out)
 		}
 		release(t, b, true)
 	}
-	assertNoRangeIDs(t, dir, rangeA, rangeB)
+	idmaptest.AssertNoRangeIDs(t, dir, rangeA, rangeB)
 	// The volumes stay, as they should; nothing stays mounted.
-	if ms := mountsUnder(t, dir); len(ms) > 0 {
+	if ms := idmaptest.MountsUnder(t, dir); len(ms) > 0 {
 		t.Errorf("mounts left under %s: %v", dir, ms)
 	}
-}
-
-func mountsUnder(t *testing.T, dir string) []string {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
-			out = append(out, f[4])
-		}
-	}
-	return out
 }
 
 // TestSetuidInCacheReachableByRootOnly: a job's root that makes a
@@ -322,7 +224,7 @@ func TestSetuidInCacheReachableByRootOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := newUserns(t, rangeA)
+	u := idmaptest.NewUserns(t, rangeA)
 	req := Request{Repo: "r", Name: "tools", Userns: u}
 	v := acquire(t, m, req)
 	tool := filepath.Join(v.Path(), "tool")
@@ -334,7 +236,7 @@ func TestSetuidInCacheReachableByRootOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	bind := bindFor(t, u, v.Path())
-	mustRunAs(t, rangeA.UID, bind, "chmod u+s tool")
+	idmaptest.MustRunAs(t, rangeA.UID, bind, "chmod u+s tool")
 	fi, err := os.Stat(tool)
 	if err != nil {
 		t.Fatal(err)
@@ -342,7 +244,7 @@ func TestSetuidInCacheReachableByRootOnly(t *testing.T) {
 	if fi.Mode()&fs.ModeSetuid == 0 {
 		t.Fatalf("tool is %s after the job's chmod u+s; the test proves nothing", fi.Mode())
 	}
-	wantOwner(t, tool, 0) // a setuid-root file on the host's disk
+	idmaptest.WantOwner(t, tool, 0) // a setuid-root file on the host's disk
 	release(t, v, true)
 
 	// Every directory from the state dir down to the volume's data keeps
@@ -378,7 +280,7 @@ func TestSetuidInCacheReachableByRootOnly(t *testing.T) {
 	}
 	// The bit stays through the release; the next job's bind is nosuid
 	// (sandbox bindOpts), so it gives no one root.
-	v = acquire(t, m, Request{Repo: "r", Name: "tools", Userns: newUserns(t, rangeB)})
+	v = acquire(t, m, Request{Repo: "r", Name: "tools", Userns: idmaptest.NewUserns(t, rangeB)})
 	if fi, err := os.Stat(tool); err != nil || fi.Mode()&fs.ModeSetuid == 0 {
 		t.Errorf("after a release tool is %v, %v; want it still setuid, as documented", fi.Mode(), err)
 	}
@@ -425,8 +327,8 @@ func TestCleanupPrivateForRange(t *testing.T) {
 	snap := leakcheck.Take(t, dir)
 
 	h := startHolderEnv(t, dir, []string{"JOBRUN_CACHE_HELPER_USERNS=1"}, "private")
-	wantOwner(t, filepath.Join(h.paths[0], "keep"), rangeA.UID)
-	mustRunAs(t, rangeA.UID, h.paths[0], "echo x > new")
+	idmaptest.WantOwner(t, filepath.Join(h.paths[0], "keep"), rangeA.UID)
+	idmaptest.MustRunAs(t, rangeA.UID, h.paths[0], "echo x > new")
 	// A process killed between mounting the idmapped view and the overlay.
 	half := filepath.Join(m.dir, "private", v.ID()+"-half")
 	lower := filepath.Join(half, "lower", "0")
@@ -434,7 +336,7 @@ func TestCleanupPrivateForRange(t *testing.T) {
 		t.Fatal(err)
 	}
 	// As idmap.MountOverlay makes it: the volume's directory, read-only.
-	if err := idmap.Mount(newUserns(t, rangeB), m.volDir(v.ID()), lower, unix.MOUNT_ATTR_RDONLY); err != nil {
+	if err := idmap.Mount(idmaptest.NewUserns(t, rangeB), m.volDir(v.ID()), lower, unix.MOUNT_ATTR_RDONLY); err != nil {
 		t.Fatal(err)
 	}
 	// Its lock file, made first, is no longer held.
@@ -460,6 +362,6 @@ func TestCleanupPrivateForRange(t *testing.T) {
 	if _, err := os.Stat(half); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("half-made overlay %s left: %v", half, err)
 	}
-	assertNoRangeIDs(t, dir, rangeA, rangeB)
+	idmaptest.AssertNoRangeIDs(t, dir, rangeA, rangeB)
 	snap.Check(t)
 }

@@ -2,13 +2,12 @@ package idrange
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/jobrun/jobrun/internal/idmap"
+	"github.com/jobrun/jobrun/internal/idmap/idmaptest"
 	"github.com/jobrun/jobrun/internal/leakcheck"
 	"github.com/jobrun/jobrun/internal/testenv"
 	"golang.org/x/sys/unix"
@@ -53,7 +52,7 @@ func TestTwoJobsRootsOnOneLayer(t *testing.T) {
 		roots, leases = append(roots, r), append(leases, lease)
 	}
 	for i, lease := range leases {
-		if _, err := inRange(lease.Range, "echo job >> "+filepath.Join(roots[i].Rootfs(), "etc/motd")); err != nil {
+		if _, err := idmaptest.AsRoot(lease.Range.Mapping(), "echo job >> "+filepath.Join(roots[i].Rootfs(), "etc/motd")); err != nil {
 			t.Fatalf("job %d writing its own root: %v", i, err)
 		}
 		var st unix.Stat_t
@@ -64,7 +63,7 @@ func TestTwoJobsRootsOnOneLayer(t *testing.T) {
 			t.Errorf("job %d's write: owned by %d:%d, want its range's root %d:%d", i, st.Uid, st.Gid, lease.UID, lease.GID)
 		}
 		other := roots[1-i].Rootfs()
-		if out, err := inRange(lease.Range, "echo evil >> "+filepath.Join(other, "etc/motd")); err == nil || !strings.Contains(out, "Permission denied") {
+		if out, err := idmaptest.AsRoot(lease.Range.Mapping(), "echo evil >> "+filepath.Join(other, "etc/motd")); err == nil || !strings.Contains(out, "Permission denied") {
 			t.Errorf("job %d writing the other job's root: %v: %s", i, err, out)
 		}
 	}
@@ -77,20 +76,4 @@ func TestTwoJobsRootsOnOneLayer(t *testing.T) {
 		}
 	}
 	snap.Check(t)
-}
-
-// inRange runs script in /bin/sh as root of a new user namespace mapping
-// the range.
-func inRange(r Range, script string) (string, error) {
-	m := r.Mapping()
-	cmd := exec.Command("/bin/sh", "-ec", script)
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags:                 syscall.CLONE_NEWUSER,
-		UidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(m.UID), Size: int(m.Size)}},
-		GidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(m.GID), Size: int(m.Size)}},
-		Credential:                 &syscall.Credential{},
-		GidMappingsEnableSetgroups: true,
-	}
-	out, err := cmd.CombinedOutput()
-	return strings.TrimSpace(string(out)), err
 }

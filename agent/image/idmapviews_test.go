@@ -10,24 +10,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/jobrun/jobrun/internal/idmap"
+	"github.com/jobrun/jobrun/internal/idmap/idmaptest"
 	"github.com/jobrun/jobrun/internal/leakcheck"
 )
-
-// viewMounts lists the mount points under the store's idmapped views.
-func viewMounts(t *testing.T, s *Store) []string {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], s.viewsBase()+"/") {
-			out = append(out, f[4])
-		}
-	}
-	return out
-}
 
 // ownerOf is the host uid a/kept shows in root.
 func ownerOf(t *testing.T, root string) uint32 {
@@ -69,7 +54,7 @@ func TestSnapshotForKeepsOneViewPerRange(t *testing.T) {
 		return sn
 	}
 	a := snap("job-a", m1)
-	one := viewMounts(t, s)
+	one := idmaptest.MountsUnder(t, s.viewsBase())
 	if len(one) == 0 {
 		t.Fatal("no idmapped view of the layers")
 	}
@@ -78,20 +63,20 @@ func TestSnapshotForKeepsOneViewPerRange(t *testing.T) {
 	}
 	b := snap("job-b", m1)
 	c := snap("job-c", m1) // live at once with b
-	if got := viewMounts(t, s); strings.Join(got, " ") != strings.Join(one, " ") {
+	if got := idmaptest.MountsUnder(t, s.viewsBase()); strings.Join(got, " ") != strings.Join(one, " ") {
 		t.Errorf("views after three jobs of one range: %v, want the first's %v", got, one)
 	}
 	if ownerOf(t, b.Rootfs()) != m1.UID || ownerOf(t, c.Rootfs()) != m1.UID {
 		t.Errorf("range 1's jobs see a/kept owned by %d and %d, want %d", ownerOf(t, b.Rootfs()), ownerOf(t, c.Rootfs()), m1.UID)
 	}
 	d := snap("job-d", m2)
-	if got := viewMounts(t, s); len(got) != 2*len(one) {
+	if got := idmaptest.MountsUnder(t, s.viewsBase()); len(got) != 2*len(one) {
 		t.Errorf("views with a second range: %v, want %d", got, 2*len(one))
 	}
 	if got := ownerOf(t, d.Rootfs()); got != m2.UID {
 		t.Errorf("range 2's job sees a/kept owned by %d, want %d", got, m2.UID)
 	}
-	for _, p := range viewMounts(t, s) {
+	for _, p := range idmaptest.MountsUnder(t, s.viewsBase()) {
 		if err := os.WriteFile(filepath.Join(p, "x"), nil, 0o644); err == nil {
 			t.Errorf("a view is writable: %s", p)
 		}
@@ -102,7 +87,7 @@ func TestSnapshotForKeepsOneViewPerRange(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if got := viewMounts(t, s); len(got) != 0 {
+	if got := idmaptest.MountsUnder(t, s.viewsBase()); len(got) != 0 {
 		t.Errorf("views after Close: %v", got)
 	}
 	// The live snapshots keep their own clones of the views.
@@ -116,7 +101,7 @@ func TestSnapshotForKeepsOneViewPerRange(t *testing.T) {
 	}
 	// Closed, the store makes a range's view again when asked.
 	e := snap("job-e", m2)
-	if got := viewMounts(t, s); len(got) != len(one) || ownerOf(t, e.Rootfs()) != m2.UID {
+	if got := idmaptest.MountsUnder(t, s.viewsBase()); len(got) != len(one) || ownerOf(t, e.Rootfs()) != m2.UID {
 		t.Errorf("views after Close and a job: %v", got)
 	}
 	if err := e.Remove(); err != nil {
@@ -163,7 +148,7 @@ func TestCleanupRemovesViewsOfKilledProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer live.Remove()
-	all := viewMounts(t, s)
+	all := idmaptest.MountsUnder(t, s.viewsBase())
 	if len(all) < 2 {
 		t.Fatalf("views of two stores: %v", all)
 	}
@@ -176,7 +161,7 @@ func TestCleanupRemovesViewsOfKilledProcess(t *testing.T) {
 	if err := other.Cleanup(ctx); err != nil {
 		t.Fatal(err)
 	}
-	left := viewMounts(t, s)
+	left := idmaptest.MountsUnder(t, s.viewsBase())
 	if len(left) != len(all)/2 {
 		t.Fatalf("views after Cleanup: %v (of %v)", left, all)
 	}

@@ -5,13 +5,12 @@ import (
 	"errors"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"syscall"
 	"testing"
 
 	"github.com/jobrun/jobrun/artifacts"
 	"github.com/jobrun/jobrun/internal/idmap"
+	"github.com/jobrun/jobrun/internal/idmap/idmaptest"
 	"github.com/jobrun/jobrun/internal/leakcheck"
 	"github.com/jobrun/jobrun/internal/mount"
 	"github.com/jobrun/jobrun/internal/testenv"
@@ -23,75 +22,6 @@ var (
 	rangeA = idmap.Mapping{UID: 300000, GID: 300000, Size: 65536}
 	rangeB = idmap.Mapping{UID: 400000, GID: 400000, Size: 65536}
 )
-
-func newUserns(t *testing.T, m idmap.Mapping) *idmap.Userns {
-	t.Helper()
-	u, err := idmap.NewUserns(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { u.Close() })
-	return u
-}
-
-// runAs runs a shell script as host uid and gid id in dir, which it gets
-// as an open file: like a container's process, it need not reach dir by
-// its path.
-func runAs(t *testing.T, id uint32, dir, script string) (string, error) {
-	t.Helper()
-	f, err := os.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	cmd := exec.Command("/bin/sh", "-c", "cd /proc/self/fd/3 && "+script)
-	cmd.ExtraFiles = []*os.File{f}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: id, Gid: id}}
-	out, err := cmd.CombinedOutput()
-	return string(out), err
-}
-
-func mustRunAs(t *testing.T, id uint32, dir, script string) {
-	t.Helper()
-	if out, err := runAs(t, id, dir, script); err != nil {
-		t.Fatalf("as %d in %s: %s: %v\n%s", id, dir, script, err, out)
-	}
-}
-
-func wantOwner(t *testing.T, p string, id uint32) {
-	t.Helper()
-	fi, err := os.Lstat(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st := fi.Sys().(*syscall.Stat_t); st.Uid != id || st.Gid != id {
-		t.Errorf("%s owned by %d:%d, want %d:%d", p, st.Uid, st.Gid, id, id)
-	}
-}
-
-// assertNoRangeIDs fails t for every file under dir owned by a range id.
-func assertNoRangeIDs(t *testing.T, dir string) {
-	t.Helper()
-	in := func(id uint32) bool {
-		return id >= rangeA.UID && id < rangeA.UID+rangeA.Size || id >= rangeB.UID && id < rangeB.UID+rangeB.Size
-	}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if st := fi.Sys().(*syscall.Stat_t); in(st.Uid) || in(st.Gid) {
-			t.Errorf("%s is owned by range id %d:%d", p, st.Uid, st.Gid)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
 
 // newSource is a job file's directory: a root-owned file and a directory
 // of the image's user 5.
@@ -112,14 +42,14 @@ func newSource(t *testing.T, src string) {
 // and that src stays as it was.
 func checkRangeWorkspace(t *testing.T, w *Workspace, src string) {
 	t.Helper()
-	wantOwner(t, filepath.Join(w.Path(), "a"), rangeA.UID)
-	wantOwner(t, filepath.Join(w.Path(), "own"), rangeA.UID+5)
-	wantOwner(t, filepath.Join(w.dir, "upper"), rangeA.UID)
-	mustRunAs(t, rangeA.UID+5, w.Path(), "echo built > own/out && chmod 750 own/out")
-	mustRunAs(t, rangeA.UID, w.Path(), "echo changed by job > a && mkdir dist && echo bin > dist/app && chmod 755 dist/app")
-	wantOwner(t, filepath.Join(w.dir, "upper", "own", "out"), rangeA.UID+5)
-	wantOwner(t, filepath.Join(w.dir, "upper", "a"), rangeA.UID)
-	if out, err := runAs(t, rangeB.UID+5, w.Path(), "echo x > own/other"); err == nil {
+	idmaptest.WantOwner(t, filepath.Join(w.Path(), "a"), rangeA.UID)
+	idmaptest.WantOwner(t, filepath.Join(w.Path(), "own"), rangeA.UID+5)
+	idmaptest.WantOwner(t, filepath.Join(w.dir, "upper"), rangeA.UID)
+	idmaptest.MustRunAs(t, rangeA.UID+5, w.Path(), "echo built > own/out && chmod 750 own/out")
+	idmaptest.MustRunAs(t, rangeA.UID, w.Path(), "echo changed by job > a && mkdir dist && echo bin > dist/app && chmod 755 dist/app")
+	idmaptest.WantOwner(t, filepath.Join(w.dir, "upper", "own", "out"), rangeA.UID+5)
+	idmaptest.WantOwner(t, filepath.Join(w.dir, "upper", "a"), rangeA.UID)
+	if out, err := idmaptest.RunAs(t, rangeB.UID+5, w.Path(), "echo x > own/other"); err == nil {
 		t.Errorf("another range's user 5 wrote the job's user's directory: %s", out)
 	}
 	if b, _ := os.ReadFile(filepath.Join(src, "a")); string(b) != "original" {
@@ -162,9 +92,9 @@ func checkArtifacts(t *testing.T, ws string) {
 		if fi.Mode().Perm() != mode {
 			t.Errorf("artifact %s is %s, want %s", p, fi.Mode().Perm(), mode)
 		}
-		wantOwner(t, filepath.Join(dst, p), uint32(os.Geteuid()))
+		idmaptest.WantOwner(t, filepath.Join(dst, p), uint32(os.Geteuid()))
 	}
-	assertNoRangeIDs(t, dst)
+	idmaptest.AssertNoRangeIDs(t, dst, rangeA, rangeB)
 }
 
 func TestOverlayForRange(t *testing.T) {
@@ -172,7 +102,7 @@ func TestOverlayForRange(t *testing.T) {
 	src, base := t.TempDir(), t.TempDir()
 	newSource(t, src)
 	snap := leakcheck.Take(t, base)
-	ua, ub := newUserns(t, rangeA), newUserns(t, rangeB)
+	ua, ub := idmaptest.NewUserns(t, rangeA), idmaptest.NewUserns(t, rangeB)
 
 	wa, err := Overlay(context.Background(), base, "job-a", src, ua)
 	if err != nil {
@@ -189,11 +119,11 @@ func TestOverlayForRange(t *testing.T) {
 	}
 	// One mount each: the idmapped view of src came off once the overlay
 	// held it.
-	if m := mounts(t, base); len(m) != 2 {
+	if m := idmaptest.MountsUnder(t, base); len(m) != 2 {
 		t.Fatalf("mounts under %s: %v; want the two overlays", base, m)
 	}
 	checkRangeWorkspace(t, wa, src)
-	wantOwner(t, filepath.Join(wb.Path(), "a"), rangeB.UID)
+	idmaptest.WantOwner(t, filepath.Join(wb.Path(), "a"), rangeB.UID)
 	if b, _ := os.ReadFile(filepath.Join(wb.Path(), "a")); string(b) != "original" {
 		t.Errorf("range B's workspace reads %q", b)
 	}
@@ -204,8 +134,8 @@ func TestOverlayForRange(t *testing.T) {
 		}
 	}
 	assertGone(t, base)
-	assertNoRangeIDs(t, src)
-	wantOwner(t, filepath.Join(src, "own"), 5)
+	idmaptest.AssertNoRangeIDs(t, src, rangeA, rangeB)
+	idmaptest.WantOwner(t, filepath.Join(src, "own"), 5)
 	snap.Check(t)
 }
 
@@ -231,27 +161,27 @@ func TestOverlayForRangeOverACopy(t *testing.T) {
 	// Positive control: src really cannot be idmapped here.
 	probe := filepath.Join(tmp, "probe")
 	os.Mkdir(probe, 0o755)
-	if err := idmap.Mount(newUserns(t, rangeA), src, probe, 0); err == nil {
+	if err := idmap.Mount(idmaptest.NewUserns(t, rangeA), src, probe, 0); err == nil {
 		mount.Unmount(probe)
 		t.Fatal("an overlayfs source could be idmapped; the test proves nothing")
 	}
 
-	w, err := Overlay(context.Background(), base, "job", src, newUserns(t, rangeA))
+	w, err := Overlay(context.Background(), base, "job", src, idmaptest.NewUserns(t, rangeA))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m := mounts(t, base); len(m) != 1 {
+	if m := idmaptest.MountsUnder(t, base); len(m) != 1 {
 		t.Fatalf("mounts under %s: %v; want one overlay over the copy", base, m)
 	}
-	wantOwner(t, filepath.Join(w.dir, "copy", "a"), 0)
+	idmaptest.WantOwner(t, filepath.Join(w.dir, "copy", "a"), 0)
 	checkRangeWorkspace(t, w, src)
-	wantOwner(t, filepath.Join(w.dir, "copy", "a"), 0) // the copy is a lower: untouched
+	idmaptest.WantOwner(t, filepath.Join(w.dir, "copy", "a"), 0) // the copy is a lower: untouched
 	checkArtifacts(t, w.Path())
 	if err := w.Remove(); err != nil {
 		t.Fatal(err)
 	}
 	assertGone(t, base)
-	assertNoRangeIDs(t, src)
+	idmaptest.AssertNoRangeIDs(t, src, rangeA, rangeB)
 	snap.Check(t)
 }
 
@@ -262,12 +192,12 @@ func TestCleanupRangeWorkspaces(t *testing.T) {
 	testenv.RequireRoot(t)
 	src, base := t.TempDir(), t.TempDir()
 	newSource(t, src)
-	u := newUserns(t, rangeA)
+	u := idmaptest.NewUserns(t, rangeA)
 	dead, err := Overlay(context.Background(), base, "dead", src, u)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustRunAs(t, rangeA.UID, dead.Path(), "echo x > new")
+	idmaptest.MustRunAs(t, rangeA.UID, dead.Path(), "echo x > new")
 	dead.lock.Release() // a killed process drops its lock, not its mounts
 	half, err := create(base, "half")
 	if err != nil {
@@ -290,7 +220,7 @@ func TestCleanupRangeWorkspaces(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(src, "a")); string(b) != "original" {
 		t.Errorf("Cleanup reached the source: a reads %q", b)
 	}
-	assertNoRangeIDs(t, src)
+	idmaptest.AssertNoRangeIDs(t, src, rangeA, rangeB)
 }
 
 // The artifacts of needed jobs, which the agent places in the workspace
@@ -322,7 +252,7 @@ func TestAdoptNeededArtifacts(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	for _, u := range []*idmap.Userns{nil, newUserns(t, rangeA)} {
+	for _, u := range []*idmap.Userns{nil, idmaptest.NewUserns(t, rangeA)} {
 		w, err := Overlay(ctx, base, "job", src, u)
 		if err != nil {
 			t.Fatal(err)
@@ -338,7 +268,7 @@ func TestAdoptNeededArtifacts(t *testing.T) {
 		if u != nil {
 			// The negative case: as fetched, the job's root cannot
 			// delete them.
-			if out, err := runAs(t, rangeA.UID, w.Path(), "rm -rf dist"); err == nil {
+			if out, err := idmaptest.RunAs(t, rangeA.UID, w.Path(), "rm -rf dist"); err == nil {
 				t.Fatalf("the job's root deleted root's files before Adopt; the test proves nothing: %s", out)
 			}
 		}
@@ -350,19 +280,19 @@ func TestAdoptNeededArtifacts(t *testing.T) {
 			owner = rangeA.UID
 		}
 		for _, p := range []string{"dist", "dist/bin", "dist/bin/app"} {
-			wantOwner(t, filepath.Join(w.Path(), p), owner)
+			idmaptest.WantOwner(t, filepath.Join(w.Path(), p), owner)
 		}
-		wantOwner(t, filepath.Join(w.Path(), "own"), owner+5) // not the agent's: left alone
+		idmaptest.WantOwner(t, filepath.Join(w.Path(), "own"), owner+5) // not the agent's: left alone
 		if fi, err := os.Stat(filepath.Join(w.Path(), "dist/bin/app")); err != nil || fi.Mode().Perm() != 0o750 {
 			t.Errorf("adopted artifact: %v, %v; want mode 0750", fi, err)
 		}
 		if u != nil {
-			mustRunAs(t, rangeA.UID, w.Path(), "echo more >> dist/bin/app && rm -rf dist")
+			idmaptest.MustRunAs(t, rangeA.UID, w.Path(), "echo more >> dist/bin/app && rm -rf dist")
 		}
 		if err := w.Remove(); err != nil {
 			t.Fatal(err)
 		}
 		assertGone(t, base)
 	}
-	assertNoRangeIDs(t, src)
+	idmaptest.AssertNoRangeIDs(t, src, rangeA, rangeB)
 }

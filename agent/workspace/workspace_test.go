@@ -5,30 +5,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 
+	"github.com/jobrun/jobrun/internal/idmap/idmaptest"
 	"github.com/jobrun/jobrun/internal/testenv"
 )
 
-func mounts(t *testing.T, under string) []string {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], under) {
-			out = append(out, f[4])
-		}
-	}
-	return out
-}
-
 func assertGone(t *testing.T, base string) {
 	t.Helper()
-	if m := mounts(t, base); len(m) > 0 {
+	if m := idmaptest.MountsUnder(t, base); len(m) > 0 {
 		t.Errorf("mounts left under %s: %v", base, m)
 	}
 	ents, _ := os.ReadDir(base)
@@ -46,7 +31,7 @@ func TestOverlayLeavesSourceUntouched(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(mounts(t, base)) != 1 {
+	if len(idmaptest.MountsUnder(t, base)) != 1 {
 		t.Fatalf("want exactly one overlay mount under %s", base)
 	}
 	b, err := os.ReadFile(filepath.Join(w.Path(), "a"))
@@ -94,7 +79,7 @@ func TestCleanupRemovesOnlyDeadWorkspaces(t *testing.T) {
 	if _, err := os.Stat(live.Path()); err != nil {
 		t.Errorf("Cleanup removed a live workspace: %v", err)
 	}
-	if m := mounts(t, filepath.Join(base, "dead")); len(m) > 0 {
+	if m := idmaptest.MountsUnder(t, filepath.Join(base, "dead")); len(m) > 0 {
 		t.Errorf("dead workspace still mounted: %v", m)
 	}
 	if _, err := os.Stat(filepath.Join(base, "dead")); !os.IsNotExist(err) {

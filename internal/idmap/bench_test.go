@@ -1,4 +1,4 @@
-package idmap
+package idmap_test
 
 import (
 	"fmt"
@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/jobrun/jobrun/internal/idmap"
 	"github.com/jobrun/jobrun/internal/mount"
 	"github.com/jobrun/jobrun/internal/testenv"
 )
@@ -14,7 +15,7 @@ import (
 func BenchmarkUserns(b *testing.B) {
 	testenv.RequireRoot(b)
 	for b.Loop() {
-		u, err := NewUserns(testMap)
+		u, err := idmap.NewUserns(testMap)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -43,11 +44,11 @@ func BenchmarkOverlay(b *testing.B) {
 		}
 		b.Run(fmt.Sprintf("layers=%d/idmapped", n), func(b *testing.B) {
 			for b.Loop() {
-				u, err := NewUserns(testMap)
+				u, err := idmap.NewUserns(testMap)
 				if err != nil {
 					b.Fatal(err)
 				}
-				o, err := NewOverlay(u, lowers, filepath.Join(dir, "job"))
+				o, err := idmap.NewOverlay(u, lowers, filepath.Join(dir, "job"))
 				u.Close()
 				if err != nil {
 					b.Fatal(err)
@@ -58,11 +59,11 @@ func BenchmarkOverlay(b *testing.B) {
 			}
 		})
 		b.Run(fmt.Sprintf("layers=%d/kept", n), func(b *testing.B) {
-			u, err := NewUserns(testMap)
+			u, err := idmap.NewUserns(testMap)
 			if err != nil {
 				b.Fatal(err)
 			}
-			ls, err := NewLayers(u, filepath.Join(dir, "mapped"))
+			ls, err := idmap.NewLayers(u, filepath.Join(dir, "mapped"))
 			u.Close()
 			if err != nil {
 				b.Fatal(err)

@@ -1,4 +1,4 @@
-package idmap
+package idmap_test
 
 import (
 	"bytes"
@@ -8,16 +8,17 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
+	"github.com/jobrun/jobrun/internal/idmap"
+	"github.com/jobrun/jobrun/internal/idmap/idmaptest"
 	"github.com/jobrun/jobrun/internal/leakcheck"
 	"github.com/jobrun/jobrun/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
 // testMap is a range no test process or file on the host uses.
-var testMap = Mapping{UID: 3_000_000_000, GID: 3_000_100_000, Size: 65536}
+var testMap = idmap.Mapping{UID: 3_000_000_000, GID: 3_000_100_000, Size: 65536}
 
 // stateDir is a temp dir whose path the ids of a range can traverse, as
 // the store's will have to be (0711).
@@ -77,32 +78,6 @@ func owner(t *testing.T, p string) (uid, gid uint32, mode uint32) {
 	return st.Uid, st.Gid, st.Mode
 }
 
-func newUserns(t *testing.T, m Mapping) *Userns {
-	t.Helper()
-	u, err := NewUserns(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { u.Close() })
-	return u
-}
-
-// asRoot runs script in /bin/sh as root of a new user namespace with
-// mapping m, which on the host is m's first ids; it returns the output.
-func asRoot(m Mapping, script string) (string, error) {
-	cmd := exec.Command("/bin/sh", "-ec", script)
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags:  syscall.CLONE_NEWUSER,
-		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(m.UID), Size: int(m.Size)}},
-		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(m.GID), Size: int(m.Size)}},
-		// Become the namespace's root once the maps are written.
-		Credential:                 &syscall.Credential{},
-		GidMappingsEnableSetgroups: true,
-	}
-	out, err := cmd.CombinedOutput()
-	return strings.TrimSpace(string(out)), err
-}
-
 func TestMountShiftsOwners(t *testing.T) {
 	testenv.RequireRoot(t)
 	dir := stateDir(t)
@@ -117,8 +92,8 @@ func TestMountShiftsOwners(t *testing.T) {
 		t.Fatal(err)
 	}
 	snap := leakcheck.Take(t, dir)
-	u := newUserns(t, testMap)
-	if err := Mount(u, l, target, unix.MOUNT_ATTR_RDONLY); err != nil {
+	u := idmaptest.NewUserns(t, testMap)
+	if err := idmap.Mount(u, l, target, unix.MOUNT_ATTR_RDONLY); err != nil {
 		t.Fatal(err)
 	}
 	defer func() {
@@ -168,18 +143,18 @@ func TestMountWritesStoreUnshiftedIDs(t *testing.T) {
 		t.Fatal(err)
 	}
 	snap := leakcheck.Take(t, dir)
-	other := Mapping{UID: testMap.UID + testMap.Size, GID: testMap.GID + testMap.Size, Size: testMap.Size}
-	for i, m := range []Mapping{testMap, other} {
+	other := idmap.Mapping{UID: testMap.UID + testMap.Size, GID: testMap.GID + testMap.Size, Size: testMap.Size}
+	for i, m := range []idmap.Mapping{testMap, other} {
 		target := filepath.Join(dir, fmt.Sprintf("job%d", i))
 		if err := os.Mkdir(target, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		u := newUserns(t, m)
-		if err := Mount(u, vol, target, 0); err != nil {
+		u := idmaptest.NewUserns(t, m)
+		if err := idmap.Mount(u, vol, target, 0); err != nil {
 			t.Fatal(err)
 		}
 		u.Close()
-		out, err := asRoot(m, fmt.Sprintf(`cd %s
+		out, err := idmaptest.AsRoot(m, fmt.Sprintf(`cd %s
 			cat log 2>/dev/null || true
 			echo job%d >> log
 			mkdir -p dep && chown 1000:1000 dep`, target, i))
@@ -216,8 +191,8 @@ func TestOverlayWritesLandInUpperAsRangeRoot(t *testing.T) {
 		file{path: "etc/hostname", mode: 0o600, data: "image\n"},
 	)
 	snap := leakcheck.Take(t, dir)
-	u := newUserns(t, testMap)
-	o, err := NewOverlay(u, []string{top, bottom}, filepath.Join(dir, "job"))
+	u := idmaptest.NewUserns(t, testMap)
+	o, err := idmap.NewOverlay(u, []string{top, bottom}, filepath.Join(dir, "job"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,11 +209,11 @@ func TestOverlayWritesLandInUpperAsRangeRoot(t *testing.T) {
 	if err := u.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if m := mountsUnder(t, dir); len(m) != 1 || m[0] != o.Rootfs() {
+	if m := idmaptest.MountsUnder(t, dir); len(m) != 1 || m[0] != o.Rootfs() {
 		t.Errorf("mounts of a live overlay: %q, want its rootfs only", m)
 	}
 	root := o.Rootfs()
-	out, err := asRoot(testMap, fmt.Sprintf(`
+	out, err := idmaptest.AsRoot(testMap, fmt.Sprintf(`
 		cd %s
 		echo new > new
 		echo "u:x:1000:1000::/home/u:/bin/sh" >> etc/passwd
@@ -284,8 +259,8 @@ func TestOverlayWritesLandInUpperAsRangeRoot(t *testing.T) {
 	}
 	// Another range's root is nobody here: it cannot write the root's
 	// files (the write above is the positive control).
-	other := Mapping{UID: testMap.UID + testMap.Size, GID: testMap.GID + testMap.Size, Size: testMap.Size}
-	if out, err := asRoot(other, "echo evil >> "+filepath.Join(root, "etc/passwd")); err == nil || !strings.Contains(out, "Permission denied") {
+	other := idmap.Mapping{UID: testMap.UID + testMap.Size, GID: testMap.GID + testMap.Size, Size: testMap.Size}
+	if out, err := idmaptest.AsRoot(other, "echo evil >> "+filepath.Join(root, "etc/passwd")); err == nil || !strings.Contains(out, "Permission denied") {
 		t.Errorf("another range's root writing the job's etc/passwd: %v: %s", err, out)
 	}
 }
@@ -307,8 +282,8 @@ func TestOverlayLayerOnItsOwnMount(t *testing.T) {
 	defer unix.Unmount(l, 0)
 	other := layer(t, filepath.Join(dir, "layers", "l1"), file{path: "usr/x", mode: 0o644})
 	snap := leakcheck.Take(t, dir)
-	u := newUserns(t, testMap)
-	o, err := NewOverlay(u, []string{other, l}, filepath.Join(dir, "job"))
+	u := idmaptest.NewUserns(t, testMap)
+	o, err := idmap.NewOverlay(u, []string{other, l}, filepath.Join(dir, "job"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -333,8 +308,8 @@ func TestLayersServeManyOverlays(t *testing.T) {
 	layers := filepath.Join(dir, "layers")
 	l0 := layer(t, filepath.Join(layers, "l0"), file{path: "etc/passwd", mode: 0o644, data: "root\n"})
 	snap := leakcheck.Take(t, dir)
-	u := newUserns(t, testMap)
-	ls, err := NewLayers(u, filepath.Join(dir, "mapped"))
+	u := idmaptest.NewUserns(t, testMap)
+	ls, err := idmap.NewLayers(u, filepath.Join(dir, "mapped"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,7 +330,7 @@ func TestLayersServeManyOverlays(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(dir, "job3")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("failed overlay left its dir: %v", err)
 	}
-	if m := mountsUnder(t, dir); len(m) != 3 {
+	if m := idmaptest.MountsUnder(t, dir); len(m) != 3 {
 		t.Errorf("mounts: %q, want the view's one and two overlays", m)
 	}
 	if err := ls.Close(); err != nil {
@@ -368,7 +343,7 @@ func TestLayersServeManyOverlays(t *testing.T) {
 		t.Fatal("overlay made on closed layers")
 	}
 	for _, c := range []struct {
-		o    *Overlay
+		o    *idmap.Overlay
 		path string
 		uid  uint32
 	}{{o1, "etc/passwd", testMap.UID}, {o2, "etc/passwd", testMap.UID}, {o2, "usr/bin/tool", testMap.UID + 2}} {
@@ -379,7 +354,7 @@ func TestLayersServeManyOverlays(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(o2.Rootfs(), "etc/passwd")); err != nil || string(b) != "root\n" {
 		t.Errorf("read through an overlay whose view is closed: %q, %v", b, err)
 	}
-	for _, o := range []*Overlay{o1, o2} {
+	for _, o := range []*idmap.Overlay{o1, o2} {
 		if err := o.Remove(); err != nil {
 			t.Error(err)
 		}
@@ -393,16 +368,16 @@ func TestOverlayErrorLeavesNothing(t *testing.T) {
 	dir := stateDir(t)
 	good := layer(t, filepath.Join(dir, "l0"), file{path: "a", mode: 0o644})
 	snap := leakcheck.Take(t, dir)
-	u := newUserns(t, testMap)
+	u := idmaptest.NewUserns(t, testMap)
 	// The second layer's mount fails after the first is attached.
-	_, err := NewOverlay(u, []string{good, filepath.Join(dir, "missing")}, filepath.Join(dir, "job"))
+	_, err := idmap.NewOverlay(u, []string{good, filepath.Join(dir, "missing")}, filepath.Join(dir, "job"))
 	if err == nil || !strings.Contains(err.Error(), "missing") {
 		t.Fatalf("overlay of a missing layer: %v", err)
 	}
-	if _, err := NewOverlay(u, nil, filepath.Join(dir, "job")); err == nil {
+	if _, err := idmap.NewOverlay(u, nil, filepath.Join(dir, "job")); err == nil {
 		t.Fatal("overlay of no layers made")
 	}
-	if _, err := NewOverlay(u, []string{good, filepath.Join(good, "a")}, filepath.Join(dir, "job")); err == nil || !strings.Contains(err.Error(), "is not a directory") {
+	if _, err := idmap.NewOverlay(u, []string{good, filepath.Join(good, "a")}, filepath.Join(dir, "job")); err == nil || !strings.Contains(err.Error(), "is not a directory") {
 		t.Fatalf("overlay with a file for a layer: %v", err)
 	}
 	u.Close()
@@ -410,8 +385,8 @@ func TestOverlayErrorLeavesNothing(t *testing.T) {
 }
 
 func TestUsernsRefusesBadMapping(t *testing.T) {
-	for _, m := range []Mapping{{UID: 100000, GID: 100000}, {UID: 1<<32 - 10, GID: 0, Size: 65536}, {UID: 0, GID: 1<<32 - 1, Size: 1}} {
-		if u, err := NewUserns(m); err == nil {
+	for _, m := range []idmap.Mapping{{UID: 100000, GID: 100000}, {UID: 1<<32 - 10, GID: 0, Size: 65536}, {UID: 0, GID: 1<<32 - 1, Size: 1}} {
+		if u, err := idmap.NewUserns(m); err == nil {
 			u.Close()
 			t.Errorf("%+v: made", m)
 		}
@@ -425,10 +400,9 @@ func TestUsernsHoldsMapping(t *testing.T) {
 	testenv.RequireTool(t, "nsenter")
 	snap := leakcheck.Take(t, t.TempDir())
 	defer snap.Check(t)
-	u := newUserns(t, testMap)
+	u := idmaptest.NewUserns(t, testMap)
 	defer u.Close()
-	cmd := exec.Command("nsenter", "--user=/proc/self/fd/3", "--", "/bin/cat", "/proc/self/uid_map", "/proc/self/gid_map")
-	cmd.ExtraFiles = []*os.File{u.f}
+	cmd := exec.Command("nsenter", fmt.Sprintf("--user=/proc/%d/fd/%d", os.Getpid(), u.Fd()), "--", "/bin/cat", "/proc/self/uid_map", "/proc/self/gid_map")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("%v: %s", err, out)
@@ -437,20 +411,4 @@ func TestUsernsHoldsMapping(t *testing.T) {
 	if got := string(bytes.Join(bytes.Fields(out), []byte(" "))); got != strings.Join(strings.Fields(want), " ") {
 		t.Errorf("maps: %q, want %q", out, want)
 	}
-}
-
-// mountsUnder lists the mount points under dir.
-func mountsUnder(t *testing.T, dir string) []string {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
-			out = append(out, f[4])
-		}
-	}
-	return out
 }

@@ -1,11 +1,14 @@
-package idmap
+package idmap_test
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
 
+	"github.com/jobrun/jobrun/internal/idmap"
+	"github.com/jobrun/jobrun/internal/idmap/idmaptest"
 	"github.com/jobrun/jobrun/internal/leakcheck"
 	"github.com/jobrun/jobrun/internal/testenv"
 	"golang.org/x/sys/unix"
@@ -19,10 +22,9 @@ func TestUsernsAllowsSetgroups(t *testing.T) {
 	testenv.RequireTool(t, "nsenter")
 	snap := leakcheck.Take(t, t.TempDir())
 	defer snap.Check(t)
-	u := newUserns(t, testMap)
+	u := idmaptest.NewUserns(t, testMap)
 	defer u.Close()
-	cmd := exec.Command("nsenter", "--user=/proc/self/fd/3", "--", "/bin/cat", "/proc/self/setgroups")
-	cmd.ExtraFiles = []*os.File{u.f}
+	cmd := exec.Command("nsenter", fmt.Sprintf("--user=/proc/%d/fd/%d", os.Getpid(), u.Fd()), "--", "/bin/cat", "/proc/self/setgroups")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("%v: %s", err, out)
@@ -39,7 +41,7 @@ func TestUsernsNetOwnedByUserns(t *testing.T) {
 	testenv.RequireRoot(t)
 	snap := leakcheck.Take(t, t.TempDir())
 	defer snap.Check(t)
-	u, nf, err := NewUsernsNet(testMap)
+	u, nf, err := idmap.NewUsernsNet(testMap)
 	if err != nil {
 		t.Fatal(err)
 	}
