@@ -1,8 +1,6 @@
 package sandbox
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -16,6 +14,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/jobrun/jobrun/internal/rootless"
+	"github.com/jobrun/jobrun/internal/rundir"
 )
 
 // Rootless mode: the Runtime runs as root of a user namespace that an
@@ -60,8 +59,7 @@ func rootlessRunDir(stateDir string) (string, bool, error) {
 	if err := privateDir(top); err != nil {
 		return "", true, err
 	}
-	sum := sha256.Sum256([]byte(stateDir))
-	return filepath.Join(top, "sandbox", hex.EncodeToString(sum[:8])), true, nil
+	return rundir.Path(top, stateDir), true, nil
 }
 
 // rootlessSpec takes out of spec what a user namespace's root cannot have:

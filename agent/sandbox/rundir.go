@@ -1,8 +1,6 @@
 package sandbox
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -11,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/jobrun/jobrun/internal/rundir"
 	"golang.org/x/sys/unix"
 )
 
@@ -29,9 +28,9 @@ var runBases = []struct{ fs, top string }{
 }
 
 // RunDir returns the directory holding the runtime state of the
-// containers of the Runtime on stateDir: one named after stateDir below
-// /run/jobrun/sandbox if /run is a tmpfs, else below
-// /dev/shm/jobrun/sandbox, else stateDir/run.
+// containers of the Runtime on stateDir: one named after stateDir
+// (rundir.Path) below /run/jobrun if /run is a tmpfs, else below
+// /dev/shm/jobrun, else stateDir/run.
 func RunDir(stateDir string) (string, error) {
 	abs, err := filepath.Abs(stateDir)
 	if err != nil {
@@ -40,10 +39,9 @@ func RunDir(stateDir string) (string, error) {
 	if d, ok, err := rootlessRunDir(abs); ok {
 		return d, err
 	}
-	sum := sha256.Sum256([]byte(abs))
 	for _, b := range runBases {
 		if inMemory(b.fs) {
-			return filepath.Join(b.top, "sandbox", hex.EncodeToString(sum[:8])), nil
+			return rundir.Path(b.top, abs), nil
 		}
 	}
 	return filepath.Join(abs, "run"), nil

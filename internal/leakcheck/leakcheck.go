@@ -36,8 +36,6 @@ package leakcheck
 
 import (
 	"bufio"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -49,6 +47,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jobrun/jobrun/internal/rundir"
 	"github.com/jobrun/jobrun/internal/testenv"
 )
 
@@ -256,7 +255,7 @@ func mounts(stateDir string) (strict, loose map[string]int, err error) {
 		switch {
 		case under(point, stateDir) || under(source, stateDir):
 			strict[key]++
-		case otherRunDir(point, stateDir):
+		case rundir.Other(point, stateDir):
 			// Another state dir's (another test's, another
 			// process's): its own checker's business.
 		case strings.Contains(point, "jobrun") || strings.Contains(source, "jobrun"):
@@ -267,24 +266,6 @@ func mounts(stateDir string) (strict, loose map[string]int, err error) {
 		return nil, nil, fmt.Errorf("read mounts: %w", err)
 	}
 	return strict, loose, nil
-}
-
-// otherRunDir reports whether p is in the sandbox run dir of a state dir
-// other than stateDir: sandbox.RunDir puts the runtime state of the
-// containers (and the nsfs binds of jobs' namespaces) of state dir D in
-// .../jobrun/sandbox/H on a tmpfs, H the first 8 bytes of D's SHA-256 in
-// hex.
-func otherRunDir(p, stateDir string) bool {
-	_, rest, ok := strings.Cut(p, "/jobrun/sandbox/")
-	if !ok {
-		return false
-	}
-	h, _, _ := strings.Cut(rest, "/")
-	if len(h) != 16 {
-		return false
-	}
-	sum := sha256.Sum256([]byte(stateDir))
-	return h != hex.EncodeToString(sum[:8])
 }
 
 // unescape undoes mountinfo's octal escapes of space, tab, newline and "\".
