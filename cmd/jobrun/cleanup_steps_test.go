@@ -1,16 +1,10 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"fmt"
-	"io"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
-	"time"
 )
 
 // TestLocalCleanupStepsRunAfterTimeout: a job that times out still runs
@@ -70,58 +64,16 @@ job "long" {
 	}
 }
 
-// interruptWhen starts cmd, sends it SIGINT once its stdout has a line
-// containing marker, and returns its stdout once it exited 1.
+// interruptWhen starts cmd as a child, sends it SIGINT once its stdout
+// has a line containing marker, and returns its stdout once it exited 1.
 func interruptWhen(t *testing.T, cmd *exec.Cmd, marker string) string {
 	t.Helper()
-	stdout, _ := cmd.StdoutPipe()
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	c := startChild(t, cmd)
+	c.line(t, c.stdout, has(marker))
+	err := c.signal(t, syscall.SIGINT)
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Errorf("jobrun exited with %v, want exit status 1", err)
 	}
-	var out bytes.Buffer
-	var mu sync.Mutex
-	started := make(chan struct{})
-	read := make(chan struct{})
-	go func() {
-		defer close(read)
-		sc := bufio.NewScanner(stdout)
-		once := sync.Once{}
-		for sc.Scan() {
-			mu.Lock()
-			fmt.Fprintln(&out, sc.Text())
-			mu.Unlock()
-			if strings.Contains(sc.Text(), marker) {
-				once.Do(func() { close(started) })
-			}
-		}
-		io.Copy(io.Discard, stdout)
-	}()
-	select {
-	case <-started:
-	case <-time.After(60 * time.Second):
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("%q never came:\n%s", marker, stderr.String())
-	}
-	cmd.Process.Signal(syscall.SIGINT)
-	done := make(chan error, 1)
-	go func() {
-		<-read
-		done <- cmd.Wait()
-	}()
-	select {
-	case err := <-done:
-		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
-			t.Errorf("jobrun exited with %v, want exit status 1", err)
-		}
-	case <-time.After(60 * time.Second):
-		cmd.Process.Kill()
-		t.Fatal("jobrun did not stop after SIGINT")
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	t.Logf("jobrun output:\n%s%s", out.String(), stderr.String())
-	return out.String()
+	t.Logf("jobrun output:\n%s%s", c.stdout, c.stderr)
+	return c.stdout.String()
 }

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -325,50 +323,8 @@ job "long" {
 `, map[string]string{})
 	bin := buildJobrun(t)
 	h := newTestHost(t)
-	cmd := exec.Command(bin, "--state-dir", h.state, "local", "--artifacts", h.artifacts, file)
-	stdout, _ := cmd.StdoutPipe()
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	var mu sync.Mutex
-	started := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		once := sync.Once{}
-		for sc.Scan() {
-			mu.Lock()
-			fmt.Fprintln(&out, sc.Text())
-			mu.Unlock()
-			if strings.Contains(sc.Text(), "| sleeping") {
-				once.Do(func() { close(started) })
-			}
-		}
-		io.Copy(io.Discard, stdout)
-	}()
-	select {
-	case <-started:
-	case <-time.After(60 * time.Second):
-		cmd.Process.Kill()
-		t.Fatalf("the job never started:\n%s", stderr.String())
-	}
-	cmd.Process.Signal(syscall.SIGINT)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
-			t.Errorf("jobrun exited with %v, want exit status 1", err)
-		}
-	case <-time.After(60 * time.Second):
-		cmd.Process.Kill()
-		t.Fatal("jobrun did not stop after SIGINT")
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	order(t, out.String(), `sleep ■ cancelled`, `long +cancelled`)
+	out := interruptWhen(t, exec.Command(bin, "--state-dir", h.state, "local", "--artifacts", h.artifacts, file), "| sleeping")
+	order(t, out, `sleep ■ cancelled`, `long +cancelled`)
 }
 
 // buildOnce holds the jobrun binary built for this test run; TestMain
@@ -431,12 +387,14 @@ func TestLocalShellOnFailure(t *testing.T) {
 	h := newTestHost(t)
 	cmd := exec.Command(bin, "--state-dir", h.state, "local", "--artifacts", h.artifacts, "--shell-on-failure", file)
 	cmd.Stdin = strings.NewReader("echo INSIDE-$(cat /workspace/marker)\nexit\n")
-	out, err := cmd.CombinedOutput()
-	t.Logf("%s", out)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := runChild(t, cmd)
+	t.Logf("%s", out.String())
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
 		t.Errorf("exit %v, want 1", err)
 	}
-	order(t, string(out), `broken failed: a shell in its container`, `INSIDE-state-at-failure`, `broken +failed`)
+	order(t, out.String(), `broken failed: a shell in its container`, `INSIDE-state-at-failure`, `broken +failed`)
 }
 
 // TestLocalKeep enters a kept container with the printed nsenter command,
@@ -446,39 +404,17 @@ func TestLocalKeep(t *testing.T) {
 	file := project(t, failingJob, map[string]string{})
 	bin := buildJobrun(t)
 	h := newTestHost(t)
-	cmd := exec.Command(bin, "--state-dir", h.state, "local", "--artifacts", h.artifacts, "--keep", file)
-	stderr, _ := cmd.StderrPipe()
-	var stdout bytes.Buffer
-	cmd.Stdout = &stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	enter := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if l := strings.TrimSpace(sc.Text()); strings.HasPrefix(l, "nsenter ") {
-				enter <- l
-			}
-		}
-	}()
-	var line string
-	select {
-	case line = <-enter:
-	case <-time.After(60 * time.Second):
-		cmd.Process.Kill()
-		t.Fatal("no nsenter command printed")
-	}
+	c := startChild(t, exec.Command(bin, "--state-dir", h.state, "local", "--artifacts", h.artifacts, "--keep", file))
+	line := strings.TrimSpace(c.line(t, c.stderr, func(l string) bool { return strings.HasPrefix(strings.TrimSpace(l), "nsenter ") }))
 	args := strings.Fields(line)
 	got, err := exec.Command(args[0], append(args[1:len(args)-1], "cat", "/workspace/marker")...).CombinedOutput()
 	if err != nil || strings.TrimSpace(string(got)) != "state-at-failure" {
 		t.Errorf("%s cat /workspace/marker: %q, %v", line, got, err)
 	}
-	cmd.Process.Signal(syscall.SIGINT)
-	if err := cmd.Wait(); err == nil {
+	if err := c.signal(t, syscall.SIGINT); err == nil {
 		t.Error("jobrun --keep of a failed job exited 0")
 	}
-	order(t, stdout.String(), `broken +failed`)
+	order(t, c.stdout.String(), `broken +failed`)
 }
 
 // TestLocalLimitsAndUnsupported checks that a job's limits reach the summary
@@ -620,26 +556,9 @@ job "long" {
 `, map[string]string{})
 	bin := buildJobrun(t)
 	h := newTestHost(t)
-	cmd := exec.Command(bin, "--state-dir", h.state, "local", "--artifacts", h.artifacts, file)
-	stdout, _ := cmd.StdoutPipe()
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(stdout)
-	started := false
-	for !started && sc.Scan() {
-		started = strings.Contains(sc.Text(), "| sleeping")
-	}
-	if !started {
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("the job never started:\n%s", stderr.String())
-	}
-	cmd.Process.Signal(syscall.SIGKILL)
-	go io.Copy(io.Discard, stdout)
-	cmd.Wait()
+	c := startChild(t, exec.Command(bin, "--state-dir", h.state, "local", "--artifacts", h.artifacts, file))
+	c.line(t, c.stdout, has("| sleeping"))
+	c.signal(t, syscall.SIGKILL)
 	left, _ := filepath.Glob(filepath.Join(h.state, "network", "*", "lock"))
 	if len(left) == 0 {
 		t.Fatal("the killed jobrun left no network behind: the test proves nothing")

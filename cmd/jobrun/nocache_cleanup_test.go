@@ -1,13 +1,9 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 
@@ -33,26 +29,9 @@ job "long" {
 		t.Fatal(err)
 	}
 	leaks := leakcheck.Take(t, scratch)
-	cmd := exec.Command(bin, "--state-dir", h.state, "local", "--no-cache", "--artifacts", h.artifacts, file)
-	stdout, _ := cmd.StdoutPipe()
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(stdout)
-	started := false
-	for !started && sc.Scan() {
-		started = strings.Contains(sc.Text(), "| filled")
-	}
-	if !started {
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("the job never started:\n%s", stderr.String())
-	}
-	cmd.Process.Signal(syscall.SIGKILL)
-	go io.Copy(io.Discard, stdout)
-	cmd.Wait()
+	c := startChild(t, exec.Command(bin, "--state-dir", h.state, "local", "--no-cache", "--artifacts", h.artifacts, file))
+	c.line(t, c.stdout, has("| filled"))
+	c.signal(t, syscall.SIGKILL)
 	left, _ := filepath.Glob(filepath.Join(scratch, "*", "file"))
 	if len(left) == 0 {
 		t.Fatal("the killed jobrun left no scratch dir behind: the test proves nothing")

@@ -27,7 +27,7 @@ job "with-web" {
 	cmd := exec.Command(bin, "--state-dir", h.state, "--log-level", "warn", "local", "--artifacts", h.artifacts, file)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
+	err := runChild(t, cmd)
 	t.Logf("jobrun: %v\n%s%s", err, stdout.String(), stderr.String())
 	if err != nil {
 		t.Fatal(err)

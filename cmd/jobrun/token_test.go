@@ -58,7 +58,7 @@ func TestTokenCommands(t *testing.T) {
 				database = pgtest.Database(t)
 			}
 			const admin = "token-test-admin"
-			_, addr := startJobrun(t, bin, regexp.MustCompile(`server listening on (\S+)`),
+			_, addr := startDaemon(t, bin, regexp.MustCompile(`server listening on (\S+)`),
 				"--state-dir", t.TempDir(), "server", "--listen", "127.0.0.1:0", "--database", database, "--admin-token", admin)
 			base := "http://" + addr
 			as := []string{"--server", base, "--admin-token", admin}
@@ -117,12 +117,12 @@ func TestTokenCommands(t *testing.T) {
 func TestServerPublicReadAndMetricsListen(t *testing.T) {
 	bin := buildJobrun(t)
 	const admin = "public-read-admin"
-	srv, addr := startJobrun(t, bin, regexp.MustCompile(`server listening on (\S+)`),
+	srv, addr := startDaemon(t, bin, regexp.MustCompile(`server listening on (\S+)`),
 		"--state-dir", t.TempDir(), "server", "--listen", "127.0.0.1:0", "--admin-token", admin, "--metrics-listen", "127.0.0.1:0")
 	base := "http://" + addr
-	m := regexp.MustCompile(`metrics on http://(\S+)/metrics`).FindStringSubmatch(srv.stderr.String())
+	m := regexp.MustCompile(`metrics on http://(\S+)/metrics`).FindStringSubmatch(srv.log())
 	if m == nil {
-		t.Fatalf("no metrics address in:\n%s", srv.stderr.String())
+		t.Fatalf("no metrics address in:\n%s", srv.log())
 	}
 	if code := getStatus(t, base+"/metrics", ""); code != 401 {
 		t.Fatalf("/metrics on --listen without a token: %d, want 401", code)
@@ -140,7 +140,7 @@ func TestServerPublicReadAndMetricsListen(t *testing.T) {
 		t.Fatalf("runs without --public-read: %d, want 401", code)
 	}
 
-	_, addr = startJobrun(t, bin, regexp.MustCompile(`server listening on (\S+)`),
+	_, addr = startDaemon(t, bin, regexp.MustCompile(`server listening on (\S+)`),
 		"--state-dir", t.TempDir(), "server", "--listen", "127.0.0.1:0", "--admin-token", admin, "--public-read")
 	pub := "http://" + addr
 	for _, p := range []string{"/api/v1/runs", "/api/v1/agents", "/metrics", "/", "/agents"} {

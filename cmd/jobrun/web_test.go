@@ -1,16 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,94 +17,6 @@ import (
 	"github.com/jobrun/jobrun/internal/promtest"
 	"github.com/jobrun/jobrun/internal/testenv"
 )
-
-// proc is a jobrun process a test started; stop ends it with SIGTERM
-// and waits.
-type proc struct {
-	cmd    *exec.Cmd
-	stderr *lockedBuffer
-	done   chan error
-	// lines receives stderr lines until the process exits.
-	lines   chan string
-	stopped sync.Once
-}
-
-// lockedBuffer collects a process's stderr for failure messages.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) write(s string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.b.WriteString(s)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// startJobrun starts the jobrun binary with args and waits for a line of
-// its stderr to match want, returning the first submatch.
-func startJobrun(t *testing.T, bin string, want *regexp.Regexp, args ...string) (*proc, string) {
-	t.Helper()
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout = io.Discard
-	errp, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, stderr: &lockedBuffer{}, done: make(chan error, 1), lines: make(chan string, 1000)}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		sc := bufio.NewScanner(errp)
-		for sc.Scan() {
-			p.stderr.write(sc.Text() + "\n")
-			select {
-			case p.lines <- sc.Text():
-			default:
-			}
-		}
-		close(p.lines)
-		p.done <- cmd.Wait()
-	}()
-	t.Cleanup(func() { p.stop(t) })
-	timeout := time.After(60 * time.Second)
-	for {
-		select {
-		case l, ok := <-p.lines:
-			if !ok {
-				t.Fatalf("jobrun %s exited:\n%s", strings.Join(args, " "), p.stderr.String())
-			}
-			if m := want.FindStringSubmatch(l); m != nil {
-				return p, m[1]
-			}
-		case <-timeout:
-			t.Fatalf("jobrun %s did not say %q in a minute:\n%s", strings.Join(args, " "), want, p.stderr.String())
-		}
-	}
-}
-
-func (p *proc) stop(t *testing.T) {
-	p.stopped.Do(func() {
-		p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-p.done:
-			if err != nil {
-				t.Errorf("jobrun %s: %v\n%s", strings.Join(p.cmd.Args[1:], " "), err, p.stderr.String())
-			}
-		case <-time.After(60 * time.Second):
-			p.cmd.Process.Kill()
-			<-p.done
-			t.Errorf("jobrun %s did not stop after SIGTERM:\n%s", strings.Join(p.cmd.Args[1:], " "), p.stderr.String())
-		}
-	})
-}
 
 // webJobs is the run the browser watches: prepare (coloured output and an
 // artifact), a matrix that needs it, and talk, which prints, sleeps,
@@ -146,14 +54,14 @@ func TestWebUIBrowser(t *testing.T) {
 	keep := os.Getenv("JOBRUN_WEB_SCREENSHOTS")
 
 	const adminToken, regToken = "web-admin-token", "web-reg-token"
-	srv, addr := startJobrun(t, bin, regexp.MustCompile(`server listening on (\S+)`),
+	srv, addr := startDaemon(t, bin, regexp.MustCompile(`server listening on (\S+)`),
 		"--state-dir", t.TempDir(), "server", "--listen", "127.0.0.1:0",
 		"--admin-token", adminToken, "--registration-token", regToken, "--lease-timeout", "5s",
 		"--metrics-listen", "127.0.0.1:0")
 	base := "http://" + addr
-	serverMetrics := regexp.MustCompile(`metrics on http://(\S+)/metrics`).FindStringSubmatch(srv.stderr.String())
+	serverMetrics := regexp.MustCompile(`metrics on http://(\S+)/metrics`).FindStringSubmatch(srv.log())
 	h := newTestHost(t)
-	agent, metricsAddr := startJobrun(t, bin, regexp.MustCompile(`metrics listening on (\S+)`),
+	agent, metricsAddr := startDaemon(t, bin, regexp.MustCompile(`metrics listening on (\S+)`),
 		"--state-dir", h.state, "agent", "--server", base, "--token", regToken, "--name", "web-agent",
 		"--labels", "linux", "--jobs", "2", "--metrics-listen", "127.0.0.1:0")
 
@@ -180,7 +88,7 @@ func TestWebUIBrowser(t *testing.T) {
 				return j
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("job %s stuck in %s (%s)\nserver:\n%s\nagent:\n%s", name, j.Status, j.Reason, srv.stderr.String(), agent.stderr.String())
+				t.Fatalf("job %s stuck in %s (%s)\nserver:\n%s\nagent:\n%s", name, j.Status, j.Reason, srv.log(), agent.log())
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
@@ -219,7 +127,7 @@ func TestWebUIBrowser(t *testing.T) {
 
 	fail := func(what string, err error) {
 		t.Helper()
-		t.Fatalf("%s: %v\nserver:\n%s\nagent:\n%s", what, err, srv.stderr.String(), agent.stderr.String())
+		t.Fatalf("%s: %v\nserver:\n%s\nagent:\n%s", what, err, srv.log(), agent.log())
 	}
 	// do runs browser steps, each batch within 90 seconds.
 	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
@@ -377,7 +285,7 @@ func TestWebUIBrowser(t *testing.T) {
 	// The server's metrics.
 	fams := promtest.ScrapeToken(t, base+"/metrics", reader.Secret)
 	if serverMetrics == nil {
-		t.Fatalf("the server did not say where --metrics-listen serves:\n%s", srv.stderr.String())
+		t.Fatalf("the server did not say where --metrics-listen serves:\n%s", srv.log())
 	}
 	if open := promtest.Scrape(t, "http://"+serverMetrics[1]+"/metrics"); len(open) != len(fams) {
 		t.Errorf("--metrics-listen serves %d families, /metrics with a token %d", len(open), len(fams))
