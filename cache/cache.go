@@ -8,7 +8,8 @@
 //
 //	locks/ID.lock          guard: held while a volume is created, restored,
 //	                       registered, released or evicted; unlinked
-//	                       while held when its volume is evicted
+//	                       while held when its volume is evicted, or by
+//	                       Cleanup once its volume is gone
 //	vols/ID/meta.json      size, digest, last use (written atomically)
 //	vols/ID/data/          the cache content, mounted into jobs
 //	vols/ID/users/N.lock   one lock per live user: eviction skips a volume

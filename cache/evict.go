@@ -126,9 +126,10 @@ func (m *Manager) evict(id string) (bool, error) {
 }
 
 // Cleanup removes what killed processes left behind: private overlays
-// (mounts and directories) whose owner is gone, stale user locks, and
-// volumes whose creation or eviction was interrupted. It never touches
-// what a live process holds, so it is safe at any time.
+// (mounts and directories) whose owner is gone, stale user locks, volumes
+// whose creation or eviction was interrupted, and the guard lock files of
+// volumes that are gone (sweepGuards). It never touches what a live
+// process holds, so it is safe at any time.
 func (m *Manager) Cleanup(ctx context.Context) error {
 	errs := []error{m.cleanupPrivate()}
 	ents, err := os.ReadDir(filepath.Join(m.dir, "vols"))
@@ -146,6 +147,8 @@ func (m *Manager) Cleanup(ctx context.Context) error {
 		}
 		errs = append(errs, m.cleanupVolume(name))
 	}
+	// After the volumes: an interrupted one removed above leaves its guard.
+	errs = append(errs, m.sweepGuards(ctx))
 	return errors.Join(errs...)
 }
 
