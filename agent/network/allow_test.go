@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
@@ -143,5 +144,28 @@ func TestAllowRefusesLoopbackAndSubnet(t *testing.T) {
 	}
 	if _, err := New(Options{StateDir: dir, Allow: []netip.AddrPort{netip.MustParseAddrPort("192.0.2.10:5000")}}); err != nil {
 		t.Errorf("positive control: allow 192.0.2.10:5000: %v", err)
+	}
+}
+
+// TestAllowRulesGoWithCrashedJob: a process killed with a job's network up
+// leaves its allow rule in the host's input chain (the control: it is
+// there); Cleanup removes it with the job's other rules, which the
+// fixture's leak check confirms.
+func TestAllowRulesGoWithCrashedJob(t *testing.T) {
+	f := newFixture(t)
+	m := f.manager(nil)
+	allowed := netip.MustParseAddrPort("203.0.113.200:5000")
+	cmd := startHelper(t, f.dir, helperAllowEnv+"="+allowed.String())
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	comment := RuleComment(m.tag, "crashed")
+	if got, err := m.JobAllows(comment); err != nil || !slices.Equal(got, []netip.AddrPort{allowed}) {
+		t.Fatalf("the killed process's allow rules: %v, %v; want %s: the test proves nothing", got, err, allowed)
+	}
+	if err := m.Cleanup(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := m.JobAllows(comment); err != nil || len(got) != 0 {
+		t.Errorf("allow rules left after Cleanup: %v, %v", got, err)
 	}
 }
