@@ -1,6 +1,7 @@
 package network
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/vishvananda/netlink"
+
+	"github.com/jobrun/jobrun/internal/testenv"
 )
 
 // hostAddr gives the host an address of the test's own, 203.0.113.N/32
@@ -167,5 +170,25 @@ func TestAllowRulesGoWithCrashedJob(t *testing.T) {
 	}
 	if got, err := m.JobAllows(comment); err != nil || len(got) != 0 {
 		t.Errorf("allow rules left after Cleanup: %v, %v", got, err)
+	}
+}
+
+// TestAllowWarnsOfOtherMachines: an entry naming no address of the host
+// opens nothing (the input chain sees only the host's own traffic), and
+// the Manager says so; one naming the host's draws no warning.
+func TestAllowWarnsOfOtherMachines(t *testing.T) {
+	testenv.RequireRoot(t)
+	own := netip.AddrPortFrom(hostAddr(t), 5000)
+	other := netip.MustParseAddrPort("203.0.113.250:5000") // hostAddr takes .1 to .100
+	var log bytes.Buffer
+	if _, err := New(Options{StateDir: t.TempDir(), Allow: []netip.AddrPort{own, other},
+		Log: hclog.New(&hclog.LoggerOptions{Output: &log})}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(log.String(), "names no address of this host") || !strings.Contains(log.String(), other.String()) {
+		t.Errorf("no warning about %s, not the host's:\n%s", other, log.String())
+	}
+	if strings.Contains(log.String(), own.String()) {
+		t.Errorf("a warning about %s, the host's own:\n%s", own, log.String())
 	}
 }
