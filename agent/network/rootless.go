@@ -35,8 +35,9 @@ import (
 //     127.0.0.1 is its own, the host's loopback services are out of reach;
 //   - the deny-list is enforced in the job's namespace by nftables rules
 //     this process sets as its root (table inet jobrun, chain output:
-//     ip daddr RANGE drop); the job's containers have no CAP_NET_ADMIN
-//     to change them.
+//     ip daddr RANGE drop), after an accept for each allow entry that
+//     names one of the host's addresses (allow.go); the job's containers
+//     have no CAP_NET_ADMIN to change them.
 //
 // Unlike the bridge, a rootless job can reach the host's non-loopback
 // addresses other than the one pasta copies in (rootless podman's
@@ -58,20 +59,13 @@ func (m *Manager) setupRootless(ctx context.Context, id string) (_ *Net, err err
 	}
 	dir := filepath.Join(m.jobs, id)
 	n := &Net{m: m, id: id, Path: filepath.Join(dir, "netns"), Comment: RuleComment(m.tag, id)}
-	if n.lock, err = lockfile.TryAcquire(filepath.Join(dir, "lock")); errors.Is(err, lockfile.ErrLocked) {
-		return nil, fmt.Errorf("network %s: in use: %w", id, err)
-	} else if err != nil {
-		return nil, fmt.Errorf("network %s: %w", id, err)
+	if err := m.claim(n); err != nil {
+		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			if terr := n.Teardown(); terr != nil {
-				m.o.Log.Error("clean up after failed network setup", "id", id, "error", terr)
-			}
-			err = fmt.Errorf("network %s: %w", id, err)
-		}
-	}()
-	if n.ResolvConf, err = resolvConf(m.o.ResolvConf); err != nil {
+	defer n.undoIfFailed(&err)
+	// Listed here, in the host's namespace, before the job's exists.
+	allow, err := hostAllows(m.o.Allow)
+	if err != nil {
 		return nil, err
 	}
 	if err := makeNetNS(n.Path); err != nil {
@@ -80,7 +74,7 @@ func (m *Manager) setupRootless(ctx context.Context, id string) (_ *Net, err err
 	if err := rootlessSysctls(n.Path); err != nil {
 		return nil, err
 	}
-	if err := addDenyRules(n.Path, m.o.Deny); err != nil {
+	if err := addDenyRules(n.Path, m.o.Deny, allow); err != nil {
 		return nil, err
 	}
 	if n.pasta, err = startPasta(ctx, pasta, n.Path, filepath.Join(dir, pastaPID)); err != nil {
@@ -188,15 +182,20 @@ func (m *Manager) cleanupRootless(ctx context.Context) error {
 }
 
 // addDenyRules drops, in the namespace at path, every packet to the
-// deny-list's ranges:
+// deny-list's ranges but TCP to the allow-list's address:ports (of the
+// host: hostAllows), which it accepts first:
 //
 //	table inet jobrun {
 //	  chain output {
 //	    type filter hook output priority filter
+//	    ip daddr ADDR tcp dport PORT accept
 //	    ip daddr RANGE drop
 //	  }
 //	}
-func addDenyRules(path string, deny []netip.Prefix) error {
+//
+// Without a deny-list there is nothing to drop, and so nothing to accept
+// before it.
+func addDenyRules(path string, deny []netip.Prefix, allow []netip.AddrPort) error {
 	if len(deny) == 0 {
 		return nil
 	}
@@ -204,11 +203,11 @@ func addDenyRules(path string, deny []netip.Prefix) error {
 	// namespace (nftables' WithNetNSFd needs CAP_SYS_ADMIN over the
 	// host's namespace to go back).
 	return inNetNS(path, func() error {
-		return denyRules(path, deny)
+		return denyRules(path, deny, allow)
 	})
 }
 
-func denyRules(path string, deny []netip.Prefix) error {
+func denyRules(path string, deny []netip.Prefix, allow []netip.AddrPort) error {
 	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
@@ -217,6 +216,9 @@ func denyRules(path string, deny []netip.Prefix) error {
 	accept := nftables.ChainPolicyAccept
 	out := c.AddChain(&nftables.Chain{Name: "output", Table: t, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityFilter, Policy: &accept})
+	for _, a := range allow {
+		c.AddRule(&nftables.Rule{Table: t, Chain: out, Exprs: cat(ipv4(), tcpTo(a), verdict(expr.VerdictAccept))})
+	}
 	for _, p := range deny {
 		c.AddRule(&nftables.Rule{Table: t, Chain: out, Exprs: cat(ipv4(), ipMatch(16, p), verdict(expr.VerdictDrop))})
 	}
