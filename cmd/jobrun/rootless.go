@@ -304,7 +304,8 @@ func ownDir(dir string) bool {
 
 // rootlessCheck refuses, before anything runs, what jobrun without root
 // cannot do: overlays where the kernel or the state dir's filesystem
-// cannot have them in a user namespace.
+// cannot have them in a user namespace (probed once per kernel and file
+// system, the pass recorded in the state dir).
 func rootlessCheck(g *globals, plan []*jobs.Job) error {
 	if !rootlessChild() {
 		return nil
@@ -313,7 +314,7 @@ func rootlessCheck(g *globals, plan []*jobs.Job) error {
 	if err != nil {
 		return err
 	}
-	if err := mount.ProbeUserOverlay(dir); err != nil {
+	if err := mount.ProbeUserOverlayOnce(dir); err != nil {
 		return fmt.Errorf("running jobs without root: %w", err)
 	}
 	return nil
