@@ -192,17 +192,10 @@ func rootlessReexec(cmd *cobra.Command, g *globals) (bool, error) {
 	}
 	r.Close()
 	pid := strconv.Itoa(child.Process.Pid)
-	for _, m := range []struct {
-		bin    string
-		own    int
-		ranges []rootless.Range
-	}{{newuidmap, uid, uids}, {newgidmap, os.Getgid(), gids}} {
-		out, err := exec.Command(m.bin, append([]string{pid}, rootless.MapArgs(m.own, m.ranges)...)...).CombinedOutput()
-		if err != nil {
-			w.Close()
-			_ = child.Wait()
-			return true, fmt.Errorf("running jobs without root: %s %s: %s: %w", filepath.Base(m.bin), strings.Join(rootless.MapArgs(m.own, m.ranges), " "), strings.TrimSpace(string(out)), err)
-		}
+	if err := writeMaps(pid, idMap{newuidmap, uid, uids}, idMap{newgidmap, os.Getgid(), gids}); err != nil {
+		w.Close()
+		_ = child.Wait()
+		return true, fmt.Errorf("running jobs without root: %w", err)
 	}
 	if _, err := w.WriteString("mapped"); err != nil {
 		w.Close()
