@@ -265,6 +265,16 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 			return prepFailed(err)
 		}
 		joinNetwork(&spec, net, j.Services)
+		// At teardown, once the containers are gone: the network's
+		// end (pasta's exit) runs alongside the rest.
+		td.add(net.Stop)
+		// Services may need egress as they start; a job's container
+		// only from its first step (below).
+		if len(j.Services) > 0 {
+			if err := net.Ready(clk.ctx); err != nil {
+				return prepFailed(err)
+			}
+		}
 		phase = "starting services"
 		svcs, err = r.startServices(clk.ctx, j, ws.Path(), ns, net, l, &td)
 		if err != nil {
@@ -277,6 +287,12 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 		return prepFailed(err)
 	}
 	td.add(c.Destroy)
+	// A rootless job's network is configured (by pasta) while the
+	// container starts.
+	phase = "setting up the network"
+	if err := net.Ready(clk.ctx); err != nil {
+		return prepFailed(err)
+	}
 	r.caNotice(c, l)
 	phase = "waiting for services"
 	if err := r.waitServices(clk.ctx, svcs, net, l); err != nil {

@@ -77,52 +77,88 @@ func (m *Manager) setupRootless(ctx context.Context, id string) (_ *Net, err err
 	if err := addDenyRules(n.Path, m.o.Deny, allow); err != nil {
 		return nil, err
 	}
-	if n.pasta, err = startPasta(ctx, pasta, n.Path, filepath.Join(dir, pastaPID)); err != nil {
+	// Not waited for here: the job's container starts while pasta
+	// configures the namespace; Ready waits for it before the steps.
+	if n.pasta, err = startPasta(pasta, n.Path, filepath.Join(dir, pastaPID)); err != nil {
 		return nil, err
 	}
 	return n, nil
 }
 
-// startPasta starts pasta on the namespace at path and returns once it has
-// configured it (it writes its pid file then).
-func startPasta(ctx context.Context, bin, path, pidFile string) (*pastaProc, error) {
+// startPasta starts pasta on the namespace at path; its ready channel is
+// closed once pasta has configured the namespace (it writes its pid file
+// then) or has ended first (readyErr says how).
+func startPasta(bin, path, pidFile string) (*pastaProc, error) {
 	cmd := exec.Command(bin, "--config-net", "--netns", path, "-4", "--no-map-gw",
 		"-t", "none", "-u", "none", "-T", "none", "-U", "none",
 		"--foreground", "--quiet", "--pid", pidFile)
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
+	p := &pastaProc{cmd: cmd, done: make(chan struct{}), ready: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = &p.out, &p.out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start pasta: %w", err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case err := <-exited:
-			msg := strings.TrimSpace(out.String())
-			if strings.Contains(msg, "/dev/net/tun") {
-				msg += " (pasta needs to open /dev/net/tun: most distributions make it mode 0666; here it is not)"
-			}
-			return nil, fmt.Errorf("pasta ended before the network was ready: %v: %s", err, msg)
-		case <-ctx.Done():
-			_ = cmd.Process.Kill()
-			<-exited
-			return nil, ctx.Err()
-		case <-tick.C:
-			if _, err := os.Stat(pidFile); err == nil {
-				return &pastaProc{cmd: cmd, exited: exited}, nil
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	// Ends when pasta is ready or gone (Teardown kills it).
+	go func() {
+		defer close(p.ready)
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-p.done:
+				msg := pastaMessage(p.out.String())
+				if strings.Contains(msg, "/dev/net/tun") {
+					msg += " (pasta needs to open /dev/net/tun: most distributions make it mode 0666; here it is not)"
+				}
+				p.readyErr = fmt.Errorf("pasta ended before the network was ready: %v: %s", p.err, msg)
+				return
+			case <-tick.C:
+				if _, err := os.Stat(pidFile); err == nil {
+					return
+				}
 			}
 		}
-	}
+	}()
+	return p, nil
 }
 
-// pastaProc is a job's running pasta; exited yields its Wait's result.
+// pastaMessage is what pasta said, for an error: its first lines, without
+// its complaints that it has no syslog (a job's has none) and the usage
+// it prints after a bad option.
+func pastaMessage(out string) string {
+	var keep []string
+	for _, l := range strings.Split(out, "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "Failed to send ") && strings.HasSuffix(l, " to syslog") {
+			continue
+		}
+		if strings.HasPrefix(l, "Usage: ") || len(keep) == 3 {
+			break
+		}
+		keep = append(keep, l)
+	}
+	return strings.Join(keep, "; ")
+}
+
+// pastaProc is a job's running pasta.
 type pastaProc struct {
-	cmd    *exec.Cmd
-	exited chan error
+	cmd      *exec.Cmd
+	out      strings.Builder // its output, to read once done is closed
+	done     chan struct{}   // closed when it has ended; err is Wait's
+	err      error
+	ready    chan struct{} // closed when the namespace is configured or pasta ended
+	readyErr error         // why it is not ready, set before ready is closed
+}
+
+// kill asks pasta to end, without waiting for it.
+func (p *pastaProc) kill() {
+	if p != nil {
+		_ = p.cmd.Process.Kill()
+	}
 }
 
 // stop kills pasta and waits for it to be gone.
@@ -130,8 +166,39 @@ func (p *pastaProc) stop() {
 	if p == nil {
 		return
 	}
-	_ = p.cmd.Process.Kill()
-	<-p.exited
+	p.kill()
+	<-p.done
+}
+
+// Ready waits until n carries traffic: for a rootless job's network,
+// until pasta has configured its namespace (Setup returns before); the
+// error says why it never will. Other networks are ready once made. A nil
+// n is ready.
+func (n *Net) Ready(ctx context.Context) error {
+	if n == nil || n.pasta == nil {
+		return nil
+	}
+	select {
+	case <-n.pasta.ready:
+		if n.pasta.readyErr != nil {
+			return fmt.Errorf("network %s: %w", n.id, n.pasta.readyErr)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("network %s: waiting for pasta: %w", n.id, ctx.Err())
+	}
+}
+
+// Stop begins the end of n's connectivity without waiting for it: a
+// rootless job's pasta is killed, so that its exit (in which the kernel
+// removes its tap device, some 30 ms) runs alongside the rest of the
+// job's teardown; Teardown then waits for it. Once the job's containers
+// are gone. Nothing for other networks; a nil n does nothing.
+func (n *Net) Stop() error {
+	if n != nil {
+		n.pasta.kill()
+	}
+	return nil
 }
 
 // teardownRootless removes what setupRootless made for n: pasta first,

@@ -52,7 +52,7 @@ func splitList(s string) []string {
 
 // order puts the benches whose charts matter most first; others follow
 // by name.
-var order = []string{"sandbox", "local", "image", "trigger", "cache", "network", "dispatch", "artifacts"}
+var order = []string{"sandbox", "local", "rootless", "image", "trigger", "cache", "network", "dispatch", "artifacts"}
 
 func rank(name string) int {
 	if i := slices.Index(order, name); i >= 0 {

@@ -33,21 +33,16 @@ import (
 //
 // The child cannot be given the mapping before it runs (only the parent,
 // through newuidmap, can write it once the child exists), and an execve
-// before the mapping leaves it without capabilities; so it starts in
-// stage "wait", blocks until the parent has written both maps, and
-// executes itself again in stage "run", now as the namespace's root with
-// its full capability set.
+// before the mapping leaves it without capabilities; so it starts as a
+// small shell that waits until the parent has written both maps
+// (rootlessWaitScript) and then executes jobrun in stage "run", now as the
+// namespace's root with its full capability set.
 
 // rootlessStageEnv carries the child's stage; it is jobrun's own, never a
 // job's.
 const rootlessStageEnv = "JOBRUN_ROOTLESS_STAGE"
 
-// rootlessReady is the child's file descriptor that reads EOF once the
-// maps are written (its first ExtraFiles entry).
-const rootlessReady = 3
-
 func init() {
-	rootlessWait()
 	rootlessRearm()
 }
 
@@ -72,26 +67,6 @@ func rootlessRearm() {
 // rootlessParentEnv carries the pid of the process that made the
 // namespace, which the child checks is still its parent.
 const rootlessParentEnv = "JOBRUN_ROOTLESS_PARENT"
-
-// rootlessWait is the child's stage "wait": it runs before main, waits for
-// the parent's maps, then executes the same command again as root in the
-// namespace. Elsewhere it does nothing.
-func rootlessWait() {
-	if os.Getenv(rootlessStageEnv) != "wait" {
-		return
-	}
-	f := os.NewFile(rootlessReady, "rootless-ready")
-	ok, _ := io.ReadAll(f)
-	f.Close()
-	if string(ok) != "mapped" {
-		fmt.Fprintln(os.Stderr, "jobrun: the user namespace was not set up; see the message above")
-		os.Exit(1)
-	}
-	os.Setenv(rootlessStageEnv, "run")
-	err := syscall.Exec("/proc/self/exe", os.Args, os.Environ())
-	fmt.Fprintln(os.Stderr, "jobrun: re-execute in the user namespace:", err)
-	os.Exit(1)
-}
 
 // rootlessChild reports whether this process is the child rootlessReexec
 // started: root of the user's namespace.
@@ -151,9 +126,13 @@ func rootlessReexec(cmd *cobra.Command, g *globals) (bool, error) {
 	if err != nil {
 		return true, err
 	}
-	child := exec.Command("/proc/self/exe", os.Args[1:]...)
-	child.Args[0] = os.Args[0]
-	child.Env = append(env, rootlessStageEnv+"=wait", rootlessParentEnv+"="+strconv.Itoa(os.Getpid()))
+	child, err := rootlessWaiter()
+	if err != nil {
+		r.Close()
+		w.Close()
+		return true, err
+	}
+	child.Env = append(env, rootlessStageEnv+"=run", rootlessParentEnv+"="+strconv.Itoa(os.Getpid()))
 	child.Stdin, child.Stdout, child.Stderr = os.Stdin, os.Stdout, os.Stderr
 	child.ExtraFiles = []*os.File{r}
 	child.SysProcAttr = &syscall.SysProcAttr{
@@ -192,19 +171,12 @@ func rootlessReexec(cmd *cobra.Command, g *globals) (bool, error) {
 	}
 	r.Close()
 	pid := strconv.Itoa(child.Process.Pid)
-	for _, m := range []struct {
-		bin    string
-		own    int
-		ranges []rootless.Range
-	}{{newuidmap, uid, uids}, {newgidmap, os.Getgid(), gids}} {
-		out, err := exec.Command(m.bin, append([]string{pid}, rootless.MapArgs(m.own, m.ranges)...)...).CombinedOutput()
-		if err != nil {
-			w.Close()
-			_ = child.Wait()
-			return true, fmt.Errorf("running jobs without root: %s %s: %s: %w", filepath.Base(m.bin), strings.Join(rootless.MapArgs(m.own, m.ranges), " "), strings.TrimSpace(string(out)), err)
-		}
+	if err := writeMaps(pid, idMap{newuidmap, uid, uids}, idMap{newgidmap, os.Getgid(), gids}); err != nil {
+		w.Close()
+		_ = child.Wait()
+		return true, fmt.Errorf("running jobs without root: %w", err)
 	}
-	if _, err := w.WriteString("mapped"); err != nil {
+	if _, err := w.WriteString(rootlessMapped); err != nil {
 		w.Close()
 		_ = child.Wait()
 		return true, fmt.Errorf("running jobs without root: %w", err)
@@ -304,7 +276,8 @@ func ownDir(dir string) bool {
 
 // rootlessCheck refuses, before anything runs, what jobrun without root
 // cannot do: overlays where the kernel or the state dir's filesystem
-// cannot have them in a user namespace.
+// cannot have them in a user namespace (probed once per kernel and file
+// system, the pass recorded in the state dir).
 func rootlessCheck(g *globals, plan []*jobs.Job) error {
 	if !rootlessChild() {
 		return nil
@@ -313,7 +286,7 @@ func rootlessCheck(g *globals, plan []*jobs.Job) error {
 	if err != nil {
 		return err
 	}
-	if err := mount.ProbeUserOverlay(dir); err != nil {
+	if err := mount.ProbeUserOverlayOnce(dir); err != nil {
 		return fmt.Errorf("running jobs without root: %w", err)
 	}
 	return nil
