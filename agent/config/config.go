@@ -19,6 +19,10 @@
 //	  allow_host = false              # let jobs ask for network = "host"
 //	  subnet     = "10.213.0.0/16"    # the jobs' bridge network
 //	  deny       = ["169.254.169.254/32", "10.0.0.0/8"]  # replaces the default list
+//	  allow      = ["192.0.2.10:5000"]  # TCP address:ports of the host jobs may
+//	                                    # reach (a registry the agent pulls from
+//	                                    # too), one port each; none by default;
+//	                                    # never loopback or the jobs' subnet
 //	}
 //	cache {
 //	  budget   = "50GiB"  # or "20%" of the state dir's filesystem (the default)
@@ -109,6 +113,10 @@ type Network struct {
 	// network package's defaults (cloud metadata addresses); a deny
 	// attribute replaces them, and deny = [] denies nothing.
 	Deny []netip.Prefix
+	// Allow are TCP address:ports of the host jobs may reach, one port
+	// each (network.Options.Allow); none by default. The network package
+	// checks them against the jobs' subnet (network.CheckAllow).
+	Allow []netip.AddrPort
 }
 
 // Registry is how to reach one registry host.
@@ -157,6 +165,7 @@ type fileSchema struct {
 		AllowHost bool      `hcl:"allow_host,optional"`
 		Subnet    string    `hcl:"subnet,optional"`
 		Deny      *[]string `hcl:"deny,optional"`
+		Allow     []string  `hcl:"allow,optional"`
 	} `hcl:"network,block"`
 	CAFile string `hcl:"ca_file,optional"`
 	Pull   string `hcl:"pull,optional"`
@@ -265,8 +274,39 @@ func Parse(filename string, src []byte) (*Config, error) {
 				c.Network.Deny = append(c.Network.Deny, p.Masked())
 			}
 		}
+		for _, a := range n.Allow {
+			ap, err := ParseAllow(a)
+			if err != nil {
+				return nil, fmt.Errorf("%s: network: %w", filename, err)
+			}
+			if p := c.Network.Subnet; p.IsValid() && p.Contains(ap.Addr()) {
+				return nil, fmt.Errorf("%s: network: allow %q: inside the jobs' subnet %s: the gateway is the host's every port and the rest are jobs; use an address of the host outside it", filename, a, p)
+			}
+			c.Network.Allow = append(c.Network.Allow, ap)
+		}
 	}
 	return c, nil
+}
+
+// ParseAllow parses one allow entry, an IPv4 address:port of the host
+// (network { allow = ["192.0.2.10:5000"] }, jobrun local --allow),
+// refusing what no job could use: another form, port 0, loopback (a job's
+// 127.0.0.1 is its own), an address that is not one host's. The jobs'
+// subnet is the network package's to check (network.CheckAllow), where
+// the default one is known.
+func ParseAllow(s string) (netip.AddrPort, error) {
+	a, err := netip.ParseAddrPort(s)
+	switch {
+	case err != nil || !a.Addr().Is4():
+		return a, fmt.Errorf("allow %q: want an IPv4 address:port like \"192.0.2.10:5000\" (TCP; jobs have no IPv6 route)", s)
+	case a.Port() == 0:
+		return a, fmt.Errorf("allow %q: want a port from 1 to 65535", s)
+	case a.Addr().IsLoopback():
+		return a, fmt.Errorf("allow %q: a job cannot reach the host's loopback (its 127.0.0.1 is its own); use an address of the host that jobs route to, and have the service listen there", s)
+	case a.Addr().IsUnspecified() || a.Addr().IsMulticast() || a.Addr() == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return a, fmt.Errorf("allow %q: want one unicast address of the host", s)
+	}
+	return a, nil
 }
 
 // checkMirrors refuses a mirror that is not a plain host[:port] (a scheme

@@ -78,7 +78,7 @@ network {
 	for src, want := range map[string]string{
 		`network { subnet = "nope" }`:    `c.hcl: network: subnet "nope"`,
 		`network { deny = ["::1/128"] }`: `c.hcl: network: deny "::1/128"`,
-		`network { allow = true }`:       `Unsupported argument`,
+		`network { allow = true }`:       `c.hcl:1:19: Unsuitable value type`, // not allow_host: a list of ADDR:PORT
 	} {
 		if _, err := Parse("c.hcl", []byte(src)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Parse(%q) = %v, want %q", src, err, want)

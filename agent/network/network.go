@@ -3,7 +3,8 @@
 // address from a host-wide lease file, a default route through the bridge,
 // outbound NAT, and the host's upstream DNS resolvers. nftables rules (in a
 // table of jobrun's own, inet jobrun) stop traffic between jobs, from jobs
-// to the host's own addresses, and to a deny-list of destination ranges.
+// to the host's own addresses (but for the allow-list's address:ports, off
+// by default), and to a deny-list of destination ranges.
 // Links and addresses are made with netlink, rules with nftables' netlink
 // API; nothing shells out to ip or nft.
 //
@@ -105,6 +106,10 @@ type Options struct {
 	// Deny are destination ranges jobs may not reach. Nil means
 	// DefaultDeny; an empty non-nil slice denies nothing.
 	Deny []netip.Prefix
+	// Allow are TCP address:ports of the host jobs may reach, one port
+	// each (allow.go); none by default. Each must pass CheckAllow with
+	// the subnet.
+	Allow []netip.AddrPort
 	// ResolvConf is the file the jobs' DNS resolvers come from;
 	// /etc/resolv.conf if empty.
 	ResolvConf string
@@ -160,6 +165,11 @@ func New(o Options) (*Manager, error) {
 	for _, p := range o.Deny {
 		if !p.Addr().Is4() {
 			return nil, fmt.Errorf("network: deny %s: only IPv4 ranges (jobs have no IPv6 route)", p)
+		}
+	}
+	for _, a := range o.Allow {
+		if err := CheckAllow(a, o.Subnet); err != nil {
+			return nil, fmt.Errorf("network: %w", err)
 		}
 	}
 	if o.ResolvConf == "" {
@@ -248,22 +258,10 @@ func (m *Manager) setup(ctx context.Context, id, given string) (_ *Net, err erro
 			return nil, fmt.Errorf("network %s: %w", id, err)
 		}
 	}
-	if n.lock, err = lockfile.TryAcquire(filepath.Join(dir, "lock")); errors.Is(err, lockfile.ErrLocked) {
-		return nil, fmt.Errorf("network %s: in use: %w", id, err)
-	} else if err != nil {
-		return nil, fmt.Errorf("network %s: %w", id, err)
-	}
-	defer func() {
-		if err != nil {
-			if terr := n.Teardown(); terr != nil {
-				m.o.Log.Error("clean up after failed network setup", "id", id, "error", terr)
-			}
-			err = fmt.Errorf("network %s: %w", id, err)
-		}
-	}()
-	if n.ResolvConf, err = resolvConf(m.o.ResolvConf); err != nil {
+	if err := m.claim(n); err != nil {
 		return nil, err
 	}
+	defer n.undoIfFailed(&err)
 	if n.Addr, err = m.lease(ctx, id, filepath.Join(dir, "lock")); err != nil {
 		return nil, err
 	}
@@ -278,11 +276,41 @@ func (m *Manager) setup(ctx context.Context, id, given string) (_ *Net, err erro
 	if err := setSysctls(n.Path); err != nil {
 		return nil, err
 	}
-	if err := addJobRules(m.table, n.Comment, n.Addr, m.o.Deny); err != nil {
+	if err := addJobRules(m.table, m.o.Bridge, n.Comment, n.Addr, m.o.Deny, m.o.Allow); err != nil {
 		return nil, err
 	}
 	m.o.Log.Debug("network ready", "id", id, "addr", n.Addr, "took", time.Since(begin))
 	return n, nil
+}
+
+// claim starts n's setup, in either mode: it reads the job's resolv.conf
+// and takes the job's lock (STATE/network/ID/lock), refusing an id in
+// use. On error nothing is held. From then on the caller defers
+// n.undoIfFailed.
+func (m *Manager) claim(n *Net) (err error) {
+	if n.ResolvConf, err = resolvConf(m.o.ResolvConf); err != nil {
+		return fmt.Errorf("network %s: %w", n.id, err)
+	}
+	n.lock, err = lockfile.TryAcquire(filepath.Join(m.jobs, n.id, "lock"))
+	if errors.Is(err, lockfile.ErrLocked) {
+		return fmt.Errorf("network %s: in use: %w", n.id, err)
+	} else if err != nil {
+		return fmt.Errorf("network %s: %w", n.id, err)
+	}
+	return nil
+}
+
+// undoIfFailed, deferred after claim, tears down what a failed setup made
+// of n (lock included) and names the job in *err; it does nothing if *err
+// is nil.
+func (n *Net) undoIfFailed(err *error) {
+	if *err == nil {
+		return
+	}
+	if terr := n.Teardown(); terr != nil {
+		n.m.o.Log.Error("clean up after failed network setup", "id", n.id, "error", terr)
+	}
+	*err = fmt.Errorf("network %s: %w", n.id, *err)
 }
 
 // lease takes an address for id under the host-wide lock, and makes sure

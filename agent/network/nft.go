@@ -19,6 +19,7 @@ import (
 //	table inet jobrun {
 //	  chain input {        # the host itself: jobs may not reach it
 //	    type filter hook input priority filter
+//	    iifname BRIDGE ip saddr JOB ip daddr ADDR tcp dport PORT accept comment "jobrun OWNER JOB"  # per job: the allow-list (allow.go)
 //	    iifname BRIDGE ct state established,related accept
 //	    iifname BRIDGE drop
 //	  }
@@ -111,10 +112,11 @@ func deleteTable(tname string) error {
 	return nil
 }
 
-// addJobRules appends the job's deny-list drops to the forward chain, all
-// in one transaction, each with the job's comment.
-func addJobRules(tname, comment string, addr netip.Addr, deny []netip.Prefix) error {
-	if len(deny) == 0 {
+// addJobRules appends the job's deny-list drops to the forward chain and
+// puts its allow-list's accepts at the head of the input chain (allow.go),
+// all in one transaction, each with the job's comment.
+func addJobRules(tname, bridge, comment string, addr netip.Addr, deny []netip.Prefix, allow []netip.AddrPort) error {
+	if len(deny) == 0 && len(allow) == 0 {
 		return nil
 	}
 	c, err := nftables.New()
@@ -127,6 +129,10 @@ func addJobRules(tname, comment string, addr netip.Addr, deny []netip.Prefix) er
 	for _, p := range deny {
 		c.AddRule(&nftables.Rule{Table: t, Chain: ch, UserData: ud,
 			Exprs: cat(ipv4(), ipMatch(12, netip.PrefixFrom(addr, 32)), ipMatch(16, p), verdict(expr.VerdictDrop))})
+	}
+	in := &nftables.Chain{Name: "input", Table: t}
+	for _, a := range allow {
+		c.InsertRule(&nftables.Rule{Table: t, Chain: in, UserData: ud, Exprs: allowExprs(bridge, addr, a)})
 	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nftables: add rules of %s: %w", comment, err)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/vishvananda/netlink"
 
 	"github.com/jobrun/jobrun/internal/lockfile"
 )
@@ -58,20 +59,13 @@ func (m *Manager) setupRootless(ctx context.Context, id string) (_ *Net, err err
 	}
 	dir := filepath.Join(m.jobs, id)
 	n := &Net{m: m, id: id, Path: filepath.Join(dir, "netns"), Comment: RuleComment(m.tag, id)}
-	if n.lock, err = lockfile.TryAcquire(filepath.Join(dir, "lock")); errors.Is(err, lockfile.ErrLocked) {
-		return nil, fmt.Errorf("network %s: in use: %w", id, err)
-	} else if err != nil {
-		return nil, fmt.Errorf("network %s: %w", id, err)
+	if err := m.claim(n); err != nil {
+		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			if terr := n.Teardown(); terr != nil {
-				m.o.Log.Error("clean up after failed network setup", "id", id, "error", terr)
-			}
-			err = fmt.Errorf("network %s: %w", id, err)
-		}
-	}()
-	if n.ResolvConf, err = resolvConf(m.o.ResolvConf); err != nil {
+	defer n.undoIfFailed(&err)
+	// Listed here, in the host's namespace, before the job's exists.
+	allow, err := hostAllows(m.o.Allow)
+	if err != nil {
 		return nil, err
 	}
 	if err := makeNetNS(n.Path); err != nil {
@@ -80,7 +74,7 @@ func (m *Manager) setupRootless(ctx context.Context, id string) (_ *Net, err err
 	if err := rootlessSysctls(n.Path); err != nil {
 		return nil, err
 	}
-	if err := addDenyRules(n.Path, m.o.Deny); err != nil {
+	if err := addDenyRules(n.Path, m.o.Deny, allow); err != nil {
 		return nil, err
 	}
 	if n.pasta, err = startPasta(ctx, pasta, n.Path, filepath.Join(dir, pastaPID)); err != nil {
@@ -188,15 +182,20 @@ func (m *Manager) cleanupRootless(ctx context.Context) error {
 }
 
 // addDenyRules drops, in the namespace at path, every packet to the
-// deny-list's ranges:
+// deny-list's ranges but TCP to the allow-list's address:ports (of the
+// host: hostAllows), which it accepts first:
 //
 //	table inet jobrun {
 //	  chain output {
 //	    type filter hook output priority filter
+//	    ip daddr ADDR tcp dport PORT accept
 //	    ip daddr RANGE drop
 //	  }
 //	}
-func addDenyRules(path string, deny []netip.Prefix) error {
+//
+// Without a deny-list there is nothing to drop, and so nothing to accept
+// before it.
+func addDenyRules(path string, deny []netip.Prefix, allow []netip.AddrPort) error {
 	if len(deny) == 0 {
 		return nil
 	}
@@ -204,11 +203,35 @@ func addDenyRules(path string, deny []netip.Prefix) error {
 	// namespace (nftables' WithNetNSFd needs CAP_SYS_ADMIN over the
 	// host's namespace to go back).
 	return inNetNS(path, func() error {
-		return denyRules(path, deny)
+		return denyRules(path, deny, allow)
 	})
 }
 
-func denyRules(path string, deny []netip.Prefix) error {
+// hostAllows returns the entries of allow whose address is one of the
+// host's (this namespace's): on the bridge an entry opens the host's
+// input chain only, so one naming another machine opens nothing there,
+// and here neither.
+func hostAllows(allow []netip.AddrPort) ([]netip.AddrPort, error) {
+	if len(allow) == 0 {
+		return nil, nil
+	}
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return nil, fmt.Errorf("list the host's addresses: %w", err)
+	}
+	var out []netip.AddrPort
+	for _, a := range allow {
+		for _, h := range addrs {
+			if ip, ok := netip.AddrFromSlice(h.IP); ok && ip.Unmap() == a.Addr() {
+				out = append(out, a)
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+func denyRules(path string, deny []netip.Prefix, allow []netip.AddrPort) error {
 	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
@@ -217,6 +240,9 @@ func denyRules(path string, deny []netip.Prefix) error {
 	accept := nftables.ChainPolicyAccept
 	out := c.AddChain(&nftables.Chain{Name: "output", Table: t, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityFilter, Policy: &accept})
+	for _, a := range allow {
+		c.AddRule(&nftables.Rule{Table: t, Chain: out, Exprs: cat(ipv4(), tcpTo(a), verdict(expr.VerdictAccept))})
+	}
 	for _, p := range deny {
 		c.AddRule(&nftables.Rule{Table: t, Chain: out, Exprs: cat(ipv4(), ipMatch(16, p), verdict(expr.VerdictDrop))})
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
@@ -53,11 +54,44 @@ type hostOptions struct {
 	// userns is --userns of `jobrun local`: "on" or "off"; empty means
 	// the config's userns.
 	userns string
+	// allow is --allow of `jobrun local`: ADDR:PORTs of the host jobs may
+	// reach; non-empty, it replaces the config's network allow.
+	allow []string
 	// slots is how many jobs run at once: the id ranges to hold.
 	slots int
 	// local runs jobs without user namespaces after a warning when the
 	// host cannot give them; the agent refuses to start.
 	local bool
+}
+
+// allowList is the host's address:ports jobs may reach: --allow if given,
+// else the config's network allow; an entry no job may have is refused,
+// naming where it came from.
+func (o hostOptions) allowList(cfg *config.Config, configPath string) ([]netip.AddrPort, error) {
+	allow, where := cfg.Network.Allow, configPath+": network:"
+	if len(o.allow) > 0 {
+		allow, where = nil, "--"
+		for _, s := range o.allow {
+			a, err := config.ParseAllow(s)
+			if err != nil {
+				return nil, &usageError{fmt.Errorf("--%w", err)}
+			}
+			allow = append(allow, a)
+		}
+	}
+	subnet := cfg.Network.Subnet
+	if !subnet.IsValid() {
+		subnet = network.DefaultSubnet
+	}
+	for _, a := range allow {
+		if err := network.CheckAllow(a, subnet); err != nil {
+			if where == "--" {
+				return nil, &usageError{fmt.Errorf("--%w", err)}
+			}
+			return nil, fmt.Errorf("%s %w", where, err)
+		}
+	}
+	return allow, nil
 }
 
 // usernsSetup is how o and the config ask for user namespaces.
@@ -237,8 +271,12 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 	}()
 	// Without root, jobs' networks are namespaces connected by pasta
 	// (agent/network/rootless.go).
+	allow, err := o.allowList(cfg, g.configPath(dir))
+	if err != nil {
+		return nil, err
+	}
 	nm, err := network.New(network.Options{StateDir: dir, Subnet: cfg.Network.Subnet, Deny: cfg.Network.Deny,
-		Rootless: rootlessChild(), Log: g.log.Named("network")})
+		Allow: allow, Rootless: rootlessChild(), Log: g.log.Named("network")})
 	if err != nil {
 		return nil, err
 	}

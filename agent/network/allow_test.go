@@ -1,0 +1,146 @@
+package network
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/vishvananda/netlink"
+)
+
+// hostAddr gives the host an address of the test's own, 192.0.2.N/32
+// (TEST-NET-1, never routed) on a veth pair of its own (the dummy module
+// may be missing), removed when the test ends: a non-loopback address of
+// the host that jobs route to, as an operator's registry would listen on.
+func hostAddr(t *testing.T) netip.Addr {
+	t.Helper()
+	r := rand.Uint32()
+	name := fmt.Sprintf("jrta%x", r)
+	addr := netip.AddrFrom4([4]byte{192, 0, 2, byte(rand.IntN(150) + 100)})
+	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: fmt.Sprintf("jrtb%x", r)}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := delLink(name); err != nil {
+			t.Error(err)
+		}
+	})
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.AddrAdd(l, &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(addr, 32))}); err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetUp(l); err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
+// primaryAddrs returns the host's IPv4 addresses but loopback and the
+// ones in skip.
+func primaryAddrs(t *testing.T, skip ...netip.Addr) []netip.Addr {
+	t.Helper()
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		ip, _ := netip.AddrFromSlice(a.IP)
+		if ip = ip.Unmap(); !ip.IsLoopback() && !slices.Contains(skip, ip) && !slices.Contains(out, ip) {
+			out = append(out, ip)
+		}
+	}
+	return out
+}
+
+// allowManager is f.manager with an allow-list.
+func (f *fixture) allowManager(allow ...netip.AddrPort) *Manager {
+	f.t.Helper()
+	m, err := New(Options{StateDir: f.dir, Deny: []netip.Prefix{}, Allow: allow, Log: hclog.NewNullLogger()})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.closeAtEnd(m)
+	return m
+}
+
+// TestAllowOpensOnlyThatPort: an allow entry lets a job on the bridge
+// reach exactly that address:port of the host, by a rule the kernel
+// reports back; the same address on another port, the bridge's gateway
+// and the host's other addresses stay refused, though the host itself
+// reaches the server at each (the positive controls).
+func TestAllowOpensOnlyThatPort(t *testing.T) {
+	f := newFixture(t)
+	addr := hostAddr(t)
+	srv := serve(t, "", addr.String()+":0")
+	any := serve(t, "", "0.0.0.0:0") // every address of the host, another port
+	m := f.allowManager(srv)
+	n := f.setup(m)
+	if got, err := m.JobAllows(n.Comment); err != nil || !slices.Equal(got, []netip.AddrPort{srv}) {
+		t.Errorf("the job's allow rules: %v, %v; want %s", got, err, srv)
+	}
+	c := f.job(n)
+	if !connect(t, c, srv) {
+		t.Fatalf("a job could not reach %s, which its allow-list holds", srv)
+	}
+	targets := append([]netip.Addr{addr, n.Gateway}, primaryAddrs(t, addr, n.Gateway)...)
+	for _, ip := range targets {
+		to := netip.AddrPortFrom(ip, any.Port())
+		if !hostConnect(t, to) {
+			t.Errorf("positive control: the host itself cannot reach its server at %s", to)
+			continue
+		}
+		if connect(t, c, to) {
+			t.Errorf("a job allowed %s reached the host's %s", srv, to)
+		}
+	}
+}
+
+// TestAllowOffByDefault: without an allow entry, a job cannot reach the
+// host's address:port that another job's allow-list opens, even while
+// that job runs (the rules are per job) and the job itself reaches it.
+func TestAllowOffByDefault(t *testing.T) {
+	f := newFixture(t)
+	addr := hostAddr(t)
+	srv := serve(t, "", addr.String()+":0")
+	allowed := f.job(f.setup(f.allowManager(srv)))
+	none := f.setup(f.manager(nil))
+	if got, err := f.manager(nil).JobAllows(none.Comment); err != nil || len(got) != 0 {
+		t.Errorf("a job without an allow-list has allow rules %v, %v", got, err)
+	}
+	c := f.job(none)
+	if !connect(t, allowed, srv) {
+		t.Fatalf("positive control: the allowed job could not reach %s", srv)
+	}
+	if connect(t, c, srv) {
+		t.Errorf("a job without an allow-list reached the host's %s", srv)
+	}
+}
+
+// TestAllowRefusesLoopbackAndSubnet: the Manager refuses an entry no job
+// could use or that would open the host wider than one port.
+func TestAllowRefusesLoopbackAndSubnet(t *testing.T) {
+	dir := t.TempDir()
+	for a, want := range map[string]string{
+		"127.0.0.1:5000":   "a job cannot reach the host's loopback",
+		"10.213.0.1:5000":  "inside the jobs' subnet 10.213.0.0/16",
+		"10.213.9.9:5000":  "inside the jobs' subnet 10.213.0.0/16",
+		"192.0.2.10:0":     "want a port from 1 to 65535",
+		"[2001:db8::1]:80": "want an IPv4 address:port",
+	} {
+		_, err := New(Options{StateDir: dir, Allow: []netip.AddrPort{netip.MustParseAddrPort(a)}})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("New with allow %s: %v, want an error containing %q", a, err, want)
+		}
+	}
+	if _, err := New(Options{StateDir: dir, Allow: []netip.AddrPort{netip.MustParseAddrPort("192.0.2.10:5000")}}); err != nil {
+		t.Errorf("positive control: allow 192.0.2.10:5000: %v", err)
+	}
+}
