@@ -53,7 +53,9 @@ stop() {
 	fi
 	if [ -f "$dir/addr" ]; then
 		addr=$(cat "$dir/addr")
-		if ip -4 -o addr show dev lo | grep -q " $addr/32 "; then
+		# ip's output whole, then grep: with pipefail, grep -q ending first
+		# could fail the pipe (SIGPIPE) and leave the address on.
+		if [[ $(ip -4 -o addr show dev lo) == *" $addr/32 "* ]]; then
 			ip addr del "$addr/32" dev lo
 		fi
 		rm -f "$dir/addr"
@@ -75,7 +77,7 @@ start() {
 	# An address no link has: the registry's own, so port 5000 is free on it.
 	for i in $(seq 1 100); do
 		addr=198.18.$((RANDOM % 256)).$((1 + RANDOM % 254))
-		ip -4 -o addr show | grep -q " $addr/" || break
+		[[ $(ip -4 -o addr show) == *" $addr/"* ]] || break
 		[ "$i" != 100 ] || die "no free address in 198.18.0.0/16"
 	done
 	echo "$addr" >"$dir/addr"

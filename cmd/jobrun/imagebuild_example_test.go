@@ -54,12 +54,23 @@ func exampleRegistry(t *testing.T) exRegistry {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// stop leaves nothing: no registry process, no address on lo.
 	t.Cleanup(func() {
+		addr, _ := os.ReadFile(filepath.Join(dir, "addr"))
+		pid, _ := os.ReadFile(filepath.Join(dir, "registry.pid"))
 		if out, err := exec.Command(script, "stop", dir).CombinedOutput(); err != nil {
 			t.Errorf("example-registry.sh stop: %v\n%s", err, out)
 		}
-		if _, err := os.Stat(filepath.Join(dir, "addr")); err == nil {
-			t.Error("example-registry.sh stop left its address on lo")
+		if a := strings.TrimSpace(string(addr)); a != "" {
+			out, err := exec.Command("ip", "-4", "-o", "addr", "show", "dev", "lo").CombinedOutput()
+			if err != nil || strings.Contains(string(out), " "+a+"/32 ") {
+				t.Errorf("example-registry.sh stop left %s on lo: %v\n%s", a, err, out)
+			}
+		}
+		if p := strings.TrimSpace(string(pid)); p != "" {
+			if _, err := os.Stat("/proc/" + p); err == nil {
+				t.Errorf("example-registry.sh stop left docker-registry (pid %s) running", p)
+			}
 		}
 	})
 	if out, err := exec.Command(script, "start", dir).CombinedOutput(); err != nil {
