@@ -30,8 +30,8 @@ import (
 // chain's, governed by the deny-list alone.
 //
 // In rootless mode (rootless.go) there is no host firewall: a job reaches
-// the host's non-loopback addresses through pasta anyway, except the one
-// pasta copies into its namespace. There an entry for one of the host's
+// the host's non-loopback addresses through pasta anyway, as the user.
+// There an entry for one of the host's
 // addresses is an accept before the deny-list's drops in the job's output
 // chain, so that the two modes agree where a deny range covers ADDR.
 

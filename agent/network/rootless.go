@@ -36,8 +36,9 @@ import (
 //     127.0.0.1 is its own, the host's loopback services are out of reach;
 //   - the deny-list is enforced in the job's namespace by nftables rules
 //     this process sets as its root (table inet jobrun, chain output:
-//     ip daddr RANGE drop); the job's containers have no CAP_NET_ADMIN
-//     to change them.
+//     ip daddr RANGE drop), after an accept for each allow entry that
+//     names one of the host's addresses (allow.go); the job's containers
+//     have no CAP_NET_ADMIN to change them.
 //
 // Unlike the bridge, a rootless job can reach the host's non-loopback
 // addresses other than the one pasta copies in (rootless podman's

@@ -242,6 +242,10 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 	if err := o.budgets(cfg); err != nil {
 		return nil, err
 	}
+	allow, err := o.allowList(cfg, g.configPath(dir))
+	if err != nil {
+		return nil, err
+	}
 	cas, err := readCAs(cfg.CAFile, o.caFile)
 	if err != nil {
 		return nil, err
@@ -271,10 +275,6 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 	}()
 	// Without root, jobs' networks are namespaces connected by pasta
 	// (agent/network/rootless.go).
-	allow, err := o.allowList(cfg, g.configPath(dir))
-	if err != nil {
-		return nil, err
-	}
 	nm, err := network.New(network.Options{StateDir: dir, Subnet: cfg.Network.Subnet, Deny: cfg.Network.Deny,
 		Allow: allow, Rootless: rootlessChild(), Log: g.log.Named("network")})
 	if err != nil {
