@@ -210,7 +210,8 @@ network {
 // host address that --allow opens; "run" runs the pushed image by its
 // reference, pulled by the agent through the config's login. First with a
 // wrong password: the login fails, saying so, nothing is pushed and "run"
-// does not start; then (the control) with the right one.
+// does not start; then (the control) with the right one; then again, the
+// build taking its layers from the cache volume.
 func TestImageBuildExampleLocal(t *testing.T) {
 	ex := exampleRegistry(t)
 	cfgText, env := imageBuildSetup(t, ex, false)
@@ -256,6 +257,21 @@ func TestImageBuildExampleLocal(t *testing.T) {
 	}
 	if strings.Contains(out, ex.pass) {
 		t.Error("the password was printed")
+	}
+
+	// The next run's build takes every layer from the builder's storage
+	// on the cache volume: "Using cache" for each step after the FROMs
+	// (3 in the first stage, 4 in the second), its RUN steps among them.
+	again := h.local(t, file, args(ex.pass)...)
+	out = again.out + again.err
+	if again.code != 0 {
+		t.Fatalf("second run: exit %d", again.code)
+	}
+	if n := strings.Count(out, "Using cache"); n < 7 {
+		t.Errorf("second run: the build used the layer cache %d times, want 7", n)
+	}
+	if !strings.Contains(out, imageBuildHello) {
+		t.Errorf("second run: the run job did not print %q", imageBuildHello)
 	}
 }
 
