@@ -4,7 +4,7 @@
 # htpasswd auth, on a host address that is not loopback (jobs cannot reach
 # 127.0.0.1 of the host, whatever is allowed): an address of the benchmark
 # range 198.18.0.0/15 (RFC 2544) that no link of the host has yet, put on lo
-# and taken off again by stop. It writes DIR/env:
+# (this kernel may have no dummy links) and taken off again by stop. It writes DIR/env:
 #   EXAMPLE_REGISTRY           ADDR:5000, what jobs push to and the agent pulls from
 #   EXAMPLE_REGISTRY_USER      ci
 #   EXAMPLE_REGISTRY_PASSWORD  a fresh random password
@@ -74,9 +74,11 @@ start() {
 	stop
 	trap 'rc=$?; if [ $rc != 0 ]; then say "start failed; stopping what it started"; stop; fi' EXIT
 
-	# An address no link has: the registry's own, so port 5000 is free on it.
+	# An address no link has: the registry's own, so port 5000 is free on
+	# it. 198.18.N.10-249: the network tests' stand-ins for the internet are
+	# 198.18.N.1 and .2 (and their bridges 198.19.N.0/24), never these.
 	for i in $(seq 1 100); do
-		addr=198.18.$((RANDOM % 256)).$((1 + RANDOM % 254))
+		addr=198.18.$((RANDOM % 256)).$((10 + RANDOM % 240))
 		[[ $(ip -4 -o addr show) == *" $addr/"* ]] || break
 		[ "$i" != 100 ] || die "no free address in 198.18.0.0/16"
 	done
