@@ -9,9 +9,10 @@
 # address, and then the agent config maps the name onto the same address
 # (`registry "registry.jobrun.test" { mirrors = ["HOST:PORT"] }`). With a
 # registry of your own, write its name in both places instead. The agent
-# needs (see examples/README.md): the registry's address:port in
-# network.allow (jobs reach nothing of the host otherwise), its CA in
-# ca_file if a private CA signed its certificate, and a login for it.
+# needs (see examples/README.md): a login for the registry, to pull what
+# "build" pushed; its CA in ca_file if a private CA signed its
+# certificate; and, for a registry on the agent's own host, its
+# address:port in network.allow (jobs reach nothing of the host otherwise).
 # `scripts/demo.sh examples/image-build/.ci.hcl` runs it with a registry of
 # its own.
 
