@@ -52,7 +52,7 @@ set -euo pipefail
 # alone, quickly: JOBRUN_VM_RUN=idmap JOBRUN_VM_SYSTEMD=0 make test-vm.
 SUBSET=(
 	"agent/sandbox|^(TestPidsLimit|TestMemoryLimit|TestCPULimit|TestTimeoutKillsEverything|TestCancel|TestFailedStartLeavesNothing|TestKilledAgent|TestWarmer|TestExitCodes|TestParallelJobs|TestMounts|TestCgroupDelegation|TestCgroupUndelegated|TestUsernsStepRunsAsRangeRoot|TestUsernsChownAnyID|TestUsernsSetuidWorks|TestUsernsRootCannotReadHostRootFile|TestUsernsJobCannotSignalOtherRange|TestNamespacesCleanup|TestUsernsLimitsAndKillStillWork|TestUsernsNsenterEntersJob|TestUsernsNetNSOwnedByJob|TestEscapesUserns|TestUsernsStepsNeverHoldSysAdmin|TestKilledAgentUserns)$"
-	"agent/network|^(TestOutbound|TestIsolation|TestTeardown|TestCleanupAfterCrash|TestSetupInJobUserns|TestSetupSysctls)$"
+	"agent/network|^(TestOutbound|TestIsolation|TestTeardown|TestCleanupAfterCrash|TestSetupInJobUserns|TestSetupSysctls|TestAllowOpensOnlyThatPort|TestAllowOffByDefault)$"
 	"agent/image|^(TestSnapshotLifecycle|TestCleanupAfterCrash|TestSnapshotForShiftsOwnersWithoutChown|TestCheckIDsRefusesUnmappableOwners)$"
 	"internal/leakcheck|^(TestCgroup|TestCgroupScope|TestMount|TestLink|TestNetNS)$"
 	"cmd/jobrun|^(TestLocalDAGAndMatrix|TestLocalLimitsAndUnsupported|TestLocalServices|TestLocalKilledMidJob)$"

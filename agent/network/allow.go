@@ -8,6 +8,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,8 +27,8 @@ import (
 // the deny-list (forward) does not apply to it: an entry opens the host's
 // ADDR:PORT even where a deny range covers ADDR (say deny = 10.0.0.0/8 and
 // a registry on the host's 10.1.2.3). An entry naming an address that is
-// not the host's opens nothing: traffic to other machines is the forward
-// chain's, governed by the deny-list alone.
+// not the host's opens nothing (New warns of it): traffic to other
+// machines is the forward chain's, governed by the deny-list alone.
 //
 // In rootless mode (rootless.go) there is no host firewall: a job reaches
 // the host's non-loopback addresses through pasta anyway, as the user.
@@ -54,6 +55,30 @@ func CheckAllow(a netip.AddrPort, subnet netip.Prefix) error {
 		return fmt.Errorf("allow %s: inside the jobs' subnet %s: the gateway is the host's every port and the rest are jobs; use an address of the host outside it", a, subnet)
 	}
 	return nil
+}
+
+// hostAllows returns the entries of allow whose address is one of the
+// host's (this namespace's, now): on the bridge an entry opens the host's
+// input chain only, so one naming another machine opens nothing there,
+// nor in rootless mode, which accepts only these; New warns of the others.
+func hostAllows(allow []netip.AddrPort) ([]netip.AddrPort, error) {
+	if len(allow) == 0 {
+		return nil, nil
+	}
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return nil, fmt.Errorf("list the host's addresses: %w", err)
+	}
+	var out []netip.AddrPort
+	for _, a := range allow {
+		for _, h := range addrs {
+			if ip, ok := netip.AddrFromSlice(h.IP); ok && ip.Unmap() == a.Addr() {
+				out = append(out, a)
+				break
+			}
+		}
+	}
+	return out, nil
 }
 
 // tcpTo matches TCP packets to a (IPv4; the caller checks the family).

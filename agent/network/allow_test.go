@@ -1,16 +1,20 @@
 package network
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/netip"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/vishvananda/netlink"
+
+	"github.com/jobrun/jobrun/internal/testenv"
 )
 
 // hostAddr gives the host an address of the test's own, 203.0.113.N/32
@@ -143,5 +147,48 @@ func TestAllowRefusesLoopbackAndSubnet(t *testing.T) {
 	}
 	if _, err := New(Options{StateDir: dir, Allow: []netip.AddrPort{netip.MustParseAddrPort("192.0.2.10:5000")}}); err != nil {
 		t.Errorf("positive control: allow 192.0.2.10:5000: %v", err)
+	}
+}
+
+// TestAllowRulesGoWithCrashedJob: a process killed with a job's network up
+// leaves its allow rule in the host's input chain (the control: it is
+// there); Cleanup removes it with the job's other rules, which the
+// fixture's leak check confirms.
+func TestAllowRulesGoWithCrashedJob(t *testing.T) {
+	f := newFixture(t)
+	m := f.manager(nil)
+	allowed := netip.MustParseAddrPort("203.0.113.200:5000")
+	cmd := startHelper(t, f.dir, helperAllowEnv+"="+allowed.String())
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	comment := RuleComment(m.tag, "crashed")
+	if got, err := m.JobAllows(comment); err != nil || !slices.Equal(got, []netip.AddrPort{allowed}) {
+		t.Fatalf("the killed process's allow rules: %v, %v; want %s: the test proves nothing", got, err, allowed)
+	}
+	if err := m.Cleanup(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := m.JobAllows(comment); err != nil || len(got) != 0 {
+		t.Errorf("allow rules left after Cleanup: %v, %v", got, err)
+	}
+}
+
+// TestAllowWarnsOfOtherMachines: an entry naming no address of the host
+// opens nothing (the input chain sees only the host's own traffic), and
+// the Manager says so; one naming the host's draws no warning.
+func TestAllowWarnsOfOtherMachines(t *testing.T) {
+	testenv.RequireRoot(t)
+	own := netip.AddrPortFrom(hostAddr(t), 5000)
+	other := netip.MustParseAddrPort("203.0.113.250:5000") // hostAddr takes .1 to .100
+	var log bytes.Buffer
+	if _, err := New(Options{StateDir: t.TempDir(), Allow: []netip.AddrPort{own, other},
+		Log: hclog.New(&hclog.LoggerOptions{Output: &log})}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(log.String(), "names no address of this host") || !strings.Contains(log.String(), other.String()) {
+		t.Errorf("no warning about %s, not the host's:\n%s", other, log.String())
+	}
+	if strings.Contains(log.String(), own.String()) {
+		t.Errorf("a warning about %s, the host's own:\n%s", own, log.String())
 	}
 }

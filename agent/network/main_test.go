@@ -331,15 +331,19 @@ func busybox(t *testing.T) string {
 // in the state dir it names, prints "ready ADDR" and waits to be killed.
 // helperHostEnv, if set, is "BRIDGE DIR SUBNET" for a private host side;
 // helperNetNSEnv, if set, the namespace to set the network up in
-// (SetupIn).
+// (SetupIn); helperAllowEnv, if set, an ADDR:PORT to allow.
 const (
 	helperEnv      = "JOBRUN_NETWORK_TEST_HELPER"
 	helperHostEnv  = "JOBRUN_NETWORK_TEST_HELPER_HOST"
 	helperNetNSEnv = "JOBRUN_NETWORK_TEST_HELPER_NETNS"
+	helperAllowEnv = "JOBRUN_NETWORK_TEST_HELPER_ALLOW"
 )
 
 func helper() {
 	o := Options{StateDir: os.Getenv(helperEnv), Log: hclog.NewNullLogger()}
+	if a := os.Getenv(helperAllowEnv); a != "" {
+		o.Allow = []netip.AddrPort{netip.MustParseAddrPort(a)}
+	}
 	if h := strings.Fields(os.Getenv(helperHostEnv)); len(h) == 3 {
 		o.Bridge, o.Dir, o.Subnet = h[0], h[1], netip.MustParsePrefix(h[2])
 	}

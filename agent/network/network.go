@@ -55,6 +55,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -177,6 +178,13 @@ func New(o Options) (*Manager, error) {
 	}
 	if o.Log == nil {
 		o.Log = hclog.NewNullLogger()
+	}
+	if own, err := hostAllows(o.Allow); err == nil && len(own) < len(o.Allow) {
+		for _, a := range o.Allow {
+			if !slices.Contains(own, a) {
+				o.Log.Warn("allow entry names no address of this host: it opens nothing (traffic to other machines is the deny-list's)", "allow", a)
+			}
+		}
 	}
 	m := &Manager{o: o, jobs: filepath.Join(o.StateDir, "network"), gw: o.Subnet.Addr().Next(), table: tableFor(o.Bridge)}
 	if err := os.MkdirAll(m.jobs, 0o700); err != nil {

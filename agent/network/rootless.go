@@ -15,7 +15,6 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
-	"github.com/vishvananda/netlink"
 
 	"github.com/jobrun/jobrun/internal/lockfile"
 )
@@ -206,30 +205,6 @@ func addDenyRules(path string, deny []netip.Prefix, allow []netip.AddrPort) erro
 	return inNetNS(path, func() error {
 		return denyRules(path, deny, allow)
 	})
-}
-
-// hostAllows returns the entries of allow whose address is one of the
-// host's (this namespace's): on the bridge an entry opens the host's
-// input chain only, so one naming another machine opens nothing there,
-// and here neither.
-func hostAllows(allow []netip.AddrPort) ([]netip.AddrPort, error) {
-	if len(allow) == 0 {
-		return nil, nil
-	}
-	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
-	if err != nil {
-		return nil, fmt.Errorf("list the host's addresses: %w", err)
-	}
-	var out []netip.AddrPort
-	for _, a := range allow {
-		for _, h := range addrs {
-			if ip, ok := netip.AddrFromSlice(h.IP); ok && ip.Unmap() == a.Addr() {
-				out = append(out, a)
-				break
-			}
-		}
-	}
-	return out, nil
 }
 
 func denyRules(path string, deny []netip.Prefix, allow []netip.AddrPort) error {

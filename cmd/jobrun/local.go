@@ -93,7 +93,7 @@ capabilities and seccomp, and sudo and setuid programs do not work.`,
 	fl.StringVar(&f.minFree, "min-free", "", "free space (size or percentage) the caches and images shrink to keep on the state dir's filesystem; replaces the config's min_free")
 	fl.StringVar(&f.cacheRemote, "cache-remote", "", "restore caches missing here from the pool's bucket: s3://BUCKET[/PREFIX]?endpoint=HOST:PORT (keys in JOBRUN_S3_ACCESS_KEY, JOBRUN_S3_SECRET_KEY); replaces the config's cache remote; read-only unless --cache-upload")
 	fl.BoolVar(&f.cacheUpload, "cache-upload", false, "let successful jobs upload changed caches to the cache remote")
-	fl.StringSliceVar(&f.allow, "allow", nil, "let jobs reach this TCP ADDR:PORT of the host, and no other of its ports (repeatable; e.g. a registry on the host's 192.0.2.10:5000 that jobs push to and later jobs' images come from; never loopback); replaces the config's network allow")
+	fl.StringSliceVar(&f.allow, "allow", nil, "let jobs reach this TCP `ADDR:PORT` of the host's, and no other of its ports (repeatable, or comma-separated; e.g. a registry on the host's 192.0.2.10:5000 that jobs push to and later jobs' images come from; never loopback or the jobs' subnet); replaces the config's network allow")
 	fl.StringVar(&f.userns, "userns", "", "on: each job in a user namespace of its own id range; off: a job's root is the host's root; default the config's userns, else on")
 	return cmd
 }
