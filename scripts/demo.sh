@@ -8,8 +8,15 @@
 #
 #   bin/jobrun --config CONFIG local examples/hello/.ci.hcl
 #
-# exiting with its status. The registry and the temp files go away on exit,
-# whatever happens. The state dir is JOBRUN_STATE_DIR (default
+# exiting with its status. A job file that builds images (builds_images =
+# true, examples/image-build) gets the registry it pushes to as well:
+# scripts/example-registry.sh starts one with TLS (a test CA) and a login on
+# a host address jobs reach through --allow, and jobrun runs with --allow,
+# --ca-file, the REGISTRY_PASSWORD secret, the agent's login for it, and
+# --env REGISTRY and BASE_IMAGE pointing the job at it (the file's
+# registry.jobrun.test name maps onto it by the config's mirrors). The
+# registries, the address and the temp files go away on exit, whatever
+# happens. The state dir is JOBRUN_STATE_DIR (default
 # /var/lib/jobrun). usage: scripts/demo.sh [JOB FILE] (default examples/hello)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +44,9 @@ eval "$(scripts/testimages.sh)"
 tmp=$(mktemp -d /tmp/jobrun-demo.XXXXXX)
 reg_pid=
 cleanup() {
+	if [ -d "$tmp/example-registry" ]; then
+		scripts/example-registry.sh stop "$tmp/example-registry" || true
+	fi
 	if [ -n "$reg_pid" ]; then
 		kill "$reg_pid" 2>/dev/null || true
 		wait "$reg_pid" 2>/dev/null || true
@@ -105,9 +115,43 @@ cat >"$tmp/config.hcl" <<-EOT
 	}
 EOT
 
-say "running: $bin --state-dir $state --config $tmp/config.hcl local $jobfile"
+args=()
+if grep -Eq '^[[:space:]]*builds_images[[:space:]]*=[[:space:]]*true' "$jobfile"; then
+	say "the job file builds images: starting the registry it pushes to (scripts/example-registry.sh)"
+	scripts/example-registry.sh start "$tmp/example-registry"
+	. "$tmp/example-registry/env"
+	ex=$EXAMPLE_REGISTRY
+	# The builder image, by the name the example uses, and the Dockerfile's
+	# base in the example registry (jobs have no internet here).
+	push debian-buildah:latest buildah/stable:latest
+	say "pushing library/busybox:latest to $ex"
+	skopeo --policy "$tmp/policy.json" copy -q --dest-cert-dir "$EXAMPLE_REGISTRY_CERTS" \
+		--dest-creds "$EXAMPLE_REGISTRY_USER:$EXAMPLE_REGISTRY_PASSWORD" \
+		"oci:$JOBRUN_TEST_IMAGES/busybox:latest" "docker://$ex/library/busybox:latest" >&2
+	printf '%s' "$EXAMPLE_REGISTRY_PASSWORD" >"$tmp/example-registry.pass"
+	chmod 600 "$tmp/example-registry.pass"
+	cat >>"$tmp/config.hcl" <<-EOT
+		# The example's builder image, and its registry: the name in the
+		# job file is this registry's address; the agent logs in to pull.
+		registry "quay.io" {
+		  mirrors = ["$reg"]
+		}
+		registry "registry.jobrun.test" {
+		  mirrors = ["$ex"]
+		}
+		registry "$ex" {
+		  username      = "$EXAMPLE_REGISTRY_USER"
+		  password_file = "$tmp/example-registry.pass"
+		}
+	EOT
+	export REGISTRY_PASSWORD=$EXAMPLE_REGISTRY_PASSWORD
+	args=(--allow "$ex" --ca-file "$EXAMPLE_REGISTRY_CA" --secret REGISTRY_PASSWORD
+		--env "REGISTRY=$ex" --env "BASE_IMAGE=$ex/library/busybox:latest")
+fi
+
+say "running: $bin --state-dir $state --config $tmp/config.hcl local ${args[*]} $jobfile"
 set +e
-"$bin" --state-dir "$state" --config "$tmp/config.hcl" local "$jobfile"
+"$bin" --state-dir "$state" --config "$tmp/config.hcl" local "${args[@]}" "$jobfile"
 rc=$?
 set -e
 say "jobrun exited with status $rc"

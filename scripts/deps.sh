@@ -5,7 +5,9 @@
 #                           cgo with libseccomp, make, git, CA certificates
 #   scripts/deps.sh demo    build, and what `make demo` uses: the test images
 #                           (busybox-static, debootstrap) and a local
-#                           registry (docker-registry, skopeo, umoci)
+#                           registry (docker-registry, skopeo, umoci;
+#                           openssl, python3, iproute2 for the image-build
+#                           example's TLS registry)
 #   scripts/deps.sh [test]  everything `make test` needs: the above, the
 #                           peers, PostgreSQL, chromium, ... and the Go tools
 #                           (staticcheck, MinIO, mc), which take minutes
@@ -35,6 +37,7 @@ if [ -e .git ]; then BUILD_PACKAGES+=(git); fi
 DEMO_PACKAGES=(
 	busybox-static debootstrap util-linux     # scripts/testimages.sh (flock)
 	docker-registry skopeo umoci              # the demo's local registry
+	openssl python3 iproute2                  # scripts/example-registry.sh: its test CA, the login's bcrypt hash, its address
 )
 TEST_PACKAGES=(
 	git                                       # tests make repositories

@@ -12,7 +12,7 @@
 //	  password_file = "ghcr.pass"     # its password read from a file (relative:
 //	                                  # to this file) or from password_env = "VAR"
 //	}
-//	ca_file = "/etc/ssl/certs/ca-certificates.crt"  # CAs every job trusts too
+//	ca_file = "/etc/ssl/certs/ca-certificates.crt"  # CAs every job and pull trusts too
 //	pull    = "always"    # when jobs' images are checked at the registry:
 //	                      # always (the default), if-missing or never
 //	network {
@@ -62,8 +62,9 @@ type Config struct {
 	// Network configures jobs' networking.
 	Network Network
 	// CAFile, if set, is a file of PEM certificates every job trusts on
-	// top of its image's own (see ReadCAFile): the host's bundle, or a
-	// TLS-intercepting proxy's CA. A relative path is relative to the
+	// top of its image's own (see ReadCAFile), and the agent's image pulls
+	// on top of the host's: the host's bundle, a TLS-intercepting proxy's
+	// CA, a private registry's. A relative path is relative to the
 	// config file's directory.
 	CAFile string
 	// Pull is the pull policy of jobs whose file sets none: "always",

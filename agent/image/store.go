@@ -25,6 +25,8 @@ package image
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -91,6 +93,10 @@ type Options struct {
 	// registry itself, is tried); default 1 minute. The caller's context
 	// bounds the whole pull.
 	ResponseTimeout time.Duration
+	// CACerts are PEM certificates pulls trust on top of the system's
+	// (the config's ca_file, which jobs trust too): a registry whose
+	// certificate a private CA signed.
+	CACerts []byte
 }
 
 // Store is a host's image store. It is safe for concurrent use, also by
@@ -181,6 +187,16 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	tr := remote.DefaultTransport.(*http.Transport).Clone()
 	tr.ResponseHeaderTimeout = opts.ResponseTimeout
+	if len(opts.CACerts) > 0 {
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(opts.CACerts) {
+			return nil, errors.New("image store: no PEM certificate among the CA certificates")
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
 	s := &Store{dir: dir, opts: opts, log: opts.Log, inflight: map[string]*call{}, transport: tr}
 	if s.log == nil {
 		s.log = hclog.NewNullLogger()

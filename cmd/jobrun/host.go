@@ -211,13 +211,18 @@ func (g *globals) openImagesConfig(progress io.Writer) (*image.Store, string, *c
 	if err != nil {
 		return nil, "", nil, err
 	}
-	st, err := g.openStore(dir, cfg, progress)
+	cas, err := readCAs(cfg.CAFile, "")
+	if err != nil {
+		return nil, "", nil, err
+	}
+	st, err := g.openStore(dir, cfg, cas, progress)
 	return st, dir, cfg, err
 }
 
-// openStore opens the image store of the state dir.
-func (g *globals) openStore(dir string, cfg *config.Config, progress io.Writer) (*image.Store, error) {
-	return image.Open(filepath.Join(dir, "images"), image.Options{Config: cfg, Log: g.log, Progress: progress})
+// openStore opens the image store of the state dir; its pulls trust cas
+// (PEM, the config's ca_file or --ca-file) on top of the system's CAs.
+func (g *globals) openStore(dir string, cfg *config.Config, cas []byte, progress io.Writer) (*image.Store, error) {
+	return image.Open(filepath.Join(dir, "images"), image.Options{Config: cfg, Log: g.log, Progress: progress, CACerts: cas})
 }
 
 // openHost opens every store of the state dir and removes what killed
@@ -255,7 +260,7 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 	if err != nil {
 		return nil, err
 	}
-	images, err := g.openStore(dir, cfg, progress)
+	images, err := g.openStore(dir, cfg, cas, progress)
 	if err != nil {
 		return nil, err
 	}

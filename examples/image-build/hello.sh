@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "hello from image-build @VERSION@, running as $(id -un)"
