@@ -75,7 +75,7 @@ func (o hostOptions) usernsSetup(cfg *config.Config, configPath, stateDir string
 		return s, &usageError{fmt.Errorf("--userns %q: want on or off", o.userns)}
 	}
 	if rootlessChild() { // without root: rootless.go
-		s.mode, s.why = config.UsernsOff, rootlessUsernsWhy
+		s.mode, s.why = config.UsernsOff, rootlessWhy()
 	}
 	return s, nil
 }
@@ -183,7 +183,11 @@ func (g *globals) openImagesConfig(progress io.Writer) (*image.Store, string, *c
 
 // openStore opens the image store of the state dir.
 func (g *globals) openStore(dir string, cfg *config.Config, progress io.Writer) (*image.Store, error) {
-	return image.Open(filepath.Join(dir, "images"), image.Options{Config: cfg, Log: g.log, Progress: progress})
+	opts := image.Options{Config: cfg, Log: g.log, Progress: progress}
+	if err := rootlessMapped(&opts); err != nil {
+		return nil, err
+	}
+	return image.Open(filepath.Join(dir, "images"), opts)
 }
 
 // openHost opens every store of the state dir and removes what killed
