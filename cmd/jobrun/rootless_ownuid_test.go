@@ -18,7 +18,7 @@ import (
 func debianImage(t *testing.T) string {
 	t.Helper()
 	dir := testenv.RequireEnv(t, "JOBRUN_TEST_IMAGES", "test images built by scripts/testimages.sh")
-	return "oci-layout:" + filepath.Join(dir, "debian") + ":latest"
+	return "oci-layout:" + filepath.Join(dir, "debian") + ":bookworm"
 }
 
 // ownUIDJob is a job on image that says who it is and what it maps.
@@ -120,7 +120,7 @@ func TestRootlessOwnUIDRefusesOtherOwners(t *testing.T) {
 		}
 		ownUIDWarned(t, u, r.err)
 		all := r.out + r.err
-		re := regexp.MustCompile(`image \S*debian\S*: layer sha256:[0-9a-f]+\S*: (/\S+) is owned by (\d+):(\d+); jobrun runs with only your uid mapped .*sudo usermod --add-subuids \d+-\d+ --add-subgids \d+-\d+ ` + u.name)
+		re := regexp.MustCompile(`image \S*debian\S*: layer (?:sha256:)?[0-9a-f]+\S*: (/\S+) is owned by (\d+):(\d+); jobrun runs with only your uid mapped .*sudo usermod --add-subuids \d+-\d+ --add-subgids \d+-\d+ ` + u.name)
 		m := re.FindStringSubmatch(all)
 		if m == nil {
 			t.Fatalf("no refusal naming image, layer, file and owner in:\n%s", all)
@@ -159,6 +159,7 @@ func TestRootlessOwnUIDRefusesOtherOwners(t *testing.T) {
 func TestRootlessOwnUIDRefusesStoredImage(t *testing.T) {
 	debian := debianImage(t)
 	u := newRLUser(t, true)
+	file := u.write(t, fmt.Sprintf(ownUIDJob, debian))
 	pull := u.command("image", "pull", debian)
 	if out, err := pull.CombinedOutput(); err != nil {
 		t.Fatalf("image pull with ranges: %v\n%s", err, out)
@@ -167,14 +168,13 @@ func TestRootlessOwnUIDRefusesStoredImage(t *testing.T) {
 	if out, err := exec.Command("usermod", "--del-subuids", span, "--del-subgids", span, u.name).CombinedOutput(); err != nil {
 		t.Fatalf("usermod: %v\n%s", err, out)
 	}
-	file := u.write(t, fmt.Sprintf(ownUIDJob, debian))
 	r := u.local(t, file, "--pull", "never")
 	if r.code == 0 {
 		t.Fatal("a stored multi-owner image ran with only the user's uid mapped")
 	}
 	ownUIDWarned(t, u, r.err)
 	all := r.out + r.err
-	re := regexp.MustCompile(`image \S*debian\S*: layer sha256:[0-9a-f]+ \(\d+ of \d+\) has /\S+ owned by \d+:\d+; jobrun runs with only your uid mapped`)
+	re := regexp.MustCompile(`image \S*debian\S*: layer (?:sha256:)?[0-9a-f]+ \(\d+ of \d+\) has /\S+ owned by \d+:\d+; jobrun runs with only your uid mapped`)
 	if !re.MatchString(all) {
 		t.Fatalf("no refusal naming image, layer, file and owner in:\n%s", all)
 	}
