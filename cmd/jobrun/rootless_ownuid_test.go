@@ -182,3 +182,46 @@ func TestRootlessOwnUIDRefusesStoredImage(t *testing.T) {
 		t.Error("the job's step ran")
 	}
 }
+
+// TestRootlessOwnUIDNetworkAndCache: in own-uid mode a bridge job gets
+// egress through pasta (a server of the host's on an ordinary address)
+// but not the host's loopback, and a cache saved by the first run is
+// restored by the second; nothing is left behind.
+func TestRootlessOwnUIDNetworkAndCache(t *testing.T) {
+	tunForUsers(t)
+	hostAddrs(t, "198.51.100.61")
+	port := hostServer(t)
+	u := newRLUser(t, false)
+	file := u.write(t, fmt.Sprintf(`
+job "net" {
+  image = "IMAGE"
+  cache "data" {
+    path = "/data"
+    key  = "data-1"
+  }
+  step "egress" { run = "timeout 5 wget -q -O - http://198.51.100.61:%[1]d/ && echo" }
+  step "loopback" { run = "if timeout 5 wget -q -O - http://127.0.0.1:%[1]d/; then echo; echo LOOPBACK-REACHED; exit 1; else echo LOOPBACK-REFUSED; fi" }
+  step "cache" { run = "if test -f /data/warm; then echo CACHE-WARM; else echo CACHE-COLD; echo x > /data/warm; fi" }
+}
+`, port))
+	r := u.local(t, file)
+	u.checkLeaks(t)
+	if r.code != 0 || !strings.Contains(r.out, "from-host") {
+		t.Fatalf("egress: exit %d", r.code)
+	}
+	ownUIDWarned(t, u, r.err)
+	if !strings.Contains(r.out, "LOOPBACK-REFUSED") {
+		t.Error("the host's loopback was reached")
+	}
+	if !strings.Contains(r.out, "CACHE-COLD") {
+		t.Error("the first run's cache was not cold")
+	}
+	again := u.local(t, file)
+	if again.code != 0 || !strings.Contains(again.out, "CACHE-WARM") {
+		t.Errorf("second run: exit %d, or the cache was not restored", again.code)
+	}
+	netDir := filepath.Join(u.stateDir(), "network")
+	if ents, _ := os.ReadDir(netDir); len(ents) > 0 {
+		t.Errorf("%s left: %v", netDir, ents)
+	}
+}
