@@ -331,7 +331,7 @@ func rootlessCheck(g *globals, plan []*jobs.Job) error {
 	if err != nil {
 		return err
 	}
-	if err := mount.ProbeUserOverlay(dir); err != nil {
+	if _, err := mount.ChooseUserOverlay(dir); err != nil {
 		return fmt.Errorf("running jobs without root: %w", err)
 	}
 	return nil
