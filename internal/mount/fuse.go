@@ -57,7 +57,7 @@ func ChooseUserOverlay(dir string) (string, error) {
 		if nativeErr = ProbeUserOverlay(dir); nativeErr == nil {
 			return "native", os.Setenv(OverlayEnv, "native")
 		}
-		if forced == "native" {
+		if forced == "native" || errors.Is(nativeErr, errNoUserXattr) {
 			return "", nativeErr
 		}
 	case "fuse":
