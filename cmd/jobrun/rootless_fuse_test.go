@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -172,5 +174,97 @@ func TestRootlessNoOverlay(t *testing.T) {
 	}
 	if strings.Contains(string(out), "hello from jobrun") {
 		t.Error("the job ran")
+	}
+}
+
+// TestRootlessFuseKilledLeavesNothing: jobrun killed outright (SIGKILL)
+// while a job runs on fuse-overlayfs takes its fuse-overlayfs processes
+// with it (they hold the mount namespace, which would otherwise live on),
+// and the next run, again on fuse-overlayfs, removes the dead snapshot.
+// The control: fuse-overlayfs ran while the job did.
+func TestRootlessFuseKilledLeavesNothing(t *testing.T) {
+	fuseForUsers(t)
+	u := newRLUser(t, true)
+	file := u.write(t, `
+job "long" {
+  image = "IMAGE"
+  network = "none"
+  step "sleep" { run = "echo sleeping; sleep 307" }
+}
+`)
+	cmd := u.command("local", "--artifacts", filepath.Join(u.home, "artifacts"), file)
+	cmd.Env = append(cmd.Env, "JOBRUN_ROOTLESS_OVERLAY=fuse")
+	stdout, _ := cmd.StdoutPipe()
+	// A file, not a pipe: Wait would wait for the job's processes, which
+	// hold it, to close it.
+	stderr, err := os.CreateTemp(t.TempDir(), "stderr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stderr.Close()
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		once := sync.Once{}
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "| sleeping") {
+				once.Do(func() { close(started) })
+			}
+		}
+	}()
+	select {
+	case <-started:
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		cmd.Wait()
+		b, _ := os.ReadFile(stderr.Name())
+		t.Fatalf("the job never started:\n%s", b)
+	}
+	var running []string
+	for _, p := range u.procs() {
+		if strings.Contains(p, "fuse-overlayfs") {
+			running = append(running, p)
+		}
+	}
+	if len(running) == 0 {
+		t.Fatalf("no fuse-overlayfs of %s's while the job ran: %v", u.name, u.procs())
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	// The kernel delivers the parent-death signals on its own; wait for
+	// them, boundedly.
+	for deadline := time.Now().Add(30 * time.Second); len(u.procs()) > 0 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if left := u.procs(); len(left) > 0 {
+		t.Fatalf("after SIGKILL: %v", left)
+	}
+	if b, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(b), u.home) {
+		t.Errorf("mounts left under %s:\n%s", u.home, b)
+	}
+
+	// The next run cleans up what the killed one left.
+	file = u.write(t, `
+job "quick" {
+  image = "IMAGE"
+  network = "none"
+  step "s" { run = "true" }
+}
+`)
+	cmd = u.command("local", "--artifacts", filepath.Join(u.home, "artifacts"), file)
+	cmd.Env = append(cmd.Env, "JOBRUN_ROOTLESS_OVERLAY=fuse")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("next run: %v\n%s", err, out)
+	}
+	snaps, _ := filepath.Glob(filepath.Join(u.stateDir(), "snapshots", "*"))
+	if len(snaps) > 0 {
+		t.Errorf("snapshots left after the next run: %v", snaps)
+	}
+	if left := fuseProcs(u); len(left) > 0 {
+		t.Errorf("fuse-overlayfs left: %v", left)
 	}
 }
