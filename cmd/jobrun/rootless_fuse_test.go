@@ -60,9 +60,16 @@ const layersJob = `
 job "layers" {
   image = "IMAGE"
   network = "none"
+  cache "p" {
+    path    = "/p"
+    key     = "p"
+    sharing = "private"
+  }
   step "read" { run = "cat /a/keep; test ! -e /a/gone && test ! -e /o/old && test \"$(cat /o/new)\" = new && ls -a /o && echo LAYERS-OK" }
   step "write" { run = "rm /a/keep && test ! -e /a/keep && echo w > /o/w && test \"$(ls /o | tr '\\n' ' ')\" = 'new w ' && echo WRITES-OK" }
-  step "root" { run = "echo root-fs=$(awk '$2 == \"/\" {print $3}' /proc/mounts)" }
+  step "nobody" { run = "su -s /bin/sh nobody -c 'cat /o/new && id -u && echo NOBODY-READS'" }
+  step "cache" { run = "echo c > /p/c && cat /p/c && echo ws > /workspace/ws && echo OVERLAYS-OK" }
+  step "root" { run = "echo root-fs=$(awk '$2 == \"/\" {print $3}' /proc/mounts); echo ws-fs=$(awk '$2 == \"/workspace\" {print $3}' /proc/mounts); echo cache-fs=$(awk '$2 == \"/p\" {print $3}' /proc/mounts)" }
 }
 `
 
@@ -89,7 +96,9 @@ func fuseProcs(u *rlUser) []string {
 // (JOBRUN_ROOTLESS_OVERLAY=fuse), a job's root file system is a
 // fuse-overlayfs mount of the layers as the store unpacked them (overlay
 // whiteouts and user.overlay.opaque): a deleted file and an opaque
-// directory read right, writes land, and nothing is left (no
+// directory read right, writes land, another user of the job reads
+// too (allow_other), a private cache's and the workspace's overlays
+// take writes, and nothing is left (no
 // fuse-overlayfs process, no mount, no snapshot). The control: the same
 // job on native overlayfs reads the same.
 func TestRootlessFuseOverlay(t *testing.T) {
@@ -121,7 +130,7 @@ func TestRootlessFuseOverlay(t *testing.T) {
 				t.Fatalf("exit %d", r.code)
 			}
 			u.checkLeaks(t)
-			for _, want := range []string{"LAYERS-OK", "WRITES-OK", "root-fs=" + c.fs + "\n"} {
+			for _, want := range []string{"LAYERS-OK", "WRITES-OK", "NOBODY-READS", "OVERLAYS-OK", "root-fs=" + c.fs + "\n", "ws-fs=" + c.fs + "\n", "cache-fs=" + c.fs + "\n"} {
 				if !strings.Contains(r.out, want) {
 					t.Errorf("no %q in the output", want)
 				}
