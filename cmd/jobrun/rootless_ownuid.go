@@ -23,8 +23,11 @@ import (
 // or failing is an error, as before): a job either runs as it would with
 // ranges, or is refused before it starts (an image with a file owned by
 // another id, at unpack or at the job's start), or meets the one thing
-// the warning names, a switch to another user (su, setuid) failing in
-// the job. A flag would only add a step to the same outcome: without
+// the warning names, a switch to another user (su, setuid) or a chown
+// to one failing in the job (EPERM, EINVAL). Steps keep the invoking
+// user's supplementary groups, which nobody in the namespace may change
+// (the launcher skips setgroups there): the job holds no more than the
+// user who runs it. A flag would only add a step to the same outcome: without
 // ranges there is no other way to run at all.
 
 // rootlessOwnUIDEnv tells the child it runs in own-uid mode; its value is
@@ -35,7 +38,7 @@ const rootlessOwnUIDEnv = "JOBRUN_ROOTLESS_OWNUID"
 // once per run.
 func ownUIDWarning(name string) string {
 	return fmt.Sprintf("jobrun: warning: no subordinate ids for %s in /etc/subuid and /etc/subgid: jobs run with only your uid mapped "+
-		"(root in the job); images owning files of other users will be refused, and a job cannot switch to another user; "+
+		"(root in the job); images owning files of other users will be refused, and a job cannot switch to another user or chown a file to one; "+
 		"to map them, an administrator runs:\n  %s", name, subIDsLine(name))
 }
 

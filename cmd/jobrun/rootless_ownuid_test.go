@@ -27,6 +27,7 @@ job "who" {
   image = "%s"
   network = "none"
   step "id" { run = "echo id=$(id -u):$(id -g); echo map=$(cat /proc/self/uid_map); echo ok > /workspace/out.txt" }
+  step "other-users" { run = "su -s /bin/sh nobody -c id || echo SU-REFUSED; chown 1000 /workspace/out.txt || echo CHOWN-REFUSED" }
   artifacts {
     paths = ["out.txt"]
   }
@@ -69,8 +70,9 @@ func ownUIDWarned(t *testing.T, u *rlUser, stderr string) {
 
 // TestRootlessOwnUID: a user without subordinate ranges runs a job whose
 // image needs only root (busybox): warned once, the usermod line given,
-// the job root in it with only the user's uid mapped, its artifact
-// collected, nothing left behind.
+// the job root in it with only the user's uid mapped, unable to become or
+// chown to another user (as the warning says), its artifact collected,
+// nothing left behind.
 func TestRootlessOwnUID(t *testing.T) {
 	u := newRLUser(t, false)
 	file := u.write(t, fmt.Sprintf(ownUIDJob, "IMAGE"))
@@ -85,6 +87,11 @@ func TestRootlessOwnUID(t *testing.T) {
 	}
 	if !regexp.MustCompile(fmt.Sprintf(`map=\s*0 %d 1(\s|$)`, u.uid)).MatchString(r.out) {
 		t.Errorf("the job's uid_map is not the user's uid alone:\n%s", r.out)
+	}
+	// What the warning says a job cannot do; TestRootlessIDs's su as
+	// nobody, with ranges, is the control.
+	if !strings.Contains(r.out, "SU-REFUSED") || !strings.Contains(r.out, "CHOWN-REFUSED") {
+		t.Errorf("a job with only the user's uid mapped switched to, or chowned to, another user:\n%s", r.out)
 	}
 	if !strings.Contains(r.out, "only your uid mapped") {
 		t.Errorf("the run's first lines do not say only the user's uid is mapped:\n%s", r.out)
