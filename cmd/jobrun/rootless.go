@@ -151,6 +151,8 @@ func rootlessReexec(cmd *cobra.Command, g *globals) (bool, error) {
 	if err != nil {
 		return true, err
 	}
+	// The child's own-uid marker is this process's, never inherited.
+	env = slices.DeleteFunc(env, func(e string) bool { return strings.HasPrefix(e, rootlessOwnUIDEnv+"=") })
 	if ownUID {
 		env = append(env, rootlessOwnUIDEnv+"="+subIDsLine(u.Username))
 	}

@@ -82,7 +82,7 @@ func rootlessMapped(o *image.Options) error {
 // rootlessWhy is why jobs get no user namespace of their own without
 // root, as the run's first line says it.
 func rootlessWhy() string {
-	if os.Getenv(rootlessOwnUIDEnv) != "" {
+	if n, err := rootless.MappedIDs(); err == nil && n == 1 {
 		return "jobrun runs without root: every job runs in your user namespace, with only your uid mapped (you are its root)"
 	}
 	return rootlessUsernsWhy
