@@ -49,7 +49,7 @@ TEST_PACKAGES=(
 	systemd                                   # systemd-analyze verify of examples/deploy
 	chromium                                  # headless browser for the web UI tests (chromedp)
 	uidmap                                    # newuidmap/newgidmap: jobrun local without root (#18)
-	passt slirp4netns fuse-overlayfs          # rootless networking and overlays (#18, next steps)
+	passt slirp4netns fuse-overlayfs          # rootless networking; overlays where the kernel has none in a user namespace (#18)
 )
 
 log() { printf 'deps: %s\n' "$*" >&2; }

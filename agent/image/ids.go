@@ -39,11 +39,30 @@ func (l *layerIDs) add(name string, uid, gid uint64) {
 	}
 }
 
+// ownedBy reports whether a tar entry has an owner of its own: a hard
+// link has none (its target's is counted), nor has an overlayfs whiteout
+// (a 0:0 device node umoci makes, hidden in a snapshot).
+func ownedBy(h *tar.Header) bool {
+	return h.Typeflag != tar.TypeLink && !strings.HasPrefix(path.Base(h.Name), ".wh.") && h.Uid >= 0 && h.Gid >= 0
+}
+
+// mappedEntry refuses, before it is unpacked, a tar entry owned by an id
+// this process's user namespace does not map (Options.MappedIDs), which
+// the unpack could only fail to chown with EINVAL: the error names the
+// file, its owner and what to do.
+func (s *Store) mappedEntry(h *tar.Header) error {
+	n := uint64(s.opts.MappedIDs)
+	if n == 0 || !ownedBy(h) || (uint64(h.Uid) < n && uint64(h.Gid) < n) {
+		return nil
+	}
+	return fmt.Errorf("%s is owned by %d:%d; %s", path.Clean("/"+h.Name), h.Uid, h.Gid, s.mappedFix())
+}
+
 // addHeader counts a tar entry. A hard link has no owner of its own (its
 // target's is counted), nor has an overlayfs whiteout (a 0:0 device node
 // umoci makes, hidden in a snapshot).
 func (l *layerIDs) addHeader(h *tar.Header) {
-	if h.Typeflag == tar.TypeLink || strings.HasPrefix(path.Base(h.Name), ".wh.") || h.Uid < 0 || h.Gid < 0 {
+	if !ownedBy(h) {
 		return
 	}
 	l.add(h.Name, uint64(h.Uid), uint64(h.Gid))
@@ -122,9 +141,31 @@ func scanIDs(root string) (layerIDs, error) {
 // unpacked; a layer unpacked before that is scanned once.
 func (s *Store) CheckIDs(img *Image, size uint32) error {
 	limit := uint64(size)
-	fix := fmt.Sprintf("a job's user namespace maps ids 0-%d only: rebuild the image with its files owned by ids below %d "+
+	return s.checkIDs(img, limit, fmt.Sprintf("a job's user namespace maps ids 0-%d only: rebuild the image with its files owned by ids below %d "+
 		"(chown them in its Dockerfile), or run jobs without user namespaces (userns = \"off\" in the agent config, jobrun local --userns off)",
-		limit-1, limit)
+		limit-1, limit))
+}
+
+// CheckMapped is CheckIDs for the ids this process's own user namespace
+// maps (Options.MappedIDs: jobrun without root), with Options.MappedFix
+// as what to do. Without a limit it checks nothing.
+func (s *Store) CheckMapped(img *Image) error {
+	if s.opts.MappedIDs == 0 {
+		return nil
+	}
+	return s.checkIDs(img, uint64(s.opts.MappedIDs), s.mappedFix())
+}
+
+// mappedFix is what to do about a file the namespace cannot map.
+func (s *Store) mappedFix() string {
+	if s.opts.MappedFix != "" {
+		return s.opts.MappedFix
+	}
+	return fmt.Sprintf("this user namespace maps ids 0-%d only", s.opts.MappedIDs-1)
+}
+
+// checkIDs is CheckIDs for ids below limit, saying fix.
+func (s *Store) checkIDs(img *Image, limit uint64, fix string) error {
 	if err := checkUser(img.Config.User, limit); err != nil {
 		return fmt.Errorf("image %s: %w; %s", img.Ref, err, fix)
 	}

@@ -97,6 +97,14 @@ type Options struct {
 	// (the config's ca_file, which jobs trust too): a registry whose
 	// certificate a private CA signed.
 	CACerts []byte
+	// MappedIDs, when set, is how many ids (0 to MappedIDs-1) the user
+	// namespace this process runs in maps (jobrun without root, issue
+	// #18; 1 with only the user's own uid): a layer with a file owned by
+	// another id is refused when unpacked, and CheckMapped refuses an
+	// image holding one, the error saying MappedFix.
+	MappedIDs uint32
+	// MappedFix is what to do about such a file.
+	MappedFix string
 }
 
 // Store is a host's image store. It is safe for concurrent use, also by

@@ -119,7 +119,7 @@ func (s *Store) unpackLayer(ctx context.Context, root string, l Layer, format la
 	// Decompression and the DiffID hash run a little ahead, on another core.
 	tee := newReadAhead(io.TeeReader(r, h))
 	defer tee.Close()
-	if err := untar(root, tee, format, &ids); err != nil {
+	if err := untar(root, tee, format, &ids, s.mappedEntry); err != nil {
 		if ctx.Err() != nil {
 			return ids, ctx.Err()
 		}
@@ -140,9 +140,9 @@ func (s *Store) unpackLayer(ctx context.Context, root string, l Layer, format la
 // entries that try to leave the root instead of quietly clamping them:
 // names with "..", and paths that pass through a symlink the layer itself
 // made (a tar of a real tree never does; a hostile one does it to write
-// through an absolute or escaping link target). It counts the entries'
-// owners in ids.
-func untar(root string, r io.Reader, format layer.OnDiskFormat, ids *layerIDs) error {
+// through an absolute or escaping link target), and entries check
+// refuses. It counts the entries' owners in ids.
+func untar(root string, r io.Reader, format layer.OnDiskFormat, ids *layerIDs, check func(*tar.Header) error) error {
 	te := layer.NewTarExtractor(&layer.UnpackOptions{OnDiskFormat: format})
 	tr := tar.NewReader(r)
 	links := map[string]bool{}
@@ -155,6 +155,9 @@ func untar(root string, r io.Reader, format layer.OnDiskFormat, ids *layerIDs) e
 			return fmt.Errorf("corrupt or truncated layer: %w", err)
 		}
 		if err := checkEntry(hdr, links); err != nil {
+			return err
+		}
+		if err := check(hdr); err != nil {
 			return err
 		}
 		if err := te.UnpackEntry(root, hdr, tr); err != nil {

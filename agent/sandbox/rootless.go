@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/opencontainers/cgroups"
@@ -70,6 +71,29 @@ func rootlessSpec(spec *specs.Spec) {
 	spec.Mounts = slices.DeleteFunc(spec.Mounts, func(m specs.Mount) bool { return m.Destination == "/sys/fs/cgroup" })
 	spec.Linux.CgroupsPath = ""
 	spec.Linux.Resources = &specs.LinuxResources{}
+	unmappedOwners(spec)
+}
+
+// unmappedOwners takes the uid= and gid= options off the mounts (devpts's
+// gid=5) whose id the user's namespace does not map: with only the
+// user's own uid mapped (own-uid mode), the kernel refuses them with
+// EINVAL. The files are then the namespace's root's, as in rootless
+// podman.
+func unmappedOwners(spec *specs.Spec) {
+	n, err := rootless.MappedIDs()
+	if err != nil || n == 0 {
+		return
+	}
+	for i := range spec.Mounts {
+		spec.Mounts[i].Options = slices.DeleteFunc(spec.Mounts[i].Options, func(o string) bool {
+			k, v, ok := strings.Cut(o, "=")
+			if !ok || (k != "uid" && k != "gid") {
+				return false
+			}
+			id, err := strconv.ParseUint(v, 10, 32)
+			return err != nil || id >= uint64(n)
+		})
+	}
 }
 
 // rootlessConfig makes libcontainer ignore the cgroups it cannot make (the

@@ -109,7 +109,7 @@ func (o hostOptions) usernsSetup(cfg *config.Config, configPath, stateDir string
 		return s, &usageError{fmt.Errorf("--userns %q: want on or off", o.userns)}
 	}
 	if rootlessChild() { // without root: rootless.go
-		s.mode, s.why = config.UsernsOff, rootlessUsernsWhy
+		s.mode, s.why = config.UsernsOff, rootlessWhy()
 	}
 	return s, nil
 }
@@ -222,7 +222,11 @@ func (g *globals) openImagesConfig(progress io.Writer) (*image.Store, string, *c
 // openStore opens the image store of the state dir; its pulls trust cas
 // (PEM, the config's ca_file or --ca-file) on top of the system's CAs.
 func (g *globals) openStore(dir string, cfg *config.Config, cas []byte, progress io.Writer) (*image.Store, error) {
-	return image.Open(filepath.Join(dir, "images"), image.Options{Config: cfg, Log: g.log, Progress: progress, CACerts: cas})
+	opts := image.Options{Config: cfg, Log: g.log, Progress: progress, CACerts: cas}
+	if err := rootlessMappedIDs(&opts); err != nil {
+		return nil, err
+	}
+	return image.Open(filepath.Join(dir, "images"), opts)
 }
 
 // openHost opens every store of the state dir and removes what killed

@@ -109,17 +109,27 @@ func rootlessReexec(cmd *cobra.Command, g *globals) (bool, error) {
 	if err != nil {
 		return true, err
 	}
-	if len(uids) == 0 || len(gids) == 0 {
-		return true, noSubIDsError(u.Username)
-	}
-	newuidmap, err1 := exec.LookPath("newuidmap")
-	newgidmap, err2 := exec.LookPath("newgidmap")
-	if err1 != nil || err2 != nil {
-		return true, errors.New("running jobs without root needs newuidmap and newgidmap (Debian/Ubuntu: apt install uidmap; Fedora: shadow-utils)")
+	// Without ranges, own-uid mode (rootless_ownuid.go): said once, here.
+	ownUID := len(uids) == 0 || len(gids) == 0
+	var newuidmap, newgidmap string
+	if ownUID {
+		fmt.Fprintln(os.Stderr, ownUIDWarning(u.Username))
+	} else {
+		var err1, err2 error
+		newuidmap, err1 = exec.LookPath("newuidmap")
+		newgidmap, err2 = exec.LookPath("newgidmap")
+		if err1 != nil || err2 != nil {
+			return true, errors.New("running jobs without root needs newuidmap and newgidmap (Debian/Ubuntu: apt install uidmap; Fedora: shadow-utils)")
+		}
 	}
 	env, err := rootlessEnv(cmd, g, u)
 	if err != nil {
 		return true, err
+	}
+	// The child's own-uid marker is this process's, never inherited.
+	env = slices.DeleteFunc(env, func(e string) bool { return strings.HasPrefix(e, rootlessOwnUIDEnv+"=") })
+	if ownUID {
+		env = append(env, rootlessOwnUIDEnv+"="+subIDsLine(u.Username))
 	}
 
 	r, w, err := os.Pipe()
@@ -171,7 +181,13 @@ func rootlessReexec(cmd *cobra.Command, g *globals) (bool, error) {
 	}
 	r.Close()
 	pid := strconv.Itoa(child.Process.Pid)
-	if err := writeMaps(pid, idMap{newuidmap, uid, uids}, idMap{newgidmap, os.Getgid(), gids}); err != nil {
+	if ownUID {
+		if err := writeOwnMaps(child.Process.Pid, uid, os.Getgid()); err != nil {
+			w.Close()
+			_ = child.Wait()
+			return true, err
+		}
+	} else if err := writeMaps(pid, idMap{newuidmap, uid, uids}, idMap{newgidmap, os.Getgid(), gids}); err != nil {
 		w.Close()
 		_ = child.Wait()
 		return true, fmt.Errorf("running jobs without root: %w", err)
@@ -201,15 +217,15 @@ func rootlessReexec(cmd *cobra.Command, g *globals) (bool, error) {
 	}
 }
 
-// noSubIDsError is the one message a user without subordinate ranges gets:
-// the exact command that gives them some.
-func noSubIDsError(name string) error {
-	line := "usermod --add-subuids 100000-165535 --add-subgids 100000-165535 " + name
+// subIDsLine is the exact command that gives the user name a free range
+// of subordinate ids.
+func subIDsLine(name string) string {
+	line := "sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 " + name
 	if r, err := rootless.FreeRange(65536, "/etc/subuid", "/etc/subgid"); err == nil {
 		span := fmt.Sprintf("%d-%d", r.Start, uint64(r.Start)+uint64(r.Count)-1)
-		line = fmt.Sprintf("usermod --add-subuids %s --add-subgids %s %s", span, span, name)
+		line = fmt.Sprintf("sudo usermod --add-subuids %s --add-subgids %s %s", span, span, name)
 	}
-	return fmt.Errorf("running jobs without root needs subordinate user and group ids for %s in /etc/subuid and /etc/subgid; an administrator adds them with:\n  sudo %s", name, line)
+	return line
 }
 
 // rootlessEnv is the child's environment: this one, with the per-user
@@ -286,7 +302,7 @@ func rootlessCheck(g *globals, plan []*jobs.Job) error {
 	if err != nil {
 		return err
 	}
-	if err := mount.ProbeUserOverlayOnce(dir); err != nil {
+	if _, err := mount.ChooseUserOverlay(dir); err != nil {
 		return fmt.Errorf("running jobs without root: %w", err)
 	}
 	return nil

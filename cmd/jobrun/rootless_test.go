@@ -400,48 +400,6 @@ func waitSleep(t *testing.T, arg string, d time.Duration) (int, int) {
 	return 0, 0
 }
 
-// TestRootlessNoSubIDs: a user without subordinate ranges gets one message
-// with the exact usermod line, and nothing runs.
-func TestRootlessNoSubIDs(t *testing.T) {
-	u := newRLUser(t, false)
-	file := u.write(t, example(t, "hello"))
-	r := u.local(t, file)
-	if r.code != 1 {
-		t.Errorf("exit %d, want 1", r.code)
-	}
-	re := regexp.MustCompile(`(?m)^  sudo usermod --add-subuids (\d+)-(\d+) --add-subgids (\d+)-(\d+) ` + u.name + `$`)
-	m := re.FindStringSubmatch(r.err)
-	if m == nil || m[1] != m[3] || m[2] != m[4] {
-		t.Fatalf("no usermod line for %s in:\n%s", u.name, r.err)
-	}
-	start, _ := strconv.Atoi(m[1])
-	end, _ := strconv.Atoi(m[2])
-	if end-start+1 != 65536 {
-		t.Errorf("proposed range %d-%d is not 65536 ids", start, end)
-	}
-	// The proposal is free: no user's range overlaps it.
-	for _, f := range []string{"/etc/subuid", "/etc/subgid"} {
-		b, _ := os.ReadFile(f)
-		for _, line := range strings.Split(string(b), "\n") {
-			p := strings.Split(line, ":")
-			if len(p) != 3 {
-				continue
-			}
-			s, _ := strconv.Atoi(p[1])
-			n, _ := strconv.Atoi(p[2])
-			if s <= end && start < s+n {
-				t.Errorf("proposed range %d-%d overlaps %s's in %s", start, end, p[0], f)
-			}
-		}
-	}
-	if strings.Count(r.err, "jobrun:") != 1 {
-		t.Errorf("want one message, got:\n%s", r.err)
-	}
-	if _, err := os.Stat(u.stateDir()); err == nil {
-		t.Errorf("state dir %s made though nothing ran", u.stateDir())
-	}
-}
-
 // TestRootlessInterruptAndTimeout: without cgroups, a job's pid namespace
 // still takes every process down, daemons included, at a timeout and at
 // Ctrl-C (SIGINT to jobrun, as a script sends it: passed on to the child

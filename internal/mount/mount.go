@@ -33,6 +33,9 @@ func escape(p string) string {
 // Overlay mounts an overlay of lowers (top layer first) with upper and work
 // on target. flags are mount flags such as unix.MS_NOSUID|unix.MS_NODEV.
 func Overlay(target string, lowers []string, upper, work string, flags uintptr) error {
+	if fuseOverlay() { // jobrun without root, on fuse-overlayfs: fuse.go
+		return mountFuse(target, lowers, upper, work, flags)
+	}
 	data := OverlayData(lowers, upper, work) + userXattr()
 	if len(data)+len(",volatile") >= MaxData {
 		return fmt.Errorf("mount overlay on %s: %d lower directories need %d bytes of options, the kernel takes %d",

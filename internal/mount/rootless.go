@@ -1,6 +1,7 @@
 package mount
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -22,6 +23,10 @@ func userXattr() string {
 	return ""
 }
 
+// errNoUserXattr is a state dir's file system that keeps no user.*
+// xattrs: neither overlay can read layers there.
+var errNoUserXattr = errors.New("takes no user.* xattrs")
+
 // ProbeUserOverlay checks, in a temporary directory under dir, that this
 // process (root of a user namespace) can mount an overlay with userxattr
 // there: Linux 5.11 or later, and a filesystem under dir that takes
@@ -40,13 +45,13 @@ func ProbeUserOverlay(dir string) error {
 		}
 	}
 	if err := unix.Setxattr(ds[0], "user.jobrun.probe", []byte("1"), 0); err != nil {
-		return fmt.Errorf("the file system of %s takes no user.* xattrs (%w): jobrun without root keeps overlay metadata in them; use a state dir on ext4, xfs or btrfs (--state-dir)", dir, err)
+		return fmt.Errorf("the file system of %s %w (%w): jobrun without root keeps overlay metadata in them; use a state dir on ext4, xfs or btrfs (--state-dir)", dir, errNoUserXattr, err)
 	}
 	err = unix.Mount("overlay", ds[3], "overlay", 0, OverlayData(ds[:1], ds[1], ds[2])+",userxattr")
 	if err != nil {
 		var u unix.Utsname
 		_ = unix.Uname(&u)
-		return fmt.Errorf("this kernel (%s) does not mount overlayfs in a user namespace (%w): jobrun without root needs Linux 5.11 or later (fuse-overlayfs is not supported yet, issue #18)", unix.ByteSliceToString(u.Release[:]), err)
+		return fmt.Errorf("this kernel (%s) does not mount overlayfs in a user namespace (%w)", unix.ByteSliceToString(u.Release[:]), err)
 	}
 	return Unmount(ds[3])
 }

@@ -69,6 +69,25 @@ enum {
 };
 #define MAX_FRAME (16u << 20)
 
+/* groups_denied is set when this user namespace has "deny" in
+ * /proc/self/setgroups: jobrun without root with only the user's own uid
+ * mapped (own-uid mode, issue #18), where nobody may call setgroups and
+ * every process keeps the invoking user's groups. Steps then keep them
+ * too, as with runc; anywhere else a failed setgroups fails the step. */
+static int groups_denied;
+
+/* read_groups_denied reads /proc/self/setgroups once, before any step. */
+static void read_groups_denied(void)
+{
+	char b[8] = {0};
+	int fd = open("/proc/self/setgroups", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	ssize_t n = read(fd, b, sizeof b - 1);
+	close(fd);
+	groups_denied = n >= 4 && memcmp(b, "deny", 4) == 0;
+}
+
 /* The signals passed on to every running step's process group. */
 static const int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
 
@@ -599,7 +618,7 @@ static int child(void *arg)
 	/* Set the groups, possibly to none, not keep the launcher's. Leaving
 	 * uid 0 clears the permitted and effective capabilities;
 	 * no_new_privs keeps execve from granting any. */
-	if (syscall(SYS_setgroups, (size_t)p->ngroups, p->groups) < 0)
+	if (!groups_denied && syscall(SYS_setgroups, (size_t)p->ngroups, p->groups) < 0)
 		goto fail;
 	if (syscall(SYS_setgid, (gid_t)p->gid) < 0)
 		goto fail;
@@ -886,6 +905,7 @@ int main(void)
 	 * and no child that could leave an orphan; a termination signal
 	 * ends the launcher, and so the container, which is what it asks
 	 * for. */
+	read_groups_denied();
 	char *err = setup();
 	if (err) {
 		/* Tell the agent why; the container is of no use. */
