@@ -175,11 +175,11 @@ func (u *rlUser) writeFile(t *testing.T, name, body string) string {
 
 // command is jobrun run as the user, with a clean environment: HOME, PATH
 // and nothing of XDG's, so the defaults apply (~/.local/share/jobrun, a
-// runtime dir under /tmp); env is added to it.
-func (u *rlUser) command(env []string, args ...string) *exec.Cmd {
+// runtime dir under /tmp).
+func (u *rlUser) command(args ...string) *exec.Cmd {
 	cmd := exec.Command(filepath.Join(u.bin, "jobrun"), args...)
 	cmd.Dir = u.project
-	cmd.Env = append([]string{"HOME=" + u.home, "USER=" + u.name, "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "NO_COLOR=1"}, env...)
+	cmd.Env = []string{"HOME=" + u.home, "USER=" + u.name, "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "NO_COLOR=1"}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(u.uid), Gid: uint32(u.gid), Groups: []uint32{}}}
 	return cmd
 }
@@ -221,7 +221,8 @@ type rlRun struct {
 func (u *rlUser) start(t *testing.T, env []string, args ...string) *rlRun {
 	t.Helper()
 	dir := t.TempDir()
-	r := &rlRun{u: u, args: args, cmd: u.command(env, args...), out: filepath.Join(dir, "stdout"), errf: filepath.Join(dir, "stderr"), done: make(chan struct{})}
+	r := &rlRun{u: u, args: args, cmd: u.command(args...), out: filepath.Join(dir, "stdout"), errf: filepath.Join(dir, "stderr"), done: make(chan struct{})}
+	r.cmd.Env = append(r.cmd.Env, env...)
 	for _, p := range []string{r.out, r.errf} {
 		f, err := os.Create(p)
 		if err != nil {
