@@ -220,9 +220,16 @@ type rlRun struct {
 // environment. It is killed when the test ends if it is still running.
 func (u *rlUser) start(t *testing.T, env []string, args ...string) *rlRun {
 	t.Helper()
+	cmd := u.command(args...)
+	cmd.Env = append(cmd.Env, env...)
+	return u.startCmd(t, cmd)
+}
+
+// startCmd starts cmd, a command of the user's, as start does.
+func (u *rlUser) startCmd(t *testing.T, cmd *exec.Cmd) *rlRun {
+	t.Helper()
 	dir := t.TempDir()
-	r := &rlRun{u: u, args: args, cmd: u.command(args...), out: filepath.Join(dir, "stdout"), errf: filepath.Join(dir, "stderr"), done: make(chan struct{})}
-	r.cmd.Env = append(r.cmd.Env, env...)
+	r := &rlRun{u: u, args: cmd.Args[1:], cmd: cmd, out: filepath.Join(dir, "stdout"), errf: filepath.Join(dir, "stderr"), done: make(chan struct{})}
 	for _, p := range []string{r.out, r.errf} {
 		f, err := os.Create(p)
 		if err != nil {
@@ -297,7 +304,7 @@ func (r *rlRun) waitOut(t *testing.T, s string) {
 // signal sends sig to jobrun.
 func (r *rlRun) signal(sig syscall.Signal) { r.cmd.Process.Signal(sig) }
 
-// end waits for jobrun to exit, at most ten minutes (then it is killed
+// end waits for the command to exit, at most ten minutes (then it is killed
 // and t fails), logs its output and returns it with the exit code.
 func (r *rlRun) end(t *testing.T) localRun {
 	t.Helper()

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jobrun/jobrun/internal/leakcheck"
 	"github.com/jobrun/jobrun/internal/testenv"
 )
 
@@ -154,8 +155,14 @@ func TestRootlessNoSubIDs(t *testing.T) {
 // TestRootlessInterruptAndTimeout: without cgroups, a job's pid namespace
 // still takes every process down, daemons included, at a timeout and at
 // Ctrl-C (SIGINT to jobrun, as a script sends it: passed on to the child
-// in the namespace).
+// in the namespace). Ctrl-C comes mid-job on a bridge network with a
+// service and a cache: afterwards the leak checker finds nothing, run as
+// the user (their runtime dir and the job's part of their state dir, the
+// processes of their ids, pasta's included) and as root (mounts, cgroups,
+// network namespaces, links and rules, files of the whole state dir, the
+// processes of the test's).
 func TestRootlessInterruptAndTimeout(t *testing.T) {
+	tunForUsers(t)
 	u := newRLUser(t, true)
 	file := u.write(t, `
 job "slow" {
@@ -174,17 +181,37 @@ job "slow" {
 		t.Errorf("after the timeout: %v", left)
 	}
 
+	// The job holds only when the project has a file "hold": a first
+	// run makes what stays by design (the image, the cache's volume).
 	file = u.write(t, `
 job "long" {
   image = "IMAGE"
-  network = "none"
-  step "sleep" { run = "echo sleeping; setsid sleep 304 & sleep 305" }
+  service "web" {
+    image   = "IMAGE"
+    command = ["sh", "-c", "mkdir -p /www && echo healthy > /www/health && exec httpd -f -p 8080 -h /www"]
+    port    = 8080
+  }
+  cache "stamps" { path = "/cache" }
+  step "sleep" { run = "wget -q -O - http://web:8080/health && date > /cache/stamp && if [ -f hold ]; then echo sleeping; setsid sleep 304 & sleep 305; fi" }
 }
 `)
+	if r := u.local(t, file); r.code != 0 || !strings.Contains(r.out, "| healthy") {
+		t.Fatalf("first run: exit %d", r.code)
+	}
+	root := leakcheck.Take(t, u.stateDir(), u.runDir())
+	user := u.userLeakcheck(t)
+	u.writeFile(t, "hold", "")
 	run := u.start(t, nil, u.localArgs(file)...)
 	run.waitOut(t, "| sleeping")
 	if pid, _ := waitSleep(t, "304", 10*time.Second); pid == 0 {
 		t.Error("the daemon never ran")
+	}
+	// Controls: the service, the cache and pasta were there.
+	if o, _ := run.output(); !strings.Contains(o, "| healthy") || !strings.Contains(o, "cache stamps: warm") {
+		t.Errorf("the job did not reach its service or its cache was not warm:\n%s", o)
+	}
+	if !hasPasta(u.procs()) {
+		t.Errorf("no pasta of %s's while the bridge job ran: %v", u.name, u.procs())
 	}
 	run.signal(syscall.SIGINT)
 	r = run.end(t)
@@ -192,9 +219,11 @@ job "long" {
 		t.Errorf("jobrun exited with %d after SIGINT, want 1", r.code)
 	}
 	order(t, r.out, `sleep ■ cancelled`, `long +cancelled`)
+	user()
 	if left := u.procs(); len(left) > 0 {
 		t.Errorf("after Ctrl-C: %v", left)
 	}
+	root.Check(t)
 }
 
 // TestRootlessImageCommands: `jobrun image` works on the user's store
