@@ -40,6 +40,10 @@ import (
 //     one (kill -9 -1 leaves the user's host process alive). Controls: root
 //     on the host gets the parent namespace with the same probe; the job
 //     signals its own processes; the user kills their process.
+//   - The sandbox's battery (agent/sandbox/escape_test.go's probes: mount,
+//     mknod, a user namespace, a kernel module, a host pid, ptrace, /proc
+//     writes and masked paths), each refused with its exact errno in the
+//     job. Control: the same probe run by root on the host succeeds.
 func TestRootlessEscapes(t *testing.T) {
 	u := newRLUser(t, true)
 	secret := filepath.Join(u.home, "secret.txt")
@@ -81,6 +85,11 @@ job "escape" {
     echo ns-done
   SH
   }
+  step "battery" {
+    run = <<-SH
+BATTERY
+    SH
+  }
   step "hold" { run = "echo holding; sleep 4301; echo held" }
   step "killall" {
     run = "(kill -9 -1); echo survived"
@@ -102,10 +111,15 @@ job "escape" {
 		}
 	}
 	probe := filepath.Join(u.project, "rlprobe")
-	if out, err := exec.Command("go", "build", "-o", probe, "./testdata/rlprobe").CombinedOutput(); err != nil {
-		t.Fatalf("build rlprobe: %v\n%s", err, out)
+	sbProbe := filepath.Join(u.project, "probe")
+	for bin, pkg := range map[string]string{probe: "./testdata/rlprobe", sbProbe: "../../agent/sandbox/internal/probe"} {
+		build := exec.Command("go", "build", "-o", bin, pkg)
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("build %s: %v\n%s", pkg, err, out)
+		}
+		os.Chown(bin, u.uid, u.gid)
 	}
-	os.Chown(probe, u.uid, u.gid)
 
 	// A process of the user's on the host, which the job must neither see
 	// nor signal.
@@ -120,7 +134,13 @@ job "escape" {
 		victim.Process.Kill()
 		waitVictim()
 	})
+	battery := escapeBattery(t, vpid)
+	var lines []string
+	for _, p := range battery {
+		lines = append(lines, fmt.Sprintf(`echo "probe %s=$(./probe %s)"`, p.name, p.args))
+	}
 	b, _ := os.ReadFile(file)
+	b = []byte(strings.Replace(string(b), "BATTERY", strings.Join(lines, "\n"), 1))
 	script := strings.ReplaceAll(strings.ReplaceAll(string(b), "kill -0 VICTIM", "kill -0 "+strconv.Itoa(vpid)), "HOME", u.home)
 	// $HOME in the job is the image's; the literal is the user's home.
 	script = strings.ReplaceAll(script, "$"+u.home, u.home)
@@ -154,6 +174,20 @@ job "escape" {
 		"parent=EPERM", "proc sleep 4303", "own-signalled", "victim-unknown", "ns-done", "killall"} {
 		if !strings.Contains(r.out, want) {
 			t.Errorf("no %q in the job's output", want)
+		}
+	}
+	// The sandbox's battery (agent/sandbox/escape_test.go), as the user:
+	// each refused in the job; the control, the same probe run by root
+	// on the host, is not.
+	for _, p := range battery {
+		m := regexp.MustCompile(`\| probe ` + regexp.QuoteMeta(p.name) + `=(.*)\n`).FindStringSubmatch(r.out)
+		if m == nil || m[1] != p.job {
+			t.Errorf("probe %s in the job: %v, want %q", p.name, m, p.job)
+		}
+		ctl := exec.Command(sbProbe, strings.Fields(strings.ReplaceAll(p.args, "/tmp/blk", filepath.Join(t.TempDir(), "blk")))...)
+		out, err := ctl.Output()
+		if got := strings.TrimSpace(string(out)); err != nil || got == p.job || strings.Contains(got, "EPERM") || strings.Contains(got, "error") {
+			t.Errorf("control: probe %s by root on the host: %q, %v", p.name, got, err)
 		}
 	}
 	if strings.Contains(r.out, "TOPSECRET") {
@@ -285,4 +319,35 @@ func checkJobTree(t *testing.T, pid int, secret syscall.Stat_t) {
 	if procs == 0 {
 		t.Error("control: no process found in the job's pid namespace")
 	}
+}
+
+// escapeProbe is one of the sandbox's probes (agent/sandbox/internal/probe)
+// and the word it must print in a job run without root.
+type escapeProbe struct{ name, args, job string }
+
+// escapeBattery is agent/sandbox/escape_test.go's battery for a job run
+// without root; victim is a process of the user's on the host.
+func escapeBattery(t *testing.T, victim int) []escapeProbe {
+	b := []escapeProbe{
+		{"mount", "mount", "EPERM"},
+		{"mknod-block", "mknod-block /tmp/blk", "EPERM"},
+		{"unshare-user", "unshare-user", "EPERM"},
+		{"module", "module", "finit=EPERM init=EPERM"},
+		{"see-host-pid", fmt.Sprintf("stat /proc/%d", victim), "ENOENT"},
+		{"ptrace-user-process", fmt.Sprintf("ptrace %d", victim), "ESRCH"},
+		{"write-proc-sys", "open-write /proc/sys/kernel/domainname", "EACCES"},
+	}
+	for _, p := range []string{"/proc/kcore", "/proc/timer_list", "/proc/sysrq-trigger"} {
+		if _, err := os.Stat(p); err != nil {
+			t.Logf("host has no %s: not probed", p)
+			continue
+		}
+		switch p {
+		case "/proc/sysrq-trigger":
+			b = append(b, escapeProbe{"write-sysrq-trigger", "open-write " + p, "EACCES"})
+		default:
+			b = append(b, escapeProbe{"read-masked-" + filepath.Base(p), "read " + p, "eof"})
+		}
+	}
+	return b
 }
