@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,6 +41,10 @@ import (
 //     one (kill -9 -1 leaves the user's host process alive). Controls: root
 //     on the host gets the parent namespace with the same probe; the job
 //     signals its own processes; the user kills their process.
+//   - Even handed open files of the host's initial user and network
+//     namespaces (SCM_RIGHTS over a socket in its /tmp), the job cannot
+//     join them: setns is refused (EPERM) for both. Control: root on the
+//     host joins the job's namespaces with the same calls.
 //   - The sandbox's battery (agent/sandbox/escape_test.go's probes: mount,
 //     mknod, a user namespace, a kernel module, a host pid, ptrace, /proc
 //     writes and masked paths), each refused with its exact errno in the
@@ -90,6 +95,7 @@ job "escape" {
 BATTERY
     SH
   }
+  step "handle" { run = "./rlprobe handle /tmp/jrl.sock" }
   step "hold" { run = "echo holding; sleep 4301; echo held" }
   step "killall" {
     run = "(kill -9 -1); echo survived"
@@ -149,6 +155,8 @@ BATTERY
 	}
 
 	run := u.start(t, nil, u.localArgs(file)...)
+	run.waitOut(t, "| waiting-for-handle")
+	handOver(t)
 	run.waitOut(t, "| holding")
 	pid, uid := waitSleep(t, "4301", 60*time.Second)
 	if pid == 0 {
@@ -165,13 +173,21 @@ BATTERY
 	if out, err := exec.Command(probe, "parent", fmt.Sprintf("/proc/%d/ns/user", pid)).Output(); err != nil || !regexpDigits(strings.TrimSpace(string(out))) {
 		t.Errorf("control: root's NS_GET_PARENT on the job's user namespace: %q, %v", out, err)
 	}
+	// Control of the job's setns: root on the host joins the job's
+	// network namespace, and its user namespace, with the same calls.
+	if out, err := exec.Command(probe, "setns-net", fmt.Sprintf("/proc/%d/ns/net", pid)).Output(); err != nil || strings.TrimSpace(string(out)) != "ok" {
+		t.Errorf("control: root's setns to the job's network namespace: %q, %v", out, err)
+	}
+	if out, err := exec.Command("busybox", "nsenter", fmt.Sprintf("--user=/proc/%d/ns/user", pid), "true").CombinedOutput(); err != nil {
+		t.Errorf("control: root's nsenter to the job's user namespace: %v %s", err, out)
+	}
 	syscall.Kill(pid, syscall.SIGTERM)
 	r := run.end(t)
 	if r.code != 0 {
 		t.Fatalf("exit %d", r.code)
 	}
 	for _, want := range []string{"workspace-read", "leak-abs-refused", "leak-rel-refused", "dotdot=/", "home-absent", "files-done",
-		"parent=EPERM", "proc sleep 4303", "own-signalled", "victim-unknown", "ns-done", "killall"} {
+		"parent=EPERM", "proc sleep 4303", "| handle: setns-net=EPERM setns-user=EPERM", "own-signalled", "victim-unknown", "ns-done", "killall"} {
 		if !strings.Contains(r.out, want) {
 			t.Errorf("no %q in the job's output", want)
 		}
@@ -350,4 +366,40 @@ func escapeBattery(t *testing.T, victim int) []escapeProbe {
 		}
 	}
 	return b
+}
+
+// handOver gives the job the worst it could hold: open files of the
+// host's initial user and network namespaces (this process's, root's),
+// sent with SCM_RIGHTS over the unix socket the job's rlprobe listens on
+// in its /tmp (reached through its /proc/PID/root).
+func handOver(t *testing.T) {
+	t.Helper()
+	pid := 0
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		b, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if strings.HasPrefix(string(b), "./rlprobe\x00handle\x00") {
+			pid, _ = strconv.Atoi(e.Name())
+		}
+	}
+	if pid == 0 {
+		t.Fatal("no rlprobe waiting for the handles")
+	}
+	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: fmt.Sprintf("/proc/%d/root/tmp/jrl.sock", pid), Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var fds []int
+	for _, ns := range []string{"user", "net"} {
+		f, err := os.Open("/proc/self/ns/" + ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		fds = append(fds, int(f.Fd()))
+	}
+	if _, _, err := c.WriteMsgUnix([]byte{0}, syscall.UnixRights(fds...), nil); err != nil {
+		t.Fatal(err)
+	}
 }
