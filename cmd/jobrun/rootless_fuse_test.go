@@ -1,12 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -201,38 +200,8 @@ job "long" {
   step "sleep" { run = "echo sleeping; sleep 307" }
 }
 `)
-	cmd := u.command("local", "--artifacts", filepath.Join(u.home, "artifacts"), file)
-	cmd.Env = append(cmd.Env, "JOBRUN_ROOTLESS_OVERLAY=fuse")
-	stdout, _ := cmd.StdoutPipe()
-	// A file, not a pipe: Wait would wait for the job's processes, which
-	// hold it, to close it.
-	stderr, err := os.CreateTemp(t.TempDir(), "stderr")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stderr.Close()
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	started := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		once := sync.Once{}
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), "| sleeping") {
-				once.Do(func() { close(started) })
-			}
-		}
-	}()
-	select {
-	case <-started:
-	case <-time.After(60 * time.Second):
-		cmd.Process.Kill()
-		cmd.Wait()
-		b, _ := os.ReadFile(stderr.Name())
-		t.Fatalf("the job never started:\n%s", b)
-	}
+	run := u.start(t, []string{"JOBRUN_ROOTLESS_OVERLAY=fuse"}, "local", "--artifacts", filepath.Join(u.home, "artifacts"), file)
+	run.waitOut(t, "| sleeping")
 	var running []string
 	for _, p := range u.procs() {
 		if strings.Contains(p, "fuse-overlayfs") {
@@ -242,8 +211,8 @@ job "long" {
 	if len(running) == 0 {
 		t.Fatalf("no fuse-overlayfs of %s's while the job ran: %v", u.name, u.procs())
 	}
-	cmd.Process.Kill()
-	cmd.Wait()
+	run.signal(syscall.SIGKILL)
+	run.end(t)
 	// The kernel delivers the parent-death signals on its own; wait for
 	// them, boundedly.
 	for deadline := time.Now().Add(30 * time.Second); len(u.procs()) > 0 && time.Now().Before(deadline); {
@@ -264,10 +233,8 @@ job "quick" {
   step "s" { run = "true" }
 }
 `)
-	cmd = u.command("local", "--artifacts", filepath.Join(u.home, "artifacts"), file)
-	cmd.Env = append(cmd.Env, "JOBRUN_ROOTLESS_OVERLAY=fuse")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("next run: %v\n%s", err, out)
+	if r := u.run(t, []string{"JOBRUN_ROOTLESS_OVERLAY=fuse"}, "local", "--artifacts", filepath.Join(u.home, "artifacts"), file); r.code != 0 {
+		t.Fatalf("next run: exit %d\n%s%s", r.code, r.out, r.err)
 	}
 	snaps, _ := filepath.Glob(filepath.Join(u.stateDir(), "snapshots", "*"))
 	if len(snaps) > 0 {

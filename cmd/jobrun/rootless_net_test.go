@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"net"
 	"net/http"
@@ -9,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -161,37 +159,8 @@ job "long" {
   step "sleep" { run = "echo sleeping; sleep 306" }
 }
 `)
-	cmd := u.command("local", "--artifacts", filepath.Join(u.home, "artifacts"), file)
-	stdout, _ := cmd.StdoutPipe()
-	// A file, not a pipe: Wait would wait for the job's processes, which
-	// hold it, to close it.
-	stderr, err := os.CreateTemp(t.TempDir(), "stderr")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stderr.Close()
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	started := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		once := sync.Once{}
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), "| sleeping") {
-				once.Do(func() { close(started) })
-			}
-		}
-	}()
-	select {
-	case <-started:
-	case <-time.After(60 * time.Second):
-		cmd.Process.Kill()
-		cmd.Wait()
-		b, _ := os.ReadFile(stderr.Name())
-		t.Fatalf("the job never started:\n%s", b)
-	}
+	run := u.start(t, nil, u.localArgs(file)...)
+	run.waitOut(t, "| sleeping")
 	pasta := func() []string {
 		var ps []string
 		for _, p := range u.procs() {
@@ -205,8 +174,8 @@ job "long" {
 		t.Errorf("no pasta of %s's while the bridge job ran: %v", u.name, u.procs())
 	}
 	t.Log("killing jobrun")
-	cmd.Process.Kill()
-	cmd.Wait()
+	run.cmd.Process.Kill()
+	<-run.done
 	t.Log("jobrun gone")
 	// The kernel delivers the parent-death signals on its own; wait for
 	// them, boundedly.
