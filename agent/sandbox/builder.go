@@ -78,7 +78,9 @@ import (
 // overlay's upper dir cannot sit on another overlay (the job's root, or a
 // private volume, which is an overlay over the volume's data), and the
 // private volume's outer overlay would read the builder's whiteouts (0:0
-// character devices) as deletions of its own.
+// character devices) as deletions of its own. The job file's parser
+// refuses a building job's private cache at a builder's default storage
+// path (jobs.checkBuilderCaches).
 //
 // A building container must have a user namespace (Spec.validate refuses
 // it otherwise): without one the job's root is host root, and nested
