@@ -59,8 +59,11 @@ import (
 //     mnt_already_visible); a masked file or a read-only bind over
 //     /proc/sys makes that mount EPERM. This /proc is the job's own pid namespace's, and
 //     what the masks hide is guarded in a user namespace by the kernel
-//     itself: /proc/kcore needs CAP_SYS_RAWIO in the host's namespace
-//     (EPERM, escape battery), /proc/keys lists only keys the range may
+//     itself: /proc/kcore is host root's, 0400, and the job's root's
+//     CAP_DAC_OVERRIDE does not reach a file whose owner its namespace
+//     does not map (EACCES at open, before kcore's own CAP_SYS_RAWIO
+//     check; escape battery, on a kernel with /proc/kcore such as
+//     test-vm's Debian 6.1), /proc/keys lists only keys the range may
 //     see, /proc/timer_list and /proc/sched_debug are host root's alone
 //     (0400; the job's root is not host root), and /proc/acpi,
 //     /proc/asound, /proc/scsi and /proc/interrupts are read-only
