@@ -23,7 +23,7 @@
 #
 # Environment:
 #   JOBRUN_VM_DIR       cache of the kernel and initramfs (default /var/cache/jobrun-vm)
-#   JOBRUN_VM_TIMEOUT   seconds before the tests guest is killed (default 2400: its user-namespace tests take some 10 minutes under TCG)
+#   JOBRUN_VM_TIMEOUT   seconds before the tests guest is killed (default 3600: its user-namespace tests take some 10 minutes under TCG, the builder tests as much again: agent TestBuildsImagesBuilds alone 9 minutes)
 #   JOBRUN_VM_CPUS, JOBRUN_VM_MEM   guest cpus (default 2) and MiB (default 4096)
 #   JOBRUN_VM_FAIL_DEMO=1   also runs a test that fails on purpose, to show
 #                           that a failure inside the guest makes the lane red
@@ -179,7 +179,7 @@ if [ "${1:-}" = guest ]; then
 		name=${pkg//\//_}
 		echo "== $pkg $pattern" >&2
 		(cd "$REPO/$pkg" && "$out/bin/test2json" -t -p "$MODULE/$pkg" "$out/bin/$name.test" \
-			-test.v=test2json -test.count=1 -test.timeout=20m -test.run "$pattern" \
+			-test.v=test2json -test.count=1 -test.timeout=40m -test.run "$pattern" \
 			>>"$out/test.json" 2>&1) || true
 	done
 	status "done"
@@ -351,7 +351,7 @@ TAGS=${TAGS:-seccomp}
 [ "$(id -u)" = 0 ] || die "needs root (apt-get, the guest's files)"
 
 cache=${JOBRUN_VM_DIR:-/var/cache/jobrun-vm}
-timeout=${JOBRUN_VM_TIMEOUT:-2400}
+timeout=${JOBRUN_VM_TIMEOUT:-3600}
 mkdir -p "$cache"
 
 # Debian packages: qemu, kmod (depmod for the guest's modules), busybox-static
