@@ -131,6 +131,7 @@ func (p *parser) evalJob(rj *rawJob, m matrix, combo map[string]string) *pending
 			j.Caches = append(j.Caches, cache)
 		}
 	}
+	p.checkBuilderCaches(j)
 	for _, s := range rj.steps {
 		j.Steps = append(j.Steps, p.step(e, s))
 	}

@@ -42,7 +42,7 @@ DEMO_PACKAGES=(
 TEST_PACKAGES=(
 	git                                       # tests make repositories
 	curl                                      # a verifying TLS client in the CA tests' job image
-	runc crun podman                          # peers for bench/, and podman build
+	runc crun podman buildah                  # peers for bench/ (bench/imagebuild: podman and buildah build)
 	postgresql                                # the scheduler's shared store
 	containernetworking-plugins
 	hyperfine

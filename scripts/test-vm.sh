@@ -23,7 +23,7 @@
 #
 # Environment:
 #   JOBRUN_VM_DIR       cache of the kernel and initramfs (default /var/cache/jobrun-vm)
-#   JOBRUN_VM_TIMEOUT   seconds before the tests guest is killed (default 2400: its user-namespace tests take some 10 minutes under TCG)
+#   JOBRUN_VM_TIMEOUT   seconds before the tests guest is killed (default 3600: its user-namespace tests take some 10 minutes under TCG, the builder tests as much again: agent TestBuildsImagesBuilds alone 9 minutes)
 #   JOBRUN_VM_CPUS, JOBRUN_VM_MEM   guest cpus (default 2) and MiB (default 4096)
 #   JOBRUN_VM_FAIL_DEMO=1   also runs a test that fails on purpose, to show
 #                           that a failure inside the guest makes the lane red
@@ -51,7 +51,7 @@ set -euo pipefail
 # built with `go test -c` and run from its own directory). One package
 # alone, quickly: JOBRUN_VM_RUN=idmap JOBRUN_VM_SYSTEMD=0 make test-vm.
 SUBSET=(
-	"agent/sandbox|^(TestPidsLimit|TestMemoryLimit|TestCPULimit|TestTimeoutKillsEverything|TestCancel|TestFailedStartLeavesNothing|TestKilledAgent|TestWarmer|TestExitCodes|TestParallelJobs|TestMounts|TestCgroupDelegation|TestCgroupUndelegated|TestUsernsStepRunsAsRangeRoot|TestUsernsChownAnyID|TestUsernsSetuidWorks|TestUsernsRootCannotReadHostRootFile|TestUsernsJobCannotSignalOtherRange|TestNamespacesCleanup|TestUsernsLimitsAndKillStillWork|TestUsernsNsenterEntersJob|TestUsernsNetNSOwnedByJob|TestEscapesUserns|TestUsernsStepsNeverHoldSysAdmin|TestKilledAgentUserns)$"
+	"agent/sandbox|^(TestPidsLimit|TestMemoryLimit|TestCPULimit|TestTimeoutKillsEverything|TestCancel|TestFailedStartLeavesNothing|TestKilledAgent|TestWarmer|TestExitCodes|TestParallelJobs|TestMounts|TestCgroupDelegation|TestCgroupUndelegated|TestUsernsStepRunsAsRangeRoot|TestUsernsChownAnyID|TestUsernsSetuidWorks|TestUsernsRootCannotReadHostRootFile|TestUsernsJobCannotSignalOtherRange|TestNamespacesCleanup|TestUsernsLimitsAndKillStillWork|TestUsernsNsenterEntersJob|TestUsernsNetNSOwnedByJob|TestEscapesUserns|TestUsernsStepsNeverHoldSysAdmin|TestKilledAgentUserns|TestBuilder.*|TestEscapesBuilder)$"
 	"agent/network|^(TestOutbound|TestIsolation|TestTeardown|TestCleanupAfterCrash|TestSetupInJobUserns|TestSetupSysctls|TestAllowOpensOnlyThatPort|TestAllowOffByDefault)$"
 	"agent/image|^(TestSnapshotLifecycle|TestCleanupAfterCrash|TestSnapshotForShiftsOwnersWithoutChown|TestCheckIDsRefusesUnmappableOwners)$"
 	"internal/leakcheck|^(TestCgroup|TestCgroupScope|TestMount|TestLink|TestNetNS)$"
@@ -61,7 +61,11 @@ SUBSET=(
 	# subgid in the guest's writable /etc), jobs in a user namespace
 	# (the sandbox's Userns tests above; cmd/jobrun's jobs run in one by
 	# default), caches and workspaces built for a range.
-	"agent|^(TestUsernsJobsGetDisjointRanges|TestUsernsBridgeServiceOnPort80|TestUsernsCacheSharedAcrossRanges|TestUsernsDebianPackaging|TestUsernsSudoFromImageUser)$"
+	# #19, builds_images: buildah and podman build in a job (agent: the
+	# debian-buildah image; sandbox: its root, copied to the scratch disk
+	# in the guest, as 9p takes no idmapped mount), the profile and the
+	# escape battery of a building job.
+	"agent|^(TestUsernsJobsGetDisjointRanges|TestUsernsBridgeServiceOnPort80|TestUsernsCacheSharedAcrossRanges|TestUsernsDebianPackaging|TestUsernsSudoFromImageUser|TestBuildsImagesBuilds|TestBuildsImagesRefusedWithoutUserns)$"
 	"cache|^(TestPrivateOverlayForRange|TestSharedVolumeAcrossRanges|TestSetuidInCacheReachableByRootOnly)$"
 	"agent/workspace|^(TestOverlayForRange)$"
 	"internal/idmap|."
@@ -162,6 +166,12 @@ if [ "${1:-}" = guest ]; then
 	ok=pass
 	check TestGuestStateOnExt4 guest_ext4 || ok=fail
 	check TestGuestUseraddAndSubIDs guest_subids || ok=fail
+	# The builder tests' root (sandbox TestBuilder*): from the 9p root to
+	# the scratch disk, where it can be idmapped.
+	if [ -n "${JOBRUN_TEST_ROOT_BUILDAH:-}" ] && [[ "${RUNS[*]}" == *TestBuilder* ]]; then
+		check TestGuestBuilderRootOnExt4 cp -a "$JOBRUN_TEST_ROOT_BUILDAH" /scratch/root-buildah || ok=fail
+		export JOBRUN_TEST_ROOT_BUILDAH=/scratch/root-buildah
+	fi
 	json $ok "" ""
 	for entry in "${RUNS[@]}"; do
 		pkg=${entry%%|*}
@@ -169,7 +179,7 @@ if [ "${1:-}" = guest ]; then
 		name=${pkg//\//_}
 		echo "== $pkg $pattern" >&2
 		(cd "$REPO/$pkg" && "$out/bin/test2json" -t -p "$MODULE/$pkg" "$out/bin/$name.test" \
-			-test.v=test2json -test.count=1 -test.timeout=20m -test.run "$pattern" \
+			-test.v=test2json -test.count=1 -test.timeout=40m -test.run "$pattern" \
 			>>"$out/test.json" 2>&1) || true
 	done
 	status "done"
@@ -341,7 +351,7 @@ TAGS=${TAGS:-seccomp}
 [ "$(id -u)" = 0 ] || die "needs root (apt-get, the guest's files)"
 
 cache=${JOBRUN_VM_DIR:-/var/cache/jobrun-vm}
-timeout=${JOBRUN_VM_TIMEOUT:-2400}
+timeout=${JOBRUN_VM_TIMEOUT:-3600}
 mkdir -p "$cache"
 
 # Debian packages: qemu, kmod (depmod for the guest's modules), busybox-static
@@ -468,7 +478,7 @@ done
 	printf 'RUNS=('
 	printf '%q ' ${runs[@]+"${runs[@]}"}
 	echo ')'
-	env | grep -E '^(JOBRUN_TEST_IMAGES[A-Z_]*|JOBRUN_VM_FAIL_DEMO)=' | sed 's/^/export /'
+	env | grep -E '^(JOBRUN_TEST_IMAGES[A-Z_]*|JOBRUN_TEST_ROOT_BUILDAH|JOBRUN_VM_FAIL_DEMO)=' | sed 's/^/export /'
 } >"$work/env"
 
 # scratch NAME makes a scratch disk, an ext4 image file, and prints its

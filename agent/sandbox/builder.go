@@ -59,8 +59,11 @@ import (
 //     mnt_already_visible); a masked file or a read-only bind over
 //     /proc/sys makes that mount EPERM. This /proc is the job's own pid namespace's, and
 //     what the masks hide is guarded in a user namespace by the kernel
-//     itself: /proc/kcore needs CAP_SYS_RAWIO in the host's namespace
-//     (EPERM, escape battery), /proc/keys lists only keys the range may
+//     itself: /proc/kcore is host root's, 0400, and the job's root's
+//     CAP_DAC_OVERRIDE does not reach a file whose owner its namespace
+//     does not map (EACCES at open, before kcore's own CAP_SYS_RAWIO
+//     check; escape battery, on a kernel with /proc/kcore such as
+//     test-vm's Debian 6.1), /proc/keys lists only keys the range may
 //     see, /proc/timer_list and /proc/sched_debug are host root's alone
 //     (0400; the job's root is not host root), and /proc/acpi,
 //     /proc/asound, /proc/scsi and /proc/interrupts are read-only
@@ -78,7 +81,9 @@ import (
 // overlay's upper dir cannot sit on another overlay (the job's root, or a
 // private volume, which is an overlay over the volume's data), and the
 // private volume's outer overlay would read the builder's whiteouts (0:0
-// character devices) as deletions of its own.
+// character devices) as deletions of its own. The job file's parser
+// refuses a building job's private cache at a builder's default storage
+// path (jobs.checkBuilderCaches).
 //
 // A building container must have a user namespace (Spec.validate refuses
 // it otherwise): without one the job's root is host root, and nested
