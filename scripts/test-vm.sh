@@ -55,7 +55,7 @@ SUBSET=(
 	"agent/network|^(TestOutbound|TestIsolation|TestTeardown|TestCleanupAfterCrash|TestSetupInJobUserns|TestSetupSysctls|TestAllowOpensOnlyThatPort|TestAllowOffByDefault)$"
 	"agent/image|^(TestSnapshotLifecycle|TestCleanupAfterCrash|TestSnapshotForShiftsOwnersWithoutChown|TestCheckIDsRefusesUnmappableOwners)$"
 	"internal/leakcheck|^(TestCgroup|TestCgroupScope|TestMount|TestLink|TestNetNS)$"
-	"cmd/jobrun|^(TestLocalDAGAndMatrix|TestLocalLimitsAndUnsupported|TestLocalServices|TestLocalKilledMidJob)$"
+	"cmd/jobrun|^(TestLocalDAGAndMatrix|TestLocalLimitsAndUnsupported|TestLocalServices|TestLocalKilledMidJob|TestImageBuildExampleLocal|TestImageBuildExamplePool)$"
 	# #17, user namespaces: the probe (ext4 passes, tmpfs names 6.3), the
 	# idmapped mounts and overlays, the id ranges (useradd, subuid and
 	# subgid in the guest's writable /etc), jobs in a user namespace
@@ -120,6 +120,30 @@ guest_subids() {
 	for f in /etc/subuid /etc/subgid; do mv $f.vm-check $f || return 1; done
 	! getent passwd $u
 }
+# guest_registry: the plain-HTTP docker-registry on loopback that
+# scripts/services.sh starts on a host (JOBRUN_TEST_REGISTRY), for
+# cmd/jobrun's image-build example tests (#19): they push the builder image
+# there and the agent pulls it as a mirror of quay.io. The example's own
+# registry (TLS, htpasswd, an address on lo) the tests start themselves
+# with scripts/example-registry.sh. Its data is on the scratch disk.
+guest_registry() {
+	local d=/scratch/registry
+	mkdir -p $d/data
+	printf 'version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n' \
+		"$d/data" "$GUEST_REGISTRY" >$d/registry.yml
+	docker-registry serve $d/registry.yml >$d/registry.log 2>&1 </dev/null &
+}
+guest_registry_up() {
+	for _ in $(seq 600); do
+		(exec 3<>"/dev/tcp/${GUEST_REGISTRY%:*}/${GUEST_REGISTRY#*:}") 2>/dev/null && {
+			echo "docker-registry on $GUEST_REGISTRY"
+			return 0
+		}
+		sleep 0.1
+	done
+	cat /scratch/registry/registry.log
+	return 1
+}
 if [ "${1:-}" = guest ]; then
 	# vm-init.sh switches its root here with the output dir at the same path as on
 	# the host; its env file says the rest.
@@ -162,6 +186,10 @@ if [ "${1:-}" = guest ]; then
 	ok=pass
 	check TestGuestStateOnExt4 guest_ext4 || ok=fail
 	check TestGuestUseraddAndSubIDs guest_subids || ok=fail
+	GUEST_REGISTRY=127.0.0.1:35000
+	guest_registry
+	check TestGuestRegistry guest_registry_up || ok=fail
+	export JOBRUN_TEST_REGISTRY=$GUEST_REGISTRY
 	json $ok "" ""
 	for entry in "${RUNS[@]}"; do
 		pkg=${entry%%|*}
