@@ -23,7 +23,8 @@
 #
 # Environment:
 #   JOBRUN_VM_DIR       cache of the kernel and initramfs (default /var/cache/jobrun-vm)
-#   JOBRUN_VM_TIMEOUT   seconds before the tests guest is killed (default 2400: its user-namespace tests take some 10 minutes under TCG)
+#   JOBRUN_VM_TIMEOUT   seconds before the tests guest is killed (default 3600: its user-namespace tests take some 10 minutes under TCG,
+#                       cmd/jobrun's image-build example tests some 15)
 #   JOBRUN_VM_CPUS, JOBRUN_VM_MEM   guest cpus (default 2) and MiB (default 4096)
 #   JOBRUN_VM_FAIL_DEMO=1   also runs a test that fails on purpose, to show
 #                           that a failure inside the guest makes the lane red
@@ -191,13 +192,15 @@ if [ "${1:-}" = guest ]; then
 	check TestGuestRegistry guest_registry_up || ok=fail
 	export JOBRUN_TEST_REGISTRY=$GUEST_REGISTRY
 	json $ok "" ""
+	# Each package within 40 minutes: cmd/jobrun's image-build example
+	# tests alone take some 15 under TCG (three builds and a pool run).
 	for entry in "${RUNS[@]}"; do
 		pkg=${entry%%|*}
 		pattern=${entry#*|}
 		name=${pkg//\//_}
 		echo "== $pkg $pattern" >&2
 		(cd "$REPO/$pkg" && "$out/bin/test2json" -t -p "$MODULE/$pkg" "$out/bin/$name.test" \
-			-test.v=test2json -test.count=1 -test.timeout=20m -test.run "$pattern" \
+			-test.v=test2json -test.count=1 -test.timeout=40m -test.run "$pattern" \
 			>>"$out/test.json" 2>&1) || true
 	done
 	status "done"
@@ -369,7 +372,7 @@ TAGS=${TAGS:-seccomp}
 [ "$(id -u)" = 0 ] || die "needs root (apt-get, the guest's files)"
 
 cache=${JOBRUN_VM_DIR:-/var/cache/jobrun-vm}
-timeout=${JOBRUN_VM_TIMEOUT:-2400}
+timeout=${JOBRUN_VM_TIMEOUT:-3600}
 mkdir -p "$cache"
 
 # Debian packages: qemu, kmod (depmod for the guest's modules), busybox-static
