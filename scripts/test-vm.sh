@@ -23,7 +23,8 @@
 #
 # Environment:
 #   JOBRUN_VM_DIR       cache of the kernel and initramfs (default /var/cache/jobrun-vm)
-#   JOBRUN_VM_TIMEOUT   seconds before the tests guest is killed (default 3600: its user-namespace tests take some 10 minutes under TCG, the builder tests as much again: agent TestBuildsImagesBuilds alone 9 minutes)
+#   JOBRUN_VM_TIMEOUT   seconds before the tests guest is killed (default 3600: its user-namespace tests take some 10 minutes under TCG,
+#                       the builder tests as much again (agent TestBuildsImagesBuilds alone 9), the image-build example 5)
 #   JOBRUN_VM_CPUS, JOBRUN_VM_MEM   guest cpus (default 2) and MiB (default 4096)
 #   JOBRUN_VM_FAIL_DEMO=1   also runs a test that fails on purpose, to show
 #                           that a failure inside the guest makes the lane red
@@ -55,7 +56,7 @@ SUBSET=(
 	"agent/network|^(TestOutbound|TestIsolation|TestTeardown|TestCleanupAfterCrash|TestSetupInJobUserns|TestSetupSysctls|TestAllowOpensOnlyThatPort|TestAllowOffByDefault)$"
 	"agent/image|^(TestSnapshotLifecycle|TestCleanupAfterCrash|TestSnapshotForShiftsOwnersWithoutChown|TestCheckIDsRefusesUnmappableOwners)$"
 	"internal/leakcheck|^(TestCgroup|TestCgroupScope|TestMount|TestLink|TestNetNS)$"
-	"cmd/jobrun|^(TestLocalDAGAndMatrix|TestLocalLimitsAndUnsupported|TestLocalServices|TestLocalKilledMidJob)$"
+	"cmd/jobrun|^(TestLocalDAGAndMatrix|TestLocalLimitsAndUnsupported|TestLocalServices|TestLocalKilledMidJob|TestImageBuildExampleLocal)$"
 	# #17, user namespaces: the probe (ext4 passes, tmpfs names 6.3), the
 	# idmapped mounts and overlays, the id ranges (useradd, subuid and
 	# subgid in the guest's writable /etc), jobs in a user namespace
@@ -124,6 +125,30 @@ guest_subids() {
 	for f in /etc/subuid /etc/subgid; do mv $f.vm-check $f || return 1; done
 	! getent passwd $u
 }
+# guest_registry: the plain-HTTP docker-registry on loopback that
+# scripts/services.sh starts on a host (JOBRUN_TEST_REGISTRY), for
+# cmd/jobrun's image-build example tests (#19): they push the builder image
+# there and the agent pulls it as a mirror of quay.io. The example's own
+# registry (TLS, htpasswd, an address on lo) the tests start themselves
+# with scripts/example-registry.sh. Its data is on the scratch disk.
+guest_registry() {
+	local d=/scratch/registry
+	mkdir -p $d/data
+	printf 'version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n' \
+		"$d/data" "$GUEST_REGISTRY" >$d/registry.yml
+	docker-registry serve $d/registry.yml >$d/registry.log 2>&1 </dev/null &
+}
+guest_registry_up() {
+	for _ in $(seq 600); do
+		(exec 3<>"/dev/tcp/${GUEST_REGISTRY%:*}/${GUEST_REGISTRY#*:}") 2>/dev/null && {
+			echo "docker-registry on $GUEST_REGISTRY"
+			return 0
+		}
+		sleep 0.1
+	done
+	cat /scratch/registry/registry.log
+	return 1
+}
 if [ "${1:-}" = guest ]; then
 	# vm-init.sh switches its root here with the output dir at the same path as on
 	# the host; its env file says the rest.
@@ -172,7 +197,13 @@ if [ "${1:-}" = guest ]; then
 		check TestGuestBuilderRootOnExt4 cp -a "$JOBRUN_TEST_ROOT_BUILDAH" /scratch/root-buildah || ok=fail
 		export JOBRUN_TEST_ROOT_BUILDAH=/scratch/root-buildah
 	fi
+	GUEST_REGISTRY=127.0.0.1:35000
+	guest_registry
+	check TestGuestRegistry guest_registry_up || ok=fail
+	export JOBRUN_TEST_REGISTRY=$GUEST_REGISTRY
 	json $ok "" ""
+	# Each package within 40 minutes: agent's builder tests take some 10
+	# under TCG, cmd/jobrun's image-build example some 5.
 	for entry in "${RUNS[@]}"; do
 		pkg=${entry%%|*}
 		pattern=${entry#*|}

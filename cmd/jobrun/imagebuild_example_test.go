@@ -334,10 +334,12 @@ func TestImageBuildExamplePool(t *testing.T) {
 }
 
 // waitRunLong is waitRunDone for a run that builds an image (a pull of
-// the builder image and a build on a busy machine): 10 minutes.
+// the builder image and a build on a busy machine): 10 minutes, scaled by
+// the lane's JOBRUN_TEST_TIMESCALE (make test-vm's guests run under TCG).
 func waitRunLong(t *testing.T, c *api.Client, id int64, logs func() string) *api.Run {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Minute)
+	wait := testenv.Scale(10 * time.Minute)
+	deadline := time.Now().Add(wait)
 	for {
 		r, err := c.Run(context.Background(), id)
 		if err != nil {
@@ -347,7 +349,7 @@ func waitRunLong(t *testing.T, c *api.Client, id int64, logs func() string) *api
 			return r
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("run %d still %s after 10 minutes%s", id, r.Status, logs())
+			t.Fatalf("run %d still %s after %s%s", id, r.Status, wait, logs())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
