@@ -15,7 +15,8 @@ import (
 // limitsCI has a job per limit: one that eats past its memory, one that
 // forks past its pids, one with a CPU limit that prints its cgroup's
 // cpu.max (the quota is what the kernel enforces; a time would be a
-// timing assertion).
+// timing assertion); and one whose timeout must kill all its processes
+// (newRLUser checks none of the user's is left).
 const limitsCI = `
 job "hog" {
   image   = "IMAGE"
@@ -34,6 +35,12 @@ job "spin" {
   network = "none"
   resources { cpus = 0.5 }
   step "count" { run = "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; echo cpu.max $(cat /sys/fs/cgroup/cpu.max 2>/dev/null || echo none)" }
+}
+job "slow" {
+  image   = "IMAGE"
+  network = "none"
+  timeout = "2s"
+  step "wait" { run = "sleep 300 & sleep 301 & wait" }
 }
 `
 
@@ -66,9 +73,10 @@ func TestRootlessLimitsNotEnforcedSaysWhy(t *testing.T) {
 	file := u.write(t, limitsCI)
 	r := u.local(t, file)
 	u.checkLeaks(t)
-	if r.code != 0 {
-		t.Errorf("exit %d: without limits every job succeeds", r.code)
+	if r.code != 1 {
+		t.Errorf("exit %d, want 1: without limits every job but the timed out one succeeds", r.code)
 	}
+	order(t, r.out, `slow +failed .*timed out after 2s`)
 	order(t, r.out, `hog +succeeded`)
 	order(t, r.out, `forks +succeeded`)
 	order(t, r.out, `spin +succeeded`)
@@ -100,8 +108,9 @@ func TestRootlessLimitsNotEnforcedSaysWhy(t *testing.T) {
 // cgroup.subtree_control chowned to the user; cpu, memory and pids
 // enabled for it): the memory hog is reported out of memory, the fork
 // loop stops at its pids limit, the CPU job's cgroup has its quota, the
-// summary has CPU and PEAK MEM and no "limits not enforced"; no job
-// cgroup is left. On cgroup v1 there is nothing to delegate: the same
+// summary has CPU and PEAK MEM and no "limits not enforced"; the timed
+// out job's processes are killed through its cgroup; no job cgroup is
+// left. On cgroup v1 there is nothing to delegate: the same
 // run says why its limits were not enforced.
 func TestRootlessLimitsEnforcedInDelegatedCgroup(t *testing.T) {
 	u := newRLUser(t, true)
@@ -120,14 +129,15 @@ func TestRootlessLimitsEnforcedInDelegatedCgroup(t *testing.T) {
 	}
 	r := runAs(t, u, cmd)
 	u.checkLeaks(t)
+	order(t, r.out, `slow +failed .*timed out after 2s`)
 	if !v2 {
-		if r.code != 0 || !strings.Contains(r.out, "limits not enforced: jobrun runs without root on cgroup v1") {
+		if r.code != 1 || !strings.Contains(r.out, "limits not enforced: jobrun runs without root on cgroup v1") {
 			t.Errorf("cgroup v1: exit %d, or no reason its limits were not enforced", r.code)
 		}
 		return
 	}
 	if r.code != 1 {
-		t.Errorf("exit %d, want 1 (hog and forks fail)", r.code)
+		t.Errorf("exit %d, want 1 (hog, forks and slow fail)", r.code)
 	}
 	if strings.Contains(r.out, "limits not enforced") {
 		t.Error("a delegated cgroup's run says limits were not enforced")
