@@ -110,11 +110,15 @@ func ownedWritable(p string, uid int) error {
 	if !ok {
 		return fmt.Errorf("%s: no owner", p)
 	}
+	name := filepath.Base(p)
+	if fi.IsDir() {
+		name = "the directory"
+	}
 	if int(st.Uid) != uid {
-		return fmt.Errorf("%s is owned by another user", filepath.Base(p))
+		return fmt.Errorf("%s is owned by another user", name)
 	}
 	if fi.Mode().Perm()&0o200 == 0 {
-		return fmt.Errorf("%s is not writable", filepath.Base(p))
+		return fmt.Errorf("%s is not writable", name)
 	}
 	return nil
 }

@@ -328,6 +328,12 @@ func rootlessLimits(w io.Writer, plan []*jobs.Job, sb *sandbox.Runtime) {
 		return
 	}
 	unenforced, measured := sb.RootlessLimits()
+	writeUnenforced(w, plan, unenforced, measured)
+}
+
+// writeUnenforced writes, per reason in unenforced (limit name to why),
+// the plan's jobs' limits not enforced for it.
+func writeUnenforced(w io.Writer, plan []*jobs.Job, unenforced map[string]string, measured bool) {
 	var whys []string
 	for _, why := range unenforced {
 		if !slices.Contains(whys, why) {

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/opencontainers/cgroups"
+
+	"github.com/jobrun/jobrun/jobs"
 )
 
 // limitsCI has a job per limit: one that eats past its memory, one that
@@ -214,4 +216,31 @@ func delegatedCgroup(t *testing.T, u *rlUser) string {
 		}
 	}
 	return dir
+}
+
+// TestRootlessLimitsSummaryPerReason: the lines after the summary group the
+// jobs' unenforced limits by reason: all under one, with "not measured",
+// when jobs had no cgroup; only the limit whose controller is missing when
+// they had one; nothing when every limit was enforced.
+func TestRootlessLimitsSummaryPerReason(t *testing.T) {
+	plan := []*jobs.Job{
+		{Name: "build", Resources: jobs.Resources{CPUs: 1.5, Memory: 64 << 20, Pids: 100}},
+		{Name: "lint"},
+		{Name: "test", Resources: jobs.Resources{Memory: 32 << 20}},
+	}
+	var b strings.Builder
+	writeUnenforced(&b, plan, map[string]string{"cpus": "v1", "memory": "v1", "pids": "v1"}, false)
+	if want := "\nlimits not enforced: v1; CPU and PEAK MEM not measured\n  build: cpus = 1.5, memory = 64 MiB, pids = 100\n  test: memory = 32 MiB\n"; b.String() != want {
+		t.Errorf("no cgroups:\n%q\nwant\n%q", b.String(), want)
+	}
+	b.Reset()
+	writeUnenforced(&b, plan, map[string]string{"cpus": "no cpu controller"}, true)
+	if want := "\nlimits not enforced: no cpu controller\n  build: cpus = 1.5\n"; b.String() != want {
+		t.Errorf("delegated without cpu:\n%q\nwant\n%q", b.String(), want)
+	}
+	b.Reset()
+	writeUnenforced(&b, plan, map[string]string{}, true)
+	if b.Len() != 0 {
+		t.Errorf("all enforced: %q", b.String())
+	}
 }
