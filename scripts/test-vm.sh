@@ -32,7 +32,10 @@
 #                           (a debootstrap root, cached) and runs `jobrun
 #                           local` as a service with Delegate=yes, then
 #                           examples/deploy's jobrun-server and jobrun-agent
-#                           units and a run through the server's API
+#                           units and a run through the server's API, then
+#                           `jobrun local` as an ordinary user under its
+#                           user manager (systemd-run --user --scope -p
+#                           Delegate=yes): limits enforced, OOM reported
 #   JOBRUN_VM_SYSTEMD_TIMEOUT   seconds for that guest (default 900)
 # usage: scripts/test-vm.sh            (the host side)
 #        scripts/test-vm.sh guest      (inside the guest; vm-init.sh runs it)
