@@ -8,9 +8,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/cgroups"
 
+	"github.com/jobrun/jobrun/internal/testenv"
 	"github.com/jobrun/jobrun/jobs"
 )
 
@@ -18,7 +20,8 @@ import (
 // forks past its pids, one with a CPU limit that prints its cgroup's
 // cpu.max (the quota is what the kernel enforces; a time would be a
 // timing assertion); and one whose timeout must kill all its processes
-// (newRLUser checks none of the user's is left).
+// (newRLUser checks none of the user's is left): TIMEOUT, long enough
+// for its container to start (slowTimeout).
 const limitsCI = `
 job "hog" {
   image   = "IMAGE"
@@ -41,10 +44,18 @@ job "spin" {
 job "slow" {
   image   = "IMAGE"
   network = "none"
-  timeout = "2s"
-  step "wait" { run = "sleep 300 & sleep 301 & wait" }
+  timeout = "TIMEOUT"
+  step "wait" { run = "echo waiting; sleep 300 & sleep 301 & wait" }
 }
 `
+
+// slowTimeout is limitsCI with the slow job's timeout: 5 s, scaled (its
+// container must start first, which takes seconds under TCG), and that
+// timeout as the summary says it.
+func slowTimeout() (ci, timedOut string) {
+	d := fmt.Sprintf("%ds", int(testenv.Scale(5*time.Second).Seconds()))
+	return strings.ReplaceAll(limitsCI, "TIMEOUT", d), `slow +failed .*timed out after ` + d
+}
 
 // runAs runs cmd (the user's jobrun) and returns what it printed.
 func runAs(t *testing.T, u *rlUser, cmd *exec.Cmd) localRun {
@@ -72,13 +83,14 @@ var unenforcedLines = []string{"  hog: memory = 32 MiB\n", "  forks: pids = 16\n
 // the way to get one delegated.
 func TestRootlessLimitsNotEnforcedSaysWhy(t *testing.T) {
 	u := newRLUser(t, true)
-	file := u.write(t, limitsCI)
+	ci, timedOut := slowTimeout()
+	file := u.write(t, ci)
 	r := u.local(t, file)
 	u.checkLeaks(t)
 	if r.code != 1 {
 		t.Errorf("exit %d, want 1: without limits every job but the timed out one succeeds", r.code)
 	}
-	order(t, r.out, `slow +failed .*timed out after 2s`)
+	order(t, r.out, timedOut)
 	order(t, r.out, `hog +succeeded`)
 	order(t, r.out, `forks +succeeded`)
 	order(t, r.out, `spin +succeeded`)
@@ -116,7 +128,8 @@ func TestRootlessLimitsNotEnforcedSaysWhy(t *testing.T) {
 // run says why its limits were not enforced.
 func TestRootlessLimitsEnforcedInDelegatedCgroup(t *testing.T) {
 	u := newRLUser(t, true)
-	file := u.write(t, limitsCI)
+	ci, timedOut := slowTimeout()
+	file := u.write(t, ci)
 	cmd := u.command("local", "--artifacts", filepath.Join(u.home, "artifacts"), file)
 	v2 := cgroups.IsCgroup2UnifiedMode()
 	var dir string
@@ -131,7 +144,7 @@ func TestRootlessLimitsEnforcedInDelegatedCgroup(t *testing.T) {
 	}
 	r := runAs(t, u, cmd)
 	u.checkLeaks(t)
-	order(t, r.out, `slow +failed .*timed out after 2s`)
+	order(t, r.out, timedOut)
 	if !v2 {
 		if r.code != 1 || !strings.Contains(r.out, "limits not enforced: jobrun runs without root on cgroup v1") {
 			t.Errorf("cgroup v1: exit %d, or no reason its limits were not enforced", r.code)
@@ -150,6 +163,7 @@ func TestRootlessLimitsEnforcedInDelegatedCgroup(t *testing.T) {
 		t.Error("the fork loop was not stopped by the pids limit")
 	}
 	order(t, r.out, `spin +succeeded`)
+	order(t, r.out, `slow › wait \| waiting`)
 	if !strings.Contains(r.out, "cpu.max 50000 100000") {
 		t.Error("the CPU job's cgroup has no quota of half a CPU")
 	}
