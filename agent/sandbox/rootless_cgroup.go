@@ -93,7 +93,7 @@ func probeRootlessCgroups(mnt, own string, uid int, ours []int) (base string, un
 	unenforced = map[string]string{}
 	for _, lc := range limitControllers {
 		if slices.Contains(missing, lc.controller) {
-			unenforced[lc.limit] = fmt.Sprintf("the %s controller is not delegated to your cgroup %s (systemd: Delegate=yes, and DelegateControllers/user@.service's Delegate= including %s)", lc.controller, dir, lc.controller)
+			unenforced[lc.limit] = fmt.Sprintf("the %s controller is not delegated to your cgroup %s (with systemd, user@.service's Delegate= must name it: systemctl edit user@.service)", lc.controller, dir)
 		}
 	}
 	return own, unenforced, ""
