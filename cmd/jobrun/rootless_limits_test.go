@@ -13,6 +13,7 @@ import (
 	"github.com/opencontainers/cgroups"
 
 	"github.com/jobrun/jobrun/internal/testenv"
+	"github.com/jobrun/jobrun/internal/units"
 	"github.com/jobrun/jobrun/jobs"
 )
 
@@ -53,8 +54,8 @@ job "slow" {
 // container must start first, which takes seconds under TCG), and that
 // timeout as the summary says it.
 func slowTimeout() (ci, timedOut string) {
-	d := fmt.Sprintf("%ds", int(testenv.Scale(5*time.Second).Seconds()))
-	return strings.ReplaceAll(limitsCI, "TIMEOUT", d), `slow +failed .*timed out after ` + d
+	d := testenv.Scale(5 * time.Second).Round(time.Second)
+	return strings.ReplaceAll(limitsCI, "TIMEOUT", fmt.Sprintf("%ds", int(d.Seconds()))), `slow +failed .*timed out after ` + units.FormatDuration(d)
 }
 
 // runAs runs cmd (the user's jobrun) and returns what it printed.
