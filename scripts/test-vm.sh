@@ -361,10 +361,15 @@ EOT
 		rl_uid=$(id -u $rl)
 		for _ in $(seq 300); do
 			[ -S /run/user/$rl_uid/systemd/private ] && break
+			systemctl -q is-failed "user@$rl_uid.service" && break
 			sleep 1
 		done
 		systemctl status --no-pager "user@$rl_uid.service" | head -5
-		[ -S /run/user/$rl_uid/systemd/private ] || return 1
+		if [ ! -S /run/user/$rl_uid/systemd/private ]; then
+			journalctl -b --no-pager -o cat -u "user@$rl_uid.service" -u "user-runtime-dir@$rl_uid.service" | tail -40
+			journalctl -b --no-pager -o cat _UID=$rl_uid | tail -20
+			return 1
+		fi
 		local home=/scratch/home/$rl
 		mkdir -p $home/project
 		cat >$home/project/.ci.hcl <<EOT
