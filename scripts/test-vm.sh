@@ -356,6 +356,11 @@ EOT
 		# checks.
 		useradd -m -b /scratch/home -s /bin/bash $rl || return 1
 		grep -H "^$rl:" /etc/subuid /etc/subgid || return 1
+		# The minbase root has no libpam-systemd, whose pam_systemd
+		# gives the user manager its XDG_RUNTIME_DIR: a drop-in does.
+		mkdir -p /etc/systemd/system/user@.service.d
+		printf '[Service]\nEnvironment=XDG_RUNTIME_DIR=/run/user/%%i\n' >/etc/systemd/system/user@.service.d/lane-runtime-dir.conf
+		systemctl daemon-reload
 		loginctl enable-linger $rl || return 1
 		local rl_uid
 		rl_uid=$(id -u $rl)
