@@ -33,8 +33,11 @@
 #                           (a debootstrap root, cached) and runs `jobrun
 #                           local` as a service with Delegate=yes, then
 #                           examples/deploy's jobrun-server and jobrun-agent
-#                           units and a run through the server's API
-#   JOBRUN_VM_SYSTEMD_TIMEOUT   seconds for that guest (default 600)
+#                           units and a run through the server's API, then
+#                           `jobrun local` as an ordinary user under its
+#                           user manager (systemd-run --user --scope -p
+#                           Delegate=yes): limits enforced, OOM reported
+#   JOBRUN_VM_SYSTEMD_TIMEOUT   seconds for that guest (default 900)
 # usage: scripts/test-vm.sh            (the host side)
 #        scripts/test-vm.sh guest      (inside the guest; vm-init.sh runs it)
 set -euo pipefail
@@ -56,7 +59,16 @@ SUBSET=(
 	"agent/network|^(TestOutbound|TestIsolation|TestTeardown|TestCleanupAfterCrash|TestSetupInJobUserns|TestSetupSysctls|TestAllowOpensOnlyThatPort|TestAllowOffByDefault)$"
 	"agent/image|^(TestSnapshotLifecycle|TestCleanupAfterCrash|TestSnapshotForShiftsOwnersWithoutChown|TestCheckIDsRefusesUnmappableOwners)$"
 	"internal/leakcheck|^(TestCgroup|TestCgroupScope|TestMount|TestLink|TestNetNS)$"
-	"cmd/jobrun|^(TestLocalDAGAndMatrix|TestLocalLimitsAndUnsupported|TestLocalServices|TestLocalKilledMidJob|TestImageBuildExampleLocal)$"
+	"cmd/jobrun|^(TestLocalDAGAndMatrix|TestLocalLimitsAndUnsupported|TestLocalServices|TestLocalKilledMidJob|TestImageBuildExampleLocal|TestRootless(Hello|IDs|InterruptAndTimeout|ImageCommands|JobConfined|Keep|XDGDirs|Bridge.*|Limits.*|Escapes|OwnUID.*|AllowOpensOnlyThatPort|PastaFailureErrorsTheJob|NoOverlay))$"
+	# The examples without root, but the go one (its toolchain's first
+	# build takes most of an hour under TCG; the host lane runs it).
+	"cmd/jobrun|^TestRootlessExamples$/^(hello|matrix|services|artifacts)$"
+	# #18, `jobrun local` without root (TestRootless*, above): real users
+	# made with useradd and subordinate ranges, their homes (state dirs)
+	# on the scratch disk, newuidmap and pasta from the host's root; on
+	# cgroup v2 the limits are reported not enforced in root's cgroup and
+	# enforced in one delegated to the user. The systemd guest runs the
+	# same under a user manager (systemd-run --user --scope -p Delegate=yes).
 	# #17, user namespaces: the probe (ext4 passes, tmpfs names 6.3), the
 	# idmapped mounts and overlays, the id ranges (useradd, subuid and
 	# subgid in the guest's writable /etc), jobs in a user namespace
@@ -181,6 +193,17 @@ if [ "${1:-}" = guest ]; then
 	chmod 1777 /scratch/tmp
 	export TMPDIR=/scratch/tmp
 	ip link set lo up
+	# The rootless tests' homes hold their state dirs: on ext4, not on
+	# the overlay root (an overlay's upper dir cannot sit on overlayfs).
+	mkdir -p /scratch/home
+	mount --bind /scratch/home /home
+	# pasta (rootless bridge jobs) opens /dev/net/tun, there once tun is
+	# loaded (no udev here), and copies the host's routable interface
+	# into a job's namespace: the guest has no NIC, so a dummy link with
+	# a default route stands in for one.
+	modprobe tun || echo "no tun module: rootless bridge tests will fail" >&2
+	ip link add jr0 type dummy && ip addr add 10.251.0.2/24 dev jr0 && ip link set jr0 up &&
+		ip route add default via 10.251.0.1 dev jr0 || echo "no dummy link: rootless bridge tests will fail" >&2
 	echo "cgroup: $(cat /sys/fs/cgroup/cgroup.controllers)" >&2
 	echo "kernel: $(uname -r)" >&2
 	# What the tests take for granted in this root (the host's, overlaid
@@ -241,10 +264,13 @@ if [ "${1:-}" = systemd-guest ]; then
 	mkdir -p $state /run/lane
 	# Not on the overlay root (overlay upper dirs cannot sit on overlayfs)
 	# and not on tmpfs (6.1 idmaps ext4, not tmpfs): the scratch disk.
-	mount -t ext4 /dev/vda $state || {
+	mkdir -p /scratch
+	mount -t ext4 /dev/vda /scratch || {
 		status "failed: mount the scratch disk"
 		exit 1
 	}
+	mkdir -p /scratch/state /scratch/home
+	mount --bind /scratch/state $state
 	chmod 0700 $state
 	image="oci-layout:/host$JOBRUN_TEST_IMAGES/busybox:latest"
 	cat >/run/lane/.ci.hcl <<EOT
@@ -359,6 +385,97 @@ EOT
 			fi
 		done
 	}
+	# `jobrun local` without root (issue #18) under the user manager of
+	# a real user with subordinate ranges (useradd gives them) and
+	# linger: systemd-run --user --scope -p Delegate=yes hands jobrun a
+	# cgroup v2 subtree with cpu, memory and pids (user@.service
+	# delegates them), so the limits are enforced as with root. Its
+	# state is in its home on the scratch disk; newuidmap and newgidmap
+	# (set-uid) come from the host's root, as the guest's minbase lacks
+	# uidmap.
+	rl=jrsd
+	rl_setup() {
+		cp -p /host/usr/bin/newuidmap /host/usr/bin/newgidmap /usr/local/bin/ || return 1
+		# jobrun and its helpers are in /usr/local/bin since the pool's
+		# checks.
+		useradd -m -b /scratch/home -s /bin/bash $rl || return 1
+		grep -H "^$rl:" /etc/subuid /etc/subgid || return 1
+		# The minbase root has no libpam-systemd, whose pam_systemd
+		# gives the user manager its XDG_RUNTIME_DIR: a drop-in does.
+		mkdir -p /etc/systemd/system/user@.service.d
+		printf '[Service]\nEnvironment=XDG_RUNTIME_DIR=/run/user/%%i\n' >/etc/systemd/system/user@.service.d/lane-runtime-dir.conf
+		systemctl daemon-reload
+		loginctl enable-linger $rl || return 1
+		local rl_uid
+		rl_uid=$(id -u $rl)
+		for _ in $(seq 300); do
+			[ -S /run/user/$rl_uid/systemd/private ] && break
+			systemctl -q is-failed "user@$rl_uid.service" && break
+			sleep 1
+		done
+		systemctl status --no-pager "user@$rl_uid.service" | head -5
+		if [ ! -S /run/user/$rl_uid/systemd/private ]; then
+			journalctl -b --no-pager -o cat -u "user@$rl_uid.service" -u "user-runtime-dir@$rl_uid.service" | tail -40
+			journalctl -b --no-pager -o cat _UID=$rl_uid | tail -20
+			return 1
+		fi
+		local home=/scratch/home/$rl
+		mkdir -p $home/project
+		cat >$home/project/.ci.hcl <<EOT
+job "hog" {
+  image   = "$image"
+  network = "none"
+  resources { memory = "32MiB" }
+  step "eat" { run = "head -c 200m /dev/zero | tail > /dev/null" }
+}
+job "forks" {
+  image   = "$image"
+  network = "none"
+  resources { pids = 16 }
+  step "fork" { run = "i=0; while [ \$i -lt 40 ]; do sleep 60 & i=\$((i+1)); done; echo all 40 started" }
+}
+job "spin" {
+  image   = "$image"
+  network = "none"
+  resources { cpus = 0.5 }
+  step "count" { run = "i=0; while [ \$i -lt 20000 ]; do i=\$((i+1)); done; echo cpu.max \$(cat /sys/fs/cgroup/cpu.max)" }
+}
+EOT
+		chown -R $rl: $home/project
+		cat $home/project/.ci.hcl
+	}
+	rl_run() {
+		local home=/scratch/home/$rl rc rl_uid
+		rl_uid=$(id -u $rl)
+		runuser -u $rl -- env -i HOME=$home USER=$rl PATH=/usr/local/bin:/usr/bin:/bin XDG_RUNTIME_DIR=/run/user/$rl_uid NO_COLOR=1 \
+			systemd-run --user --scope --unit=lane-rootless -p Delegate=yes \
+			/usr/local/bin/jobrun local --artifacts $home/artifacts $home/project/.ci.hcl >/run/lane/rl.out 2>&1
+		rc=$?
+		cat /run/lane/rl.out
+		echo "exit $rc (want 1: hog and forks fail at their limits)"
+		[ "$rc" = 1 ] && grep -q "^JOB " /run/lane/rl.out
+	}
+	rl_pids() {
+		grep "forks .*failed" /run/lane/rl.out && grep "can't fork" /run/lane/rl.out && ! grep "all 40 started" /run/lane/rl.out
+	}
+	rl_measured() {
+		sed -n '/^JOB /,/^$/p' /run/lane/rl.out
+		grep -q "cpu.max 50000 100000" /run/lane/rl.out || return 1
+		sed -n '/^JOB /,/^$/p' /run/lane/rl.out | awk 'NR > 1 && NF > 0 && ($4 == "-" || $5 == "-") { bad = 1 } END { exit bad }'
+	}
+	rl_left() {
+		local left f pids=""
+		left=$(find /sys/fs/cgroup/user.slice -name 'jobrun-*' -type d)
+		echo "job cgroups left under user.slice: ${left:-none}"
+		# No pgrep in the minbase root: the user's processes from /proc.
+		for f in /proc/[0-9]*/status; do
+			[ "$(awk '/^Uid:/ { print $2 }' "$f" 2>/dev/null)" = "$(id -u $rl)" ] || continue
+			f=${f%/status}
+			pids="$pids ${f#/proc/}:$(tr '\0' ' ' <"$f/cmdline" 2>/dev/null)"
+		done
+		echo "processes of $rl (its user manager's only):$pids"
+		[ -z "$left" ] && [[ $pids != *"sleep 60"* ]] && [[ $pids != *jobrun* ]]
+	}
 	json start "" ""
 	ok=pass
 	check TestSystemdDelegateJobRuns running || ok=fail
@@ -368,6 +485,13 @@ EOT
 	check TestSystemdPoolRunLeased pool_runs || ok=fail
 	check TestSystemdPoolJobsInAgentUnit pool_placed || ok=fail
 	check TestSystemdPoolStopLeavesNothing pool_stopped || ok=fail
+	check TestSystemdRootlessUserManager rl_setup || ok=fail
+	check TestSystemdRootlessJobsRun rl_run || ok=fail
+	check TestSystemdRootlessOOMReported grep "hog .*out of memory (limit 32 MiB)" /run/lane/rl.out || ok=fail
+	check TestSystemdRootlessPidsLimit rl_pids || ok=fail
+	check TestSystemdRootlessCPUAndPeakMem rl_measured || ok=fail
+	check TestSystemdRootlessLimitsEnforced sh -c 'grep -q "^JOB " /run/lane/rl.out && ! grep "limits not enforced" /run/lane/rl.out' || ok=fail
+	check TestSystemdRootlessLeavesNothing rl_left || ok=fail
 	json $ok "" ""
 	status done
 	exit 0
@@ -555,7 +679,7 @@ if ((${#runs[@]})); then
 	fi
 fi
 if [ "${JOBRUN_VM_SYSTEMD:-1}" = 1 ]; then
-	timeout=${JOBRUN_VM_SYSTEMD_TIMEOUT:-600}
+	timeout=${JOBRUN_VM_SYSTEMD_TIMEOUT:-900}
 	boot "systemd: jobrun local and the deploy units under Delegate=yes" "jobrun.root=$sysroot systemd.show_status=false" \
 		-drive "$(scratch scratch-systemd)"
 	if [ "$(cat "$work/status-systemd" 2>/dev/null)" != done ]; then

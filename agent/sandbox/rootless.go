@@ -23,28 +23,16 @@ import (
 // containers are made as today, inside that namespace, with what only the
 // host's root may do left out:
 //
-//   - no cgroups: without a delegated subtree (always on cgroup v1) the
-//     user cannot make any, so a job's CPU, memory and pids limits are not
-//     enforced (RootlessLimitsReason says why, for the summary), and
-//     libcontainer runs with RootlessCgroups, which ignores the cgroups it
-//     cannot make;
-//   - a job's processes are found by their pid namespace instead of their
-//     cgroup (pidnsGroup); every job has its own, so killing its init
-//     still kills all of them, at a timeout and at Ctrl-C alike;
+//   - cgroups only in a delegated cgroup v2 subtree (rootless_cgroup.go);
+//     without one (always on cgroup v1) the user cannot make any, so a
+//     job's CPU, memory and pids limits are not enforced
+//     (Runtime.RootlessLimits says why, for the summary), and libcontainer
+//     runs with RootlessCgroups, which ignores the cgroups it cannot make;
+//   - without a cgroup, a job's processes are found by their pid namespace
+//     (pidnsGroup); every job has its own, so killing its init still kills
+//     all of them, at a timeout and at Ctrl-C alike;
 //   - the runtime state goes under $XDG_RUNTIME_DIR/jobrun (the parent
 //     process makes it a private dir under /tmp where that is unset).
-
-// RootlessLimitsReason is why a job's resource limits are not enforced
-// when the Runtime runs without root, or "" when they are.
-func RootlessLimitsReason() string {
-	if !rootless.InUserNS() {
-		return ""
-	}
-	if cgroups.IsCgroup2UnifiedMode() {
-		return "jobrun runs without root and does not yet use a delegated cgroup v2 subtree (issue #18)"
-	}
-	return "jobrun runs without root on cgroup v1, which cannot delegate cgroups to a user"
-}
 
 // rootlessRunDir is RunDir in rootless mode: below $XDG_RUNTIME_DIR/jobrun,
 // which must be the user's alone.
@@ -63,11 +51,16 @@ func rootlessRunDir(stateDir string) (string, bool, error) {
 	return rundir.Path(top, stateDir), true, nil
 }
 
-// rootlessSpec takes out of spec what a user namespace's root cannot have:
-// the cgroup and its limits (see RootlessLimitsReason), and the cgroup file
+// rootlessSpec takes out of spec what a user namespace's root cannot have.
+// In a delegated cgroup (rootless_cgroup.go): the limits whose controller
+// it lacks. Elsewhere: the cgroup and its limits, and the cgroup file
 // system (the job has no cgroup of its own to see). The cgroup namespace
 // stays: it is the user's, so `nsenter --all` (--keep) can enter it.
-func rootlessSpec(spec *specs.Spec) {
+func (rc rootlessCgroups) rootlessSpec(spec *specs.Spec) {
+	if rc.base != "" {
+		rc.rootlessResources(spec.Linux.Resources)
+		return
+	}
 	spec.Mounts = slices.DeleteFunc(spec.Mounts, func(m specs.Mount) bool { return m.Destination == "/sys/fs/cgroup" })
 	spec.Linux.CgroupsPath = ""
 	spec.Linux.Resources = &specs.LinuxResources{}

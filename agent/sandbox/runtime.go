@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"cmp"
 	"context"
 	"debug/elf"
 	"errors"
@@ -60,8 +61,10 @@ type Runtime struct {
 	// (tests compare the two).
 	seccompInInit, waitFilters bool
 	// rootless: this process is root of a user namespace of an
-	// unprivileged user's, not the host's root (rootless.go).
-	rootless bool
+	// unprivileged user's, not the host's root (rootless.go), and
+	// rlCgroups what it may do with cgroups (rootless_cgroup.go).
+	rootless  bool
+	rlCgroups rootlessCgroups
 }
 
 // New returns a Runtime for stateDir, which it creates, and starts getting
@@ -111,7 +114,10 @@ func New(stateDir string, log hclog.Logger) (*Runtime, error) {
 	// subtree this process moves into its leaf, and they follow it.
 	rt.rootless = rootless.InUserNS()
 	if rt.rootless {
-		rt.cgroups = "/"
+		if rt.rlCgroups, err = rootlessCgroupBase(); err != nil {
+			return nil, fmt.Errorf("sandbox: %w", err)
+		}
+		rt.cgroups = cmp.Or(rt.rlCgroups.base, "/")
 		// The filter cache reads compiled filters back with ptrace,
 		// which needs the host's CAP_SYS_ADMIN.
 		rt.seccompInInit = true
@@ -249,7 +255,7 @@ func (rt *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) 
 		}
 	}
 	if rt.rootless {
-		rootlessSpec(spec)
+		rt.rlCgroups.rootlessSpec(spec)
 	}
 	fix := rt.knownMapping(spec, s.UserNS)
 	cfg, err := libcontainerConfig(&s, spec)
@@ -307,7 +313,7 @@ func (rt *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) 
 	// The same cgroups as the starter's libcontainer makes from cfg;
 	// from here on Destroy removes them, and the state dir, whatever the
 	// starter got to.
-	if rt.rootless {
+	if rt.rootless && rt.rlCgroups.base == "" {
 		c.cg = &pidnsGroup{c: c}
 	} else if c.cg, err = manager.New(cfg.Cgroups); err != nil {
 		return nil, fmt.Errorf("start container %s: cgroup manager: %w", s.ID, err)
@@ -576,7 +582,7 @@ func (rt *Runtime) remove(ctx context.Context, id string) error {
 	var errs []error
 	var cg cgroups.Manager = &pidnsGroup{c: &Container{}}
 	var err error
-	if !rt.rootless {
+	if !rt.rootless || rt.rlCgroups.base != "" {
 		cg, err = manager.New(&cgroups.Cgroup{Path: cgroupPath(rt.cgroups, id), Resources: &cgroups.Resources{}})
 	}
 	if err != nil {

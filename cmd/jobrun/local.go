@@ -153,7 +153,7 @@ func runLocal(cmd *cobra.Command, g *globals, f *localFlags, file string) error 
 	printer.Close()
 	fmt.Fprintln(out)
 	local.Summary(out, results)
-	rootlessLimits(out, plan)
+	rootlessLimits(out, plan, host.sandbox)
 	fmt.Fprintf(out, "\nartifacts: %s\n", f.artifacts)
 	for _, r := range results {
 		if r.Status != agent.Succeeded {

@@ -309,30 +309,47 @@ func rootlessCheck(g *globals, plan []*jobs.Job) error {
 }
 
 // rootlessLimits says after the summary which limits jobrun without root
-// did not enforce, per job, and why; and that CPU and memory were not
-// measured.
-func rootlessLimits(w io.Writer, plan []*jobs.Job) {
+// did not enforce, per job, and why (all for one reason without a
+// delegated cgroup v2 subtree, where CPU and PEAK MEM are not measured
+// either; only those whose controller is missing with one).
+func rootlessLimits(w io.Writer, plan []*jobs.Job, sb *sandbox.Runtime) {
 	if !rootlessChild() {
 		return
 	}
-	why := sandbox.RootlessLimitsReason()
-	if why == "" {
-		return
+	unenforced, measured := sb.RootlessLimits()
+	writeUnenforced(w, plan, unenforced, measured)
+}
+
+// writeUnenforced writes, per reason in unenforced (limit name to why),
+// the plan's jobs' limits not enforced for it.
+func writeUnenforced(w io.Writer, plan []*jobs.Job, unenforced map[string]string, measured bool) {
+	var whys []string
+	for _, why := range unenforced {
+		if !slices.Contains(whys, why) {
+			whys = append(whys, why)
+		}
 	}
-	fmt.Fprintf(w, "\nlimits not enforced: %s; CPU and PEAK MEM not measured\n", why)
-	for _, j := range plan {
-		var l []string
-		if r := j.Resources; r.CPUs > 0 {
-			l = append(l, "cpus = "+strconv.FormatFloat(r.CPUs, 'f', -1, 64))
+	slices.Sort(whys)
+	for _, why := range whys {
+		fmt.Fprintf(w, "\nlimits not enforced: %s", why)
+		if !measured {
+			fmt.Fprint(w, "; CPU and PEAK MEM not measured")
 		}
-		if r := j.Resources; r.Memory > 0 {
-			l = append(l, "memory = "+units.FormatSize(r.Memory))
-		}
-		if r := j.Resources; r.Pids > 0 {
-			l = append(l, "pids = "+strconv.FormatInt(r.Pids, 10))
-		}
-		if len(l) > 0 {
-			fmt.Fprintf(w, "  %s: %s\n", j.Name, strings.Join(l, ", "))
+		fmt.Fprintln(w)
+		for _, j := range plan {
+			var l []string
+			if r := j.Resources; r.CPUs > 0 && unenforced["cpus"] == why {
+				l = append(l, "cpus = "+strconv.FormatFloat(r.CPUs, 'f', -1, 64))
+			}
+			if r := j.Resources; r.Memory > 0 && unenforced["memory"] == why {
+				l = append(l, "memory = "+units.FormatSize(r.Memory))
+			}
+			if r := j.Resources; r.Pids > 0 && unenforced["pids"] == why {
+				l = append(l, "pids = "+strconv.FormatInt(r.Pids, 10))
+			}
+			if len(l) > 0 {
+				fmt.Fprintf(w, "  %s: %s\n", j.Name, strings.Join(l, ", "))
+			}
 		}
 	}
 }
