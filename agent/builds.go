@@ -13,7 +13,7 @@ import (
 func (r *Runner) checkBuildsImages(j *jobs.Job) error {
 	if j.BuildsImages && r.IDs == nil {
 		return fmt.Errorf("job %q: builds_images = true needs jobs in user namespaces, and this runner has none (userns = \"off\", or rootless): "+
-			"turn user namespaces on or drop builds_images", j.Name)
+			"run it as root with userns on (the default: a pool agent, or sudo jobrun local), or drop builds_images", j.Name)
 	}
 	return nil
 }
