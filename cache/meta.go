@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -23,7 +24,9 @@ type meta struct {
 	Created  time.Time `json:"created"`
 	LastUsed time.Time `json:"last_used"`
 	Uses     int64     `json:"uses"`
-	// Digest is the tree digest measured at the last release.
+	// Digest is the tree digest measured at the last release that could
+	// upload (a remote, a successful job's Upload request); empty after
+	// one that could not, which does not compute it.
 	Digest string `json:"digest,omitempty"`
 	// RemoteDigest is the digest of the content the remote holds, as
 	// restored or uploaded by this host.
@@ -65,11 +68,17 @@ type usage struct {
 }
 
 // measure walks dir without following symlinks. Size is disk use (blocks,
-// hard links counted once), which is what the budget protects. The digest
-// hashes every entry's path, mode, size, mtime and link target, so any
-// change a job makes to the tree changes it, without reading file data.
-func measure(dir string) (usage, error) {
-	h := sha256.New()
+// hard links counted once), which is what the budget protects. With
+// digest, the digest hashes every entry's path, mode, size, mtime and link
+// target, so any change a job makes to the tree changes it, without
+// reading file data; only an upload needs it, and without it (no remote)
+// the walk costs about a third less (a builder's storage: ~8000 entries,
+// ~45 ms with it).
+func measure(dir string, digest bool) (usage, error) {
+	var h hash.Hash
+	if digest {
+		h = sha256.New()
+	}
 	type inode struct{ dev, ino uint64 }
 	seen := map[inode]bool{}
 	var size int64
@@ -92,6 +101,9 @@ func measure(dir string) (usage, error) {
 				seen[in] = true
 			}
 		}
+		if h == nil {
+			return nil
+		}
 		var target string
 		if fi.Mode()&fs.ModeSymlink != 0 {
 			target, _ = os.Readlink(path)
@@ -108,5 +120,9 @@ func measure(dir string) (usage, error) {
 	if err != nil {
 		return usage{}, fmt.Errorf("measure %s: %w", dir, err)
 	}
-	return usage{size: size, digest: "sha256:" + hex.EncodeToString(h.Sum(nil))}, nil
+	u := usage{size: size}
+	if h != nil {
+		u.digest = "sha256:" + hex.EncodeToString(h.Sum(nil))
+	}
+	return u, nil
 }
