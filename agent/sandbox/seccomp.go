@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -107,7 +108,20 @@ func (fc *filterCache) compile(e *filterEntry, cfg *configs.Seccomp, cfgJSON []b
 // default Spec and the given Compat32: with it on, the one every job has
 // (the agent sets it, as Docker does).
 func defaultSeccomp(launcher string, compat32 bool) (*configs.Seccomp, error) {
-	s := Spec{ID: "default", Rootfs: "/", Compat32: compat32}
+	return profileOf(launcher, Spec{ID: "default", Rootfs: "/", Compat32: compat32})
+}
+
+// builderSeccompConfig returns the seccomp profile of a building
+// container (Spec.Builder, which needs a user namespace) with the 32-bit
+// tables, as the agent starts them. A profile does not depend on which
+// user namespace: the path only passes Spec's check, and the namespace
+// is left out of the conversion (libcontainer would read its mappings).
+func builderSeccompConfig(launcher string) (*configs.Seccomp, error) {
+	return profileOf(launcher, Spec{ID: "default", Rootfs: "/", Compat32: true, Builder: true, UserNS: "/proc/self/ns/user"})
+}
+
+// profileOf returns the seccomp profile of a container with Spec s.
+func profileOf(launcher string, s Spec) (*configs.Seccomp, error) {
 	if err := s.validate(); err != nil {
 		return nil, err
 	}
@@ -115,6 +129,7 @@ func defaultSeccomp(launcher string, compat32 bool) (*configs.Seccomp, error) {
 	if err != nil {
 		return nil, err
 	}
+	spec.Linux.Namespaces = slices.DeleteFunc(spec.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == specs.UserNamespace })
 	cfg, err := libcontainerConfig(&s, spec)
 	if err != nil {
 		return nil, err
