@@ -126,6 +126,9 @@ func New(stateDir string, log hclog.Logger) (*Runtime, error) {
 		return nil, err
 	}
 	rt.filters = newFilterCache(starterPath, log)
+	if !rt.seccompInInit {
+		rt.filters.store = newFilterStore(dir, starterPath)
+	}
 	// Compile the default profiles' seccomp filters (native only, and
 	// with the 32-bit tables that jobs get) while the first job gets its
 	// image and workspace ready.

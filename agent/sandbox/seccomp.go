@@ -43,8 +43,11 @@ import (
 // so it never holds up a start: a profile is compiled in the background
 // on first sight (New starts on the default one), and containers started
 // meanwhile have libcontainer compile their filter, as without the cache.
+// Compiled filters are also kept on disk (filterStore), where the next
+// process finds them at first sight.
 type filterCache struct {
-	starter string // the binary that compiles
+	starter string       // the binary that compiles
+	store   *filterStore // compiled filters kept on disk; nil for none
 	log     hclog.Logger
 	mu      sync.Mutex
 	entries map[string]*filterEntry
@@ -74,7 +77,12 @@ func (fc *filterCache) filter(cfg *configs.Seccomp, wait bool) *wire.Filter {
 	if !ok {
 		e = &filterEntry{done: make(chan struct{})}
 		fc.entries[key] = e
-		go fc.compile(e, cfg, b)
+		if f := fc.store.loadFor(b); f != nil {
+			e.filter = f
+			close(e.done)
+		} else {
+			go fc.compile(e, cfg, b)
+		}
 	}
 	fc.mu.Unlock()
 	if wait {
@@ -102,6 +110,11 @@ func (fc *filterCache) compile(e *filterEntry, cfg *configs.Seccomp, cfgJSON []b
 		return
 	}
 	e.filter = &wire.Filter{Flags: flags, Program: prog}
+	if fc.store != nil {
+		if err := fc.store.save(cfgJSON, e.filter); err != nil {
+			fc.log.Debug("cannot keep the compiled seccomp filter", "error", err)
+		}
+	}
 }
 
 // defaultSeccomp returns the seccomp profile of a container with the
