@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -22,8 +23,9 @@ import (
 // the filter again in their setup. A file is named by the profile and the
 // compiling starter binary (path, size, mtime, inode: a new build of the
 // helpers compiles anew), and holds the load flags and the program as the
-// starter produced them; one that does not read back whole is ignored
-// (and compiled again).
+// starter produced them; one that does not read back whole, or that
+// someone else could have written (not this user's, or group or world
+// writable, it or its dir), is ignored (and compiled again).
 type filterStore struct {
 	dir     string
 	starter string // the starter's identity, mixed into every name
@@ -38,6 +40,13 @@ func newFilterStore(stateDir, starter string) *filterStore {
 	}
 	dir := filepath.Join(stateDir, "seccomp")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil
+	}
+	// The filters confine jobs: only a dir of this user's that no one
+	// else may write is trusted (fail closed: no store).
+	var dst unix.Stat_t
+	if err := unix.Lstat(dir, &dst); err != nil || dst.Mode&unix.S_IFMT != unix.S_IFDIR ||
+		int(dst.Uid) != os.Geteuid() || dst.Mode&0o022 != 0 {
 		return nil
 	}
 	return &filterStore{dir: dir, starter: fmt.Sprintf("%s %d %d %d %d", starter, st.Size, st.Mtim.Nano(), st.Dev, st.Ino)}
@@ -61,15 +70,26 @@ func (fs *filterStore) loadFor(cfgJSON []byte) *wire.Filter {
 	if fs == nil {
 		return nil
 	}
-	b, err := os.ReadFile(fs.path(cfgJSON))
+	fd, err := unix.Open(fs.path(cfgJSON), unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil
 	}
-	f, err := decodeFilter(b)
+	f := os.NewFile(uintptr(fd), fs.path(cfgJSON))
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG ||
+		int(st.Uid) != os.Geteuid() || st.Mode&0o022 != 0 || st.Size > 1<<20 {
+		return nil
+	}
+	b, err := io.ReadAll(f)
 	if err != nil {
 		return nil
 	}
-	return f
+	filter, err := decodeFilter(b)
+	if err != nil {
+		return nil
+	}
+	return filter
 }
 
 // save stores f as the filter of cfgJSON.

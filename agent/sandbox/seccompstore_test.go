@@ -87,3 +87,52 @@ func mustJSON(t *testing.T, v any) []byte {
 	}
 	return b
 }
+
+// TestStoredFilterMustBeOurs: a stored filter confines jobs, so one that
+// another user could have written is not loaded: a group- or
+// world-writable file, or a file of another owner; a store dir others
+// may write is not used at all. Control: the same file, 0600 and ours,
+// is loaded.
+func TestStoredFilterMustBeOurs(t *testing.T) {
+	rt, dir := newRuntime(t)
+	cfg, err := defaultSeccomp(rt.launcher, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rt.filters.filter(cfg, true) == nil {
+		t.Fatal("no filter compiled")
+	}
+	starter := rt.filters.starter
+	fs := newFilterStore(dir, starter)
+	p := fs.path(mustJSON(t, cfg))
+	if fs.loadFor(mustJSON(t, cfg)) == nil {
+		t.Fatal("control: our own stored filter was not loaded")
+	}
+	if err := os.Chmod(p, 0o622); err != nil {
+		t.Fatal(err)
+	}
+	if fs.loadFor(mustJSON(t, cfg)) != nil {
+		t.Error("a group- and world-writable stored filter was loaded")
+	}
+	if err := os.Chmod(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(p, 1234, 1234); err != nil {
+		t.Fatal(err)
+	}
+	if fs.loadFor(mustJSON(t, cfg)) != nil {
+		t.Error("another user's stored filter was loaded")
+	}
+	if err := os.Chown(p, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(dir, "seccomp"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if newFilterStore(dir, starter) != nil {
+		t.Error("a world-writable store dir was used")
+	}
+	if err := os.Chmod(filepath.Join(dir, "seccomp"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+}
