@@ -146,7 +146,7 @@ func (m *Manager) create(ctx context.Context, id string, req Request, rs *Restor
 				return md, fmt.Errorf("cache %s: %w", id, err)
 			}
 		case ok:
-			u, err := measure(partial)
+			u, err := measure(partial, true)
 			if err != nil {
 				return md, err
 			}
@@ -208,7 +208,7 @@ func (v *Volume) Release(ctx context.Context, ok bool) error {
 	if v.priv != nil {
 		errs = append(errs, v.priv.remove())
 	} else {
-		got, err := measure(v.m.dataDir(v.id))
+		got, err := measure(v.m.dataDir(v.id), v.uploads(ok))
 		if err != nil {
 			errs = append(errs, err)
 		} else {
@@ -216,7 +216,7 @@ func (v *Volume) Release(ctx context.Context, ok bool) error {
 		}
 	}
 	var remoteDigest string
-	if u != nil && ok && v.req.Upload && v.m.remote != nil && !v.m.readOnly {
+	if u != nil && v.uploads(ok) {
 		d, err := v.m.save(ctx, v.id, *u)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("cache %q: save to remote %s: %w", v.req.Name, v.m.remote.cfg.Endpoint, err))
@@ -240,6 +240,12 @@ func (v *Volume) Release(ctx context.Context, ok bool) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// uploads reports whether Release(ok) saves the volume to the remote
+// (when its content changed): only then does it need the tree's digest.
+func (v *Volume) uploads(ok bool) bool {
+	return ok && v.req.Upload && v.m.remote != nil && !v.m.readOnly
 }
 
 // unregister records the use in the metadata and drops the user lock.

@@ -3,12 +3,10 @@ package image
 import (
 	"context"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/jobrun/jobrun/internal/lockfile"
@@ -42,7 +40,7 @@ func (s *Store) Prune(ctx context.Context, budget int64) (*PruneResult, error) {
 		return nil, fmt.Errorf("prune: %w", err)
 	}
 	res := &PruneResult{}
-	du := diskUsage{}
+	du := s.newDiskUsage()
 	if budget > 0 {
 		if imgs, err = s.fitBudget(imgs, budget, live, du, res); err != nil {
 			return res, fmt.Errorf("prune: %w", err)
@@ -61,6 +59,10 @@ func (s *Store) Prune(ctx context.Context, budget int64) (*PruneResult, error) {
 		if err := s.sweep(ctx, sub, keep, du, res); err != nil {
 			return res, fmt.Errorf("prune: %w", err)
 		}
+	}
+	if err := s.saveDiskUsage(du); err != nil {
+		// Only time is lost: the next Prune measures again.
+		s.log.Warn("cannot remember the store's entry sizes", "error", err)
 	}
 	// No pull runs while the gc lock is exclusive, so no download lock is held.
 	locks, _ := os.ReadDir(filepath.Join(s.dir, "locks"))
@@ -89,7 +91,7 @@ func hexOf(d string) string { return strings.TrimPrefix(d, "sha256:") }
 
 // fitBudget forgets the least recently used images that no live snapshot
 // uses until the rest fit in budget.
-func (s *Store) fitBudget(imgs []*Image, budget int64, live map[string]bool, du diskUsage, res *PruneResult) ([]*Image, error) {
+func (s *Store) fitBudget(imgs []*Image, budget int64, live map[string]bool, du *diskUsage, res *PruneResult) ([]*Image, error) {
 	used := func(i *Image) time.Time {
 		if fi, err := os.Stat(s.recordPath(i.Ref)); err == nil {
 			return fi.ModTime()
@@ -159,7 +161,7 @@ func (s *Store) liveDirs() (map[string]bool, error) {
 }
 
 // sweep removes the entries of the store's subdirectory sub not in keep.
-func (s *Store) sweep(ctx context.Context, sub string, keep map[string]bool, du diskUsage, res *PruneResult) error {
+func (s *Store) sweep(ctx context.Context, sub string, keep map[string]bool, du *diskUsage, res *PruneResult) error {
 	dir := filepath.Join(s.dir, sub)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -177,6 +179,7 @@ func (s *Store) sweep(ctx context.Context, sub string, keep map[string]bool, du 
 		if err := removeTree(p); err != nil {
 			return err
 		}
+		du.removed(p)
 		res.Freed += n
 		switch sub {
 		case "blobs/sha256":
@@ -186,40 +189,4 @@ func (s *Store) sweep(ctx context.Context, sub string, keep map[string]bool, du 
 		}
 	}
 	return nil
-}
-
-// diskUsage measures paths (bytes allocated, hard links counted once per
-// tree) and remembers what it measured.
-type diskUsage map[string]int64
-
-func (du diskUsage) of(p string) int64 {
-	if n, ok := du[p]; ok {
-		return n
-	}
-	var n int64
-	seen := map[uint64]bool{}
-	filepath.WalkDir(p, func(_ string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return nil
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return nil
-		}
-		st, ok := fi.Sys().(*syscall.Stat_t)
-		if !ok {
-			n += fi.Size()
-			return nil
-		}
-		if st.Nlink > 1 && !d.IsDir() {
-			if seen[st.Ino] {
-				return nil
-			}
-			seen[st.Ino] = true
-		}
-		n += st.Blocks * 512
-		return nil
-	})
-	du[p] = n
-	return n
 }

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
@@ -153,5 +154,49 @@ func TestBuilderSeccompProfile(t *testing.T) {
 	}
 	if !slices.Equal(spec.Process.Capabilities.Bounding, def.Process.Capabilities.Bounding) {
 		t.Errorf("capabilities: building %v, default %v", spec.Process.Capabilities.Bounding, def.Process.Capabilities.Bounding)
+	}
+}
+
+// TestPrepareBuilderCompilesBuildersFilter: after PrepareBuilder, the
+// filter of a building container (the profile the agent starts it with:
+// its own user namespace, the 32-bit tables) is compiled ahead, and the
+// container loads it instead of having libcontainer compile it in its
+// setup. Control: before PrepareBuilder, the Runtime has no such filter.
+func TestPrepareBuilderCompilesBuildersFilter(t *testing.T) {
+	rt, _ := newRuntime(t)
+	ns, rfs := jobNS(t, rt, "prep-builder", rangeA, false, rootfs(t))
+	s := Spec{ID: "prep-builder", Rootfs: rfs, UserNS: ns.UserPath(), Builder: true, Compat32: true}
+	spec, err := ociSpec(&s, rt.cgroups, rt.files, rt.launcher)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := libcontainerConfig(&s, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := json.Marshal(cfg.Seccomp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := func() *filterEntry {
+		rt.filters.mu.Lock()
+		defer rt.filters.mu.Unlock()
+		return rt.filters.entries[string(key)]
+	}
+	if entry() != nil {
+		t.Fatal("the builder's filter is compiled before PrepareBuilder")
+	}
+	rt.PrepareBuilder()
+	e := entry()
+	if e == nil {
+		t.Fatal("PrepareBuilder did not compile a building container's filter")
+	}
+	<-e.done
+	if e.err != nil || e.filter == nil {
+		t.Fatalf("compiling the builder's filter: %v", e.err)
+	}
+	rt.waitFilters = false
+	if c := start(t, rt, s); c.cfg.Seccomp != nil {
+		t.Error("the building container's setup compiled its filter: not the one compiled ahead")
 	}
 }

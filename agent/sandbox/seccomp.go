@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -42,8 +43,11 @@ import (
 // so it never holds up a start: a profile is compiled in the background
 // on first sight (New starts on the default one), and containers started
 // meanwhile have libcontainer compile their filter, as without the cache.
+// Compiled filters are also kept on disk (filterStore), where the next
+// process finds them at first sight.
 type filterCache struct {
-	starter string // the binary that compiles
+	starter string       // the binary that compiles
+	store   *filterStore // compiled filters kept on disk; nil for none
 	log     hclog.Logger
 	mu      sync.Mutex
 	entries map[string]*filterEntry
@@ -73,7 +77,12 @@ func (fc *filterCache) filter(cfg *configs.Seccomp, wait bool) *wire.Filter {
 	if !ok {
 		e = &filterEntry{done: make(chan struct{})}
 		fc.entries[key] = e
-		go fc.compile(e, cfg, b)
+		if f := fc.store.loadFor(b); f != nil {
+			e.filter = f
+			close(e.done)
+		} else {
+			go fc.compile(e, cfg, b)
+		}
 	}
 	fc.mu.Unlock()
 	if wait {
@@ -101,13 +110,31 @@ func (fc *filterCache) compile(e *filterEntry, cfg *configs.Seccomp, cfgJSON []b
 		return
 	}
 	e.filter = &wire.Filter{Flags: flags, Program: prog}
+	if fc.store != nil {
+		if err := fc.store.save(cfgJSON, e.filter); err != nil {
+			fc.log.Debug("cannot keep the compiled seccomp filter", "error", err)
+		}
+	}
 }
 
 // defaultSeccomp returns the seccomp profile of a container with the
 // default Spec and the given Compat32: with it on, the one every job has
 // (the agent sets it, as Docker does).
 func defaultSeccomp(launcher string, compat32 bool) (*configs.Seccomp, error) {
-	s := Spec{ID: "default", Rootfs: "/", Compat32: compat32}
+	return profileOf(launcher, Spec{ID: "default", Rootfs: "/", Compat32: compat32})
+}
+
+// builderSeccompConfig returns the seccomp profile of a building
+// container (Spec.Builder, which needs a user namespace) with the 32-bit
+// tables, as the agent starts them. A profile does not depend on which
+// user namespace: the path only passes Spec's check, and the namespace
+// is left out of the conversion (libcontainer would read its mappings).
+func builderSeccompConfig(launcher string) (*configs.Seccomp, error) {
+	return profileOf(launcher, Spec{ID: "default", Rootfs: "/", Compat32: true, Builder: true, UserNS: "/proc/self/ns/user"})
+}
+
+// profileOf returns the seccomp profile of a container with Spec s.
+func profileOf(launcher string, s Spec) (*configs.Seccomp, error) {
 	if err := s.validate(); err != nil {
 		return nil, err
 	}
@@ -115,6 +142,7 @@ func defaultSeccomp(launcher string, compat32 bool) (*configs.Seccomp, error) {
 	if err != nil {
 		return nil, err
 	}
+	spec.Linux.Namespaces = slices.DeleteFunc(spec.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == specs.UserNamespace })
 	cfg, err := libcontainerConfig(&s, spec)
 	if err != nil {
 		return nil, err

@@ -94,8 +94,12 @@ cp bench/imagebuild/Dockerfile "$proj/ctx/Dockerfile"
 steps=$(grep -cE '^(RUN|COPY) ' "$proj/ctx/Dockerfile")
 
 # Both sides build with the same flags: layers kept (podman's default,
-# buildah's --layers) and no registry look-up for the base (--pull=never:
-# it is in the storage; the job has no network). The job's buildah runs
+# buildah's --layers), no registry look-up for the base (--pull=never:
+# it is in the storage) and no network for the RUN steps (the job's
+# network = "none"; --network none for the host's podman, which would
+# otherwise set one up per RUN step; the Dockerfile needs none). The
+# host's buildah, with chroot isolation, refuses --network (its RUN steps
+# share the host's network, as the job's share the job's: none). The job's buildah runs
 # with chroot isolation, as builds_images documents; the host's podman
 # with runc, since crun refuses this host's hybrid cgroup v1 mode.
 load='buildah pull -q oci:/workspace/base:'$base_tag' >/dev/null && buildah tag $(buildah images -q | head -1) localhost/bench-base:latest'
@@ -138,7 +142,7 @@ host() {
 }
 host_build() {
 	case $1 in
-	podman) host podman "$2" --runtime runc build --pull=never -t localhost/bench:1 "$proj/ctx" ;;
+	podman) host podman "$2" --runtime runc build --pull=never --network none -t localhost/bench:1 "$proj/ctx" ;;
 	buildah) host buildah "$2" build --layers --pull=never --isolation chroot -t localhost/bench:1 "$proj/ctx" ;;
 	esac
 }

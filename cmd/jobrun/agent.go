@@ -101,7 +101,7 @@ func runAgent(cmd *cobra.Command, g *globals, f *agentFlags) error {
 	// The pool's jobs store their artifacts through the scheduler; the
 	// host's local store is only the Runner's default and stays empty.
 	h, err := openHost(cmd.Context(), g, hostOptions{noCache: f.noCache, artifacts: filepath.Join(dir, "artifacts"), logLimit: f.logLimit, artifactLimit: f.artLimit, pull: f.pull,
-		slots: f.jobs}, cmd.ErrOrStderr())
+		slots: f.jobs, builders: true}, cmd.ErrOrStderr())
 	if err != nil {
 		return err
 	}

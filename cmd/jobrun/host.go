@@ -62,6 +62,10 @@ type hostOptions struct {
 	// local runs jobs without user namespaces after a warning when the
 	// host cannot give them; the agent refuses to start.
 	local bool
+	// builders: a job may build images (builds_images): the sandbox
+	// compiles a building container's seccomp filter ahead, while the
+	// store and the first job get ready.
+	builders bool
 }
 
 // allowList is the host's address:ports jobs may reach: --allow if given,
@@ -271,6 +275,9 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 	sb, err := sandbox.New(dir, g.log.Named("sandbox"))
 	if err != nil {
 		return nil, err
+	}
+	if o.builders && ids != nil {
+		sb.PrepareBuilder()
 	}
 	defer func() {
 		if err != nil {

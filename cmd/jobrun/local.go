@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -125,7 +126,7 @@ func runLocal(cmd *cobra.Command, g *globals, f *localFlags, file string) error 
 	host, err := openHost(cmd.Context(), g, hostOptions{noCache: f.noCache, artifacts: f.artifacts, logLimit: f.logLimit, caFile: f.caFile, artifactLimit: f.artLimit, pull: f.pull,
 		cacheBudget: f.cacheBudget, imageBudget: f.imageBudget, minFree: f.minFree,
 		cacheRemote: f.cacheRemote, cacheReadOnly: !f.cacheUpload,
-		userns: f.userns, allow: f.allow, slots: f.parallel, local: true}, cmd.ErrOrStderr())
+		userns: f.userns, allow: f.allow, slots: f.parallel, local: true, builders: buildsImages(plan)}, cmd.ErrOrStderr())
 	if err != nil {
 		return err
 	}
@@ -161,6 +162,11 @@ func runLocal(cmd *cobra.Command, g *globals, f *localFlags, file string) error 
 		}
 	}
 	return nil
+}
+
+// buildsImages reports whether a job of plan builds images.
+func buildsImages(plan []*jobs.Job) bool {
+	return slices.ContainsFunc(plan, func(j *jobs.Job) bool { return j.BuildsImages })
 }
 
 // inspector is what --keep and --shell-on-failure do with a failed job's

@@ -457,6 +457,11 @@ func files(stateDir string) (map[string]int, error) {
 		if p == stateDir {
 			return nil
 		}
+		// The sandbox's compiled seccomp filters, kept by design for
+		// the next process (agent/sandbox/seccompstore.go).
+		if d.IsDir() && p == filepath.Join(stateDir, "seccomp") {
+			return filepath.SkipDir
+		}
 		out[fmt.Sprintf("%s (%s)", p, d.Type())]++
 		return nil
 	})

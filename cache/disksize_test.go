@@ -1,0 +1,58 @@
+package cache
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestDiskSizeIsMeasures: the size a release without upload takes
+// (diskSize) is the one measure's digest walk takes, on a tree with
+// nested directories, a hard link (counted once) and symbolic links to a
+// file and to a directory outside the tree (never followed: the outside
+// directory's large file does not count).
+func TestDiskSizeIsMeasures(t *testing.T) {
+	root := t.TempDir()
+	outside := filepath.Join(root, "outside")
+	dir := filepath.Join(root, "vol")
+	for _, d := range []string{outside, filepath.Join(dir, "a", "b", "c"), filepath.Join(dir, "d")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(p string, n int) {
+		t.Helper()
+		if err := os.WriteFile(p, []byte(strings.Repeat("x", n)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(outside, "big"), 4<<20)
+	write(filepath.Join(dir, "a", "f"), 100<<10)
+	write(filepath.Join(dir, "a", "b", "c", "g"), 300<<10)
+	if err := os.Link(filepath.Join(dir, "a", "f"), filepath.Join(dir, "d", "f-link")); err != nil {
+		t.Fatal(err)
+	}
+	for name, target := range map[string]string{"to-file": "a/f", "to-outside": outside} {
+		if err := os.Symlink(target, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := diskSize(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := measure(dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want.size {
+		t.Errorf("diskSize = %d, measure's walk = %d", got, want.size)
+	}
+	if got < 400<<10 || got >= 4<<20 {
+		t.Errorf("diskSize = %d: want the tree's 400 KiB and some, not the outside 4 MiB", got)
+	}
+	if u, err := measure(dir, false); err != nil || u.size != got || u.digest != "" {
+		t.Errorf("measure without digest = %+v, %v", u, err)
+	}
+}
