@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -95,13 +96,25 @@ func startPasta(bin, path, pidFile string) (*pastaProc, error) {
 	p := &pastaProc{cmd: cmd, done: make(chan struct{}), ready: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = &p.out, &p.out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start pasta: %w", err)
-	}
+	// The parent-death signal comes when the thread that started the
+	// child ends, and Go ends threads (one a goroutine left locked, as
+	// namespace code does): pasta would be killed mid-job. The thread
+	// that starts it stays, locked, until pasta has ended.
+	started := make(chan error, 1)
 	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
 		p.err = cmd.Wait()
 		close(p.done)
 	}()
+	if err := <-started; err != nil {
+		return nil, fmt.Errorf("start pasta: %w", err)
+	}
 	// Ends when pasta is ready or gone (Teardown kills it).
 	go func() {
 		defer close(p.ready)
