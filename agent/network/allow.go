@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 
-	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
-	"github.com/google/nftables/userdata"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -130,26 +128,12 @@ func allowedPort(ex []expr.Any) (netip.AddrPort, bool) {
 // accepts for the job with comment (Net.Comment), read back from the
 // kernel's rules.
 func (m *Manager) JobAllows(comment string) ([]netip.AddrPort, error) {
-	c, err := nftables.New()
-	if err != nil {
-		return nil, fmt.Errorf("nftables: %w", err)
-	}
-	t, err := c.ListTableOfFamily(m.table, nftables.TableFamilyINet)
-	if err != nil {
-		return nil, nil
-	}
-	rules, err := c.GetRules(t, &nftables.Chain{Name: "input", Table: t})
-	if err != nil {
-		return nil, fmt.Errorf("nftables: list rules: %w", err)
-	}
+	rules, err := m.chainRules("input", comment)
 	var out []netip.AddrPort
 	for _, r := range rules {
-		if s, _ := userdata.GetString(r.UserData, userdata.TypeComment); s != comment {
-			continue
-		}
 		if a, ok := allowedPort(r.Exprs); ok {
 			out = append(out, a)
 		}
 	}
-	return out, nil
+	return out, err
 }

@@ -192,6 +192,19 @@ func delRulesWhere(tname string, match func(comment string) bool) error {
 // chain drops for the job with comment (Net.Comment). It reads the
 // kernel's rules back rather than trusting what was sent.
 func (m *Manager) JobRules(comment string) ([]netip.Prefix, error) {
+	rules, err := m.chainRules("forward", comment)
+	var out []netip.Prefix
+	for _, r := range rules {
+		if p, ok := daddrPrefix(r.Exprs); ok {
+			out = append(out, p)
+		}
+	}
+	return out, err
+}
+
+// chainRules reads back from the kernel the rules of jobrun's chain that
+// carry comment (a job's Net.Comment); none when the table is gone.
+func (m *Manager) chainRules(chain, comment string) ([]*nftables.Rule, error) {
 	c, err := nftables.New()
 	if err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
@@ -200,17 +213,14 @@ func (m *Manager) JobRules(comment string) ([]netip.Prefix, error) {
 	if err != nil {
 		return nil, nil
 	}
-	rules, err := c.GetRules(t, &nftables.Chain{Name: "forward", Table: t})
+	rules, err := c.GetRules(t, &nftables.Chain{Name: chain, Table: t})
 	if err != nil {
 		return nil, fmt.Errorf("nftables: list rules: %w", err)
 	}
-	var out []netip.Prefix
+	var out []*nftables.Rule
 	for _, r := range rules {
-		if s, _ := userdata.GetString(r.UserData, userdata.TypeComment); s != comment {
-			continue
-		}
-		if p, ok := daddrPrefix(r.Exprs); ok {
-			out = append(out, p)
+		if s, _ := userdata.GetString(r.UserData, userdata.TypeComment); s == comment {
+			out = append(out, r)
 		}
 	}
 	return out, nil

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -78,18 +77,11 @@ func ChooseUserOverlay(dir string) (string, error) {
 // probeFuse mounts and unmounts a fuse-overlayfs in a temporary directory
 // under dir.
 func probeFuse(dir string) error {
-	tmp, err := os.MkdirTemp(dir, ".overlay-probe-")
+	tmp, ds, err := probeDirs(dir)
 	if err != nil {
-		return fmt.Errorf("overlay probe: %w", err)
+		return err
 	}
 	defer os.RemoveAll(tmp)
-	var ds []string
-	for _, d := range []string{"lower", "upper", "work", "merged"} {
-		ds = append(ds, filepath.Join(tmp, d))
-		if err := os.Mkdir(ds[len(ds)-1], 0o700); err != nil {
-			return fmt.Errorf("overlay probe: %w", err)
-		}
-	}
 	if err := mountFuse(ds[3], ds[:1], ds[1], ds[2], 0); err != nil {
 		return err
 	}

@@ -32,18 +32,11 @@ var errNoUserXattr = errors.New("takes no user.* xattrs")
 // there: Linux 5.11 or later, and a filesystem under dir that takes
 // user.* xattrs. The error says what is missing.
 func ProbeUserOverlay(dir string) error {
-	tmp, err := os.MkdirTemp(dir, ".overlay-probe-")
+	tmp, ds, err := probeDirs(dir)
 	if err != nil {
-		return fmt.Errorf("overlay probe: %w", err)
+		return err
 	}
 	defer os.RemoveAll(tmp)
-	var ds []string
-	for _, d := range []string{"lower", "upper", "work", "merged"} {
-		ds = append(ds, filepath.Join(tmp, d))
-		if err := os.Mkdir(ds[len(ds)-1], 0o700); err != nil {
-			return fmt.Errorf("overlay probe: %w", err)
-		}
-	}
 	if err := unix.Setxattr(ds[0], "user.jobrun.probe", []byte("1"), 0); err != nil {
 		return fmt.Errorf("the file system of %s %w (%w): jobrun without root keeps overlay metadata in them; use a state dir on ext4, xfs or btrfs (--state-dir)", dir, errNoUserXattr, err)
 	}
@@ -54,4 +47,22 @@ func ProbeUserOverlay(dir string) error {
 		return fmt.Errorf("this kernel (%s) does not mount overlayfs in a user namespace (%w)", unix.ByteSliceToString(u.Release[:]), err)
 	}
 	return Unmount(ds[3])
+}
+
+// probeDirs makes a temporary directory under dir for an overlay probe,
+// with its lower, upper, work and merged directories (ds, in that order).
+// The caller removes tmp.
+func probeDirs(dir string) (tmp string, ds []string, err error) {
+	tmp, err = os.MkdirTemp(dir, ".overlay-probe-")
+	if err != nil {
+		return "", nil, fmt.Errorf("overlay probe: %w", err)
+	}
+	for _, d := range []string{"lower", "upper", "work", "merged"} {
+		ds = append(ds, filepath.Join(tmp, d))
+		if err := os.Mkdir(ds[len(ds)-1], 0o700); err != nil {
+			os.RemoveAll(tmp)
+			return "", nil, fmt.Errorf("overlay probe: %w", err)
+		}
+	}
+	return tmp, ds, nil
 }
