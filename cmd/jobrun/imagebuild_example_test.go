@@ -1,24 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"errors"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"github.com/jobrun/jobrun/api"
 	"github.com/jobrun/jobrun/internal/gittest"
@@ -33,130 +21,6 @@ const (
 	// job pushes to (the file's registry.jobrun.test maps onto it).
 	imageBuildRepo = "example/hello:latest"
 )
-
-// exRegistry is a registry of scripts/example-registry.sh: TLS with a
-// test CA, htpasswd auth, on a host address that is not loopback.
-type exRegistry struct {
-	addr, user, pass string
-	ca               string // the CA's PEM file
-}
-
-// exampleRegistry starts scripts/example-registry.sh in a temp dir and
-// stops it when t ends (the registry killed, its address taken off lo).
-func exampleRegistry(t *testing.T) exRegistry {
-	t.Helper()
-	testenv.RequireRoot(t)
-	for _, tool := range []string{"docker-registry", "openssl", "ip"} {
-		testenv.RequireTool(t, tool)
-	}
-	dir := t.TempDir()
-	script, err := filepath.Abs("../../scripts/example-registry.sh")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// stop leaves nothing: no registry process, no address on lo.
-	t.Cleanup(func() {
-		addr, _ := os.ReadFile(filepath.Join(dir, "addr"))
-		pid, _ := os.ReadFile(filepath.Join(dir, "registry.pid"))
-		if out, err := exec.Command(script, "stop", dir).CombinedOutput(); err != nil {
-			t.Errorf("example-registry.sh stop: %v\n%s", err, out)
-		}
-		if a := strings.TrimSpace(string(addr)); a != "" {
-			out, err := exec.Command("ip", "-4", "-o", "addr", "show", "dev", "lo").CombinedOutput()
-			if err != nil || strings.Contains(string(out), " "+a+"/32 ") {
-				t.Errorf("example-registry.sh stop left %s on lo: %v\n%s", a, err, out)
-			}
-		}
-		if p := strings.TrimSpace(string(pid)); p != "" {
-			if _, err := os.Stat("/proc/" + p); err == nil {
-				t.Errorf("example-registry.sh stop left docker-registry (pid %s) running", p)
-			}
-		}
-	})
-	if out, err := exec.Command(script, "start", dir).CombinedOutput(); err != nil {
-		t.Fatalf("example-registry.sh start: %v\n%s", err, out)
-	}
-	f, err := os.Open(filepath.Join(dir, "env"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	env := map[string]string{}
-	for s := bufio.NewScanner(f); s.Scan(); {
-		k, v, _ := strings.Cut(strings.TrimPrefix(s.Text(), "export "), "=")
-		env[k] = v
-	}
-	r := exRegistry{addr: env["EXAMPLE_REGISTRY"], user: env["EXAMPLE_REGISTRY_USER"], pass: env["EXAMPLE_REGISTRY_PASSWORD"], ca: env["EXAMPLE_REGISTRY_CA"]}
-	if r.addr == "" || r.user == "" || r.pass == "" || r.ca == "" || strings.HasPrefix(r.addr, "127.") {
-		t.Fatalf("example-registry.sh env: %v", env)
-	}
-	return r
-}
-
-// remote are the options that reach r over TLS trusting its CA only, as
-// its user with password pass.
-func (r exRegistry) remote(t *testing.T, pass string) []remote.Option {
-	t.Helper()
-	pem, err := os.ReadFile(r.ca)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		t.Fatalf("%s: no certificate", r.ca)
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{RootCAs: pool}
-	return []remote.Option{remote.WithTransport(tr), remote.WithAuth(&authn.Basic{Username: r.user, Password: pass})}
-}
-
-// push copies the only image of an OCI layout to repo:tag on r.
-func (r exRegistry) push(t *testing.T, dir, repo string) {
-	t.Helper()
-	p, err := layout.FromPath(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	idx, err := p.ImageIndex()
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := idx.IndexManifest()
-	if err != nil || len(m.Manifests) == 0 {
-		t.Fatalf("layout %s: %v", dir, err)
-	}
-	img, err := idx.Image(m.Manifests[0].Digest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ref, err := name.ParseReference(r.addr + "/" + repo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(ref, img, r.remote(t, r.pass)...); err != nil {
-		t.Fatalf("push %s: %v", ref, err)
-	}
-}
-
-// has reports whether r has repo:tag, asking with the right password.
-func (r exRegistry) has(t *testing.T, repo string) bool {
-	t.Helper()
-	ref, err := name.ParseReference(r.addr + "/" + repo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = remote.Head(ref, r.remote(t, r.pass)...)
-	var te *transport.Error
-	switch {
-	case err == nil:
-		return true
-	case errors.As(err, &te) && te.StatusCode == http.StatusNotFound:
-		return false
-	default:
-		t.Fatalf("HEAD %s: %v", ref, err)
-		return false
-	}
-}
 
 // imageBuildSetup makes what the example needs around a host (the
 // agent's side): its builder image by the name the file uses
@@ -176,14 +40,7 @@ func imageBuildSetup(t *testing.T, ex exRegistry, pool bool) (string, map[string
 	if err := os.WriteFile(passFile, []byte(ex.pass), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := `
-registry "quay.io" {
-  mirrors = ["` + reg + `"]
-}
-registry "` + reg + `" {
-  insecure = true
-}
-registry "registry.jobrun.test" {
+	cfg := mirrorConfig(reg, "quay.io") + `registry "registry.jobrun.test" {
   mirrors = ["` + ex.addr + `"]
 }
 registry "` + ex.addr + `" {

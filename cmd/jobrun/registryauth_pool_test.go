@@ -15,10 +15,7 @@ import (
 // with the lease and pulls the private image; a job of the same run
 // without it is refused by the registry. The login is never in the log.
 func TestAgentImageCredentialsFromSecret(t *testing.T) {
-	reg := authRegistry(t)
-	v1 := strings.TrimSuffix(strings.TrimPrefix(busybox(t), "oci-layout:"), ":latest")
-	tag := reg + "/private/ci:latest"
-	pushAuth(t, v1, tag)
+	reg, tag := privateBusybox(t)
 	bin := buildJobrun(t)
 	ctx := context.Background()
 	p := startPool(t, bin, "10s")

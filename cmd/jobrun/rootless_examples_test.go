@@ -8,8 +8,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-
-	"github.com/jobrun/jobrun/internal/testenv"
 )
 
 // TestRootlessExamples runs every example under examples/ as written, as
@@ -22,19 +20,9 @@ import (
 // of Docker Hub, as in TestExamplesRun.
 func TestRootlessExamples(t *testing.T) {
 	tunForUsers(t)
-	images := testenv.RequireEnv(t, "JOBRUN_TEST_IMAGES", "test images built by scripts/testimages.sh")
-	reg := testenv.RequireEnv(t, "JOBRUN_TEST_REGISTRY", "Debian's docker-registry, started by scripts/services.sh")
-	push(t, filepath.Join(images, "busybox"), reg+"/library/busybox:latest")
-	push(t, filepath.Join(images, "debian-go"), reg+"/library/golang:1.26")
+	mirror := examplesMirror(t)
 	u := newRLUser(t, true)
-	cfg := u.writeFile(t, "config.hcl", `
-registry "docker.io" {
-  mirrors = ["`+reg+`"]
-}
-registry "`+reg+`" {
-  insecure = true
-}
-`)
+	cfg := u.writeFile(t, "config.hcl", mirror)
 	files, _ := filepath.Glob("../../examples/*/.ci.hcl")
 	if len(files) < 5 {
 		t.Fatalf("found %d examples", len(files))
