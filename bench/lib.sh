@@ -51,15 +51,12 @@ bench_minio() {
 	if [ -z "${JOBRUN_TEST_MINIO:-}" ]; then
 		# Only MinIO is needed, so start it alone, as scripts/services.sh does.
 		local port
-		port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null || echo $((30000 + RANDOM % 20000)))
+		port=$(bench_free_port 2>/dev/null || echo $((30000 + RANDOM % 20000)))
 		export JOBRUN_TEST_MINIO=http://127.0.0.1:$port JOBRUN_TEST_MINIO_ACCESS_KEY=bench JOBRUN_TEST_MINIO_SECRET_KEY=bench-secret-$RANDOM$RANDOM
 		MINIO_ROOT_USER=$JOBRUN_TEST_MINIO_ACCESS_KEY MINIO_ROOT_PASSWORD=$JOBRUN_TEST_MINIO_SECRET_KEY MINIO_BROWSER=off MINIO_UPDATE=off \
 			minio server --quiet --address "127.0.0.1:$port" "$1/minio" >"$1/minio.log" 2>&1 &
 		minio_pid=$!
-		for _ in $(seq 1 200); do
-			(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-			sleep 0.05
-		done
+		bench_wait_port "$port"
 	fi
 	export AWS_ACCESS_KEY_ID=$JOBRUN_TEST_MINIO_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$JOBRUN_TEST_MINIO_SECRET_KEY
 	bucket=bench-$RANDOM$RANDOM
@@ -75,3 +72,85 @@ bench_stop_minio() {
 		wait "$minio_pid" 2>/dev/null || true
 	fi
 }
+
+# bench_free_port prints a TCP port of 127.0.0.1 that nothing listens on.
+bench_free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# bench_wait_port PORT waits until something listens on 127.0.0.1:PORT,
+# for 10 s at the most (the bench's next step says what is missing).
+bench_wait_port() {
+	for _ in $(seq 1 200); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+		sleep 0.05
+	done
+}
+
+# bench_registry DIR: a loopback registry holding the busybox test image.
+# Starts Debian's docker-registry on a free port of 127.0.0.1 (plain
+# HTTP) with its storage and log in DIR (reg_pid; bench_stop_registry
+# stops it), pushes the busybox layout of $JOBRUN_TEST_IMAGES
+# (scripts/testimages.sh) to it as library/busybox:latest with skopeo,
+# and sets reg to its host:port. Needs docker-registry and skopeo.
+reg_pid=
+bench_registry() {
+	local port
+	port=$(bench_free_port)
+	mkdir -p "$1/registry"
+	cat >"$1/registry.yml" <<EOT
+version: 0.1
+storage:
+  filesystem:
+    rootdirectory: $1/registry
+http:
+  addr: 127.0.0.1:$port
+EOT
+	docker-registry serve "$1/registry.yml" >"$1/registry.log" 2>&1 &
+	reg_pid=$!
+	bench_wait_port "$port"
+	reg=127.0.0.1:$port
+	# A private copy of the layout (hard links: blobs are never
+	# rewritten), since a rebuild of the test images removes the old set.
+	cp -al "$JOBRUN_TEST_IMAGES/busybox" "$1/busybox" 2>/dev/null || cp -a "$JOBRUN_TEST_IMAGES/busybox" "$1/busybox"
+	skopeo copy -q --dest-tls-verify=false "oci:$1/busybox:latest" \
+		"docker://$reg/library/busybox:latest"
+}
+
+# bench_stop_registry stops the registry bench_registry started, if any.
+bench_stop_registry() {
+	if [ -n "$reg_pid" ]; then
+		kill "$reg_pid" 2>/dev/null || true
+		wait "$reg_pid" 2>/dev/null || true
+	fi
+}
+
+# bench_timed NAME CMD...: runs CMD once, appends its wall time in
+# microseconds to $work/NAME.us, and fails unless it succeeded and
+# printed $want; its messages start with $bench (bench/local, ...).
+# (timed_label: a name CMD's functions do not read, as they may $name.)
+bench_timed() {
+	local timed_label=$1 t0 t1
+	shift
+	t0=${EPOCHREALTIME/./}
+	if ! "$@" >"$work/out" 2>&1; then
+		echo "$bench: $timed_label failed:" >&2
+		cat "$work/out" >&2
+		return 1
+	fi
+	t1=${EPOCHREALTIME/./}
+	grep -q "$want" "$work/out" || {
+		echo "$bench: $timed_label did not print \"$want\":" >&2
+		cat "$work/out" >&2
+		return 1
+	}
+	echo $((t1 - t0)) >>"$work/$timed_label.us"
+}
+
+# bench_median FILE prints the median of the whole numbers in FILE, one a
+# line (of two middle ones, their mean, rounded down).
+bench_median() { sort -n "$1" | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : int((a[NR / 2] + a[NR / 2 + 1]) / 2)}'; }
+
+# bench_quartiles FILE prints the first and third quartiles of FILE's
+# microseconds, in ms: "A..B ms".
+bench_quartiles() { sort -n "$1" | awk '{a[NR] = $1} END {printf "%.1f..%.1f ms", a[int((NR + 3) / 4)] / 1000, a[int((3 * NR + 3) / 4)] / 1000}'; }

@@ -44,10 +44,9 @@ work=$(mktemp -d /tmp/jobrun-bench-local.XXXXXX)
 # mktemp's 0700 would stop a job's range root on its way to the state
 # dir's snapshots (it must get through, never list).
 chmod 711 "$work"
-reg_pid=
 podman=(podman --root "$work/podman/root" --runroot "$work/podman/run" --runtime runc)
 cleanup() {
-	if [ -n "$reg_pid" ]; then kill "$reg_pid" 2>/dev/null || true; wait "$reg_pid" 2>/dev/null || true; fi
+	bench_stop_registry
 	"${podman[@]}" rm -af >/dev/null 2>&1 || true
 	"${podman[@]}" rmi -af >/dev/null 2>&1 || true
 	rm -rf "$work"
@@ -63,27 +62,8 @@ res=$work/result.json
 bench_build ./cmd/jobrun "$work/bin/jobrun"
 bench_helpers "$work/bin"
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-mkdir -p "$work/registry"
-cat >"$work/registry.yml" <<EOT
-version: 0.1
-storage:
-  filesystem:
-    rootdirectory: $work/registry
-http:
-  addr: 127.0.0.1:$port
-EOT
-docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
-reg_pid=$!
-for _ in $(seq 1 200); do
-	(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-	sleep 0.05
-done
-# A private copy of the layout (hard links: blobs are never rewritten),
-# since a rebuild of the test images removes the old set.
-cp -al "$JOBRUN_TEST_IMAGES/busybox" "$work/busybox" 2>/dev/null || cp -a "$JOBRUN_TEST_IMAGES/busybox" "$work/busybox"
-skopeo copy -q --dest-tls-verify=false "oci:$work/busybox:latest" \
-	"docker://127.0.0.1:$port/library/busybox:latest"
+bench_registry "$work"
+port=${reg#*:}
 cat >"$work/config.hcl" <<EOT
 registry "docker.io" {
   mirrors = ["127.0.0.1:$port"]
@@ -121,56 +101,35 @@ podman_cmd=("${podman[@]}" run --rm --network none --ulimit nofile=1024:1024 --u
 	exit 1
 }
 
-# timed NAME CMD...: runs CMD once, appends its wall time in microseconds to
-# $work/NAME.us, and fails unless it succeeded and printed $want.
-timed() {
-	local name=$1 t0 t1
-	shift
-	t0=${EPOCHREALTIME/./}
-	if ! "$@" >"$work/out" 2>&1; then
-		echo "bench/local: $name failed:" >&2
-		cat "$work/out" >&2
-		return 1
-	fi
-	t1=${EPOCHREALTIME/./}
-	grep -q "$want" "$work/out" || {
-		echo "bench/local: $name did not print \"$want\":" >&2
-		cat "$work/out" >&2
-		return 1
-	}
-	echo $((t1 - t0)) >>"$work/$name.us"
-}
+bench=bench/local # names the bench in bench_timed's messages
 for i in $(seq 1 "$N"); do
 	# Rotate which goes first, so none always follows another.
 	case $((i % 3)) in
 	1)
-		timed jobrun "${jobrun_cmd[@]}"
-		timed jobrun-off "${jobrun_off_cmd[@]}"
-		timed podman "${podman_cmd[@]}"
+		bench_timed jobrun "${jobrun_cmd[@]}"
+		bench_timed jobrun-off "${jobrun_off_cmd[@]}"
+		bench_timed podman "${podman_cmd[@]}"
 		;;
 	2)
-		timed jobrun-off "${jobrun_off_cmd[@]}"
-		timed podman "${podman_cmd[@]}"
-		timed jobrun "${jobrun_cmd[@]}"
+		bench_timed jobrun-off "${jobrun_off_cmd[@]}"
+		bench_timed podman "${podman_cmd[@]}"
+		bench_timed jobrun "${jobrun_cmd[@]}"
 		;;
 	0)
-		timed podman "${podman_cmd[@]}"
-		timed jobrun "${jobrun_cmd[@]}"
-		timed jobrun-off "${jobrun_off_cmd[@]}"
+		bench_timed podman "${podman_cmd[@]}"
+		bench_timed jobrun "${jobrun_cmd[@]}"
+		bench_timed jobrun-off "${jobrun_off_cmd[@]}"
 		;;
 	esac
 done
 
-# median FILE: the median of the numbers in FILE, in microseconds.
-median() { sort -n "$1" | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : int((a[NR / 2] + a[NR / 2 + 1]) / 2)}'; }
-quartiles() { sort -n "$1" | awk '{a[NR] = $1} END {printf "%.1f..%.1f ms", a[int((NR + 3) / 4)] / 1000, a[int((3 * NR + 3) / 4)] / 1000}'; }
-jm=$(median "$work/jobrun.us")
-om=$(median "$work/jobrun-off.us")
-pm=$(median "$work/podman.us")
+jm=$(bench_median "$work/jobrun.us")
+om=$(bench_median "$work/jobrun-off.us")
+pm=$(bench_median "$work/podman.us")
 echo "jobrun local $file vs podman run --rm (runc, --network none), same busybox image, warm; $N rounds, rotating; load $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-36s median %7.1f ms  (quartiles %s)\n' "jobrun local --userns on" "$(echo "$jm / 1000" | bc -l)" "$(quartiles "$work/jobrun.us")"
-printf '%-36s median %7.1f ms  (quartiles %s)\n' "jobrun local --userns off" "$(echo "$om / 1000" | bc -l)" "$(quartiles "$work/jobrun-off.us")"
-printf '%-36s median %7.1f ms  (quartiles %s)\n' "podman run --rm" "$(echo "$pm / 1000" | bc -l)" "$(quartiles "$work/podman.us")"
+printf '%-36s median %7.1f ms  (quartiles %s)\n' "jobrun local --userns on" "$(echo "$jm / 1000" | bc -l)" "$(bench_quartiles "$work/jobrun.us")"
+printf '%-36s median %7.1f ms  (quartiles %s)\n' "jobrun local --userns off" "$(echo "$om / 1000" | bc -l)" "$(bench_quartiles "$work/jobrun-off.us")"
+printf '%-36s median %7.1f ms  (quartiles %s)\n' "podman run --rm" "$(echo "$pm / 1000" | bc -l)" "$(bench_quartiles "$work/podman.us")"
 printf 'ratio jobrun/podman: on %.2fx, off %.2fx (target <= 0.5x); on - off: %.1f ms\n' "$(echo "$jm / $pm" | bc -l)" "$(echo "$om / $pm" | bc -l)" "$(echo "($jm - $om) / 1000" | bc -l)"
 "$BENCHRESULT" add -scale 0.001 -peer "podman run --rm" -target 'ratio<=0.5' "$res" "hello job wall time" "jobrun local" ms <"$work/jobrun.us"
 "$BENCHRESULT" add -scale 0.001 -peer "podman run --rm" -target 'ratio<=0.5' "$res" "hello job wall time" "jobrun local --userns off" ms <"$work/jobrun-off.us"

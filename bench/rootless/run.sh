@@ -57,7 +57,6 @@ eval "$images"
 work=$(mktemp -d /tmp/jobrun-bench-rootless.XXXXXX)
 chmod 755 "$work"
 name=jrb$(($$ % 100000))
-reg_pid=
 made=
 # as CMD...: runs CMD as the bench's user with its clean environment.
 as() {
@@ -80,7 +79,7 @@ cleanup() {
 		# layers hold files of the user's subordinate ids.
 		userdel -r "$name" >/dev/null 2>&1 || echo "bench/rootless: userdel $name failed" >&2
 	fi
-	if [ -n "$reg_pid" ]; then kill "$reg_pid" 2>/dev/null || true; wait "$reg_pid" 2>/dev/null || true; fi
+	bench_stop_registry
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -104,26 +103,9 @@ chown "$name:" "$run"
 bench_build ./cmd/jobrun "$work/bin/jobrun"
 bench_helpers "$work/bin"
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-mkdir -p "$work/registry"
-cat >"$work/registry.yml" <<EOT
-version: 0.1
-storage:
-  filesystem:
-    rootdirectory: $work/registry
-http:
-  addr: 127.0.0.1:$port
-EOT
-docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
-reg_pid=$!
-for _ in $(seq 1 200); do
-	(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-	sleep 0.05
-done
-cp -al "$JOBRUN_TEST_IMAGES/busybox" "$work/busybox" 2>/dev/null || cp -a "$JOBRUN_TEST_IMAGES/busybox" "$work/busybox"
-skopeo copy -q --dest-tls-verify=false "oci:$work/busybox:latest" \
-	"docker://127.0.0.1:$port/library/busybox:latest"
-image=127.0.0.1:$port/library/busybox:latest
+bench_registry "$work"
+port=${reg#*:}
+image=$reg/library/busybox:latest
 
 # The user's files: the job files, jobrun's --config, podman's configs.
 proj=$home/project
@@ -187,45 +169,25 @@ for m in none "$pnet"; do
 	}
 done
 
-# timed NAME CMD...: runs CMD once, appends its wall time in microseconds to
-# $work/NAME.us, and fails unless it succeeded and printed $want.
-timed() {
-	local label=$1 t0 t1
-	shift
-	t0=${EPOCHREALTIME/./}
-	if ! "$@" >"$work/out" 2>&1; then
-		echo "bench/rootless: $label failed:" >&2
-		cat "$work/out" >&2
-		return 1
-	fi
-	t1=${EPOCHREALTIME/./}
-	grep -q "$want" "$work/out" || {
-		echo "bench/rootless: $label did not print \"$want\":" >&2
-		cat "$work/out" >&2
-		return 1
-	}
-	echo $((t1 - t0)) >>"$work/$label.us"
-}
+bench=bench/rootless # names the bench in bench_timed's messages
 for i in $(seq 1 "$N"); do
 	# Rotate which goes first, so none always follows another.
 	case $((i % 4)) in
-	1) timed jobrun-none jr none; timed podman-none pm none; timed jobrun-bridge jr bridge; timed podman-bridge pm "$pnet" ;;
-	2) timed podman-none pm none; timed jobrun-bridge jr bridge; timed podman-bridge pm "$pnet"; timed jobrun-none jr none ;;
-	3) timed jobrun-bridge jr bridge; timed podman-bridge pm "$pnet"; timed jobrun-none jr none; timed podman-none pm none ;;
-	0) timed podman-bridge pm "$pnet"; timed jobrun-none jr none; timed podman-none pm none; timed jobrun-bridge jr bridge ;;
+	1) bench_timed jobrun-none jr none; bench_timed podman-none pm none; bench_timed jobrun-bridge jr bridge; bench_timed podman-bridge pm "$pnet" ;;
+	2) bench_timed podman-none pm none; bench_timed jobrun-bridge jr bridge; bench_timed podman-bridge pm "$pnet"; bench_timed jobrun-none jr none ;;
+	3) bench_timed jobrun-bridge jr bridge; bench_timed podman-bridge pm "$pnet"; bench_timed jobrun-none jr none; bench_timed podman-none pm none ;;
+	0) bench_timed podman-bridge pm "$pnet"; bench_timed jobrun-none jr none; bench_timed podman-none pm none; bench_timed jobrun-bridge jr bridge ;;
 	esac
 done
 
-median() { sort -n "$1" | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : int((a[NR / 2] + a[NR / 2 + 1]) / 2)}'; }
-quartiles() { sort -n "$1" | awk '{a[NR] = $1} END {printf "%.1f..%.1f ms", a[int((NR + 3) / 4)] / 1000, a[int((3 * NR + 3) / 4)] / 1000}'; }
 echo "as user $name (no root): jobrun local hello vs podman run --rm (rootless, runc, overlay), same busybox image, warm; $N rounds, rotating; load $(cut -d' ' -f1-3 /proc/loadavg)"
 for m in none bridge; do
-	jm=$(median "$work/jobrun-$m.us")
-	pmed=$(median "$work/podman-$m.us")
+	jm=$(bench_median "$work/jobrun-$m.us")
+	pmed=$(bench_median "$work/podman-$m.us")
 	pn=$m
 	[ "$m" = bridge ] && pn=$pnet
-	printf '%-36s median %7.1f ms  (quartiles %s)\n' "jobrun local, network $m" "$(echo "$jm / 1000" | bc -l)" "$(quartiles "$work/jobrun-$m.us")"
-	printf '%-36s median %7.1f ms  (quartiles %s)\n' "podman run --rm --network $pn" "$(echo "$pmed / 1000" | bc -l)" "$(quartiles "$work/podman-$m.us")"
+	printf '%-36s median %7.1f ms  (quartiles %s)\n' "jobrun local, network $m" "$(echo "$jm / 1000" | bc -l)" "$(bench_quartiles "$work/jobrun-$m.us")"
+	printf '%-36s median %7.1f ms  (quartiles %s)\n' "podman run --rm --network $pn" "$(echo "$pmed / 1000" | bc -l)" "$(bench_quartiles "$work/podman-$m.us")"
 	printf 'ratio jobrun/podman, %s: %.2fx (target <= 0.5x)\n' "$m" "$(echo "$jm / $pmed" | bc -l)"
 	metric="hello job as a user, network $m"
 	"$BENCHRESULT" add -scale 0.001 -peer "podman run --rm --network $pn" -target 'ratio<=0.5' "$res" "$metric" "jobrun local" ms <"$work/jobrun-$m.us"
