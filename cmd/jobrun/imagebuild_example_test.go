@@ -195,19 +195,5 @@ func TestImageBuildExamplePool(t *testing.T) {
 // the lane's JOBRUN_TEST_TIMESCALE (make test-vm's guests run under TCG).
 func waitRunLong(t *testing.T, c *api.Client, id int64, logs func() string) *api.Run {
 	t.Helper()
-	wait := testenv.Scale(10 * time.Minute)
-	deadline := time.Now().Add(wait)
-	for {
-		r, err := c.Run(context.Background(), id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if api.Final(r.Status) {
-			return r
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("run %d still %s after %s%s", id, r.Status, wait, logs())
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	return waitRunWithin(t, c, id, testenv.Scale(10*time.Minute), 200*time.Millisecond, logs)
 }

@@ -295,9 +295,18 @@ func TestWebhookToAgent(t *testing.T) {
 	srv.stop(t)
 }
 
+// waitRunDone waits for run id to end, 2 minutes at the most, and
+// returns it; at the deadline it fails t with logs().
 func waitRunDone(t *testing.T, c *api.Client, id int64, logs func() string) *api.Run {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
+	return waitRunWithin(t, c, id, 2*time.Minute, 50*time.Millisecond, logs)
+}
+
+// waitRunWithin asks for run id every poll until it ends, and returns it;
+// after wait it fails t with logs().
+func waitRunWithin(t *testing.T, c *api.Client, id int64, wait, poll time.Duration, logs func() string) *api.Run {
+	t.Helper()
+	deadline := time.Now().Add(wait)
 	for {
 		r, err := c.Run(context.Background(), id)
 		if err != nil {
@@ -307,9 +316,9 @@ func waitRunDone(t *testing.T, c *api.Client, id int64, logs func() string) *api
 			return r
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("run %d still %s after 2 minutes%s", id, r.Status, logs())
+			t.Fatalf("run %d still %s after %s%s", id, r.Status, wait, logs())
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(poll)
 	}
 }
 
