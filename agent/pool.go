@@ -45,8 +45,9 @@ type Pool struct {
 	Version string
 	// LeaseWait is how long one lease request waits for a job; zero means
 	// 5s. It bounds how long a drain waits for the requests it finds
-	// open (see Drain); the scheduler looks for jobs every 250ms while a
-	// request waits, so shorter waits cost requests, not its database.
+	// open (see Drain). The scheduler looks for jobs every 250ms while a
+	// request waits, so a shorter wait costs one more request now and
+	// then, little more work in its database.
 	LeaseWait time.Duration
 	Log       hclog.Logger
 	// Metrics, if set, count the jobs run (see NewMetrics).
@@ -148,7 +149,8 @@ func (p *Pool) log() hclog.Logger {
 // Run registers and serves leases until Drain was called and every job has
 // been reported, then deregisters. Cancelling ctx cancels the running jobs
 // (their results are still reported, while their leases last) and stops
-// at once after that. It returns an error only when it could not register.
+// at once after that, cutting the open lease requests. It returns an
+// error only when it could not register.
 func (p *Pool) Run(ctx context.Context) error {
 	if p.Slots < 1 {
 		return fmt.Errorf("agent: %d slots: need at least one", p.Slots)
