@@ -36,6 +36,10 @@ type fakeScheduler struct {
 	kill         []api.Attempt
 	heartbeats   int
 	deregistered bool
+	// hold, if set, is called with each lease handed out, after the job
+	// left the queue and before the reply: a test blocks there to keep a
+	// lease's reply on its way.
+	hold func(r *http.Request, l *api.Lease)
 	// inject holds, per kind of request ("log", "step", "finish", "put",
 	// "heartbeat", "manifest"), the actions for its next requests: "" is
 	// normal, "500" fails before doing anything, "drop" does the request
@@ -151,9 +155,13 @@ func (f *fakeScheduler) lease(w http.ResponseWriter, r *http.Request) {
 			l := f.leases[0]
 			f.leases = f.leases[1:]
 			f.leasedAt[l.Attempt] = time.Now()
+			hold := f.hold
 			f.mu.Unlock()
 			l.Expires = api.Duration(f.leaseTimeout)
 			f.note("leased %s", l.Attempt)
+			if hold != nil {
+				hold(r, l)
+			}
 			reply(w, 200, l)
 			return
 		}

@@ -44,7 +44,10 @@ type Pool struct {
 	Slots   int
 	Version string
 	// LeaseWait is how long one lease request waits for a job; zero means
-	// 30s.
+	// 5s. It bounds how long a drain waits for the requests it finds
+	// open (see Drain). The scheduler looks for jobs every 250ms while a
+	// request waits, so a shorter wait costs one more request now and
+	// then, little more work in its database.
 	LeaseWait time.Duration
 	Log       hclog.Logger
 	// Metrics, if set, count the jobs run (see NewMetrics).
@@ -57,6 +60,7 @@ type Pool struct {
 
 	mu      sync.Mutex
 	drainCh chan struct{} // closed by Drain
+	polls   int           // lease requests open
 	c       *api.Client   // with the agent's token
 	reg     *api.Registration
 	running map[api.Attempt]*leased
@@ -69,7 +73,12 @@ var (
 	errFenced = errors.New("lease not renewed")
 )
 
-// Drain stops leasing new jobs; Run returns once the running ones have
+// Drain stops leasing: no lease request starts once it has returned. A
+// request already open is let end (within LeaseWait) and a job it brings
+// is run like the others: cutting it could lose a job the scheduler had
+// just leased to this agent, as its reply would go nowhere and the API has
+// no call to hand a lease back (the job would wait for its lease to
+// expire and lose an attempt). Run returns once the running jobs have
 // finished and been reported. Cancel Run's context to stop them sooner.
 func (p *Pool) Drain() {
 	p.mu.Lock()
@@ -78,6 +87,47 @@ func (p *Pool) Drain() {
 	case <-p.drained():
 	default:
 		close(p.drainCh)
+		if p.polls == 0 {
+			p.log().Info(leasingStopped)
+		}
+	}
+}
+
+// leasingStopped is logged once a drain has no lease request left open.
+const leasingStopped = "draining: leasing stopped, no lease request open"
+
+// startPoll counts a lease request about to be sent, unless the pool is
+// draining or ctx has ended (false). Drain holds the same lock, so a
+// request either is counted before it or never starts.
+func (p *Pool) startPoll(ctx context.Context) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.drained():
+		return false
+	default:
+	}
+	if ctx.Err() != nil {
+		return false
+	}
+	p.polls++
+	return true
+}
+
+// endPoll uncounts a lease request that has ended and reports whether the
+// pool is draining; the last one to end in a drain says leasing stopped.
+func (p *Pool) endPoll(log hclog.Logger) (draining bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.polls--
+	select {
+	case <-p.drained():
+		if p.polls == 0 {
+			log.Info(leasingStopped)
+		}
+		return true
+	default:
+		return false
 	}
 }
 
@@ -99,7 +149,8 @@ func (p *Pool) log() hclog.Logger {
 // Run registers and serves leases until Drain was called and every job has
 // been reported, then deregisters. Cancelling ctx cancels the running jobs
 // (their results are still reported, while their leases last) and stops
-// at once after that. It returns an error only when it could not register.
+// at once after that, cutting the open lease requests. It returns an
+// error only when it could not register.
 func (p *Pool) Run(ctx context.Context) error {
 	if p.Slots < 1 {
 		return fmt.Errorf("agent: %d slots: need at least one", p.Slots)
@@ -108,6 +159,8 @@ func (p *Pool) Run(ctx context.Context) error {
 	drain := p.drained()
 	p.mu.Unlock()
 	// A drain before registration completes stops it: no job was taken.
+	// leaseCtx also ends the slots' waits between failed lease requests,
+	// but never a lease request itself (see slot).
 	leaseCtx, stopLeasing := context.WithCancel(ctx)
 	defer stopLeasing()
 	go func() {
@@ -188,21 +241,25 @@ func (p *Pool) register(ctx context.Context) (*api.Registration, error) {
 	}
 }
 
-// slot leases and runs one job at a time until leasing stops.
+// slot leases and runs one job at a time until leasing stops: at a drain
+// (leaseCtx ends), or when ctx ends. A lease request runs under ctx, not
+// leaseCtx: one open when the drain begins is let end, and the job it
+// brings is run (see Drain).
 func (p *Pool) slot(ctx, leaseCtx context.Context, log hclog.Logger) {
 	wait := p.LeaseWait
 	if wait <= 0 {
-		wait = 30 * time.Second
+		wait = 5 * time.Second
 	}
 	b := newBackoff()
-	for leaseCtx.Err() == nil {
+	for p.startPoll(ctx) {
 		var l *api.Lease
-		err := within(leaseCtx, wait+callTimeout, func(ctx context.Context) (err error) {
+		err := within(ctx, wait+callTimeout, func(ctx context.Context) (err error) {
 			l, err = p.c.Lease(ctx, p.reg.ID, wait)
 			return err
 		})
+		draining := p.endPoll(log)
 		if err != nil {
-			if leaseCtx.Err() != nil {
+			if ctx.Err() != nil || draining {
 				return
 			}
 			if verdict(err) == refused {
@@ -215,6 +272,9 @@ func (p *Pool) slot(ctx, leaseCtx context.Context, log hclog.Logger) {
 		}
 		b.reset()
 		if l != nil {
+			if draining {
+				log.Info("draining: a lease request open when the drain began brought a job; running it", "attempt", l.Attempt)
+			}
 			p.run(ctx, l, log)
 		}
 	}

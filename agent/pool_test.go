@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,14 +29,27 @@ job "build" {
 // Run's error when it returns.
 func startPool(t *testing.T, f *fakeScheduler, ctx context.Context) (*Pool, <-chan error) {
 	t.Helper()
-	p := &Pool{
+	p, _ := testPool(t, f)
+	return p, runPool(t, p, ctx)
+}
+
+// testPool is a pool agent of two slots for f, and its log.
+func testPool(t *testing.T, f *fakeScheduler) (*Pool, *agentLog) {
+	log := &agentLog{t: t}
+	return &Pool{
 		Client:    &api.Client{Base: f.srv.URL},
 		PoolToken: f.poolToken,
 		Runner:    &Runner{WorkDir: t.TempDir()},
 		Name:      "test-agent", Labels: []string{"linux"}, Slots: 2,
 		LeaseWait: time.Second,
-		Log:       hclog.New(&hclog.LoggerOptions{Name: "agent", Level: hclog.Debug, Output: testWriter{t}}),
-	}
+		Log:       hclog.New(&hclog.LoggerOptions{Name: "agent", Level: hclog.Debug, Output: log}),
+	}, log
+}
+
+// runPool runs p; the returned channel yields Run's error when it
+// returns. The test's end drains p and waits for Run.
+func runPool(t *testing.T, p *Pool, ctx context.Context) <-chan error {
+	t.Helper()
 	done := make(chan error, 1)
 	finished := make(chan struct{})
 	go func() {
@@ -51,7 +65,7 @@ func startPool(t *testing.T, f *fakeScheduler, ctx context.Context) (*Pool, <-ch
 		}
 		assertNoSources(t, p)
 	})
-	return p, done
+	return done
 }
 
 type testWriter struct{ t *testing.T }
@@ -59,6 +73,37 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(b), "\n"))
 	return len(b), nil
+}
+
+// agentLog gives an agent's log to t.Log and keeps it, for a test to wait
+// for a line.
+type agentLog struct {
+	t  *testing.T
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *agentLog) Write(b []byte) (int, error) {
+	l.t.Log(strings.TrimRight(string(b), "\n"))
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(b)
+}
+
+// waitFor waits for a line of the log holding want.
+func (l *agentLog) waitFor(want string) {
+	l.t.Helper()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		l.mu.Lock()
+		found := strings.Contains(l.b.String(), want)
+		l.mu.Unlock()
+		if found {
+			return
+		}
+		if time.Now().After(deadline) {
+			l.t.Fatalf("the agent did not log %q within a minute", want)
+		}
+	}
 }
 
 func assertNoSources(t *testing.T, p *Pool) {
@@ -256,8 +301,8 @@ func TestPoolSelfFencingControl(t *testing.T) {
 	}
 }
 
-// TestPoolDrain: after Drain no job is leased, the running one goes on,
-// and Run returns only once it has been reported.
+// TestPoolDrain: once a drain has stopped leasing no job is leased, the
+// running one goes on, and Run returns only once it has been reported.
 func TestPoolDrain(t *testing.T) {
 	f := newFakeScheduler(t)
 	url, asked := hangingGit(t)
@@ -266,9 +311,13 @@ func TestPoolDrain(t *testing.T) {
 	f.add(running)
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
-	p, done := startPool(t, f, ctx)
+	p, log := testPool(t, f)
+	done := runPool(t, p, ctx)
 	waitAsked(t, asked)
 	p.Drain()
+	// The other slot's lease request, if one was open, has ended: a job
+	// queued now is for other agents.
+	log.waitFor(leasingStopped)
 	later := &api.Lease{Attempt: api.Attempt{Job: 8, Attempt: 1}, Run: "r1", Repo: "example.com/app",
 		File: ".ci.hcl", Source: "not a job file", Job: "build"}
 	f.add(later)
@@ -292,7 +341,7 @@ func TestPoolDrain(t *testing.T) {
 	left := len(f.leases)
 	f.mu.Unlock()
 	if left != 1 {
-		t.Error("a job was leased after Drain")
+		t.Error("a job was leased after the drain stopped leasing")
 	}
 }
 

@@ -8,16 +8,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 
 	"github.com/jobrun/jobrun/internal/lockfile"
+	"github.com/jobrun/jobrun/internal/pdeath"
 )
 
 // Rootless networks (issue #18). Without root there is no bridge, no veth
@@ -95,26 +94,17 @@ func startPasta(bin, path, pidFile string) (*pastaProc, error) {
 		"--foreground", "--quiet", "--pid", pidFile)
 	p := &pastaProc{cmd: cmd, done: make(chan struct{}), ready: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = &p.out, &p.out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	// The parent-death signal comes when the thread that started the
-	// child ends, and Go ends threads (one a goroutine left locked, as
-	// namespace code does): pasta would be killed mid-job. The thread
-	// that starts it stays, locked, until pasta has ended.
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	if err := <-started; err != nil {
+	// Started from a thread that lives as long as pasta: a parent-death
+	// signal tied to a thread Go ends (one a goroutine left locked, as
+	// namespace code does) would kill pasta mid-job.
+	wait, err := pdeath.Start(cmd)
+	if err != nil {
 		return nil, fmt.Errorf("start pasta: %w", err)
 	}
+	go func() {
+		p.err = wait()
+		close(p.done)
+	}()
 	// Ends when pasta is ready or gone (Teardown kills it).
 	go func() {
 		defer close(p.ready)

@@ -209,7 +209,9 @@ func TestAgentDrainsOnSIGTERM(t *testing.T) {
 		return len(j.Steps) > 0 && j.Steps[0].Status == api.StepRunning
 	}, logs)
 	a.cmd.Process.Signal(syscall.SIGTERM)
-	waitLog(t, a, "draining", logs)
+	// The idle slot's lease request, open at the drain, is let end (a job
+	// it brought would run); after that no lease request starts.
+	waitLog(t, a, "leasing stopped", logs)
 	later, err := p.c.CreateRun(ctx, api.NewRun{Repo: "example.com/drain", Branch: "other", Source: strings.ReplaceAll(slowJob, "IMAGE", image)})
 	if err != nil {
 		t.Fatal(err)

@@ -6,13 +6,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/jobrun/jobrun/internal/pdeath"
 	"github.com/jobrun/jobrun/internal/rootless"
 )
 
@@ -106,24 +105,17 @@ func mountFuse(target string, lowers []string, upper, work string, flags uintptr
 	cmd := exec.Command(bin, "-f", "-o", opts, target)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	started, ended := make(chan error, 1), make(chan struct{})
-	// The parent-death signal is sent when the thread that started the
-	// child ends: that thread stays, locked, until the child has.
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		_ = cmd.Wait()
-		close(ended)
-	}()
-	if err := <-started; err != nil {
+	// fuse-overlayfs serves the mount until it is unmounted; it dies
+	// with this process but with no thread of it (see pdeath).
+	wait, err := pdeath.Start(cmd)
+	if err != nil {
 		return fmt.Errorf("mount fuse-overlayfs on %s: %w", target, err)
 	}
+	ended := make(chan struct{})
+	go func() {
+		_ = wait()
+		close(ended)
+	}()
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		if IsMountpoint(target) {
 			return nil
