@@ -24,11 +24,14 @@
 # Environment:
 #   JOBRUN_VM_DIR       cache of the kernel and initramfs (default /var/cache/jobrun-vm)
 #   JOBRUN_VM_TIMEOUT   seconds before the tests guest is killed (default 3600: its user-namespace tests take some 10 minutes under TCG,
-#                       the builder tests as much again (agent TestBuildsImagesBuilds alone 9), the image-build example 5)
+#                       the builder tests as much again (agent TestBuildsImagesBuilds alone 9), the image-build example 5 under jobrun local and 4 on a pool agent)
 #   JOBRUN_VM_CPUS, JOBRUN_VM_MEM   guest cpus (default 2) and MiB (default 4096)
 #   JOBRUN_VM_FAIL_DEMO=1   also runs a test that fails on purpose, to show
 #                           that a failure inside the guest makes the lane red
 #   JOBRUN_VM_RUN=REGEX     only the subset's entries whose package matches
+#   JOBRUN_VM_TESTS=REGEX   the -run pattern for the packages chosen, in place
+#                           of the subset's (one run per package), e.g.
+#                           JOBRUN_VM_RUN='^cmd/jobrun$' JOBRUN_VM_TESTS='^TestImageBuildExamplePool$'
 #   JOBRUN_VM_SYSTEMD=0     without the second guest, which boots systemd
 #                           (a debootstrap root, cached) and runs `jobrun
 #                           local` as a service with Delegate=yes, then
@@ -55,11 +58,11 @@ set -euo pipefail
 # built with `go test -c` and run from its own directory). One package
 # alone, quickly: JOBRUN_VM_RUN=idmap JOBRUN_VM_SYSTEMD=0 make test-vm.
 SUBSET=(
-	"agent/sandbox|^(TestPidsLimit|TestMemoryLimit|TestCPULimit|TestTimeoutKillsEverything|TestCancel|TestFailedStartLeavesNothing|TestKilledAgent|TestWarmer|TestExitCodes|TestParallelJobs|TestMounts|TestCgroupDelegation|TestCgroupUndelegated|TestUsernsStepRunsAsRangeRoot|TestUsernsChownAnyID|TestUsernsSetuidWorks|TestUsernsRootCannotReadHostRootFile|TestUsernsJobCannotSignalOtherRange|TestNamespacesCleanup|TestUsernsLimitsAndKillStillWork|TestUsernsNsenterEntersJob|TestUsernsNetNSOwnedByJob|TestEscapesUserns|TestUsernsStepsNeverHoldSysAdmin|TestKilledAgentUserns|TestBuilder.*|TestEscapesBuilder)$"
-	"agent/network|^(TestOutbound|TestIsolation|TestTeardown|TestCleanupAfterCrash|TestSetupInJobUserns|TestSetupSysctls|TestAllowOpensOnlyThatPort|TestAllowOffByDefault)$"
+	"agent/sandbox|^(TestPidsLimit|TestMemoryLimit|TestCPULimit|TestTimeoutKillsEverything|TestCancel|TestFailedStartLeavesNothing|TestKilledAgent|TestWarmer|TestExitCodes|TestParallelJobs|TestMounts|TestCgroupDelegation|TestCgroupUndelegated|TestUsernsStepRunsAsRangeRoot|TestUsernsChownAnyID|TestUsernsSetuidWorks|TestUsernsRootCannotReadHostRootFile|TestUsernsJobCannotSignalOtherRange|TestNamespacesCleanup|TestUsernsLimitsAndKillStillWork|TestUsernsNsenterEntersJob|TestUsernsNetNSOwnedByJob|TestEscapesUserns|TestUsernsStepsNeverHoldSysAdmin|TestKilledAgentUserns|TestBuilder.*|TestPrepareBuilderCompilesBuildersFilter|TestEscapesBuilder)$"
+	"agent/network|^(TestOutbound|TestIsolation|TestTeardown|TestCleanupAfterCrash|TestSetupInJobUserns|TestSetupSysctls|TestAllowOpensOnlyThatPort|TestAllowOffByDefault|TestAllowRulesGoWithCrashedJob)$"
 	"agent/image|^(TestSnapshotLifecycle|TestCleanupAfterCrash|TestSnapshotForShiftsOwnersWithoutChown|TestCheckIDsRefusesUnmappableOwners)$"
 	"internal/leakcheck|^(TestCgroup|TestCgroupScope|TestMount|TestLink|TestNetNS)$"
-	"cmd/jobrun|^(TestLocalDAGAndMatrix|TestLocalLimitsAndUnsupported|TestLocalServices|TestLocalKilledMidJob|TestImageBuildExampleLocal|TestRootless(Hello|IDs|InterruptAndTimeout|ImageCommands|JobConfined|Keep|XDGDirs|Bridge.*|Limits.*|Escapes|OwnUID.*|AllowOpensOnlyThatPort|PastaFailureErrorsTheJob|NoOverlay))$"
+	"cmd/jobrun|^(TestLocalDAGAndMatrix|TestLocalLimitsAndUnsupported|TestLocalServices|TestLocalKilledMidJob|TestLocalAllowFlag|TestImageBuildExampleLocal|TestImageBuildExamplePool|TestRootless(Hello|IDs|InterruptAndTimeout|ImageCommands|JobConfined|Keep|XDGDirs|Bridge.*|Limits.*|Escapes|OwnUID.*|AllowOpensOnlyThatPort|PastaFailureErrorsTheJob|NoOverlay))$"
 	# The examples without root, but the go one (its toolchain's first
 	# build takes most of an hour under TCG; the host lane runs it).
 	"cmd/jobrun|^TestRootlessExamples$/^(hello|matrix|services|artifacts)$"
@@ -76,8 +79,12 @@ SUBSET=(
 	# default), caches and workspaces built for a range.
 	# #19, builds_images: buildah and podman build in a job (agent: the
 	# debian-buildah image; sandbox: its root, copied to the scratch disk
-	# in the guest, as 9p takes no idmapped mount), the profile and the
-	# escape battery of a building job.
+	# in the guest, as 9p takes no idmapped mount), the profile, its
+	# filter compiled ahead, and the escape battery of a building job; the
+	# allow entry's input-chain rule (network, and --allow end to end in
+	# cmd/jobrun); examples/image-build as written under `jobrun local`
+	# and on a pool agent (a real server and agent process, the agent's
+	# config with the allow entry, ca_file and the registry login).
 	"agent|^(TestUsernsJobsGetDisjointRanges|TestUsernsBridgeServiceOnPort80|TestUsernsCacheSharedAcrossRanges|TestUsernsDebianPackaging|TestUsernsSudoFromImageUser|TestBuildsImagesBuilds|TestBuildsImagesRefusedWithoutUserns)$"
 	"cache|^(TestPrivateOverlayForRange|TestSharedVolumeAcrossRanges|TestSetuidInCacheReachableByRootOnly)$"
 	"agent/workspace|^(TestOverlayForRange)$"
@@ -226,7 +233,7 @@ if [ "${1:-}" = guest ]; then
 	export JOBRUN_TEST_REGISTRY=$GUEST_REGISTRY
 	json $ok "" ""
 	# Each package within 40 minutes: agent's builder tests take some 10
-	# under TCG, cmd/jobrun's image-build example some 5.
+	# under TCG, cmd/jobrun's image-build example some 9 (local and pool).
 	for entry in "${RUNS[@]}"; do
 		pkg=${entry%%|*}
 		pattern=${entry#*|}
@@ -605,7 +612,16 @@ fi
 
 runs=()
 for entry in "${SUBSET[@]}"; do
-	[[ ${entry%%|*} =~ ${JOBRUN_VM_RUN:-.} ]] && runs+=("$entry")
+	p=${entry%%|*}
+	[[ $p =~ ${JOBRUN_VM_RUN:-.} ]] || continue
+	if [ -n "${JOBRUN_VM_TESTS:-}" ]; then
+		# The package once, with the given pattern.
+		for r in ${runs[@]+"${runs[@]}"}; do
+			[ "${r%%|*}" != "$p" ] || continue 2
+		done
+		entry="$p|$JOBRUN_VM_TESTS"
+	fi
+	runs+=("$entry")
 done
 if [ "${JOBRUN_VM_FAIL_DEMO:-}" = 1 ]; then
 	runs+=("internal/testenv|^TestFailsOnPurposeInVM$")
