@@ -19,6 +19,7 @@ import (
 
 	"github.com/jobrun/jobrun/agent/sandbox"
 	"github.com/jobrun/jobrun/internal/mount"
+	"github.com/jobrun/jobrun/internal/pdeath"
 	"github.com/jobrun/jobrun/internal/rootless"
 	"github.com/jobrun/jobrun/internal/units"
 	"github.com/jobrun/jobrun/jobs"
@@ -147,9 +148,9 @@ func rootlessReexec(cmd *cobra.Command, g *globals) (bool, error) {
 	child.ExtraFiles = []*os.File{r}
 	child.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS,
-		// The jobs' containers die with their parent (ParentDeathSignal);
-		// this makes a killed jobrun take its namespace with it.
-		Pdeathsig: syscall.SIGKILL,
+		// pdeath.Start adds SIGKILL as the parent-death signal: the jobs'
+		// containers die with their parent (ParentDeathSignal); this makes
+		// a killed jobrun take its namespace with it.
 		// The child has a process group of its own, in the terminal's
 		// foreground if there is one: a Ctrl-C reaches it once, never
 		// this process, and it can read the terminal (--shell-on-failure).
@@ -169,7 +170,8 @@ func rootlessReexec(cmd *cobra.Command, g *globals) (bool, error) {
 	sig := make(chan os.Signal, 4)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sig)
-	if err := child.Start(); err != nil {
+	wait, err := pdeath.Start(child)
+	if err != nil {
 		r.Close()
 		w.Close()
 		if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.ENOSPC) {
@@ -184,22 +186,22 @@ func rootlessReexec(cmd *cobra.Command, g *globals) (bool, error) {
 	if ownUID {
 		if err := writeOwnMaps(child.Process.Pid, uid, os.Getgid()); err != nil {
 			w.Close()
-			_ = child.Wait()
+			_ = wait()
 			return true, err
 		}
 	} else if err := writeMaps(pid, idMap{newuidmap, uid, uids}, idMap{newgidmap, os.Getgid(), gids}); err != nil {
 		w.Close()
-		_ = child.Wait()
+		_ = wait()
 		return true, fmt.Errorf("running jobs without root: %w", err)
 	}
 	if _, err := w.WriteString(rootlessMapped); err != nil {
 		w.Close()
-		_ = child.Wait()
+		_ = wait()
 		return true, fmt.Errorf("running jobs without root: %w", err)
 	}
 	w.Close()
 	done := make(chan error, 1)
-	go func() { done <- child.Wait() }()
+	go func() { done <- wait() }()
 	for {
 		select {
 		case s := <-sig:
