@@ -15,10 +15,10 @@ import (
 var caVars = []string{"SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE", "GIT_SSL_CAINFO"}
 
 // withCAEnv sets caVars in env, over the image's values, to
-// sandbox.CABundlePath when the Runner adds CA certificates; a variable
-// that the job itself sets (any of mine) is left as the job set it.
-func (r *Runner) withCAEnv(env []string, mine ...map[string]string) []string {
-	if len(r.CACerts) == 0 {
+// sandbox.CABundlePath when the Runner adds CA certificates (certs); a
+// variable that the job itself sets (any of mine) is left as the job set it.
+func withCAEnv(env []string, certs []byte, mine ...map[string]string) []string {
+	if len(certs) == 0 {
 		return env
 	}
 	for _, k := range caVars {

@@ -4,17 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
-	"strconv"
 
-	"github.com/jobrun/jobrun/agent/image"
 	"github.com/jobrun/jobrun/agent/sandbox"
 	"github.com/jobrun/jobrun/agent/workspace"
 	"github.com/jobrun/jobrun/artifacts"
 	"github.com/jobrun/jobrun/cache"
 	"github.com/jobrun/jobrun/internal/idmap"
 	"github.com/jobrun/jobrun/internal/units"
-	"github.com/jobrun/jobrun/jobs"
 )
 
 // volume is a cache mounted into the job, released when the job ends with
@@ -88,69 +84,6 @@ func (r *Runner) acquireCache(ctx context.Context, j *Job, name, sharing string,
 	}
 	l.notice("", fmt.Sprintf("cache %s: %s (%s)", name, state, v.Sharing()))
 	return &volume{v: v, hit: v.Hit()}, nil
-}
-
-// spec describes the job's container: the image's config merged with the
-// job's settings.
-func (r *Runner) spec(j *Job, img *image.Image, rootfs, ws string, mounts []sandbox.Mount) sandbox.Spec {
-	return sandbox.Spec{
-		ID:        j.instance,
-		Hostname:  j.ID,
-		Rootfs:    rootfs,
-		Workspace: ws,
-		Mounts:    mounts,
-		Env:       r.withCAEnv(environment(img.Config.Env, j), j.Job.Env, j.Env, j.Secrets),
-		CACerts:   r.CACerts,
-		CABundles: imageCABundles(img.Config.Env),
-		User:      img.Config.User,
-		Resources: sandbox.Resources{CPUs: j.Resources.CPUs, Memory: j.Resources.Memory, Pids: j.Resources.Pids},
-		Network:   string(j.Network),
-		// Docker's profile allows the 32-bit system call tables
-		// (i386 and x32 on amd64): 32-bit binaries run, as there.
-		Compat32: true,
-	}
-}
-
-// environment is the image's environment, then CI's variables, the job's
-// env, --env values and secrets, later ones winning.
-func environment(imageEnv []string, j *Job) []string {
-	env := map[string]string{}
-	var order []string
-	set := func(k, v string) {
-		if _, ok := env[k]; !ok {
-			order = append(order, k)
-		}
-		env[k] = v
-	}
-	for _, kv := range imageEnv {
-		for i := 0; i < len(kv); i++ {
-			if kv[i] == '=' {
-				set(kv[:i], kv[i+1:])
-				break
-			}
-		}
-	}
-	set(jobs.VarCI, "true")
-	set(jobs.VarJobrun, "true")
-	set(jobs.VarJob, j.Name)
-	set(jobs.VarRepo, j.Repo)
-	set(jobs.VarRun, j.Run)
-	set(jobs.VarAttempt, strconv.Itoa(j.Attempt))
-	for _, m := range []map[string]string{j.Job.Env, j.Env, j.Secrets} {
-		keys := make([]string, 0, len(m))
-		for k := range m {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			set(k, m[k])
-		}
-	}
-	out := make([]string, 0, len(order))
-	for _, k := range order {
-		out = append(out, k+"="+env[k])
-	}
-	return out
 }
 
 // fetchNeeds places the artifacts of the jobs j needs into its workspace.

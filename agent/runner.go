@@ -254,9 +254,7 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 	if limits := limitText(j.Resources); limits != "" {
 		l.notice("", "limits: "+limits)
 	}
-	spec := r.spec(j, img, snap.Rootfs(), ws.Path(), mounts)
-	spec.UserNS, spec.WorkspaceIDMap = ns.UserPath(), wsIDMap
-	spec.Builder = j.BuildsImages
+	spec := jobSpec(j, img.Config, hostParts{Rootfs: snap.Rootfs(), UserNS: ns.UserPath(), Workspace: ws.Path(), WorkspaceIDMap: wsIDMap, Mounts: mounts}, r.CACerts)
 	var svcs []*service
 	var net *network.Net
 	if jn != nil {

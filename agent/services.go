@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"sort"
 	"time"
 
 	"github.com/jobrun/jobrun/agent/network"
@@ -56,22 +55,7 @@ func (r *Runner) startServices(ctx context.Context, j *Job, ws string, ns *sandb
 		if len(args) == 0 {
 			return svcs, fmt.Errorf("service %s (%s): %w", s.Name, s.Image, errNoCommand)
 		}
-		spec := sandbox.Spec{
-			ID:       id,
-			Hostname: s.Name,
-			Rootfs:   snap.Rootfs(),
-			Env:      r.withCAEnv(serviceEnv(img.Config.Env, s.Env), s.Env),
-			CACerts:  r.CACerts,
-			User:     img.Config.User,
-			Cwd:      img.Config.WorkingDir,
-			UserNS:   ns.UserPath(),
-			Compat32: true, // as the job's container, and Docker
-			// Each service is bounded by the job's limits, in a cgroup
-			// of its own (v1 or v2, as the job's), and its usage is
-			// added to the job's (see addServiceUsage).
-			Resources: sandbox.Resources{CPUs: j.Resources.CPUs, Memory: j.Resources.Memory, Pids: j.Resources.Pids},
-		}
-		spec.CABundles = imageCABundles(img.Config.Env)
+		spec := serviceSpec(j, s, id, img.Config, hostParts{Rootfs: snap.Rootfs(), UserNS: ns.UserPath()}, r.CACerts)
 		joinNetwork(&spec, n, j.Services)
 		c, err := r.Sandbox.Start(ctx, spec)
 		if err != nil {
@@ -169,19 +153,4 @@ func addServiceUsage(svcs []*service, u *Usage, l *jobLog) {
 		u.PeakMemory += su.MemoryPeak
 		u.PeakPids += su.PidsPeak
 	}
-}
-
-// serviceEnv is the image's environment with the service's env over it.
-func serviceEnv(imageEnv []string, env map[string]string) []string {
-	out := slices.Clone(imageEnv)
-	keys := make([]string, 0, len(env))
-	for k := range env {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		out = slices.DeleteFunc(out, func(e string) bool { return len(e) > len(k) && e[:len(k)+1] == k+"=" })
-		out = append(out, k+"="+env[k])
-	}
-	return out
 }
