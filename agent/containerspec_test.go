@@ -55,6 +55,51 @@ func caEnv() []string {
 	return out
 }
 
+// specRow is a row of the spec tables: what it changes from the table's
+// start and what that makes of the spec expected at the start.
+type specRow struct {
+	name  string // what the row defends
+	job   func(*Job)
+	svc   jobs.Service // the service's Name and Image are set by checkSpecs
+	img   image.Config // its Env comes after PATH=/usr/bin
+	at    func(*hostParts)
+	certs string
+	net   *network.Net // joined as the Runner does, nil for none
+	want  func(*sandbox.Spec)
+}
+
+// checkSpecs checks that build makes of each row's inputs, started from
+// specJob, parts and the service db (postgres), the spec base makes as
+// the row changes it, after joining the row's network as the Runner does.
+func checkSpecs(t *testing.T, parts hostParts, base func() sandbox.Spec, build func(*Job, jobs.Service, image.Config, hostParts, []byte) sandbox.Spec, rows []specRow) {
+	for _, tc := range rows {
+		t.Run(tc.name, func(t *testing.T) {
+			j, img, at, svc := specJob(), tc.img, parts, tc.svc
+			img.Env = append([]string{"PATH=/usr/bin"}, img.Env...)
+			svc.Name, svc.Image = "db", "postgres"
+			if tc.job != nil {
+				tc.job(j)
+			}
+			if tc.at != nil {
+				tc.at(&at)
+			}
+			var certs []byte
+			if tc.certs != "" {
+				certs = []byte(tc.certs)
+			}
+			got := build(j, svc, img, at, certs)
+			joinNetwork(&got, tc.net, j.Services)
+			want := base()
+			if tc.want != nil {
+				tc.want(&want)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("spec:\n got %+v\nwant %+v", got, want)
+			}
+		})
+	}
+}
+
 func TestContainerSpecJob(t *testing.T) {
 	mounts := []sandbox.Mount{{Source: "/var/lib/jobrun/caches/go", Target: "/root/go", Chown: true, IDMap: true}}
 	parts := hostParts{Rootfs: "/var/lib/jobrun/snap/1/rootfs", Workspace: "/var/lib/jobrun/ws/1"}
@@ -68,15 +113,9 @@ func TestContainerSpecJob(t *testing.T) {
 			Compat32:  true,
 		}
 	}
-	for _, tc := range []struct {
-		name  string // what the row defends
-		job   func(*Job)
-		img   image.Config
-		at    func(*hostParts)
-		certs string
-		net   *network.Net // joined as the Runner does, nil for none
-		want  func(*sandbox.Spec)
-	}{{
+	checkSpecs(t, parts, base, func(j *Job, _ jobs.Service, img image.Config, at hostParts, certs []byte) sandbox.Spec {
+		return jobSpec(j, img, at, certs)
+	}, []specRow{{
 		name: "the instance is the ID and the job's ID the hostname; rootfs and workspace as given; the image's env then CI's variables; 32-bit calls allowed",
 	}, {
 		name: "the image's user runs the steps",
@@ -160,35 +199,7 @@ func TestContainerSpecJob(t *testing.T) {
 			s.CABundles = []string{"/etc/ssl/py.pem"}
 			s.Env = cat([]string{"PATH=/usr/bin", "REQUESTS_CA_BUNDLE=/etc/ssl/py.pem"}, ciVars)
 		},
-	}} {
-		t.Run(tc.name, func(t *testing.T) {
-			j, img, at := specJob(), tc.img, parts
-			if img.Env == nil {
-				img.Env = []string{"PATH=/usr/bin"}
-			} else {
-				img.Env = append([]string{"PATH=/usr/bin"}, img.Env...)
-			}
-			if tc.job != nil {
-				tc.job(j)
-			}
-			if tc.at != nil {
-				tc.at(&at)
-			}
-			var certs []byte
-			if tc.certs != "" {
-				certs = []byte(tc.certs)
-			}
-			got := jobSpec(j, img, at, certs)
-			joinNetwork(&got, tc.net, j.Services)
-			want := base()
-			if tc.want != nil {
-				tc.want(&want)
-			}
-			if !reflect.DeepEqual(got, want) {
-				t.Errorf("jobSpec:\n got %+v\nwant %+v", got, want)
-			}
-		})
-	}
+	}})
 }
 
 func TestContainerSpecService(t *testing.T) {
@@ -203,16 +214,9 @@ func TestContainerSpecService(t *testing.T) {
 			Compat32: true,
 		}
 	}
-	for _, tc := range []struct {
-		name  string // what the row defends
-		job   func(*Job)
-		svc   jobs.Service
-		img   image.Config
-		at    func(*hostParts)
-		certs string
-		net   *network.Net
-		want  func(*sandbox.Spec)
-	}{{
+	checkSpecs(t, parts, base, func(j *Job, svc jobs.Service, img image.Config, at hostParts, certs []byte) sandbox.Spec {
+		return serviceSpec(j, svc, "build-arch-amd64-db-def456", img, at, certs)
+	}, []specRow{{
 		name: "the service's name is its hostname, the id as given; in the job's user namespace; only the image's env (no CI variables)",
 	}, {
 		name: "the image's user and working dir",
@@ -264,32 +268,7 @@ func TestContainerSpecService(t *testing.T) {
 				"REQUESTS_CA_BUNDLE=" + sandbox.CABundlePath,
 				"GIT_SSL_CAINFO=" + sandbox.CABundlePath}
 		},
-	}} {
-		t.Run(tc.name, func(t *testing.T) {
-			j, img, at, svc := specJob(), tc.img, parts, tc.svc
-			img.Env = append([]string{"PATH=/usr/bin"}, img.Env...)
-			svc.Name, svc.Image = "db", "postgres"
-			if tc.job != nil {
-				tc.job(j)
-			}
-			if tc.at != nil {
-				tc.at(&at)
-			}
-			var certs []byte
-			if tc.certs != "" {
-				certs = []byte(tc.certs)
-			}
-			got := serviceSpec(j, svc, "build-arch-amd64-db-def456", img, at, certs)
-			joinNetwork(&got, tc.net, j.Services)
-			want := base()
-			if tc.want != nil {
-				tc.want(&want)
-			}
-			if !reflect.DeepEqual(got, want) {
-				t.Errorf("serviceSpec:\n got %+v\nwant %+v", got, want)
-			}
-		})
-	}
+	}})
 }
 
 func TestEnvironmentPrecedence(t *testing.T) {
