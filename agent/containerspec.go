@@ -29,8 +29,8 @@ type hostParts struct {
 }
 
 // jobSpec describes the job's container: the image's config merged with
-// the job's settings, on the host's parts at. certs are the Runner's extra
-// CA certificates (Runner.CACerts).
+// the job's settings, with what the Runner made for it (at). certs are the
+// Runner's extra CA certificates (Runner.CACerts).
 func jobSpec(j *Job, img image.Config, at hostParts, certs []byte) sandbox.Spec {
 	return sandbox.Spec{
 		ID:             j.instance,
