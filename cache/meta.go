@@ -20,6 +20,10 @@ type meta struct {
 	Name     string    `json:"name"`
 	Key      string    `json:"key"`
 	Size     int64     `json:"size"`
+	// SizeStale says Size predates the last release, which does not
+	// measure the volume unless it uploads it (the walk is on the job's
+	// way out); List measures it again before anyone reads it.
+	SizeStale bool `json:"size_stale,omitempty"`
 	Created  time.Time `json:"created"`
 	LastUsed time.Time `json:"last_used"`
 	Uses     int64     `json:"uses"`

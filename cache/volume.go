@@ -197,7 +197,10 @@ func (v *Volume) lockExclusive(ctx context.Context) error {
 // shared or locked volume of an Upload request is then saved to the remote
 // if its content changed. A private overlay is unmounted and removed. The
 // volume is always released; an error reports what could not be done
-// (an upload, the metadata, the overlay teardown).
+// (an upload, the metadata, the overlay teardown). Without an upload it
+// does not walk the volume for its size (tens of milliseconds for a
+// builder's storage, on the job's way out): it marks the size stale, and
+// List, which every eviction decision reads, measures it first.
 func (v *Volume) Release(ctx context.Context, ok bool) error {
 	if v.done {
 		return fmt.Errorf("cache %q: released twice", v.req.Name)
@@ -205,10 +208,11 @@ func (v *Volume) Release(ctx context.Context, ok bool) error {
 	v.done = true
 	var errs []error
 	var u *usage
-	if v.priv != nil {
+	switch {
+	case v.priv != nil:
 		errs = append(errs, v.priv.remove())
-	} else {
-		got, err := measure(v.m.dataDir(v.id), v.uploads(ok))
+	case v.uploads(ok):
+		got, err := measure(v.m.dataDir(v.id), true)
 		if err != nil {
 			errs = append(errs, err)
 		} else {
@@ -227,8 +231,13 @@ func (v *Volume) Release(ctx context.Context, ok bool) error {
 		errs = append(errs, v.excl.Release())
 	}
 	errs = append(errs, v.unregister(ctx, func(md *meta) {
-		if u != nil {
-			md.Size, md.Digest = u.size, u.digest
+		switch {
+		case u != nil:
+			md.Size, md.Digest, md.SizeStale = u.size, u.digest, false
+		case v.priv == nil:
+			// Not measured here: the job may have changed it. List
+			// measures it before any eviction decision reads it.
+			md.Digest, md.SizeStale = "", true
 		}
 		if remoteDigest != "" {
 			md.RemoteDigest = remoteDigest
