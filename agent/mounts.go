@@ -24,13 +24,27 @@ type volume struct {
 	tmp *scratch // with no cache manager: a scratch dir removed afterwards
 	hit bool
 	ok  bool
+	// measured, set by release, waits for the walk that measures the
+	// volume's size beside the rest of the teardown.
+	measured func()
 }
 
 func (v *volume) release() error {
 	if v.v != nil {
-		return v.v.Release(context.Background(), v.ok)
+		err := v.v.Release(context.Background(), v.ok)
+		v.measured = v.v.MeasureBeside()
+		return err
 	}
 	return v.tmp.remove()
+}
+
+// waitMeasured waits for the size walks the releases of vols started.
+func waitMeasured(vols []*volume) {
+	for _, v := range vols {
+		if v.measured != nil {
+			v.measured()
+		}
+	}
 }
 
 // acquireCaches gets each of the job's caches, evaluating keys such as

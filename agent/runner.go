@@ -169,8 +169,13 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 	j.instance = Instance(j.ID)
 	l.emit(Event{Kind: JobStarted})
 	var td teardown
+	var vols []*volume
 	defer func() {
 		td.run(l, r.log())
+		// The caches' size walks ran beside the teardown's later steps
+		// (snapshot, workspace, namespaces); the job is over when they
+		// are, so the next budget sweep reads their sizes.
+		waitMeasured(vols)
 		res.Duration = time.Since(start)
 		l.emit(Event{Kind: JobFinished, Result: &res})
 		if r.AfterJob != nil {
@@ -239,7 +244,8 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 	td.add(snap.Remove)
 
 	phase = "acquiring caches"
-	vols, mounts, err := r.acquireCaches(clk.ctx, j, ws.Path(), ns.Userns(), l)
+	var mounts []sandbox.Mount
+	vols, mounts, err = r.acquireCaches(clk.ctx, j, ws.Path(), ns.Userns(), l)
 	for _, v := range vols {
 		td.add(v.release)
 		res.Caches++

@@ -50,7 +50,7 @@ func (m *Manager) List() ([]Info, error) {
 			continue
 		}
 		if md.SizeStale {
-			md.Size = m.measureStale(e.Name(), md)
+			md.Size = m.staleSize(e.Name(), md)
 		}
 		out = append(out, Info{
 			ID: e.Name(), Repo: md.Repo, Name: md.Name, Key: md.Key, Size: md.Size,

@@ -5,6 +5,24 @@ import (
 	"errors"
 )
 
+// measurement is a size walk Volume.MeasureBeside started.
+type measurement struct {
+	done chan struct{}
+	size int64
+}
+
+// staleSize is the size of volume id, whose metadata md says its size is
+// stale: the one a walk MeasureBeside started measures, else one
+// measured now.
+func (m *Manager) staleSize(id string, md meta) int64 {
+	if p, ok := m.measuring.Load(id); ok {
+		p := p.(*measurement)
+		<-p.done
+		return p.size
+	}
+	return m.measureStale(id, md)
+}
+
 // errRemeasured says a volume was acquired or released while its size was
 // being measured: the measurement stands for the caller, the volume stays
 // stale for the next.

@@ -99,3 +99,31 @@ func TestStaleSizeKeptIfUsedWhileMeasured(t *testing.T) {
 		t.Fatalf("after measuring: size %d, stale %v", now.Size, now.SizeStale)
 	}
 }
+
+// TestMeasureBesideRecordsAndListWaits: the walk MeasureBeside starts
+// after a release records the size, and an eviction decision taken
+// meanwhile reads that size (List waits for the walk), not the stale one.
+func TestMeasureBesideRecordsAndListWaits(t *testing.T) {
+	m, _ := newManager(t, Options{})
+	const keep = 512 << 10
+	kept := acquire(t, m, Request{Repo: "r", Name: "kept"})
+	writeFile(t, filepath.Join(kept.Path(), "f"), strings.Repeat("x", 64<<10))
+	release(t, kept, true)
+	kept.MeasureBeside()()
+	if md, _ := m.readMeta(kept.ID()); md.SizeStale || md.Size < 64<<10 {
+		t.Fatalf("after MeasureBeside's walk: size %d, stale %v; want measured", md.Size, md.SizeStale)
+	}
+	// A second call has nothing left to measure.
+	kept.MeasureBeside()()
+
+	big := acquire(t, m, Request{Repo: "r", Name: "big"})
+	writeFile(t, filepath.Join(big.Path(), "f"), strings.Repeat("x", 2*keep))
+	release(t, big, true)
+	wait := big.MeasureBeside()
+	removed, err := m.Prune(context.Background(), keep)
+	wait()
+	// big is the newer: kept (measured, 64 KiB) goes first, then big.
+	if err != nil || len(removed) != 2 || removed[1].ID != big.ID() || removed[1].Size < 2*keep {
+		t.Fatalf("Prune(%d) removed %+v, %v; want kept, then big measured at %d bytes or more", keep, removed, err, 2*keep)
+	}
+}

@@ -25,6 +25,8 @@ type Volume struct {
 	priv    *overlay
 	done    bool
 	restore Restore
+	// stale is the metadata Release wrote when it left the size stale.
+	stale *meta
 }
 
 // Restore says how a volume missing on this host was filled from the
@@ -230,7 +232,8 @@ func (v *Volume) Release(ctx context.Context, ok bool) error {
 	if v.excl != nil {
 		errs = append(errs, v.excl.Release())
 	}
-	errs = append(errs, v.unregister(ctx, func(md *meta) {
+	var stale *meta
+	err := v.unregister(ctx, func(md *meta) {
 		switch {
 		case u != nil:
 			md.Size, md.Digest, md.SizeStale = u.size, u.digest, false
@@ -242,13 +245,43 @@ func (v *Volume) Release(ctx context.Context, ok bool) error {
 		if remoteDigest != "" {
 			md.RemoteDigest = remoteDigest
 		}
-	}))
+		if md.SizeStale {
+			c := *md
+			stale = &c
+		}
+	})
+	errs = append(errs, err)
+	if err == nil {
+		v.stale = stale
+	}
 	if v.m.budget > 0 {
 		if _, err := v.m.Prune(context.WithoutCancel(ctx), v.m.budget); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// MeasureBeside starts measuring the size the volume's Release left
+// stale, in a goroutine of its own, and returns a func that waits for it;
+// List waits for it too rather than walking the volume again. A runner
+// calls it after Release so that the walk runs beside the rest of the
+// job's teardown, not before it. It does nothing (and the func returns
+// at once) if Release did not leave the size stale.
+func (v *Volume) MeasureBeside() (wait func()) {
+	if v.stale == nil {
+		return func() {}
+	}
+	md := *v.stale
+	v.stale = nil
+	p := &measurement{done: make(chan struct{})}
+	v.m.measuring.Store(v.id, p)
+	go func() {
+		p.size = v.m.measureStale(v.id, md)
+		close(p.done)
+		v.m.measuring.CompareAndDelete(v.id, p)
+	}()
+	return func() { <-p.done }
 }
 
 // uploads reports whether Release(ok) saves the volume to the remote
