@@ -24,27 +24,33 @@ type volume struct {
 	tmp *scratch // with no cache manager: a scratch dir removed afterwards
 	hit bool
 	ok  bool
-	// measured, set by release, waits for the walk that measures the
-	// volume's size beside the rest of the teardown.
-	measured func()
+	// released, set by release, waits for the rest of the volume's
+	// release (cache.Volume.ReleaseBeside) and returns its error.
+	released func() error
 }
 
+// release starts releasing the volume: the rest (the walk that measures
+// it, its metadata) goes on beside the later steps of the job's teardown
+// until awaitReleases.
 func (v *volume) release() error {
 	if v.v != nil {
-		err := v.v.Release(context.Background(), v.ok)
-		v.measured = v.v.MeasureBeside()
-		return err
+		v.released = v.v.ReleaseBeside(context.Background(), v.ok)
+		return nil
 	}
 	return v.tmp.remove()
 }
 
-// waitMeasured waits for the size walks the releases of vols started.
-func waitMeasured(vols []*volume) {
+// awaitReleases waits for the releases of vols that release started and
+// returns their errors.
+func awaitReleases(vols []*volume) error {
+	var errs []error
 	for _, v := range vols {
-		if v.measured != nil {
-			v.measured()
+		if v.released != nil {
+			errs = append(errs, v.released())
+			v.released = nil
 		}
 	}
+	return errors.Join(errs...)
 }
 
 // acquireCaches gets each of the job's caches, evaluating keys such as

@@ -39,7 +39,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"unicode"
 
 	"github.com/hashicorp/go-hclog"
@@ -97,9 +96,6 @@ type Manager struct {
 	remote *remote
 	// readOnly: never upload (Options.ReadOnly).
 	readOnly bool
-	// measuring holds the size walks Volume.MeasureBeside started, by
-	// volume id (*measurement), for List to wait for.
-	measuring sync.Map
 }
 
 // Open returns a Manager for the volumes under dir (STATE_DIR/caches),

@@ -25,8 +25,6 @@ type Volume struct {
 	priv    *overlay
 	done    bool
 	restore Restore
-	// stale is the metadata Release wrote when it left the size stale.
-	stale *meta
 }
 
 // Restore says how a volume missing on this host was filled from the
@@ -199,22 +197,42 @@ func (v *Volume) lockExclusive(ctx context.Context) error {
 // shared or locked volume of an Upload request is then saved to the remote
 // if its content changed. A private overlay is unmounted and removed. The
 // volume is always released; an error reports what could not be done
-// (an upload, the metadata, the overlay teardown). Without an upload it
-// does not walk the volume for its size (tens of milliseconds for a
-// builder's storage, on the job's way out): it marks the size stale, and
-// List, which every eviction decision reads, measures it first.
+// (an upload, the metadata, the overlay teardown).
 func (v *Volume) Release(ctx context.Context, ok bool) error {
+	return v.ReleaseBeside(ctx, ok)()
+}
+
+// ReleaseBeside is Release in two halves, so that a runner can go on
+// with the rest of a job's teardown while the volume's size is measured:
+// what the job's id range must not outlive (a private overlay's removal)
+// is done when it returns; the rest (the walk that measures the volume,
+// ~20 ms for a builder's storage, the upload, the metadata, the user
+// lock) runs in a goroutine. The returned func waits for it and returns
+// Release's error; it must be called, once, for the volume to be
+// released.
+func (v *Volume) ReleaseBeside(ctx context.Context, ok bool) (wait func() error) {
 	if v.done {
-		return fmt.Errorf("cache %q: released twice", v.req.Name)
+		err := fmt.Errorf("cache %q: released twice", v.req.Name)
+		return func() error { return err }
 	}
 	v.done = true
+	if v.priv != nil {
+		err := v.release(ctx, ok)
+		return func() error { return err }
+	}
+	done := make(chan error, 1)
+	go func() { done <- v.release(ctx, ok) }()
+	return func() error { return <-done }
+}
+
+// release is Release, after its check that it runs once.
+func (v *Volume) release(ctx context.Context, ok bool) error {
 	var errs []error
 	var u *usage
-	switch {
-	case v.priv != nil:
+	if v.priv != nil {
 		errs = append(errs, v.priv.remove())
-	case v.uploads(ok):
-		got, err := measure(v.m.dataDir(v.id), true)
+	} else {
+		got, err := measure(v.m.dataDir(v.id), v.uploads(ok))
 		if err != nil {
 			errs = append(errs, err)
 		} else {
@@ -232,56 +250,20 @@ func (v *Volume) Release(ctx context.Context, ok bool) error {
 	if v.excl != nil {
 		errs = append(errs, v.excl.Release())
 	}
-	var stale *meta
-	err := v.unregister(ctx, func(md *meta) {
-		switch {
-		case u != nil:
-			md.Size, md.Digest, md.SizeStale = u.size, u.digest, false
-		case v.priv == nil:
-			// Not measured here: the job may have changed it. List
-			// measures it before any eviction decision reads it.
-			md.Digest, md.SizeStale = "", true
+	errs = append(errs, v.unregister(ctx, func(md *meta) {
+		if u != nil {
+			md.Size, md.Digest = u.size, u.digest
 		}
 		if remoteDigest != "" {
 			md.RemoteDigest = remoteDigest
 		}
-		if md.SizeStale {
-			c := *md
-			stale = &c
-		}
-	})
-	errs = append(errs, err)
-	if err == nil {
-		v.stale = stale
-	}
+	}))
 	if v.m.budget > 0 {
 		if _, err := v.m.Prune(context.WithoutCancel(ctx), v.m.budget); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// MeasureBeside starts measuring the size the volume's Release left
-// stale, in a goroutine of its own, and returns a func that waits for it;
-// List waits for it too rather than walking the volume again. A runner
-// calls it after Release so that the walk runs beside the rest of the
-// job's teardown, not before it. It does nothing (and the func returns
-// at once) if Release did not leave the size stale.
-func (v *Volume) MeasureBeside() (wait func()) {
-	if v.stale == nil {
-		return func() {}
-	}
-	md := *v.stale
-	v.stale = nil
-	p := &measurement{done: make(chan struct{})}
-	v.m.measuring.Store(v.id, p)
-	go func() {
-		p.size = v.m.measureStale(v.id, md)
-		close(p.done)
-		v.m.measuring.CompareAndDelete(v.id, p)
-	}()
-	return func() { <-p.done }
 }
 
 // uploads reports whether Release(ok) saves the volume to the remote
