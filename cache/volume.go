@@ -205,12 +205,12 @@ func (v *Volume) Release(ctx context.Context, ok bool) error {
 }
 
 // ReleaseBeside is Release in two halves, so that a runner can go on
-// with the rest of a job's teardown while the volume is uploaded:
-// what the job's id range must not outlive (a private overlay's removal)
-// is done when it returns; the rest (the walk that measures an uploaded
-// volume, the upload, the metadata, the user lock) runs in a goroutine. The returned func waits for it and returns
-// Release's error; it must be called, once, for the volume to be
-// released.
+// with the rest of a job's teardown meanwhile: what the job's id range
+// must not outlive (a private overlay's removal) is done when it
+// returns; the rest (for an upload, the walk and the upload; the
+// metadata, the user lock) runs in a goroutine. The returned func waits
+// for it and returns Release's error; it must be called, once, for the
+// volume to be released.
 func (v *Volume) ReleaseBeside(ctx context.Context, ok bool) (wait func() error) {
 	if v.done {
 		err := fmt.Errorf("cache %q: released twice", v.req.Name)
