@@ -94,6 +94,15 @@ func (h *Housekeeper) Sweep(ctx context.Context) error {
 }
 
 func (h *Housekeeper) sweepCaches(ctx context.Context) error {
+	total, avail, fsUsed, err := fsUse(h.Caches.Dir())
+	if err != nil {
+		return fmt.Errorf("cache budget: %w", err)
+	}
+	if !cachesMayExceed(h.CacheBudget, total, avail, fsUsed) {
+		// Nothing to evict, whatever the sizes: List, which measures
+		// the stale ones, is not needed.
+		return nil
+	}
 	vols, err := h.Caches.List()
 	if err != nil {
 		return err
@@ -101,10 +110,6 @@ func (h *Housekeeper) sweepCaches(ctx context.Context) error {
 	var used int64
 	for _, v := range vols {
 		used += v.Size
-	}
-	total, avail, err := fsSpace(h.Caches.Dir())
-	if err != nil {
-		return fmt.Errorf("cache budget: %w", err)
 	}
 	limit := h.CacheBudget.Effective(total, avail, used)
 	if used <= limit {

@@ -20,13 +20,33 @@ type volume struct {
 	tmp *scratch // with no cache manager: a scratch dir removed afterwards
 	hit bool
 	ok  bool
+	// released, set by release, waits for the rest of the volume's
+	// release (cache.Volume.ReleaseBeside) and returns its error.
+	released func() error
 }
 
+// release starts releasing the volume: the rest (the walk that measures
+// it, its metadata) goes on beside the later steps of the job's teardown
+// until awaitReleases.
 func (v *volume) release() error {
 	if v.v != nil {
-		return v.v.Release(context.Background(), v.ok)
+		v.released = v.v.ReleaseBeside(context.Background(), v.ok)
+		return nil
 	}
 	return v.tmp.remove()
+}
+
+// awaitReleases waits for the releases of vols that release started and
+// returns their errors.
+func awaitReleases(vols []*volume) error {
+	var errs []error
+	for _, v := range vols {
+		if v.released != nil {
+			errs = append(errs, v.released())
+			v.released = nil
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // acquireCaches gets each of the job's caches, evaluating keys such as

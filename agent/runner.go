@@ -154,7 +154,8 @@ func (r *Runner) artifactStore(j *Job) artifacts.Store {
 
 // Run runs j and reports its events to sink. Whatever happens, everything
 // the job made is torn down before Run returns, in the reverse order it was
-// made: container, caches, snapshot, workspace.
+// made: container, caches, snapshot, workspace (the caches' releases,
+// which measure them, finish beside the steps after theirs).
 func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 	start := time.Now()
 	masked := append(secretValues(j.Secrets), j.Mask...)
@@ -169,8 +170,14 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 	j.instance = Instance(j.ID)
 	l.emit(Event{Kind: JobStarted})
 	var td teardown
+	var vols []*volume
 	defer func() {
 		td.run(l, r.log())
+		// The caches' releases (their size walks) ran beside the
+		// teardown's later steps (snapshot, workspace, namespaces); the
+		// job is over when they are, so the next budget sweep reads
+		// their sizes.
+		td.report(awaitReleases(vols), l, r.log())
 		res.Duration = time.Since(start)
 		l.emit(Event{Kind: JobFinished, Result: &res})
 		if r.AfterJob != nil {
@@ -239,7 +246,8 @@ func (r *Runner) Run(ctx context.Context, j *Job, sink Sink) (res Result) {
 	td.add(snap.Remove)
 
 	phase = "acquiring caches"
-	vols, mounts, err := r.acquireCaches(clk.ctx, j, ws.Path(), ns.Userns(), l)
+	var mounts []sandbox.Mount
+	vols, mounts, err = r.acquireCaches(clk.ctx, j, ws.Path(), ns.Userns(), l)
 	for _, v := range vols {
 		td.add(v.release)
 		res.Caches++
@@ -372,10 +380,15 @@ func (t *teardown) add(f func() error) { *t = append(*t, f) }
 
 func (t teardown) run(l *jobLog, log hclog.Logger) {
 	for i := len(t) - 1; i >= 0; i-- {
-		if err := t[i](); err != nil {
-			l.notice("", "teardown: "+err.Error())
-			log.Error("teardown", "job", l.job, "error", err)
-		}
+		t.report(t[i](), l, log)
+	}
+}
+
+// report puts a teardown error, if any, in the job's log and the agent's.
+func (teardown) report(err error, l *jobLog, log hclog.Logger) {
+	if err != nil {
+		l.notice("", "teardown: "+err.Error())
+		log.Error("teardown", "job", l.job, "error", err)
 	}
 }
 

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -54,5 +55,49 @@ func TestDiskSizeIsMeasures(t *testing.T) {
 	}
 	if u, err := measure(dir, false); err != nil || u.size != got || u.digest != "" {
 		t.Errorf("measure without digest = %+v, %v", u, err)
+	}
+}
+
+// TestDiskSizeWideTreeInParallel: on a tree wider than the walk's queue
+// (so its workers both share and keep directories), with hard links
+// across directories that different workers read, the parallel walk
+// counts what measure's one-by-one walk counts, each linked file once.
+func TestDiskSizeWideTreeInParallel(t *testing.T) {
+	dir := t.TempDir()
+	first := ""
+	for i := range 3 * sizeQueue {
+		d := filepath.Join(dir, fmt.Sprintf("d%03d", i), "sub", fmt.Sprintf("s%d", i%7))
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		f := filepath.Join(d, "f")
+		if err := os.WriteFile(f, []byte(strings.Repeat("y", 1000*(i%13+1))), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if first == "" {
+			first = f
+			continue
+		}
+		if err := os.Link(first, filepath.Join(d, "link")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := diskSize(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := measure(dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want.size {
+		t.Errorf("diskSize = %d, measure's walk = %d", got, want.size)
+	}
+}
+
+// TestDiskSizeMissingDir: a walk of a directory that is not there fails.
+func TestDiskSizeMissingDir(t *testing.T) {
+	if n, err := diskSize(filepath.Join(t.TempDir(), "gone")); err == nil {
+		t.Fatalf("diskSize of a missing dir = %d, want an error", n)
 	}
 }

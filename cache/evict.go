@@ -19,7 +19,8 @@ type Info struct {
 	Repo string
 	Name string
 	Key  string
-	// Size is the disk use measured at the last release.
+	// Size is the disk use measured at the last release that uploaded
+	// the volume, or by List since the last release.
 	Size     int64
 	Created  time.Time
 	LastUsed time.Time
@@ -28,7 +29,11 @@ type Info struct {
 	InUse bool
 }
 
-// List returns every volume, most recently used first.
+// List returns every volume, most recently used first. A volume whose
+// size is stale (released since it was last measured) is measured first
+// and the size recorded, so that no eviction decision, all of which read
+// List, sums an old size; if it cannot be measured List says so in the
+// log and reports the last size it had.
 func (m *Manager) List() ([]Info, error) {
 	ents, err := os.ReadDir(filepath.Join(m.dir, "vols"))
 	if err != nil {
@@ -43,6 +48,9 @@ func (m *Manager) List() ([]Info, error) {
 		if err != nil {
 			// Being created, or a leftover Cleanup will handle.
 			continue
+		}
+		if md.SizeStale {
+			md.Size = m.measureStale(e.Name(), md)
 		}
 		out = append(out, Info{
 			ID: e.Name(), Repo: md.Repo, Name: md.Name, Key: md.Key, Size: md.Size,

@@ -16,13 +16,17 @@ import (
 
 // meta is what vols/ID/meta.json records about a volume.
 type meta struct {
-	Repo     string    `json:"repo"`
-	Name     string    `json:"name"`
-	Key      string    `json:"key"`
-	Size     int64     `json:"size"`
-	Created  time.Time `json:"created"`
-	LastUsed time.Time `json:"last_used"`
-	Uses     int64     `json:"uses"`
+	Repo string `json:"repo"`
+	Name string `json:"name"`
+	Key  string `json:"key"`
+	Size int64  `json:"size"`
+	// SizeStale says Size predates the last release, which does not
+	// measure the volume unless it uploads it (the walk is on the job's
+	// way out); List measures it again before anyone reads it.
+	SizeStale bool      `json:"size_stale,omitempty"`
+	Created   time.Time `json:"created"`
+	LastUsed  time.Time `json:"last_used"`
+	Uses      int64     `json:"uses"`
 	// Digest is the tree digest measured at the last release that could
 	// upload (a remote, a successful job's Upload request); empty after
 	// one that could not, which does not compute it.

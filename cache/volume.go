@@ -197,18 +197,44 @@ func (v *Volume) lockExclusive(ctx context.Context) error {
 // shared or locked volume of an Upload request is then saved to the remote
 // if its content changed. A private overlay is unmounted and removed. The
 // volume is always released; an error reports what could not be done
-// (an upload, the metadata, the overlay teardown).
+// (an upload, the metadata, the overlay teardown). Without an upload it
+// does not walk the volume for its size: it marks the size stale, and
+// List, which every eviction decision reads, measures it first.
 func (v *Volume) Release(ctx context.Context, ok bool) error {
+	return v.ReleaseBeside(ctx, ok)()
+}
+
+// ReleaseBeside is Release in two halves, so that a runner can go on
+// with the rest of a job's teardown meanwhile: what the job's id range
+// must not outlive (a private overlay's removal) is done when it
+// returns; the rest (for an upload, the walk and the upload; the
+// metadata, the user lock) runs in a goroutine. The returned func waits
+// for it and returns Release's error; it must be called, once, for the
+// volume to be released.
+func (v *Volume) ReleaseBeside(ctx context.Context, ok bool) (wait func() error) {
 	if v.done {
-		return fmt.Errorf("cache %q: released twice", v.req.Name)
+		err := fmt.Errorf("cache %q: released twice", v.req.Name)
+		return func() error { return err }
 	}
 	v.done = true
+	if v.priv != nil {
+		err := v.release(ctx, ok)
+		return func() error { return err }
+	}
+	done := make(chan error, 1)
+	go func() { done <- v.release(ctx, ok) }()
+	return func() error { return <-done }
+}
+
+// release is Release, after its check that it runs once.
+func (v *Volume) release(ctx context.Context, ok bool) error {
 	var errs []error
 	var u *usage
-	if v.priv != nil {
+	switch {
+	case v.priv != nil:
 		errs = append(errs, v.priv.remove())
-	} else {
-		got, err := measure(v.m.dataDir(v.id), v.uploads(ok))
+	case v.uploads(ok):
+		got, err := measure(v.m.dataDir(v.id), true)
 		if err != nil {
 			errs = append(errs, err)
 		} else {
@@ -227,8 +253,16 @@ func (v *Volume) Release(ctx context.Context, ok bool) error {
 		errs = append(errs, v.excl.Release())
 	}
 	errs = append(errs, v.unregister(ctx, func(md *meta) {
-		if u != nil {
-			md.Size, md.Digest = u.size, u.digest
+		switch {
+		case u != nil:
+			md.Size, md.Digest, md.SizeStale = u.size, u.digest, false
+		case v.priv == nil:
+			// Not measured here (the walk, ~20 ms for a builder's
+			// storage, was the largest cost of a job's way out): the
+			// job may have changed it. List measures it before any
+			// eviction decision reads it, and a sweep that cannot
+			// evict whatever the sizes does not read them.
+			md.Digest, md.SizeStale = "", true
 		}
 		if remoteDigest != "" {
 			md.RemoteDigest = remoteDigest

@@ -29,7 +29,7 @@ type usernsSetup struct {
 	// it that is an error (the agent: never a silent downgrade).
 	fallback bool
 	// probe checks the kernel and the state dir's filesystem; nil is
-	// idmap.Probe.
+	// idmap.ProbeOnce.
 	probe func(dir string) error
 	// ids says where the jobrun user's entries are; its Slots is set
 	// from slots. The zero value is the host's /etc.
@@ -45,7 +45,7 @@ func openUserns(ctx context.Context, s usernsSetup, warn io.Writer) (*idrange.Po
 	}
 	probe := s.probe
 	if probe == nil {
-		probe = idmap.Probe
+		probe = idmap.ProbeOnce
 	}
 	if err := probe(s.stateDir); err != nil {
 		if !s.fallback {

@@ -22,7 +22,7 @@ const ProbedFile = "rootless-overlay-ok"
 // that cannot be read) probes again.
 func ProbeUserOverlayOnce(dir string) error {
 	rec := filepath.Join(dir, ProbedFile)
-	key, kerr := probeKey(dir)
+	key, kerr := ProbeKey(dir)
 	if kerr == nil {
 		if b, err := os.ReadFile(rec); err == nil && string(b) == key {
 			return nil
@@ -44,9 +44,9 @@ func ProbeUserOverlayOnce(dir string) error {
 	return nil
 }
 
-// probeKey names the kernel and the file system under dir: its release,
-// the file system's type and id.
-func probeKey(dir string) (string, error) {
+// ProbeKey names the kernel and the file system under dir: its release,
+// the file system's type and id. A probe's record of a pass holds it.
+func ProbeKey(dir string) (string, error) {
 	var u unix.Utsname
 	if err := unix.Uname(&u); err != nil {
 		return "", err
