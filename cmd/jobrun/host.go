@@ -243,18 +243,6 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 	if err != nil {
 		return nil, err
 	}
-	// First: the Runtime gets its container starter ready in the
-	// background (~10 ms), beside the rest of the set-up here and the
-	// first job's, rather than making that job's container wait for it.
-	sb, err := sandbox.New(dir, g.log.Named("sandbox"))
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if err != nil {
-			sb.Close()
-		}
-	}()
 	cfg, err := g.loadConfig(dir)
 	if err != nil {
 		return nil, err
@@ -274,6 +262,19 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 	if err != nil {
 		return nil, err
 	}
+	// The config is good; the state dir may be touched now. First, the
+	// Runtime gets its container starter ready in the background (~10 ms),
+	// beside the rest of the set-up here and the first job's, rather than
+	// making that job's container wait for it.
+	sb, err := sandbox.New(dir, g.log.Named("sandbox"))
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			sb.Close()
+		}
+	}()
 	// Once, before anything is made: a host that cannot give jobs user
 	// namespaces says so here, not in every job.
 	ids, mode, err := openUserns(ctx, us, progress)
