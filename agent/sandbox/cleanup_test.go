@@ -21,14 +21,23 @@ import (
 // TestKilledAgent kills a process in the middle of a job, then checks that
 // the job's processes died with it (the init's parent-death signal) and
 // that Cleanup removes what it left, without touching a live container.
-func TestKilledAgent(t *testing.T) { killedAgent(t, false) }
+func TestKilledAgent(t *testing.T) { killedAgent(t, false, false) }
 
 // TestKilledAgentUserns is TestKilledAgent with the killed process's job
 // in a user namespace: its init dies too, and Cleanup also removes its
 // namespaces and the bind of its root.
-func TestKilledAgentUserns(t *testing.T) { killedAgent(t, true) }
+func TestKilledAgentUserns(t *testing.T) { killedAgent(t, true, false) }
 
-func killedAgent(t *testing.T, userns bool) {
+// TestCleanupReclaimsOtherStateDirs is TestKilledAgent with the clean-up
+// done by a Runtime on another state dir: a state dir that no process
+// opens again (a killed `jobrun local --state-dir`, a killed test) must
+// not keep a dead container's cgroup, state and files for ever.
+func TestCleanupReclaimsOtherStateDirs(t *testing.T) { killedAgent(t, false, true) }
+
+// killedAgent kills a process with a container on rt's state dir, then
+// checks that Cleanup, by rt or (other) by a Runtime on another state dir,
+// removes what it left and leaves a live container of rt's alone.
+func killedAgent(t *testing.T, userns, other bool) {
 	rt, stateDir := newRuntime(t)
 	root := rootfs(t)
 	live := start(t, rt, Spec{ID: "live", Rootfs: root})
@@ -93,7 +102,11 @@ func killedAgent(t *testing.T, userns bool) {
 	if !cg.Exists() {
 		t.Error("cgroup missing before Cleanup")
 	}
-	if err := rt.Cleanup(context.Background()); err != nil {
+	cleaner := rt
+	if other {
+		cleaner, _ = newRuntime(t)
+	}
+	if err := cleaner.Cleanup(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range left {

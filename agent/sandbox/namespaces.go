@@ -197,9 +197,10 @@ func removeNamespaces(dir string) error {
 	return nil
 }
 
-// cleanupNamespaces removes the namespaces of dead processes.
-func (rt *Runtime) cleanupNamespaces(ctx context.Context) error {
-	return lockfile.Sweep(ctx, filepath.Join(rt.run, "ns"), func(dir string, l *lockfile.Lock) error {
+// cleanupNamespaces removes the namespaces of dead processes in the run
+// dir run.
+func (rt *Runtime) cleanupNamespaces(ctx context.Context, run string) error {
+	return lockfile.Sweep(ctx, filepath.Join(run, "ns"), func(dir string, l *lockfile.Lock) error {
 		defer l.Release()
 		if err := removeNamespaces(dir); err != nil {
 			return fmt.Errorf("sandbox cleanup: namespaces %s: %w", filepath.Base(dir), err)

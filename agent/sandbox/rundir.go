@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -8,7 +9,6 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/jobrun/jobrun/internal/rundir"
 	"golang.org/x/sys/unix"
 )
@@ -110,30 +110,35 @@ func removeRunDir(dir string) {
 	_ = os.Remove(dir)
 }
 
-// sweepRunDirs removes the run dirs next to run (run dirs of other state
-// dirs) whose state dir is gone and that hold no container: what a
-// process that died before Close left of a state dir nobody uses again.
-func sweepRunDirs(run string, log hclog.Logger) {
-	parent := filepath.Dir(run)
+// sweepRunDirs reclaims the run dirs beside this Runtime's (those of other
+// state dirs): their dead containers and namespaces go (cleanupRun), and
+// then the run dir itself if its state dir is gone and it holds no live
+// container: what a process that died before Close left of a state dir
+// nobody may open again.
+func (rt *Runtime) sweepRunDirs(ctx context.Context) {
+	parent := filepath.Dir(rt.run)
 	ents, err := os.ReadDir(parent)
 	if err != nil {
 		return
 	}
 	for _, e := range ents {
 		dir := filepath.Join(parent, e.Name())
-		if dir == run || !e.IsDir() {
+		if dir == rt.run || !e.IsDir() {
 			continue
 		}
 		b, err := os.ReadFile(filepath.Join(dir, "state-dir"))
 		if err != nil {
 			continue
 		}
+		if err := rt.cleanupRun(ctx, dir); err != nil {
+			rt.log.Warn("cleanup of another state dir's run dir", "dir", dir, "error", err)
+		}
 		if _, err := os.Stat(strings.TrimSpace(string(b))); !errors.Is(err, os.ErrNotExist) {
 			continue
 		}
 		removeRunDir(dir)
 		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-			log.Debug("removed the run dir of a state dir that is gone", "dir", dir)
+			rt.log.Debug("removed the run dir of a state dir that is gone", "dir", dir)
 		}
 	}
 }

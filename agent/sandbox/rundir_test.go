@@ -1,12 +1,15 @@
 package sandbox
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/jobrun/jobrun/internal/lockfile"
 )
 
 // TestRunDir: the run dir is in memory, one per state dir, and a
@@ -58,7 +61,8 @@ func TestRunDir(t *testing.T) {
 }
 
 // TestSweepRunDirs: the run dir of a state dir that is gone goes, unless a
-// container is in it; the run dir of a live state dir stays.
+// live container (one whose lock is held) is in it; the run dir of a live
+// state dir stays.
 func TestSweepRunDirs(t *testing.T) {
 	parent := t.TempDir()
 	live := t.TempDir()
@@ -70,9 +74,11 @@ func TestSweepRunDirs(t *testing.T) {
 			}
 		}
 		if container {
-			if err := os.Mkdir(filepath.Join(dir, "containers", "job"), 0o700); err != nil {
+			l, err := lockfile.TryAcquire(filepath.Join(dir, "containers", "job", "lock"))
+			if err != nil {
 				t.Fatal(err)
 			}
+			t.Cleanup(func() { l.Release() })
 		}
 		if err := os.WriteFile(filepath.Join(dir, "state-dir"), []byte(stateDir+"\n"), 0o600); err != nil {
 			t.Fatal(err)
@@ -83,7 +89,8 @@ func TestSweepRunDirs(t *testing.T) {
 	gone := mk("gone", filepath.Join(parent, "no-such-state-dir"), false)
 	busy := mk("busy", filepath.Join(parent, "no-such-state-dir"), true)
 	kept := mk("kept", live, false)
-	sweepRunDirs(mine, hclog.NewNullLogger())
+	rt := &Runtime{run: mine, log: hclog.NewNullLogger()}
+	rt.sweepRunDirs(context.Background())
 	for dir, want := range map[string]bool{mine: true, gone: false, busy: true, kept: true} {
 		if _, err := os.Stat(dir); (err == nil) != want {
 			t.Errorf("%s: exists %v, want %v", filepath.Base(dir), err == nil, want)

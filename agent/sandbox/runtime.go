@@ -542,14 +542,25 @@ func chownEtc(dir string, uid, gid int) error {
 	return nil
 }
 
-// Cleanup removes what killed processes left behind: containers under the
-// state dir whose lock is free (their owner is gone). Their processes are
+// Cleanup removes what killed processes left behind: containers whose
+// lock is free (their owner is gone), under the state dir and under every
+// other state dir's run dir beside it (a state dir that no process opens
+// again, as a killed `jobrun local --state-dir` or test leaves, has no
+// other Cleanup to reclaim its containers' cgroups). Their processes are
 // killed, their cgroups, libcontainer state and files removed. Containers
-// of live processes are not touched.
+// of live processes are not touched. The error is about this state dir's
+// containers; another's that cannot be removed is logged.
 func (rt *Runtime) Cleanup(ctx context.Context) error {
-	sweepRunDirs(rt.run, rt.log)
-	ents, err := os.ReadDir(rt.files)
-	if err != nil {
+	rt.sweepRunDirs(ctx)
+	return rt.cleanupRun(ctx, rt.run)
+}
+
+// cleanupRun removes the dead containers and namespaces of the run dir
+// run (this Runtime's, or another state dir's).
+func (rt *Runtime) cleanupRun(ctx context.Context, run string) error {
+	files, runc := filepath.Join(run, "containers"), filepath.Join(run, "runc")
+	ents, err := os.ReadDir(files)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("sandbox cleanup: %w", err)
 	}
 	var errs []error
@@ -560,7 +571,7 @@ func (rt *Runtime) Cleanup(ctx context.Context) error {
 		if !e.IsDir() || !idPattern.MatchString(e.Name()) {
 			continue
 		}
-		lock, err := lockfile.TryAcquire(filepath.Join(rt.files, e.Name(), "lock"))
+		lock, err := lockfile.TryAcquire(filepath.Join(files, e.Name(), "lock"))
 		if errors.Is(err, lockfile.ErrLocked) {
 			continue
 		}
@@ -568,37 +579,39 @@ func (rt *Runtime) Cleanup(ctx context.Context) error {
 			errs = append(errs, err)
 			continue
 		}
-		if err := rt.remove(ctx, e.Name()); err != nil {
+		if err := rt.remove(ctx, run, e.Name()); err != nil {
 			errs = append(errs, err)
 		} else {
-			rt.log.Info("removed container left by a dead process", "id", e.Name())
+			rt.log.Info("removed container left by a dead process", "id", e.Name(), "run", run)
 		}
 		lock.Release()
 	}
 	// Start makes the files dir (with the lock) before libcontainer's
 	// state and Destroy removes it after, so a state without files is
 	// no live container's.
-	ents, err = os.ReadDir(rt.runc)
-	if err != nil {
+	ents, err = os.ReadDir(runc)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return errors.Join(append(errs, fmt.Errorf("sandbox cleanup: %w", err))...)
 	}
 	for _, e := range ents {
-		if _, err := os.Stat(filepath.Join(rt.files, e.Name())); errors.Is(err, os.ErrNotExist) {
-			if err := rt.remove(ctx, e.Name()); err != nil {
+		if _, err := os.Stat(filepath.Join(files, e.Name())); errors.Is(err, os.ErrNotExist) {
+			if err := rt.remove(ctx, run, e.Name()); err != nil {
 				errs = append(errs, err)
 			}
 		}
 	}
 	// After the containers: a dead job's namespaces go once nothing of
 	// it uses them.
-	if err := rt.cleanupNamespaces(ctx); err != nil {
+	if err := rt.cleanupNamespaces(ctx, run); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
 
-// remove kills and removes the container id, whose lock the caller holds.
-func (rt *Runtime) remove(ctx context.Context, id string) error {
+// remove kills and removes the container id of the run dir run, whose
+// lock the caller holds.
+func (rt *Runtime) remove(ctx context.Context, run, id string) error {
+	files, runc := filepath.Join(run, "containers"), filepath.Join(run, "runc")
 	var errs []error
 	var cg cgroups.Manager = &pidnsGroup{c: &Container{}}
 	var err error
@@ -611,24 +624,24 @@ func (rt *Runtime) remove(ctx context.Context, id string) error {
 	if err := killCgroup(ctx, cg, 0); err != nil {
 		errs = append(errs, fmt.Errorf("remove container %s: %w", id, err))
 	}
-	if lc, err := libcontainer.Load(rt.runc, id); err == nil {
+	if lc, err := libcontainer.Load(runc, id); err == nil {
 		if err := lc.Destroy(); err != nil {
 			errs = append(errs, fmt.Errorf("remove container %s: %w", id, err))
 		}
 	} else if !errors.Is(err, libcontainer.ErrNotExist) {
 		errs = append(errs, fmt.Errorf("remove container %s: load: %w", id, err))
 	}
-	if err := os.RemoveAll(filepath.Join(rt.runc, id)); err != nil {
+	if err := os.RemoveAll(filepath.Join(runc, id)); err != nil {
 		errs = append(errs, fmt.Errorf("remove container %s: %w", id, err))
 	}
 	if err := cg.Destroy(); err != nil {
 		errs = append(errs, fmt.Errorf("remove container %s: cgroup: %w", id, err))
 	}
-	if err := unbindRoot(filepath.Join(rt.files, id)); err != nil {
+	if err := unbindRoot(filepath.Join(files, id)); err != nil {
 		// Never recurse into a root still bound there.
 		return errors.Join(append(errs, fmt.Errorf("remove container %s: %w", id, err))...)
 	}
-	if err := os.RemoveAll(filepath.Join(rt.files, id)); err != nil {
+	if err := os.RemoveAll(filepath.Join(files, id)); err != nil {
 		errs = append(errs, fmt.Errorf("remove container %s: %w", id, err))
 	}
 	return errors.Join(errs...)
