@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 
 	"github.com/jobrun/jobrun/internal/testenv"
 )
@@ -27,7 +29,16 @@ func hostAddr(t *testing.T) netip.Addr {
 	r := rand.Uint32()
 	name := fmt.Sprintf("jrta%x", r)
 	addr := netip.AddrFrom4([4]byte{203, 0, 113, byte(rand.IntN(100) + 1)})
-	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: fmt.Sprintf("jrtb%x", r)}); err != nil {
+	// The pair's other end is in a network namespace only this process
+	// holds: if the test is killed before its Cleanup, the kernel deletes
+	// that namespace with the process, its end with it, and so the pair.
+	peerNS, err := processNetNS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { peerNS.Close() })
+	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: fmt.Sprintf("jrtb%x", r),
+		PeerNamespace: netlink.NsFd(peerNS)}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -46,6 +57,29 @@ func hostAddr(t *testing.T) netip.Addr {
 		t.Fatal(err)
 	}
 	return addr
+}
+
+// processNetNS makes a network namespace held only by the returned handle
+// (no mount, no process in it): it goes when the handle is closed or this
+// process ends, however it ends.
+func processNetNS() (netns.NsHandle, error) {
+	type made struct {
+		h   netns.NsHandle
+		err error
+	}
+	ch := make(chan made, 1)
+	go func() {
+		// The thread enters the new namespace and stays locked: Go ends
+		// it with the goroutine rather than run other code there.
+		runtime.LockOSThread()
+		h, err := netns.New()
+		ch <- made{h, err}
+	}()
+	m := <-ch
+	if m.err != nil {
+		return 0, fmt.Errorf("new network namespace: %w", m.err)
+	}
+	return m.h, nil
 }
 
 // primaryAddr returns the host's address on its default route (the
