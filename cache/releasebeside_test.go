@@ -2,8 +2,6 @@ package cache
 
 import (
 	"context"
-	"path/filepath"
-	"strings"
 	"testing"
 )
 
@@ -11,9 +9,7 @@ import (
 // released, its size measured and recorded, once the returned func has
 // returned; a second release is refused.
 func TestReleaseBesideReleasesOnWait(t *testing.T) {
-	m, _ := newManager(t, Options{})
-	v := acquire(t, m, Request{Repo: "r", Name: "c"})
-	writeFile(t, filepath.Join(v.Path(), "f"), strings.Repeat("x", 64<<10))
+	m, v := usedVolume(t)
 	if err := v.ReleaseBeside(context.Background(), true)(); err != nil {
 		t.Fatal(err)
 	}

@@ -12,9 +12,7 @@ import (
 // the volume (the walk was on the job's way out); it records that the
 // size it has is stale.
 func TestReleaseLeavesSizeStale(t *testing.T) {
-	m, _ := newManager(t, Options{})
-	v := acquire(t, m, Request{Repo: "r", Name: "c"})
-	writeFile(t, filepath.Join(v.Path(), "f"), strings.Repeat("x", 64<<10))
+	m, v := usedVolume(t)
 	release(t, v, true)
 	md, err := m.readMeta(v.ID())
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/jobrun/jobrun/internal/mount"
+	"github.com/jobrun/jobrun/internal/proberecord"
 )
 
 // ProbedFile is the file in a state dir that records where ProbeOnce last
@@ -22,27 +23,9 @@ const ProbedFile = "idmap-ok"
 // dir moved to another file system, user namespaces limited otherwise,
 // a record that cannot be read) probes again.
 func ProbeOnce(dir string) error {
-	rec := filepath.Join(dir, ProbedFile)
-	key, kerr := probeOnceKey(dir)
-	if kerr == nil {
-		if b, err := os.ReadFile(rec); err == nil && string(b) == key {
-			return nil
-		}
-	}
-	if err := Probe(dir); err != nil {
-		return err
-	}
-	if kerr != nil {
-		return nil
-	}
-	// Best effort: without the record the next run probes again.
-	tmp := rec + ".tmp"
-	if err := os.WriteFile(tmp, []byte(key), 0o644); err == nil {
-		if os.Rename(tmp, rec) != nil {
-			os.Remove(tmp)
-		}
-	}
-	return nil
+	return proberecord.Once(filepath.Join(dir, ProbedFile),
+		func() (string, error) { return probeOnceKey(dir) },
+		func() error { return Probe(dir) })
 }
 
 // probeOnceKey is mount.ProbeKey(dir) and the user namespace limit (0

@@ -2,10 +2,11 @@ package mount
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/jobrun/jobrun/internal/proberecord"
 )
 
 // ProbedFile is the file in a state dir that records where
@@ -21,27 +22,9 @@ const ProbedFile = "rootless-overlay-ok"
 // record, another kernel, the dir moved to another file system, a record
 // that cannot be read) probes again.
 func ProbeUserOverlayOnce(dir string) error {
-	rec := filepath.Join(dir, ProbedFile)
-	key, kerr := ProbeKey(dir)
-	if kerr == nil {
-		if b, err := os.ReadFile(rec); err == nil && string(b) == key {
-			return nil
-		}
-	}
-	if err := ProbeUserOverlay(dir); err != nil {
-		return err
-	}
-	if kerr != nil {
-		return nil
-	}
-	// Best effort: without the record the next run probes again.
-	tmp := rec + ".tmp"
-	if err := os.WriteFile(tmp, []byte(key), 0o644); err == nil {
-		if os.Rename(tmp, rec) != nil {
-			os.Remove(tmp)
-		}
-	}
-	return nil
+	return proberecord.Once(filepath.Join(dir, ProbedFile),
+		func() (string, error) { return ProbeKey(dir) },
+		func() error { return ProbeUserOverlay(dir) })
 }
 
 // ProbeKey names the kernel and the file system under dir: its release,
