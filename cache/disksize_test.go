@@ -43,8 +43,8 @@ func TestDiskSizeIsMeasures(t *testing.T) {
 	if got < 400<<10 || got >= 4<<20 {
 		t.Errorf("diskSize = %d: want the tree's 400 KiB and some, not the outside 4 MiB", got)
 	}
-	if u, err := measure(dir, false); err != nil || u.size != got || u.digest != "" {
-		t.Errorf("measure without digest = %+v, %v", u, err)
+	if u, err := measure(dir); err != nil || u.size != got || u.digest == "" {
+		t.Errorf("measure = %+v, %v: want diskSize's size and a digest", u, err)
 	}
 }
 
@@ -90,7 +90,7 @@ func diskSizeAsMeasured(t *testing.T, dir string) int64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := measure(dir, true)
+	want, err := measure(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -146,7 +146,7 @@ func (m *Manager) create(ctx context.Context, id string, req Request, rs *Restor
 				return md, fmt.Errorf("cache %s: %w", id, err)
 			}
 		case ok:
-			u, err := measure(partial, true)
+			u, err := measure(partial)
 			if err != nil {
 				return md, err
 			}
@@ -234,7 +234,7 @@ func (v *Volume) release(ctx context.Context, ok bool) error {
 	case v.priv != nil:
 		errs = append(errs, v.priv.remove())
 	case v.uploads(ok):
-		got, err := measure(v.m.dataDir(v.id), true)
+		got, err := measure(v.m.dataDir(v.id))
 		if err != nil {
 			errs = append(errs, err)
 		} else {
