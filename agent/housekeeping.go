@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"golang.org/x/sys/unix"
 
 	"github.com/jobrun/jobrun/agent/config"
 	"github.com/jobrun/jobrun/agent/image"
@@ -132,7 +131,7 @@ func (h *Housekeeper) sweepCaches(ctx context.Context) error {
 }
 
 func (h *Housekeeper) sweepImages(ctx context.Context) error {
-	total, avail, err := fsSpace(h.Images.Dir())
+	total, avail, _, err := fsUse(h.Images.Dir())
 	if err != nil {
 		return fmt.Errorf("image budget: %w", err)
 	}
@@ -161,16 +160,6 @@ func (h *Housekeeper) sweepImages(ctx context.Context) error {
 		return fmt.Errorf("image budget: %w", err)
 	}
 	return nil
-}
-
-// fsSpace is the size of the filesystem holding dir and the bytes that
-// unprivileged users may still write to it.
-func fsSpace(dir string) (total, avail int64, err error) {
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
-		return 0, 0, fmt.Errorf("statfs %s: %w", dir, err)
-	}
-	return int64(st.Blocks) * st.Bsize, int64(st.Bavail) * st.Bsize, nil
 }
 
 // diskUsage is the bytes on disk under dir, hard links counted once.

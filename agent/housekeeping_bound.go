@@ -24,7 +24,9 @@ func cachesMayExceed(b config.Budget, total, avail, fsUsed int64) bool {
 	return fsUsed > b.Limit.Of(total)
 }
 
-// fsUse is fsSpace and the bytes in use: the size less the free blocks.
+// fsUse is the size of the filesystem holding dir, the bytes that
+// unprivileged users may still write to it, and the bytes in use: the
+// size less the free blocks (root's reserve is free, not in use).
 func fsUse(dir string) (total, avail, used int64, err error) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(dir, &st); err != nil {
