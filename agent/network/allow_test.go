@@ -69,11 +69,30 @@ func processNetNS() (netns.NsHandle, error) {
 	}
 	ch := make(chan made, 1)
 	go func() {
-		// The thread enters the new namespace and stays locked: Go ends
-		// it with the goroutine rather than run other code there.
+		// The thread makes the namespace and goes back to its own. It
+		// stays locked if it cannot: Go then ends it with the goroutine
+		// (wedges it, if it is the main thread) rather than run other
+		// code in the new namespace.
 		runtime.LockOSThread()
+		home, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- made{err: err}
+			return
+		}
+		defer home.Close()
 		h, err := netns.New()
-		ch <- made{h, err}
+		if err != nil {
+			ch <- made{err: err}
+			return
+		}
+		if err := netns.Set(home); err != nil {
+			h.Close()
+			ch <- made{err: err}
+			return
+		}
+		runtime.UnlockOSThread()
+		ch <- made{h: h}
 	}()
 	m := <-ch
 	if m.err != nil {

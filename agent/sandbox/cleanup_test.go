@@ -28,19 +28,36 @@ func TestKilledAgent(t *testing.T) { killedAgent(t, false, false) }
 // namespaces and the bind of its root.
 func TestKilledAgentUserns(t *testing.T) { killedAgent(t, true, false) }
 
-// TestCleanupReclaimsOtherStateDirs is TestKilledAgent with the clean-up
-// done by a Runtime on another state dir: a state dir that no process
-// opens again (a killed `jobrun local --state-dir`, a killed test) must
-// not keep a dead container's cgroup, state and files for ever.
+// TestCleanupReclaimsOtherStateDirs is TestKilledAgent with the killed
+// process alone on its state dir and the clean-up done by a Runtime on
+// another: a state dir that no process opens again (a killed `jobrun
+// local --state-dir`, a killed test) must not keep a dead container's
+// cgroup, state and files for ever. The live container is on a third
+// state dir whose Runtime is open: that run dir is its own Cleanup's.
 func TestCleanupReclaimsOtherStateDirs(t *testing.T) { killedAgent(t, false, true) }
 
-// killedAgent kills a process with a container on rt's state dir, then
-// checks that Cleanup, by rt or (other) by a Runtime on another state dir,
-// removes what it left and leaves a live container of rt's alone.
+// killedAgent kills a process with a container on rt's state dir (other:
+// on a state dir of its own), then checks that Cleanup, by rt (other: by a
+// Runtime on another state dir) removes what it left and leaves a live
+// container of rt's alone.
 func killedAgent(t *testing.T, userns, other bool) {
 	rt, stateDir := newRuntime(t)
 	root := rootfs(t)
 	live := start(t, rt, Spec{ID: "live", Rootfs: root})
+	// Where the killed process's containers are: rt's run dir, or one
+	// of its own.
+	runc, files := rt.runc, rt.files
+	if other {
+		stateDir = filepath.Join(t.TempDir(), "state")
+		run, err := RunDir(stateDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		runc, files = filepath.Join(run, "runc"), filepath.Join(run, "containers")
+		// Its state dir outlives the test's Cleanup; the run dir goes
+		// (empty by then) with the rest of the test.
+		t.Cleanup(func() { removeRunDir(run) })
+	}
 
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"="+stateDir+":"+root)
@@ -86,7 +103,7 @@ func killedAgent(t *testing.T, userns, other bool) {
 	}
 
 	// What is left: state, files and the cgroup.
-	left := []string{filepath.Join(rt.runc, "orphaned"), filepath.Join(rt.files, "orphaned")}
+	left := []string{filepath.Join(runc, "orphaned"), filepath.Join(files, "orphaned")}
 	if userns {
 		left = append(left, filepath.Join(rt.run, "ns", "orphaned", "user"), filepath.Join(rt.files, "orphaned", "rootfs", "bin"))
 	}

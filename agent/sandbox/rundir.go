@@ -11,6 +11,8 @@ import (
 
 	"github.com/jobrun/jobrun/internal/rundir"
 	"golang.org/x/sys/unix"
+
+	"github.com/jobrun/jobrun/internal/lockfile"
 )
 
 // A container's runtime state (libcontainer's state, our lock and /etc
@@ -97,24 +99,43 @@ func makeRunDir(dir, stateDir string) error {
 	return nil
 }
 
-// removeRunDir removes dir (from makeRunDir) if it holds no container:
-// another Runtime on the same state dir may still be using it, and
-// os.Remove removes only empty directories.
+// usersFile is the lock, in a run dir, that each live Runtime on it holds
+// shared from New to Close: a run dir whose lock is free is no live
+// process's, whatever its containers' locks say.
+const usersFile = "users"
+
+// removeRunDir removes dir (from makeRunDir) if no live Runtime uses it
+// and it holds no container.
 func removeRunDir(dir string) {
+	l, err := lockfile.TryAcquire(filepath.Join(dir, usersFile))
+	if err != nil {
+		return
+	}
+	defer l.Release()
+	removeRunDirLocked(dir)
+}
+
+// removeRunDirLocked is removeRunDir for a caller holding dir's users lock
+// exclusively: os.Remove removes only empty directories, so a container
+// left in it keeps it.
+func removeRunDirLocked(dir string) {
 	for _, d := range []string{"runc", "containers", "ns"} {
 		if err := os.Remove(filepath.Join(dir, d)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return
 		}
 	}
 	_ = os.Remove(filepath.Join(dir, "state-dir"))
+	// Unlinked while held, as lockfile's holders remove what they guard.
+	_ = os.Remove(filepath.Join(dir, usersFile))
 	_ = os.Remove(dir)
 }
 
 // sweepRunDirs reclaims the run dirs beside this Runtime's (those of other
-// state dirs): their dead containers and namespaces go (cleanupRun), and
-// then the run dir itself if its state dir is gone and it holds no live
-// container: what a process that died before Close left of a state dir
-// nobody may open again.
+// state dirs) that no live Runtime uses (their users lock is free): their
+// dead containers and namespaces go (cleanupRun), and then the run dir
+// itself if its state dir is gone. That is what a process killed before
+// Close left of a state dir no process has open, which may never be
+// opened again (a killed test's, `jobrun local --state-dir`'s).
 func (rt *Runtime) sweepRunDirs(ctx context.Context) {
 	parent := filepath.Dir(rt.run)
 	ents, err := os.ReadDir(parent)
@@ -126,21 +147,34 @@ func (rt *Runtime) sweepRunDirs(ctx context.Context) {
 		if dir == rt.run || !e.IsDir() {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(dir, "state-dir"))
-		if err != nil {
-			continue
-		}
-		if err := rt.cleanupRun(ctx, dir); err != nil {
+		if err := rt.sweepRunDir(ctx, dir); err != nil {
 			rt.log.Warn("cleanup of another state dir's run dir", "dir", dir, "error", err)
 		}
-		if _, err := os.Stat(strings.TrimSpace(string(b))); !errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		removeRunDir(dir)
-		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+	}
+}
+
+// sweepRunDir is sweepRunDirs for the run dir dir.
+func (rt *Runtime) sweepRunDir(ctx context.Context, dir string) error {
+	b, err := os.ReadFile(filepath.Join(dir, "state-dir"))
+	if err != nil {
+		return nil // not a run dir, or one being made
+	}
+	l, err := lockfile.TryAcquire(filepath.Join(dir, usersFile))
+	if errors.Is(err, lockfile.ErrLocked) {
+		return nil // a live Runtime's: its own Cleanup is its business
+	}
+	if err != nil {
+		return err
+	}
+	defer l.Release()
+	err = rt.cleanupRun(ctx, dir)
+	if _, serr := os.Stat(strings.TrimSpace(string(b))); errors.Is(serr, os.ErrNotExist) {
+		removeRunDirLocked(dir)
+		if _, serr := os.Stat(dir); errors.Is(serr, os.ErrNotExist) {
 			rt.log.Debug("removed the run dir of a state dir that is gone", "dir", dir)
 		}
 	}
+	return err
 }
 
 // privateDir makes sure dir is a directory of this user's that nobody

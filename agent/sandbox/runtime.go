@@ -50,6 +50,8 @@ type Runtime struct {
 	starter  *spawner
 	// cgroups is the cgroup jobs' cgroups go under (cgroupBase).
 	cgroups string
+	// users is this Runtime's shared hold on its run dir (usersFile).
+	users   *lockfile.Lock
 	warm    *warmer
 	filters *filterCache
 	// mappings are the id mappings of the user namespaces NewNamespaces
@@ -70,7 +72,7 @@ type Runtime struct {
 // New returns a Runtime for stateDir, which it creates, and starts getting
 // its starter ready (jobrun-starter, found next to the running binary or
 // on PATH) in the background. Close stops it.
-func New(stateDir string, log hclog.Logger) (*Runtime, error) {
+func New(stateDir string, log hclog.Logger) (_ *Runtime, err error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
@@ -100,6 +102,16 @@ func New(stateDir string, log hclog.Logger) (*Runtime, error) {
 	if err := makeRunDir(run, dir); err != nil {
 		return nil, err
 	}
+	// Held until Close: another process's Cleanup leaves this run dir to
+	// this Runtime's (see sweepRunDirs).
+	if rt.users, err = lockfile.AcquireShared(context.Background(), filepath.Join(run, usersFile)); err != nil {
+		return nil, fmt.Errorf("sandbox runtime dir: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			rt.users.Release()
+		}
+	}()
 	for _, d := range []string{rt.runc, rt.files} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("sandbox runtime dir: %w", err)
@@ -183,6 +195,7 @@ func (rt *Runtime) Ready() error {
 // too unless another process's containers are in it.
 func (rt *Runtime) Close() error {
 	rt.starter.close()
+	rt.users.Release()
 	removeRunDir(rt.run)
 	return nil
 }
