@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/jobrun/jobrun/internal/rundir"
 	"golang.org/x/sys/unix"
@@ -105,15 +106,38 @@ func makeRunDir(dir, stateDir string) error {
 const usersFile = "users"
 
 // removeRunDir removes dir (from makeRunDir) if no live Runtime uses it
-// and it holds no container.
+// and it holds no container. Its users lock held by another live Runtime
+// (shared) leaves dir to that one; held by another process's sweep
+// (sweepRunDir, exclusive, for milliseconds) it is waited for, up to
+// runDirWait: that sweep leaves a run dir whose state dir is still there.
 func removeRunDir(dir string) {
-	l, err := lockfile.TryAcquire(filepath.Join(dir, usersFile))
-	if err != nil {
-		return
+	path := filepath.Join(dir, usersFile)
+	deadline := time.Now().Add(runDirWait)
+	for {
+		l, err := lockfile.TryAcquire(path)
+		if err == nil {
+			defer l.Release()
+			removeRunDirLocked(dir)
+			return
+		}
+		if !errors.Is(err, lockfile.ErrLocked) {
+			return // gone already, with dir
+		}
+		s, err := lockfile.TryAcquireShared(path)
+		if err == nil {
+			s.Release()
+			return // a live Runtime's
+		}
+		if !errors.Is(err, lockfile.ErrLocked) || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(time.Millisecond)
 	}
-	defer l.Release()
-	removeRunDirLocked(dir)
 }
+
+// runDirWait bounds how long removeRunDir waits for another process's
+// sweep of the run dir.
+const runDirWait = 5 * time.Second
 
 // removeRunDirLocked is removeRunDir for a caller holding dir's users lock
 // exclusively: os.Remove removes only empty directories, so a container

@@ -2,10 +2,12 @@ package sandbox
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -95,5 +97,54 @@ func TestSweepRunDirs(t *testing.T) {
 		if _, err := os.Stat(dir); (err == nil) != want {
 			t.Errorf("%s: exists %v, want %v", filepath.Base(dir), err == nil, want)
 		}
+	}
+}
+
+// TestCloseRemovesRunDirDuringOthersSweep: a Runtime closing while
+// another process's Cleanup sweeps its run dir (holding the users lock
+// exclusively, see sweepRunDir) still removes the run dir, once that
+// sweep is done: the sweep leaves a run dir whose state dir is there.
+// Before removeRunDir waited for it, the run dir stayed (a CI run's
+// leak check found one). The control: a run dir another live Runtime
+// uses (its shared hold) stays.
+func TestCloseRemovesRunDirDuringOthersSweep(t *testing.T) {
+	mk := func() string {
+		dir := filepath.Join(t.TempDir(), "run")
+		if err := makeRunDir(dir, t.TempDir()); err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range []string{"runc", "containers"} {
+			if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return dir
+	}
+	// A sweep (another open file description, as another process's)
+	// holds the lock as Close comes, and lets go 50 ms later.
+	dir := mk()
+	sweep, err := lockfile.TryAcquire(filepath.Join(dir, usersFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		sweep.Release()
+	}()
+	removeRunDir(dir)
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("run dir left after a sweep held it as Close came: %v", err)
+	}
+
+	// Control: a live Runtime's shared hold keeps it, at once.
+	dir = mk()
+	other, err := lockfile.TryAcquireShared(filepath.Join(dir, usersFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Release()
+	removeRunDir(dir)
+	if _, err := os.Stat(dir); err != nil {
+		t.Errorf("run dir of a live Runtime removed: %v", err)
 	}
 }
