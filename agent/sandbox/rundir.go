@@ -191,6 +191,12 @@ func (rt *Runtime) sweepRunDir(ctx context.Context, dir string) error {
 		return err
 	}
 	defer l.Release()
+	if _, err := os.Stat(filepath.Join(dir, "state-dir")); errors.Is(err, os.ErrNotExist) {
+		// Its owner removed it meanwhile (removeRunDirLocked takes the
+		// note first): the lock file this made goes, and so does dir.
+		removeRunDirLocked(dir)
+		return nil
+	}
 	err = rt.cleanupRun(ctx, dir)
 	if _, serr := os.Stat(strings.TrimSpace(string(b))); errors.Is(serr, os.ErrNotExist) {
 		removeRunDirLocked(dir)
