@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -125,6 +126,18 @@ func killedAgent(t *testing.T, userns, other bool) {
 	}
 	if err := cleaner.Cleanup(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+	if other {
+		// The killed process's state dir is there still: its snapshots,
+		// workspaces and networks are the caller's to reclaim. rt's is
+		// a live Runtime's.
+		orphans := cleaner.OrphanedStateDirs()
+		if !slices.Contains(orphans, stateDir) {
+			t.Errorf("OrphanedStateDirs %q: want the killed process's %s", orphans, stateDir)
+		}
+		if slices.Contains(orphans, rt.dir) {
+			t.Errorf("OrphanedStateDirs %q: has the live Runtime's %s", orphans, rt.dir)
+		}
 	}
 	for _, p := range left {
 		if exists(p) {

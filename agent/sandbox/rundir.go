@@ -159,52 +159,67 @@ func removeRunDirLocked(dir string) {
 // dead containers and namespaces go (cleanupRun), and then the run dir
 // itself if its state dir is gone. That is what a process killed before
 // Close left of a state dir no process has open, which may never be
-// opened again (a killed test's, `jobrun local --state-dir`'s).
-func (rt *Runtime) sweepRunDirs(ctx context.Context) {
+// opened again (a killed test's, `jobrun local --state-dir`'s). It returns
+// the state dirs of those run dirs that still exist: the rest of what
+// their dead process left is there (OrphanedStateDirs).
+func (rt *Runtime) sweepRunDirs(ctx context.Context) []string {
 	parent := filepath.Dir(rt.run)
 	ents, err := os.ReadDir(parent)
 	if err != nil {
-		return
+		return nil
 	}
+	var orphans []string
 	for _, e := range ents {
 		dir := filepath.Join(parent, e.Name())
 		if dir == rt.run || !e.IsDir() {
 			continue
 		}
-		if err := rt.sweepRunDir(ctx, dir); err != nil {
+		state, err := rt.sweepRunDir(ctx, dir)
+		if err != nil {
 			rt.log.Warn("cleanup of another state dir's run dir", "dir", dir, "error", err)
 		}
+		if state != "" {
+			orphans = append(orphans, state)
+		}
 	}
+	return orphans
 }
 
-// sweepRunDir is sweepRunDirs for the run dir dir.
-func (rt *Runtime) sweepRunDir(ctx context.Context, dir string) error {
+// sweepRunDir is sweepRunDirs for the run dir dir. It returns dir's state
+// dir if it swept dir (no live Runtime uses it) and the state dir is
+// still there.
+func (rt *Runtime) sweepRunDir(ctx context.Context, dir string) (string, error) {
 	b, err := os.ReadFile(filepath.Join(dir, "state-dir"))
 	if err != nil {
-		return nil // not a run dir, or one being made
+		return "", nil // not a run dir, or one being made
 	}
 	l, err := lockfile.TryAcquire(filepath.Join(dir, usersFile))
 	if errors.Is(err, lockfile.ErrLocked) {
-		return nil // a live Runtime's: its own Cleanup is its business
+		return "", nil // a live Runtime's: its own Cleanup is its business
 	}
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer l.Release()
 	if _, err := os.Stat(filepath.Join(dir, "state-dir")); errors.Is(err, os.ErrNotExist) {
 		// Its owner removed it meanwhile (removeRunDirLocked takes the
 		// note first): the lock file this made goes, and so does dir.
 		removeRunDirLocked(dir)
-		return nil
+		return "", nil
 	}
 	err = rt.cleanupRun(ctx, dir)
-	if _, serr := os.Stat(strings.TrimSpace(string(b))); errors.Is(serr, os.ErrNotExist) {
+	state := strings.TrimSpace(string(b))
+	if _, serr := os.Stat(state); errors.Is(serr, os.ErrNotExist) {
 		removeRunDirLocked(dir)
 		if _, serr := os.Stat(dir); errors.Is(serr, os.ErrNotExist) {
 			rt.log.Debug("removed the run dir of a state dir that is gone", "dir", dir)
 		}
+		return "", err
 	}
-	return err
+	if !filepath.IsAbs(state) || state == rt.dir {
+		return "", err // not a note makeRunDir wrote
+	}
+	return state, err
 }
 
 // privateDir makes sure dir is a directory of this user's that nobody

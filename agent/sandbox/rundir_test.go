@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -91,12 +92,24 @@ func TestSweepRunDirs(t *testing.T) {
 	gone := mk("gone", filepath.Join(parent, "no-such-state-dir"), false)
 	busy := mk("busy", filepath.Join(parent, "no-such-state-dir"), true)
 	kept := mk("kept", live, false)
+	// A run dir a live Runtime uses (its shared hold on the users lock).
+	used := mk("used", t.TempDir(), false)
+	u, err := lockfile.TryAcquireShared(filepath.Join(used, usersFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Release()
 	rt := &Runtime{run: mine, log: hclog.NewNullLogger()}
-	rt.sweepRunDirs(context.Background())
-	for dir, want := range map[string]bool{mine: true, gone: false, busy: true, kept: true} {
+	orphans := rt.sweepRunDirs(context.Background())
+	for dir, want := range map[string]bool{mine: true, gone: false, busy: true, kept: true, used: true} {
 		if _, err := os.Stat(dir); (err == nil) != want {
 			t.Errorf("%s: exists %v, want %v", filepath.Base(dir), err == nil, want)
 		}
+	}
+	// Only the swept run dir whose state dir is there reports it: the
+	// rest of its dead process's leftovers are under it.
+	if !slices.Equal(orphans, []string{live}) {
+		t.Errorf("orphaned state dirs %q, want %q", orphans, []string{live})
 	}
 }
 

@@ -67,6 +67,10 @@ type Runtime struct {
 	// rlCgroups what it may do with cgroups (rootless_cgroup.go).
 	rootless  bool
 	rlCgroups rootlessCgroups
+	// orphans are the state dirs of the dead run dirs the last Cleanup
+	// swept (OrphanedStateDirs).
+	orphansMu sync.Mutex
+	orphans   []string
 }
 
 // New returns a Runtime for stateDir, which it creates, and starts getting
@@ -564,8 +568,24 @@ func chownEtc(dir string, uid, gid int) error {
 // of live processes are not touched. The error is about this state dir's
 // containers; another's that cannot be removed is logged.
 func (rt *Runtime) Cleanup(ctx context.Context) error {
-	rt.sweepRunDirs(ctx)
+	orphans := rt.sweepRunDirs(ctx)
+	rt.orphansMu.Lock()
+	rt.orphans = orphans
+	rt.orphansMu.Unlock()
 	return rt.cleanupRun(ctx, rt.run)
+}
+
+// OrphanedStateDirs returns the other state dirs whose run dirs the last
+// Cleanup found no live Runtime using (their process was killed before
+// Close) and which still exist. The sandbox's part of them is reclaimed;
+// the rest of what their dead process left (snapshots, workspaces,
+// networks under the state dir) is for the caller to remove, with the
+// lock-based clean-ups a process opening that state dir would run: the
+// state dir may never be opened again.
+func (rt *Runtime) OrphanedStateDirs() []string {
+	rt.orphansMu.Lock()
+	defer rt.orphansMu.Unlock()
+	return slices.Clone(rt.orphans)
 }
 
 // cleanupRun removes the dead containers and namespaces of the run dir
