@@ -217,21 +217,18 @@ func (sn *Snapshot) clear() error {
 // starts; a snapshot a live process holds is never touched.
 func (s *Store) Cleanup(ctx context.Context) error {
 	var errs []error
-	err := lockfile.Sweep(ctx, s.snaps, func(dir string, lock *lockfile.Lock) error {
-		sn := &Snapshot{dir: dir, lock: lock, mounted: mount.IsMountpoint(filepath.Join(dir, "rootfs"))}
-		if err := sn.Remove(); err != nil {
-			return err
-		}
-		s.log.Info("removed a snapshot left by a killed process", "snapshot", filepath.Base(dir))
-		return nil
-	})
-	if err != nil {
-		errs = append(errs, fmt.Errorf("snapshot cleanup: %w", err))
+	if err := s.cleanupSnapshots(ctx); err != nil {
+		errs = append(errs, err)
 	}
 	if err := s.cleanupViews(ctx); err != nil {
 		errs = append(errs, err)
 	}
 	// With the gc lock exclusive, no pull or import is writing to tmp/.
+	// A store without tmp/ (CleanupDir's of a store never opened) has
+	// nothing there, and gets no gc lock file made.
+	if _, err := os.Stat(s.tmpDir()); err != nil {
+		return errors.Join(errs...)
+	}
 	if gc, err := lockfile.TryAcquire(s.gcLock()); err == nil {
 		tmp, _ := os.ReadDir(s.tmpDir())
 		for _, e := range tmp {
@@ -242,4 +239,21 @@ func (s *Store) Cleanup(ctx context.Context) error {
 		gc.Release()
 	}
 	return errors.Join(errs...)
+}
+
+// cleanupSnapshots is Cleanup's part for the snapshots: those whose lock
+// no live process holds are unmounted and removed.
+func (s *Store) cleanupSnapshots(ctx context.Context) error {
+	err := lockfile.Sweep(ctx, s.snaps, func(dir string, lock *lockfile.Lock) error {
+		sn := &Snapshot{dir: dir, lock: lock, mounted: mount.IsMountpoint(filepath.Join(dir, "rootfs"))}
+		if err := sn.Remove(); err != nil {
+			return err
+		}
+		s.log.Info("removed a snapshot left by a killed process", "snapshot", filepath.Base(dir))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("snapshot cleanup: %w", err)
+	}
+	return nil
 }

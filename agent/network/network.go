@@ -854,6 +854,26 @@ func (m *Manager) Cleanup(ctx context.Context) error {
 	if m.o.Rootless {
 		return m.cleanupRootless(ctx)
 	}
+	var errs []error
+	if err := m.cleanupJobs(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	// Leases of dead jobs of other state dirs (or whose state dir is
+	// gone): their namespaces went with their processes or are the other
+	// state dir's to unmount (CleanupStateDir), but the host-wide links
+	// and rules are ours to remove as much as theirs.
+	if err := m.reapLeases(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := m.removeHostIfIdle(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// cleanupJobs is Cleanup's part for this state dir's jobs: those whose
+// lock is free lose their rules, link, namespace, lease and directory.
+func (m *Manager) cleanupJobs(ctx context.Context) error {
 	ents, err := os.ReadDir(m.jobs)
 	if err != nil {
 		return fmt.Errorf("network cleanup: %w", err)
@@ -880,16 +900,6 @@ func (m *Manager) Cleanup(ctx context.Context) error {
 			m.o.Log.Info("removed network left by a dead process", "id", e.Name())
 		}
 		lock.Release()
-	}
-	// Leases of dead jobs of other state dirs (or whose state dir is
-	// gone): their namespaces went with their processes or are the other
-	// state dir's to unmount, but the host-wide links and rules are ours
-	// to remove as much as theirs.
-	if err := m.reapLeases(ctx); err != nil {
-		errs = append(errs, err)
-	}
-	if err := m.removeHostIfIdle(ctx); err != nil {
-		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
