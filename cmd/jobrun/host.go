@@ -334,6 +334,13 @@ func openHost(ctx context.Context, g *globals, o hostOptions, progress io.Writer
 	}
 	cleanups := []func(context.Context) error{
 		images.Cleanup, sb.Cleanup,
+		// The rest of what killed processes left in the state dirs
+		// whose run dirs sb.Cleanup swept; before nm.Cleanup, which
+		// removes the bridge and the table once their jobs are gone.
+		func(ctx context.Context) error {
+			reclaimOrphans(ctx, g.log, sb.OrphanedStateDirs(), rootlessChild())
+			return nil
+		},
 		func(ctx context.Context) error { return workspace.Cleanup(ctx, filepath.Join(r.WorkDir, "workspaces")) },
 		func(ctx context.Context) error { return agent.CleanupScratch(ctx, r.WorkDir) },
 	}
