@@ -2,18 +2,24 @@ package main
 
 import (
 	"bufio"
+	"context"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/jobrun/jobrun/agent/sandbox"
+	"github.com/jobrun/jobrun/internal/lockfile"
 	"github.com/jobrun/jobrun/internal/owner"
+	"github.com/jobrun/jobrun/internal/testenv"
 )
 
 // TestStartReclaimsKilledStateDirs: a `jobrun local` SIGKILLed mid-job on
@@ -234,4 +240,79 @@ func removeRunDirOf(stateDir string) {
 		os.Remove(filepath.Join(run, f))
 	}
 	os.Remove(run)
+}
+
+// TestReclaimOrphansOpensNothing: reclaiming another state dir makes
+// nothing there (no store, no network or cache directory, no config): a
+// state dir with only its config is as it was.
+func TestReclaimOrphansOpensNothing(t *testing.T) {
+	testenv.RequireRoot(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "config.hcl"), []byte("userns = \"off\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := tree(t, dir)
+	reclaimOrphans(context.Background(), hclog.NewNullLogger(), []string{dir}, false)
+	if after := tree(t, dir); !slices.Equal(after, before) {
+		t.Errorf("reclaiming a state dir changed it:\nbefore %q\nafter  %q", before, after)
+	}
+}
+
+// TestReclaimOrphansOnlyOwnStateDirs: what a dead process left (entries
+// whose lock is free) goes from a state dir of this user's, and stays in
+// one another user owns now (the path is no longer jobrun's); an entry
+// whose lock a live process holds stays in both.
+func TestReclaimOrphansOnlyOwnStateDirs(t *testing.T) {
+	testenv.RequireRoot(t)
+	dead := []string{"snapshots/dead", "work/workspaces/dead", "work/nocache/dead", "network/dead", "caches/private/dead"}
+	mk := func(uid int) string {
+		dir := t.TempDir()
+		for _, e := range append(dead, "snapshots/live", "work/workspaces/live") {
+			if err := os.MkdirAll(filepath.Join(dir, e), 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, e := range []string{"snapshots/live", "work/workspaces/live"} {
+			l, err := lockfile.TryAcquire(filepath.Join(dir, e) + ".lock")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { l.Release() })
+		}
+		if err := os.Chown(dir, uid, uid); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	mine, theirs := mk(os.Geteuid()), mk(65534)
+	reclaimOrphans(context.Background(), hclog.NewNullLogger(), []string{mine, theirs}, false)
+	for _, e := range dead {
+		if _, err := os.Stat(filepath.Join(mine, e)); err == nil {
+			t.Errorf("%s: a dead process's entry stayed", e)
+		}
+		if _, err := os.Stat(filepath.Join(theirs, e)); err != nil {
+			t.Errorf("%s in another user's dir: %v", e, err)
+		}
+	}
+	for _, e := range []string{"snapshots/live", "work/workspaces/live"} {
+		for _, dir := range []string{mine, theirs} {
+			if _, err := os.Stat(filepath.Join(dir, e)); err != nil {
+				t.Errorf("%s, held by a live process: %v", e, err)
+			}
+		}
+	}
+}
+
+// tree lists the paths under dir.
+func tree(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		out = append(out, p)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
