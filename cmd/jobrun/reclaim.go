@@ -23,15 +23,18 @@ import (
 // so nothing else would unmount its snapshots, idmapped layer views,
 // workspaces and cache overlays, or its jobs' network namespaces.
 //
-// Each state dir gets the start-up clean-ups openHost runs for its own,
-// in a form that opens nothing there (no config read or written, no store
-// made): every one removes only entries whose lock (lockfile) no live
-// process holds, and every entry's lock is taken before the entry is
-// made, so a process that opens the state dir meanwhile, or one that was
-// using it all along, keeps all of its own. Only what those clean-ups
-// remove goes: a mount jobrun did not make (a disk at STATE/caches) is
-// never touched. Failures are warnings: another state dir never fails
-// this one's start.
+// Each state dir gets the start-up clean-ups openHost runs for its own
+// (of the caches', the part that unmounts), in a form that opens nothing
+// there: no config read or written, no store made (removing a job's
+// network needs none of its state dir's config). Every one removes only
+// entries whose lock (lockfile) no live process holds, and every entry's
+// lock is taken before the entry is made, so a process that opens the
+// state dir meanwhile, or one that was using it all along, keeps all of
+// its own. (A job's network has its lock inside its entry: a Setup in the
+// instant between the two fails as "in use" and removes nothing, as with
+// two processes sharing a state dir.) Only what those clean-ups remove goes: a mount jobrun did not
+// make (a disk at STATE/caches) is never touched. Failures are warnings:
+// another state dir never fails this one's start.
 func reclaimOrphans(ctx context.Context, log hclog.Logger, dirs []string, rootless bool) {
 	for _, dir := range dirs {
 		if err := ownedStateDir(dir); err != nil {
@@ -52,8 +55,8 @@ func reclaimOrphans(ctx context.Context, log hclog.Logger, dirs []string, rootle
 			{"networks", func(ctx context.Context) error {
 				return network.CleanupStateDir(ctx, network.Options{StateDir: dir, Rootless: rootless, Log: log.Named("network")})
 			}},
-			{"cache overlays", func(ctx context.Context) error {
-				return cache.CleanupDir(ctx, filepath.Join(dir, "caches"), log.Named("cache"))
+			{"private cache overlays", func(context.Context) error {
+				return cache.CleanupDir(filepath.Join(dir, "caches"), log.Named("cache"))
 			}},
 		}
 		for _, c := range cleanups {
