@@ -567,6 +567,8 @@ func chownEtc(dir string, uid, gid int) error {
 // killed, their cgroups, libcontainer state and files removed. Containers
 // of live processes are not touched. The error is about this state dir's
 // containers; another's that cannot be removed is logged.
+// OrphanedStateDirs then names the other state dirs swept that still
+// exist.
 func (rt *Runtime) Cleanup(ctx context.Context) error {
 	orphans := rt.sweepRunDirs(ctx)
 	rt.orphansMu.Lock()
