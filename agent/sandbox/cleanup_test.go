@@ -91,6 +91,13 @@ func killedAgent(t *testing.T, userns, other bool) {
 	if _, err := fmt.Sscanf(line, "ready %d", &initPid); err != nil {
 		t.Fatalf("helper said %q", line)
 	}
+	// A Runtime started elsewhere meanwhile (another package's test)
+	// would reclaim, from a run dir nobody holds, what we look at first.
+	release, err := Hold(context.Background(), stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
 	cmd.Process.Kill()
 	cmd.Wait()
 
@@ -120,6 +127,7 @@ func killedAgent(t *testing.T, userns, other bool) {
 	if !cg.Exists() {
 		t.Error("cgroup missing before Cleanup")
 	}
+	release()
 	cleaner := rt
 	if other {
 		cleaner, _ = newRuntime(t)

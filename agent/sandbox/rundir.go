@@ -105,6 +105,29 @@ func makeRunDir(dir, stateDir string) error {
 // process's, whatever its containers' locks say.
 const usersFile = "users"
 
+// Hold keeps other processes' Cleanup away from stateDir's run dir, as a
+// live Runtime on it does, until release is called: what a killed process
+// left there stays for its own state dir's next Cleanup (or the caller's
+// inspection) to find. It makes the run dir if there is none; release
+// removes it if nobody uses it and it holds no container, as Close does.
+func Hold(ctx context.Context, stateDir string) (release func(), err error) {
+	run, err := RunDir(stateDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := makeRunDir(run, stateDir); err != nil {
+		return nil, err
+	}
+	l, err := lockfile.AcquireShared(ctx, filepath.Join(run, usersFile))
+	if err != nil {
+		return nil, fmt.Errorf("sandbox runtime dir: %w", err)
+	}
+	return func() {
+		l.Release()
+		removeRunDir(run)
+	}, nil
+}
+
 // removeRunDir removes dir (from makeRunDir) if no live Runtime uses it
 // and it holds no container. Its users lock held by another live Runtime
 // (shared) leaves dir to that one; held by another process's sweep

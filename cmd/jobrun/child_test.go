@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"os/exec"
 	"strings"
 	"sync"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jobrun/jobrun/agent/sandbox"
 	"github.com/jobrun/jobrun/internal/testenv"
 )
 
@@ -149,4 +151,22 @@ func (c *child) signal(t *testing.T, sig syscall.Signal) error {
 		t.Fatalf("jobrun did not end within a minute of %s:\n%s%s", sig, c.stdout, c.stderr)
 		return nil
 	}
+}
+
+// holdStateDir keeps other processes' start-up clean-ups (which reclaim
+// what killed processes left in state dirs nobody uses, see
+// reclaimOrphans) off state until the returned release is called, or
+// the test ends: a test that kills a jobrun and then looks at what it
+// left would otherwise race every jobrun started meanwhile, by another
+// package's tests too. Take it before the kill.
+func holdStateDir(t *testing.T, state string) (release func()) {
+	t.Helper()
+	rel, err := sandbox.Hold(context.Background(), state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	release = func() { once.Do(rel) }
+	t.Cleanup(release)
+	return release
 }

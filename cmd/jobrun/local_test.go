@@ -558,6 +558,7 @@ job "long" {
 	h := newTestHost(t)
 	c := startChild(t, exec.Command(bin, "--state-dir", h.state, "local", "--artifacts", h.artifacts, file))
 	c.line(t, c.stdout, has("| sleeping"))
+	release := holdStateDir(t, h.state)
 	c.signal(t, syscall.SIGKILL)
 	left, _ := filepath.Glob(filepath.Join(h.state, "network", "*", "lock"))
 	if len(left) == 0 {
@@ -569,6 +570,7 @@ job "next" {
   step "x" { run = "true" }
 }
 `, map[string]string{})
+	release()
 	if r := h.local(t, next); r.code != 0 {
 		t.Fatalf("the next run: exit %d", r.code)
 	}

@@ -31,6 +31,7 @@ job "long" {
 	leaks := leakcheck.Take(t, scratch)
 	c := startChild(t, exec.Command(bin, "--state-dir", h.state, "local", "--no-cache", "--artifacts", h.artifacts, file))
 	c.line(t, c.stdout, has("| filled"))
+	release := holdStateDir(t, h.state)
 	c.signal(t, syscall.SIGKILL)
 	left, _ := filepath.Glob(filepath.Join(scratch, "*", "file"))
 	if len(left) == 0 {
@@ -43,6 +44,7 @@ job "next" {
   step "x" { run = "test ! -e /deps/file && echo fresh > /deps/file" }
 }
 `, map[string]string{})
+	release()
 	if r := h.local(t, next, "--no-cache"); r.code != 0 {
 		t.Fatalf("the next run: exit %d", r.code)
 	}

@@ -86,6 +86,9 @@ job "bridge" {
 	}
 	run(userns, sleepers, nil, ends("| sleeping"), ends("| sleeping-offline"))
 	run(plain, bridged, []string{"--userns", "off"}, ends("| sleeping"))
+	// Held until the next start below: a jobrun started meanwhile (by
+	// another package's tests too) would reclaim what we look at first.
+	releases := []func(){holdStateDir(t, userns.state), holdStateDir(t, plain.state)}
 	for _, c := range killed {
 		c.signal(t, syscall.SIGKILL)
 	}
@@ -118,6 +121,9 @@ job "quick" {
 }
 `, map[string]string{})
 	other := newTestHost(t)
+	for _, release := range releases {
+		release()
+	}
 	if r := other.local(t, quick); r.code != 0 {
 		t.Fatalf("jobrun local on another state dir: exit %d", r.code)
 	}
