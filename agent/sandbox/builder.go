@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/moby/profiles/seccomp"
+	"github.com/opencontainers/runc/libcontainer/configs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -127,4 +128,24 @@ func builderSeccomp(spec *specs.Spec) (*specs.LinuxSeccomp, error) {
 	}
 	sc.Syscalls = rules
 	return sc, nil
+}
+
+// builderSysctls are the sysctls of a building container's own network
+// namespace (one libcontainer makes: a job's network, Spec.NetNS, gets the
+// same from package network, which makes it): Docker's defaults for every
+// container, ports below 1024 for every user and ICMP echo sockets for
+// every group the container maps (gids, the container's group mappings;
+// the kernel refuses a range naming unmapped groups). A building job's
+// root steps hold no capability over the job's network namespace (they
+// are root of a nested user namespace: see the comment above), so
+// without these they could not bind port 80 or ping.
+func builderSysctls(gids []configs.IDMap) map[string]string {
+	var top int64
+	for _, m := range gids {
+		top = max(top, m.ContainerID+m.Size-1)
+	}
+	return map[string]string{
+		"net.ipv4.ip_unprivileged_port_start": "0",
+		"net.ipv4.ping_group_range":           fmt.Sprintf("0 %d", top),
+	}
 }
