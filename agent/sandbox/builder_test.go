@@ -98,20 +98,40 @@ func TestBuilderNeedsUserns(t *testing.T) {
 	}
 }
 
-// TestBuilderStepsNeverHoldSysAdmin: a building job's steps have the
-// default capability sets (CAP_SYS_ADMIN is for the nested namespaces
-// they make, never the job's) and the seccomp filter.
+// TestBuilderStepsNeverHoldSysAdmin: a building job's processes never
+// hold CAP_SYS_ADMIN over the job's namespaces: its launcher (PID 1, in
+// the job's user namespace) and its non-root steps have the default
+// capability sets and the seccomp filter; its root steps hold every
+// capability, CAP_SYS_ADMIN included, only as root of a user namespace
+// of their own, nested in the job's (TestBuilderRootStepIsRootOfNestedUserns
+// and TestBuilderRootStepCannotChangeJobsNamespaces).
 func TestBuilderStepsNeverHoldSysAdmin(t *testing.T) {
 	rt, _ := newRuntime(t)
 	ns, rfs := jobNS(t, rt, "builder-caps", rangeA, false, rootfs(t))
 	c := start(t, rt, Spec{ID: "builder-caps", Rootfs: rfs, UserNS: ns.UserPath(), Builder: true})
-	exit, out, errOut := sh(t, c, Process{}, `grep -E '^(Cap(Prm|Eff|Bnd)|Seccomp):' /proc/self/status`)
-	if !exit.Success() {
-		t.Fatalf("%s: %s", exit, errOut)
-	}
-	for _, want := range []string{"CapPrm:\t00000000a80405fb", "CapEff:\t00000000a80405fb", "CapBnd:\t00000000a80405fb", "Seccomp:\t2"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("no %q in:\n%s", want, out)
+	for _, tc := range []struct {
+		name, script string
+		p            Process
+		want         []string
+	}{
+		{"launcher", `grep -E '^(Cap(Prm|Eff|Bnd)|Seccomp):' /proc/1/status`, Process{},
+			[]string{"CapPrm:\t00000000a80405fb", "CapEff:\t00000000a80405fb", "CapBnd:\t00000000a80405fb", "Seccomp:\t2"}},
+		{"non-root step", `grep -E '^(Cap(Prm|Eff|Bnd)|Seccomp):' /proc/self/status`, Process{User: "1000:1000"},
+			[]string{"CapPrm:\t0000000000000000", "CapEff:\t0000000000000000", "CapBnd:\t00000000a80405fb", "Seccomp:\t2"}},
+		{"root step", `readlink /proc/self/ns/user; grep -E '^Seccomp:' /proc/self/status`, Process{},
+			[]string{"Seccomp:\t2"}},
+	} {
+		exit, out, errOut := sh(t, c, tc.p, tc.script)
+		if !exit.Success() {
+			t.Fatalf("%s: %s: %s", tc.name, exit, errOut)
+		}
+		for _, want := range tc.want {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s: no %q in:\n%s", tc.name, want, out)
+			}
+		}
+		if tc.name == "root step" && strings.Contains(out, nsOf(t, c, "user")) {
+			t.Errorf("root step in the job's user namespace %s:\n%s", nsOf(t, c, "user"), out)
 		}
 	}
 }
