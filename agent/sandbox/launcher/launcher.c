@@ -16,7 +16,9 @@
  * anything else (and, without no_new_privs, a user namespace's container,
  * then drops the CAP_SYS_ADMIN it was given for that), then starts each step the agent asks for as its own
  * child, with the step's user, groups, environment, working directory and
- * stdio, and reports how the step ended. Steps so inherit the container's
+ * stdio (a step marked Nest, a building container's root step, as root of
+ * a user namespace of its own nested in the container's: see nest_maps),
+ * and reports how the step ended. Steps so inherit the container's
  * namespaces, cgroup, seccomp filter, no_new_privs and capability bounding
  * set from one place, with no setup process per step. Like tini it reaps
  * every orphan in the container (as PID 1, or as a child subreaper when it
