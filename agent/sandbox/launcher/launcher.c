@@ -610,9 +610,9 @@ struct child_args {
 enum { FAIL_EXEC, FAIL_SYNC, FAIL_MOUNTNS };
 
 /* child runs in the new process, which shares this one's memory until it
- * execs (CLONE_VM|CLONE_VFORK, as Go's ForkExec: no page tables to copy),
- * so it only makes system calls, raw ones where glibc's wrappers would
- * coordinate threads. The order is ForkExec's: session, signal mask,
+ * execs (CLONE_VM|CLONE_VFORK, as Go's ForkExec: no page tables to copy;
+ * a nested step's has a copy of its own, see start), so it only makes
+ * system calls, raw ones where glibc's wrappers would coordinate threads. The order is ForkExec's: session, signal mask,
  * groups, gid, uid, then chdir as that user, stdio, exec. An errno before
  * exec goes back on the close-on-exec pipe; exec closes it on success. */
 static int child(void *arg)
@@ -793,7 +793,8 @@ static char **str_ptrs(const struct str *ss, uint32_t n)
 }
 
 /* The new process's stack until it execs: one suffices, as CLONE_VFORK
- * holds this process until then. */
+ * holds this process until then (and a nested step's process, forked,
+ * has its own copy). */
 static _Alignas(64) char child_stack[64 << 10];
 
 /* start forks and execs p with stdio as its fds 0, 1 and 2. It returns
