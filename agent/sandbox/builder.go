@@ -5,41 +5,78 @@ import (
 	"slices"
 
 	"github.com/moby/profiles/seccomp"
+	"github.com/opencontainers/runc/libcontainer/configs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-// A building container (Spec.Builder) runs rootless image builders
-// (buildah, podman build) as the root of its own user namespace. Side by
-// side with a default container in a user namespace:
+// A building container (Spec.Builder) runs image builders (buildah,
+// podman build) as the root of user namespaces nested in the job's. Side
+// by side with a default container in a user namespace:
 //
 //	                  default                    building
 //	capabilities      defaultCaps                defaultCaps (no CAP_SYS_ADMIN)
+//	                                             for the launcher and non-root
+//	                                             steps; root steps: all, as
+//	                                             root of a nested user
+//	                                             namespace (below)
 //	seccomp           Docker's default           Docker's default as with
 //	                                             CAP_SYS_ADMIN, less
 //	                                             builderDenied
 //	masked paths      maskedPaths                none
 //	read-only paths   readonlyPaths              none
 //	no_new_privs      off (on with userns off)   off
+//	own netns's       none (a job's network:     ip_unprivileged_port_start=0,
+//	sysctls           the two at right)          ping_group_range: all mapped
+//	                                             groups (builderSysctls)
 //
 // What the builders need, measured with Debian's buildah 1.28 (`buildah
 // build --isolation chroot` of a multi-stage Dockerfile with RUN steps,
 // TestBuilderBuildsImage): buildah, root without CAP_SYS_ADMIN, takes its
-// rootless path: it unshares a user namespace of its own under the job's
-// (the job's root holds CAP_SETUID and CAP_SETGID over the job's 65536 ids,
-// so it writes the nested uid_map and gid_map itself: no newuidmap, no
-// setuid helper) and, as that namespace's root, mounts its overlay storage
-// and each RUN step's /proc, /sys and /dev in mount namespaces of its own.
-// podman build (4.3) takes the same path and maps its nested namespace from
+// rootless path: it re-executes itself in a user namespace of its own
+// under the job's (the job's root holds CAP_SETUID and CAP_SETGID over the
+// job's 65536 ids, so it writes the nested uid_map and gid_map itself: no
+// newuidmap, no setuid helper) and, as that namespace's root, mounts its
+// overlay storage and each RUN step's /proc, /sys and /dev in mount
+// namespaces of its own. That re-exec cost ~14 ms per buildah command, so
+// the launcher does it once per step instead: a building container's root
+// steps (wire.Proc.Nest; not non-root steps, nor an interactive shell)
+// start as root of a new user namespace nested in the job's, with the
+// identity mapping of the job's ids ("0 0 65536") and a new mount
+// namespace owned by it. The launcher forks the step with CLONE_NEWUSER
+// and writes its maps from the job's namespace (the kernel lets only a
+// process of the parent namespace holding CAP_SETUID and CAP_SETGID there
+// map more than one id), then the step unshares its mount namespace; if
+// any of it fails the step fails, saying what failed, and never runs
+// un-nested. There a root step holds every capability, CAP_SYS_ADMIN
+// included (buildah takes its rootful path at once, storage at
+// /var/lib/containers: TestBuilderBuildahTakesNoReexec), over its own
+// namespaces only: the job's mount, network, uts, ipc and pid namespaces
+// stay owned by the job's user namespace, where it holds nothing more
+// than before (TestBuilderRootStepCannotChangeJobsNamespaces: its mounts
+// are its own mount namespace's, it cannot take off the runtime's mounts,
+// set the job's hostname or change the job's network). That is what
+// `unshare -Urm` gives any step of a building job anyway (nested user
+// namespaces are allowed here by design), and the seccomp filter, loaded
+// by the launcher, holds in it. As these steps hold no CAP_NET_BIND_SERVICE
+// or CAP_NET_RAW over the job's network namespace, a building container's
+// own network namespace gets the sysctls Docker sets in every container
+// (builderSysctls; a job's network, Spec.NetNS, has them from package
+// network) so that its steps bind ports below 1024 and ping
+// (TestBuilderStepsBindLowPortsAndPing).
+// podman build (4.3), rootless, maps its nested namespace from
 // /etc/subuid and /etc/subgid through the set-uid newuidmap (which works:
-// no no_new_privs), so the job gives its root the other 65535 ids there
-// first (`root:1:65535`); with its default isolation crun's pivot_root
-// fails with EPERM inside the nested namespaces, and `--isolation chroot`
-// (buildah's, as above) works. So the job keeps Docker's capability set: CAP_SYS_ADMIN over the job's
-// namespaces stays dropped (TestUsernsStepsNeverHoldSysAdmin), and a mount
-// made straight in the job's mount namespace still fails (escape battery);
-// the runtime's mounts (/sys read-only, /etc/hosts, the init) are locked
-// in every nested namespace the job makes: it cannot take them off or
-// remount them read-write (TestEscapesBuilder). Each relaxation:
+// no no_new_privs), so a job running it as non-root or in an interactive
+// shell gives its root the other 65535 ids there first (`root:1:65535`);
+// as a nested root step it takes its rootful path. With its default
+// isolation crun's pivot_root fails with EPERM inside the nested
+// namespaces, and `--isolation chroot` (buildah's, as above) works. So
+// the job keeps Docker's capability set: CAP_SYS_ADMIN over the job's
+// namespaces stays dropped (TestUsernsStepsNeverHoldSysAdmin,
+// TestBuilderStepsNeverHoldSysAdmin), and no step mounts straight in the
+// job's mount namespace (TestBuilderRootStepCannotChangeJobsNamespaces);
+// the runtime's mounts (/sys read-only, /etc/hosts, the
+// init) are locked in every nested namespace: no step can take them off
+// or remount them read-write (TestEscapesBuilder). Each relaxation:
 //
 //   - seccomp: the rules Docker's profile opens only with CAP_SYS_ADMIN, so
 //     that the kernel, not the filter, decides by the namespace's owner:
@@ -127,4 +164,24 @@ func builderSeccomp(spec *specs.Spec) (*specs.LinuxSeccomp, error) {
 	}
 	sc.Syscalls = rules
 	return sc, nil
+}
+
+// builderSysctls are the sysctls of a building container's own network
+// namespace (one libcontainer makes: a job's network, Spec.NetNS, gets the
+// same from package network, which makes it): Docker's defaults for every
+// container, ports below 1024 for every user and ICMP echo sockets for
+// every group the container maps (gids, the container's group mappings;
+// the kernel refuses a range naming unmapped groups). A building job's
+// root steps hold no capability over the job's network namespace (they
+// are root of a nested user namespace: see the comment above), so
+// without these they could not bind port 80 or ping.
+func builderSysctls(gids []configs.IDMap) map[string]string {
+	var top int64
+	for _, m := range gids {
+		top = max(top, m.ContainerID+m.Size-1)
+	}
+	return map[string]string{
+		"net.ipv4.ip_unprivileged_port_start": "0",
+		"net.ipv4.ping_group_range":           fmt.Sprintf("0 %d", top),
+	}
 }

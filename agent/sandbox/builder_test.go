@@ -14,18 +14,15 @@ import (
 // "podman") as the job's root, its storage on /var/lib/containers (a
 // cache volume's place): the first stage adds a user and a set-uid file,
 // the second copies them and checks both; the builder's image list
-// (lines "image NAME:TAG") then lists the image. podman, unlike buildah,
-// maps its nested user namespace from /etc/subuid and /etc/subgid (with
-// the set-uid newuidmap, which works without no_new_privs): the job's
-// root gives itself its other 65535 ids.
+// (lines "image NAME:TAG") then lists the image. Both run as a root step,
+// root of a nested user namespace with CAP_SYS_ADMIN (builder.go): they
+// take their rootful paths, and podman needs no /etc/subuid.
 func buildScript(builder string) string {
 	run := `buildah --storage-driver overlay build --isolation chroot -t localhost/built:1 /tmp/ctx
 buildah --storage-driver overlay images --format 'image {{.Name}}:{{.Tag}}'
 `
 	if builder == "podman" {
-		run = `echo root:1:65535 >/etc/subuid
-echo root:1:65535 >/etc/subgid
-podman build --isolation chroot --cgroup-manager cgroupfs -t localhost/built:1 /tmp/ctx
+		run = `podman build --isolation chroot --cgroup-manager cgroupfs -t localhost/built:1 /tmp/ctx
 podman images --format 'image {{.Repository}}:{{.Tag}}'
 `
 	}
@@ -98,20 +95,40 @@ func TestBuilderNeedsUserns(t *testing.T) {
 	}
 }
 
-// TestBuilderStepsNeverHoldSysAdmin: a building job's steps have the
-// default capability sets (CAP_SYS_ADMIN is for the nested namespaces
-// they make, never the job's) and the seccomp filter.
+// TestBuilderStepsNeverHoldSysAdmin: a building job's processes never
+// hold CAP_SYS_ADMIN over the job's namespaces: its launcher (PID 1, in
+// the job's user namespace) and its non-root steps have the default
+// capability sets and the seccomp filter; its root steps hold every
+// capability, CAP_SYS_ADMIN included, only as root of a user namespace
+// of their own, nested in the job's (TestBuilderRootStepIsRootOfNestedUserns
+// and TestBuilderRootStepCannotChangeJobsNamespaces).
 func TestBuilderStepsNeverHoldSysAdmin(t *testing.T) {
 	rt, _ := newRuntime(t)
 	ns, rfs := jobNS(t, rt, "builder-caps", rangeA, false, rootfs(t))
 	c := start(t, rt, Spec{ID: "builder-caps", Rootfs: rfs, UserNS: ns.UserPath(), Builder: true})
-	exit, out, errOut := sh(t, c, Process{}, `grep -E '^(Cap(Prm|Eff|Bnd)|Seccomp):' /proc/self/status`)
-	if !exit.Success() {
-		t.Fatalf("%s: %s", exit, errOut)
-	}
-	for _, want := range []string{"CapPrm:\t00000000a80405fb", "CapEff:\t00000000a80405fb", "CapBnd:\t00000000a80405fb", "Seccomp:\t2"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("no %q in:\n%s", want, out)
+	for _, tc := range []struct {
+		name, script string
+		p            Process
+		want         []string
+	}{
+		{"launcher", `grep -E '^(Cap(Prm|Eff|Bnd)|Seccomp):' /proc/1/status`, Process{},
+			[]string{"CapPrm:\t00000000a80405fb", "CapEff:\t00000000a80405fb", "CapBnd:\t00000000a80405fb", "Seccomp:\t2"}},
+		{"non-root step", `grep -E '^(Cap(Prm|Eff|Bnd)|Seccomp):' /proc/self/status`, Process{User: "1000:1000"},
+			[]string{"CapPrm:\t0000000000000000", "CapEff:\t0000000000000000", "CapBnd:\t00000000a80405fb", "Seccomp:\t2"}},
+		{"root step", `readlink /proc/self/ns/user; grep -E '^Seccomp:' /proc/self/status`, Process{},
+			[]string{"Seccomp:\t2"}},
+	} {
+		exit, out, errOut := sh(t, c, tc.p, tc.script)
+		if !exit.Success() {
+			t.Fatalf("%s: %s: %s", tc.name, exit, errOut)
+		}
+		for _, want := range tc.want {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s: no %q in:\n%s", tc.name, want, out)
+			}
+		}
+		if tc.name == "root step" && strings.Contains(out, nsOf(t, c, "user")) {
+			t.Errorf("root step in the job's user namespace %s:\n%s", nsOf(t, c, "user"), out)
 		}
 	}
 }

@@ -67,7 +67,8 @@ type Process struct {
 	// by more than half a second is dropped.
 	Stdout, Stderr io.Writer
 	// Stdin, if set, is the process's standard input (an interactive
-	// shell); nil means /dev/null.
+	// shell, which in a building container stays in the job's user
+	// namespace: see builder.go); nil means /dev/null.
 	Stdin io.Reader
 	// Timeout, if set, stops the step (and every process of the container
 	// but init) after this long; Exit reports "timed out after ...".
@@ -325,6 +326,11 @@ func (c *Container) process(p Process) (*wire.Proc, error) {
 	// but has the same bounding set, so a set-uid binary in the image
 	// works as far as no_new_privs lets it: not at all without a user
 	// namespace, up to the range's root in one.
+	//
+	// A building container's root steps start as root of a user
+	// namespace of their own, nested in the job's (builder.go), but for
+	// an interactive shell (Stdin set), which stays in the job's
+	// namespaces to look at them.
 	return &wire.Proc{
 		Path:   p.Args[0],
 		Args:   p.Args,
@@ -333,6 +339,7 @@ func (c *Container) process(p Process) (*wire.Proc, error) {
 		UID:    uint32(u.UID),
 		GID:    uint32(u.GID),
 		Groups: groups,
+		Nest:   c.spec.Builder && u.UID == 0 && p.Stdin == nil,
 	}, nil
 }
 

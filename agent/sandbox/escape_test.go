@@ -67,8 +67,12 @@ func escapes(t *testing.T, userns, builder bool) {
 	}
 	probes := []probe{
 		// A building job mounts in nested namespaces only (see the
-		// nested subtest), never straight in the job's.
-		{name: "mount", args: "mount", job: "EPERM", priv: "ok"},
+		// nested subtest), never straight in the job's: its root steps
+		// run in a mount namespace of their own, owned by a user
+		// namespace of their own (builder.go), where they mount; no
+		// other step and not the launcher sees it
+		// (TestBuilderRootStepCannotChangeJobsNamespaces).
+		{name: "mount", args: "mount", job: "EPERM", priv: "ok", builderJob: "ok"},
 		{name: "mknod block device", args: "mknod-block /tmp/blk", job: "EPERM", priv: "ok"},
 		{name: "unshare user namespace", args: "unshare-user", job: "EPERM", priv: "ok", builderJob: "ok"},
 		// Blocked, both calls fail before the kernel looks at the image.

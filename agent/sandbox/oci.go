@@ -263,6 +263,9 @@ func libcontainerConfig(s *Spec, spec *specs.Spec) (*configs.Config, error) {
 	// The init dies with the thread that started it, so a killed agent
 	// never leaves a job running.
 	cfg.ParentDeathSignal = int(unix.SIGKILL)
+	if s.Builder && s.Network != "host" && s.NetNS == "" {
+		cfg.Sysctl = builderSysctls(cfg.GIDMappings)
+	}
 	if !s.Privileged {
 		// specconv allows mknod of any block device; a job needs none,
 		// and with the rule gone the devices cgroup refuses mknod of

@@ -96,8 +96,9 @@ type Spec struct {
 	// Builder lets the container build images with rootless builders
 	// (buildah, podman build) inside its user namespace: nested user
 	// namespaces, and mounts in them, through the seccomp filter, and an
-	// unmasked /proc; its capabilities stay. builder.go lists and
-	// justifies each. Needs UserNS.
+	// unmasked /proc; its capabilities stay, but its root steps run as
+	// root of a user namespace of their own nested in the job's.
+	// builder.go lists and justifies each. Needs UserNS.
 	Builder bool
 
 	caTargets []string // set by Start: where the CA bundle goes

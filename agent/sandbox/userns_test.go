@@ -508,7 +508,10 @@ func TestUsernsHostNetwork(t *testing.T) {
 // namespace loads the seccomp filter with CAP_SYS_ADMIN and drops it
 // before any step: the launcher and every step hold exactly the
 // capabilities a job without a user namespace holds (the control), and
-// the filter is in place.
+// the filter is in place. (A building container's root steps differ by
+// design: they are root of a user namespace nested in the job's, with
+// every capability there and none more over the job's namespaces; see
+// TestBuilderStepsNeverHoldSysAdmin.)
 func TestUsernsStepsNeverHoldSysAdmin(t *testing.T) {
 	rt, _ := newRuntime(t)
 	root := rootfs(t)

@@ -16,7 +16,9 @@
  * anything else (and, without no_new_privs, a user namespace's container,
  * then drops the CAP_SYS_ADMIN it was given for that), then starts each step the agent asks for as its own
  * child, with the step's user, groups, environment, working directory and
- * stdio, and reports how the step ended. Steps so inherit the container's
+ * stdio (a step marked Nest, a building container's root step, as root of
+ * a user namespace of its own nested in the container's: see nest_maps),
+ * and reports how the step ended. Steps so inherit the container's
  * namespaces, cgroup, seccomp filter, no_new_privs and capability bounding
  * set from one place, with no setup process per step. Like tini it reaps
  * every orphan in the container (as PID 1, or as a child subreaper when it
@@ -108,6 +110,7 @@ struct proc {
 	uint32_t uid, gid;
 	gid_t *groups;
 	uint32_t ngroups;
+	uint32_t nest; /* start in a nested user and mount namespace */
 };
 
 /* A running step: its pid (and process group) and the socket on which
@@ -123,6 +126,9 @@ struct launcher {
 	/* The signal mask this process started with, which steps get back. */
 	sigset_t initial_mask;
 	int sigfd;
+	/* The identity uid and gid maps of nested steps (nest_maps), read
+	 * at the first. */
+	char *idmap[2];
 };
 
 /* ---- errors ------------------------------------------------------------ */
@@ -348,6 +354,8 @@ static const char *decode_proc(const unsigned char *b, size_t len, struct proc *
 		return "decode step: uid: truncated";
 	if (dec_u32(&d, &p->gid) < 0)
 		return "decode step: gid: truncated";
+	if (dec_u32(&d, &p->nest) < 0)
+		return "decode step: nest: truncated";
 	uint32_t n;
 	if (dec_u32(&d, &n) < 0 || (uint64_t)n * 4 != d.len)
 		return "decode step: groups: truncated";
@@ -591,20 +599,48 @@ struct child_args {
 	char **argv, **envp;
 	int stdio[3];
 	int errpipe;
+	/* A nested step's (p->nest) read end of the pipe on which the
+	 * launcher says its maps are written; -1 otherwise. */
+	int syncfd;
 	const sigset_t *mask;
 };
 
+/* What a child that failed before exec was doing: the launcher words its
+ * error from this and the errno, both sent on the error pipe. */
+enum { FAIL_EXEC, FAIL_SYNC, FAIL_MOUNTNS };
+
 /* child runs in the new process, which shares this one's memory until it
- * execs (CLONE_VM|CLONE_VFORK, as Go's ForkExec: no page tables to copy),
- * so it only makes system calls, raw ones where glibc's wrappers would
- * coordinate threads. The order is ForkExec's: session, signal mask,
+ * execs (CLONE_VM|CLONE_VFORK, as Go's ForkExec: no page tables to copy;
+ * a nested step's has a copy of its own, see start), so it only makes
+ * system calls, raw ones where glibc's wrappers would coordinate threads. The order is ForkExec's: session, signal mask,
  * groups, gid, uid, then chdir as that user, stdio, exec. An errno before
  * exec goes back on the close-on-exec pipe; exec closes it on success. */
 static int child(void *arg)
 {
 	struct child_args *a = arg;
 	const struct proc *p = a->p;
-	int fd[3];
+	int fd[3], stage = FAIL_EXEC;
+	/* A nested step starts in its new user namespace, whose maps the
+	 * launcher writes from the container's (see nest_maps); then it
+	 * makes its mount namespace, owned by the new user namespace, so
+	 * mounts it makes stay its own and the container's are locked. */
+	if (a->syncfd >= 0) {
+		char c;
+		ssize_t n;
+		stage = FAIL_SYNC;
+		do
+			n = syscall(SYS_read, a->syncfd, &c, 1);
+		while (n < 0 && errno == EINTR);
+		if (n != 1) {
+			if (n == 0)
+				errno = EPIPE;
+			goto fail;
+		}
+		stage = FAIL_MOUNTNS;
+		if (syscall(SYS_unshare, CLONE_NEWNS) < 0)
+			goto fail;
+		stage = FAIL_EXEC;
+	}
 	/* Each step leads its own session, as libcontainer's processes did:
 	 * no controlling terminal, its own group for forwarded signals. */
 	if (syscall(SYS_setsid) < 0)
@@ -639,8 +675,8 @@ static int child(void *arg)
 			goto fail;
 	syscall(SYS_execve, a->path, a->argv, a->envp);
 fail:;
-	int e = errno;
-	ssize_t r = write(a->errpipe, &e, sizeof e);
+	int msg[2] = {stage, errno};
+	ssize_t r = write(a->errpipe, msg, sizeof msg);
 	(void)r;
 	_exit(253);
 }
@@ -661,6 +697,91 @@ static char *start_error(const struct proc *p, const char *path, int e)
 	return cat("exec ", path, ": ", errstr(e, buf), NULL);
 }
 
+/* nest_error is a nested step's error: what failed and errno e. */
+static char *nest_error(const char *what, int e)
+{
+	char buf[128];
+	return cat("start step in a nested user namespace: ", what, ": ", errstr(e, buf), NULL);
+}
+
+/* identity_map returns the identity mapping of the ids this process's
+ * user namespace maps, read from /proc/self/NAME ("0 0 65536" for a job's
+ * range), as one text for a nested namespace's NAME; NULL and *err if it
+ * cannot be read. Read once per launcher: the container's maps are set
+ * before it starts. */
+static char *identity_map(const char *name, char **err)
+{
+	char path[32], buf[8192];
+	snprintf(path, sizeof path, "/proc/self/%s", name);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		*err = nest_error(cat("read ", path, NULL), errno);
+		return NULL;
+	}
+	size_t len = 0;
+	for (;;) {
+		ssize_t n = read(fd, buf + len, sizeof buf - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int e = errno;
+			close(fd);
+			*err = nest_error(cat("read ", path, NULL), e);
+			return NULL;
+		}
+		if (n == 0 || (len += n) == sizeof buf - 1)
+			break;
+	}
+	close(fd);
+	buf[len] = 0;
+	char *out = malloc(len + 1), *w = out;
+	if (!out)
+		abort();
+	*w = 0;
+	for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+		unsigned long inside, outside, count;
+		if (sscanf(line, "%lu %lu %lu", &inside, &outside, &count) != 3)
+			continue;
+		/* The identity line is never longer than the read one. */
+		w += sprintf(w, "%lu %lu %lu\n", inside, inside, count);
+	}
+	if (w == out) {
+		free(out);
+		*err = nest_error(cat("read ", path, NULL), ENODATA);
+		return NULL;
+	}
+	return out;
+}
+
+/* nest_maps writes the nested user namespace of the child pid its uid
+ * and gid maps: the identity over the container's ids. Only a process of
+ * the parent namespace holding CAP_SETUID and CAP_SETGID there (this one,
+ * the container's root) may write a map of more than one id, on a file
+ * it opened itself (kernel/user_namespace.c, new_idmap_permitted). It
+ * returns NULL or the error. */
+static char *nest_maps(struct launcher *l, pid_t pid)
+{
+	static const char *names[2] = {"uid_map", "gid_map"};
+	char *err = NULL;
+	for (int i = 0; i < 2; i++) {
+		if (!l->idmap[i] && !(l->idmap[i] = identity_map(names[i], &err)))
+			return err;
+		char path[64];
+		snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, names[i]);
+		int fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd < 0)
+			return nest_error(cat("open ", path, NULL), errno);
+		/* The kernel takes a map in one write only. */
+		size_t n = strlen(l->idmap[i]);
+		ssize_t w = write(fd, l->idmap[i], n);
+		int e = w < 0 ? errno : EIO;
+		close(fd);
+		if (w != (ssize_t)n)
+			return nest_error(cat("write ", path, " \"", l->idmap[i], "\"", NULL), e);
+	}
+	return NULL;
+}
+
 static char **str_ptrs(const struct str *ss, uint32_t n)
 {
 	char **v = calloc((size_t)n + 1, sizeof *v);
@@ -672,7 +793,8 @@ static char **str_ptrs(const struct str *ss, uint32_t n)
 }
 
 /* The new process's stack until it execs: one suffices, as CLONE_VFORK
- * holds this process until then. */
+ * holds this process until then (and a nested step's process, forked,
+ * has its own copy). */
 static _Alignas(64) char child_stack[64 << 10];
 
 /* start forks and execs p with stdio as its fds 0, 1 and 2. It returns
@@ -691,7 +813,9 @@ static pid_t start(struct launcher *l, const struct proc *p, const int stdio[3],
 		.mask = &l->initial_mask,
 	};
 	pid_t pid = -1;
-	int e = 0, pipefd[2];
+	int e = 0, pipefd[2], syncfd[2] = {-1, -1}, msg[2] = {FAIL_EXEC, 0};
+	char *nerr = NULL;
+	a.syncfd = -1;
 	/* Strings with NUL bytes cannot be passed: EINVAL, as ForkExec. */
 	int bad = has_nul(&p->dir) || has_nul(&p->path);
 	for (uint32_t i = 0; i < p->nargs; i++)
@@ -700,35 +824,70 @@ static pid_t start(struct launcher *l, const struct proc *p, const int stdio[3],
 		bad |= has_nul(&p->env[i]);
 	if (bad) {
 		e = EINVAL;
+	} else if (p->nest && pipe2(syncfd, O_CLOEXEC) < 0) {
+		nerr = nest_error("pipe", errno);
 	} else if (pipe2(pipefd, O_CLOEXEC) < 0) {
 		e = errno;
 	} else {
 		a.errpipe = pipefd[1];
-		pid = clone(child, child_stack + sizeof child_stack, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
-		if (pid < 0)
+		/* A nested step cannot share this process's memory and hold
+		 * it until exec (vfork): this process writes its maps first,
+		 * while it waits. It forks, with its own user namespace. */
+		int flags = CLONE_VM | CLONE_VFORK | SIGCHLD;
+		if (p->nest) {
+			a.syncfd = syncfd[0];
+			flags = CLONE_NEWUSER | SIGCHLD;
+		}
+		pid = clone(child, child_stack + sizeof child_stack, flags, &a);
+		if (pid < 0 && p->nest)
+			nerr = nest_error("new user namespace", errno);
+		else if (pid < 0)
 			e = errno;
 		close(pipefd[1]);
+		if (pid > 0 && p->nest) {
+			nerr = nest_maps(l, pid);
+			if (!nerr && write(syncfd[1], "", 1) != 1)
+				nerr = nest_error("resume the step", errno);
+			if (nerr) {
+				/* Never run it un-nested: it dies before exec. */
+				kill(pid, SIGKILL);
+				while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+					;
+				pid = -1;
+			}
+		}
 		if (pid > 0) {
 			ssize_t n;
 			do
-				n = read(pipefd[0], &e, sizeof e);
+				n = read(pipefd[0], msg, sizeof msg);
 			while (n < 0 && errno == EINTR);
-			if (n == sizeof e) {
+			if (n == sizeof msg) {
 				/* It failed before exec and exited: collect it
 				 * now, it is no step. */
 				while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
 					;
 				pid = -1;
+				e = msg[1];
+				if (msg[0] == FAIL_SYNC)
+					nerr = nest_error("wait for the maps", e);
+				else if (msg[0] == FAIL_MOUNTNS)
+					nerr = nest_error("new mount namespace", e);
 			} else {
 				e = 0;
 			}
 		}
 		close(pipefd[0]);
 	}
+	if (syncfd[0] >= 0) {
+		close(syncfd[0]);
+		close(syncfd[1]);
+	}
 	free(a.argv);
 	free(a.envp);
 	if (pid < 0)
-		*err = start_error(p, path, e);
+		*err = nerr ? nerr : start_error(p, path, e);
+	else
+		free(nerr);
 	free(path);
 	return pid;
 }

@@ -55,6 +55,12 @@ func main() {
 		out = fmt.Sprint(os.Geteuid())
 	case "true":
 		out = "ok"
+	case "sethostname":
+		out = word(unix.Sethostname([]byte(arg)))
+	case "bind-port":
+		out = bindPort(arg)
+	case "ping-socket":
+		out = pingSocket()
 	default:
 		fmt.Fprintf(os.Stderr, "probe: unknown check %q\n", os.Args[1])
 		os.Exit(2)
@@ -179,4 +185,27 @@ func alloc(arg string) string {
 	}
 	runtime.KeepAlive(chunks)
 	return "ok"
+}
+
+// bindPort binds a TCP socket to 127.0.0.1:port.
+func bindPort(port string) string {
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		return word(err)
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return word(err)
+	}
+	defer unix.Close(fd)
+	return word(unix.Bind(fd, &unix.SockaddrInet4{Port: n, Addr: [4]byte{127, 0, 0, 1}}))
+}
+
+// pingSocket opens an ICMP echo socket (what ping uses without CAP_NET_RAW).
+func pingSocket() string {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMP)
+	if err == nil {
+		unix.Close(fd)
+	}
+	return word(err)
 }

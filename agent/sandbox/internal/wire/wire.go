@@ -57,6 +57,12 @@ type Proc struct {
 	GID  uint32
 	// Groups are the supplementary groups (set, possibly to none).
 	Groups []uint32
+	// Nest starts the step as root of a new user namespace nested in the
+	// container's, with the identity mapping of the container's ids and a
+	// new mount namespace owned by it: a building container's root steps
+	// (see package sandbox's builder.go). The launcher writes the maps
+	// from the container's namespace; a failure fails the step.
+	Nest bool
 }
 
 // Marshal encodes p.
@@ -78,6 +84,11 @@ func (p *Proc) Marshal() []byte {
 	str(p.Dir)
 	b = appendU32(b, p.UID)
 	b = appendU32(b, p.GID)
+	var nest uint32
+	if p.Nest {
+		nest = 1
+	}
+	b = appendU32(b, nest)
 	b = appendU32(b, uint32(len(p.Groups)))
 	for _, g := range p.Groups {
 		b = appendU32(b, g)
@@ -147,6 +158,11 @@ func (p *Proc) Unmarshal(b []byte) error {
 	if p.GID, err = u32(); err != nil {
 		return wrap("decode step: gid", err)
 	}
+	nest, err := u32()
+	if err != nil {
+		return wrap("decode step: nest", err)
+	}
+	p.Nest = nest != 0
 	n, err := u32()
 	if err != nil || uint64(n)*4 != uint64(len(b)) {
 		return wrap("decode step: groups", errShort)

@@ -10,6 +10,7 @@ func TestProcRoundTrip(t *testing.T) {
 	for _, p := range []Proc{
 		{},
 		{Path: "/bin/sh", Args: []string{"/bin/sh", "-c", "echo ü; exit 3", ""}, Env: []string{"A=1", "B="}, Dir: "/workspace", UID: 1000, GID: 1001, Groups: []uint32{5, 1001}},
+		{Path: "/bin/true", UID: 0, Nest: true},
 	} {
 		var got Proc
 		if err := got.Unmarshal(p.Marshal()); err != nil {
