@@ -733,6 +733,12 @@ static char *identity_map(const char *name, char **err)
 			break;
 	}
 	close(fd);
+	if (len == sizeof buf - 1) {
+		/* Never a map cut short: a job's is one line; the kernel's
+		 * longest (340 lines) does not fit, and is refused. */
+		*err = nest_error(cat("read ", path, NULL), E2BIG);
+		return NULL;
+	}
 	buf[len] = 0;
 	char *out = malloc(len + 1), *w = out;
 	if (!out)
