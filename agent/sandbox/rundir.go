@@ -90,6 +90,13 @@ func makeRunDir(dir, stateDir string) error {
 			return fmt.Errorf("sandbox runtime dir: %w", err)
 		}
 	}
+	return writeNote(dir, stateDir)
+}
+
+// writeNote records stateDir in its run dir dir, unless it is there.
+// New writes it again once it holds the users lock: a process that was
+// removing the run dir meanwhile may have taken it.
+func writeNote(dir, stateDir string) error {
 	abs, _ := filepath.Abs(stateDir)
 	note := filepath.Join(dir, "state-dir")
 	if b, err := os.ReadFile(note); err != nil || string(b) != abs+"\n" {
@@ -213,8 +220,11 @@ func (rt *Runtime) sweepRunDirs(ctx context.Context) []string {
 // still there.
 func (rt *Runtime) sweepRunDir(ctx context.Context, dir string) (string, error) {
 	b, err := os.ReadFile(filepath.Join(dir, "state-dir"))
+	if errors.Is(err, os.ErrNotExist) {
+		return "", rt.sweepUnnamedRunDir(ctx, dir)
+	}
 	if err != nil {
-		return "", nil // not a run dir, or one being made
+		return "", nil // not a run dir
 	}
 	l, err := lockfile.TryAcquire(filepath.Join(dir, usersFile))
 	if errors.Is(err, lockfile.ErrLocked) {
@@ -243,6 +253,37 @@ func (rt *Runtime) sweepRunDir(ctx context.Context, dir string) (string, error) 
 		return "", err // not a note makeRunDir wrote
 	}
 	return state, err
+}
+
+// unnamedAge is how old a run dir without its state-dir note must be
+// before a sweep takes it for a dead one: makeRunDir writes the note
+// microseconds after it makes the dir.
+const unnamedAge = time.Minute
+
+// sweepUnnamedRunDir is sweepRunDir for a run dir without its note (one
+// left by a process killed while another was removing it): once it is
+// older than unnamedAge and no live Runtime holds it, its dead containers
+// and namespaces go, and then the dir. Its state dir is unknown, so it is
+// not reported as an orphan.
+func (rt *Runtime) sweepUnnamedRunDir(ctx context.Context, dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil || time.Since(fi.ModTime()) < unnamedAge {
+		return nil
+	}
+	l, err := lockfile.TryAcquire(filepath.Join(dir, usersFile))
+	if errors.Is(err, lockfile.ErrLocked) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer l.Release()
+	if _, err := os.Stat(filepath.Join(dir, "state-dir")); err == nil {
+		return nil // named meanwhile: the next sweep's
+	}
+	err = rt.cleanupRun(ctx, dir)
+	removeRunDirLocked(dir)
+	return err
 }
 
 // privateDir makes sure dir is a directory of this user's that nobody

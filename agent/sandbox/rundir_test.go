@@ -65,7 +65,7 @@ func TestRunDir(t *testing.T) {
 
 // TestSweepRunDirs: the run dir of a state dir that is gone goes, unless a
 // live container (one whose lock is held) is in it; the run dir of a live
-// state dir stays.
+// state dir stays; a run dir without its note goes once it is old enough.
 func TestSweepRunDirs(t *testing.T) {
 	parent := t.TempDir()
 	live := t.TempDir()
@@ -99,9 +99,23 @@ func TestSweepRunDirs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer u.Release()
+	// Without a note (left by a process killed while another removed
+	// it): one old enough is a dead run dir's and goes; a fresh one may
+	// be being made and stays.
+	unnamed := mk("unnamed", "", false)
+	making := mk("making", "", false)
+	for _, d := range []string{unnamed, making} {
+		if err := os.Remove(filepath.Join(d, "state-dir")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-2 * unnamedAge)
+	if err := os.Chtimes(unnamed, old, old); err != nil {
+		t.Fatal(err)
+	}
 	rt := &Runtime{run: mine, log: hclog.NewNullLogger()}
 	orphans := rt.sweepRunDirs(context.Background())
-	for dir, want := range map[string]bool{mine: true, gone: false, busy: true, kept: true, used: true} {
+	for dir, want := range map[string]bool{mine: true, gone: false, busy: true, kept: true, used: true, unnamed: false, making: true} {
 		if _, err := os.Stat(dir); (err == nil) != want {
 			t.Errorf("%s: exists %v, want %v", filepath.Base(dir), err == nil, want)
 		}

@@ -116,6 +116,9 @@ func New(stateDir string, log hclog.Logger) (_ *Runtime, err error) {
 			rt.users.Release()
 		}
 	}()
+	if err = writeNote(run, dir); err != nil {
+		return nil, err
+	}
 	for _, d := range []string{rt.runc, rt.files} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("sandbox runtime dir: %w", err)

@@ -232,20 +232,12 @@ func links(t *testing.T, stateDir string) []string {
 // what the next sandbox's sweep does once the state dir is gone (which
 // also reclaims what a failed test left in it).
 func removeRunDirOf(stateDir string) {
-	run, err := sandbox.RunDir(stateDir)
-	if err != nil {
-		return
+	// Taken and let go as a Runtime's New and Close do: the release
+	// removes the run dir under its lock if nobody uses it and it holds
+	// no container.
+	if release, err := sandbox.Hold(context.Background(), stateDir); err == nil {
+		release()
 	}
-	for _, d := range []string{"runc", "containers", "ns"} {
-		os.Remove(filepath.Join(run, d))
-	}
-	if ents, _ := os.ReadDir(run); len(ents) > 2 {
-		return
-	}
-	for _, f := range []string{"state-dir", "users"} {
-		os.Remove(filepath.Join(run, f))
-	}
-	os.Remove(run)
 }
 
 // TestReclaimOrphansOpensNothing: reclaiming another state dir makes
