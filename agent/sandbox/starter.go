@@ -163,6 +163,10 @@ func (s *spawner) get() (*starterProc, error) {
 	return s.cur, nil
 }
 
+// starterExitWait bounds how long close waits for the starter to finish
+// the starts under way and exit before it kills it.
+const starterExitWait = 30 * time.Second
+
 // close stops the starter (which kills the inits of containers still
 // running) and the spawning thread.
 func (s *spawner) close() {
@@ -176,9 +180,17 @@ func (s *spawner) close() {
 		s.pending = nil
 	}
 	if p := s.cur; p != nil {
+		// End of file on its control socket: the starter finishes the
+		// starts under way (one whose caller gave up takes its container
+		// back) and exits, its containers' inits with it. Killed only
+		// if it does not.
 		p.ctl.Close()
-		_ = p.cmd.Process.Kill()
-		<-p.exited
+		select {
+		case <-p.exited:
+		case <-time.After(starterExitWait):
+			_ = p.cmd.Process.Kill()
+			<-p.exited
+		}
 		s.cur = nil
 	}
 	close(s.reqs)

@@ -103,3 +103,33 @@ func TestStarterNotReady(t *testing.T) {
 		t.Log(err)
 	}
 }
+
+// TestCloseLetsStarterFinish: Close ends the starter by closing its
+// control socket, and the starter exits by itself once the starts under
+// way are done (one whose caller gave up takes its container back), with
+// its containers' inits. Killed in the middle of a start, it left the
+// container's init setup process waiting to be started, for good (a
+// rootless job timed out while its container started, on the v2 lane).
+// The control: a live container's init still dies with the starter.
+func TestCloseLetsStarterFinish(t *testing.T) {
+	rt, _ := newRuntime(t)
+	c := start(t, rt, Spec{ID: "live", Rootfs: rootfs(t)})
+	p, err := rt.starter.get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st := p.cmd.ProcessState
+	if st == nil || !st.Exited() || st.ExitCode() != 0 {
+		t.Errorf("starter ended with %v, want an exit of its own (status 0)", st)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for alive(c.Pid()) {
+		if time.Now().After(deadline) {
+			t.Fatal("a container's init outlived its starter's exit")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"sync"
 
 	// Registers the devices cgroup driver; without it device rules fail.
 	_ "github.com/opencontainers/cgroups/devices"
@@ -96,15 +97,22 @@ func Serve(ctl int) error {
 			}
 		}()
 	}
+	// Starts under way when the agent closes the socket finish first:
+	// one whose agent gave up (its reply fails) takes its container
+	// back, which a starter killed mid-start could not (an init left
+	// waiting to be started, for good).
+	var inflight sync.WaitGroup
 	for {
 		conn, initCtl, err := recvStart(ctl)
-		if err != nil {
+		if err != nil || conn < 0 {
+			inflight.Wait()
 			return err
 		}
-		if conn < 0 {
-			return nil
-		}
-		go handle(work, conn, initCtl)
+		inflight.Add(1)
+		go func() {
+			defer inflight.Done()
+			handle(work, conn, initCtl)
+		}()
 	}
 }
 
