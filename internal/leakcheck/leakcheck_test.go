@@ -303,6 +303,16 @@ func TestOrphanInStateDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Kill(pid, unix.SIGKILL)
+	// $! is known before the background job has run its cd: wait until
+	// it is in the state dir (a Check before that rightly found nothing).
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err == nil && cwd == work {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d never got to %s", pid, work)
+		}
+	}
 	// The sleep's parent has exited: it is no longer our descendant
 	// unless this process is a subreaper, which the test is not.
 	expectLeak(t, s, fmt.Sprintf("new process (1): pid %d ", pid))
