@@ -59,10 +59,11 @@ func inMemory(dir string) bool {
 	return st.Type == unix.TMPFS_MAGIC || st.Type == unix.RAMFS_MAGIC
 }
 
-// makeRunDir creates dir (from RunDir) and records stateDir in it for
-// whoever wonders whose it is. jobrun's directory in a world-writable
-// /dev/shm must be root's alone: one made by someone else is refused.
-func makeRunDir(dir, stateDir string) error {
+// makeRunDir creates dir (from RunDir). jobrun's directory in a
+// world-writable /dev/shm must be root's alone: one made by someone else
+// is refused. The caller records its state dir in it (writeNote) once it
+// holds the users lock.
+func makeRunDir(dir string) error {
 	for _, b := range runBases {
 		if !strings.HasPrefix(dir, b.top+"/") {
 			continue
@@ -90,12 +91,13 @@ func makeRunDir(dir, stateDir string) error {
 			return fmt.Errorf("sandbox runtime dir: %w", err)
 		}
 	}
-	return writeNote(dir, stateDir)
+	return nil
 }
 
-// writeNote records stateDir in its run dir dir, unless it is there.
-// New writes it again once it holds the users lock: a process that was
-// removing the run dir meanwhile may have taken it.
+// writeNote records stateDir in its run dir dir, unless it is there, for
+// whoever wonders whose it is (sweepRunDir). It is written under the
+// users lock: a process that was removing the run dir before the lock
+// was had may have taken the note with it.
 func writeNote(dir, stateDir string) error {
 	abs, _ := filepath.Abs(stateDir)
 	note := filepath.Join(dir, "state-dir")
@@ -122,12 +124,16 @@ func Hold(ctx context.Context, stateDir string) (release func(), err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := makeRunDir(run, stateDir); err != nil {
+	if err := makeRunDir(run); err != nil {
 		return nil, err
 	}
 	l, err := lockfile.AcquireShared(ctx, filepath.Join(run, usersFile))
 	if err != nil {
 		return nil, fmt.Errorf("sandbox runtime dir: %w", err)
+	}
+	if err := writeNote(run, stateDir); err != nil {
+		l.Release()
+		return nil, err
 	}
 	return func() {
 		l.Release()

@@ -137,7 +137,10 @@ func TestSweepRunDirs(t *testing.T) {
 func TestCloseRemovesRunDirDuringOthersSweep(t *testing.T) {
 	mk := func() string {
 		dir := filepath.Join(t.TempDir(), "run")
-		if err := makeRunDir(dir, t.TempDir()); err != nil {
+		if err := makeRunDir(dir); err != nil {
+			t.Fatal(err)
+		}
+		if err := writeNote(dir, t.TempDir()); err != nil {
 			t.Fatal(err)
 		}
 		for _, d := range []string{"runc", "containers"} {

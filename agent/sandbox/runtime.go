@@ -103,7 +103,7 @@ func New(stateDir string, log hclog.Logger) (_ *Runtime, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("sandbox state dir: %w", err)
 	}
-	if err := makeRunDir(run, dir); err != nil {
+	if err := makeRunDir(run); err != nil {
 		return nil, err
 	}
 	// Held until Close: another process's Cleanup leaves this run dir to
